@@ -1,0 +1,25 @@
+import { Command, CommanderError } from "commander";
+import { registerServeCommand } from "./serve.js";
+
+export function buildProgram(): Command {
+  const program = new Command()
+    .name("flotilla")
+    .description("One controller that makes a fleet of accelerators behave as one device, behind an OpenAI-compatible API.")
+    .showHelpAfterError("(run flotilla --help for usage)")
+    .exitOverride();
+  registerServeCommand(program);
+  return program;
+}
+
+export async function main(argv: readonly string[]): Promise<void> {
+  try {
+    await buildProgram().parseAsync(argv);
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      process.exitCode = err.exitCode;
+      return;
+    }
+    process.stderr.write(`flotilla: ${(err as Error).message}\n`);
+    process.exitCode = 1;
+  }
+}

@@ -1,0 +1,124 @@
+import { readFile } from "node:fs/promises";
+import { basename, dirname, resolve } from "node:path";
+import type { Command } from "commander";
+import { InvalidArgumentError } from "commander";
+import { parse as parseYaml } from "yaml";
+import { buildFleet } from "../fleet/build.js";
+import { parseFleetConfig, type FleetConfig } from "../fleet/config.js";
+import { createGateway } from "../gateway/server.js";
+import { ensureDefaultModel } from "../gguf/default-model.js";
+import { policies } from "../scheduler/policies.js";
+
+interface ServeOptions {
+  model?: string;
+  config?: string;
+  port?: number;
+  host?: string;
+  parallel?: number;
+  context?: number;
+  policy?: string;
+  logLevel: "fatal" | "error" | "warn" | "info" | "debug" | "trace" | "silent";
+}
+
+const DEFAULT_PORT = 8080;
+const DEFAULT_HOST = "127.0.0.1";
+
+export function registerServeCommand(program: Command): void {
+  program
+    .command("serve")
+    .description("serve models behind an OpenAI-compatible API (with no options: a built-in tiny model)")
+    .option("-m, --model <path>", "serve one GGUF file with the local engine")
+    .option("-c, --config <file>", "serve the fleet described in a YAML fleet file")
+    .option("-p, --port <n>", `port to listen on (default ${DEFAULT_PORT})`, intArg("port", 0, 65535))
+    .option("--host <addr>", `address to bind (default ${DEFAULT_HOST})`)
+    .option("--parallel <n>", "sequences generated at once per local replica (with --model)", intArg("parallel", 1, 256))
+    .option("--context <n>", "context window per sequence, in tokens (with --model)", intArg("context", 16, 1 << 20))
+    .option("--policy <name>", `routing policy: ${Object.keys(policies).join(", ")}`)
+    .option("--log-level <level>", "fatal, error, warn, info, debug, trace or silent", "warn")
+    .action(async (opts: ServeOptions) => {
+      await serve(opts);
+    });
+}
+
+async function serve(opts: ServeOptions): Promise<void> {
+  if (opts.model !== undefined && opts.config !== undefined) {
+    throw new Error("give either --model or --config, not both");
+  }
+  const { config, baseDir } = await loadConfig(opts);
+  const policyName = opts.policy ?? config.server.policy ?? "least-loaded";
+  const policy = policies[policyName];
+  if (policy === undefined) throw new Error(`unknown policy "${policyName}"; known: ${Object.keys(policies).join(", ")}`);
+
+  const fleet = buildFleet(config, { baseDir, env: process.env });
+  const app = createGateway({
+    fleet,
+    policy,
+    logLevel: opts.logLevel,
+    ...(config.server.body_limit_bytes === undefined ? {} : { bodyLimit: config.server.body_limit_bytes }),
+  });
+  await fleet.start((replica, err) => {
+    process.stderr.write(`flotilla: replica ${replica.id} did not start: ${(err as Error).message}\n`);
+  });
+  const host = opts.host ?? config.server.host ?? DEFAULT_HOST;
+  const port = opts.port ?? config.server.port ?? DEFAULT_PORT;
+  const address = await app.listen({ host, port });
+
+  const lines = [...fleet.models()].map((m) => {
+    const ready = m.replicas.filter((r) => r.engine.isReady()).length;
+    return `  ${m.name}: ${ready}/${m.replicas.length} replicas ready`;
+  });
+  process.stdout.write(`flotilla listening on ${address}\n${lines.join("\n")}\n`);
+
+  const stop = (): void => {
+    process.stdout.write("flotilla: shutting down\n");
+    void app.close().then(() => process.exit(0));
+  };
+  process.once("SIGINT", stop);
+  process.once("SIGTERM", stop);
+}
+
+async function loadConfig(opts: ServeOptions): Promise<{ config: FleetConfig; baseDir: string }> {
+  if (opts.config !== undefined) {
+    const path = resolve(opts.config);
+    const text = await readFile(path, "utf8").catch((err: NodeJS.ErrnoException) => {
+      throw new Error(`cannot read fleet file ${path}: ${err.code === "ENOENT" ? "no such file" : err.message}`);
+    });
+    return { config: parseFleetConfig(parseYaml(text), path), baseDir: dirname(path) };
+  }
+  let path = opts.model;
+  if (path === undefined) {
+    const { path: defaultPath, created } = await ensureDefaultModel();
+    path = defaultPath;
+    process.stdout.write(banner(path, created));
+  }
+  const name = basename(path).replace(/\.gguf$/i, "");
+  const replica = {
+    engine: "local" as const,
+    path: resolve(path),
+    ...(opts.parallel === undefined ? {} : { parallel: opts.parallel }),
+    ...(opts.context === undefined ? {} : { context: opts.context }),
+  };
+  return { config: parseFleetConfig({ models: [{ name, replicas: [replica] }] }), baseDir: process.cwd() };
+}
+
+function banner(path: string, created: boolean): string {
+  return [
+    "",
+    "  ┌────────────────────────────────────────────────────────────────────┐",
+    "  │ Serving Flotilla's built-in tiny model: random weights, so its      │",
+    "  │ output is gibberish by design. It proves the whole path works.      │",
+    "  │ Serve a real model with:  flotilla serve --model PATH.gguf          │",
+    "  └────────────────────────────────────────────────────────────────────┘",
+    `  model file: ${path}${created ? " (written just now)" : ""}`,
+    "",
+    "",
+  ].join("\n");
+}
+
+function intArg(name: string, min: number, max: number): (value: string) => number {
+  return (value) => {
+    const n = Number(value);
+    if (!Number.isInteger(n) || n < min || n > max) throw new InvalidArgumentError(`${name} must be an integer from ${min} to ${max}`);
+    return n;
+  };
+}

@@ -1,0 +1,47 @@
+/** What one generation asks for, independent of HTTP and of any engine. */
+
+export type ChatRole = "system" | "developer" | "user" | "assistant" | "tool";
+
+export interface ChatMessage {
+  readonly role: ChatRole;
+  readonly content: string;
+}
+
+export type Prompt =
+  | { readonly kind: "chat"; readonly messages: readonly ChatMessage[] }
+  | { readonly kind: "text"; readonly text: string };
+
+export interface Sampling {
+  /** Upper bound on generated tokens; absent means "until the context is full". */
+  readonly maxTokens?: number;
+  readonly temperature?: number;
+  readonly topP?: number;
+  readonly seed?: number;
+  readonly stop?: readonly string[];
+}
+
+export interface GenerationRequest {
+  readonly id: string;
+  readonly prompt: Prompt;
+  readonly sampling: Sampling;
+}
+
+export type FinishReason = "stop" | "length";
+
+export interface TokenUsage {
+  readonly promptTokens: number;
+  readonly completionTokens: number;
+  /** Prompt tokens served from the engine's KV cache instead of recomputed. */
+  readonly cachedTokens: number;
+}
+
+export interface GenerationResult {
+  readonly finishReason: FinishReason;
+  readonly usage: TokenUsage;
+}
+
+/** Flattens a prompt into text, for engines and estimates that need one string. */
+export function promptText(prompt: Prompt): string {
+  if (prompt.kind === "text") return prompt.text;
+  return prompt.messages.map((m) => m.content).join("\n");
+}

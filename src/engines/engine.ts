@@ -1,0 +1,39 @@
+import type { GenerationRequest, GenerationResult, Prompt } from "../core/request.js";
+
+export type EngineKind = "local" | "openai" | "sim";
+
+/** A replica's load as the router sees it. */
+export interface EngineLoad {
+  /** Sequences generating now. */
+  readonly active: number;
+  /** Requests accepted but waiting for a free sequence. */
+  readonly queued: number;
+  /** Sequences the engine runs at once. */
+  readonly slots: number;
+  /** Waiting requests the engine accepts before it refuses with `overloaded`. */
+  readonly maxQueue: number;
+}
+
+/** Receives generated text as the engine produces it; called synchronously, never with "". */
+export type TextSink = (text: string) => void;
+
+/**
+ * Every executor (in-process llama.cpp, a remote OpenAI-compatible server, a
+ * simulated accelerator) implements this; the scheduler cannot tell them apart.
+ *
+ * `generate` resolves once generation ends, having pushed every piece of text
+ * to `onText`; it rejects with a FlotillaError. Aborting `signal` stops the
+ * work at once and frees its slot; the promise then rejects with `cancelled`.
+ */
+export interface Engine {
+  readonly kind: EngineKind;
+  /** Context window in tokens, when the engine knows it. */
+  readonly contextSize: number | undefined;
+  start(): Promise<void>;
+  isReady(): boolean;
+  load(): EngineLoad;
+  /** Exact prompt length in tokens where the tokenizer is at hand; undefined otherwise. */
+  countPromptTokens(prompt: Prompt): number | undefined;
+  generate(request: GenerationRequest, onText: TextSink, signal: AbortSignal): Promise<GenerationResult>;
+  close(): Promise<void>;
+}

@@ -1,0 +1,214 @@
+import { Pool, errors as undiciErrors } from "undici";
+import { FlotillaError } from "../core/errors.js";
+import type { FinishReason, GenerationRequest, GenerationResult } from "../core/request.js";
+import type { Engine, EngineLoad, TextSink } from "./engine.js";
+import { SlotPool } from "./slots.js";
+import { SseLineDecoder } from "./sse-decoder.js";
+
+export interface OpenAIEngineOptions {
+  /** Server root, e.g. http://gpu-7:8000 (llama-server, vLLM, SGLang, Ollama). */
+  readonly url: string;
+  /** The model name the upstream server knows. */
+  readonly upstreamModel: string;
+  readonly apiKey?: string;
+  /** Requests sent at once; more wait here, up to maxQueue. */
+  readonly parallel?: number;
+  readonly maxQueue?: number;
+  readonly contextSize?: number;
+  /** Keep-alive connections kept open to the server. */
+  readonly connections?: number;
+  readonly probeIntervalMs?: number;
+  readonly requestTimeoutMs?: number;
+}
+
+type UpstreamChunk = {
+  choices?: { delta?: { content?: string | null }; text?: string; finish_reason?: string | null }[];
+  usage?: { prompt_tokens?: number; completion_tokens?: number; prompt_tokens_details?: { cached_tokens?: number } | null } | null;
+  error?: { message?: string } | string;
+};
+
+/**
+ * Any OpenAI-compatible server. Streams over SSE through a pooled keep-alive
+ * client; readiness comes from /health where the server has it, else /v1/models.
+ */
+export class OpenAIEngine implements Engine {
+  readonly kind = "openai";
+  readonly contextSize: number | undefined;
+  readonly #opts: OpenAIEngineOptions;
+  readonly #pool: Pool;
+  readonly #slots: SlotPool<number>;
+  readonly #headers: Record<string, string>;
+  #ready = false;
+  #probeTimer: NodeJS.Timeout | undefined;
+  #closed = false;
+
+  constructor(opts: OpenAIEngineOptions) {
+    this.#opts = opts;
+    this.contextSize = opts.contextSize;
+    const origin = new URL(opts.url);
+    this.#pool = new Pool(origin.origin, {
+      connections: opts.connections ?? 32,
+      keepAliveTimeout: 30_000,
+      headersTimeout: opts.requestTimeoutMs ?? 60_000,
+      bodyTimeout: opts.requestTimeoutMs ?? 60_000,
+    });
+    const parallel = opts.parallel ?? 64;
+    this.#slots = new SlotPool(Array.from({ length: parallel }, (_, i) => i), opts.maxQueue ?? 256);
+    this.#headers = { "content-type": "application/json", accept: "text/event-stream" };
+    if (opts.apiKey !== undefined) this.#headers.authorization = `Bearer ${opts.apiKey}`;
+  }
+
+  async start(): Promise<void> {
+    this.#ready = await this.#probe();
+    this.#probeTimer = setInterval(() => {
+      void this.#probe().then((ok) => {
+        if (!this.#closed) this.#ready = ok;
+      });
+    }, this.#opts.probeIntervalMs ?? 5_000);
+    this.#probeTimer.unref();
+  }
+
+  isReady(): boolean {
+    return this.#ready && !this.#closed;
+  }
+
+  load(): EngineLoad {
+    const s = this.#slots;
+    return { active: s.active, queued: s.queued, slots: s.size, maxQueue: s.maxQueue };
+  }
+
+  countPromptTokens(): number | undefined {
+    return undefined;
+  }
+
+  async generate(request: GenerationRequest, onText: TextSink, signal: AbortSignal): Promise<GenerationResult> {
+    if (this.#closed) throw new FlotillaError("engine_unavailable", "the engine is shut down");
+    const slot = await this.#slots.acquire(signal);
+    try {
+      return await this.#stream(request, onText, signal);
+    } catch (err) {
+      if (signal.aborted) throw new FlotillaError("cancelled", "generation was cancelled", { cause: err });
+      if (err instanceof FlotillaError) throw err;
+      if (isConnectionError(err)) {
+        this.#ready = false;
+        throw new FlotillaError("engine_unavailable", `cannot reach ${this.#opts.url}: ${(err as Error).message}`, { cause: err });
+      }
+      throw new FlotillaError("engine_error", `upstream ${this.#opts.url} failed: ${(err as Error).message}`, { cause: err });
+    } finally {
+      this.#slots.release(slot);
+    }
+  }
+
+  async #stream(request: GenerationRequest, onText: TextSink, signal: AbortSignal): Promise<GenerationResult> {
+    const { prompt } = request;
+    const res = await this.#pool.request({
+      method: "POST",
+      path: prompt.kind === "chat" ? "/v1/chat/completions" : "/v1/completions",
+      headers: { ...this.#headers, "x-request-id": request.id },
+      body: JSON.stringify(this.#body(request)),
+      signal,
+    });
+    if (res.statusCode !== 200) {
+      const text = await res.body.text();
+      throw upstreamError(res.statusCode, text);
+    }
+    let finish: FinishReason | undefined;
+    let usage: UpstreamChunk["usage"];
+    let completionChars = 0;
+    const decoder = new SseLineDecoder();
+    const onData = (data: string): void => {
+      if (data === "[DONE]") return;
+      const chunk = JSON.parse(data) as UpstreamChunk;
+      if (chunk.error !== undefined) {
+        const message = typeof chunk.error === "string" ? chunk.error : (chunk.error.message ?? "unknown error");
+        throw new FlotillaError("engine_error", `upstream error mid-stream: ${message}`);
+      }
+      const choice = chunk.choices?.[0];
+      if (choice !== undefined) {
+        const text = prompt.kind === "chat" ? choice.delta?.content : choice.text;
+        if (typeof text === "string" && text.length > 0) {
+          completionChars += text.length;
+          onText(text);
+        }
+        if (choice.finish_reason != null) finish = choice.finish_reason === "length" ? "length" : "stop";
+      }
+      if (chunk.usage != null) usage = chunk.usage;
+    };
+    for await (const bytes of res.body) decoder.push(bytes as Buffer, onData);
+    if (finish === undefined) {
+      throw new FlotillaError("engine_error", `upstream ${this.#opts.url} closed the stream before it finished`);
+    }
+    return {
+      finishReason: finish,
+      usage: {
+        promptTokens: usage?.prompt_tokens ?? 0,
+        // A server that sends no usage still streamed text; never report zero for it.
+        completionTokens: usage?.completion_tokens ?? Math.ceil(completionChars / 4),
+        cachedTokens: usage?.prompt_tokens_details?.cached_tokens ?? 0,
+      },
+    };
+  }
+
+  #body(request: GenerationRequest): Record<string, unknown> {
+    const { prompt, sampling } = request;
+    const body: Record<string, unknown> = {
+      model: this.#opts.upstreamModel,
+      stream: true,
+      stream_options: { include_usage: true },
+    };
+    if (prompt.kind === "chat") body.messages = prompt.messages;
+    else body.prompt = prompt.text;
+    if (sampling.maxTokens !== undefined) body.max_tokens = sampling.maxTokens;
+    if (sampling.temperature !== undefined) body.temperature = sampling.temperature;
+    if (sampling.topP !== undefined) body.top_p = sampling.topP;
+    if (sampling.seed !== undefined) body.seed = sampling.seed;
+    if (sampling.stop !== undefined && sampling.stop.length > 0) body.stop = sampling.stop;
+    return body;
+  }
+
+  /** Ready when /health says 200, or, for servers without it (Ollama), /v1/models does. */
+  async #probe(): Promise<boolean> {
+    for (const path of ["/health", "/v1/models"]) {
+      try {
+        const res = await this.#pool.request({ method: "GET", path, headers: this.#headers, signal: AbortSignal.timeout(2_000) });
+        await res.body.dump();
+        if (res.statusCode === 200) return true;
+        if (res.statusCode === 503) return false; // loading: /health is authoritative
+      } catch {
+        return false;
+      }
+    }
+    return false;
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+    clearInterval(this.#probeTimer);
+    this.#slots.rejectWaiters(new FlotillaError("engine_unavailable", "the engine is shutting down"));
+    await this.#pool.close();
+  }
+}
+
+function isConnectionError(err: unknown): boolean {
+  if (err instanceof undiciErrors.SocketError || err instanceof undiciErrors.ConnectTimeoutError) return true;
+  const code = (err as { code?: string }).code;
+  return code === "ECONNREFUSED" || code === "ECONNRESET" || code === "EHOSTUNREACH" || code === "ENOTFOUND";
+}
+
+/** Maps an upstream HTTP error to the gateway's vocabulary, keeping its message. */
+function upstreamError(status: number, body: string): FlotillaError {
+  let message = body.slice(0, 500);
+  try {
+    const parsed = JSON.parse(body) as { error?: { message?: string } | string; message?: string };
+    const e = parsed.error;
+    message = (typeof e === "string" ? e : e?.message) ?? parsed.message ?? message;
+  } catch {
+    // not JSON: keep the text
+  }
+  if (status === 400 && /context|too long|maximum.*length/i.test(message)) {
+    return new FlotillaError("context_length_exceeded", message, { param: "messages" });
+  }
+  if (status === 429) return new FlotillaError("overloaded", `upstream is overloaded: ${message}`, { retryAfterS: 1 });
+  if (status >= 400 && status < 500) return new FlotillaError("invalid_request", `upstream rejected the request (${status}): ${message}`);
+  return new FlotillaError("engine_error", `upstream failed (${status}): ${message}`);
+}

@@ -1,0 +1,47 @@
+import { isAbsolute, resolve } from "node:path";
+import type { Engine } from "../engines/engine.js";
+import { LocalEngine } from "../engines/local.js";
+import { OpenAIEngine } from "../engines/openai.js";
+import { ConfigError, type FleetConfig, type ReplicaConfig } from "./config.js";
+import { Fleet, type Replica } from "./fleet.js";
+
+/** Turns a validated fleet file into engines; nothing is started yet. */
+export function buildFleet(config: FleetConfig, opts: { baseDir: string; env: NodeJS.ProcessEnv }): Fleet {
+  return new Fleet(
+    config.models.map((m) => {
+      const replicas: Replica[] = [];
+      for (const rc of m.replicas) {
+        for (let i = 0; i < rc.count; i++) {
+          replicas.push({ id: `${m.name}/${replicas.length}`, model: m.name, engine: engineFor(rc, m.name, opts) });
+        }
+      }
+      return { name: m.name, replicas };
+    }),
+  );
+}
+
+function engineFor(rc: ReplicaConfig, modelName: string, opts: { baseDir: string; env: NodeJS.ProcessEnv }): Engine {
+  if (rc.engine === "local") {
+    return new LocalEngine({
+      modelPath: isAbsolute(rc.path) ? rc.path : resolve(opts.baseDir, rc.path),
+      parallel: rc.parallel,
+      maxQueue: rc.max_queue,
+      ...(rc.context === undefined ? {} : { contextSize: rc.context }),
+      ...(rc.threads === undefined ? {} : { threads: rc.threads }),
+    });
+  }
+  let apiKey: string | undefined;
+  if (rc.api_key_env !== undefined) {
+    apiKey = opts.env[rc.api_key_env];
+    if (apiKey === undefined) throw new ConfigError(`model ${modelName}: environment variable ${rc.api_key_env} (api_key_env) is not set`);
+  }
+  return new OpenAIEngine({
+    url: rc.url,
+    upstreamModel: rc.upstream_model ?? modelName,
+    parallel: rc.parallel,
+    maxQueue: rc.max_queue,
+    requestTimeoutMs: rc.timeout_ms,
+    ...(apiKey === undefined ? {} : { apiKey }),
+    ...(rc.context === undefined ? {} : { contextSize: rc.context }),
+  });
+}

@@ -1,0 +1,85 @@
+import { z } from "zod";
+
+/**
+ * The fleet file: which models the gateway serves and the replicas behind
+ * each. Parsed strictly, so a typo in a key is an error that names the key
+ * rather than a silently ignored setting.
+ */
+
+const count = z.number().int().min(1).max(1024).default(1);
+
+const localReplica = z
+  .object({
+    engine: z.literal("local"),
+    /** A GGUF file; relative paths resolve against the fleet file's folder. */
+    path: z.string().min(1),
+    parallel: z.number().int().min(1).max(256).default(4),
+    context: z.number().int().min(16).optional(),
+    max_queue: z.number().int().min(0).default(64),
+    threads: z.number().int().min(1).optional(),
+    count,
+  })
+  .strict();
+
+const openaiReplica = z
+  .object({
+    engine: z.literal("openai"),
+    url: z.string().url(),
+    /** The name the upstream server knows the model by; defaults to the model's name. */
+    upstream_model: z.string().min(1).optional(),
+    /** Name of the environment variable holding the upstream API key (keys stay out of files). */
+    api_key_env: z.string().min(1).optional(),
+    parallel: z.number().int().min(1).max(4096).default(64),
+    context: z.number().int().min(16).optional(),
+    max_queue: z.number().int().min(0).default(256),
+    timeout_ms: z.number().int().min(100).default(60_000),
+    count,
+  })
+  .strict();
+
+export const replicaConfig = z.discriminatedUnion("engine", [localReplica, openaiReplica]);
+
+export const modelConfig = z
+  .object({
+    name: z.string().min(1).regex(/^[\w.:/-]+$/, "use letters, digits and . _ : / - only"),
+    replicas: z.array(replicaConfig).min(1),
+  })
+  .strict();
+
+export const fleetConfig = z
+  .object({
+    server: z
+      .object({
+        host: z.string().min(1).optional(),
+        port: z.number().int().min(0).max(65535).optional(),
+        policy: z.string().min(1).optional(),
+        body_limit_bytes: z.number().int().min(1024).optional(),
+      })
+      .strict()
+      .default({}),
+    models: z.array(modelConfig).min(1),
+  })
+  .strict()
+  .superRefine((cfg, ctx) => {
+    const seen = new Set<string>();
+    cfg.models.forEach((m, i) => {
+      if (seen.has(m.name)) ctx.addIssue({ code: "custom", path: ["models", i, "name"], message: `model "${m.name}" is listed twice` });
+      seen.add(m.name);
+    });
+  });
+
+export type FleetConfig = z.infer<typeof fleetConfig>;
+export type ModelConfig = z.infer<typeof modelConfig>;
+export type ReplicaConfig = z.infer<typeof replicaConfig>;
+
+export class ConfigError extends Error {
+  override readonly name = "ConfigError";
+}
+
+/** Validates a parsed fleet file; errors list every problem with its path. */
+export function parseFleetConfig(raw: unknown, source = "fleet file"): FleetConfig {
+  const result = fleetConfig.safeParse(raw);
+  if (result.success) return result.data;
+  const lines = result.error.issues.map((issue) => `  ${issue.path.length > 0 ? issue.path.join(".") : "(top level)"}: ${issue.message}`);
+  throw new ConfigError(`${source} is not valid:\n${lines.join("\n")}`);
+}

@@ -1,0 +1,69 @@
+import type { Engine } from "../engines/engine.js";
+import type { Candidate } from "../scheduler/pipeline.js";
+
+/** One engine serving one model, as the controller tracks it. */
+export interface Replica {
+  /** Stable name, e.g. "llama-8b/0", used in logs, usage rows and metrics. */
+  readonly id: string;
+  readonly model: string;
+  readonly engine: Engine;
+}
+
+export interface ServedModel {
+  readonly name: string;
+  readonly replicas: readonly Replica[];
+}
+
+/** The controller's view of everything it serves. */
+export class Fleet {
+  readonly #models: ReadonlyMap<string, ServedModel>;
+
+  constructor(models: readonly ServedModel[]) {
+    this.#models = new Map(models.map((m) => [m.name, m]));
+  }
+
+  models(): IterableIterator<ServedModel> {
+    return this.#models.values();
+  }
+
+  model(name: string): ServedModel | undefined {
+    return this.#models.get(name);
+  }
+
+  replicas(): Replica[] {
+    return [...this.#models.values()].flatMap((m) => m.replicas);
+  }
+
+  /** True when at least one replica of any model can take work. */
+  anyReady(): boolean {
+    return this.replicas().some((r) => r.engine.isReady());
+  }
+
+  /**
+   * Starts every engine at once. A replica that fails to start stays
+   * not-ready and is reported; the fleet serves with the rest.
+   */
+  async start(onError: (replica: Replica, err: unknown) => void): Promise<void> {
+    await Promise.all(this.replicas().map((r) => r.engine.start().catch((err: unknown) => onError(r, err))));
+  }
+
+  async close(): Promise<void> {
+    await Promise.allSettled(this.replicas().map((r) => r.engine.close()));
+  }
+}
+
+/** The router's snapshot of one model's replicas. */
+export function candidatesOf(model: ServedModel): Candidate[] {
+  return model.replicas.map((r, index) => {
+    const load = r.engine.load();
+    return {
+      index,
+      ready: r.engine.isReady(),
+      active: load.active,
+      queued: load.queued,
+      slots: load.slots,
+      maxQueue: load.maxQueue,
+      contextSize: r.engine.contextSize,
+    };
+  });
+}

@@ -1,0 +1,109 @@
+import { FlotillaError } from "../core/errors.js";
+import type { GenerationRequest, GenerationResult } from "../core/request.js";
+import type { TextSink } from "../engines/engine.js";
+import { candidatesOf, type Fleet, type Replica, type ServedModel } from "../fleet/fleet.js";
+import { route, type Candidate, type Policy, type RejectReason, type RouteRequest } from "../scheduler/pipeline.js";
+
+export interface Dispatched extends GenerationResult {
+  readonly replica: Replica;
+}
+
+/** Failures another replica may not share; anything else is the request's own fault. */
+const retryable = new Set(["engine_unavailable", "engine_error", "overloaded"]);
+
+/**
+ * Runs one request on the fleet: the router's decision, the engine call, and
+ * a retry on another replica when one fails before its first token.
+ */
+export class Dispatcher {
+  readonly #fleet: Fleet;
+  readonly #policy: Policy;
+  readonly #maxAttempts: number;
+  readonly #random: () => number;
+
+  constructor(fleet: Fleet, policy: Policy, opts: { maxAttempts?: number; random?: () => number } = {}) {
+    this.#fleet = fleet;
+    this.#policy = policy;
+    this.#maxAttempts = opts.maxAttempts ?? 3;
+    this.#random = opts.random ?? Math.random;
+  }
+
+  get policy(): Policy {
+    return this.#policy;
+  }
+
+  model(name: string): ServedModel {
+    const model = this.#fleet.model(name);
+    if (model === undefined) {
+      const known = [...this.#fleet.models()].map((m) => m.name).join(", ");
+      throw new FlotillaError("model_not_found", `model "${name}" is not served here; GET /v1/models lists the models (${known})`, { param: "model" });
+    }
+    return model;
+  }
+
+  /** `onAttempt` hears of each replica tried, before it produces anything. */
+  async run(
+    model: ServedModel,
+    request: GenerationRequest,
+    onText: TextSink,
+    signal: AbortSignal,
+    onAttempt?: (replica: Replica) => void,
+  ): Promise<Dispatched> {
+    const routeRequest: RouteRequest = {
+      promptTokens: countPromptTokens(model, request),
+      maxTokens: request.sampling.maxTokens,
+    };
+    const failed = new Set<number>();
+    let lastError: unknown;
+    let emitted = false;
+    const sink: TextSink = (text) => {
+      emitted = true;
+      onText(text);
+    };
+    for (let attempt = 0; attempt < this.#maxAttempts; attempt++) {
+      const candidates = candidatesOf(model).map((c) => (failed.has(c.index) ? { ...c, ready: false } : c));
+      const outcome = route(this.#policy, routeRequest, candidates, this.#random);
+      if (!outcome.ok) throw lastError ?? rejection(outcome.reason, model, routeRequest, candidates, request.prompt.kind === "chat" ? "messages" : "prompt");
+      const replica = model.replicas[outcome.index]!;
+      onAttempt?.(replica);
+      try {
+        const result = await replica.engine.generate(request, sink, signal);
+        return { ...result, replica };
+      } catch (err) {
+        const code = err instanceof FlotillaError ? err.code : "engine_error";
+        if (emitted || signal.aborted || !retryable.has(code)) throw err;
+        failed.add(outcome.index);
+        lastError = err;
+      }
+    }
+    throw lastError;
+  }
+}
+
+/** Counted once with the first replica that has the tokenizer at hand. */
+function countPromptTokens(model: ServedModel, request: GenerationRequest): number | undefined {
+  for (const r of model.replicas) {
+    if (!r.engine.isReady()) continue;
+    const n = r.engine.countPromptTokens(request.prompt);
+    if (n !== undefined) return n;
+  }
+  return undefined;
+}
+
+function rejection(reason: RejectReason, model: ServedModel, r: RouteRequest, candidates: readonly Candidate[], param: string): FlotillaError {
+  switch (reason) {
+    case "no_ready_replica":
+      return new FlotillaError("no_ready_replica", `no replica of model "${model.name}" is ready; retry shortly`, { retryAfterS: 5 });
+    case "overloaded":
+      return new FlotillaError("overloaded", `every replica of model "${model.name}" is at its queue limit; retry shortly`, { retryAfterS: 1 });
+    case "context_length_exceeded": {
+      const window = Math.max(...candidates.map((c) => c.contextSize ?? 0));
+      const asked = r.maxTokens === undefined ? "" : ` plus max_tokens ${r.maxTokens}`;
+      return new FlotillaError(
+        "context_length_exceeded",
+        `this model's context window is ${window} tokens; the prompt is ${r.promptTokens} tokens${asked}. Shorten the prompt or lower max_tokens`,
+        { param },
+      );
+    }
+  }
+}

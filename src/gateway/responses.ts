@@ -1,0 +1,82 @@
+import type { FinishReason, TokenUsage } from "../core/request.js";
+
+/**
+ * OpenAI response shapes. Stream chunks are built by string concatenation
+ * around one JSON.stringify of the new text: per token, nothing else is
+ * serialised or allocated.
+ */
+
+export type Endpoint = "chat" | "completion";
+
+export interface ResponseMeta {
+  readonly endpoint: Endpoint;
+  readonly id: string;
+  /** Unix seconds. */
+  readonly created: number;
+  readonly model: string;
+}
+
+export function usageJson(u: TokenUsage): Record<string, unknown> {
+  return {
+    prompt_tokens: u.promptTokens,
+    completion_tokens: u.completionTokens,
+    total_tokens: u.promptTokens + u.completionTokens,
+    prompt_tokens_details: { cached_tokens: u.cachedTokens },
+  };
+}
+
+export function completeResponse(meta: ResponseMeta, text: string, finishReason: FinishReason, usage: TokenUsage): Record<string, unknown> {
+  const choice =
+    meta.endpoint === "chat"
+      ? { index: 0, message: { role: "assistant", content: text }, logprobs: null, finish_reason: finishReason }
+      : { index: 0, text, logprobs: null, finish_reason: finishReason };
+  return {
+    id: meta.id,
+    object: meta.endpoint === "chat" ? "chat.completion" : "text_completion",
+    created: meta.created,
+    model: meta.model,
+    choices: [choice],
+    usage: usageJson(usage),
+  };
+}
+
+/** Encodes one stream's SSE events; holds the constant parts of every chunk. */
+export class ChunkEncoder {
+  readonly #head: string;
+  readonly #meta: ResponseMeta;
+  readonly #textOpen: string;
+  readonly #textClose: string;
+
+  constructor(meta: ResponseMeta) {
+    this.#meta = meta;
+    const object = meta.endpoint === "chat" ? "chat.completion.chunk" : "text_completion";
+    this.#head = `data: {"id":${JSON.stringify(meta.id)},"object":"${object}","created":${meta.created},"model":${JSON.stringify(meta.model)},"choices":`;
+    this.#textOpen = meta.endpoint === "chat" ? `${this.#head}[{"index":0,"delta":{"content":` : `${this.#head}[{"index":0,"text":`;
+    this.#textClose = meta.endpoint === "chat" ? `},"logprobs":null,"finish_reason":null}]}\n\n` : `,"logprobs":null,"finish_reason":null}]}\n\n`;
+  }
+
+  /** Chat streams announce the assistant role before any text, as OpenAI's do. */
+  start(): string | undefined {
+    if (this.#meta.endpoint !== "chat") return undefined;
+    return `${this.#head}[{"index":0,"delta":{"role":"assistant","content":""},"logprobs":null,"finish_reason":null}]}\n\n`;
+  }
+
+  text(text: string): string {
+    return this.#textOpen + JSON.stringify(text) + this.#textClose;
+  }
+
+  finish(reason: FinishReason): string {
+    const choice = this.#meta.endpoint === "chat" ? `{"index":0,"delta":{},"logprobs":null,"finish_reason":"${reason}"}` : `{"index":0,"text":"","logprobs":null,"finish_reason":"${reason}"}`;
+    return `${this.#head}[${choice}]}\n\n`;
+  }
+
+  usage(usage: TokenUsage): string {
+    return `${this.#head}[],"usage":${JSON.stringify(usageJson(usage))}}\n\n`;
+  }
+
+  static readonly done = "data: [DONE]\n\n";
+
+  static error(body: unknown): string {
+    return `data: ${JSON.stringify(body)}\n\n`;
+  }
+}

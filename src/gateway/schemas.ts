@@ -1,0 +1,89 @@
+/**
+ * JSON schemas of the OpenAI request bodies Flotilla accepts. Fastify compiles
+ * them once with ajv; a body that fails gets a 400 naming the field. Fields
+ * OpenAI defines that do not change what Flotilla does (user, metadata,
+ * penalties, ...) are allowed through untouched, as clients send them freely.
+ */
+
+const samplingProperties = {
+  model: { type: "string", minLength: 1 },
+  max_tokens: { type: "integer", minimum: 1 },
+  temperature: { type: "number", minimum: 0, maximum: 2 },
+  top_p: { type: "number", exclusiveMinimum: 0, maximum: 1 },
+  seed: { type: "integer" },
+  // One choice per request: ask again for more.
+  n: { type: "integer", const: 1 },
+  stream: { type: "boolean" },
+  stream_options: {
+    type: ["object", "null"],
+    properties: { include_usage: { type: "boolean" } },
+  },
+  stop: {
+    anyOf: [
+      { type: "string", minLength: 1 },
+      { type: "array", items: { type: "string", minLength: 1 }, maxItems: 4 },
+      { type: "null" },
+    ],
+  },
+  user: { type: "string" },
+} as const;
+
+/** Only text parts; `type` is checked first so an image part is told so, not that it lacks text. */
+const textPart = {
+  type: "object",
+  required: ["type"],
+  properties: { type: { const: "text" } },
+  if: { properties: { type: { const: "text" } } },
+  then: { required: ["text"], properties: { text: { type: "string" } } },
+} as const;
+
+const message = {
+  type: "object",
+  required: ["role"],
+  properties: {
+    role: { enum: ["system", "developer", "user", "assistant", "tool"] },
+    content: { anyOf: [{ type: "string" }, { type: "array", items: textPart }, { type: "null" }] },
+    name: { type: "string" },
+  },
+} as const;
+
+export const chatCompletionSchema = {
+  type: "object",
+  required: ["model", "messages"],
+  properties: {
+    ...samplingProperties,
+    messages: { type: "array", minItems: 1, items: message },
+    max_completion_tokens: { type: "integer", minimum: 1 },
+  },
+} as const;
+
+export const completionSchema = {
+  type: "object",
+  required: ["model", "prompt"],
+  properties: {
+    ...samplingProperties,
+    prompt: { anyOf: [{ type: "string" }, { type: "array", items: { type: "string" }, minItems: 1, maxItems: 1 }] },
+    echo: { type: "boolean", const: false },
+  },
+} as const;
+
+interface SamplingBody {
+  model: string;
+  max_tokens?: number;
+  temperature?: number;
+  top_p?: number;
+  seed?: number;
+  stream?: boolean;
+  stream_options?: { include_usage?: boolean } | null;
+  stop?: string | string[] | null;
+  user?: string;
+}
+
+export interface ChatCompletionBody extends SamplingBody {
+  messages: { role: "system" | "developer" | "user" | "assistant" | "tool"; content?: string | { type: "text"; text: string }[] | null }[];
+  max_completion_tokens?: number;
+}
+
+export interface CompletionBody extends SamplingBody {
+  prompt: string | [string];
+}

@@ -1,0 +1,177 @@
+import { randomUUID } from "node:crypto";
+import type { ServerResponse } from "node:http";
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from "fastify";
+import type { Clock } from "../core/clock.js";
+import { wallClock } from "../core/clock.js";
+import type { GenerationRequest } from "../core/request.js";
+import type { Fleet, Replica } from "../fleet/fleet.js";
+import type { Policy } from "../scheduler/pipeline.js";
+import { leastLoaded } from "../scheduler/policies.js";
+import { Dispatcher } from "./dispatcher.js";
+import { toHttpError, type HttpError } from "./errors.js";
+import { ChunkEncoder, completeResponse, type Endpoint, type ResponseMeta } from "./responses.js";
+import { chatCompletionSchema, completionSchema, type ChatCompletionBody, type CompletionBody } from "./schemas.js";
+import { chatRequest, completionRequest } from "./translate.js";
+
+export interface GatewayOptions {
+  readonly fleet: Fleet;
+  readonly policy?: Policy;
+  readonly clock?: Clock;
+  /** Largest request body accepted, in bytes. */
+  readonly bodyLimit?: number;
+  readonly logLevel?: "fatal" | "error" | "warn" | "info" | "debug" | "trace" | "silent";
+}
+
+const REQUEST_ID = /^[\w.:-]{1,128}$/;
+
+/**
+ * The OpenAI-compatible HTTP front door. It validates, hands the request to
+ * the dispatcher, and streams text back as it arrives; it knows nothing of
+ * how engines work.
+ */
+export function createGateway(opts: GatewayOptions): FastifyInstance {
+  const clock = opts.clock ?? wallClock;
+  const dispatcher = new Dispatcher(opts.fleet, opts.policy ?? leastLoaded);
+  const app = Fastify({
+    bodyLimit: opts.bodyLimit ?? 4 * 1024 * 1024,
+    logger: { level: opts.logLevel ?? "warn" },
+    // A client-supplied id is kept (and echoed) so logs join up across hops.
+    genReqId: (req) => {
+      const given = req.headers["x-request-id"];
+      return typeof given === "string" && REQUEST_ID.test(given) ? given : randomUUID();
+    },
+    ajv: { customOptions: { coerceTypes: false, removeAdditional: false, useDefaults: false, allErrors: false } },
+    return503OnClosing: true,
+  });
+
+  app.addHook("onRequest", (request, reply, done) => {
+    void reply.header("x-request-id", request.id);
+    done();
+  });
+
+  app.setErrorHandler((err, request, reply) => {
+    const http = toHttpError(err);
+    if (http.status >= 500) request.log.error({ err }, "request failed");
+    return sendError(reply, http);
+  });
+
+  app.setNotFoundHandler((request, reply) =>
+    sendError(reply, {
+      status: 404,
+      retryAfterS: undefined,
+      body: { error: { message: `no route ${request.method} ${request.url.split("?")[0]}; see GET /v1/models, POST /v1/chat/completions, POST /v1/completions`, type: "invalid_request_error", param: null, code: "unknown_route" } },
+    }),
+  );
+
+  app.get("/healthz", () => ({ status: "ok" }));
+  app.get("/readyz", (_request, reply) => {
+    const ready = opts.fleet.anyReady();
+    return reply.code(ready ? 200 : 503).send({ status: ready ? "ready" : "no replica ready" });
+  });
+
+  app.get("/v1/models", () => {
+    const created = Math.floor(clock.epochMs() / 1000);
+    return {
+      object: "list",
+      data: [...opts.fleet.models()].map((m) => ({ id: m.name, object: "model", created, owned_by: "flotilla" })),
+    };
+  });
+
+  app.get<{ Params: { id: string } }>("/v1/models/*", (request, reply) => {
+    const id = (request.params as Record<string, string>)["*"] ?? "";
+    const model = dispatcher.model(id);
+    return reply.send({ id: model.name, object: "model", created: Math.floor(clock.epochMs() / 1000), owned_by: "flotilla" });
+  });
+
+  const serve = (endpoint: Endpoint, toRequest: (id: string, body: never) => GenerationRequest) =>
+    async (request: FastifyRequest<{ Body: ChatCompletionBody | CompletionBody }>, reply: FastifyReply): Promise<void> => {
+      const body = request.body;
+      const model = dispatcher.model(body.model);
+      const id = `${endpoint === "chat" ? "chatcmpl" : "cmpl"}-${request.id}`;
+      const generation = toRequest(request.id, body as never);
+      const meta: ResponseMeta = { endpoint, id, created: Math.floor(clock.epochMs() / 1000), model: model.name };
+      const cancel = new AbortController();
+      // 'close' on the response fires when the client goes away, or after we end it.
+      reply.raw.once("close", () => {
+        if (!reply.raw.writableFinished) cancel.abort();
+      });
+      if (body.stream === true) {
+        await stream(reply, meta, body.stream_options?.include_usage === true, (onText, onAttempt) =>
+          dispatcher.run(model, generation, onText, cancel.signal, onAttempt),
+        );
+        return;
+      }
+      const parts: string[] = [];
+      const result = await dispatcher.run(model, generation, (t) => parts.push(t), cancel.signal);
+      void reply.header("x-flotilla-replica", result.replica.id);
+      await reply.send(completeResponse(meta, parts.join(""), result.finishReason, result.usage));
+    };
+
+  app.post("/v1/chat/completions", { schema: { body: chatCompletionSchema } }, serve("chat", chatRequest));
+  app.post("/v1/completions", { schema: { body: completionSchema } }, serve("completion", completionRequest));
+
+  app.addHook("onClose", async () => {
+    await opts.fleet.close();
+  });
+
+  return app;
+}
+
+/**
+ * Streams over SSE. Headers go out only once the first text (or the end)
+ * arrives, so a request that fails before any token still gets a proper HTTP
+ * error status rather than a 200 stream holding an error event.
+ */
+async function stream(
+  reply: FastifyReply,
+  meta: ResponseMeta,
+  includeUsage: boolean,
+  run: (onText: (text: string) => void, onAttempt: (replica: Replica) => void) => ReturnType<Dispatcher["run"]>,
+): Promise<void> {
+  const encoder = new ChunkEncoder(meta);
+  const raw = reply.raw;
+  let open = false;
+  let replicaId = "";
+  const openStream = (): void => {
+    open = true;
+    reply.hijack();
+    raw.writeHead(200, {
+      "content-type": "text/event-stream; charset=utf-8",
+      "cache-control": "no-cache",
+      connection: "keep-alive",
+      "x-request-id": String(reply.request.id),
+      "x-flotilla-replica": replicaId,
+    });
+    const start = encoder.start();
+    if (start !== undefined) raw.write(start);
+  };
+  try {
+    const result = await run(
+      (text) => {
+        if (!open) openStream();
+        raw.write(encoder.text(text));
+      },
+      (replica) => {
+        replicaId = replica.id;
+      },
+    );
+    if (!open) openStream();
+    raw.write(encoder.finish(result.finishReason));
+    if (includeUsage) raw.write(encoder.usage(result.usage));
+    raw.end(ChunkEncoder.done);
+  } catch (err) {
+    if (!open) throw err; // the error handler answers with a status
+    endWithError(raw, toHttpError(err));
+  }
+}
+
+/** Once a stream has begun the status is spent; the error travels as an event, as OpenAI's does. */
+function endWithError(raw: ServerResponse, http: HttpError): void {
+  if (raw.destroyed || raw.writableEnded) return;
+  raw.end(ChunkEncoder.error(http.body) + ChunkEncoder.done);
+}
+
+function sendError(reply: FastifyReply, http: HttpError): FastifyReply {
+  if (http.retryAfterS !== undefined) void reply.header("retry-after", String(http.retryAfterS));
+  return reply.code(http.status).send(http.body);
+}

@@ -1,0 +1,33 @@
+import type { ChatMessage, GenerationRequest, Prompt, Sampling } from "../core/request.js";
+import type { ChatCompletionBody, CompletionBody } from "./schemas.js";
+
+/** Turns a validated OpenAI body into the engine-neutral request. */
+export function chatRequest(id: string, body: ChatCompletionBody): GenerationRequest {
+  const messages: ChatMessage[] = body.messages.map((m) => ({ role: m.role, content: contentText(m.content) }));
+  const maxTokens = body.max_completion_tokens ?? body.max_tokens;
+  return { id, prompt: { kind: "chat", messages }, sampling: sampling(body, maxTokens) };
+}
+
+export function completionRequest(id: string, body: CompletionBody): GenerationRequest {
+  const text = typeof body.prompt === "string" ? body.prompt : body.prompt[0];
+  // OpenAI's legacy default for completions is 16 tokens.
+  const prompt: Prompt = { kind: "text", text };
+  return { id, prompt, sampling: sampling(body, body.max_tokens ?? 16) };
+}
+
+function contentText(content: ChatCompletionBody["messages"][number]["content"]): string {
+  if (content == null) return "";
+  if (typeof content === "string") return content;
+  return content.map((part) => part.text).join("");
+}
+
+function sampling(body: ChatCompletionBody | CompletionBody, maxTokens: number | undefined): Sampling {
+  const stop = body.stop == null ? undefined : typeof body.stop === "string" ? [body.stop] : body.stop;
+  return {
+    ...(maxTokens === undefined ? {} : { maxTokens }),
+    ...(body.temperature === undefined ? {} : { temperature: body.temperature }),
+    ...(body.top_p === undefined ? {} : { topP: body.top_p }),
+    ...(body.seed === undefined ? {} : { seed: body.seed }),
+    ...(stop === undefined ? {} : { stop }),
+  };
+}

@@ -1,0 +1,148 @@
+import assert from "node:assert/strict";
+import { createServer, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
+import { after, before, describe, it } from "node:test";
+import OpenAI from "openai";
+import { startGateway, tinyFleet, totalActive, type RunningGateway } from "../helpers.js";
+
+/** Flotilla B fronts Flotilla A through the `openai` engine: a real server on each side. */
+describe("the openai engine against a second Flotilla", () => {
+  let upstream: RunningGateway;
+  let front: RunningGateway;
+  let direct: OpenAI;
+  let viaFront: OpenAI;
+  before(async () => {
+    upstream = await startGateway(tinyFleet({ name: "tiny" }));
+    front = await startGateway({
+      models: [{ name: "remote-tiny", replicas: [{ engine: "openai", url: upstream.url, upstream_model: "tiny", context: 512 }] }],
+    });
+    direct = new OpenAI({ baseURL: `${upstream.url}/v1`, apiKey: "x", maxRetries: 0 });
+    viaFront = new OpenAI({ baseURL: `${front.url}/v1`, apiKey: "x", maxRetries: 0 });
+  });
+  after(async () => {
+    await front.close();
+    await upstream.close();
+  });
+
+  it("returns what the upstream returns, under its own model name", async () => {
+    const ask = { messages: [{ role: "user" as const, content: "Relay this." }], max_tokens: 16, temperature: 0 };
+    const a = await direct.chat.completions.create({ model: "tiny", ...ask });
+    const b = await viaFront.chat.completions.create({ model: "remote-tiny", ...ask });
+    assert.equal(b.model, "remote-tiny");
+    assert.equal(b.choices[0]!.message.content, a.choices[0]!.message.content);
+    assert.equal(b.usage?.prompt_tokens, a.usage?.prompt_tokens);
+    assert.equal(b.usage?.completion_tokens, a.usage?.completion_tokens);
+  });
+
+  it("streams completions through, token for token", async () => {
+    const ask = { prompt: "Stream me", max_tokens: 20, temperature: 0 };
+    const a = await direct.completions.create({ model: "tiny", ...ask });
+    const stream = await viaFront.completions.create({ model: "remote-tiny", ...ask, stream: true });
+    let text = "";
+    let chunks = 0;
+    for await (const c of stream) {
+      text += c.choices[0]?.text ?? "";
+      chunks++;
+    }
+    assert.equal(text, a.choices[0]!.text);
+    assert.ok(chunks > 3);
+  });
+
+  it("passes the upstream's context error on as 400 context_length_exceeded", async () => {
+    const res = await fetch(`${front.url}/v1/completions`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ model: "remote-tiny", prompt: "word ".repeat(600), max_tokens: 4 }),
+    });
+    const body = (await res.json()) as { error: { code: string } };
+    assert.equal(res.status, 400);
+    assert.equal(body.error.code, "context_length_exceeded");
+    assert.equal(totalActive(front.fleet), 0);
+  });
+
+  it("sends the request id upstream", async () => {
+    const res = await fetch(`${front.url}/v1/completions`, {
+      method: "POST",
+      headers: { "content-type": "application/json", "x-request-id": "trace-me-42" },
+      body: JSON.stringify({ model: "remote-tiny", prompt: "id", max_tokens: 2 }),
+    });
+    assert.equal(res.headers.get("x-request-id"), "trace-me-42");
+    assert.equal(((await res.json()) as { id: string }).id, "cmpl-trace-me-42");
+  });
+});
+
+describe("the openai engine when the upstream misbehaves", () => {
+  let bad: Server;
+  let badUrl: string;
+  let mode: "500" | "truncated" = "500";
+  before(async () => {
+    bad = createServer((req, res) => {
+      if (req.url === "/health") return void res.end("ok");
+      if (mode === "500") {
+        res.writeHead(500, { "content-type": "application/json" });
+        return void res.end(JSON.stringify({ error: { message: "CUDA error: an illegal memory access" } }));
+      }
+      res.writeHead(200, { "content-type": "text/event-stream" });
+      res.end(`data: ${JSON.stringify({ choices: [{ index: 0, text: "partial", finish_reason: null }] })}\n\n`);
+    });
+    await new Promise<void>((r) => bad.listen(0, "127.0.0.1", r));
+    badUrl = `http://127.0.0.1:${(bad.address() as AddressInfo).port}`;
+  });
+  after(() => new Promise<void>((r) => bad.close(() => r())));
+
+  it("maps an upstream 500 to 502 with the upstream's message, before any text", async () => {
+    mode = "500";
+    const gw = await startGateway({ models: [{ name: "m", replicas: [{ engine: "openai", url: badUrl }] }] });
+    try {
+      const res = await fetch(`${gw.url}/v1/completions`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ model: "m", prompt: "x" }) });
+      const body = (await res.json()) as { error: { message: string; type: string } };
+      assert.equal(res.status, 502);
+      assert.match(body.error.message, /illegal memory access/);
+      assert.equal(totalActive(gw.fleet), 0);
+    } finally {
+      await gw.close();
+    }
+  });
+
+  it("ends a stream the upstream cut short with an error event, not a hang", async () => {
+    mode = "truncated";
+    const gw = await startGateway({ models: [{ name: "m", replicas: [{ engine: "openai", url: badUrl }] }] });
+    try {
+      const res = await fetch(`${gw.url}/v1/completions`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ model: "m", prompt: "x", stream: true }) });
+      const text = await res.text();
+      assert.equal(res.status, 200);
+      assert.match(text, /"text":"partial"/);
+      assert.match(text, /closed the stream before it finished/);
+      assert.ok(text.endsWith("data: [DONE]\n\n"));
+      assert.equal(totalActive(gw.fleet), 0);
+    } finally {
+      await gw.close();
+    }
+  });
+});
+
+describe("failover before the first token", () => {
+  it("moves a request to another replica when its upstream has died", async () => {
+    const [a, b] = await Promise.all([startGateway(tinyFleet()), startGateway(tinyFleet())]);
+    const front = await startGateway({
+      models: [{ name: "m", replicas: [{ engine: "openai", url: a.url, upstream_model: "tiny" }, { engine: "openai", url: b.url, upstream_model: "tiny" }] }],
+    });
+    try {
+      assert.ok(front.fleet.replicas().every((r) => r.engine.isReady()));
+      await a.close(); // replica m/0 still looks ready until a request finds it dead
+      for (let i = 0; i < 6; i++) {
+        const res = await fetch(`${front.url}/v1/completions`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ model: "m", prompt: "x", max_tokens: 2 }) });
+        assert.equal(res.status, 200);
+        assert.equal(res.headers.get("x-flotilla-replica"), "m/1");
+        await res.arrayBuffer();
+      }
+      await b.close();
+      const res = await fetch(`${front.url}/v1/completions`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ model: "m", prompt: "x", max_tokens: 2 }) });
+      assert.equal(res.status, 503, "with every upstream gone it says unavailable, at once");
+      assert.ok(Number(res.headers.get("retry-after")) > 0);
+      assert.equal(totalActive(front.fleet), 0);
+    } finally {
+      await front.close();
+    }
+  });
+});

@@ -1,0 +1,90 @@
+import assert from "node:assert/strict";
+import { after, before, describe, it } from "node:test";
+import OpenAI from "openai";
+import { startGateway, tinyFleet, totalActive, type RunningGateway } from "../helpers.js";
+
+describe("the official openai client against the local engine", () => {
+  let gw: RunningGateway;
+  let client: OpenAI;
+  before(async () => {
+    gw = await startGateway(tinyFleet());
+    client = new OpenAI({ baseURL: `${gw.url}/v1`, apiKey: "unused", maxRetries: 0 });
+  });
+  after(() => gw.close());
+
+  it("lists the served model", async () => {
+    const models = await client.models.list();
+    assert.deepEqual(models.data.map((m) => m.id), ["tiny"]);
+    const one = await client.models.retrieve("tiny");
+    assert.equal(one.id, "tiny");
+  });
+
+  it("answers a chat completion with text and honest usage", async () => {
+    const res = await client.chat.completions.create({
+      model: "tiny",
+      messages: [{ role: "system", content: "You are terse." }, { role: "user", content: "Say something." }],
+      max_tokens: 12,
+      temperature: 0,
+    });
+    const choice = res.choices[0]!;
+    assert.equal(res.object, "chat.completion");
+    assert.equal(choice.message.role, "assistant");
+    assert.ok(choice.message.content !== null && choice.message.content.length > 0);
+    assert.ok(res.usage !== undefined);
+    assert.ok(res.usage.prompt_tokens > 5, `prompt_tokens ${res.usage.prompt_tokens} counts the chat template`);
+    assert.ok(res.usage.completion_tokens >= 1 && res.usage.completion_tokens <= 12);
+    assert.equal(res.usage.total_tokens, res.usage.prompt_tokens + res.usage.completion_tokens);
+    assert.equal(choice.finish_reason, res.usage.completion_tokens === 12 ? "length" : "stop");
+  });
+
+  it("streams exactly the text it returns without streaming, then usage", async () => {
+    const request = { model: "tiny", messages: [{ role: "user" as const, content: "Count to ten." }], max_tokens: 24, temperature: 0 };
+    const whole = await client.chat.completions.create(request);
+    const stream = await client.chat.completions.create({ ...request, stream: true, stream_options: { include_usage: true } });
+    let text = "";
+    let chunks = 0;
+    let finish: string | null = null;
+    let usage: OpenAI.CompletionUsage | undefined | null;
+    for await (const chunk of stream) {
+      chunks++;
+      const choice = chunk.choices[0];
+      if (choice !== undefined) {
+        text += choice.delta.content ?? "";
+        finish = choice.finish_reason ?? finish;
+      }
+      if (chunk.usage) usage = chunk.usage;
+    }
+    assert.equal(text, whole.choices[0]!.message.content);
+    assert.ok(chunks > 3, `text arrived in ${chunks} chunks, not at once`);
+    assert.equal(finish, whole.choices[0]!.finish_reason);
+    assert.equal(usage?.completion_tokens, whole.usage?.completion_tokens);
+    assert.equal(usage?.prompt_tokens, whole.usage?.prompt_tokens);
+  });
+
+  it("serves legacy completions, streaming and not", async () => {
+    const whole = await client.completions.create({ model: "tiny", prompt: "Once upon a time", max_tokens: 10, temperature: 0 });
+    assert.equal(whole.object, "text_completion");
+    const text = whole.choices[0]!.text;
+    assert.ok(text.length > 0);
+    assert.ok(whole.usage!.prompt_tokens >= 3);
+    const stream = await client.completions.create({ model: "tiny", prompt: "Once upon a time", max_tokens: 10, temperature: 0, stream: true });
+    let streamed = "";
+    for await (const chunk of stream) streamed += chunk.choices[0]?.text ?? "";
+    assert.equal(streamed, text);
+  });
+
+  it("honours stop sequences", async () => {
+    const free = await client.completions.create({ model: "tiny", prompt: "abc", max_tokens: 20, temperature: 0 });
+    const text = free.choices[0]!.text;
+    const stop = text.slice(4, 6);
+    assert.ok(stop.trim().length > 0, "the free-running text is long enough to pick a stop string from");
+    const stopped = await client.completions.create({ model: "tiny", prompt: "abc", max_tokens: 20, temperature: 0, stop: [stop] });
+    assert.equal(stopped.choices[0]!.finish_reason, "stop");
+    assert.ok(!stopped.choices[0]!.text.includes(stop), "the stop string is not part of the answer");
+    assert.ok(text.startsWith(stopped.choices[0]!.text));
+  });
+
+  it("leaves no engine slot busy after the requests", () => {
+    assert.equal(totalActive(gw.fleet), 0);
+  });
+});

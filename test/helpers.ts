@@ -1,0 +1,54 @@
+import { resolve } from "node:path";
+import type { AddressInfo } from "node:net";
+import type { FastifyInstance } from "fastify";
+import { buildFleet } from "../src/fleet/build.js";
+import { parseFleetConfig } from "../src/fleet/config.js";
+import type { Fleet } from "../src/fleet/fleet.js";
+import { createGateway } from "../src/gateway/server.js";
+
+/** The shared random-weight model: real llama.cpp, gibberish output. */
+export const TINY_MODEL = resolve(import.meta.dirname, "../../shared/models/llama-2-tiny-random.gguf");
+
+export interface RunningGateway {
+  readonly url: string;
+  readonly app: FastifyInstance;
+  readonly fleet: Fleet;
+  close(): Promise<void>;
+}
+
+/** Starts a gateway on a free loopback port over the fleet the config describes. */
+export async function startGateway(config: unknown, opts: { bodyLimit?: number } = {}): Promise<RunningGateway> {
+  const fleet = buildFleet(parseFleetConfig(config), { baseDir: process.cwd(), env: process.env });
+  await fleet.start((replica, err) => {
+    if (process.env.FLOTILLA_TEST_DEBUG) console.error(`replica ${replica.id} did not start`, err);
+  });
+  const app = createGateway({ fleet, logLevel: "silent", ...(opts.bodyLimit === undefined ? {} : { bodyLimit: opts.bodyLimit }) });
+  await app.listen({ host: "127.0.0.1", port: 0 });
+  const { port } = app.server.address() as AddressInfo;
+  return { url: `http://127.0.0.1:${port}`, app, fleet, close: () => app.close() };
+}
+
+/** A fleet of `count` local replicas of the tiny model. */
+export function tinyFleet(opts: { count?: number; parallel?: number; context?: number; name?: string } = {}): unknown {
+  return {
+    models: [
+      {
+        name: opts.name ?? "tiny",
+        replicas: [{ engine: "local", path: TINY_MODEL, count: opts.count ?? 1, parallel: opts.parallel ?? 2, context: opts.context ?? 512 }],
+      },
+    ],
+  };
+}
+
+/** Polls until `check` holds, failing after `timeoutMs`. */
+export async function eventually(check: () => boolean, timeoutMs = 3_000, what = "condition"): Promise<void> {
+  const deadline = performance.now() + timeoutMs;
+  while (!check()) {
+    if (performance.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+export function totalActive(fleet: Fleet): number {
+  return fleet.replicas().reduce((n, r) => n + r.engine.load().active + r.engine.load().queued, 0);
+}
