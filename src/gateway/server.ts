@@ -145,10 +145,23 @@ async function stream(
     const start = encoder.start();
     if (start !== undefined) raw.write(start);
   };
+  // Text that arrives within one tick leaves in one write: an engine that
+  // yields several pieces at once costs one syscall, not one per piece, and
+  // no piece waits longer than the current tick.
+  let corked = false;
+  const uncork = (): void => {
+    corked = false;
+    raw.uncork();
+  };
   try {
     const result = await run(
       (text) => {
         if (!open) openStream();
+        if (!corked) {
+          corked = true;
+          raw.cork();
+          process.nextTick(uncork);
+        }
         raw.write(encoder.text(text));
       },
       (replica) => {
