@@ -36,7 +36,7 @@ class InstantEngine implements Engine {
   }
   async generate(request: GenerationRequest, onText: TextSink): Promise<GenerationResult> {
     const n = request.sampling.maxTokens ?? 16;
-    for (let i = 0; i < n; i++) onText(" tok");
+    for (let i = 0; i < n; i++) onText(" tok", 1);
     return { finishReason: "length", usage: { promptTokens: 8, completionTokens: n, cachedTokens: 0 } };
   }
   async close(): Promise<void> {}
@@ -68,7 +68,7 @@ const bare = createServer((req: IncomingMessage, res) => {
       const parts: string[] = [];
       void engine.generate(request, (t) => parts.push(t)).then((r) => {
         res.writeHead(200, { "content-type": "application/json" });
-        res.end(JSON.stringify(completeResponse(meta, parts.join(""), r.finishReason, r.usage)));
+        res.end(JSON.stringify(completeResponse(meta, parts.join(""), r.finishReason, r.usage, { replica: "instant/0", attempts: 1, continuations: 0 })));
       });
     }
   });

@@ -24,6 +24,12 @@ export interface GenerationRequest {
   readonly id: string;
   readonly prompt: Prompt;
   readonly sampling: Sampling;
+  /**
+   * The start of the answer, already written (by a replica that then failed,
+   * or by the client as an assistant prefill). The engine resumes after it as
+   * if it had written it itself, and streams only what follows.
+   */
+  readonly continuation?: string;
 }
 
 export type FinishReason = "stop" | "length";

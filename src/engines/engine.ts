@@ -14,8 +14,12 @@ export interface EngineLoad {
   readonly maxQueue: number;
 }
 
-/** Receives generated text as the engine produces it; called synchronously, never with "". */
-export type TextSink = (text: string) => void;
+/**
+ * Receives generated text as the engine produces it, with the number of
+ * tokens it took; called synchronously, never with "". The token count lets
+ * a replica that takes over mid-answer be metered honestly.
+ */
+export type TextSink = (text: string, tokens: number) => void;
 
 /**
  * Every executor (in-process llama.cpp, a remote OpenAI-compatible server, a
@@ -32,8 +36,8 @@ export interface Engine {
   start(): Promise<void>;
   isReady(): boolean;
   load(): EngineLoad;
-  /** Exact prompt length in tokens where the tokenizer is at hand; undefined otherwise. */
-  countPromptTokens(prompt: Prompt): number | undefined;
+  /** Exact prompt length (with any continuation) in tokens where the tokenizer is at hand; undefined otherwise. */
+  countPromptTokens(prompt: Prompt, continuation?: string): number | undefined;
   generate(request: GenerationRequest, onText: TextSink, signal: AbortSignal): Promise<GenerationResult>;
   close(): Promise<void>;
 }

@@ -93,13 +93,13 @@ export class LocalEngine implements Engine {
     return { active: s.active, queued: s.queued, slots: s.size, maxQueue: s.maxQueue };
   }
 
-  countPromptTokens(prompt: Prompt): number | undefined {
+  countPromptTokens(prompt: Prompt, continuation = ""): number | undefined {
     const model = this.#model;
     if (model === undefined) return undefined;
-    if (prompt.kind === "text") return model.tokenize(prompt.text).length;
+    if (prompt.kind === "text") return model.tokenize(prompt.text + continuation).length;
     const chatWrapper = this.#chatWrapper;
     if (chatWrapper === undefined) return undefined;
-    const { contextText } = chatWrapper.generateContextState({ chatHistory: toChatHistory(prompt) });
+    const { contextText } = chatWrapper.generateContextState({ chatHistory: toChatHistory(prompt, continuation) });
     return contextText.tokenize(model.tokenizer).length;
   }
 
@@ -109,7 +109,8 @@ export class LocalEngine implements Engine {
     if (slots === undefined || context === undefined || this.#closing) {
       throw new FlotillaError("engine_unavailable", "the local engine is not running");
     }
-    const promptTokens = this.countPromptTokens(request.prompt) ?? 0;
+    const continuation = request.continuation ?? "";
+    const promptTokens = this.countPromptTokens(request.prompt, continuation) ?? 0;
     const room = context.contextSize - promptTokens;
     if (room <= 0) {
       throw new FlotillaError(
@@ -122,11 +123,19 @@ export class LocalEngine implements Engine {
     try {
       const before = slot.sequence.tokenMeter.getState();
       const { sampling } = request;
+      // Text can lag its tokens (a multi-byte character, a possible stop
+      // string): tokens are counted as they come and attributed to the next text.
+      let pendingTokens = 0;
       const options = {
         maxTokens: Math.min(sampling.maxTokens ?? room, room),
         signal,
+        onToken: (tokens: readonly unknown[]) => {
+          pendingTokens += tokens.length;
+        },
         onTextChunk: (text: string) => {
-          if (text.length > 0) onText(text);
+          if (text.length === 0) return;
+          onText(text, pendingTokens);
+          pendingTokens = 0;
         },
         ...(sampling.temperature === undefined ? {} : { temperature: sampling.temperature }),
         ...(sampling.topP === undefined ? {} : { topP: sampling.topP }),
@@ -135,8 +144,8 @@ export class LocalEngine implements Engine {
       };
       const stopReason =
         request.prompt.kind === "text"
-          ? (await slot.completion.generateCompletionWithMeta(request.prompt.text, options)).metadata.stopReason
-          : (await slot.chat.generateResponse(toChatHistory(request.prompt), options)).metadata.stopReason;
+          ? (await slot.completion.generateCompletionWithMeta(request.prompt.text + continuation, options)).metadata.stopReason
+          : (await slot.chat.generateResponse(toChatHistory(request.prompt, continuation), options)).metadata.stopReason;
       if (stopReason === "abort") throw new FlotillaError("cancelled", "generation was cancelled");
       const after = slot.sequence.tokenMeter.getState();
       const evaluated = after.usedInputTokens - before.usedInputTokens;
@@ -180,14 +189,14 @@ function finishReason(stopReason: string): FinishReason {
   return stopReason === "maxTokens" ? "length" : "stop";
 }
 
-function toChatHistory(prompt: Prompt & { kind: "chat" }): ChatHistoryItem[] {
+/** The answer is written into the final model turn, after any continuation already given. */
+function toChatHistory(prompt: Prompt & { kind: "chat" }, continuation: string): ChatHistoryItem[] {
   const history: ChatHistoryItem[] = [];
   for (const m of prompt.messages) {
     if (m.role === "system" || m.role === "developer") history.push({ type: "system", text: m.content });
     else if (m.role === "assistant") history.push({ type: "model", response: [m.content] });
     else history.push({ type: "user", text: m.content });
   }
-  // The model answers after the last message: an empty model turn is where it writes.
-  history.push({ type: "model", response: [] });
+  history.push({ type: "model", response: continuation.length > 0 ? [continuation] : [] });
   return history;
 }

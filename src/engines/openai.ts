@@ -128,7 +128,8 @@ export class OpenAIEngine implements Engine {
         const text = prompt.kind === "chat" ? choice.delta?.content : choice.text;
         if (typeof text === "string" && text.length > 0) {
           completionChars += text.length;
-          onText(text);
+          // OpenAI-compatible servers stream one token per chunk.
+          onText(text, 1);
         }
         if (choice.finish_reason != null) finish = choice.finish_reason === "length" ? "length" : "stop";
       }
@@ -156,8 +157,15 @@ export class OpenAIEngine implements Engine {
       stream: true,
       stream_options: { include_usage: true },
     };
-    if (prompt.kind === "chat") body.messages = prompt.messages;
-    else body.prompt = prompt.text;
+    const continuation = request.continuation ?? "";
+    if (prompt.kind === "text") body.prompt = prompt.text + continuation;
+    else if (continuation.length === 0) body.messages = prompt.messages;
+    else {
+      // vLLM's and SGLang's way (Flotilla's too) to resume a partly written answer.
+      body.messages = [...prompt.messages, { role: "assistant", content: continuation }];
+      body.continue_final_message = true;
+      body.add_generation_prompt = false;
+    }
     if (sampling.maxTokens !== undefined) body.max_tokens = sampling.maxTokens;
     if (sampling.temperature !== undefined) body.temperature = sampling.temperature;
     if (sampling.topP !== undefined) body.top_p = sampling.topP;

@@ -5,7 +5,12 @@ import { candidatesOf, type Fleet, type Replica, type ServedModel } from "../fle
 import { route, type Candidate, type Policy, type RejectReason, type RouteRequest } from "../scheduler/pipeline.js";
 
 export interface Dispatched extends GenerationResult {
+  /** The replica that finished the answer. */
   readonly replica: Replica;
+  /** Replicas tried, the last one included. */
+  readonly attempts: number;
+  /** Times another replica resumed an answer mid-stream. */
+  readonly continuations: number;
 }
 
 /** Failures another replica may not share; anything else is the request's own fault. */
@@ -41,7 +46,12 @@ export class Dispatcher {
     return model;
   }
 
-  /** `onAttempt` hears of each replica tried, before it produces anything. */
+  /**
+   * Runs `request` to completion on some replica. A replica that fails before
+   * its first token is simply replaced; one that fails mid-answer is replaced
+   * by another that resumes after the text already streamed, so the caller
+   * sees one unbroken answer. `onAttempt` hears of each replica tried.
+   */
   async run(
     model: ServedModel,
     request: GenerationRequest,
@@ -49,29 +59,52 @@ export class Dispatcher {
     signal: AbortSignal,
     onAttempt?: (replica: Replica) => void,
   ): Promise<Dispatched> {
-    const routeRequest: RouteRequest = {
-      promptTokens: countPromptTokens(model, request),
-      maxTokens: request.sampling.maxTokens,
-    };
     const failed = new Set<number>();
     let lastError: unknown;
-    let emitted = false;
-    const sink: TextSink = (text) => {
-      emitted = true;
-      onText(text);
+    let written = ""; // streamed to the caller so far, by every attempt
+    let writtenTokens = 0;
+    let continuations = 0;
+    let lastReplica: Replica | undefined;
+    const sink: TextSink = (text, tokens) => {
+      written += text;
+      writtenTokens += tokens;
+      onText(text, tokens);
     };
-    for (let attempt = 0; attempt < this.#maxAttempts; attempt++) {
+    for (let attempt = 1; attempt <= this.#maxAttempts; attempt++) {
+      const tokensBefore = writtenTokens;
+      const { maxTokens } = request.sampling;
+      if (lastReplica !== undefined && maxTokens !== undefined && writtenTokens >= maxTokens) {
+        // The replica died after its last token: the answer is whole.
+        const promptTokens = countPromptTokens(model, request) ?? 0;
+        return { finishReason: "length", usage: { promptTokens, completionTokens: writtenTokens, cachedTokens: 0 }, replica: lastReplica, attempts: attempt - 1, continuations };
+      }
+      const current = written.length === 0 ? request : resumed(request, written, writtenTokens);
+      const routeRequest: RouteRequest = {
+        promptTokens: countPromptTokens(model, current),
+        maxTokens: current.sampling.maxTokens,
+      };
       const candidates = candidatesOf(model).map((c) => (failed.has(c.index) ? { ...c, ready: false } : c));
       const outcome = route(this.#policy, routeRequest, candidates, this.#random);
       if (!outcome.ok) throw lastError ?? rejection(outcome.reason, model, routeRequest, candidates, request.prompt.kind === "chat" ? "messages" : "prompt");
       const replica = model.replicas[outcome.index]!;
+      lastReplica = replica;
       onAttempt?.(replica);
       try {
-        const result = await replica.engine.generate(request, sink, signal);
-        return { ...result, replica };
+        const result = await replica.engine.generate(current, sink, signal);
+        return {
+          finishReason: result.finishReason,
+          // The replayed text was input to the replica that finished, so it
+          // is in its prompt count; output is every token actually generated.
+          usage: { ...result.usage, completionTokens: tokensBefore + result.usage.completionTokens },
+          replica,
+          attempts: attempt,
+          continuations,
+        };
       } catch (err) {
         const code = err instanceof FlotillaError ? err.code : "engine_error";
-        if (emitted || signal.aborted || !retryable.has(code)) throw err;
+        const resumable = written.length > 0 ? code === "engine_unavailable" || code === "engine_error" : retryable.has(code);
+        if (signal.aborted || !resumable) throw err;
+        if (written.length > 0) continuations++;
         failed.add(outcome.index);
         lastError = err;
       }
@@ -80,11 +113,21 @@ export class Dispatcher {
   }
 }
 
+/** The request a replacement replica runs: the same prompt, resuming after what was written. */
+function resumed(request: GenerationRequest, written: string, writtenTokens: number): GenerationRequest {
+  const { maxTokens } = request.sampling;
+  return {
+    ...request,
+    continuation: (request.continuation ?? "") + written,
+    sampling: maxTokens === undefined ? request.sampling : { ...request.sampling, maxTokens: maxTokens - writtenTokens },
+  };
+}
+
 /** Counted once with the first replica that has the tokenizer at hand. */
 function countPromptTokens(model: ServedModel, request: GenerationRequest): number | undefined {
   for (const r of model.replicas) {
     if (!r.engine.isReady()) continue;
-    const n = r.engine.countPromptTokens(request.prompt);
+    const n = r.engine.countPromptTokens(request.prompt, request.continuation);
     if (n !== undefined) return n;
   }
   return undefined;

@@ -25,7 +25,14 @@ export function usageJson(u: TokenUsage): Record<string, unknown> {
   };
 }
 
-export function completeResponse(meta: ResponseMeta, text: string, finishReason: FinishReason, usage: TokenUsage): Record<string, unknown> {
+/** Flotilla's extension to every response: who served it and how. */
+export interface ServedBy {
+  readonly replica: string;
+  readonly attempts: number;
+  readonly continuations: number;
+}
+
+export function completeResponse(meta: ResponseMeta, text: string, finishReason: FinishReason, usage: TokenUsage, servedBy: ServedBy): Record<string, unknown> {
   const choice =
     meta.endpoint === "chat"
       ? { index: 0, message: { role: "assistant", content: text }, logprobs: null, finish_reason: finishReason }
@@ -37,6 +44,7 @@ export function completeResponse(meta: ResponseMeta, text: string, finishReason:
     model: meta.model,
     choices: [choice],
     usage: usageJson(usage),
+    x_flotilla: servedBy,
   };
 }
 
@@ -70,8 +78,8 @@ export class ChunkEncoder {
     return `${this.#head}[${choice}]}\n\n`;
   }
 
-  usage(usage: TokenUsage): string {
-    return `${this.#head}[],"usage":${JSON.stringify(usageJson(usage))}}\n\n`;
+  usage(usage: TokenUsage, servedBy: ServedBy): string {
+    return `${this.#head}[],"usage":${JSON.stringify(usageJson(usage))},"x_flotilla":${JSON.stringify(servedBy)}}\n\n`;
   }
 
   static readonly done = "data: [DONE]\n\n";

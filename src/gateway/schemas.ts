@@ -54,6 +54,9 @@ export const chatCompletionSchema = {
     ...samplingProperties,
     messages: { type: "array", minItems: 1, items: message },
     max_completion_tokens: { type: "integer", minimum: 1 },
+    // vLLM's extension: resume the final assistant message instead of starting a new turn.
+    continue_final_message: { type: "boolean" },
+    add_generation_prompt: { type: "boolean" },
   },
 } as const;
 
@@ -82,6 +85,7 @@ interface SamplingBody {
 export interface ChatCompletionBody extends SamplingBody {
   messages: { role: "system" | "developer" | "user" | "assistant" | "tool"; content?: string | { type: "text"; text: string }[] | null }[];
   max_completion_tokens?: number;
+  continue_final_message?: boolean;
 }
 
 export interface CompletionBody extends SamplingBody {

@@ -7,9 +7,9 @@ import type { GenerationRequest } from "../core/request.js";
 import type { Fleet, Replica } from "../fleet/fleet.js";
 import type { Policy } from "../scheduler/pipeline.js";
 import { leastLoaded } from "../scheduler/policies.js";
-import { Dispatcher } from "./dispatcher.js";
+import { Dispatcher, type Dispatched } from "./dispatcher.js";
 import { toHttpError, type HttpError } from "./errors.js";
-import { ChunkEncoder, completeResponse, type Endpoint, type ResponseMeta } from "./responses.js";
+import { ChunkEncoder, completeResponse, type Endpoint, type ResponseMeta, type ServedBy } from "./responses.js";
 import { chatCompletionSchema, completionSchema, type ChatCompletionBody, type CompletionBody } from "./schemas.js";
 import { chatRequest, completionRequest } from "./translate.js";
 
@@ -104,7 +104,7 @@ export function createGateway(opts: GatewayOptions): FastifyInstance {
       const parts: string[] = [];
       const result = await dispatcher.run(model, generation, (t) => parts.push(t), cancel.signal);
       void reply.header("x-flotilla-replica", result.replica.id);
-      await reply.send(completeResponse(meta, parts.join(""), result.finishReason, result.usage));
+      await reply.send(completeResponse(meta, parts.join(""), result.finishReason, result.usage, servedBy(result)));
     };
 
   app.post("/v1/chat/completions", { schema: { body: chatCompletionSchema } }, serve("chat", chatRequest));
@@ -170,7 +170,7 @@ async function stream(
     );
     if (!open) openStream();
     raw.write(encoder.finish(result.finishReason));
-    if (includeUsage) raw.write(encoder.usage(result.usage));
+    if (includeUsage) raw.write(encoder.usage(result.usage, servedBy(result)));
     raw.end(ChunkEncoder.done);
   } catch (err) {
     if (!open) throw err; // the error handler answers with a status
@@ -182,6 +182,10 @@ async function stream(
 function endWithError(raw: ServerResponse, http: HttpError): void {
   if (raw.destroyed || raw.writableEnded) return;
   raw.end(ChunkEncoder.error(http.body) + ChunkEncoder.done);
+}
+
+function servedBy(d: Dispatched): ServedBy {
+  return { replica: d.replica.id, attempts: d.attempts, continuations: d.continuations };
 }
 
 function sendError(reply: FastifyReply, http: HttpError): FastifyReply {

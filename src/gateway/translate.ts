@@ -1,3 +1,4 @@
+import { FlotillaError } from "../core/errors.js";
 import type { ChatMessage, GenerationRequest, Prompt, Sampling } from "../core/request.js";
 import type { ChatCompletionBody, CompletionBody } from "./schemas.js";
 
@@ -5,7 +6,13 @@ import type { ChatCompletionBody, CompletionBody } from "./schemas.js";
 export function chatRequest(id: string, body: ChatCompletionBody): GenerationRequest {
   const messages: ChatMessage[] = body.messages.map((m) => ({ role: m.role, content: contentText(m.content) }));
   const maxTokens = body.max_completion_tokens ?? body.max_tokens;
-  return { id, prompt: { kind: "chat", messages }, sampling: sampling(body, maxTokens) };
+  const request = { id, prompt: { kind: "chat" as const, messages }, sampling: sampling(body, maxTokens) };
+  if (body.continue_final_message !== true) return request;
+  const last = messages.at(-1);
+  if (last?.role !== "assistant") {
+    throw new FlotillaError("invalid_request", "continue_final_message needs the last message to be the assistant's answer to continue", { param: "messages" });
+  }
+  return { ...request, prompt: { kind: "chat", messages: messages.slice(0, -1) }, continuation: last.content };
 }
 
 export function completionRequest(id: string, body: CompletionBody): GenerationRequest {
