@@ -1,4 +1,6 @@
 import { Command, CommanderError } from "commander";
+import { registerFleetCommands } from "./fleet-commands.js";
+import { registerHardwareCommands } from "./hardware-commands.js";
 import { registerServeCommand } from "./serve.js";
 
 export function buildProgram(): Command {
@@ -8,6 +10,8 @@ export function buildProgram(): Command {
     .showHelpAfterError("(run flotilla --help for usage)")
     .exitOverride();
   registerServeCommand(program);
+  registerFleetCommands(program);
+  registerHardwareCommands(program);
   return program;
 }
 
