@@ -13,7 +13,9 @@ import type { AddressInfo } from "node:net";
 import { cpus } from "node:os";
 import type { GenerationRequest, GenerationResult } from "../src/core/request.js";
 import type { Engine, EngineLoad, TextSink } from "../src/engines/engine.js";
+import { wallClock } from "../src/core/clock.js";
 import { Fleet } from "../src/fleet/fleet.js";
+import { ReplicaHealth } from "../src/fleet/health.js";
 import { ChunkEncoder, completeResponse } from "../src/gateway/responses.js";
 import { createGateway } from "../src/gateway/server.js";
 import type { LoadResult, LoadSpec } from "./lib/load.js";
@@ -43,7 +45,7 @@ class InstantEngine implements Engine {
 }
 
 const engine = new InstantEngine();
-const fleet = new Fleet([{ name: "instant", replicas: [{ id: "instant/0", model: "instant", engine }] }]);
+const fleet = new Fleet([{ name: "instant", replicas: [{ id: "instant/0", model: "instant", engine, health: new ReplicaHealth(wallClock) }] }]);
 const gateway = createGateway({ fleet, logLevel: "silent" });
 await gateway.listen({ host: "127.0.0.1", port: 0 });
 const gatewayUrl = `http://127.0.0.1:${(gateway.server.address() as AddressInfo).port}`;

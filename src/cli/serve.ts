@@ -5,7 +5,7 @@ import { InvalidArgumentError } from "commander";
 import { parse as parseYaml } from "yaml";
 import { buildFleet } from "../fleet/build.js";
 import { parseFleetConfig, type FleetConfig } from "../fleet/config.js";
-import { createGateway } from "../gateway/server.js";
+import { createGatewayWithShutdown } from "../gateway/server.js";
 import { ensureDefaultModel } from "../gguf/default-model.js";
 import { policies } from "../scheduler/policies.js";
 
@@ -50,10 +50,16 @@ async function serve(opts: ServeOptions): Promise<void> {
   if (policy === undefined) throw new Error(`unknown policy "${policyName}"; known: ${Object.keys(policies).join(", ")}`);
 
   const fleet = buildFleet(config, { baseDir, env: process.env });
-  const app = createGateway({
+  const adminToken = config.server.admin_token_env === undefined ? undefined : process.env[config.server.admin_token_env];
+  if (config.server.admin_token_env !== undefined && adminToken === undefined) {
+    throw new Error(`server.admin_token_env names ${config.server.admin_token_env}, which is not set`);
+  }
+  const { app, shutdown } = createGatewayWithShutdown({
     fleet,
     policy,
     logLevel: opts.logLevel,
+    requestTimeoutMs: config.server.request_timeout_ms,
+    ...(adminToken === undefined ? {} : { adminToken }),
     ...(config.server.body_limit_bytes === undefined ? {} : { bodyLimit: config.server.body_limit_bytes }),
   });
   await fleet.start((replica, err) => {
@@ -69,12 +75,20 @@ async function serve(opts: ServeOptions): Promise<void> {
   });
   process.stdout.write(`flotilla listening on ${address}\n${lines.join("\n")}\n`);
 
+  // The first signal drains (in-flight requests finish, new ones get 503);
+  // a second one stops at once.
+  let stopping = false;
   const stop = (): void => {
-    process.stdout.write("flotilla: shutting down\n");
-    void app.close().then(() => process.exit(0));
+    if (stopping) process.exit(1);
+    stopping = true;
+    process.stdout.write(`flotilla: shutting down, letting ${fleet.inFlight()} in-flight requests finish\n`);
+    void shutdown(config.server.shutdown_grace_ms).then(() => {
+      process.stdout.write("flotilla: stopped\n");
+      process.exit(0);
+    });
   };
-  process.once("SIGINT", stop);
-  process.once("SIGTERM", stop);
+  process.on("SIGINT", stop);
+  process.on("SIGTERM", stop);
 }
 
 async function loadConfig(opts: ServeOptions): Promise<{ config: FleetConfig; baseDir: string }> {

@@ -11,6 +11,8 @@ export type FailureCode =
   | "overloaded"
   | "engine_unavailable"
   | "engine_error"
+  | "deadline_exceeded"
+  | "shutting_down"
   | "cancelled";
 
 export class FlotillaError extends Error {

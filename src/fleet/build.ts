@@ -4,15 +4,19 @@ import { LocalEngine } from "../engines/local.js";
 import { OpenAIEngine } from "../engines/openai.js";
 import { ConfigError, type FleetConfig, type ReplicaConfig } from "./config.js";
 import { Fleet, type Replica } from "./fleet.js";
+import { ReplicaHealth } from "./health.js";
+import { wallClock, type Clock } from "../core/clock.js";
 
 /** Turns a validated fleet file into engines; nothing is started yet. */
-export function buildFleet(config: FleetConfig, opts: { baseDir: string; env: NodeJS.ProcessEnv }): Fleet {
+export function buildFleet(config: FleetConfig, opts: { baseDir: string; env: NodeJS.ProcessEnv; clock?: Clock }): Fleet {
+  const clock = opts.clock ?? wallClock;
+  const breaker = { failureThreshold: config.server.eject_after_failures, cooldownMs: config.server.eject_cooldown_ms };
   return new Fleet(
     config.models.map((m) => {
       const replicas: Replica[] = [];
       for (const rc of m.replicas) {
         for (let i = 0; i < rc.count; i++) {
-          replicas.push({ id: `${m.name}/${replicas.length}`, model: m.name, engine: engineFor(rc, m.name, opts) });
+          replicas.push({ id: `${m.name}/${replicas.length}`, model: m.name, engine: engineFor(rc, m.name, opts), health: new ReplicaHealth(clock, breaker) });
         }
       }
       return { name: m.name, replicas };

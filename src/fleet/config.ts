@@ -54,9 +54,19 @@ export const fleetConfig = z
         port: z.number().int().min(0).max(65535).optional(),
         policy: z.string().min(1).optional(),
         body_limit_bytes: z.number().int().min(1024).optional(),
+        /** Longest a request may run before it is cancelled (a client may ask for less). */
+        request_timeout_ms: z.number().int().min(100).default(600_000),
+        /** Consecutive failed requests that take a replica out of rotation. */
+        eject_after_failures: z.number().int().min(1).default(3),
+        /** How long an ejected replica rests before one trial request. */
+        eject_cooldown_ms: z.number().int().min(0).default(5_000),
+        /** On shutdown, how long in-flight requests get to finish. */
+        shutdown_grace_ms: z.number().int().min(0).default(30_000),
+        /** Bearer token for /admin routes; without one they answer loopback clients only. */
+        admin_token_env: z.string().min(1).optional(),
       })
       .strict()
-      .default({}),
+      .prefault({}),
     models: z.array(modelConfig).min(1),
   })
   .strict()

@@ -1,4 +1,5 @@
 import type { Engine } from "../engines/engine.js";
+import type { ReplicaHealth } from "./health.js";
 import type { Candidate } from "../scheduler/pipeline.js";
 
 /** One engine serving one model, as the controller tracks it. */
@@ -7,6 +8,7 @@ export interface Replica {
   readonly id: string;
   readonly model: string;
   readonly engine: Engine;
+  readonly health: ReplicaHealth;
 }
 
 export interface ServedModel {
@@ -30,13 +32,27 @@ export class Fleet {
     return this.#models.get(name);
   }
 
+  replica(id: string): Replica | undefined {
+    return this.replicas().find((r) => r.id === id);
+  }
+
   replicas(): Replica[] {
     return [...this.#models.values()].flatMap((m) => m.replicas);
   }
 
   /** True when at least one replica of any model can take work. */
   anyReady(): boolean {
-    return this.replicas().some((r) => r.engine.isReady());
+    return this.replicas().some((r) => r.engine.isReady() && r.health.admits());
+  }
+
+  /** Requests running or waiting on any replica. */
+  inFlight(): number {
+    let n = 0;
+    for (const r of this.replicas()) {
+      const load = r.engine.load();
+      n += load.active + load.queued;
+    }
+    return n;
   }
 
   /**
@@ -58,7 +74,7 @@ export function candidatesOf(model: ServedModel): Candidate[] {
     const load = r.engine.load();
     return {
       index,
-      ready: r.engine.isReady(),
+      ready: r.engine.isReady() && r.health.admits(),
       active: load.active,
       queued: load.queued,
       slots: load.slots,

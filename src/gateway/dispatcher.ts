@@ -88,9 +88,11 @@ export class Dispatcher {
       if (!outcome.ok) throw lastError ?? rejection(outcome.reason, model, routeRequest, candidates, request.prompt.kind === "chat" ? "messages" : "prompt");
       const replica = model.replicas[outcome.index]!;
       lastReplica = replica;
+      replica.health.dispatched();
       onAttempt?.(replica);
       try {
         const result = await replica.engine.generate(current, sink, signal);
+        replica.health.succeeded();
         return {
           finishReason: result.finishReason,
           // The replayed text was input to the replica that finished, so it
@@ -102,6 +104,8 @@ export class Dispatcher {
         };
       } catch (err) {
         const code = err instanceof FlotillaError ? err.code : "engine_error";
+        if (code === "engine_unavailable" || code === "engine_error") replica.health.failed();
+        else replica.health.released();
         const resumable = written.length > 0 ? code === "engine_unavailable" || code === "engine_error" : retryable.has(code);
         if (signal.aborted || !resumable) throw err;
         if (written.length > 0) continuations++;

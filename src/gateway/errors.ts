@@ -21,6 +21,8 @@ const byCode: Record<FailureCode, { status: number; type: string }> = {
   engine_unavailable: { status: 503, type: "service_unavailable_error" },
   engine_error: { status: 502, type: "server_error" },
   // Nobody reads it (the client left), but logs and usage rows do.
+  deadline_exceeded: { status: 504, type: "timeout_error" },
+  shutting_down: { status: 503, type: "service_unavailable_error" },
   cancelled: { status: 499, type: "cancelled" },
 };
 

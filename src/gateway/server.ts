@@ -7,6 +7,8 @@ import type { GenerationRequest } from "../core/request.js";
 import type { Fleet, Replica } from "../fleet/fleet.js";
 import type { Policy } from "../scheduler/pipeline.js";
 import { leastLoaded } from "../scheduler/policies.js";
+import { FlotillaError } from "../core/errors.js";
+import { registerAdminRoutes, sleep } from "./admin.js";
 import { Dispatcher, type Dispatched } from "./dispatcher.js";
 import { toHttpError, type HttpError } from "./errors.js";
 import { ChunkEncoder, completeResponse, type Endpoint, type ResponseMeta, type ServedBy } from "./responses.js";
@@ -20,6 +22,17 @@ export interface GatewayOptions {
   /** Largest request body accepted, in bytes. */
   readonly bodyLimit?: number;
   readonly logLevel?: "fatal" | "error" | "warn" | "info" | "debug" | "trace" | "silent";
+  /** Longest a request may run; a client may ask for less with x-flotilla-timeout-ms. */
+  readonly requestTimeoutMs?: number;
+  /** Bearer token for /admin routes; without one, only loopback clients may use them. */
+  readonly adminToken?: string;
+}
+
+/** A running gateway, plus the graceful way to stop it. */
+export interface Gateway {
+  readonly app: FastifyInstance;
+  /** Stops new work, lets in-flight requests finish (up to `graceMs`), then closes. */
+  shutdown(graceMs: number): Promise<void>;
 }
 
 const REQUEST_ID = /^[\w.:-]{1,128}$/;
@@ -30,7 +43,13 @@ const REQUEST_ID = /^[\w.:-]{1,128}$/;
  * how engines work.
  */
 export function createGateway(opts: GatewayOptions): FastifyInstance {
+  return createGatewayWithShutdown(opts).app;
+}
+
+export function createGatewayWithShutdown(opts: GatewayOptions): Gateway {
   const clock = opts.clock ?? wallClock;
+  const maxTimeoutMs = opts.requestTimeoutMs ?? 600_000;
+  let shuttingDown = false;
   const dispatcher = new Dispatcher(opts.fleet, opts.policy ?? leastLoaded);
   const app = Fastify({
     bodyLimit: opts.bodyLimit ?? 4 * 1024 * 1024,
@@ -46,8 +65,14 @@ export function createGateway(opts: GatewayOptions): FastifyInstance {
 
   app.addHook("onRequest", (request, reply, done) => {
     void reply.header("x-request-id", request.id);
+    if (shuttingDown && request.url.startsWith("/v1/") && request.method === "POST") {
+      done(new FlotillaError("shutting_down", "this server is shutting down; retry on another instance", { retryAfterS: 5 }));
+      return;
+    }
     done();
   });
+
+  registerAdminRoutes(app, opts.fleet, opts.adminToken);
 
   app.setErrorHandler((err, request, reply) => {
     const http = toHttpError(err);
@@ -95,16 +120,29 @@ export function createGateway(opts: GatewayOptions): FastifyInstance {
       reply.raw.once("close", () => {
         if (!reply.raw.writableFinished) cancel.abort();
       });
-      if (body.stream === true) {
-        await stream(reply, meta, body.stream_options?.include_usage === true, (onText, onAttempt) =>
-          dispatcher.run(model, generation, onText, cancel.signal, onAttempt),
-        );
-        return;
+      const timeoutMs = requestTimeout(request.headers["x-flotilla-timeout-ms"], maxTimeoutMs);
+      let timedOut = false;
+      const deadline = setTimeout(() => {
+        timedOut = true;
+        cancel.abort();
+      }, timeoutMs);
+      try {
+        if (body.stream === true) {
+          await stream(reply, meta, body.stream_options?.include_usage === true, (onText, onAttempt) =>
+            dispatcher.run(model, generation, onText, cancel.signal, onAttempt),
+          );
+          return;
+        }
+        const parts: string[] = [];
+        const result = await dispatcher.run(model, generation, (t) => parts.push(t), cancel.signal);
+        void reply.header("x-flotilla-replica", result.replica.id);
+        await reply.send(completeResponse(meta, parts.join(""), result.finishReason, result.usage, servedBy(result)));
+      } catch (err) {
+        if (!timedOut) throw err;
+        throw new FlotillaError("deadline_exceeded", `the request ran past its ${timeoutMs} ms deadline and was cancelled`, { cause: err });
+      } finally {
+        clearTimeout(deadline);
       }
-      const parts: string[] = [];
-      const result = await dispatcher.run(model, generation, (t) => parts.push(t), cancel.signal);
-      void reply.header("x-flotilla-replica", result.replica.id);
-      await reply.send(completeResponse(meta, parts.join(""), result.finishReason, result.usage, servedBy(result)));
     };
 
   app.post("/v1/chat/completions", { schema: { body: chatCompletionSchema } }, serve("chat", chatRequest));
@@ -114,7 +152,25 @@ export function createGateway(opts: GatewayOptions): FastifyInstance {
     await opts.fleet.close();
   });
 
-  return app;
+  const shutdown = async (graceMs: number): Promise<void> => {
+    shuttingDown = true;
+    for (const r of opts.fleet.replicas()) r.health.draining = true;
+    const until = Date.now() + graceMs;
+    while (opts.fleet.inFlight() > 0 && Date.now() < until) await sleep(50);
+    // Past the grace period, closing the fleet cancels whatever still runs.
+    await app.close();
+  };
+
+  return { app, shutdown };
+}
+
+function requestTimeout(header: string | string[] | undefined, maxMs: number): number {
+  if (typeof header !== "string") return maxMs;
+  const asked = Number(header);
+  if (!Number.isInteger(asked) || asked < 1) {
+    throw new FlotillaError("invalid_request", "x-flotilla-timeout-ms must be a positive integer number of milliseconds", { param: "x-flotilla-timeout-ms" });
+  }
+  return Math.min(asked, maxMs);
 }
 
 /**

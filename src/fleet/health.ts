@@ -1,0 +1,81 @@
+import type { Clock } from "../core/clock.js";
+
+export interface BreakerOptions {
+  /** Consecutive failures that eject a replica. */
+  readonly failureThreshold: number;
+  /** How long an ejected replica gets no traffic before one trial request. */
+  readonly cooldownMs: number;
+}
+
+export const DEFAULT_BREAKER: BreakerOptions = { failureThreshold: 3, cooldownMs: 5_000 };
+
+export type HealthState = "healthy" | "ejected" | "half-open" | "draining" | "not-ready";
+
+/**
+ * Passive health of one replica: a circuit breaker fed by the outcomes of
+ * real requests (a replica can say "healthy" on /health and still fail every
+ * request), plus the operator's drain switch. Time comes from the Clock so the
+ * simulator runs the same breaker in virtual time.
+ */
+export class ReplicaHealth {
+  readonly #clock: Clock;
+  readonly #opts: BreakerOptions;
+  #failures = 0;
+  #open = false;
+  #openedAt = 0;
+  #trialInFlight = false;
+  #draining = false;
+
+  constructor(clock: Clock, opts: BreakerOptions = DEFAULT_BREAKER) {
+    this.#clock = clock;
+    this.#opts = opts;
+  }
+
+  /** Whether the router may send this replica a new request now. */
+  admits(): boolean {
+    if (this.#draining) return false;
+    if (!this.#open) return true;
+    // After the cooldown exactly one trial goes through; its outcome decides.
+    return this.#clock.now() - this.#openedAt >= this.#opts.cooldownMs && !this.#trialInFlight;
+  }
+
+  /** The router chose this replica. */
+  dispatched(): void {
+    if (this.#open) this.#trialInFlight = true;
+  }
+
+  /** The request ended in a way that says nothing of the replica (cancelled, refused as invalid). */
+  released(): void {
+    this.#trialInFlight = false;
+  }
+
+  succeeded(): void {
+    this.#failures = 0;
+    this.#open = false;
+    this.#trialInFlight = false;
+  }
+
+  failed(): void {
+    this.#failures++;
+    if (this.#open || this.#failures >= this.#opts.failureThreshold) {
+      this.#open = true;
+      this.#openedAt = this.#clock.now();
+      this.#trialInFlight = false;
+    }
+  }
+
+  get draining(): boolean {
+    return this.#draining;
+  }
+
+  set draining(on: boolean) {
+    this.#draining = on;
+  }
+
+  state(engineReady: boolean): HealthState {
+    if (this.#draining) return "draining";
+    if (!engineReady) return "not-ready";
+    if (!this.#open) return "healthy";
+    return this.#clock.now() - this.#openedAt >= this.#opts.cooldownMs ? "half-open" : "ejected";
+  }
+}
