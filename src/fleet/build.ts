@@ -45,6 +45,7 @@ function engineFor(rc: ReplicaConfig, modelName: string, opts: { baseDir: string
     parallel: rc.parallel,
     maxQueue: rc.max_queue,
     requestTimeoutMs: rc.timeout_ms,
+    probeIntervalMs: rc.probe_interval_ms,
     ...(apiKey === undefined ? {} : { apiKey }),
     ...(rc.context === undefined ? {} : { contextSize: rc.context }),
   });

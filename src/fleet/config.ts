@@ -33,6 +33,8 @@ const openaiReplica = z
     context: z.number().int().min(16).optional(),
     max_queue: z.number().int().min(0).default(256),
     timeout_ms: z.number().int().min(100).default(60_000),
+    /** How often /health is asked whether the server is ready. */
+    probe_interval_ms: z.number().int().min(50).default(5_000),
     count,
   })
   .strict();

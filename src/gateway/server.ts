@@ -89,10 +89,13 @@ export function createGatewayWithShutdown(opts: GatewayOptions): Gateway {
   );
 
   app.get("/healthz", () => ({ status: "ok" }));
-  app.get("/readyz", (_request, reply) => {
+  const readiness = (_request: FastifyRequest, reply: FastifyReply): FastifyReply => {
     const ready = opts.fleet.anyReady();
     return reply.code(ready ? 200 : 503).send({ status: ready ? "ready" : "no replica ready" });
-  });
+  };
+  app.get("/readyz", readiness);
+  // Where llama-server, vLLM and SGLang answer, so a Flotilla can itself be an upstream engine.
+  app.get("/health", readiness);
 
   app.get("/v1/models", () => {
     const created = Math.floor(clock.epochMs() / 1000);
