@@ -3,7 +3,7 @@ import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { after, before, describe, it } from "node:test";
 import OpenAI from "openai";
-import { startGateway, tinyFleet, totalActive, type RunningGateway } from "../helpers.js";
+import { eventually, startGateway, tinyFleet, totalActive, type RunningGateway } from "../helpers.js";
 
 /** Flotilla B fronts Flotilla A through the `openai` engine: a real server on each side. */
 describe("the openai engine against a second Flotilla", () => {
@@ -58,6 +58,20 @@ describe("the openai engine against a second Flotilla", () => {
     assert.equal(res.status, 400);
     assert.equal(body.error.code, "context_length_exceeded");
     assert.equal(totalActive(front.fleet), 0);
+  });
+
+  it("cancels the upstream's work when the client disconnects mid-stream", async () => {
+    const controller = new AbortController();
+    const res = await fetch(`${front.url}/v1/completions`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ model: "remote-tiny", prompt: "Go on and on", max_tokens: 480, stream: true }),
+      signal: controller.signal,
+    });
+    await res.body!.getReader().read();
+    assert.equal(totalActive(upstream.fleet), 1, "the upstream is generating");
+    controller.abort();
+    await eventually(() => totalActive(front.fleet) === 0 && totalActive(upstream.fleet) === 0, 2_000, "both slots to be free");
   });
 
   it("sends the request id upstream", async () => {

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { after, before, describe, it } from "node:test";
-import { eventually, startGateway, tinyFleet, totalActive, type RunningGateway } from "../helpers.js";
+import { eventually, startGateway, tinyFleet, TINY_MODEL, totalActive, type RunningGateway } from "../helpers.js";
 
 function curl(args: string[]): Promise<{ code: number | null; out: string }> {
   return new Promise((resolve, reject) => {
@@ -99,5 +99,27 @@ describe("several replicas of one model", () => {
     assert.deepEqual([...counts.keys()].sort(), ["tiny/0", "tiny/1"]);
     assert.deepEqual([...counts.values()], [2, 2], "each replica took half");
     assert.equal(totalActive(gw.fleet), 0);
+  });
+});
+
+describe("backpressure", () => {
+  it("answers 429 with Retry-After once every slot and queue place is taken, and serves the rest", async () => {
+    const gw = await startGateway({ models: [{ name: "tiny", replicas: [{ engine: "local", path: TINY_MODEL, parallel: 1, max_queue: 1, context: 2048 }] }] });
+    try {
+      const send = (): Promise<Response> =>
+        fetch(`${gw.url}/v1/completions`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ model: "tiny", prompt: "busy", max_tokens: 300 }) });
+      const first = send();
+      await eventually(() => totalActive(gw.fleet) === 1, 2_000, "the first to run");
+      const second = send();
+      await eventually(() => totalActive(gw.fleet) === 2, 2_000, "the second to queue");
+      const third = await send();
+      assert.equal(third.status, 429);
+      assert.ok(Number(third.headers.get("retry-after")) >= 1);
+      assert.equal(((await third.json()) as { error: { code: string } }).error.code, "overloaded");
+      assert.deepEqual([(await first).status, (await second).status], [200, 200]);
+      assert.equal(totalActive(gw.fleet), 0);
+    } finally {
+      await gw.close();
+    }
   });
 });
