@@ -59,6 +59,7 @@ async function serve(opts: ServeOptions): Promise<void> {
     policy,
     logLevel: opts.logLevel,
     requestTimeoutMs: config.server.request_timeout_ms,
+    readyWaitMs: config.server.ready_wait_ms,
     ...(adminToken === undefined ? {} : { adminToken }),
     ...(config.server.body_limit_bytes === undefined ? {} : { bodyLimit: config.server.body_limit_bytes }),
   });

@@ -60,11 +60,24 @@ export class OpenAIEngine implements Engine {
 
   async start(): Promise<void> {
     this.#ready = await this.#probe();
-    this.#probeTimer = setInterval(() => {
+    this.#scheduleProbe();
+  }
+
+  /**
+   * Probes on a timer: every probeIntervalMs while ready, and every 250 ms
+   * while not, so a restarted server is back in rotation within a beat
+   * rather than a whole interval later.
+   */
+  #scheduleProbe(): void {
+    if (this.#closed) return;
+    const interval = this.#opts.probeIntervalMs ?? 5_000;
+    this.#probeTimer = setTimeout(() => {
       void this.#probe().then((ok) => {
-        if (!this.#closed) this.#ready = ok;
+        if (this.#closed) return;
+        this.#ready = ok;
+        this.#scheduleProbe();
       });
-    }, this.#opts.probeIntervalMs ?? 5_000);
+    }, this.#ready ? interval : Math.min(interval, 250));
     this.#probeTimer.unref();
   }
 
@@ -191,7 +204,7 @@ export class OpenAIEngine implements Engine {
 
   async close(): Promise<void> {
     this.#closed = true;
-    clearInterval(this.#probeTimer);
+    clearTimeout(this.#probeTimer);
     this.#slots.rejectWaiters(new FlotillaError("engine_unavailable", "the engine is shutting down"));
     await this.#pool.close();
   }

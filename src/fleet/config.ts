@@ -58,6 +58,8 @@ export const fleetConfig = z
         body_limit_bytes: z.number().int().min(1024).optional(),
         /** Longest a request may run before it is cancelled (a client may ask for less). */
         request_timeout_ms: z.number().int().min(100).default(600_000),
+        /** With no replica ready, how long a request waits for one before 503. */
+        ready_wait_ms: z.number().int().min(0).max(60_000).default(1_000),
         /** Consecutive failed requests that take a replica out of rotation. */
         eject_after_failures: z.number().int().min(1).default(3),
         /** How long an ejected replica rests before one trial request. */

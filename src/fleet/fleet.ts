@@ -68,18 +68,34 @@ export class Fleet {
   }
 }
 
-/** The router's snapshot of one model's replicas. */
+/**
+ * The router's snapshot of one model's replicas. A replica the breaker has
+ * ejected is still better than none: when every replica that is up has been
+ * ejected (a burst of failures during an outage trips them all), they are
+ * offered anyway, as Envoy's panic threshold does, rather than failing every
+ * request with 503.
+ */
 export function candidatesOf(model: ServedModel): Candidate[] {
-  return model.replicas.map((r, index) => {
+  let anyAdmitted = false;
+  const candidates = model.replicas.map((r, index) => {
     const load = r.engine.load();
+    const up = r.engine.isReady();
+    r.health.observe(up);
+    const admitted = up && r.health.admits();
+    anyAdmitted ||= admitted;
     return {
       index,
-      ready: r.engine.isReady() && r.health.admits(),
+      ready: admitted,
       active: load.active,
       queued: load.queued,
       slots: load.slots,
       maxQueue: load.maxQueue,
       contextSize: r.engine.contextSize,
     };
+  });
+  if (anyAdmitted) return candidates;
+  return candidates.map((c) => {
+    const r = model.replicas[c.index]!;
+    return r.engine.isReady() && !r.health.draining ? { ...c, ready: true } : c;
   });
 }

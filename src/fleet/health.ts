@@ -25,6 +25,7 @@ export class ReplicaHealth {
   #openedAt = 0;
   #trialInFlight = false;
   #draining = false;
+  #engineWasReady = true;
 
   constructor(clock: Clock, opts: BreakerOptions = DEFAULT_BREAKER) {
     this.#clock = clock;
@@ -37,6 +38,16 @@ export class ReplicaHealth {
     if (!this.#open) return true;
     // After the cooldown exactly one trial goes through; its outcome decides.
     return this.#clock.now() - this.#openedAt >= this.#opts.cooldownMs && !this.#trialInFlight;
+  }
+
+  /**
+   * Tells the breaker whether the engine itself says it is up. An engine
+   * that comes back after being down is a new process: its old failures say
+   * nothing about it, so the breaker closes.
+   */
+  observe(engineReady: boolean): void {
+    if (engineReady && !this.#engineWasReady) this.succeeded();
+    this.#engineWasReady = engineReady;
   }
 
   /** The router chose this replica. */

@@ -3,8 +3,8 @@ import type { FastifyInstance, FastifyRequest } from "fastify";
 import { FlotillaError } from "../core/errors.js";
 import type { Fleet, Replica } from "../fleet/fleet.js";
 import { errorBody } from "./errors.js";
+import { sleep } from "./sleep.js";
 
-export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 const replicaBody = {
   type: "object",

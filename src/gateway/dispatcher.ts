@@ -1,8 +1,10 @@
+import { wallClock, type Clock } from "../core/clock.js";
 import { FlotillaError } from "../core/errors.js";
 import type { GenerationRequest, GenerationResult } from "../core/request.js";
 import type { TextSink } from "../engines/engine.js";
 import { candidatesOf, type Fleet, type Replica, type ServedModel } from "../fleet/fleet.js";
 import { route, type Candidate, type Policy, type RejectReason, type RouteRequest } from "../scheduler/pipeline.js";
+import { sleep } from "./sleep.js";
 
 export interface Dispatched extends GenerationResult {
   /** The replica that finished the answer. */
@@ -26,7 +28,13 @@ export class Dispatcher {
   readonly #maxAttempts: number;
   readonly #random: () => number;
 
-  constructor(fleet: Fleet, policy: Policy, opts: { maxAttempts?: number; random?: () => number } = {}) {
+  readonly #readyWaitMs: number;
+
+  readonly #clock: Clock;
+
+  constructor(fleet: Fleet, policy: Policy, opts: { maxAttempts?: number; random?: () => number; readyWaitMs?: number; clock?: Clock } = {}) {
+    this.#readyWaitMs = opts.readyWaitMs ?? 1_000;
+    this.#clock = opts.clock ?? wallClock;
     this.#fleet = fleet;
     this.#policy = policy;
     this.#maxAttempts = opts.maxAttempts ?? 3;
@@ -44,6 +52,10 @@ export class Dispatcher {
       throw new FlotillaError("model_not_found", `model "${name}" is not served here; GET /v1/models lists the models (${known})`, { param: "model" });
     }
     return model;
+  }
+
+  #candidates(model: ServedModel, failed: ReadonlySet<number>): Candidate[] {
+    return candidatesOf(model).map((c) => (failed.has(c.index) ? { ...c, ready: false } : c));
   }
 
   /**
@@ -83,8 +95,17 @@ export class Dispatcher {
         promptTokens: countPromptTokens(model, current),
         maxTokens: current.sampling.maxTokens,
       };
-      const candidates = candidatesOf(model).map((c) => (failed.has(c.index) ? { ...c, ready: false } : c));
-      const outcome = route(this.#policy, routeRequest, candidates, this.#random);
+      let candidates = this.#candidates(model, failed);
+      let outcome = route(this.#policy, routeRequest, candidates, this.#random);
+      // With nothing ready (an outage, a restart in progress), wait a moment
+      // for a replica to come back rather than fail at once; bounded, and
+      // the request's own deadline or disconnect still cancels the wait.
+      const waitUntil = this.#clock.now() + this.#readyWaitMs;
+      while (!outcome.ok && outcome.reason === "no_ready_replica" && this.#clock.now() < waitUntil && !signal.aborted) {
+        await sleep(25);
+        candidates = this.#candidates(model, failed);
+        outcome = route(this.#policy, routeRequest, candidates, this.#random);
+      }
       if (!outcome.ok) throw lastError ?? rejection(outcome.reason, model, routeRequest, candidates, request.prompt.kind === "chat" ? "messages" : "prompt");
       const replica = model.replicas[outcome.index]!;
       lastReplica = replica;

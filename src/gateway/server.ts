@@ -8,7 +8,8 @@ import type { Fleet, Replica } from "../fleet/fleet.js";
 import type { Policy } from "../scheduler/pipeline.js";
 import { leastLoaded } from "../scheduler/policies.js";
 import { FlotillaError } from "../core/errors.js";
-import { registerAdminRoutes, sleep } from "./admin.js";
+import { registerAdminRoutes } from "./admin.js";
+import { sleep } from "./sleep.js";
 import { Dispatcher, type Dispatched } from "./dispatcher.js";
 import { toHttpError, type HttpError } from "./errors.js";
 import { ChunkEncoder, completeResponse, type Endpoint, type ResponseMeta, type ServedBy } from "./responses.js";
@@ -26,6 +27,8 @@ export interface GatewayOptions {
   readonly requestTimeoutMs?: number;
   /** Bearer token for /admin routes; without one, only loopback clients may use them. */
   readonly adminToken?: string;
+  /** How long a request waits for a replica to become ready before 503. */
+  readonly readyWaitMs?: number;
 }
 
 /** A running gateway, plus the graceful way to stop it. */
@@ -50,7 +53,7 @@ export function createGatewayWithShutdown(opts: GatewayOptions): Gateway {
   const clock = opts.clock ?? wallClock;
   const maxTimeoutMs = opts.requestTimeoutMs ?? 600_000;
   let shuttingDown = false;
-  const dispatcher = new Dispatcher(opts.fleet, opts.policy ?? leastLoaded);
+  const dispatcher = new Dispatcher(opts.fleet, opts.policy ?? leastLoaded, { clock, ...(opts.readyWaitMs === undefined ? {} : { readyWaitMs: opts.readyWaitMs }) });
   const app = Fastify({
     bodyLimit: opts.bodyLimit ?? 4 * 1024 * 1024,
     logger: { level: opts.logLevel ?? "warn" },
@@ -158,8 +161,8 @@ export function createGatewayWithShutdown(opts: GatewayOptions): Gateway {
   const shutdown = async (graceMs: number): Promise<void> => {
     shuttingDown = true;
     for (const r of opts.fleet.replicas()) r.health.draining = true;
-    const until = Date.now() + graceMs;
-    while (opts.fleet.inFlight() > 0 && Date.now() < until) await sleep(50);
+    const until = clock.now() + graceMs;
+    while (opts.fleet.inFlight() > 0 && clock.now() < until) await sleep(50);
     // Past the grace period, closing the fleet cancels whatever still runs.
     await app.close();
   };

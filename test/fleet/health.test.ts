@@ -59,6 +59,16 @@ describe("the replica circuit breaker", () => {
     assert.equal(h.admits(), true, "the next request may be the trial");
   });
 
+  it("forgets old failures when the engine comes back from being down", () => {
+    const { h } = make();
+    for (let i = 0; i < 3; i++) h.failed();
+    h.observe(true);
+    assert.equal(h.admits(), false, "still up: the failures stand");
+    h.observe(false);
+    h.observe(true);
+    assert.equal(h.admits(), true, "a restarted engine starts with a clean record");
+  });
+
   it("keeps a draining replica out whatever its health", () => {
     const { h } = make();
     h.draining = true;

@@ -104,6 +104,28 @@ describe("misbehaving replicas are handled within their timeouts", () => {
     }
   });
 
+  it("an ejected replica still serves when it is the only one left (panic mode), rather than a 503", async () => {
+    let hits = 0;
+    const flaky = await badUpstream((_req, res) => {
+      // Three failures (a transient fault), then healthy again.
+      if (++hits <= 3) return void res.writeHead(500).end('{"error":{"message":"transient"}}');
+      res.writeHead(200, { "content-type": "text/event-stream" });
+      res.end(`data: ${JSON.stringify({ choices: [{ index: 0, text: "back", finish_reason: "stop" }] })}\n\ndata: [DONE]\n\n`);
+    });
+    bad.push(flaky.server);
+    const front = await startGateway({ models: [{ name: "m", replicas: [{ engine: "openai", url: flaky.url, upstream_model: "tiny" }] }] });
+    try {
+      for (let i = 0; i < 3; i++) assert.equal((await complete(front.url, {})).status, 502);
+      assert.equal((await replicaStates(front.url))["m/0"], "ejected");
+      const r = await complete(front.url, {});
+      assert.equal(r.status, 200);
+      assert.equal((r.json.choices as { text: string }[])[0]!.text, "back");
+      assert.equal((await replicaStates(front.url))["m/0"], "healthy", "its success closed the breaker");
+    } finally {
+      await front.close();
+    }
+  });
+
   it("one that stalls mid-stream: the answer is resumed on the other replica", async () => {
     const front = await frontWith((_req, res) => {
       res.writeHead(200, { "content-type": "text/event-stream" });
