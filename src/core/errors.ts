@@ -5,6 +5,8 @@
  */
 export type FailureCode =
   | "invalid_request"
+  | "unauthorized"
+  | "quota_exceeded"
   | "context_length_exceeded"
   | "model_not_found"
   | "no_ready_replica"

@@ -14,6 +14,8 @@ export interface HttpError {
 
 const byCode: Record<FailureCode, { status: number; type: string }> = {
   invalid_request: { status: 400, type: "invalid_request_error" },
+  unauthorized: { status: 401, type: "authentication_error" },
+  quota_exceeded: { status: 429, type: "rate_limit_error" },
   context_length_exceeded: { status: 400, type: "invalid_request_error" },
   model_not_found: { status: 404, type: "invalid_request_error" },
   no_ready_replica: { status: 503, type: "service_unavailable_error" },

@@ -25,11 +25,12 @@ export function usageJson(u: TokenUsage): Record<string, unknown> {
   };
 }
 
-/** Flotilla's extension to every response: who served it and how. */
+/** Flotilla's extension to every response: who served it and how, plus what the tenancy adds (energy, cost). */
 export interface ServedBy {
   readonly replica: string;
   readonly attempts: number;
   readonly continuations: number;
+  readonly [extra: string]: number | string;
 }
 
 export function completeResponse(meta: ResponseMeta, text: string, finishReason: FinishReason, usage: TokenUsage, servedBy: ServedBy): Record<string, unknown> {

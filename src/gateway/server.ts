@@ -8,6 +8,7 @@ import type { Fleet, Replica } from "../fleet/fleet.js";
 import type { Policy } from "../scheduler/pipeline.js";
 import { leastLoaded } from "../scheduler/policies.js";
 import { FlotillaError } from "../core/errors.js";
+import { openTenancy, type Principal, type Settlement, type Tenancy } from "../metering/tenancy.js";
 import { registerAdminRoutes } from "./admin.js";
 import { sleep } from "./sleep.js";
 import { Dispatcher, type Dispatched } from "./dispatcher.js";
@@ -29,6 +30,8 @@ export interface GatewayOptions {
   readonly adminToken?: string;
   /** How long a request waits for a replica to become ready before 503. */
   readonly readyWaitMs?: number;
+  /** Keys, limits and the usage ledger; without one every caller is anonymous and unmetered. */
+  readonly tenancy?: Tenancy;
 }
 
 /** A running gateway, plus the graceful way to stop it. */
@@ -52,6 +55,8 @@ export function createGateway(opts: GatewayOptions): FastifyInstance {
 export function createGatewayWithShutdown(opts: GatewayOptions): Gateway {
   const clock = opts.clock ?? wallClock;
   const maxTimeoutMs = opts.requestTimeoutMs ?? 600_000;
+  const tenancy = opts.tenancy ?? openTenancy;
+  const principals = new WeakMap<FastifyRequest, Principal | undefined>();
   let shuttingDown = false;
   const dispatcher = new Dispatcher(opts.fleet, opts.policy ?? leastLoaded, { clock, ...(opts.readyWaitMs === undefined ? {} : { readyWaitMs: opts.readyWaitMs }) });
   const app = Fastify({
@@ -73,6 +78,12 @@ export function createGatewayWithShutdown(opts: GatewayOptions): Gateway {
       return;
     }
     done();
+  });
+
+  // Every /v1 route knows its caller before it runs.
+  app.addHook("onRequest", async (request) => {
+    if (!request.url.startsWith("/v1/")) return;
+    principals.set(request, await tenancy.authenticate(request.headers.authorization, request.socket.remoteAddress));
   });
 
   registerAdminRoutes(app, opts.fleet, opts.adminToken);
@@ -121,33 +132,52 @@ export function createGatewayWithShutdown(opts: GatewayOptions): Gateway {
       const id = `${endpoint === "chat" ? "chatcmpl" : "cmpl"}-${request.id}`;
       const generation = toRequest(request.id, body as never);
       const meta: ResponseMeta = { endpoint, id, created: Math.floor(clock.epochMs() / 1000), model: model.name };
+      const timeoutMs = requestTimeout(request.headers["x-flotilla-timeout-ms"], maxTimeoutMs);
+      const ticket = await tenancy.admit({
+        requestId: request.id,
+        principal: principals.get(request),
+        model: model.name,
+        endpoint,
+        stream: body.stream === true,
+        maxTokens: generation.sampling.maxTokens,
+      });
+      const started = clock.now();
       const cancel = new AbortController();
       // 'close' on the response fires when the client goes away, or after we end it.
       reply.raw.once("close", () => {
         if (!reply.raw.writableFinished) cancel.abort();
       });
-      const timeoutMs = requestTimeout(request.headers["x-flotilla-timeout-ms"], maxTimeoutMs);
       let timedOut = false;
       const deadline = setTimeout(() => {
         timedOut = true;
         cancel.abort();
       }, timeoutMs);
+      let lastReplica: string | undefined;
+      const onAttempt = (replica: Replica): void => {
+        lastReplica = replica.id;
+      };
+      const extension = (d: Dispatched): ServedBy => ({ ...ticket.price(d.usage, d.replica.id, clock.now() - started), ...servedBy(d) });
+      let result: Dispatched | undefined;
       try {
         if (body.stream === true) {
-          await stream(reply, meta, body.stream_options?.include_usage === true, (onText, onAttempt) =>
-            dispatcher.run(model, generation, onText, cancel.signal, onAttempt),
+          result = await stream(reply, meta, body.stream_options?.include_usage === true, extension, (onText, attempt) =>
+            dispatcher.run(model, generation, onText, cancel.signal, (r) => {
+              onAttempt(r);
+              attempt(r);
+            }),
           );
           return;
         }
         const parts: string[] = [];
-        const result = await dispatcher.run(model, generation, (t) => parts.push(t), cancel.signal);
+        result = await dispatcher.run(model, generation, (t) => parts.push(t), cancel.signal, onAttempt);
         void reply.header("x-flotilla-replica", result.replica.id);
-        await reply.send(completeResponse(meta, parts.join(""), result.finishReason, result.usage, servedBy(result)));
+        await reply.send(completeResponse(meta, parts.join(""), result.finishReason, result.usage, extension(result)));
       } catch (err) {
         if (!timedOut) throw err;
         throw new FlotillaError("deadline_exceeded", `the request ran past its ${timeoutMs} ms deadline and was cancelled`, { cause: err });
       } finally {
         clearTimeout(deadline);
+        await ticket.settle(settlement(result, lastReplica, clock.now() - started, cancel.signal.aborted, timedOut));
       }
     };
 
@@ -188,8 +218,9 @@ async function stream(
   reply: FastifyReply,
   meta: ResponseMeta,
   includeUsage: boolean,
+  extension: (d: Dispatched) => ServedBy,
   run: (onText: (text: string) => void, onAttempt: (replica: Replica) => void) => ReturnType<Dispatcher["run"]>,
-): Promise<void> {
+): Promise<Dispatched | undefined> {
   const encoder = new ChunkEncoder(meta);
   const raw = reply.raw;
   let open = false;
@@ -232,12 +263,23 @@ async function stream(
     );
     if (!open) openStream();
     raw.write(encoder.finish(result.finishReason));
-    if (includeUsage) raw.write(encoder.usage(result.usage, servedBy(result)));
+    if (includeUsage) raw.write(encoder.usage(result.usage, extension(result)));
     raw.end(ChunkEncoder.done);
+    return result;
   } catch (err) {
     if (!open) throw err; // the error handler answers with a status
     endWithError(raw, toHttpError(err));
+    return undefined;
   }
+}
+
+/** What the ledger is told: every request ends in exactly one of these. */
+function settlement(result: Dispatched | undefined, lastReplica: string | undefined, durationMs: number, aborted: boolean, timedOut: boolean): Settlement {
+  if (result !== undefined) {
+    return { status: "ok", usage: result.usage, replica: result.replica.id, attempts: result.attempts, continuations: result.continuations, durationMs };
+  }
+  const status = timedOut ? "deadline_exceeded" : aborted ? "cancelled" : "failed";
+  return { status, usage: undefined, replica: lastReplica, attempts: lastReplica === undefined ? 0 : 1, continuations: 0, durationMs };
 }
 
 /** Once a stream has begun the status is spent; the error travels as an event, as OpenAI's does. */

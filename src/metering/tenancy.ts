@@ -1,0 +1,73 @@
+import type { TokenUsage } from "../core/request.js";
+
+/**
+ * The seam between the gateway and multi-tenancy: who is calling, may they
+ * run this request now, and what it cost. The gateway calls these at fixed
+ * points of every /v1 request; the store-backed implementation lives beside
+ * this file, and `openTenancy` (no keys, no limits, no ledger) is what a
+ * gateway without a store uses.
+ */
+
+export interface Principal {
+  readonly tenantId: string;
+  readonly keyId: string;
+}
+
+export interface AdmissionRequest {
+  readonly requestId: string;
+  readonly principal: Principal | undefined;
+  readonly model: string;
+  readonly endpoint: "chat" | "completion";
+  readonly stream: boolean;
+  /** Upper bound on output tokens, when the request gave one. */
+  readonly maxTokens: number | undefined;
+}
+
+export type RequestStatus = "ok" | "cancelled" | "failed" | "deadline_exceeded";
+
+export interface Settlement {
+  readonly status: RequestStatus;
+  /** Tokens actually processed; undefined when the request never reached an engine. */
+  readonly usage: TokenUsage | undefined;
+  /** The replica that finished (or last tried) the request. */
+  readonly replica: string | undefined;
+  readonly attempts: number;
+  readonly continuations: number;
+  readonly durationMs: number;
+  /** The FailureCode, for failed requests. */
+  readonly errorCode?: string;
+}
+
+/** Flotilla's usage extension in responses (`x_flotilla`), beyond who served it. */
+export type UsageExtension = Readonly<Record<string, number | string>>;
+
+/** One admitted request's claim on its tenant's limits; settled exactly once. */
+export interface Ticket {
+  /** Energy, cost and the like of a finished generation, for the response's x_flotilla. */
+  price(usage: TokenUsage, replica: string, durationMs: number): UsageExtension;
+  /** Records what happened and releases what admission reserved; idempotent. */
+  settle(settlement: Settlement): Promise<void>;
+}
+
+export interface Tenancy {
+  /**
+   * Identifies the caller from its Authorization header; throws a
+   * FlotillaError with code "unauthorized" when a key is required and
+   * missing, malformed or revoked.
+   */
+  authenticate(authorization: string | undefined, remoteAddress: string | undefined): Promise<Principal | undefined>;
+  /** Reserves the request against its tenant's limits, or throws "quota_exceeded" naming the limit. */
+  admit(request: AdmissionRequest): Promise<Ticket>;
+  close(): Promise<void>;
+}
+
+const openTicket: Ticket = {
+  price: () => ({}),
+  settle: async () => {},
+};
+
+export const openTenancy: Tenancy = {
+  authenticate: async () => undefined,
+  admit: async () => openTicket,
+  close: async () => {},
+};
