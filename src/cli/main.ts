@@ -2,6 +2,7 @@ import { Command, CommanderError } from "commander";
 import { registerFleetCommands } from "./fleet-commands.js";
 import { registerHardwareCommands } from "./hardware-commands.js";
 import { registerServeCommand } from "./serve.js";
+import { registerSimCommand } from "./sim-command.js";
 
 export function buildProgram(): Command {
   const program = new Command()
@@ -10,6 +11,7 @@ export function buildProgram(): Command {
     .showHelpAfterError("(run flotilla --help for usage)")
     .exitOverride();
   registerServeCommand(program);
+  registerSimCommand(program);
   registerFleetCommands(program);
   registerHardwareCommands(program);
   return program;

@@ -1,0 +1,314 @@
+/**
+ * The simulator's fleet file: islands of identical replicas (hardware, count,
+ * model, precision, tensor-parallel degree), the router, SLOs, failures.
+ * Validated strictly (a misspelt key is an error naming it), then resolved
+ * against the hardware catalog into the profiles the replicas run on.
+ *
+ *   islands:
+ *     - name: h100-pool
+ *       hardware: h100
+ *       count: 16
+ *       model: llama-3.1-70b
+ *       precision: fp8
+ *       tp: 2
+ *   router: { policy: least-loaded }
+ *   slo: { ttft_ms: 2000, tpot_ms: 100 }
+ *   failures: { mtbf_s: 3600, repair_s: 600 }
+ */
+import { parse as parseYaml, YAMLParseError } from "yaml";
+import { z } from "zod";
+import {
+  DEFAULT_PUE,
+  DEFAULT_USD_PER_KWH,
+  UnknownNameError,
+  deviceUsdPerHour,
+  findHardware,
+  findModel,
+  findPrecision,
+  makeEnergyProfile,
+  makePerfProfile,
+  smallestFittingTp,
+} from "../hardware/index.js";
+import type { EnergyProfile, HardwareSpec, KvFormat, ModelSpec, PerfProfile, PrecisionSpec } from "../hardware/index.js";
+import type { Policy } from "../scheduler/pipeline.js";
+import { policies } from "../scheduler/policies.js";
+import { DEFAULT_SAMPLE_SIZE } from "../scheduler/sample.js";
+
+const island = z
+  .object({
+    name: z.string().min(1).regex(/^[\w.:-]+$/, "use letters, digits and . _ : - only").optional(),
+    hardware: z.string().min(1),
+    /** Replicas in the island. */
+    count: z.number().int().min(1).max(1_000_000),
+    model: z.string().min(1),
+    precision: z.string().min(1).default("bf16"),
+    /** Devices per replica; default: the smallest power of two that holds the weights and a useful KV cache. */
+    tp: z.number().int().min(1).max(1024).optional(),
+    kv_precision: z.enum(["bf16", "fp8"]).optional(),
+    expert_parallel: z.boolean().optional(),
+    kv_memory_fraction: z.number().gt(0).max(1).optional(),
+    /** Sequences a replica runs at once (vLLM max_num_seqs). */
+    max_batch: z.number().int().min(1).max(65_536).default(256),
+    /** Requests a replica queues before the router counts it full. */
+    max_queue: z.number().int().min(0).default(1024),
+    pricing: z.enum(["rent", "purchase"]).default("rent"),
+  })
+  .strict();
+
+const failureEvent = z
+  .object({
+    /** Replica index in fleet order (islands in file order), or its name ("h100-pool/3"). */
+    replica: z.union([z.number().int().min(0), z.string().min(1)]),
+    at_s: z.number().min(0),
+    down_s: z.number().gt(0),
+  })
+  .strict();
+
+export const simFleetSchema = z
+  .object({
+    islands: z.array(island).min(1),
+    router: z
+      .object({
+        policy: z.string().min(1).default("least-loaded"),
+        /** Scorer weights by scorer name, overriding the policy's. */
+        weights: z.record(z.string(), z.number().min(0)).optional(),
+        /** Candidates drawn per decision in fleets larger than this (power of d choices). */
+        sample: z.number().int().min(1).max(65_536).default(DEFAULT_SAMPLE_SIZE),
+      })
+      .strict()
+      .prefault({}),
+    slo: z
+      .object({
+        ttft_ms: z.number().gt(0).default(2000),
+        tpot_ms: z.number().gt(0).default(100),
+      })
+      .strict()
+      .prefault({}),
+    failures: z
+      .object({
+        /** Mean time between failures of one replica (exponential). */
+        mtbf_s: z.number().gt(0).optional(),
+        /** Mean repair time (exponential). */
+        repair_s: z.number().gt(0).default(600),
+        /** Failures at given times, on top of (or instead of) the random process. */
+        schedule: z.array(failureEvent).optional(),
+        /** Wait before retrying a request no replica could take after a failure. */
+        retry_ms: z.number().gt(0).default(1000),
+      })
+      .strict()
+      .optional(),
+    engine: z
+      .object({
+        /** Tokens per prefix-cache block; must match the trace's hashes (512 for Mooncake). */
+        block_tokens: z.number().int().min(1).default(512),
+        chunked_prefill: z.boolean().default(true),
+        /** Tokens per pass with chunked prefill; default the hardware model's (8192). */
+        step_tokens: z.number().int().min(1).optional(),
+        pue: z.number().min(1).default(DEFAULT_PUE),
+        usd_per_kwh: z.number().min(0).default(DEFAULT_USD_PER_KWH),
+      })
+      .strict()
+      .prefault({}),
+    seed: z.number().int().default(1),
+  })
+  .strict()
+  .superRefine((cfg, ctx) => {
+    const seen = new Set<string>();
+    cfg.islands.forEach((isl, i) => {
+      const name = isl.name ?? `${isl.hardware}-${i}`;
+      if (seen.has(name)) ctx.addIssue({ code: "custom", path: ["islands", i, "name"], message: `island "${name}" is listed twice` });
+      seen.add(name);
+    });
+  });
+
+export type SimFleetFile = z.infer<typeof simFleetSchema>;
+
+export class FleetFileError extends Error {
+  override readonly name = "FleetFileError";
+}
+
+/** One island resolved against the catalogs. */
+export interface SimIsland {
+  readonly name: string;
+  readonly hardware: HardwareSpec;
+  readonly model: ModelSpec;
+  readonly precision: PrecisionSpec;
+  readonly tp: number;
+  readonly count: number;
+  readonly maxBatch: number;
+  readonly maxQueue: number;
+  readonly profile: PerfProfile;
+  readonly energy: EnergyProfile;
+  /** Context window a replica offers: the model's, or less where KV holds less. */
+  readonly contextSize: number;
+  /** $ per hour of one replica (tp devices). */
+  readonly usdPerHour: number;
+  /** Index of the island's first replica in fleet order. */
+  readonly firstReplica: number;
+}
+
+export interface ScheduledFailure {
+  readonly replica: number;
+  readonly atMs: number;
+  readonly downMs: number;
+}
+
+export interface SimFleet {
+  readonly islands: readonly SimIsland[];
+  readonly replicaCount: number;
+  readonly policy: Policy;
+  readonly sample: number;
+  readonly slo: { readonly ttftMs: number; readonly tpotMs: number };
+  readonly failures:
+    | { readonly mtbfMs: number | undefined; readonly repairMs: number; readonly schedule: readonly ScheduledFailure[]; readonly retryMs: number }
+    | undefined;
+  readonly blockTokens: number;
+  readonly chunkedPrefill: boolean;
+  readonly stepTokens: number | undefined;
+  readonly pue: number;
+  readonly usdPerKwh: number;
+  readonly seed: number;
+}
+
+function formatIssues(source: string, issues: readonly { path: readonly PropertyKey[]; message: string }[]): FleetFileError {
+  const lines = issues.map((i) => `  ${i.path.length > 0 ? i.path.map(String).join(".") : "(top level)"}: ${i.message}`);
+  return new FleetFileError(`${source} is not valid:\n${lines.join("\n")}`);
+}
+
+/** Policy by name, with scorer weights overridden by scorer name. */
+export function resolvePolicy(name: string, weights?: Readonly<Record<string, number>>): Policy {
+  const base = policies[name];
+  if (base === undefined) throw new FleetFileError(`unknown policy "${name}"; known: ${Object.keys(policies).join(", ")}`);
+  if (weights === undefined) return base;
+  const names = base.scorers.map((s) => s.scorer.name);
+  for (const key of Object.keys(weights)) {
+    if (!names.includes(key)) throw new FleetFileError(`router.weights: policy "${name}" has no scorer "${key}"; its scorers: ${names.join(", ")}`);
+  }
+  return { ...base, scorers: base.scorers.map((s) => ({ scorer: s.scorer, weight: weights[s.scorer.name] ?? s.weight })) };
+}
+
+/** Validates a parsed fleet file and resolves names against the catalogs. */
+export function resolveSimFleet(raw: unknown, source = "fleet file"): SimFleet {
+  const parsed = simFleetSchema.safeParse(raw);
+  if (!parsed.success) throw formatIssues(source, parsed.error.issues);
+  const cfg = parsed.data;
+  const issues: { path: (string | number)[]; message: string }[] = [];
+  const islands: SimIsland[] = [];
+  let first = 0;
+  cfg.islands.forEach((isl, i) => {
+    const at = (key: string): (string | number)[] => ["islands", i, key];
+    const lookup = <T>(key: string, f: () => T): T | undefined => {
+      try {
+        return f();
+      } catch (err) {
+        if (err instanceof UnknownNameError) {
+          issues.push({ path: at(key), message: err.message });
+          return undefined;
+        }
+        throw err;
+      }
+    };
+    const hardware = lookup("hardware", () => findHardware(isl.hardware));
+    const model = lookup("model", () => findModel(isl.model));
+    const precision = lookup("precision", () => findPrecision(isl.precision));
+    if (hardware === undefined || model === undefined || precision === undefined) return;
+    const base = {
+      model,
+      hardware,
+      precision,
+      ...(isl.kv_precision !== undefined ? { kvPrecision: isl.kv_precision as KvFormat } : {}),
+      ...(isl.expert_parallel !== undefined ? { expertParallel: isl.expert_parallel } : {}),
+      ...(isl.kv_memory_fraction !== undefined ? { kvMemoryFraction: isl.kv_memory_fraction } : {}),
+    };
+    // A useful cache holds a full-context sequence, up to 128 Ki tokens.
+    const wantKv = Math.min(model.contextLength, 131_072);
+    const tp = isl.tp ?? smallestFittingTp(base, wantKv) ?? smallestFittingTp(base, 1);
+    if (tp === undefined) {
+      issues.push({ path: at("model"), message: `${model.id} in ${precision.id} does not fit on ${hardware.id} at any tensor-parallel degree up to ${hardware.link.maxDevices}` });
+      return;
+    }
+    const profile = makePerfProfile(model, hardware, precision, {
+      tp,
+      ...(isl.kv_precision !== undefined ? { kvFormat: isl.kv_precision } : {}),
+      ...(isl.expert_parallel !== undefined ? { expertParallel: isl.expert_parallel } : {}),
+      ...(isl.kv_memory_fraction !== undefined ? { kvMemoryFraction: isl.kv_memory_fraction } : {}),
+    });
+    if (!profile.fits) {
+      const hint = smallestFittingTp(base, 1);
+      issues.push({
+        path: at("tp"),
+        message: `${model.id} in ${precision.id} does not fit on ${hardware.id} with tp ${tp}${hint === undefined ? "" : `; tp ${hint} fits`}`,
+      });
+      return;
+    }
+    const name = isl.name ?? `${hardware.id}-${i}`;
+    islands.push({
+      name,
+      hardware,
+      model,
+      precision,
+      tp,
+      count: isl.count,
+      maxBatch: isl.max_batch,
+      maxQueue: isl.max_queue,
+      profile,
+      energy: makeEnergyProfile(profile, hardware, precision),
+      contextSize: Math.min(model.contextLength, profile.kvCapacityTokens),
+      usdPerHour: tp * deviceUsdPerHour(hardware, { pricing: isl.pricing }),
+      firstReplica: first,
+    });
+    first += isl.count;
+  });
+  let policy: Policy | undefined;
+  try {
+    policy = resolvePolicy(cfg.router.policy, cfg.router.weights);
+  } catch (err) {
+    issues.push({ path: ["router", err instanceof FleetFileError && err.message.startsWith("router.weights") ? "weights" : "policy"], message: (err as Error).message.replace(/^router\.weights: /, "") });
+  }
+  const schedule: ScheduledFailure[] = [];
+  cfg.failures?.schedule?.forEach((f, j) => {
+    let replica: number | undefined;
+    if (typeof f.replica === "number") replica = f.replica < first ? f.replica : undefined;
+    else {
+      const [islandName, idx] = [f.replica.slice(0, f.replica.lastIndexOf("/")), Number(f.replica.slice(f.replica.lastIndexOf("/") + 1))];
+      const isl = islands.find((x) => x.name === islandName);
+      if (isl !== undefined && Number.isInteger(idx) && idx >= 0 && idx < isl.count) replica = isl.firstReplica + idx;
+    }
+    if (replica === undefined) {
+      issues.push({ path: ["failures", "schedule", j, "replica"], message: `no replica ${JSON.stringify(f.replica)} (the fleet has ${first}: indices 0-${first - 1} or names like "${islands[0]?.name ?? "island"}/0")` });
+      return;
+    }
+    schedule.push({ replica, atMs: f.at_s * 1000, downMs: f.down_s * 1000 });
+  });
+  if (issues.length > 0 || policy === undefined) throw formatIssues(source, issues);
+  const f = cfg.failures;
+  return {
+    islands,
+    replicaCount: first,
+    policy,
+    sample: cfg.router.sample,
+    slo: { ttftMs: cfg.slo.ttft_ms, tpotMs: cfg.slo.tpot_ms },
+    failures: f === undefined ? undefined : { mtbfMs: f.mtbf_s === undefined ? undefined : f.mtbf_s * 1000, repairMs: f.repair_s * 1000, schedule, retryMs: f.retry_ms },
+    blockTokens: cfg.engine.block_tokens,
+    chunkedPrefill: cfg.engine.chunked_prefill,
+    stepTokens: cfg.engine.step_tokens,
+    pue: cfg.engine.pue,
+    usdPerKwh: cfg.engine.usd_per_kwh,
+    seed: cfg.seed,
+  };
+}
+
+/** Parses fleet-file YAML text; YAML syntax errors name the line. */
+export function parseSimFleetYaml(text: string, source = "fleet file"): SimFleet {
+  let raw: unknown;
+  try {
+    raw = parseYaml(text);
+  } catch (err) {
+    if (err instanceof YAMLParseError) {
+      const line = err.linePos?.[0]?.line;
+      throw new FleetFileError(`${source}${line === undefined ? "" : `:${line}`}: not valid YAML: ${err.message.split("\n")[0]}`);
+    }
+    throw err;
+  }
+  return resolveSimFleet(raw, source);
+}

@@ -1,0 +1,614 @@
+/**
+ * One simulated replica: iteration-level continuous batching, a prefix cache
+ * of KV blocks, and KV-memory accounting with preemption. Pure and
+ * synchronous: the owner (the simulator's event loop, or the live SimEngine)
+ * calls `beginStep(now)`, waits the returned milliseconds in its own notion of
+ * time, then calls `endStep(now)`. No timers, no Promises.
+ *
+ * A step is one forward pass. With chunked prefill (the default, as vLLM V1
+ * and SGLang run), every running sequence in decode contributes one token and
+ * prompts fill the rest of the pass's token budget in chunks; a prompt's first
+ * token comes out of the pass that finishes it. Without chunking, a step
+ * either prefills newly admitted prompts whole (decoders wait, as vLLM V0's
+ * default did) or decodes.
+ *
+ * Memory: KV is counted in tokens against the replica's capacity after
+ * weights. Prompt tokens covered by prefix blocks live in shared,
+ * reference-counted blocks (`PrefixCache`); everything else a sequence writes
+ * (generated tokens, prompts without block hashes, recomputed output) is
+ * private to it. Blocks no running sequence uses stay cached until memory is
+ * needed (LRU). When decoding outgrows memory, the most recently admitted
+ * sequence is preempted: its KV is dropped and it waits at the head of the
+ * queue to be recomputed (prompt plus the tokens it had generated).
+ */
+import type { EnergyProfile, PerfProfile } from "../hardware/index.js";
+import { decodeStepJoules, decodeStepMs, gemmFlops, passMs, prefillJoules, prefillMs, weightBytesRead } from "../hardware/index.js";
+import { PrefixCache } from "./lru.js";
+
+const EMPTY_BLOCKS = new Int32Array(0);
+
+/** One request as a replica sees it. Fields are mutated by the replica; owners read them. */
+export class SimSeq {
+  /** The owner's id for the request (the simulator's request index). */
+  readonly id: number;
+  /** Prompt tokens. */
+  readonly input: number;
+  /** Tokens to generate, at least 1. */
+  readonly output: number;
+  /** Prefix block hashes live in `blocks[blockStart, blockEnd)`. */
+  readonly blocks: ArrayLike<number>;
+  readonly blockStart: number;
+  readonly blockEnd: number;
+
+  /** Tokens generated so far (kept across preemption and re-routing). */
+  generated = 0;
+  /** 0 waiting, 1 prefilling, 2 decoding, 3 finished. */
+  phase = 0;
+
+  // State of the current admission.
+  /** Tokens this admission prefills: the prompt plus any output being recomputed. */
+  promptTokens = 0;
+  /** Tokens of `promptTokens` in KV (starts at the cache hit). */
+  prefilled = 0;
+  /** Prompt tokens this admission found in the prefix cache. */
+  cachedTokens = 0;
+  /** Prompt tokens covered by prefix blocks. */
+  coveredTokens = 0;
+  /** `generated` when admitted; tokens generated since are private KV. */
+  generatedAtAdmit = 0;
+  /** Prefill tokens in the pass under way. */
+  chunk = 0;
+  /** Admission order on this replica: the newest is preempted first. */
+  admitOrder = 0;
+  /** Position in the replica's decoding list. */
+  slot = -1;
+
+  constructor(id: number, input: number, output: number, blocks: ArrayLike<number> = EMPTY_BLOCKS, blockStart = 0, blockEnd = blocks.length) {
+    if (!(input >= 1) || !Number.isInteger(input)) throw new RangeError(`request ${id}: prompt tokens must be a positive integer, got ${input}`);
+    if (!(output >= 1) || !Number.isInteger(output)) throw new RangeError(`request ${id}: output tokens must be a positive integer, got ${output}`);
+    this.id = id;
+    this.input = input;
+    this.output = output;
+    this.blocks = blocks;
+    this.blockStart = blockStart;
+    this.blockEnd = blockEnd;
+  }
+
+  get blockCount(): number {
+    return this.blockEnd - this.blockStart;
+  }
+}
+
+export interface ReplicaParams {
+  readonly profile: PerfProfile;
+  readonly energy: EnergyProfile;
+  /** Sequences running at once (vLLM max_num_seqs). */
+  readonly maxBatch: number;
+  /** KV tokens the replica holds; Infinity for an unlimited cache. Default: the profile's. */
+  readonly kvCapacityTokens?: number;
+  /** Tokens per prefix block (default 512, as the Mooncake traces). */
+  readonly blockTokens?: number;
+  /** Chunked prefill (default true). */
+  readonly chunkedPrefill?: boolean;
+  /** Tokens per pass: the chunked-prefill budget (default: the profile's maxTokensPerPass). */
+  readonly stepTokens?: number;
+}
+
+/** Hears what a step did. Called synchronously from `endStep` (and `failAll`/`cancel` never call it). */
+export interface ReplicaListener {
+  /** The request's first output token came out at `now`. */
+  firstToken(seq: SimSeq, now: number): void;
+  /** The request generated its last token at `now` and left the replica. */
+  finished(seq: SimSeq, now: number): void;
+}
+
+/** Counters a replica keeps for reports. */
+export interface ReplicaCounters {
+  steps: number;
+  /** Milliseconds spent in passes. */
+  busyMs: number;
+  /** Joules per device over all passes, before PUE. */
+  joulesPerDevice: number;
+  outputTokens: number;
+  /** Prompt tokens computed (cache hits excluded, recomputation included). */
+  prefillTokens: number;
+  /** Prompt tokens served from the prefix cache. */
+  cachedTokens: number;
+  /** Block lookups at admission, and those found resident (counted along the chain until the first miss). */
+  blockRefs: number;
+  blockHits: number;
+  admissions: number;
+  completed: number;
+  preemptions: number;
+}
+
+const WAITING = 0;
+const PREFILLING = 1;
+const DECODING = 2;
+const FINISHED = 3;
+
+/** A FIFO that can also push to the front (preempted sequences go back first). */
+class SeqQueue {
+  #items: (SimSeq | undefined)[] = new Array<SimSeq | undefined>(8);
+  #head = 0;
+  #length = 0;
+
+  get length(): number {
+    return this.#length;
+  }
+
+  peek(): SimSeq | undefined {
+    return this.#length === 0 ? undefined : this.#items[this.#head];
+  }
+
+  push(seq: SimSeq): void {
+    if (this.#length === this.#items.length) this.#grow();
+    this.#items[(this.#head + this.#length) % this.#items.length] = seq;
+    this.#length++;
+  }
+
+  unshift(seq: SimSeq): void {
+    if (this.#length === this.#items.length) this.#grow();
+    this.#head = (this.#head - 1 + this.#items.length) % this.#items.length;
+    this.#items[this.#head] = seq;
+    this.#length++;
+  }
+
+  shift(): SimSeq | undefined {
+    if (this.#length === 0) return undefined;
+    const seq = this.#items[this.#head];
+    this.#items[this.#head] = undefined;
+    this.#head = (this.#head + 1) % this.#items.length;
+    this.#length--;
+    return seq;
+  }
+
+  remove(seq: SimSeq): boolean {
+    const all = this.drain();
+    let found = false;
+    for (const s of all) {
+      if (s === seq && !found) found = true;
+      else this.push(s);
+    }
+    return found;
+  }
+
+  drain(): SimSeq[] {
+    const out: SimSeq[] = [];
+    for (let s = this.shift(); s !== undefined; s = this.shift()) out.push(s);
+    return out;
+  }
+
+  #grow(): void {
+    const items = new Array<SimSeq | undefined>(this.#items.length * 2);
+    for (let i = 0; i < this.#length; i++) items[i] = this.#items[(this.#head + i) % this.#items.length];
+    this.#items = items;
+    this.#head = 0;
+  }
+}
+
+export class ReplicaModel {
+  readonly profile: PerfProfile;
+  readonly energy: EnergyProfile;
+  readonly maxBatch: number;
+  readonly kvCapacityTokens: number;
+  readonly blockTokens: number;
+  readonly chunkedPrefill: boolean;
+  readonly stepTokens: number;
+  // Counters live on the replica itself (one object to touch per step, not two).
+  #steps = 0;
+  #busyMs = 0;
+  #joulesPerDevice = 0;
+  #outputTokens = 0;
+  #prefillTokens = 0;
+  #cachedTokens = 0;
+  #blockRefs = 0;
+  #blockHits = 0;
+  #admissions = 0;
+  #completed = 0;
+  #preemptions = 0;
+
+  readonly #listener: ReplicaListener;
+  readonly #cache = new PrefixCache();
+  readonly #waiting = new SeqQueue();
+  /** Admitted, prompt not yet fully in KV; in admission order. */
+  #prefilling: SimSeq[] = [];
+  /** In decode; unordered (swap-remove by `slot`). */
+  readonly #decoding: SimSeq[] = [];
+  /** KV tokens outside prefix blocks, over all running sequences. */
+  #privateTokens = 0;
+  /** The cache's resident blocks, mirrored after every cache operation so the per-step memory check reads this object only. */
+  #resident = 0;
+  /** Sum of (prompt + generated) over decoding sequences: what a decode step attends to. */
+  #decodeContext = 0;
+  #admitCounter = 0;
+  #stepping = false;
+  /** Non-chunked mode: the step under way prefills (true) or decodes (false). */
+  #prefillStep = false;
+  #stepMs = 0;
+  #stepJoules = 0;
+
+  constructor(params: ReplicaParams, listener: ReplicaListener) {
+    this.profile = params.profile;
+    this.energy = params.energy;
+    if (!Number.isInteger(params.maxBatch) || params.maxBatch < 1) throw new RangeError(`maxBatch must be a positive integer, got ${params.maxBatch}`);
+    this.maxBatch = params.maxBatch;
+    this.kvCapacityTokens = params.kvCapacityTokens ?? params.profile.kvCapacityTokens;
+    if (!(this.kvCapacityTokens > 0)) throw new RangeError(`KV capacity must be positive, got ${this.kvCapacityTokens}`);
+    this.blockTokens = params.blockTokens ?? 512;
+    if (!Number.isInteger(this.blockTokens) || this.blockTokens < 1) throw new RangeError(`block size must be a positive integer, got ${this.blockTokens}`);
+    this.chunkedPrefill = params.chunkedPrefill ?? true;
+    this.stepTokens = params.stepTokens ?? params.profile.maxTokensPerPass;
+    if (!Number.isInteger(this.stepTokens) || this.stepTokens < 1) throw new RangeError(`step token budget must be a positive integer, got ${this.stepTokens}`);
+    this.#listener = listener;
+  }
+
+  /** A snapshot of the counters. */
+  get counters(): ReplicaCounters {
+    return {
+      steps: this.#steps,
+      busyMs: this.#busyMs,
+      joulesPerDevice: this.#joulesPerDevice,
+      outputTokens: this.#outputTokens,
+      prefillTokens: this.#prefillTokens,
+      cachedTokens: this.#cachedTokens,
+      blockRefs: this.#blockRefs,
+      blockHits: this.#blockHits,
+      admissions: this.#admissions,
+      completed: this.#completed,
+      preemptions: this.#preemptions,
+    };
+  }
+  /** Output tokens so far (the counter the event loop reads after every pass). */
+  get outputTokens(): number {
+    return this.#outputTokens;
+  }
+
+  /** Sequences admitted (prefilling or decoding): the router's `active`. */
+  get active(): number {
+    return this.#prefilling.length + this.#decoding.length;
+  }
+  /** Sequences waiting for admission: the router's `queued`. */
+  get queued(): number {
+    return this.#waiting.length;
+  }
+  /** A step is under way (its end is scheduled). */
+  get stepping(): boolean {
+    return this.#stepping;
+  }
+  /** Work to do: something running or waiting. */
+  get busy(): boolean {
+    return this.active > 0 || this.#waiting.length > 0;
+  }
+  /** KV tokens in use by running sequences (pinned blocks plus private tokens). */
+  get committedKvTokens(): number {
+    return this.#cache.pinnedBlocks * this.blockTokens + this.#privateTokens;
+  }
+  /** KV tokens resident, cached blocks included. */
+  get residentKvTokens(): number {
+    return this.#cache.residentBlocks * this.blockTokens + this.#privateTokens;
+  }
+  /** Whether the prefix cache holds block `hash`. */
+  cachedBlock(hash: number): boolean {
+    return this.#cache.has(hash);
+  }
+  /** Leading blocks of a chain the prefix cache holds (what a prefix-aware router would score). */
+  prefixHits(blocks: ArrayLike<number>, start = 0, end = blocks.length): number {
+    return this.#cache.leadingHits(blocks, start, end);
+  }
+
+  /** Queues a request; it is admitted at a step boundary. */
+  enqueue(seq: SimSeq): void {
+    seq.phase = WAITING;
+    this.#waiting.push(seq);
+  }
+
+  /**
+   * Starts the next pass at `now` and returns its duration in milliseconds, or
+   * -1 when there is nothing to do (the replica goes idle). Must not be called
+   * while a step is under way.
+   */
+  beginStep(_now: number): number {
+    if (this.#stepping) throw new Error("beginStep called while a step is under way");
+    const ms = this.chunkedPrefill ? this.#planChunked() : this.#planUnchunked();
+    if (ms < 0) return -1;
+    this.#stepping = true;
+    this.#stepMs = ms;
+    return ms;
+  }
+
+  /** Ends the pass begun last at `now`: tokens come out, finished requests leave, memory is settled. */
+  endStep(now: number): void {
+    if (!this.#stepping) throw new Error("endStep called with no step under way");
+    this.#stepping = false;
+    this.#steps++;
+    this.#busyMs += this.#stepMs;
+    this.#joulesPerDevice += this.#stepJoules;
+    let produced = 0;
+
+    // Decoders advance one token (in unchunked prefill steps they wait).
+    if (this.chunkedPrefill || !this.#prefillStep) {
+      const dec = this.#decoding;
+      const n = dec.length; // those of the pass: sequences join the list only below
+      this.#decodeContext += n;
+      this.#privateTokens += n;
+      produced += n;
+      for (let i = dec.length - 1; i >= 0; i--) {
+        const seq = dec[i]!;
+        if (++seq.generated >= seq.output) this.#finish(seq, now);
+      }
+    }
+
+    // Prompts whose last chunk ran produce their next token.
+    if (this.#prefilling.length > 0) {
+      const still: SimSeq[] = [];
+      for (const seq of this.#prefilling) {
+        if (seq.chunk > 0) {
+          seq.prefilled += seq.chunk;
+          seq.chunk = 0;
+        }
+        if (seq.prefilled < seq.promptTokens) {
+          still.push(seq);
+          continue;
+        }
+        const first = seq.generated === 0;
+        seq.generated++;
+        produced++;
+        this.#privateTokens++;
+        if (first) this.#listener.firstToken(seq, now);
+        if (seq.generated >= seq.output) {
+          this.#release(seq);
+          seq.phase = FINISHED;
+          this.#completed++;
+          this.#listener.finished(seq, now);
+        } else {
+          seq.phase = DECODING;
+          seq.slot = this.#decoding.length;
+          this.#decoding.push(seq);
+          this.#decodeContext += seq.input + seq.generated;
+        }
+      }
+      this.#prefilling = still;
+    }
+    this.#outputTokens += produced;
+    this.#settleMemory();
+  }
+
+  /**
+   * The device failed: every request leaves (running and waiting, oldest
+   * first), KV and cache are lost, and a step under way is abandoned.
+   */
+  failAll(): SimSeq[] {
+    const out: SimSeq[] = [...this.#prefilling, ...this.#decoding].sort((a, b) => a.admitOrder - b.admitOrder);
+    out.push(...this.#waiting.drain());
+    this.#prefilling = [];
+    this.#decoding.length = 0;
+    this.#cache.clear();
+    this.#resident = 0;
+    this.#privateTokens = 0;
+    this.#decodeContext = 0;
+    this.#stepping = false;
+    for (const seq of out) {
+      seq.phase = WAITING;
+      seq.chunk = 0;
+      seq.slot = -1;
+    }
+    return out;
+  }
+
+  /** Removes a request wherever it is (a client gave up); its KV is freed. Returns whether it was here. */
+  cancel(seq: SimSeq): boolean {
+    if (seq.phase === WAITING) return this.#waiting.remove(seq);
+    if (seq.phase === PREFILLING) {
+      const i = this.#prefilling.indexOf(seq);
+      if (i < 0) return false;
+      this.#prefilling.splice(i, 1);
+      this.#release(seq);
+      seq.phase = FINISHED;
+      return true;
+    }
+    if (seq.phase === DECODING && this.#decoding[seq.slot] === seq) {
+      this.#removeDecoding(seq);
+      this.#release(seq);
+      seq.phase = FINISHED;
+      return true;
+    }
+    return false;
+  }
+
+  // -------------------------------------------------------------------------
+
+  /** Chunked: decode tokens first, then prompt chunks (continuing ones, then new admissions) up to the budget. */
+  #planChunked(): number {
+    const p = this.profile;
+    const decoders = this.#decoding.length;
+    let budget = this.stepTokens - decoders;
+    let prefillTokens = 0;
+    let prefillAttnPairs = 0;
+    let prefillKv = 0;
+    for (const seq of this.#prefilling) {
+      if (budget <= 0) break;
+      const chunk = Math.min(seq.promptTokens - seq.prefilled, budget);
+      seq.chunk = chunk;
+      budget -= chunk;
+      prefillTokens += chunk;
+      prefillAttnPairs += chunk * (seq.prefilled + chunk / 2);
+      prefillKv += seq.prefilled + chunk;
+    }
+    while (budget > 0 && this.#waiting.length > 0 && this.#admitHead()) {
+      const seq = this.#prefilling[this.#prefilling.length - 1]!;
+      const chunk = Math.min(seq.promptTokens - seq.prefilled, budget);
+      seq.chunk = chunk;
+      budget -= chunk;
+      prefillTokens += chunk;
+      prefillAttnPairs += chunk * (seq.prefilled + chunk / 2);
+      prefillKv += seq.prefilled + chunk;
+    }
+    const tokens = decoders + prefillTokens;
+    if (tokens === 0) return -1;
+    this.#prefillTokens += prefillTokens;
+    if (prefillTokens === 0) {
+      this.#stepJoules = decodeStepJoules(p, this.energy, decoders, this.#decodeContext);
+      return decodeStepMs(p, decoders, this.#decodeContext);
+    }
+    const attnFlops = this.#decodeContext * p.attnFlopsPerPairDecode + prefillAttnPairs * p.attnFlopsPerPairPrefill;
+    const kvBytes = (this.#decodeContext + prefillKv) * p.kvBytesPerToken;
+    const ms = passMs(p, tokens, attnFlops, kvBytes);
+    this.#stepJoules = passJoules(p, this.energy, tokens, attnFlops, kvBytes, ms);
+    return ms;
+  }
+
+  /** Unchunked: admit and prefill whole prompts when any wait, else decode. */
+  #planUnchunked(): number {
+    const p = this.profile;
+    let ms = 0;
+    let joules = 0;
+    let tokens = 0;
+    // Admit while the prompts fit one pass's budget (the first always goes, however long).
+    while (this.#waiting.length > 0) {
+      const head = this.#waiting.peek()!;
+      const need = head.input + head.generated;
+      if (tokens > 0 && tokens + need > this.stepTokens) break;
+      if (!this.#admitHead()) break;
+      const seq = this.#prefilling[this.#prefilling.length - 1]!;
+      const fresh = seq.promptTokens - seq.prefilled;
+      seq.chunk = fresh;
+      tokens += fresh;
+      ms += prefillMs(p, fresh, seq.prefilled);
+      joules += prefillJoules(p, this.energy, fresh, seq.prefilled);
+    }
+    if (tokens > 0) {
+      this.#prefillStep = true;
+      this.#stepJoules = joules;
+      this.#prefillTokens += tokens;
+      return ms;
+    }
+    const decoders = this.#decoding.length;
+    if (decoders === 0) return -1;
+    this.#prefillStep = false;
+    this.#stepJoules = decodeStepJoules(p, this.energy, decoders, this.#decodeContext);
+    return decodeStepMs(p, decoders, this.#decodeContext);
+  }
+
+  /**
+   * Admits the head of the queue if a running slot is free and its KV fits
+   * (evicting cached blocks as needed); a request always gets in when nothing
+   * else runs, so an oversized one cannot wedge the replica.
+   */
+  #admitHead(): boolean {
+    if (this.active >= this.maxBatch) return false;
+    const seq = this.#waiting.peek()!;
+    const bs = this.blockTokens;
+    const cache = this.#cache;
+    const { blocks, blockStart, blockEnd } = seq;
+    const promptTokens = seq.input + seq.generated;
+    const covered = Math.min(seq.input, (blockEnd - blockStart) * bs);
+    const privateNew = promptTokens - covered;
+    if (this.kvCapacityTokens !== Infinity && this.active > 0) {
+      // Blocks not pinned by someone else need memory (cached ones stop being evictable).
+      const unpinned = cache.unpinned(blocks, blockStart, blockEnd);
+      const committed = cache.pinnedBlocks * bs + this.#privateTokens;
+      if (committed + unpinned * bs + privateNew > this.kvCapacityTokens) return false;
+    }
+    this.#waiting.shift();
+    const hits = cache.leadingHits(blocks, blockStart, blockEnd);
+    cache.acquire(blocks, blockStart, blockEnd);
+    this.#resident = cache.residentBlocks;
+    this.#blockRefs += blockEnd - blockStart;
+    this.#blockHits += hits;
+    this.#admissions++;
+    const cached = Math.max(0, Math.min(hits * bs, covered, promptTokens - 1));
+    this.#cachedTokens += cached;
+    seq.phase = PREFILLING;
+    seq.promptTokens = promptTokens;
+    seq.prefilled = cached;
+    seq.cachedTokens = cached;
+    seq.coveredTokens = covered;
+    seq.generatedAtAdmit = seq.generated;
+    seq.chunk = 0;
+    seq.admitOrder = this.#admitCounter++;
+    this.#privateTokens += privateNew;
+    this.#prefilling.push(seq);
+    this.#evictToFit();
+    return true;
+  }
+
+  /** Frees a sequence's KV: its blocks become cached (if no one else pins them), its private tokens go. */
+  #release(seq: SimSeq): void {
+    this.#cache.release(seq.blocks, seq.blockStart, seq.blockEnd);
+    this.#resident = this.#cache.residentBlocks;
+    this.#privateTokens -= seq.promptTokens - seq.coveredTokens + (seq.generated - seq.generatedAtAdmit);
+  }
+
+  #finish(seq: SimSeq, now: number): void {
+    this.#removeDecoding(seq);
+    this.#release(seq);
+    seq.phase = FINISHED;
+    this.#completed++;
+    this.#listener.finished(seq, now);
+  }
+
+  #removeDecoding(seq: SimSeq): void {
+    const dec = this.#decoding;
+    const last = dec.pop()!;
+    if (last !== seq) {
+      dec[seq.slot] = last;
+      last.slot = seq.slot;
+    }
+    seq.slot = -1;
+    this.#decodeContext -= seq.input + seq.generated;
+  }
+
+  /** Evicts cached blocks while resident KV exceeds capacity. */
+  #evictToFit(): void {
+    const bs = this.blockTokens;
+    const cap = this.kvCapacityTokens;
+    if (this.#resident * bs + this.#privateTokens <= cap) return;
+    const cache = this.#cache;
+    while (cache.residentBlocks * bs + this.#privateTokens > cap && cache.evictOne()) {
+      // evicted one
+    }
+    this.#resident = cache.residentBlocks;
+  }
+
+  /** After a step: evict cached blocks, then preempt the newest sequences, until running KV fits. */
+  #settleMemory(): void {
+    const bs = this.blockTokens;
+    if (this.#resident * bs + this.#privateTokens <= this.kvCapacityTokens) return;
+    this.#evictToFit();
+    while (this.#cache.pinnedBlocks * bs + this.#privateTokens > this.kvCapacityTokens && this.active > 1) {
+      this.#preemptNewest();
+      this.#evictToFit();
+    }
+  }
+
+  #preemptNewest(): void {
+    let victim: SimSeq | undefined;
+    for (const s of this.#prefilling) if (victim === undefined || s.admitOrder > victim.admitOrder) victim = s;
+    for (const s of this.#decoding) if (victim === undefined || s.admitOrder > victim.admitOrder) victim = s;
+    if (victim === undefined) return;
+    if (victim.phase === PREFILLING) this.#prefilling.splice(this.#prefilling.indexOf(victim), 1);
+    else this.#removeDecoding(victim);
+    this.#release(victim);
+    victim.phase = WAITING;
+    victim.chunk = 0;
+    this.#waiting.unshift(victim);
+    this.#preemptions++;
+  }
+}
+
+/**
+ * Joules per device of one pass over `tokens` tokens (before PUE), from the
+ * same activity terms as hardware/'s decodeStepJoules: FLOPs, bytes moved,
+ * link bytes, and static power over the pass, capped at TDP.
+ */
+export function passJoules(p: PerfProfile, e: EnergyProfile, tokens: number, attnFlops: number, kvBytes: number, ms: number): number {
+  if (tokens <= 0) return 0;
+  const s = ms / 1000;
+  const pj =
+    gemmFlops(p, tokens) * e.pjPerFlopGemm +
+    attnFlops * e.pjPerFlopAttn +
+    (weightBytesRead(p, tokens) + kvBytes + tokens * p.activationBytesPerToken) * e.pjPerByteMemory +
+    tokens * p.commBytesPerToken * e.pjPerByteLink;
+  return Math.min(e.tdpW * s, e.staticW * s + pj * 1e-12);
+}

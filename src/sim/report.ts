@@ -1,0 +1,314 @@
+/**
+ * Aggregates a simulation into the report people and machines read: latency
+ * distributions, throughput, goodput against the SLO, prefix-cache reuse,
+ * utilization, energy and cost. Pure: takes a SimResult, returns plain data
+ * that JSON.stringify writes as is.
+ */
+import type { SimResult } from "./simulator.js";
+import { STATUS } from "./simulator.js";
+import { traceStats } from "./traces.js";
+
+export interface Distribution {
+  readonly count: number;
+  readonly mean: number;
+  readonly min: number;
+  readonly p50: number;
+  readonly p90: number;
+  readonly p99: number;
+  readonly max: number;
+}
+
+export interface ReplicaReport {
+  readonly name: string;
+  readonly island: string;
+  /** Share of the time it was up that it spent running passes. */
+  readonly utilization: number;
+  readonly completed: number;
+  readonly outputTokens: number;
+  readonly busyS: number;
+  readonly downS: number;
+  readonly failures: number;
+  readonly preemptions: number;
+  readonly cacheHitRate: number;
+  readonly joules: number;
+  readonly usd: number;
+}
+
+export interface SimReport {
+  readonly trace: { readonly name: string; readonly requests: number; readonly spanS: number; readonly inputTokens: number; readonly outputTokens: number };
+  readonly fleet: {
+    readonly replicas: number;
+    readonly devices: number;
+    readonly islands: readonly {
+      readonly name: string;
+      readonly hardware: string;
+      readonly model: string;
+      readonly precision: string;
+      readonly tp: number;
+      readonly count: number;
+      readonly maxBatch: number;
+      readonly maxQueue: number;
+      readonly kvCapacityTokens: number;
+      readonly contextSize: number;
+      readonly usdPerHour: number;
+    }[];
+  };
+  readonly policy: string;
+  readonly sample: number;
+  readonly chunkedPrefill: boolean;
+  readonly blockTokens: number;
+  readonly slo: { readonly ttftMs: number; readonly tpotMs: number };
+  readonly requests: {
+    readonly total: number;
+    readonly completed: number;
+    readonly rejected: number;
+    readonly rejectedBy: Readonly<Record<string, number>>;
+    /** Displaced by a failure and never served. */
+    readonly lost: number;
+    /** Still queued or running when the simulation stopped (--duration). */
+    readonly unfinished: number;
+    /** Re-routings after replica failures. */
+    readonly retries: number;
+    readonly preemptions: number;
+  };
+  readonly latency: { readonly ttftMs: Distribution; readonly tpotMs: Distribution; readonly e2eMs: Distribution };
+  readonly throughput: { readonly spanS: number; readonly requestsPerS: number; readonly outputTokensPerS: number; readonly inputTokensPerS: number };
+  readonly goodput: { readonly requests: number; readonly share: number; readonly requestsPerS: number };
+  readonly cache: { readonly blockRefs: number; readonly blockHits: number; readonly hitRate: number; readonly cachedPromptTokens: number; readonly computedPromptTokens: number };
+  readonly energy: { readonly joules: number; readonly joulesPerToken: number; readonly busyJoules: number; readonly idleJoules: number; readonly pue: number };
+  readonly cost: { readonly usd: number; readonly usdPerMTok: number; readonly deviceUsd: number; readonly energyUsd: number };
+  readonly replicas: readonly ReplicaReport[];
+  readonly timeline: {
+    readonly bucketS: number;
+    readonly outputTokensPerS: readonly number[];
+    readonly completedPerS: readonly number[];
+    readonly queued: readonly number[];
+    readonly running: readonly number[];
+    readonly down: readonly number[];
+  };
+  readonly simulation: {
+    readonly events: number;
+    readonly eventsPerS: number;
+    readonly wallS: number;
+    readonly simulatedS: number;
+    readonly decisions: number;
+    readonly decisionUs: number;
+  };
+}
+
+/** Percentile of sorted values by linear interpolation between closest ranks (numpy's default). */
+export function percentile(sorted: ArrayLike<number>, q: number): number {
+  const n = sorted.length;
+  if (n === 0) return NaN;
+  if (!(q >= 0 && q <= 1)) throw new RangeError(`quantile must be in [0, 1], got ${q}`);
+  const pos = (n - 1) * q;
+  const lo = Math.floor(pos);
+  const hi = Math.ceil(pos);
+  const a = sorted[lo]!;
+  return a + (sorted[hi]! - a) * (pos - lo);
+}
+
+/** Summary of a sample (sorted in place when a Float64Array is passed). */
+export function distribution(values: Float64Array): Distribution {
+  const n = values.length;
+  if (n === 0) return { count: 0, mean: NaN, min: NaN, p50: NaN, p90: NaN, p99: NaN, max: NaN };
+  values.sort();
+  let sum = 0;
+  for (let i = 0; i < n; i++) sum += values[i]!;
+  return { count: n, mean: sum / n, min: values[0]!, p50: percentile(values, 0.5), p90: percentile(values, 0.9), p99: percentile(values, 0.99), max: values[n - 1]! };
+}
+
+/** Per-request latencies of completed requests: TTFT, TPOT (requests of 2+ tokens), end to end. */
+export function requestLatencies(result: SimResult): { ttft: Float64Array; tpot: Float64Array; e2e: Float64Array; good: number } {
+  const { trace, requests } = result;
+  const slo = result.fleet.slo;
+  let done = 0;
+  let multi = 0;
+  for (let i = 0; i < trace.count; i++) {
+    if (requests.status[i] !== STATUS.done) continue;
+    done++;
+    if (trace.outputTokens[i]! > 1) multi++;
+  }
+  const ttft = new Float64Array(done);
+  const tpot = new Float64Array(multi);
+  const e2e = new Float64Array(done);
+  let a = 0;
+  let b = 0;
+  let good = 0;
+  for (let i = 0; i < trace.count; i++) {
+    if (requests.status[i] !== STATUS.done) continue;
+    const arrival = trace.arrivalMs[i]!;
+    const t = requests.firstTokenMs[i]! - arrival;
+    const e = requests.finishMs[i]! - arrival;
+    ttft[a] = t;
+    e2e[a++] = e;
+    const out = trace.outputTokens[i]!;
+    let p = 0;
+    if (out > 1) {
+      p = (requests.finishMs[i]! - requests.firstTokenMs[i]!) / (out - 1);
+      tpot[b++] = p;
+    }
+    if (t <= slo.ttftMs && p <= slo.tpotMs) good++;
+  }
+  return { ttft, tpot, e2e, good };
+}
+
+export function buildReport(result: SimResult): SimReport {
+  const { fleet, trace } = result;
+  const ts = traceStats(trace);
+  const lat = requestLatencies(result);
+  const spanMs = result.endMs;
+  const spanS = spanMs / 1000;
+  const perS = (x: number): number => (spanS > 0 ? x / spanS : 0);
+
+  let completed = 0;
+  for (let i = 0; i < trace.count; i++) if (result.requests.status[i] === STATUS.done) completed++;
+  let blockRefs = 0;
+  let blockHits = 0;
+  let cached = 0;
+  let computed = 0;
+  let outputTokens = 0;
+  let preemptions = 0;
+  let busyJ = 0;
+  let idleJ = 0;
+  let deviceUsd = 0;
+  const replicas: ReplicaReport[] = [];
+  const islandByName = new Map(fleet.islands.map((i) => [i.name, i]));
+  for (const rep of result.replicas) {
+    const c = rep.counters;
+    const isl = islandByName.get(rep.island)!;
+    blockRefs += c.blockRefs;
+    blockHits += c.blockHits;
+    cached += c.cachedTokens;
+    computed += c.prefillTokens;
+    outputTokens += c.outputTokens;
+    preemptions += c.preemptions;
+    const upMs = Math.max(0, spanMs - rep.downMs);
+    const idleMs = Math.max(0, upMs - c.busyMs);
+    // Facility joules: passes' energy plus idle draw while up (a replica down for repair draws nothing), x tp x PUE.
+    const busy = c.joulesPerDevice * isl.tp * fleet.pue;
+    const idle = (idleMs / 1000) * isl.hardware.idleW * isl.tp * fleet.pue;
+    busyJ += busy;
+    idleJ += idle;
+    // Devices are paid for the whole span, up or down.
+    const usd = (isl.usdPerHour * spanMs) / 3.6e6;
+    deviceUsd += usd;
+    replicas.push({
+      name: rep.name,
+      island: rep.island,
+      utilization: upMs > 0 ? Math.min(1, c.busyMs / upMs) : 0,
+      completed: c.completed,
+      outputTokens: c.outputTokens,
+      busyS: c.busyMs / 1000,
+      downS: rep.downMs / 1000,
+      failures: rep.failures,
+      preemptions: c.preemptions,
+      cacheHitRate: c.blockRefs > 0 ? c.blockHits / c.blockRefs : 0,
+      joules: busy + idle,
+      usd: usd + ((busy + idle) / 3.6e6) * fleet.usdPerKwh,
+    });
+  }
+  const joules = busyJ + idleJ;
+  const energyUsd = (joules / 3.6e6) * fleet.usdPerKwh;
+  const usd = deviceUsd + energyUsd;
+  const rejected = result.rejected.no_ready_replica + result.rejected.overloaded + result.rejected.context_length_exceeded;
+  const tl = result.timeline;
+  const bucketS = tl.bucketMs / 1000;
+
+  return {
+    trace: { name: trace.name, requests: trace.count, spanS: ts.durationMs / 1000, inputTokens: ts.inputTokens, outputTokens: ts.outputTokens },
+    fleet: {
+      replicas: fleet.replicaCount,
+      devices: fleet.islands.reduce((s, i) => s + i.count * i.tp, 0),
+      islands: fleet.islands.map((i) => ({
+        name: i.name,
+        hardware: i.hardware.id,
+        model: i.model.id,
+        precision: i.precision.id,
+        tp: i.tp,
+        count: i.count,
+        maxBatch: i.maxBatch,
+        maxQueue: i.maxQueue,
+        kvCapacityTokens: i.profile.kvCapacityTokens,
+        contextSize: i.contextSize,
+        usdPerHour: i.usdPerHour,
+      })),
+    },
+    policy: result.policy,
+    sample: fleet.sample,
+    chunkedPrefill: fleet.chunkedPrefill,
+    blockTokens: fleet.blockTokens,
+    slo: fleet.slo,
+    requests: {
+      total: trace.count,
+      completed,
+      rejected,
+      rejectedBy: { ...result.rejected },
+      lost: result.lost,
+      unfinished: result.unfinished,
+      retries: result.retries,
+      preemptions,
+    },
+    latency: { ttftMs: distribution(lat.ttft), tpotMs: distribution(lat.tpot), e2eMs: distribution(lat.e2e) },
+    throughput: { spanS, requestsPerS: perS(completed), outputTokensPerS: perS(outputTokens), inputTokensPerS: perS(cached + computed) },
+    goodput: { requests: lat.good, share: trace.count > 0 ? lat.good / trace.count : 0, requestsPerS: perS(lat.good) },
+    cache: { blockRefs, blockHits, hitRate: blockRefs > 0 ? blockHits / blockRefs : 0, cachedPromptTokens: cached, computedPromptTokens: computed },
+    energy: { joules, joulesPerToken: outputTokens > 0 ? joules / outputTokens : NaN, busyJoules: busyJ, idleJoules: idleJ, pue: fleet.pue },
+    cost: { usd, usdPerMTok: outputTokens > 0 ? (usd / outputTokens) * 1e6 : NaN, deviceUsd, energyUsd },
+    replicas,
+    timeline: {
+      bucketS,
+      outputTokensPerS: tl.outputTokens.map((x) => x / bucketS),
+      completedPerS: tl.completed.map((x) => x / bucketS),
+      queued: tl.queued,
+      running: tl.running,
+      down: tl.down,
+    },
+    simulation: {
+      events: result.events,
+      eventsPerS: result.wallMs > 0 ? (result.events / result.wallMs) * 1000 : 0,
+      wallS: result.wallMs / 1000,
+      simulatedS: spanS,
+      decisions: result.decisions,
+      decisionUs: result.decisions > 0 ? (result.decisionMs * 1000) / result.decisions : 0,
+    },
+  };
+}
+
+/** Per-request rows as CSV: id, arrival, outcome, TTFT, TPOT, end to end, replica, retries, cached prompt tokens. */
+export function requestsCsv(result: SimResult): string {
+  const { trace, requests } = result;
+  const names = result.replicas.map((r) => r.name);
+  const outcome = ["pending", "done", "rejected", "lost"];
+  const rows = ["id,arrival_ms,input_tokens,output_tokens,outcome,ttft_ms,tpot_ms,e2e_ms,replica,retries,cached_tokens"];
+  const f = (x: number): string => (Number.isFinite(x) ? x.toFixed(3) : "");
+  for (let i = 0; i < trace.count; i++) {
+    const a = trace.arrivalMs[i]!;
+    const first = requests.firstTokenMs[i]!;
+    const fin = requests.finishMs[i]!;
+    const out = trace.outputTokens[i]!;
+    const done = requests.status[i] === STATUS.done;
+    const r = requests.replica[i]!;
+    rows.push(
+      [
+        i,
+        a.toFixed(3),
+        trace.inputTokens[i],
+        out,
+        outcome[requests.status[i]!] ?? "pending",
+        done ? f(first - a) : "",
+        done && out > 1 ? f((fin - first) / (out - 1)) : "",
+        done ? f(fin - a) : "",
+        r >= 0 ? names[r] : "",
+        requests.retries[i],
+        done ? requests.cachedTokens[i] : "",
+      ].join(","),
+    );
+  }
+  return `${rows.join("\n")}\n`;
+}
+
+/** JSON text of a report (NaN and Infinity become null, as JSON requires). */
+export function reportJson(report: SimReport): string {
+  return `${JSON.stringify(report, (_k, v: unknown) => (typeof v === "number" && !Number.isFinite(v) ? null : v), 2)}\n`;
+}

@@ -1,0 +1,133 @@
+import assert from "node:assert/strict";
+import { mkdtemp, readFile, readdir, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, describe, it } from "node:test";
+import { Command, CommanderError } from "commander";
+import { OUTPUT_FILES, registerSimCommand } from "../../src/cli/sim-command.js";
+import { knownHardware } from "../../src/hardware/index.js";
+import { progressBar, renderBar } from "../../src/sim/progress.js";
+import type { SimReport } from "../../src/sim/report.js";
+import { MOONCAKE } from "./fixtures.js";
+
+interface Run {
+  stdout: string;
+  stderr: string;
+  exitCode: number | undefined;
+}
+
+/** Runs `flotilla sim ...` in-process with captured output. */
+async function sim(args: readonly string[], opts: { tty?: boolean } = {}): Promise<Run> {
+  const run: Run = { stdout: "", stderr: "", exitCode: undefined };
+  const program = new Command()
+    .name("flotilla")
+    .exitOverride()
+    .configureOutput({ writeOut: (s) => (run.stdout += s), writeErr: (s) => (run.stderr += s) });
+  registerSimCommand(program, {
+    stdout: { write: (s: string) => (run.stdout += s) },
+    stderr: { write: (s: string) => (run.stderr += s), isTTY: opts.tty === true, columns: 120 },
+  });
+  try {
+    await program.parseAsync(["node", "flotilla", "sim", ...args]);
+  } catch (err) {
+    if (!(err instanceof CommanderError)) throw err;
+    run.exitCode = err.exitCode;
+  }
+  return run;
+}
+
+describe("flotilla sim", () => {
+  let dir: string;
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), "flotilla-sim-"));
+  });
+  after(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it("replays a trace with the shortcuts and writes the report, charts and per-request rows", async () => {
+    const out = join(dir, "run1");
+    const r = await sim(["--trace", MOONCAKE, "--truncate", "400", "--hw", "h100", "--replicas", "4", "--model", "llama-3.1-70b", "--precision", "fp8", "--tp", "2", "--out", out]);
+    assert.equal(r.exitCode, undefined, r.stderr);
+    assert.match(r.stdout, /mooncake_conversation\.jsonl: 400\/400 completed, 0 rejected, 0 lost, 0 retries on 4 replicas \(least-loaded\)/);
+    assert.match(r.stdout, /TTFT p50\/p90\/p99 /);
+    assert.deepEqual((await readdir(out)).sort(), [...OUTPUT_FILES].sort());
+    const report = JSON.parse(await readFile(join(out, "report.json"), "utf8")) as SimReport;
+    assert.equal(report.requests.completed, 400);
+    assert.equal(report.fleet.islands[0]!.tp, 2);
+    assert.equal(report.fleet.devices, 8);
+    assert.ok(report.cache.blockRefs > 0);
+    const md = await readFile(join(out, "report.md"), "utf8");
+    assert.match(md, /!\[TTFT distribution\]\(ttft\.svg\)/);
+    for (const f of ["ttft.svg", "timeline.svg", "replicas.svg"]) assert.match(await readFile(join(out, f), "utf8"), /^<svg xmlns/);
+    const csv = (await readFile(join(out, "requests.csv"), "utf8")).trimEnd().split("\n");
+    assert.equal(csv.length, 401);
+    // Not a terminal: one final progress line, no bar.
+    assert.match(r.stderr, /^sim: done, 400\/400 requests/);
+    assert.equal(r.stderr.split("\n").filter(Boolean).length, 1);
+  });
+
+  it("runs synthetic load over a fleet file, with command-line overrides, and prints JSON", async () => {
+    const fleet = join(dir, "fleet.yaml");
+    await writeFile(fleet, "islands:\n  - name: a\n    hardware: h100\n    count: 3\n    model: llama-3.1-8b\nslo: { ttft_ms: 500 }\n");
+    const r = await sim(["--fleet", fleet, "--synthetic", "--requests", "300", "--rate", "20", "--prefix-groups", "4", "--prefix-tokens", "1024", "--tpot-slo", "40", "--mtbf", "5", "--repair", "2", "--json", "--no-progress"]);
+    assert.equal(r.exitCode, undefined, r.stderr);
+    assert.equal(r.stderr, "");
+    const report = JSON.parse(r.stdout) as SimReport;
+    assert.equal(report.requests.total, 300);
+    assert.deepEqual(report.slo, { ttftMs: 500, tpotMs: 40 });
+    assert.equal(report.requests.lost, 0);
+    assert.ok(report.cache.hitRate > 0.3, `hit rate ${report.cache.hitRate}`);
+    assert.ok(report.replicas.some((x) => x.failures > 0));
+  });
+
+  it("draws a progress bar on a terminal", async () => {
+    const r = await sim(["--synthetic", "--requests", "20", "--model", "llama-3.1-8b", "--json"], { tty: true });
+    assert.equal(r.exitCode, undefined, r.stderr);
+    assert.match(r.stderr, /sim: done, 20\/20 requests/);
+    const line = renderBar({ resolved: 5, total: 10, simMs: 1000, events: 10, wallMs: 100 }, 100);
+    assert.match(line, /^\[#+\.+\] {2}50% 5\/10 requests/);
+    assert.ok(line.length <= 100);
+    let written = "";
+    const bar = progressBar({ write: (s: string) => (written += s), isTTY: true, columns: 80 });
+    bar.update({ resolved: 1, total: 2, simMs: 0, events: 1, wallMs: 1 });
+    assert.match(written, /^\rsim: \[/);
+  });
+
+  it("exits with 2 and names the known ones for an unknown hardware or model", async () => {
+    const r = await sim(["--synthetic", "--hw", "h1000", "--model", "llama-3.1-8b"]);
+    assert.equal(r.exitCode, 2);
+    assert.ok(r.stderr.includes(`unknown hardware "h1000"; known: ${knownHardware().join(", ")}`), r.stderr);
+    const m = await sim(["--synthetic", "--model", "gpt-9"]);
+    assert.equal(m.exitCode, 2);
+    assert.match(m.stderr, /unknown model "gpt-9"; known: .*llama-3\.1-8b/);
+    const p = await sim(["--synthetic", "--model", "llama-3.1-8b", "--policy", "psychic"]);
+    assert.equal(p.exitCode, 2);
+    assert.match(p.stderr, /unknown policy "psychic"; known: least-loaded/);
+  });
+
+  it("exits with 2 on missing or conflicting inputs and malformed traces", async () => {
+    const cases: [string[], RegExp][] = [
+      [["--model", "llama-3.1-8b"], /give --trace PATH/],
+      [["--synthetic"], /give --fleet FILE, or --model NAME/],
+      [["--fleet", "f.yaml", "--model", "llama-3.1-8b", "--synthetic"], /either --fleet or the shortcuts/],
+      [["--fleet", join(dir, "missing.yaml"), "--synthetic"], /cannot read fleet file .*missing\.yaml: no such file/],
+      [["--synthetic", "--trace", MOONCAKE, "--model", "llama-3.1-8b"], /either --trace or --synthetic/],
+      [["--trace", MOONCAKE, "--model", "llama-3.1-8b", "--block-tokens", "256"], /prefix blocks are 512 tokens but the cache's are 256/],
+    ];
+    for (const [args, message] of cases) {
+      const r = await sim(args);
+      assert.equal(r.exitCode, 2, `${args.join(" ")}: ${r.stderr}`);
+      assert.match(r.stderr, message);
+    }
+    // A malformed option value is commander's own error (exit code 1).
+    const rate = await sim(["--synthetic", "--model", "llama-3.1-8b", "--rate", "0"]);
+    assert.equal(rate.exitCode, 1);
+    assert.match(rate.stderr, /--rate must be > 0/);
+    const bad = join(dir, "bad.jsonl");
+    await writeFile(bad, '{"timestamp": 0, "input_length": 10, "output_length": 1}\n{"timestamp": 1}\n');
+    const r = await sim(["--trace", bad, "--model", "llama-3.1-8b"]);
+    assert.equal(r.exitCode, 2);
+    assert.match(r.stderr, /bad\.jsonl:2: "input_length" must be a non-negative integer/);
+  });
+});

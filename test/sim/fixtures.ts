@@ -1,0 +1,34 @@
+import { resolve } from "node:path";
+import { resolveSimFleet, type SimFleet } from "../../src/sim/fleet-file.js";
+import type { Trace } from "../../src/sim/traces.js";
+
+/** The shared reference traces, never copied into the repository. */
+export const TRACES = resolve(import.meta.dirname, "../../../shared/data/traces");
+export const MOONCAKE = resolve(TRACES, "mooncake_conversation.jsonl");
+export const AZURE = resolve(TRACES, "azure2023_conv.csv");
+
+/** A hand-built trace: rows of [arrival ms, prompt tokens, output tokens, block ids?]. */
+export function tinyTrace(rows: readonly (readonly [number, number, number, (readonly number[])?])[], blockTokens = 512): Trace {
+  const n = rows.length;
+  const blockOffsets = new Int32Array(n + 1);
+  const ids: number[] = [];
+  rows.forEach((r, i) => {
+    ids.push(...(r[3] ?? []));
+    blockOffsets[i + 1] = ids.length;
+  });
+  return {
+    name: "tiny",
+    count: n,
+    arrivalMs: Float64Array.from(rows.map((r) => r[0])),
+    inputTokens: Int32Array.from(rows.map((r) => r[1])),
+    outputTokens: Int32Array.from(rows.map((r) => r[2])),
+    blockOffsets,
+    blockIds: Int32Array.from(ids),
+    blockTokens: ids.length > 0 ? blockTokens : 0,
+  };
+}
+
+/** A fleet of `count` replicas of one kind (8B on H100 by default). */
+export function fleetOf(count: number, over: Record<string, unknown> = {}, top: Record<string, unknown> = {}): SimFleet {
+  return resolveSimFleet({ islands: [{ name: "pool", hardware: "h100", model: "llama-3.1-8b", count, ...over }], ...top });
+}
