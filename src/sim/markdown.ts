@@ -96,6 +96,9 @@ export function renderMarkdown(r: SimReport, opts: MarkdownOptions = {}): string
     ),
   );
   if (opts.charts?.timeline !== undefined) out.push("", `![throughput and queue over time](${opts.charts.timeline})`);
+  if (r.availability.failures > 0) {
+    out.push("", `Availability: ${pct(r.availability.share)} of replica-time up; ${int(r.availability.failures)} failures, ${fmt(r.availability.downReplicaS)} replica-seconds down; ${int(r.requests.lost)} requests lost, ${int(r.requests.retries)} re-routed.`);
+  }
   out.push("");
   out.push("## Prefix cache");
   out.push("");
@@ -154,6 +157,7 @@ export function renderSummary(r: SimReport): string {
     `${r.trace.name}: ${int(r.requests.completed)}/${int(r.requests.total)} completed, ${int(r.requests.rejected)} rejected, ${int(r.requests.lost)} lost, ${int(r.requests.retries)} retries on ${int(r.fleet.replicas)} replicas (${r.policy})`,
     `TTFT p50/p90/p99 ${fmt(l.ttftMs.p50)}/${fmt(l.ttftMs.p90)}/${fmt(l.ttftMs.p99)} ms; TPOT ${fmt(l.tpotMs.p50)}/${fmt(l.tpotMs.p90)}/${fmt(l.tpotMs.p99)} ms; E2E ${fmt(l.e2eMs.p50)}/${fmt(l.e2eMs.p90)}/${fmt(l.e2eMs.p99)} ms`,
     `throughput ${fmt(r.throughput.outputTokensPerS)} output tok/s; goodput ${pct(r.goodput.share)}; cache hit ${pct(r.cache.hitRate)} of blocks`,
+    ...(r.availability.failures > 0 ? [`availability ${pct(r.availability.share)} of replica-time (${int(r.availability.failures)} failures)`] : []),
     `energy ${fmt(r.energy.joules / 3.6e6)} kWh (${fmt(r.energy.joulesPerToken)} J/token); cost $${fmt(r.cost.usd)} ($${fmt(r.cost.usdPerMTok)}/Mtok)`,
     `simulated ${fmt(r.simulation.simulatedS)} s in ${fmt(r.simulation.wallS)} s wall (${int(r.simulation.events)} events, ${int(r.simulation.eventsPerS)}/s; ${fmt(r.simulation.decisionUs)} µs per routing decision)`,
   ].join("\n");

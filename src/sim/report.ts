@@ -74,6 +74,8 @@ export interface SimReport {
   readonly latency: { readonly ttftMs: Distribution; readonly tpotMs: Distribution; readonly e2eMs: Distribution };
   readonly throughput: { readonly spanS: number; readonly requestsPerS: number; readonly outputTokensPerS: number; readonly inputTokensPerS: number };
   readonly goodput: { readonly requests: number; readonly share: number; readonly requestsPerS: number };
+  /** Share of replica-time up (not failed or in repair), and how often replicas failed. */
+  readonly availability: { readonly share: number; readonly failures: number; readonly downReplicaS: number };
   readonly cache: { readonly blockRefs: number; readonly blockHits: number; readonly hitRate: number; readonly cachedPromptTokens: number; readonly computedPromptTokens: number };
   readonly energy: { readonly joules: number; readonly joulesPerToken: number; readonly busyJoules: number; readonly idleJoules: number; readonly pue: number };
   readonly cost: { readonly usd: number; readonly usdPerMTok: number; readonly deviceUsd: number; readonly energyUsd: number };
@@ -252,6 +254,7 @@ export function buildReport(result: SimResult): SimReport {
     latency: { ttftMs: distribution(lat.ttft), tpotMs: distribution(lat.tpot), e2eMs: distribution(lat.e2e) },
     throughput: { spanS, requestsPerS: perS(completed), outputTokensPerS: perS(outputTokens), inputTokensPerS: perS(cached + computed) },
     goodput: { requests: lat.good, share: trace.count > 0 ? lat.good / trace.count : 0, requestsPerS: perS(lat.good) },
+    availability: availabilityOf(replicas, spanS),
     cache: { blockRefs, blockHits, hitRate: blockRefs > 0 ? blockHits / blockRefs : 0, cachedPromptTokens: cached, computedPromptTokens: computed },
     energy: { joules, joulesPerToken: outputTokens > 0 ? joules / outputTokens : NaN, busyJoules: busyJ, idleJoules: idleJ, pue: fleet.pue },
     cost: { usd, usdPerMTok: outputTokens > 0 ? (usd / outputTokens) * 1e6 : NaN, deviceUsd, energyUsd },
@@ -311,4 +314,15 @@ export function requestsCsv(result: SimResult): string {
 /** JSON text of a report (NaN and Infinity become null, as JSON requires). */
 export function reportJson(report: SimReport): string {
   return `${JSON.stringify(report, (_k, v: unknown) => (typeof v === "number" && !Number.isFinite(v) ? null : v), 2)}\n`;
+}
+
+function availabilityOf(replicas: readonly ReplicaReport[], spanS: number): SimReport["availability"] {
+  let downReplicaS = 0;
+  let failures = 0;
+  for (const r of replicas) {
+    downReplicaS += r.downS;
+    failures += r.failures;
+  }
+  const total = replicas.length * spanS;
+  return { share: total > 0 ? 1 - downReplicaS / total : 1, failures, downReplicaS };
 }

@@ -153,6 +153,10 @@ describe("simulate: failures", () => {
     assert.equal(notDone, r.rejected.no_ready_replica + r.rejected.overloaded, "only new arrivals finding no replica up are refused");
     const report = buildReport(r);
     assert.ok(report.replicas.every((x) => x.downS > 0));
+    // mtbf 15 s, repair 10 s: about 40% of replica-time down once the process settles.
+    const downShare = 1 - report.availability.share;
+    assert.ok(downShare > 0.2 && downShare < 0.5, `down ${(downShare * 100).toFixed(1)}% of replica-time`);
+    assert.equal(report.availability.failures, failures);
   });
 
   it("every replica down at once: displaced requests wait and resume after repair; arrivals meanwhile are refused", () => {
