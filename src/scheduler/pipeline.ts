@@ -16,29 +16,6 @@ export interface Candidate {
   readonly maxQueue: number;
   /** Context window in tokens; undefined when the replica does not say. */
   readonly contextSize: number | undefined;
-
-  // Optional inputs of the newer scorers (docs/routing.md lists who reads what).
-  // A caller that cannot fill one leaves it out; the scorer reading it is then
-  // neutral: it gives every such candidate the same value.
-
-  /** Stable identity for session affinity (e.g. hashString(replica name)); default `index`. */
-  readonly replicaKey?: number;
-  /** Leading blocks of `RouteRequest.blocks` this replica holds (PrefixIndex / CandidateSelector). */
-  readonly prefixBlocks?: number;
-  /** KV-cache tokens in use, and the replica's KV capacity in tokens. */
-  readonly kvUsedTokens?: number;
-  readonly kvCapacityTokens?: number;
-  /** Prefill time per uncached prompt token on this replica, in ms (hardware model or measured). */
-  readonly prefillMsPerToken?: number;
-  /** Prompt tokens admitted or waiting but not yet prefilled; the queue the request waits behind. */
-  readonly pendingPrefillTokens?: number;
-  /** The caller's own estimate of the wait before this request's prefill starts; overrides the estimate. */
-  readonly queueWaitMs?: number;
-  /** The caller's own predicted time to first token; overrides every other TTFT input. */
-  readonly predictedTtftMs?: number;
-  /** Serving cost of this replica in USD per million tokens, and energy in joules per token. */
-  readonly usdPerMTok?: number;
-  readonly joulesPerToken?: number;
 }
 
 /** What the router knows of the request. */
@@ -46,18 +23,6 @@ export interface RouteRequest {
   /** Prompt length in the model's tokens, when a local tokenizer could count it. */
   readonly promptTokens: number | undefined;
   readonly maxTokens: number | undefined;
-  /**
-   * The prompt's prefix-chained block hashes (prefix.ts: blockHashes,
-   * textBlockHashes; a trace's hash_ids). For chat, of the whole rendered
-   * conversation, so every message counts.
-   */
-  readonly blocks?: ArrayLike<number>;
-  /** Tokens per block of `blocks`, to turn matched blocks into cached tokens. */
-  readonly blockTokens?: number;
-  /** Session key (conversation id, user id): affinity routes equal keys to the same replica. */
-  readonly affinityKey?: string;
-  /** Time-to-first-token objective for this request in ms (tenant or request class). */
-  readonly ttftSloMs?: number;
 }
 
 /** Why no replica could take a request; the gateway turns each into a status. */
