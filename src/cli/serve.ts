@@ -60,6 +60,7 @@ async function serve(opts: ServeOptions): Promise<void> {
     logLevel: opts.logLevel,
     requestTimeoutMs: config.server.request_timeout_ms,
     readyWaitMs: config.server.ready_wait_ms,
+    ...(config.server.eject_slow_first_token_ms === undefined ? {} : { slowFirstTokenMs: config.server.eject_slow_first_token_ms }),
     ...(adminToken === undefined ? {} : { adminToken }),
     ...(config.server.body_limit_bytes === undefined ? {} : { bodyLimit: config.server.body_limit_bytes }),
   });

@@ -62,6 +62,8 @@ export const fleetConfig = z
         ready_wait_ms: z.number().int().min(0).max(60_000).default(1_000),
         /** Consecutive failed requests that take a replica out of rotation. */
         eject_after_failures: z.number().int().min(1).default(3),
+        /** A first token slower than this counts as a failure for the breaker (off when absent). */
+        eject_slow_first_token_ms: z.number().int().min(1).optional(),
         /** How long an ejected replica rests before one trial request. */
         eject_cooldown_ms: z.number().int().min(0).default(5_000),
         /** On shutdown, how long in-flight requests get to finish. */

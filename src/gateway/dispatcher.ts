@@ -32,7 +32,14 @@ export class Dispatcher {
 
   readonly #clock: Clock;
 
-  constructor(fleet: Fleet, policy: Policy, opts: { maxAttempts?: number; random?: () => number; readyWaitMs?: number; clock?: Clock } = {}) {
+  readonly #slowFirstTokenMs: number;
+
+  constructor(
+    fleet: Fleet,
+    policy: Policy,
+    opts: { maxAttempts?: number; random?: () => number; readyWaitMs?: number; clock?: Clock; slowFirstTokenMs?: number } = {},
+  ) {
+    this.#slowFirstTokenMs = opts.slowFirstTokenMs ?? Infinity;
     this.#readyWaitMs = opts.readyWaitMs ?? 1_000;
     this.#clock = opts.clock ?? wallClock;
     this.#fleet = fleet;
@@ -77,7 +84,14 @@ export class Dispatcher {
     let writtenTokens = 0;
     let continuations = 0;
     let lastReplica: Replica | undefined;
+    let attemptStarted = 0;
+    let attemptSpoke = false;
+    let slow = false;
     const sink: TextSink = (text, tokens) => {
+      if (!attemptSpoke) {
+        attemptSpoke = true;
+        slow = this.#clock.now() - attemptStarted > this.#slowFirstTokenMs;
+      }
       written += text;
       writtenTokens += tokens;
       onText(text, tokens);
@@ -111,9 +125,14 @@ export class Dispatcher {
       lastReplica = replica;
       replica.health.dispatched();
       onAttempt?.(replica);
+      attemptStarted = this.#clock.now();
+      attemptSpoke = false;
+      slow = false;
       try {
         const result = await replica.engine.generate(current, sink, signal);
-        replica.health.succeeded();
+        // A replica that answers, but far slower than it should, is an outlier too.
+        if (slow) replica.health.failed();
+        else replica.health.succeeded();
         return {
           finishReason: result.finishReason,
           // The replayed text was input to the replica that finished, so it

@@ -30,6 +30,8 @@ export interface GatewayOptions {
   readonly adminToken?: string;
   /** How long a request waits for a replica to become ready before 503. */
   readonly readyWaitMs?: number;
+  /** A first token slower than this counts against the replica's circuit breaker. */
+  readonly slowFirstTokenMs?: number;
   /** Keys, limits and the usage ledger; without one every caller is anonymous and unmetered. */
   readonly tenancy?: Tenancy;
 }
@@ -58,7 +60,11 @@ export function createGatewayWithShutdown(opts: GatewayOptions): Gateway {
   const tenancy = opts.tenancy ?? openTenancy;
   const principals = new WeakMap<FastifyRequest, Principal | undefined>();
   let shuttingDown = false;
-  const dispatcher = new Dispatcher(opts.fleet, opts.policy ?? leastLoaded, { clock, ...(opts.readyWaitMs === undefined ? {} : { readyWaitMs: opts.readyWaitMs }) });
+  const dispatcher = new Dispatcher(opts.fleet, opts.policy ?? leastLoaded, {
+    clock,
+    ...(opts.readyWaitMs === undefined ? {} : { readyWaitMs: opts.readyWaitMs }),
+    ...(opts.slowFirstTokenMs === undefined ? {} : { slowFirstTokenMs: opts.slowFirstTokenMs }),
+  });
   const app = Fastify({
     bodyLimit: opts.bodyLimit ?? 4 * 1024 * 1024,
     logger: { level: opts.logLevel ?? "warn" },

@@ -172,6 +172,35 @@ describe("misbehaving replicas are handled within their timeouts", () => {
     }
   });
 
+  it("one that is much slower than eject_slow_first_token_ms: still served, then ejected as an outlier", async () => {
+    const slow = await badUpstream((_req, res) => {
+      setTimeout(() => {
+        res.writeHead(200, { "content-type": "text/event-stream" });
+        res.end(`data: ${JSON.stringify({ choices: [{ index: 0, text: "late", finish_reason: "stop" }] })}\n\ndata: [DONE]\n\n`);
+      }, 150);
+    });
+    bad.push(slow.server);
+    const fleet = buildFleet(
+      parseFleetConfig({ models: [{ name: "m", replicas: [{ engine: "openai", url: slow.url, upstream_model: "tiny" }, { engine: "openai", url: good.url, upstream_model: "tiny" }] }] }),
+      { baseDir: ".", env: {} },
+    );
+    await fleet.start(() => undefined);
+    const { app } = createGatewayWithShutdown({ fleet, logLevel: "silent", slowFirstTokenMs: 50 });
+    await app.listen({ host: "127.0.0.1", port: 0 });
+    const url = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`;
+    try {
+      await fetch(`${url}/admin/drain`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ replica: "m/1", wait_s: 0 }) });
+      for (let i = 0; i < 3; i++) {
+        const r = await complete(url, {});
+        assert.equal(r.status, 200, "a slow answer is still an answer");
+        assert.equal((r.json.choices as { text: string }[])[0]!.text, "late");
+      }
+      assert.equal((await replicaStates(url))["m/0"], "ejected", "three slow first tokens in a row");
+    } finally {
+      await app.close();
+    }
+  });
+
   it("a request past its deadline gets 504 and frees its slot", async () => {
     const front = await frontWith(() => undefined, 60_000);
     try {
