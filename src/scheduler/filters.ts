@@ -22,3 +22,20 @@ export const hasCapacityFilter: Filter = {
   rejects: "overloaded",
   keep: (c) => c.active + c.queued < c.slots + c.maxQueue,
 };
+
+/**
+ * The whole request (prompt plus max_tokens) must fit the replica's KV cache
+ * at all; a replica with less KV than that could never finish it. Acts only
+ * when the caller fills Candidate.kvCapacityTokens; not in the standard set.
+ */
+export const kvFitsFilter: Filter = {
+  name: "kv-fits",
+  rejects: "context_length_exceeded",
+  keep: (c, r) => {
+    if (c.kvCapacityTokens === undefined || r.promptTokens === undefined) return true;
+    return r.promptTokens + (r.maxTokens ?? 1) <= c.kvCapacityTokens;
+  },
+};
+
+/** The filters every named policy applies, in order: ready, context fits, has capacity. */
+export const standardFilters: readonly Filter[] = [readyFilter, contextFitsFilter, hasCapacityFilter];

@@ -16,6 +16,29 @@ export interface Candidate {
   readonly maxQueue: number;
   /** Context window in tokens; undefined when the replica does not say. */
   readonly contextSize: number | undefined;
+
+  // Optional inputs of the newer scorers (docs/routing.md lists who reads what).
+  // A caller that cannot fill one leaves it out; the scorer reading it is then
+  // neutral: it gives every such candidate the same value.
+
+  /** Stable identity for session affinity (e.g. hashString(replica name)); default `index`. */
+  readonly replicaKey?: number;
+  /** Leading blocks of `RouteRequest.blocks` this replica holds (PrefixIndex / CandidateSelector). */
+  readonly prefixBlocks?: number;
+  /** KV-cache tokens in use, and the replica's KV capacity in tokens. */
+  readonly kvUsedTokens?: number;
+  readonly kvCapacityTokens?: number;
+  /** Prefill time per uncached prompt token on this replica, in ms (hardware model or measured). */
+  readonly prefillMsPerToken?: number;
+  /** Prompt tokens admitted or waiting but not yet prefilled; the queue the request waits behind. */
+  readonly pendingPrefillTokens?: number;
+  /** The caller's own estimate of the wait before this request's prefill starts; overrides the estimate. */
+  readonly queueWaitMs?: number;
+  /** The caller's own predicted time to first token; overrides every other TTFT input. */
+  readonly predictedTtftMs?: number;
+  /** Serving cost of this replica in USD per million tokens, and energy in joules per token. */
+  readonly usdPerMTok?: number;
+  readonly joulesPerToken?: number;
 }
 
 /** What the router knows of the request. */
@@ -23,6 +46,18 @@ export interface RouteRequest {
   /** Prompt length in the model's tokens, when a local tokenizer could count it. */
   readonly promptTokens: number | undefined;
   readonly maxTokens: number | undefined;
+  /**
+   * The prompt's prefix-chained block hashes (prefix.ts: blockHashes,
+   * textBlockHashes; a trace's hash_ids). For chat, of the whole rendered
+   * conversation, so every message counts.
+   */
+  readonly blocks?: ArrayLike<number>;
+  /** Tokens per block of `blocks`, to turn matched blocks into cached tokens. */
+  readonly blockTokens?: number;
+  /** Session key (conversation id, user id): affinity routes equal keys to the same replica. */
+  readonly affinityKey?: string;
+  /** Time-to-first-token objective for this request in ms (tenant or request class). */
+  readonly ttftSloMs?: number;
 }
 
 /** Why no replica could take a request; the gateway turns each into a status. */
@@ -60,6 +95,14 @@ export type RouteOutcome =
   | { readonly ok: true; readonly index: number }
   | { readonly ok: false; readonly reason: RejectReason };
 
+// Scratch for route(): survivor positions and scores, grown as needed and
+// reused, so a decision allocates nothing but its outcome. A nested call (a
+// scorer that routes) gets fresh arrays instead.
+let scratchIdx = new Int32Array(64);
+let scratchScores = new Float64Array(64);
+let scoreViews: Float64Array[] = [];
+let routing = false;
+
 /**
  * Routes one request. Filters run in order over the survivors of the previous
  * one, so the reason reported is that of the filter that emptied the list:
@@ -71,20 +114,52 @@ export function route(
   candidates: readonly Candidate[],
   random: () => number = Math.random,
 ): RouteOutcome {
-  let survivors: readonly Candidate[] = candidates;
-  if (survivors.length === 0) return { ok: false, reason: "no_ready_replica" };
-  for (const filter of policy.filters) {
-    const kept = survivors.filter((c) => filter.keep(c, request));
-    if (kept.length === 0) return { ok: false, reason: filter.rejects };
-    survivors = kept;
+  const n = candidates.length;
+  if (n === 0) return { ok: false, reason: "no_ready_replica" };
+  const nested = routing;
+  if (!nested && n > scratchIdx.length) {
+    let c = scratchIdx.length;
+    while (c < n) c *= 2;
+    scratchIdx = new Int32Array(c);
+    scratchScores = new Float64Array(c);
+    scoreViews = [];
   }
-  const scores = new Float64Array(survivors.length);
-  for (let i = 0; i < survivors.length; i++) {
-    let total = 0;
-    for (const { scorer, weight } of policy.scorers) total += weight * scorer.score(survivors[i]!, request);
-    scores[i] = total;
+  const idx = nested ? new Int32Array(n) : scratchIdx;
+  routing = true;
+  try {
+    for (let i = 0; i < n; i++) idx[i] = i;
+    let m = n;
+    for (const filter of policy.filters) {
+      let kept = 0;
+      for (let j = 0; j < m; j++) {
+        const i = idx[j]!;
+        if (filter.keep(candidates[i]!, request)) idx[kept++] = i;
+      }
+      if (kept === 0) return { ok: false, reason: filter.rejects };
+      m = kept;
+    }
+    let scores: Float64Array;
+    if (nested) scores = new Float64Array(m);
+    else {
+      let view = scoreViews[m];
+      if (view === undefined) scoreViews[m] = view = scratchScores.subarray(0, m);
+      scores = view;
+    }
+    const scorers = policy.scorers;
+    for (let j = 0; j < m; j++) {
+      const c = candidates[idx[j]!]!;
+      let total = 0;
+      for (let s = 0; s < scorers.length; s++) {
+        const ws = scorers[s]!;
+        total += ws.weight * ws.scorer.score(c, request);
+      }
+      scores[j] = total;
+    }
+    const pick = policy.pick(scores, m, random);
+    const chosen = Number.isInteger(pick) && pick >= 0 && pick < m ? candidates[idx[pick]!] : undefined;
+    if (chosen === undefined) throw new RangeError(`picker of policy ${policy.name} returned an index out of range`);
+    return { ok: true, index: chosen.index };
+  } finally {
+    routing = nested;
   }
-  const chosen = survivors[policy.pick(scores, survivors.length, random)];
-  if (chosen === undefined) throw new RangeError(`picker of policy ${policy.name} returned an index out of range`);
-  return { ok: true, index: chosen.index };
 }
