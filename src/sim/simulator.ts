@@ -11,7 +11,9 @@
 import { ManualClock } from "../core/clock.js";
 import type { Candidate, Policy, RejectReason, RouteRequest } from "../scheduler/pipeline.js";
 import { route } from "../scheduler/pipeline.js";
-import { sampleCandidates } from "../scheduler/sample.js";
+import { CandidateSelector } from "../scheduler/candidates.js";
+import { routeConstants, type RouteConstants } from "../scheduler/constants.js";
+import { PrefixIndex } from "../scheduler/prefix-index.js";
 import { EventQueue } from "./events.js";
 import type { SimFleet, SimIsland } from "./fleet-file.js";
 import { exponential, seededRandom } from "./random.js";
@@ -210,12 +212,20 @@ export function simulate(opts: SimulateOptions): SimResult {
 
   const events = new EventQueue(Math.min(1 << 20, 2 * n + 64));
 
-  // --- routing
-  const k = Math.min(n, fleet.sample);
-  const picked = new Int32Array(k);
+  // --- routing: the production candidate selection (prefix holders + a
+  // power-of-d sample) over the router's approximate prefix index, as the
+  // live gateway keeps it; not the simulated caches' exact state.
+  const selector = new CandidateSelector({ sample: Math.min(n, fleet.sample) });
+  const prefixIndex = new PrefixIndex();
+  const constantsOf = new Map<SimIsland, RouteConstants>();
+  for (let r = 0; r < n; r++) {
+    const isl = islandOf[r]!;
+    prefixIndex.setCapacity(r, Math.max(1, Math.floor(replicas[r]!.kvCapacityTokens / fleet.blockTokens)));
+    if (!constantsOf.has(isl)) constantsOf.set(isl, routeConstants(isl.profile, isl.energy, { usdPerHour: isl.usdPerHour }));
+  }
   const pool: MutableCandidate[] = [];
-  for (let j = 0; j < k; j++) pool.push({ index: 0, ready: true, active: 0, queued: 0, slots: 1, maxQueue: 0, contextSize: undefined });
-  const candidates: readonly Candidate[] = pool;
+  for (let j = 0; j < selector.capacity; j++) pool.push({ index: 0, ready: true, active: 0, queued: 0, slots: 1, maxQueue: 0, contextSize: undefined });
+  const candidates: MutableCandidate[] = [];
   let decisions = 0;
   let decisionMs = 0;
 
@@ -237,10 +247,13 @@ export function simulate(opts: SimulateOptions): SimResult {
   /** One routing decision; returns the replica index or the reason none could take it. */
   const decide = (seq: SimSeq): number | RejectReason => {
     const t0 = performance.now();
-    const m = sampleCandidates(n, k, random, picked);
+    const blocks = blocksOf(seq);
+    const m = selector.select(n, random, blocks, prefixIndex);
+    candidates.length = m;
     for (let j = 0; j < m; j++) {
-      const r = picked[j]!;
+      const r = selector.indices[j]!;
       const c = pool[j]!;
+      const k = constantsOf.get(islandOf[r]!)!;
       c.index = r;
       c.ready = up[r] === 1;
       c.active = activeOf[r]!;
@@ -248,9 +261,22 @@ export function simulate(opts: SimulateOptions): SimResult {
       c.slots = slotsOf[r]!;
       c.maxQueue = maxQueueOf[r]!;
       c.contextSize = contextOf[r]!;
+      c.prefixBlocks = selector.prefixBlocks[j]!;
+      c.prefillMsPerToken = k.prefillMsPerToken;
+      c.usdPerMTok = k.usdPerMTok;
+      c.joulesPerToken = k.joulesPerToken;
+      c.kvCapacityTokens = k.kvCapacityTokens;
+      candidates[j] = c;
     }
-    const request: RouteRequest = { promptTokens: seq.input + seq.generated, maxTokens: seq.output - seq.generated };
+    const request: RouteRequest = {
+      promptTokens: seq.input + seq.generated,
+      maxTokens: seq.output - seq.generated,
+      blocks,
+      blockTokens: fleet.blockTokens,
+      ttftSloMs: fleet.slo.ttftMs,
+    };
     const outcome = route(policy, request, candidates, random);
+    if (outcome.ok && blocks.length > 0) prefixIndex.record(outcome.index, blocks);
     decisions++;
     decisionMs += performance.now() - t0;
     return outcome.ok ? outcome.index : outcome.reason;
@@ -288,6 +314,7 @@ export function simulate(opts: SimulateOptions): SimResult {
     failures[r]!++;
     stepDue[r] = NaN;
     const displaced = replicas[r]!.failAll();
+    prefixIndex.removeReplica(r); // a failed replica's cache is gone
     activeOf[r] = 0;
     queuedOf[r] = 0;
     for (const seq of displaced) {
@@ -436,4 +463,14 @@ export function simulate(opts: SimulateOptions): SimResult {
     decisionMs,
     wallMs,
   };
+}
+
+const NO_BLOCKS = new Int32Array(0);
+
+/** A request's prefix blocks as a view of the trace's columns (no copy). */
+function blocksOf(seq: SimSeq): ArrayLike<number> {
+  if (seq.blockEnd <= seq.blockStart) return NO_BLOCKS;
+  const b = seq.blocks;
+  if (b instanceof Int32Array) return b.subarray(seq.blockStart, seq.blockEnd);
+  return Array.prototype.slice.call(b, seq.blockStart, seq.blockEnd) as number[];
 }
