@@ -1,0 +1,636 @@
+/**
+ * What the gateway's requests and the fleet's replicas look like over time:
+ * per-replica counters, a sampler that integrates load and health into
+ * slot-seconds (utilisation, availability, realised value), and a short
+ * history for the dashboard. Prometheus metrics and the /ui pages both read
+ * from here, so they always agree.
+ *
+ * Hot path: a token costs two additions on plain numbers; labelled metrics
+ * are materialised only when /metrics is scraped.
+ */
+import type { Clock } from "../core/clock.js";
+import { FlotillaError } from "../core/errors.js";
+import { promptText, type GenerationRequest } from "../core/request.js";
+import type { TextSink } from "../engines/engine.js";
+import type { Fleet, Replica } from "../fleet/fleet.js";
+import type { HealthState } from "../fleet/health.js";
+import type { Settlement, Ticket } from "../metering/tenancy.js";
+import type { RequestLog, RequestObserver, RequestStart, RequestWatch } from "./observer.js";
+
+/** TTFT bucket bounds in seconds, shared by Prometheus, the live view and sim reports. */
+export const TTFT_BUCKETS_S = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60] as const;
+export const TPOT_BUCKETS_S = [0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1] as const;
+export const E2E_BUCKETS_S = [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600] as const;
+
+/** Replica ids to the hardware their fleet-file entries name, in the ids buildFleet gives them ("model/index"). */
+export function hardwareByReplica(config: { readonly models: readonly { readonly name: string; readonly replicas: readonly { readonly count: number; readonly hardware?: string | undefined }[] }[] }): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const m of config.models) {
+    let index = 0;
+    for (const rc of m.replicas) {
+      for (let i = 0; i < rc.count; i++, index++) if (rc.hardware !== undefined) out[`${m.name}/${index}`] = rc.hardware;
+    }
+  }
+  return out;
+}
+
+/** Label value for callers the tenancy does not identify. */
+export const ANONYMOUS = "anonymous";
+
+/**
+ * A replica's hardware label: what the fleet file names (`hardware:` of its
+ * replica entry), else what its engine says: "cpu" for in-process llama.cpp,
+ * "remote" for an OpenAI-compatible server of unknown hardware.
+ */
+export function hardwareOf(replica: Replica, named?: string): string {
+  if (named !== undefined && named.length > 0) return named;
+  const own = (replica as { readonly hardware?: unknown }).hardware;
+  if (typeof own === "string" && own.length > 0) return own;
+  switch (replica.engine.kind) {
+    case "local":
+      return "cpu";
+    case "sim":
+      return "sim";
+    default:
+      return "remote";
+  }
+}
+
+/** Counters and the last sample of one replica. */
+export class ReplicaStats {
+  readonly replica: Replica;
+  readonly id: string;
+  readonly model: string;
+  readonly engine: string;
+  readonly hardware: string;
+  outputTokens = 0;
+  inputTokens = 0;
+  cachedTokens = 0;
+  /** Requests it finished successfully. */
+  completed = 0;
+  /** Attempts on it that failed before any text, and were retried elsewhere. */
+  failovers = 0;
+  /** Attempts on it that failed mid-answer, and were resumed elsewhere. */
+  continuations = 0;
+  /** Estimated tokens held in its KV cache by requests in flight (prompt + output so far). */
+  resident = 0;
+  // Integrals over sampler ticks, in seconds.
+  busySlotS = 0;
+  /** Seconds up with at least one request running. */
+  busyS = 0;
+  readySlotS = 0;
+  readyS = 0;
+  observedS = 0;
+  // The last sample.
+  state: HealthState = "not-ready";
+  available = false;
+  active = 0;
+  queued = 0;
+  slots = 0;
+  kv: number | undefined;
+  /** Output tokens per second over the last few ticks (about RATE_SPAN_S). */
+  tokensPerS = 0;
+  // The last few (time, cumulative output) samples, a ring.
+  readonly #rateAt: Float64Array;
+  readonly #rateOut: Float64Array;
+  #rateNext = 0;
+
+  constructor(replica: Replica, rateSamples = 8, hardware?: string) {
+    this.#rateAt = new Float64Array(rateSamples).fill(NaN);
+    this.#rateOut = new Float64Array(rateSamples);
+    this.replica = replica;
+    this.id = replica.id;
+    this.model = replica.model;
+    this.engine = replica.engine.kind;
+    this.hardware = hardwareOf(replica, hardware);
+  }
+
+  /**
+   * Reads the engine's load and health and adds `dtS` seconds to the
+   * integrals; a tick (`nowS` given, in seconds) also updates tokens/s.
+   */
+  sample(dtS: number, nowS?: number): void {
+    const { engine, health } = this.replica;
+    const load = engine.load();
+    const ready = engine.isReady();
+    this.state = health.state(ready);
+    this.available = ready && (this.state === "healthy" || this.state === "half-open");
+    this.active = load.active;
+    this.queued = load.queued;
+    this.slots = load.slots;
+    const context = engine.contextSize;
+    this.kv = context === undefined || context <= 0 || load.slots <= 0 ? undefined : Math.min(1, Math.max(0, this.resident) / (context * load.slots));
+    if (dtS > 0) {
+      this.observedS += dtS;
+      if (this.available) {
+        this.readyS += dtS;
+        this.readySlotS += load.slots * dtS;
+        this.busySlotS += Math.min(load.active, load.slots) * dtS;
+        if (load.active > 0) this.busyS += dtS;
+      }
+    }
+    if (nowS !== undefined) {
+      // Over the last few ticks, so one quiet tick between tokens does not read as zero.
+      const n = this.#rateAt.length;
+      const oldest = this.#rateNext % n;
+      const fromS = this.#rateAt[oldest]!;
+      const fromOut = this.#rateOut[oldest]!;
+      this.#rateAt[oldest] = nowS;
+      this.#rateOut[oldest] = this.outputTokens;
+      this.#rateNext++;
+      const firstS = Number.isNaN(fromS) ? this.#rateAt[0]! : fromS;
+      const firstOut = Number.isNaN(fromS) ? this.#rateOut[0]! : fromOut;
+      this.tokensPerS = nowS > firstS ? (this.outputTokens - firstOut) / (nowS - firstS) : 0;
+    }
+  }
+}
+
+export interface TenantEnergy {
+  readonly tenant: string;
+  readonly model: string;
+  readonly hardware: string;
+  joules: number;
+  usd: number;
+}
+
+export interface RequestCount {
+  readonly model: string;
+  readonly endpoint: string;
+  readonly status: string;
+  count: number;
+}
+
+/** Fleet-wide numbers at one tick, as the dashboard charts them. */
+export interface FleetPoint {
+  /** Unix milliseconds. */
+  readonly t: number;
+  readonly tokensPerS: number;
+  readonly requestsPerS: number;
+  /** p99 TTFT of requests whose first token came in the last minute; null with none. */
+  readonly p99TtftS: number | null;
+  /** Energy per output token over the last minute; null without priced energy. */
+  readonly joulesPerToken: number | null;
+  readonly usdPerMTok: number | null;
+  readonly availability: number;
+  readonly utilization: number;
+  readonly realisedValue: number;
+  readonly running: number;
+  readonly queued: number;
+}
+
+/** Cumulative fleet totals at a tick; windows are differences of two of these. */
+interface Cumulative {
+  t: number;
+  now: number;
+  outputTokens: number;
+  finished: number;
+  joules: number;
+  usd: number;
+  busySlotS: number;
+  busyS: number;
+  readySlotS: number;
+  readyS: number;
+  observedS: number;
+}
+
+export interface Histogram {
+  observe(labels: Record<string, string>, value: number): void;
+}
+
+/** Where the Prometheus histograms are pushed; counters and gauges are pulled at scrape time. */
+export interface HistogramSinks {
+  readonly ttft: Histogram;
+  readonly tpot: Histogram;
+  readonly e2e: Histogram;
+}
+
+export interface ObservatoryOptions {
+  readonly clock: Clock;
+  /** Sampling period of load and health, in ms (the dashboard's refresh). */
+  readonly tickMs?: number;
+  /** Whether the per-request "request finished" line is logged (the logger is at info or below). */
+  readonly logRequests?: boolean;
+  /** Log prompts (never on by default). */
+  readonly logPrompts?: boolean;
+  /** Points of history kept for the dashboard. */
+  readonly historyPoints?: number;
+  /** Hardware of replicas by id, where the fleet file names it. */
+  readonly hardware?: Readonly<Record<string, string>>;
+}
+
+const RATE_WINDOW_MS = 10_000;
+const VALUE_WINDOW_MS = 60_000;
+const TTFT_RING = 4096;
+
+export class Observatory implements RequestObserver {
+  readonly fleet: Fleet;
+  readonly clock: Clock;
+  readonly tickMs: number;
+  readonly replicas: readonly ReplicaStats[];
+  readonly #byId: ReadonlyMap<string, ReplicaStats>;
+  readonly requests = new Map<string, RequestCount>();
+  readonly energy = new Map<string, TenantEnergy>();
+  readonly escalations = new Map<string, { readonly model: string; readonly reason: string; count: number }>();
+  readonly http = new Map<string, { readonly method: string; readonly route: string; readonly code: string; count: number }>();
+  /** Fleet-wide TTFT histogram counts (not cumulative), one more than the bounds for +Inf. */
+  readonly ttftCounts = new Float64Array(TTFT_BUCKETS_S.length + 1);
+  readonly #ttftValues = new Float64Array(TTFT_RING);
+  readonly #ttftTimes = new Float64Array(TTFT_RING);
+  #ttftNext = 0;
+  readonly #scratch = new Float64Array(TTFT_RING);
+  finished = 0;
+  inFlight = 0;
+  #joules = 0;
+  #usd = 0;
+  readonly #history: FleetPoint[] = [];
+  readonly #historyPoints: number;
+  readonly #cumulative: Cumulative[] = [];
+  #lastSampleAt: number;
+  #timer: NodeJS.Timeout | undefined;
+  readonly #listeners = new Set<(point: FleetPoint) => void>();
+  #histograms: HistogramSinks | undefined;
+  readonly #logRequests: boolean;
+  readonly #logPrompts: boolean;
+
+  constructor(fleet: Fleet, opts: ObservatoryOptions) {
+    this.fleet = fleet;
+    this.clock = opts.clock;
+    this.tickMs = opts.tickMs ?? 1_000;
+    this.#historyPoints = opts.historyPoints ?? 900;
+    this.#logRequests = opts.logRequests ?? false;
+    this.#logPrompts = opts.logPrompts ?? false;
+    // Per-replica tokens/s spans about two seconds of ticks.
+    const rateSamples = Math.max(2, Math.round(2_000 / this.tickMs) + 1);
+    this.replicas = fleet.replicas().map((r) => new ReplicaStats(r, rateSamples, opts.hardware?.[r.id]));
+    this.#byId = new Map(this.replicas.map((s) => [s.id, s]));
+    this.#lastSampleAt = this.clock.now();
+    this.refresh();
+  }
+
+  set histograms(sinks: HistogramSinks) {
+    this.#histograms = sinks;
+  }
+
+  stats(id: string): ReplicaStats | undefined {
+    return this.#byId.get(id);
+  }
+
+  /** Reads every replica's load and health now, without adding to the integrals. */
+  refresh(): void {
+    for (const s of this.replicas) s.sample(0);
+  }
+
+  /** Starts sampling every tickMs (the timer does not keep the process alive). */
+  startSampling(): void {
+    if (this.#timer !== undefined) return;
+    this.tick();
+    this.#timer = setInterval(() => this.tick(), this.tickMs);
+    this.#timer.unref();
+  }
+
+  close(): void {
+    clearInterval(this.#timer);
+    this.#timer = undefined;
+    this.#listeners.clear();
+  }
+
+  /** Hears every new point (after the replicas' samples were updated). */
+  subscribe(listener: (point: FleetPoint) => void): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+
+  history(): readonly FleetPoint[] {
+    return this.#history;
+  }
+
+  /** Samples every replica now and records a point of history. */
+  tick(): FleetPoint {
+    const now = this.clock.now();
+    const dtS = Math.max(0, (now - this.#lastSampleAt) / 1000);
+    this.#lastSampleAt = now;
+    let outputTokens = 0;
+    let busySlotS = 0;
+    let busyS = 0;
+    let readySlotS = 0;
+    let readyS = 0;
+    let observedS = 0;
+    let running = 0;
+    let queued = 0;
+    let available = 0;
+    let slotsUp = 0;
+    let activeUp = 0;
+    for (const s of this.replicas) {
+      s.sample(dtS, now / 1000);
+      outputTokens += s.outputTokens;
+      busySlotS += s.busySlotS;
+      busyS += s.busyS;
+      readySlotS += s.readySlotS;
+      readyS += s.readyS;
+      observedS += s.observedS;
+      running += s.active;
+      queued += s.queued;
+      if (s.available) {
+        available++;
+        slotsUp += s.slots;
+        activeUp += Math.min(s.active, s.slots);
+      }
+    }
+    const cur: Cumulative = { t: this.clock.epochMs(), now, outputTokens, finished: this.finished, joules: this.#joules, usd: this.#usd, busySlotS, busyS, readySlotS, readyS, observedS };
+    const prev = this.#cumulative[this.#cumulative.length - 1];
+    this.#cumulative.push(cur);
+    while (this.#cumulative.length > 2 && now - this.#cumulative[1]!.now > VALUE_WINDOW_MS) this.#cumulative.shift();
+    const availability = this.replicas.length > 0 ? available / this.replicas.length : 0;
+    const utilization = slotsUp > 0 ? activeUp / slotsUp : 0;
+    const since = this.#cumulative[0]!;
+    const tokens = cur.outputTokens - since.outputTokens;
+    const joules = cur.joules - since.joules;
+    const usd = cur.usd - since.usd;
+    const tickS = prev === undefined ? 0 : (now - prev.now) / 1000;
+    const point: FleetPoint = {
+      t: cur.t,
+      tokensPerS: prev !== undefined && tickS > 0 ? (cur.outputTokens - prev.outputTokens) / tickS : 0,
+      requestsPerS: prev !== undefined && tickS > 0 ? (cur.finished - prev.finished) / tickS : 0,
+      p99TtftS: this.ttftQuantile(0.99, VALUE_WINDOW_MS),
+      joulesPerToken: tokens > 0 && joules > 0 ? joules / tokens : null,
+      usdPerMTok: tokens > 0 && usd > 0 ? (usd / tokens) * 1e6 : null,
+      availability,
+      utilization,
+      realisedValue: availability * utilization,
+      running,
+      queued,
+    };
+    this.#history.push(point);
+    if (this.#history.length > this.#historyPoints) this.#history.shift();
+    for (const listener of this.#listeners) listener(point);
+    return point;
+  }
+
+  /**
+   * Fleet figures over the last minute (rates over the last 10 s): what the
+   * dashboard's tiles show. Utilisation and availability are time integrals,
+   * as Prometheus' rate() of the slot-second counters gives them.
+   */
+  kpis(): Record<string, number | null> {
+    const c = this.#cumulative;
+    const cur = c[c.length - 1];
+    const since = c[0];
+    const last = this.#history[this.#history.length - 1];
+    if (cur === undefined || since === undefined || last === undefined) return {};
+    let rateFrom = since;
+    for (const x of c) {
+      if (cur.now - x.now <= RATE_WINDOW_MS) {
+        rateFrom = x;
+        break;
+      }
+    }
+    const rateS = (cur.now - rateFrom.now) / 1000;
+    const observed = cur.observedS - since.observedS;
+    const readySlot = cur.readySlotS - since.readySlotS;
+    const availability = observed > 0 ? (cur.readyS - since.readyS) / observed : last.availability;
+    const utilization = readySlot > 0 ? (cur.busySlotS - since.busySlotS) / readySlot : last.utilization;
+    const readyS = cur.readyS - since.readyS;
+    let output = 0;
+    let input = 0;
+    let cached = 0;
+    let failovers = 0;
+    let continuations = 0;
+    for (const s of this.replicas) {
+      output += s.outputTokens;
+      input += s.inputTokens;
+      cached += s.cachedTokens;
+      failovers += s.failovers;
+      continuations += s.continuations;
+    }
+    return {
+      tokensPerS: rateS > 0 ? (cur.outputTokens - rateFrom.outputTokens) / rateS : 0,
+      requestsPerS: rateS > 0 ? (cur.finished - rateFrom.finished) / rateS : 0,
+      p99TtftS: last.p99TtftS,
+      joulesPerToken: last.joulesPerToken,
+      usdPerMTok: last.usdPerMTok,
+      availability,
+      utilization,
+      realisedValue: availability * utilization,
+      busyTime: readyS > 0 ? (cur.busyS - since.busyS) / readyS : null,
+      requests: this.finished,
+      inFlight: this.inFlight,
+      outputTokens: output,
+      inputTokens: input,
+      cachedTokens: cached,
+      failovers,
+      continuations,
+      joules: this.#joules,
+      usd: this.#usd,
+    };
+  }
+
+  /** Quantile of the TTFTs (seconds) recorded in the last `windowMs`; null with none. */
+  ttftQuantile(q: number, windowMs: number): number | null {
+    const from = this.clock.now() - windowMs;
+    let n = 0;
+    const count = Math.min(this.#ttftNext, TTFT_RING);
+    for (let i = 0; i < count; i++) if (this.#ttftTimes[i]! >= from) this.#scratch[n++] = this.#ttftValues[i]!;
+    if (n === 0) return null;
+    const sorted = this.#scratch.subarray(0, n).sort();
+    return sorted[Math.min(n - 1, Math.ceil(q * n) - 1)]!;
+  }
+
+  recordTtft(stats: ReplicaStats, model: string, seconds: number): void {
+    const slot = this.#ttftNext++ % TTFT_RING;
+    this.#ttftValues[slot] = seconds;
+    this.#ttftTimes[slot] = this.clock.now();
+    let b = 0;
+    while (b < TTFT_BUCKETS_S.length && seconds > TTFT_BUCKETS_S[b]!) b++;
+    this.ttftCounts[b]!++;
+    this.#histograms?.ttft.observe({ model, replica: stats.id }, seconds);
+  }
+
+  start(request: RequestStart): RequestWatch {
+    if (this.#logPrompts) request.log.info({ prompt: request.generation.prompt, continuation: request.generation.continuation }, "prompt");
+    return new Watch(this, request);
+  }
+
+  /** One HTTP response sent, by method, route pattern (never the raw URL) and status code. */
+  countHttp(method: string, route: string, code: number): void {
+    const key = `${method} ${route} ${code}`;
+    const row = this.http.get(key);
+    if (row === undefined) this.http.set(key, { method, route, code: String(code), count: 1 });
+    else row.count++;
+  }
+
+  cascadeEscalated(model: string, reason: string): void {
+    const key = `${model}\u0000${reason}`;
+    const row = this.escalations.get(key);
+    if (row === undefined) this.escalations.set(key, { model, reason, count: 1 });
+    else row.count++;
+  }
+
+  /** Book-keeping for one finished request. */
+  record(w: Watch, s: Settlement, status: string, endedAt: number): void {
+    this.finished++;
+    const key = `${w.model}\u0000${w.endpoint}\u0000${status}`;
+    const row = this.requests.get(key);
+    if (row === undefined) this.requests.set(key, { model: w.model, endpoint: w.endpoint, status, count: 1 });
+    else row.count++;
+    const finisher = s.replica === undefined ? undefined : this.#byId.get(s.replica);
+    if (s.status === "ok" && s.usage !== undefined && finisher !== undefined) {
+      finisher.completed++;
+      finisher.inputTokens += s.usage.promptTokens;
+      finisher.cachedTokens += s.usage.cachedTokens;
+      // The engine's count is authoritative; tokens without text (a stop string) show up only here.
+      const missing = s.usage.completionTokens - w.tokens;
+      if (missing > 0) finisher.outputTokens += missing;
+      const labels = { model: w.model, replica: finisher.id };
+      const h = this.#histograms;
+      if (h !== undefined) {
+        h.e2e.observe(labels, (endedAt - w.startedAt) / 1000);
+        const n = Math.max(w.tokens, s.usage.completionTokens);
+        if (w.firstAt >= 0 && n >= 2) h.tpot.observe(labels, (endedAt - w.firstAt) / 1000 / (n - 1));
+      }
+      let priced: Readonly<Record<string, number | string>> = {};
+      try {
+        priced = w.ticket.price(s.usage, finisher.id, s.durationMs);
+      } catch {
+        // Pricing is the tenancy's business; a failure there is not a metric.
+      }
+      const joules = finite(priced.energy_j);
+      const usd = finite(priced.cost_usd);
+      if (joules > 0 || usd > 0) {
+        const tenant = w.tenant ?? ANONYMOUS;
+        const hardware = typeof priced.hardware === "string" && priced.hardware.length > 0 ? priced.hardware : finisher.hardware;
+        const ekey = `${tenant}\u0000${w.model}\u0000${hardware}`;
+        let e = this.energy.get(ekey);
+        if (e === undefined) {
+          e = { tenant, model: w.model, hardware, joules: 0, usd: 0 };
+          this.energy.set(ekey, e);
+        }
+        e.joules += joules;
+        e.usd += usd;
+        this.#joules += joules;
+        this.#usd += usd;
+      }
+    }
+    if (this.#logRequests) {
+      w.log.info(
+        {
+          model: w.model,
+          endpoint: w.endpoint,
+          stream: w.stream,
+          status,
+          replica: s.replica ?? null,
+          attempts: s.attempts,
+          continuations: s.continuations,
+          tenant: w.tenant ?? null,
+          prompt_tokens: s.usage?.promptTokens ?? null,
+          completion_tokens: s.usage?.completionTokens ?? null,
+          cached_tokens: s.usage?.cachedTokens ?? null,
+          ttft_ms: w.firstAt >= 0 ? round(w.firstAt - w.startedAt) : null,
+          duration_ms: round(s.durationMs),
+        },
+        "request finished",
+      );
+    }
+  }
+}
+
+function finite(v: unknown): number {
+  return typeof v === "number" && Number.isFinite(v) && v > 0 ? v : 0;
+}
+
+function round(ms: number): number {
+  return Math.round(ms * 10) / 10;
+}
+
+/** Tokens a prompt holds in KV: exact where the engine has the tokenizer, else about 4 characters a token. */
+function promptTokensOf(replica: Replica, g: GenerationRequest): number {
+  try {
+    const n = replica.engine.countPromptTokens(g.prompt);
+    if (n !== undefined) return n;
+  } catch {
+    // fall through to the estimate
+  }
+  return Math.ceil(promptText(g.prompt).length / 4);
+}
+
+class Watch implements RequestWatch {
+  readonly #obs: Observatory;
+  readonly model: string;
+  readonly endpoint: string;
+  readonly stream: boolean;
+  readonly tenant: string | undefined;
+  readonly ticket: Ticket;
+  readonly log: RequestLog;
+  readonly #generation: GenerationRequest;
+  readonly startedAt: number;
+  firstAt = -1;
+  tokens = 0;
+  #current: ReplicaStats | undefined;
+  #promptTokens = -1;
+  #resident = 0;
+  #error: string | undefined;
+  #done = false;
+
+  constructor(obs: Observatory, r: RequestStart) {
+    this.#obs = obs;
+    this.model = r.model;
+    this.endpoint = r.endpoint;
+    this.stream = r.stream;
+    this.tenant = r.tenant;
+    this.ticket = r.ticket;
+    this.log = r.log;
+    this.#generation = r.generation;
+    this.startedAt = obs.clock.now();
+    obs.inFlight++;
+  }
+
+  attempt(replica: Replica): void {
+    const prev = this.#current;
+    if (prev !== undefined) {
+      // The dispatcher tries another replica only after this one failed.
+      if (this.tokens > 0) prev.continuations++;
+      else prev.failovers++;
+      prev.resident -= this.#resident;
+    }
+    const stats = this.#obs.stats(replica.id);
+    this.#current = stats;
+    if (stats === undefined) return;
+    if (this.#promptTokens < 0) this.#promptTokens = promptTokensOf(replica, this.#generation);
+    this.#resident = this.#promptTokens + this.tokens;
+    stats.resident += this.#resident;
+  }
+
+  sink(onText: TextSink): TextSink {
+    return (text, tokens) => {
+      if (this.firstAt < 0) this.#first();
+      this.tokens += tokens;
+      const s = this.#current;
+      if (s !== undefined) {
+        s.outputTokens += tokens;
+        s.resident += tokens;
+        this.#resident += tokens;
+      }
+      onText(text, tokens);
+    };
+  }
+
+  #first(): void {
+    this.firstAt = this.#obs.clock.now();
+    const s = this.#current;
+    if (s !== undefined) this.#obs.recordTtft(s, this.model, (this.firstAt - this.startedAt) / 1000);
+  }
+
+  failed(err: unknown): void {
+    this.#error = err instanceof FlotillaError ? err.code : "failed";
+  }
+
+  finish(settlement: Settlement): void {
+    if (this.#done) return;
+    this.#done = true;
+    const obs = this.#obs;
+    obs.inFlight--;
+    if (this.#current !== undefined) this.#current.resident -= this.#resident;
+    this.#resident = 0;
+    const status = settlement.status === "failed" ? (settlement.errorCode ?? this.#error ?? "failed") : settlement.status;
+    obs.record(this, settlement, status, obs.clock.now());
+  }
+}
