@@ -3,6 +3,7 @@ import { registerFleetCommands } from "./fleet-commands.js";
 import { registerHardwareCommands } from "./hardware-commands.js";
 import { registerServeCommand } from "./serve.js";
 import { registerSimCommand } from "./sim-command.js";
+import { registerTenancyCommands } from "./tenancy-commands.js";
 
 export function buildProgram(): Command {
   const program = new Command()
@@ -14,6 +15,7 @@ export function buildProgram(): Command {
   registerSimCommand(program);
   registerFleetCommands(program);
   registerHardwareCommands(program);
+  registerTenancyCommands(program);
   return program;
 }
 

@@ -6,8 +6,10 @@ import { parse as parseYaml } from "yaml";
 import { buildFleet } from "../fleet/build.js";
 import { parseFleetConfig, type FleetConfig } from "../fleet/config.js";
 import { createGatewayWithShutdown } from "../gateway/server.js";
+import { hardwareByReplica } from "../obs/index.js";
 import { ensureDefaultModel } from "../gguf/default-model.js";
-import { policies } from "../scheduler/policies.js";
+import { tenancyFromConfig } from "../metering/config.js";
+import { knownPolicies, policyFromConfig } from "../scheduler/policies.js";
 
 interface ServeOptions {
   model?: string;
@@ -18,6 +20,8 @@ interface ServeOptions {
   context?: number;
   policy?: string;
   logLevel: "fatal" | "error" | "warn" | "info" | "debug" | "trace" | "silent";
+  logPrompts?: boolean;
+  simReport?: string[];
 }
 
 const DEFAULT_PORT = 8080;
@@ -33,8 +37,10 @@ export function registerServeCommand(program: Command): void {
     .option("--host <addr>", `address to bind (default ${DEFAULT_HOST})`)
     .option("--parallel <n>", "sequences generated at once per local replica (with --model)", intArg("parallel", 1, 256))
     .option("--context <n>", "context window per sequence, in tokens (with --model)", intArg("context", 16, 1 << 20))
-    .option("--policy <name>", `routing policy: ${Object.keys(policies).join(", ")}`)
+    .option("--policy <name>", `routing policy: ${knownPolicies.join(", ")}`)
     .option("--log-level <level>", "fatal, error, warn, info, debug, trace or silent", "warn")
+    .option("--log-prompts", "log every prompt (with its request id); off by default, as prompts may be private")
+    .option("--sim-report <dir>", "open this `flotilla sim --out` folder in the /ui dashboard (repeatable)", (dir: string, dirs: string[] = []) => [...dirs, dir])
     .action(async (opts: ServeOptions) => {
       await serve(opts);
     });
@@ -45,19 +51,23 @@ async function serve(opts: ServeOptions): Promise<void> {
     throw new Error("give either --model or --config, not both");
   }
   const { config, baseDir } = await loadConfig(opts);
-  const policyName = opts.policy ?? config.server.policy ?? "least-loaded";
-  const policy = policies[policyName];
-  if (policy === undefined) throw new Error(`unknown policy "${policyName}"; known: ${Object.keys(policies).join(", ")}`);
+  // A name, or in the fleet file a weighted mix: { scorers: [{ name, weight }], picker }.
+  const policy = policyFromConfig(opts.policy ?? config.server.policy ?? "least-loaded");
 
   const fleet = buildFleet(config, { baseDir, env: process.env });
   const adminToken = config.server.admin_token_env === undefined ? undefined : process.env[config.server.admin_token_env];
   if (config.server.admin_token_env !== undefined && adminToken === undefined) {
     throw new Error(`server.admin_token_env names ${config.server.admin_token_env}, which is not set`);
   }
+  const host = opts.host ?? config.server.host ?? DEFAULT_HOST;
+  const port = opts.port ?? config.server.port ?? DEFAULT_PORT;
+  const tenancy = await tenancyFromConfig(config, { baseDir, env: process.env, host, fleet });
   const { app, shutdown } = createGatewayWithShutdown({
     fleet,
+    ...(tenancy === undefined ? {} : { tenancy }),
     policy,
     logLevel: opts.logLevel,
+    observability: { logPrompts: opts.logPrompts === true, simReports: opts.simReport ?? [], hardware: hardwareByReplica(config) },
     requestTimeoutMs: config.server.request_timeout_ms,
     readyWaitMs: config.server.ready_wait_ms,
     ...(config.server.eject_slow_first_token_ms === undefined ? {} : { slowFirstTokenMs: config.server.eject_slow_first_token_ms }),
@@ -67,15 +77,14 @@ async function serve(opts: ServeOptions): Promise<void> {
   await fleet.start((replica, err) => {
     process.stderr.write(`flotilla: replica ${replica.id} did not start: ${(err as Error).message}\n`);
   });
-  const host = opts.host ?? config.server.host ?? DEFAULT_HOST;
-  const port = opts.port ?? config.server.port ?? DEFAULT_PORT;
   const address = await app.listen({ host, port });
 
   const lines = [...fleet.models()].map((m) => {
     const ready = m.replicas.filter((r) => r.engine.isReady()).length;
     return `  ${m.name}: ${ready}/${m.replicas.length} replicas ready`;
   });
-  process.stdout.write(`flotilla listening on ${address}\n${lines.join("\n")}\n`);
+  process.stdout.write(`flotilla listening on ${address}\n${lines.join("\n")}\n  dashboard: ${address}/ui   metrics: ${address}/metrics\n`);
+  process.stdout.write(tenancy === undefined ? "  usage ledger: off (server.store: none)\n" : `  usage ledger: ${tenancy.store.kind} ${tenancy.store.where}\n`);
 
   // The first signal drains (in-flight requests finish, new ones get 503);
   // a second one stops at once.
@@ -84,7 +93,8 @@ async function serve(opts: ServeOptions): Promise<void> {
     if (stopping) process.exit(1);
     stopping = true;
     process.stdout.write(`flotilla: shutting down, letting ${fleet.inFlight()} in-flight requests finish\n`);
-    void shutdown(config.server.shutdown_grace_ms).then(() => {
+    void shutdown(config.server.shutdown_grace_ms).then(async () => {
+      await tenancy?.close();
       process.stdout.write("flotilla: stopped\n");
       process.exit(0);
     });

@@ -17,6 +17,14 @@ const localReplica = z
     context: z.number().int().min(16).optional(),
     max_queue: z.number().int().min(0).default(64),
     threads: z.number().int().min(1).optional(),
+    /** Accelerator (hardware catalog id, e.g. h100) the replica runs on: prices its requests' energy and cost. */
+    hardware: z.string().min(1).optional(),
+    /** Weight precision for the hardware model (bf16, fp8, fp4, q4_k_m, ...); default from the GGUF file, else bf16. */
+    precision: z.string().min(1).optional(),
+    /** Devices per replica (tensor parallelism), for the hardware model; default 1. */
+    tp: z.number().int().min(1).max(1024).optional(),
+    /** Model catalog id for the hardware model; default: the GGUF file's shape (local), else the model's name. */
+    spec: z.string().min(1).optional(),
     count,
   })
   .strict();
@@ -35,6 +43,14 @@ const openaiReplica = z
     timeout_ms: z.number().int().min(100).default(60_000),
     /** How often /health is asked whether the server is ready. */
     probe_interval_ms: z.number().int().min(50).default(5_000),
+    /** Accelerator (hardware catalog id, e.g. h100) the replica runs on: prices its requests' energy and cost. */
+    hardware: z.string().min(1).optional(),
+    /** Weight precision for the hardware model (bf16, fp8, fp4, q4_k_m, ...); default from the GGUF file, else bf16. */
+    precision: z.string().min(1).optional(),
+    /** Devices per replica (tensor parallelism), for the hardware model; default 1. */
+    tp: z.number().int().min(1).max(1024).optional(),
+    /** Model catalog id for the hardware model; default: the GGUF file's shape (local), else the model's name. */
+    spec: z.string().min(1).optional(),
     count,
   })
   .strict();
@@ -54,7 +70,8 @@ export const fleetConfig = z
       .object({
         host: z.string().min(1).optional(),
         port: z.number().int().min(0).max(65535).optional(),
-        policy: z.string().min(1).optional(),
+        /** A policy name, or a weighted mix checked by scheduler/policyFromConfig. */
+        policy: z.union([z.string().min(1), z.record(z.string(), z.unknown())]).optional(),
         body_limit_bytes: z.number().int().min(1024).optional(),
         /** Longest a request may run before it is cancelled (a client may ask for less). */
         request_timeout_ms: z.number().int().min(100).default(600_000),
@@ -70,6 +87,15 @@ export const fleetConfig = z
         shutdown_grace_ms: z.number().int().min(0).default(30_000),
         /** Bearer token for /admin routes; without one they answer loopback clients only. */
         admin_token_env: z.string().min(1).optional(),
+        /**
+         * Tenants, keys and the usage ledger: "sqlite:PATH" (relative to the fleet file), "postgres://…",
+         * or "none". Default: SQLite in $FLOTILLA_HOME (or ~/.cache/flotilla).
+         */
+        store: z.string().min(1).optional(),
+        /** Name of the environment variable holding the store URL (keeps a database password out of the file). */
+        store_env: z.string().min(1).optional(),
+        /** Require an API key on /v1 routes; default: when the server binds a non-loopback address or any key exists. */
+        require_keys: z.boolean().optional(),
       })
       .strict()
       .prefault({}),

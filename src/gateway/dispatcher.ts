@@ -4,6 +4,8 @@ import type { GenerationRequest, GenerationResult } from "../core/request.js";
 import type { TextSink } from "../engines/engine.js";
 import { candidatesOf, type Fleet, type Replica, type ServedModel } from "../fleet/fleet.js";
 import { route, type Candidate, type Policy, type RejectReason, type RouteRequest } from "../scheduler/pipeline.js";
+import { promptBlockHashes } from "../scheduler/prefix.js";
+import { PrefixIndex } from "../scheduler/prefix-index.js";
 import { sleep } from "./sleep.js";
 
 export interface Dispatched extends GenerationResult {
@@ -33,12 +35,15 @@ export class Dispatcher {
   readonly #clock: Clock;
 
   readonly #slowFirstTokenMs: number;
+  readonly #blockChars: number;
+  readonly #indexes = new Map<ServedModel, PrefixIndex>();
 
   constructor(
     fleet: Fleet,
     policy: Policy,
-    opts: { maxAttempts?: number; random?: () => number; readyWaitMs?: number; clock?: Clock; slowFirstTokenMs?: number } = {},
+    opts: { maxAttempts?: number; random?: () => number; readyWaitMs?: number; clock?: Clock; slowFirstTokenMs?: number; blockChars?: number } = {},
   ) {
+    this.#blockChars = opts.blockChars ?? 256;
     this.#slowFirstTokenMs = opts.slowFirstTokenMs ?? Infinity;
     this.#readyWaitMs = opts.readyWaitMs ?? 1_000;
     this.#clock = opts.clock ?? wallClock;
@@ -61,8 +66,24 @@ export class Dispatcher {
     return model;
   }
 
-  #candidates(model: ServedModel, failed: ReadonlySet<number>): Candidate[] {
-    return candidatesOf(model).map((c) => (failed.has(c.index) ? { ...c, ready: false } : c));
+  /** Live fleets are small (tens of replicas): every replica is a candidate, with what the index says it holds. */
+  #candidates(model: ServedModel, failed: ReadonlySet<number>, blocks: readonly number[]): Candidate[] {
+    const index = this.#prefixIndex(model);
+    const matched = blocks.length > 0 && index.resolve(blocks) > 0;
+    return candidatesOf(model).map((c) => ({
+      ...c,
+      ready: c.ready && !failed.has(c.index),
+      prefixBlocks: matched ? index.leadingResolved(c.index) : 0,
+    }));
+  }
+
+  #prefixIndex(model: ServedModel): PrefixIndex {
+    let index = this.#indexes.get(model);
+    if (index === undefined) {
+      index = new PrefixIndex();
+      this.#indexes.set(model, index);
+    }
+    return index;
   }
 
   /**
@@ -77,6 +98,7 @@ export class Dispatcher {
     onText: TextSink,
     signal: AbortSignal,
     onAttempt?: (replica: Replica) => void,
+    routing: { readonly affinityKey?: string } = {},
   ): Promise<Dispatched> {
     const failed = new Set<number>();
     let lastError: unknown;
@@ -105,11 +127,16 @@ export class Dispatcher {
         return { finishReason: "length", usage: { promptTokens, completionTokens: writtenTokens, cachedTokens: 0 }, replica: lastReplica, attempts: attempt - 1, continuations };
       }
       const current = written.length === 0 ? request : resumed(request, written, writtenTokens);
+      // Remote engines offer no tokenizer, so blocks are fixed-size character
+      // chunks of the whole rendered conversation: the same prefix, the same chain.
+      const blocks = promptBlockHashes(current.prompt, this.#blockChars, current.continuation);
       const routeRequest: RouteRequest = {
         promptTokens: countPromptTokens(model, current),
         maxTokens: current.sampling.maxTokens,
+        blocks,
+        ...(routing.affinityKey === undefined ? {} : { affinityKey: routing.affinityKey }),
       };
-      let candidates = this.#candidates(model, failed);
+      let candidates = this.#candidates(model, failed, blocks);
       let outcome = route(this.#policy, routeRequest, candidates, this.#random);
       // With nothing ready (an outage, a restart in progress), wait a moment
       // for a replica to come back rather than fail at once; bounded, and
@@ -117,11 +144,12 @@ export class Dispatcher {
       const waitUntil = this.#clock.now() + this.#readyWaitMs;
       while (!outcome.ok && outcome.reason === "no_ready_replica" && this.#clock.now() < waitUntil && !signal.aborted) {
         await sleep(25);
-        candidates = this.#candidates(model, failed);
+        candidates = this.#candidates(model, failed, blocks);
         outcome = route(this.#policy, routeRequest, candidates, this.#random);
       }
       if (!outcome.ok) throw lastError ?? rejection(outcome.reason, model, routeRequest, candidates, request.prompt.kind === "chat" ? "messages" : "prompt");
       const replica = model.replicas[outcome.index]!;
+      if (blocks.length > 0) this.#prefixIndex(model).record(outcome.index, blocks);
       lastReplica = replica;
       replica.health.dispatched();
       onAttempt?.(replica);

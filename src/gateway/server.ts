@@ -4,12 +4,15 @@ import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest }
 import type { Clock } from "../core/clock.js";
 import { wallClock } from "../core/clock.js";
 import type { GenerationRequest } from "../core/request.js";
+import type { TextSink } from "../engines/engine.js";
 import type { Fleet, Replica } from "../fleet/fleet.js";
 import type { Policy } from "../scheduler/pipeline.js";
 import { leastLoaded } from "../scheduler/policies.js";
 import { FlotillaError } from "../core/errors.js";
 import { openTenancy, type Principal, type Settlement, type Tenancy } from "../metering/tenancy.js";
+import { loggerOptions, registerObservability, type ObservabilityOptions } from "../obs/index.js";
 import { registerAdminRoutes } from "./admin.js";
+import { registerTenancyRoutes } from "./tenancy-routes.js";
 import { sleep } from "./sleep.js";
 import { Dispatcher, type Dispatched } from "./dispatcher.js";
 import { toHttpError, type HttpError } from "./errors.js";
@@ -34,6 +37,8 @@ export interface GatewayOptions {
   readonly slowFirstTokenMs?: number;
   /** Keys, limits and the usage ledger; without one every caller is anonymous and unmetered. */
   readonly tenancy?: Tenancy;
+  /** Metrics, logs and the /ui dashboard: prompt logging, sim reports to open, log destination. */
+  readonly observability?: ObservabilityOptions;
 }
 
 /** A running gateway, plus the graceful way to stop it. */
@@ -67,7 +72,7 @@ export function createGatewayWithShutdown(opts: GatewayOptions): Gateway {
   });
   const app = Fastify({
     bodyLimit: opts.bodyLimit ?? 4 * 1024 * 1024,
-    logger: { level: opts.logLevel ?? "warn" },
+    logger: loggerOptions(opts.logLevel ?? "warn", opts.observability?.logDestination),
     // A client-supplied id is kept (and echoed) so logs join up across hops.
     genReqId: (req) => {
       const given = req.headers["x-request-id"];
@@ -93,6 +98,8 @@ export function createGatewayWithShutdown(opts: GatewayOptions): Gateway {
   });
 
   registerAdminRoutes(app, opts.fleet, opts.adminToken);
+  registerTenancyRoutes(app, tenancy, opts.adminToken, (r) => principals.get(r));
+  const observer = registerObservability(app, opts.fleet, { clock, ...opts.observability });
 
   app.setErrorHandler((err, request, reply) => {
     const http = toHttpError(err);
@@ -146,7 +153,10 @@ export function createGatewayWithShutdown(opts: GatewayOptions): Gateway {
         endpoint,
         stream: body.stream === true,
         maxTokens: generation.sampling.maxTokens,
+        prompt: generation.prompt,
+        continuation: generation.continuation,
       });
+      const watch = observer.start({ model: model.name, endpoint, stream: body.stream === true, generation, tenant: principals.get(request)?.tenantId, ticket, log: request.log });
       const started = clock.now();
       const cancel = new AbortController();
       // 'close' on the response fires when the client goes away, or after we end it.
@@ -159,31 +169,52 @@ export function createGatewayWithShutdown(opts: GatewayOptions): Gateway {
         cancel.abort();
       }, timeoutMs);
       let lastReplica: string | undefined;
+      // What reached the client, so a request cut short mid-stream is metered for it.
+      let streamedTokens = 0;
+      const counted = (onText: TextSink): TextSink => (text, tokens) => {
+        streamedTokens += tokens;
+        onText(text, tokens);
+      };
       const onAttempt = (replica: Replica): void => {
         lastReplica = replica.id;
+        watch.attempt(replica);
       };
       const extension = (d: Dispatched): ServedBy => ({ ...ticket.price(d.usage, d.replica.id, clock.now() - started), ...servedBy(d) });
       let result: Dispatched | undefined;
       try {
+        // Session affinity: the OpenAI `user` field, or a header for clients that cannot set it.
+        const session = request.headers["x-flotilla-session"];
+        const affinityKey = typeof session === "string" && session.length > 0 ? session : body.user;
+        const routing = affinityKey === undefined ? {} : { affinityKey };
         if (body.stream === true) {
           result = await stream(reply, meta, body.stream_options?.include_usage === true, extension, (onText, attempt) =>
-            dispatcher.run(model, generation, onText, cancel.signal, (r) => {
-              onAttempt(r);
-              attempt(r);
-            }),
+            dispatcher.run(
+              model,
+              generation,
+              watch.sink(counted(onText)),
+              cancel.signal,
+              (r) => {
+                onAttempt(r);
+                attempt(r);
+              },
+              routing,
+            ),
           );
           return;
         }
         const parts: string[] = [];
-        result = await dispatcher.run(model, generation, (t) => parts.push(t), cancel.signal, onAttempt);
+        result = await dispatcher.run(model, generation, watch.sink(counted((t) => parts.push(t))), cancel.signal, onAttempt, routing);
         void reply.header("x-flotilla-replica", result.replica.id);
         await reply.send(completeResponse(meta, parts.join(""), result.finishReason, result.usage, extension(result)));
       } catch (err) {
+        watch.failed(err);
         if (!timedOut) throw err;
         throw new FlotillaError("deadline_exceeded", `the request ran past its ${timeoutMs} ms deadline and was cancelled`, { cause: err });
       } finally {
         clearTimeout(deadline);
-        await ticket.settle(settlement(result, lastReplica, clock.now() - started, cancel.signal.aborted, timedOut));
+        const settled: Settlement = { ...settlement(result, lastReplica, clock.now() - started, cancel.signal.aborted, timedOut), streamedTokens };
+        watch.finish(settled);
+        await ticket.settle(settled);
       }
     };
 

@@ -1,4 +1,5 @@
-import type { TokenUsage } from "../core/request.js";
+import type { Prompt, TokenUsage } from "../core/request.js";
+import type { TenancyAdmin } from "./admin-api.js";
 
 /**
  * The seam between the gateway and multi-tenancy: who is calling, may they
@@ -11,6 +12,9 @@ import type { TokenUsage } from "../core/request.js";
 export interface Principal {
   readonly tenantId: string;
   readonly keyId: string;
+  /** The tenant's fair-share weight and priority class, for the scheduler's admission queue. */
+  readonly weight?: number;
+  readonly priority?: "interactive" | "batch";
 }
 
 export interface AdmissionRequest {
@@ -21,6 +25,9 @@ export interface AdmissionRequest {
   readonly stream: boolean;
   /** Upper bound on output tokens, when the request gave one. */
   readonly maxTokens: number | undefined;
+  /** The prompt (and any assistant prefill to continue), so admission can count its tokens for the worst-case reservation. */
+  readonly prompt?: Prompt;
+  readonly continuation?: string | undefined;
 }
 
 export type RequestStatus = "ok" | "cancelled" | "failed" | "deadline_exceeded";
@@ -36,6 +43,8 @@ export interface Settlement {
   readonly durationMs: number;
   /** The FailureCode, for failed requests. */
   readonly errorCode?: string;
+  /** Tokens already streamed to the client, for a request that ended without a result (cancelled mid-stream). */
+  readonly streamedTokens?: number;
 }
 
 /** Flotilla's usage extension in responses (`x_flotilla`), beyond who served it. */
@@ -59,6 +68,8 @@ export interface Tenancy {
   /** Reserves the request against its tenant's limits, or throws "quota_exceeded" naming the limit. */
   admit(request: AdmissionRequest): Promise<Ticket>;
   close(): Promise<void>;
+  /** Tenants, keys and usage, for the admin routes; absent where there is no store. */
+  readonly admin?: TenancyAdmin;
 }
 
 const openTicket: Ticket = {

@@ -1,0 +1,151 @@
+/**
+ * Tenancy from the fleet file: which store, whether keys are required, and a
+ * rate card per replica from its `hardware`, `precision`, `tp` and `spec`.
+ */
+import { isAbsolute, join, resolve } from "node:path";
+import type { Clock } from "../core/clock.js";
+import type { Prompt } from "../core/request.js";
+import type { FleetConfig, ReplicaConfig } from "../fleet/config.js";
+import { ConfigError } from "../fleet/config.js";
+import type { Fleet } from "../fleet/fleet.js";
+import { defaultCacheDir } from "../gguf/default-model.js";
+import { findHardware, findModel, findPrecision, modelSpecFromGguf, precisionFromGgufFileType, type ModelSpec, type PrecisionSpec } from "../hardware/index.js";
+import { openStore } from "../store/index.js";
+import { RateBook, rateCard, unpriced, type RateCard } from "./pricing.js";
+import { openStoreTenancy, type StoreTenancy } from "./store-tenancy.js";
+
+export const DEFAULT_STORE_FILE = "flotilla.db";
+
+/** The store URL the config asks for, or undefined for `store: none`. */
+export function storeUrl(config: FleetConfig, opts: { baseDir: string; env: NodeJS.ProcessEnv }): string | undefined {
+  const s = config.server;
+  let url: string;
+  if (s.store_env !== undefined) {
+    const v = opts.env[s.store_env];
+    if (v === undefined || v === "") throw new ConfigError(`server.store_env names ${s.store_env}, which is not set`);
+    url = v;
+  } else {
+    url = s.store ?? `sqlite:${join(defaultCacheDir(), DEFAULT_STORE_FILE)}`;
+  }
+  if (url === "none") return undefined;
+  if (/^postgres(ql)?:\/\//i.test(url)) return url;
+  const path = url.replace(/^sqlite:(\/\/)?/i, "");
+  return `sqlite:${path === ":memory:" || isAbsolute(path) ? path : resolve(opts.baseDir, path)}`;
+}
+
+export function isLoopbackHost(host: string): boolean {
+  return host === "localhost" || host === "::1" || host.startsWith("127.") || host.startsWith("::ffff:127.");
+}
+
+/** A rate card for every replica id the fleet will have (`model/index`, as buildFleet names them). */
+export async function rateBookFromConfig(config: FleetConfig, baseDir: string): Promise<RateBook> {
+  const replicas = new Map<string, { model: string; rate: RateCard }>();
+  const gguf = new Map<string, Promise<{ spec: ModelSpec; precision: PrecisionSpec | undefined }>>();
+  for (const [mi, m] of config.models.entries()) {
+    let index = 0;
+    for (const [ri, rc] of m.replicas.entries()) {
+      const rate = await cardFor(rc, m.name, `models.${mi}.replicas.${ri}`, baseDir, gguf);
+      for (let i = 0; i < rc.count; i++) replicas.set(`${m.name}/${index++}`, { model: m.name, rate });
+    }
+  }
+  return new RateBook(replicas);
+}
+
+async function cardFor(
+  rc: ReplicaConfig,
+  modelName: string,
+  path: string,
+  baseDir: string,
+  gguf: Map<string, Promise<{ spec: ModelSpec; precision: PrecisionSpec | undefined }>>,
+): Promise<RateCard> {
+  const tp = rc.tp ?? 1;
+  if (rc.hardware === undefined) return unpriced(rc.parallel, tp);
+  const named = <T>(what: string, f: () => T): T => {
+    try {
+      return f();
+    } catch (err) {
+      throw new ConfigError(`${path}.${what}: ${(err as Error).message}`);
+    }
+  };
+  const hardware = named("hardware", () => findHardware(rc.hardware!));
+  let spec: ModelSpec | undefined;
+  let precision: PrecisionSpec | undefined = rc.precision === undefined ? undefined : named("precision", () => findPrecision(rc.precision!));
+  if (rc.spec !== undefined) {
+    spec = named("spec", () => findModel(rc.spec!));
+  } else if (rc.engine === "local") {
+    const file = isAbsolute(rc.path) ? rc.path : resolve(baseDir, rc.path);
+    let read = gguf.get(file);
+    if (read === undefined) {
+      read = readGguf(file);
+      gguf.set(file, read);
+    }
+    const info = await read.catch((err: unknown) => {
+      throw new ConfigError(`${path}: cannot read the model's shape from ${file} for pricing (${(err as Error).message}); set spec: <catalog model id>`);
+    });
+    spec = info.spec;
+    precision ??= info.precision;
+  } else {
+    spec = named("spec", () => {
+      try {
+        return findModel(modelName);
+      } catch {
+        throw new Error(`model "${modelName}" is not in the hardware catalog; set spec: <catalog model id> (flotilla catalog lists them) so its energy and cost can be priced`);
+      }
+    });
+  }
+  return named("hardware", () => rateCard({ model: spec, hardware, precision: precision ?? findPrecision("bf16"), tp, slots: rc.parallel }));
+}
+
+async function readGguf(path: string): Promise<{ spec: ModelSpec; precision: PrecisionSpec | undefined }> {
+  const { readGgufFileInfo } = await import("node-llama-cpp");
+  const info = await readGgufFileInfo(path, { readTensorInfo: false });
+  const meta = info.metadata as unknown as Record<string, unknown>;
+  const general = meta["general"] as { file_type?: unknown } | undefined;
+  const fileType = Number(general?.file_type);
+  return { spec: modelSpecFromGguf(meta), precision: Number.isFinite(fileType) ? precisionFromGgufFileType(fileType) : undefined };
+}
+
+/** Exact prompt tokens from the first ready replica of the model that has a tokenizer. */
+export function promptCounter(fleet: Fleet): (model: string, prompt: Prompt, continuation?: string) => number | undefined {
+  return (model, prompt, continuation) => {
+    const m = fleet.model(model);
+    if (m === undefined) return undefined;
+    for (const r of m.replicas) {
+      if (!r.engine.isReady()) continue;
+      const n = r.engine.countPromptTokens(prompt, continuation);
+      if (n !== undefined) return n;
+    }
+    return undefined;
+  };
+}
+
+export interface TenancyFromConfigOptions {
+  readonly baseDir: string;
+  readonly env: NodeJS.ProcessEnv;
+  /** The address the server binds: keys are required on a non-loopback one. */
+  readonly host: string;
+  readonly fleet?: Fleet;
+  readonly clock?: Clock;
+  readonly log?: (message: string) => void;
+}
+
+/** Opens the configured store and the tenancy on it; undefined for `server.store: none`. */
+export async function tenancyFromConfig(config: FleetConfig, opts: TenancyFromConfigOptions): Promise<StoreTenancy | undefined> {
+  const url = storeUrl(config, opts);
+  if (url === undefined) return undefined;
+  const rates = await rateBookFromConfig(config, opts.baseDir);
+  const store = await openStore(url, { baseDir: opts.baseDir, ...(opts.log === undefined ? {} : { onError: (e: Error) => opts.log!(`store: ${e.message}`) }) });
+  try {
+    return await openStoreTenancy({
+      store,
+      rates,
+      requireKeys: config.server.require_keys ?? !isLoopbackHost(opts.host),
+      ...(opts.fleet === undefined ? {} : { countPromptTokens: promptCounter(opts.fleet) }),
+      ...(opts.clock === undefined ? {} : { clock: opts.clock }),
+      ...(opts.log === undefined ? {} : { log: opts.log }),
+    });
+  } catch (err) {
+    await store.close().catch(() => {});
+    throw err;
+  }
+}

@@ -1,0 +1,191 @@
+/**
+ * What a request costs, from the hardware model. Each replica with a known
+ * accelerator gets a rate card: joules, device-seconds and nano-dollars per
+ * uncached prompt token, per cached prompt token and per generated token,
+ * derived from `src/hardware` for its model, accelerator, precision and
+ * tensor-parallel degree at a nominal operating point:
+ *
+ * - prompt tokens: prefill of a 1,024-token chunk, the whole replica busy;
+ * - cached prompt tokens: the extra prefill time a cached prefix costs the
+ *   tokens after it (reading its KV), per cached token;
+ * - generated tokens: one decode step at the replica's concurrency
+ *   (`parallel`, capped by what its KV cache holds) with 1,024 tokens of
+ *   context per sequence, shared by the sequences of the batch.
+ *
+ * Money = device time at the accelerator's rental price (tp devices) plus
+ * facility energy (device energy x PUE) at the electricity price. Pricing by
+ * token rather than by measured wall time makes a request's worst case
+ * knowable at admission (prompt + max_tokens), which budgets need, and
+ * charges the same work the same whatever else the replica was doing.
+ */
+import type { TokenUsage } from "../core/request.js";
+import {
+  DEFAULT_PUE,
+  DEFAULT_USD_PER_KWH,
+  decodeStepJoules,
+  decodeStepMs,
+  deviceUsdPerHour,
+  makeEnergyProfile,
+  maxBatch,
+  prefillJoules,
+  prefillMs,
+  profileFor,
+  type HardwareSpec,
+  type ModelSpec,
+  type Pricing,
+  type PrecisionSpec,
+} from "../hardware/index.js";
+
+export const UNKNOWN_HARDWARE = "unknown";
+
+export interface RateCard {
+  /** The accelerator's catalog id, or "unknown" (priced at zero). */
+  readonly hardware: string;
+  /** Devices per replica (tensor parallelism). */
+  readonly devices: number;
+  /** Sequences the replica runs at once: device-seconds split between them. */
+  readonly slots: number;
+  readonly nusdPerInputToken: number;
+  readonly nusdPerCachedToken: number;
+  readonly nusdPerOutputToken: number;
+  readonly joulesPerInputToken: number;
+  readonly joulesPerCachedToken: number;
+  readonly joulesPerOutputToken: number;
+}
+
+/** A replica without hardware in the fleet file: metered in tokens and device-seconds, priced at zero. */
+export function unpriced(slots: number, devices = 1): RateCard {
+  return {
+    hardware: UNKNOWN_HARDWARE,
+    devices,
+    slots,
+    nusdPerInputToken: 0,
+    nusdPerCachedToken: 0,
+    nusdPerOutputToken: 0,
+    joulesPerInputToken: 0,
+    joulesPerCachedToken: 0,
+    joulesPerOutputToken: 0,
+  };
+}
+
+export interface RateCardInput {
+  readonly model: ModelSpec;
+  readonly hardware: HardwareSpec;
+  readonly precision: PrecisionSpec;
+  readonly tp: number;
+  readonly slots: number;
+  readonly pue?: number;
+  readonly usdPerKwh?: number;
+  readonly pricing?: Pricing;
+}
+
+const CHUNK = 1024;
+const CONTEXT_PER_SEQUENCE = 1024;
+
+export function rateCard(input: RateCardInput): RateCard {
+  const { tp } = input;
+  const p = profileFor({ model: input.model, hardware: input.hardware, precision: input.precision, tp });
+  const e = makeEnergyProfile(p, input.hardware, input.precision);
+  const pue = input.pue ?? DEFAULT_PUE;
+  const usdPerKwh = input.usdPerKwh ?? DEFAULT_USD_PER_KWH;
+  const replicaUsdPerS = (tp * deviceUsdPerHour(input.hardware, input.pricing === undefined ? {} : { pricing: input.pricing })) / 3600;
+  const batch = Math.max(1, Math.min(input.slots, maxBatch(p, CONTEXT_PER_SEQUENCE / 2, CONTEXT_PER_SEQUENCE / 2, input.slots)));
+
+  const inS = prefillMs(p, CHUNK) / CHUNK / 1000;
+  // Reading a cached prefix never costs more than computing it would (so prompt + max_tokens bounds any request).
+  const cachedS = Math.min(inS, Math.max(0, prefillMs(p, CHUNK, CHUNK) - prefillMs(p, CHUNK)) / CHUNK / 1000);
+  const outS = decodeStepMs(p, batch, batch * CONTEXT_PER_SEQUENCE) / batch / 1000;
+  const joules = (perDevice: number): number => perDevice * tp * pue;
+  const inJ = joules(prefillJoules(p, e, CHUNK) / CHUNK);
+  const cachedJ = Math.min(inJ, joules(Math.max(0, prefillJoules(p, e, CHUNK, CHUNK) - prefillJoules(p, e, CHUNK)) / CHUNK));
+  const outJ = joules(decodeStepJoules(p, e, batch, batch * CONTEXT_PER_SEQUENCE) / batch);
+  const nusd = (seconds: number, j: number): number => (seconds * replicaUsdPerS + (j / 3.6e6) * usdPerKwh) * 1e9;
+  return {
+    hardware: input.hardware.id,
+    devices: tp,
+    slots: input.slots,
+    nusdPerInputToken: nusd(inS, inJ),
+    nusdPerCachedToken: nusd(cachedS, cachedJ),
+    nusdPerOutputToken: nusd(outS, outJ),
+    joulesPerInputToken: inJ,
+    joulesPerCachedToken: cachedJ,
+    joulesPerOutputToken: outJ,
+  };
+}
+
+export interface Metered {
+  readonly hardware: string;
+  readonly energyJ: number;
+  /** Whole nano-dollars, rounded up. */
+  readonly costNusd: number;
+  readonly deviceSeconds: number;
+}
+
+/**
+ * Energy and cost of `usage` on a replica, and its device-seconds: the
+ * request's wall time on the replica times its devices, divided by the
+ * sequences it runs at once (each concurrent request holds a share).
+ */
+export function meter(rate: RateCard, usage: TokenUsage, durationMs: number): Metered {
+  const cached = Math.min(usage.cachedTokens, usage.promptTokens);
+  const fresh = usage.promptTokens - cached;
+  const energyJ = fresh * rate.joulesPerInputToken + cached * rate.joulesPerCachedToken + usage.completionTokens * rate.joulesPerOutputToken;
+  const cost = fresh * rate.nusdPerInputToken + cached * rate.nusdPerCachedToken + usage.completionTokens * rate.nusdPerOutputToken;
+  return {
+    hardware: rate.hardware,
+    energyJ,
+    costNusd: Math.max(0, Math.ceil(cost - 1e-9)),
+    deviceSeconds: (Math.max(0, durationMs) / 1000) * (rate.devices / Math.max(1, rate.slots)),
+  };
+}
+
+/** The most a request of `promptTokens` and `maxTokens` can cost on this card (nothing cached), nano-USD. */
+export function worstCase(rate: RateCard, promptTokens: number, maxTokens: number): number {
+  return Math.max(0, Math.ceil(promptTokens * rate.nusdPerInputToken + maxTokens * rate.nusdPerOutputToken - 1e-9));
+}
+
+/** Rate cards by replica id, and the dearest per model for admission (the replica is chosen later). */
+export class RateBook {
+  readonly #byReplica: ReadonlyMap<string, RateCard>;
+  readonly #worstByModel = new Map<string, RateCard>();
+  readonly #worstOverall: RateCard;
+
+  constructor(replicas: ReadonlyMap<string, { readonly model: string; readonly rate: RateCard }> = new Map()) {
+    this.#byReplica = new Map([...replicas].map(([id, r]) => [id, r.rate]));
+    let overall = unpriced(1);
+    for (const { model, rate } of replicas.values()) {
+      const prior = this.#worstByModel.get(model);
+      this.#worstByModel.set(model, prior === undefined ? rate : dearest(prior, rate));
+      overall = dearest(overall, rate);
+    }
+    this.#worstOverall = overall;
+  }
+
+  replica(id: string | undefined): RateCard | undefined {
+    return id === undefined ? undefined : this.#byReplica.get(id);
+  }
+
+  /**
+   * Per token, the dearest of the model's replicas (of all replicas, for a
+   * name not in the book): what admission reserves against, since the
+   * replica is chosen after it.
+   */
+  worstFor(model: string): RateCard {
+    return this.#worstByModel.get(model) ?? this.#worstOverall;
+  }
+}
+
+function dearest(a: RateCard, b: RateCard): RateCard {
+  if (a === b) return a;
+  return {
+    hardware: a.hardware === b.hardware ? a.hardware : "mixed",
+    devices: Math.max(a.devices, b.devices),
+    slots: Math.min(a.slots, b.slots),
+    nusdPerInputToken: Math.max(a.nusdPerInputToken, b.nusdPerInputToken),
+    nusdPerCachedToken: Math.max(a.nusdPerCachedToken, b.nusdPerCachedToken),
+    nusdPerOutputToken: Math.max(a.nusdPerOutputToken, b.nusdPerOutputToken),
+    joulesPerInputToken: Math.max(a.joulesPerInputToken, b.joulesPerInputToken),
+    joulesPerCachedToken: Math.max(a.joulesPerCachedToken, b.joulesPerCachedToken),
+    joulesPerOutputToken: Math.max(a.joulesPerOutputToken, b.joulesPerOutputToken),
+  };
+}

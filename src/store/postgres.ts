@@ -1,0 +1,306 @@
+/**
+ * The shared backend: Postgres, for several gateway or controller processes
+ * on one ledger. Each limit decision is one transaction that locks the
+ * tenant's row (SELECT ... FOR UPDATE), decides with the same pure code as
+ * SQLite, writes the new state and the ledger row, and commits: processes
+ * queue on the row lock, so limits hold exactly across all of them.
+ * Migrations run under an advisory lock, so processes starting together
+ * apply each one once.
+ */
+import pg from "pg";
+import { decide, periodOf, release, type Release } from "./limits.js";
+import {
+  INSERT_REQUEST,
+  INTERRUPT_REQUEST,
+  SETTLE_REQUEST,
+  STATE_SET,
+  instanceFrom,
+  keyFrom,
+  ledgerFrom,
+  ledgerSql,
+  numbered,
+  runningOfDeadSql,
+  stateFrom,
+  stateValues,
+  tenantFrom,
+  tenantWithStateFrom,
+  usageFrom,
+  usageSql,
+} from "./sql.js";
+import { MIGRATIONS, redactUrl, type Store } from "./store.js";
+import type {
+  AdmitInput,
+  AdmitOutcome,
+  ApiKeyRecord,
+  InstanceRecord,
+  LedgerFilter,
+  LedgerRow,
+  NewTenant,
+  SettleInput,
+  Tenant,
+  TenantWithState,
+  UsageQuery,
+  UsageRow,
+} from "./types.js";
+import { ANONYMOUS_TENANT } from "./types.js";
+
+type Row = Record<string, unknown>;
+type Queryable = Pick<pg.PoolClient, "query">;
+
+/** Any fixed number: the advisory lock migrations hold. */
+const MIGRATION_LOCK = 7_301_947;
+const INT8_OID = 20;
+/** The database's wall clock, epoch ms. */
+const DB_NOW = "floor(extract(epoch from clock_timestamp()) * 1000)::float8";
+
+/** BIGINT columns hold nano-dollars and epoch milliseconds, both well inside a double's exact range. */
+const types: pg.CustomTypesConfig = {
+  getTypeParser: ((oid: number, format?: "text" | "binary") =>
+    oid === INT8_OID ? (v: string) => Number(v) : pg.types.getTypeParser(oid, format ?? "text")) as pg.CustomTypesConfig["getTypeParser"],
+};
+
+export interface PostgresStoreOptions {
+  /** Connections this process holds at most (default 10). */
+  readonly poolSize?: number;
+  /**
+   * Token buckets and heartbeats run on the database's clock (default), so
+   * gateway hosts need not agree on the time; false uses the caller's `now`
+   * (tests that drive time).
+   */
+  readonly databaseClock?: boolean;
+  readonly onError?: (err: Error) => void;
+}
+
+export class PostgresStore implements Store {
+  readonly kind = "postgres";
+  readonly where: string;
+  readonly #pool: pg.Pool;
+  readonly #databaseClock: boolean;
+
+  private constructor(url: string, pool: pg.Pool, databaseClock: boolean) {
+    this.where = redactUrl(url);
+    this.#pool = pool;
+    this.#databaseClock = databaseClock;
+  }
+
+  /** Connects and brings the schema up to date. */
+  static async open(url: string, opts: PostgresStoreOptions = {}): Promise<PostgresStore> {
+    const pool = new pg.Pool({ connectionString: url, max: opts.poolSize ?? 10, types, connectionTimeoutMillis: 10_000 });
+    // An idle connection that breaks (a server restart) must not take the process down.
+    pool.on("error", (err) => (opts.onError ?? ((e: Error) => process.stderr.write(`flotilla: postgres: ${e.message}\n`)))(err));
+    const store = new PostgresStore(url, pool, opts.databaseClock ?? true);
+    try {
+      await store.#migrate();
+    } catch (err) {
+      await pool.end().catch(() => {});
+      throw new Error(`cannot open the Postgres store at ${store.where}: ${(err as Error).message}`, { cause: err });
+    }
+    return store;
+  }
+
+  async #migrate(): Promise<void> {
+    await this.#tx(async (c) => {
+      await c.query("SELECT pg_advisory_xact_lock($1)", [MIGRATION_LOCK]);
+      await c.query("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at BIGINT NOT NULL)");
+      const done = new Set((await c.query("SELECT version FROM schema_migrations")).rows.map((r: Row) => Number(r.version)));
+      for (const m of MIGRATIONS) {
+        if (done.has(m.version)) continue;
+        for (const s of m.statements) await c.query(s);
+        await c.query("INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)", [m.version, Date.now()]);
+      }
+    });
+  }
+
+  async #tx<T>(fn: (c: pg.PoolClient) => Promise<T>): Promise<T> {
+    const c = await this.#pool.connect();
+    let broken: Error | undefined;
+    try {
+      await c.query("BEGIN");
+      const result = await fn(c);
+      await c.query("COMMIT");
+      return result;
+    } catch (err) {
+      await c.query("ROLLBACK").catch((e: Error) => {
+        broken = e;
+      });
+      throw err;
+    } finally {
+      c.release(broken);
+    }
+  }
+
+  async #rows(q: Queryable, sql: string, params: unknown[] = []): Promise<Row[]> {
+    return (await q.query(numbered(sql), params)).rows as Row[];
+  }
+
+  async #count(q: Queryable, sql: string, params: unknown[] = []): Promise<number> {
+    return (await q.query(numbered(sql), params)).rowCount ?? 0;
+  }
+
+  async createTenant(t: NewTenant): Promise<Tenant> {
+    await this.#count(
+      this.#pool,
+      `INSERT INTO tenants (id, weight, priority, requests_per_minute, tokens_per_minute, max_concurrent, monthly_budget_nusd, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+      [t.id, t.weight, t.priority, t.requestsPerMinute, t.tokensPerMinute, t.maxConcurrent, t.monthlyBudgetNusd, t.createdAt],
+    );
+    return t;
+  }
+
+  async listTenants(): Promise<TenantWithState[]> {
+    return (await this.#rows(this.#pool, "SELECT * FROM tenants ORDER BY id")).map(tenantWithStateFrom);
+  }
+
+  async getTenant(id: string): Promise<TenantWithState | undefined> {
+    const [r] = await this.#rows(this.#pool, "SELECT * FROM tenants WHERE id = ?", [id]);
+    return r === undefined ? undefined : tenantWithStateFrom(r);
+  }
+
+  async deleteTenant(id: string): Promise<boolean> {
+    return (await this.#count(this.#pool, "DELETE FROM tenants WHERE id = ?", [id])) > 0;
+  }
+
+  async createKey(k: ApiKeyRecord & { readonly hash: string }): Promise<ApiKeyRecord> {
+    await this.#count(this.#pool, "INSERT INTO api_keys (id, tenant_id, name, key_hash, prefix, created_at, revoked_at) VALUES (?, ?, ?, ?, ?, ?, ?)", [
+      k.id, k.tenantId, k.name, k.hash, k.prefix, k.createdAt, k.revokedAt,
+    ]);
+    return { id: k.id, tenantId: k.tenantId, name: k.name, prefix: k.prefix, createdAt: k.createdAt, revokedAt: k.revokedAt };
+  }
+
+  async listKeys(tenantId?: string): Promise<ApiKeyRecord[]> {
+    const rows =
+      tenantId === undefined
+        ? await this.#rows(this.#pool, "SELECT * FROM api_keys ORDER BY created_at, id")
+        : await this.#rows(this.#pool, "SELECT * FROM api_keys WHERE tenant_id = ? ORDER BY created_at, id", [tenantId]);
+    return rows.map(keyFrom);
+  }
+
+  async revokeKey(id: string, at: number): Promise<boolean> {
+    return (await this.#count(this.#pool, "UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL", [at, id])) > 0;
+  }
+
+  async findKey(hash: string): Promise<{ key: ApiKeyRecord; tenant: Tenant } | undefined> {
+    const [r] = await this.#rows(
+      this.#pool,
+      `SELECT k.id AS key_id, k.tenant_id, k.name AS key_name, k.prefix, k.created_at AS key_created_at, k.revoked_at, t.*
+       FROM api_keys k JOIN tenants t ON t.id = k.tenant_id WHERE k.key_hash = ?`,
+      [hash],
+    );
+    if (r === undefined) return undefined;
+    return {
+      key: keyFrom({ id: r.key_id, tenant_id: r.tenant_id, name: r.key_name, prefix: r.prefix, created_at: r.key_created_at, revoked_at: r.revoked_at }),
+      tenant: tenantFrom(r),
+    };
+  }
+
+  async hasActiveKeys(): Promise<boolean> {
+    return (await this.#rows(this.#pool, "SELECT 1 AS one FROM api_keys WHERE revoked_at IS NULL LIMIT 1")).length > 0;
+  }
+
+  async admit(a: AdmitInput): Promise<AdmitOutcome> {
+    const insert = (q: Queryable): Promise<number> =>
+      this.#count(q, INSERT_REQUEST, [a.id, a.requestId, a.tenantId, a.keyId, a.model, a.endpoint, a.stream ? 1 : 0, a.reservedNusd, a.reservedTokens, periodOf(a.now), a.instanceId, a.now]);
+    if (a.tenantId === ANONYMOUS_TENANT) {
+      await insert(this.#pool);
+      return { ok: true };
+    }
+    return this.#tx(async (c): Promise<AdmitOutcome> => {
+      const [row] = await this.#rows(c, `SELECT *, ${DB_NOW} AS db_now FROM tenants WHERE id = ? FOR UPDATE`, [a.tenantId]);
+      if (row === undefined) return { ok: false, reason: "unknown_tenant" };
+      const tenant = tenantFrom(row);
+      if (tenant.monthlyBudgetNusd !== null && !a.outputBounded) return { ok: false, reason: "max_tokens_required" };
+      const d = decide(tenant, stateFrom(row), { tokens: a.reservedTokens, costNusd: a.reservedNusd }, this.#now(row, a.now));
+      if (!d.ok) return { ok: false, reason: "limit", limit: d.limit, resetAt: d.resetAt, state: { tenant, state: d.state } };
+      await this.#count(c, `UPDATE tenants SET ${STATE_SET} WHERE id = ?`, [...stateValues(d.state), a.tenantId]);
+      await insert(c);
+      return { ok: true };
+    });
+  }
+
+  async settle(s: SettleInput): Promise<boolean> {
+    return this.#tx(async (c) => {
+      const [row] = await this.#rows(c, "SELECT status, tenant_id, reserved_nusd, reserved_tokens, period FROM requests WHERE id = ? FOR UPDATE", [s.id]);
+      if (row === undefined || (row.status !== "running" && row.status !== "interrupted")) return false;
+      await this.#count(c, SETTLE_REQUEST, [
+        s.status, s.errorCode, s.replica, s.hardware, s.inputTokens, s.cachedTokens, s.outputTokens, s.deviceSeconds, s.energyJ, s.costNusd, s.attempts, s.continuations, s.now, s.id,
+      ]);
+      await this.#releaseTenant(c, String(row.tenant_id), {
+        reservedTokens: Number(row.reserved_tokens),
+        reservedNusd: Number(row.reserved_nusd),
+        actualTokens: s.inputTokens + s.outputTokens,
+        costNusd: s.costNusd,
+        period: String(row.period),
+        holdsReservation: row.status === "running",
+      }, s.now);
+      return true;
+    });
+  }
+
+  async #releaseTenant(c: Queryable, tenantId: string, r: Release, now: number): Promise<void> {
+    if (tenantId === ANONYMOUS_TENANT) return;
+    const [t] = await this.#rows(c, `SELECT *, ${DB_NOW} AS db_now FROM tenants WHERE id = ? FOR UPDATE`, [tenantId]);
+    if (t === undefined) return; // deleted meanwhile
+    const next = release(tenantFrom(t), stateFrom(t), r, this.#now(t, now));
+    await this.#count(c, `UPDATE tenants SET ${STATE_SET} WHERE id = ?`, [...stateValues(next), tenantId]);
+  }
+
+  async registerInstance(i: InstanceRecord): Promise<void> {
+    await this.#count(this.#pool, "INSERT INTO instances (id, host, pid, started_at, heartbeat_at) VALUES (?, ?, ?, ?, ?)", [i.id, i.host, i.pid, i.startedAt, i.heartbeatAt]);
+  }
+
+  async heartbeat(id: string, at: number): Promise<boolean> {
+    return (await this.#count(this.#pool, "UPDATE instances SET heartbeat_at = ? WHERE id = ?", [at, id])) > 0;
+  }
+
+  async listInstances(): Promise<InstanceRecord[]> {
+    return (await this.#rows(this.#pool, "SELECT * FROM instances ORDER BY started_at")).map(instanceFrom);
+  }
+
+  async reap(deadIds: readonly string[], keep: readonly string[], at: number): Promise<number> {
+    return this.#tx(async (c) => {
+      for (const id of deadIds) await this.#count(c, "DELETE FROM instances WHERE id = ?", [id]);
+      // Row locks, then tenant locks: the order settle takes them in.
+      const rows = await this.#rows(c, `${runningOfDeadSql(deadIds.length, keep.length)} FOR UPDATE`, [...deadIds, ...keep]);
+      for (const r of rows) {
+        await this.#count(c, INTERRUPT_REQUEST, [at, r.id]);
+        await this.#releaseTenant(c, String(r.tenant_id), {
+          reservedTokens: Number(r.reserved_tokens),
+          reservedNusd: Number(r.reserved_nusd),
+          actualTokens: 0,
+          costNusd: 0,
+          period: String(r.period),
+          holdsReservation: true,
+        }, at);
+      }
+      return rows.length;
+    });
+  }
+
+  async deregisterInstance(id: string): Promise<void> {
+    await this.#count(this.#pool, "DELETE FROM instances WHERE id = ?", [id]);
+  }
+
+  /** The database's time, read under the row lock, unless the caller's clock was asked for. */
+  #now(row: Row, callers: number): number {
+    return this.#databaseClock ? Number(row.db_now) : callers;
+  }
+
+  async databaseNow(): Promise<number | undefined> {
+    if (!this.#databaseClock) return undefined;
+    const [r] = await this.#rows(this.#pool, `SELECT ${DB_NOW} AS now`);
+    return Number(r!.now);
+  }
+
+  async usage(q: UsageQuery): Promise<UsageRow[]> {
+    const { sql, params } = usageSql(q, "postgres");
+    return (await this.#rows(this.#pool, sql, params)).map((r) => usageFrom(r, q.groupBy));
+  }
+
+  async ledger(f: LedgerFilter = {}): Promise<LedgerRow[]> {
+    const { sql, params } = ledgerSql(f);
+    return (await this.#rows(this.#pool, sql, params)).map(ledgerFrom);
+  }
+
+  async close(): Promise<void> {
+    await this.#pool.end();
+  }
+}

@@ -1,0 +1,177 @@
+/**
+ * What the store keeps: tenants with their limits and the live state those
+ * limits are enforced on, API keys (hashes only), gateway instances, and the
+ * usage ledger (one row per request). Money is integer nano-dollars
+ * (1e-9 USD) everywhere, so sums and comparisons are exact.
+ */
+
+/** Priority classes, as the scheduler's admission queue knows them. */
+export const PRIORITY_CLASSES = ["interactive", "batch"] as const;
+export type PriorityClass = (typeof PRIORITY_CLASSES)[number];
+
+/** The tenant id of requests that carry no key (loopback callers while no key exists). */
+export const ANONYMOUS_TENANT = "anonymous";
+
+/** Nano-dollars per dollar. */
+export const NUSD_PER_USD = 1e9;
+
+export type LimitName = "max_concurrent" | "requests_per_minute" | "tokens_per_minute" | "monthly_budget";
+
+export interface TenantLimits {
+  readonly requestsPerMinute: number | null;
+  readonly tokensPerMinute: number | null;
+  readonly maxConcurrent: number | null;
+  /** Monthly budget in nano-USD. */
+  readonly monthlyBudgetNusd: number | null;
+}
+
+export interface NewTenant extends TenantLimits {
+  readonly id: string;
+  readonly weight: number;
+  readonly priority: PriorityClass;
+  readonly createdAt: number;
+}
+
+export type Tenant = NewTenant;
+
+/** The counters admission and settlement move, kept on the tenant's row. */
+export interface TenantState {
+  /** Token-bucket level and when it was last refilled (epoch ms); null before first use. */
+  readonly rpmTokens: number | null;
+  readonly rpmAt: number | null;
+  readonly tpmTokens: number | null;
+  readonly tpmAt: number | null;
+  /** Admitted requests not yet settled. */
+  readonly inFlight: number;
+  /** Worst-case cost of admitted, unsettled requests (nano-USD). */
+  readonly reservedNusd: number;
+  /** The month `spentNusd` belongs to, "YYYY-MM" (UTC); "" before first use. */
+  readonly period: string;
+  readonly spentNusd: number;
+}
+
+export interface TenantWithState {
+  readonly tenant: Tenant;
+  readonly state: TenantState;
+}
+
+export interface ApiKeyRecord {
+  readonly id: string;
+  readonly tenantId: string;
+  readonly name: string;
+  /** The key's first characters, to tell keys apart in listings. */
+  readonly prefix: string;
+  readonly createdAt: number;
+  readonly revokedAt: number | null;
+}
+
+export interface InstanceRecord {
+  readonly id: string;
+  readonly host: string;
+  readonly pid: number;
+  readonly startedAt: number;
+  readonly heartbeatAt: number;
+}
+
+export type LedgerStatus = "running" | "ok" | "cancelled" | "failed" | "deadline_exceeded" | "interrupted";
+
+export interface LedgerRow {
+  /** The ledger's own id: unique, generated at admission. */
+  readonly id: string;
+  /** The request id the client saw (x-request-id); not necessarily unique. */
+  readonly requestId: string;
+  readonly tenantId: string;
+  readonly keyId: string | null;
+  readonly model: string;
+  readonly endpoint: string;
+  readonly stream: boolean;
+  readonly status: LedgerStatus;
+  readonly errorCode: string | null;
+  readonly replica: string | null;
+  readonly hardware: string | null;
+  readonly inputTokens: number;
+  readonly cachedTokens: number;
+  readonly outputTokens: number;
+  readonly deviceSeconds: number;
+  readonly energyJ: number;
+  readonly costNusd: number;
+  readonly reservedNusd: number;
+  readonly reservedTokens: number;
+  readonly attempts: number;
+  readonly continuations: number;
+  readonly period: string;
+  readonly instanceId: string;
+  readonly startedAt: number;
+  readonly finishedAt: number | null;
+}
+
+export interface AdmitInput {
+  readonly id: string;
+  readonly requestId: string;
+  readonly tenantId: string;
+  readonly keyId: string | null;
+  readonly model: string;
+  readonly endpoint: string;
+  readonly stream: boolean;
+  /** Worst-case cost, held against the budget until settlement. */
+  readonly reservedNusd: number;
+  /** Worst-case tokens (prompt + max_tokens), taken from the tokens/minute bucket. */
+  readonly reservedTokens: number;
+  /** Whether the request bounds its output (max_tokens): budgets need it. */
+  readonly outputBounded: boolean;
+  readonly instanceId: string;
+  readonly now: number;
+}
+
+export type AdmitOutcome =
+  | { readonly ok: true }
+  | { readonly ok: false; readonly reason: "limit"; readonly limit: LimitName; readonly state: TenantWithState; readonly resetAt: number | null }
+  | { readonly ok: false; readonly reason: "unknown_tenant" | "max_tokens_required" };
+
+export interface SettleInput {
+  readonly id: string;
+  readonly status: Exclude<LedgerStatus, "running" | "interrupted">;
+  readonly errorCode: string | null;
+  readonly replica: string | null;
+  readonly hardware: string | null;
+  readonly inputTokens: number;
+  readonly cachedTokens: number;
+  readonly outputTokens: number;
+  readonly deviceSeconds: number;
+  readonly energyJ: number;
+  readonly costNusd: number;
+  readonly attempts: number;
+  readonly continuations: number;
+  readonly now: number;
+}
+
+export const USAGE_GROUPS = ["tenant", "key", "model", "replica", "hardware", "status", "endpoint", "day", "hour", "month"] as const;
+export type UsageGroup = (typeof USAGE_GROUPS)[number];
+
+export interface UsageQuery {
+  /** Only this tenant's requests; all tenants when absent. */
+  readonly tenantId?: string;
+  /** Epoch ms, inclusive. */
+  readonly from: number;
+  /** Epoch ms, exclusive. */
+  readonly to: number;
+  readonly groupBy: readonly UsageGroup[];
+}
+
+export interface UsageRow {
+  /** The value of each grouping column, by group name. */
+  readonly group: Readonly<Partial<Record<UsageGroup, string | null>>>;
+  readonly requests: number;
+  readonly inputTokens: number;
+  readonly cachedTokens: number;
+  readonly outputTokens: number;
+  readonly deviceSeconds: number;
+  readonly energyJ: number;
+  readonly costNusd: number;
+}
+
+export interface LedgerFilter {
+  readonly tenantId?: string;
+  readonly status?: LedgerStatus;
+  readonly limit?: number;
+}

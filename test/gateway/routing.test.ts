@@ -1,0 +1,55 @@
+import assert from "node:assert/strict";
+import { after, describe, it } from "node:test";
+import { leastLoaded, policyByName, policyFromConfig } from "../../src/scheduler/policies.js";
+import { startGateway, tinyFleet, type RunningGateway } from "../helpers.js";
+
+async function servedBy(url: string, body: Record<string, unknown>, headers: Record<string, string> = {}): Promise<string> {
+  const res = await fetch(`${url}/v1/chat/completions`, {
+    method: "POST",
+    headers: { "content-type": "application/json", ...headers },
+    body: JSON.stringify({ model: "tiny", max_tokens: 2, ...body }),
+  });
+  assert.equal(res.status, 200);
+  await res.arrayBuffer();
+  return res.headers.get("x-flotilla-replica") ?? "";
+}
+
+// A long shared system prompt, as agents and chat apps send on every turn.
+const system = "You are the fleet's assistant. ".repeat(40);
+const turn = (i: number): Record<string, unknown> => ({ messages: [{ role: "system", content: system }, { role: "user", content: `question ${i}` }] });
+
+describe("live routing policies over real local engines", () => {
+  const gateways: RunningGateway[] = [];
+  after(() => Promise.all(gateways.map((g) => g.close())));
+  const start = async (policy: Parameters<typeof startGateway>[1]): Promise<RunningGateway> => {
+    const gw = await startGateway(tinyFleet({ count: 2, parallel: 2, context: 1024 }), policy);
+    gateways.push(gw);
+    return gw;
+  };
+
+  it("prefix-aware: repeated long prefixes land on the replica that served them", async () => {
+    const gw = await start({ policy: policyByName("prefix-aware") });
+    const first = await servedBy(gw.url, turn(0));
+    for (let i = 1; i <= 8; i++) assert.equal(await servedBy(gw.url, turn(i)), first, `turn ${i} follows its prefix`);
+    // A different prefix is free to go elsewhere, and then sticks there.
+    const other = { messages: [{ role: "system", content: "Another tenant entirely. ".repeat(40) }, { role: "user", content: "hi" }] };
+    const second = await servedBy(gw.url, other);
+    assert.equal(await servedBy(gw.url, other), second);
+  });
+
+  it("least-loaded ignores prefixes: the same turns spread over both replicas", async () => {
+    const gw = await start({ policy: leastLoaded });
+    const seen = new Set<string>();
+    for (let i = 0; i < 16; i++) seen.add(await servedBy(gw.url, turn(i)));
+    assert.deepEqual([...seen].sort(), ["tiny/0", "tiny/1"], "idle ties are broken at random");
+  });
+
+  it("session affinity by the user field or x-flotilla-session sticks a session to one replica", async () => {
+    const gw = await start({ policy: policyFromConfig({ name: "sticky", scorers: [{ name: "affinity", weight: 10 }, { name: "load", weight: 1 }], picker: "argmax" }) });
+    for (const user of ["alice", "bob", "carol"]) {
+      const home = await servedBy(gw.url, { user, messages: [{ role: "user", content: "first" }] });
+      for (let i = 0; i < 4; i++) assert.equal(await servedBy(gw.url, { user, messages: [{ role: "user", content: `turn ${i}` }] }), home, `${user} stays home`);
+      assert.equal(await servedBy(gw.url, { messages: [{ role: "user", content: "via header" }] }, { "x-flotilla-session": user }), home);
+    }
+  });
+});
