@@ -2,6 +2,7 @@ import { timingSafeEqual } from "node:crypto";
 import type { FastifyInstance, FastifyRequest } from "fastify";
 import { FlotillaError } from "../core/errors.js";
 import type { Fleet, Replica } from "../fleet/fleet.js";
+import { looksLikeKey, parseAuthorization } from "../metering/keys.js";
 import { errorBody } from "./errors.js";
 import { sleep } from "./sleep.js";
 
@@ -81,12 +82,17 @@ function find(fleet: Fleet, id: string): Replica {
   return replica;
 }
 
-function checkAdmin(request: FastifyRequest, token: string | undefined): { status: number; code: string; message: string } | undefined {
+/** The fleet admin routes' rule (admin token, else loopback only), and never a tenant's API key. */
+export function checkAdmin(request: FastifyRequest, token: string | undefined): { status: number; code: string; message: string } | undefined {
+  const cred = parseAuthorization(request.headers.authorization);
+  if (cred.kind === "bearer" && looksLikeKey(cred.token)) {
+    return { status: 403, code: "admin_forbidden", message: "an API key cannot use admin routes; they need the admin token (server.admin_token_env)" };
+  }
   if (token === undefined) {
     if (isLoopback(request.socket.remoteAddress)) return undefined;
     return { status: 403, code: "admin_forbidden", message: "admin routes answer loopback clients only; set server.admin_token_env to use them from other hosts" };
   }
-  const given = Buffer.from(/^Bearer (.+)$/.exec(request.headers.authorization ?? "")?.[1] ?? "");
+  const given = Buffer.from(cred.kind === "bearer" ? cred.token : "");
   const expected = Buffer.from(token);
   if (given.length === expected.length && timingSafeEqual(given, expected)) return undefined;
   return { status: 401, code: "invalid_admin_token", message: "admin routes need Authorization: Bearer <admin token>" };

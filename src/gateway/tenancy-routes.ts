@@ -1,11 +1,10 @@
-import { timingSafeEqual } from "node:crypto";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { FlotillaError } from "../core/errors.js";
 import type { TenancyAdmin } from "../metering/admin-api.js";
-import { looksLikeKey, parseAuthorization } from "../metering/keys.js";
 import type { Principal, Tenancy } from "../metering/tenancy.js";
 import { periodOf, periodStart } from "../store/limits.js";
 import { ANONYMOUS_TENANT, NUSD_PER_USD, PRIORITY_CLASSES, USAGE_GROUPS, type ApiKeyRecord, type TenantWithState, type UsageGroup, type UsageRow } from "../store/types.js";
+import { checkAdmin } from "./admin.js";
 import { errorBody } from "./errors.js";
 
 const limit = { anyOf: [{ type: "integer", minimum: 1 }, { type: "null" }] } as const;
@@ -222,24 +221,4 @@ function noLedger(reply: FastifyReply): FastifyReply {
 
 function notFound(reply: FastifyReply, message: string): FastifyReply {
   return reply.code(404).send(errorBody(message, "invalid_request_error", null, "not_found"));
-}
-
-/** The fleet admin routes' rule (admin token, else loopback only), and never a tenant's API key. */
-function checkAdmin(request: FastifyRequest, token: string | undefined): { status: number; code: string; message: string } | undefined {
-  const cred = parseAuthorization(request.headers.authorization);
-  if (cred.kind === "bearer" && looksLikeKey(cred.token)) {
-    return { status: 403, code: "admin_forbidden", message: "an API key cannot use admin routes; they need the admin token (server.admin_token_env)" };
-  }
-  if (token === undefined) {
-    if (isLoopback(request.socket.remoteAddress)) return undefined;
-    return { status: 403, code: "admin_forbidden", message: "admin routes answer loopback clients only; set server.admin_token_env to use them from other hosts" };
-  }
-  const given = Buffer.from(cred.kind === "bearer" ? cred.token : "");
-  const expected = Buffer.from(token);
-  if (given.length === expected.length && timingSafeEqual(given, expected)) return undefined;
-  return { status: 401, code: "invalid_admin_token", message: "admin routes need Authorization: Bearer <admin token>" };
-}
-
-function isLoopback(address: string | undefined): boolean {
-  return address !== undefined && (address.startsWith("127.") || address === "::1" || address.startsWith("::ffff:127."));
 }

@@ -91,7 +91,8 @@ describe("tenancy at the gateway (SQLite)", () => {
   test("a tenant's key is refused on admin routes; deleting a tenant invalidates its keys", async () => {
     await createTenant("beta");
     const key = await createKey("beta");
-    for (const [method, path] of [["GET", "/admin/tenants"], ["POST", "/admin/keys"], ["GET", "/admin/usage"], ["DELETE", "/admin/tenants/beta"]] as const) {
+    // Fleet routes too (drain, list): loopback alone does not make a tenant an operator.
+    for (const [method, path] of [["GET", "/admin/tenants"], ["POST", "/admin/keys"], ["GET", "/admin/usage"], ["DELETE", "/admin/tenants/beta"], ["GET", "/admin/replicas"], ["POST", "/admin/drain"]] as const) {
       const r = await admin(gw.url, method, path, method === "POST" ? { tenant: "beta" } : undefined, key);
       assert.equal(r.status, 403, `${method} ${path}`);
       assert.equal((r.json.error as { code: string }).code, "admin_forbidden");
@@ -254,7 +255,7 @@ describe("a gateway on a non-loopback address, with an admin token", () => {
     const created = await admin(gw.url, "POST", "/admin/keys", { tenant: "t", name: "ci" }, ADMIN);
     const key = created.json.key as string;
     assert.equal((await admin(gw.url, "GET", "/admin/tenants", undefined, key)).status, 403);
-    assert.equal((await admin(gw.url, "GET", "/admin/replicas", undefined, key)).status, 401, "the fleet's admin routes refuse it too");
+    assert.equal((await admin(gw.url, "GET", "/admin/replicas", undefined, key)).status, 403, "the fleet's admin routes refuse it too");
     const ok = await post(gw.url, "/v1/completions", { model: "tiny", prompt: "hi", max_tokens: 2, stream: false }, key);
     assert.equal(ok.status, 200);
     const { events } = await readStream(await post(gw.url, "/v1/completions", { model: "tiny", prompt: "hi", max_tokens: 2, stream: true, stream_options: { include_usage: true } }, key));
