@@ -69,15 +69,31 @@ function checkBlockSize(blockSize: number, what: string): void {
  */
 export function blockHashes(tokens: ArrayLike<number>, blockSize: number, seed = 0): number[] {
   checkBlockSize(blockSize, "block size");
-  const blocks = Math.floor(tokens.length / blockSize);
+  return chainHashes(tokens.length, blockSize, seedLanes(seed), (i) => tokens[i]!);
+}
+
+/**
+ * The same chain over fixed-size chunks of text (UTF-16 code units), for
+ * remote engines whose tokenizer the controller does not have. Routing stays
+ * prefix-aware (equal text prefixes give equal leading hashes), though the
+ * blocks no longer line up with the engine's own cache blocks: choose
+ * `charsPerBlock` near blockTokens × ~4 characters per token.
+ */
+export function textBlockHashes(text: string, charsPerBlock: number, seed = 0): number[] {
+  checkBlockSize(charsPerBlock, "characters per block");
+  return chainHashes(text.length, charsPerBlock, seedLanes(seed ^ 0x7e57), (i) => text.charCodeAt(i));
+}
+
+/** Hashes the full blocks of `length` units (read by `unitAt`), each block chained to the ones before it. */
+function chainHashes(length: number, blockSize: number, st: Lanes, unitAt: (i: number) => number): number[] {
+  const blocks = Math.floor(length / blockSize);
   const out = new Array<number>(blocks);
-  const st = seedLanes(seed);
   for (let k = 0; k < blocks; k++) {
     let h1 = st.a;
     let h2 = st.b;
     const end = (k + 1) * blockSize;
     for (let i = k * blockSize; i < end; i++) {
-      const t = tokens[i]!;
+      const t = unitAt(i);
       let k1 = Math.imul(t, 0xcc9e2d51);
       k1 = (k1 << 15) | (k1 >>> 17);
       h1 ^= Math.imul(k1, 0x1b873593);
@@ -90,40 +106,6 @@ export function blockHashes(tokens: ArrayLike<number>, blockSize: number, seed =
       h2 = (Math.imul(h2, 5) + 0x38495ab5) | 0;
     }
     out[k] = finishBlock(st, h1, h2, blockSize);
-  }
-  return out;
-}
-
-/**
- * The same chain over fixed-size chunks of text (UTF-16 code units), for
- * remote engines whose tokenizer the controller does not have. Routing stays
- * prefix-aware (equal text prefixes give equal leading hashes), though the
- * blocks no longer line up with the engine's own cache blocks: choose
- * `charsPerBlock` near blockTokens × ~4 characters per token.
- */
-export function textBlockHashes(text: string, charsPerBlock: number, seed = 0): number[] {
-  checkBlockSize(charsPerBlock, "characters per block");
-  const blocks = Math.floor(text.length / charsPerBlock);
-  const out = new Array<number>(blocks);
-  const st = seedLanes(seed ^ 0x7e57);
-  for (let k = 0; k < blocks; k++) {
-    let h1 = st.a;
-    let h2 = st.b;
-    const end = (k + 1) * charsPerBlock;
-    for (let i = k * charsPerBlock; i < end; i++) {
-      const t = text.charCodeAt(i);
-      let k1 = Math.imul(t, 0xcc9e2d51);
-      k1 = (k1 << 15) | (k1 >>> 17);
-      h1 ^= Math.imul(k1, 0x1b873593);
-      h1 = (h1 << 13) | (h1 >>> 19);
-      h1 = (Math.imul(h1, 5) + 0xe6546b64) | 0;
-      let k2 = Math.imul(t, 0x1b873593);
-      k2 = (k2 << 16) | (k2 >>> 16);
-      h2 ^= Math.imul(k2, 0xcc9e2d51);
-      h2 = (h2 << 17) | (h2 >>> 15);
-      h2 = (Math.imul(h2, 5) + 0x38495ab5) | 0;
-    }
-    out[k] = finishBlock(st, h1, h2, charsPerBlock);
   }
   return out;
 }
