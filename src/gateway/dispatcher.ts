@@ -5,6 +5,7 @@ import type { TextSink } from "../engines/engine.js";
 import { candidatesOf, type Fleet, type Replica, type ServedModel } from "../fleet/fleet.js";
 import { route, type Candidate, type Policy, type RejectReason, type RouteRequest } from "../scheduler/pipeline.js";
 import { promptBlockHashes } from "../scheduler/prefix.js";
+import { policyReadsPrefix } from "../scheduler/scorers.js";
 import { PrefixIndex } from "../scheduler/prefix-index.js";
 import { sleep } from "./sleep.js";
 
@@ -16,6 +17,8 @@ export interface Dispatched extends GenerationResult {
   /** Times another replica resumed an answer mid-stream. */
   readonly continuations: number;
 }
+
+const NO_BLOCKS: readonly number[] = [];
 
 /** Failures another replica may not share; anything else is the request's own fault. */
 const retryable = new Set(["engine_unavailable", "engine_error", "overloaded"]);
@@ -36,6 +39,8 @@ export class Dispatcher {
 
   readonly #slowFirstTokenMs: number;
   readonly #blockChars: number;
+  /** Hashing every prompt costs O(prompt) per request: only when the policy reads prefixes. */
+  readonly #hashPrompts: boolean;
   readonly #indexes = new Map<ServedModel, PrefixIndex>();
 
   constructor(
@@ -44,6 +49,7 @@ export class Dispatcher {
     opts: { maxAttempts?: number; random?: () => number; readyWaitMs?: number; clock?: Clock; slowFirstTokenMs?: number; blockChars?: number } = {},
   ) {
     this.#blockChars = opts.blockChars ?? 256;
+    this.#hashPrompts = policyReadsPrefix(policy);
     this.#slowFirstTokenMs = opts.slowFirstTokenMs ?? Infinity;
     this.#readyWaitMs = opts.readyWaitMs ?? 1_000;
     this.#clock = opts.clock ?? wallClock;
@@ -129,7 +135,7 @@ export class Dispatcher {
       const current = written.length === 0 ? request : resumed(request, written, writtenTokens);
       // Remote engines offer no tokenizer, so blocks are fixed-size character
       // chunks of the whole rendered conversation: the same prefix, the same chain.
-      const blocks = promptBlockHashes(current.prompt, this.#blockChars, current.continuation);
+      const blocks = this.#hashPrompts ? promptBlockHashes(current.prompt, this.#blockChars, current.continuation) : NO_BLOCKS;
       const routeRequest: RouteRequest = {
         promptTokens: countPromptTokens(model, current),
         maxTokens: current.sampling.maxTokens,

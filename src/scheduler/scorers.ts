@@ -6,7 +6,7 @@
  * signal and nothing else. docs/routing.md has the formulas and the fields.
  */
 import { hashString, rendezvousWeight } from "./hash.js";
-import type { Candidate, RouteRequest, Scorer } from "./pipeline.js";
+import type { Candidate, Policy, RouteRequest, Scorer } from "./pipeline.js";
 
 /** What a scorer returns for a candidate it knows nothing about. */
 export const NEUTRAL = 0.5;
@@ -166,3 +166,14 @@ export const affinityScorer: Scorer = {
   name: "affinity",
   score: (c, r) => (r.affinityKey === undefined ? 0 : rendezvousWeight(affinityHash(r.affinityKey), c.replicaKey ?? c.index)),
 };
+
+/** Scorers that read the request's prefix blocks (directly, or to discount cached tokens). */
+const PREFIX_READERS = new Set(["prefix", "ttft", "slo"]);
+
+/**
+ * Whether routing with `policy` needs the prompt hashed into blocks; a caller
+ * can skip hashing (and the prefix index) entirely when it does not.
+ */
+export function policyReadsPrefix(policy: Policy): boolean {
+  return policy.scorers.some(({ scorer }) => PREFIX_READERS.has(scorer.name));
+}

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
+import { policyReadsPrefix } from "../../src/scheduler/scorers.js";
 import {
   PolicyConfigError,
   argmax,
@@ -178,5 +179,15 @@ describe("policyFromConfig", () => {
     bad("nope", /unknown policy "nope"; known policies/);
     // every problem at once
     bad({ scorers: [{ name: "a", weight: 1 }, { name: "b", weight: 1 }] }, /unknown scorer "a"[\s\S]*unknown scorer "b"/);
+  });
+});
+
+describe("policyReadsPrefix", () => {
+  it("is true exactly for policies with a scorer that reads prefix blocks", () => {
+    assert.equal(policyReadsPrefix(policyByName("least-loaded")), false);
+    assert.equal(policyReadsPrefix(policyByName("round-robin")), false);
+    assert.equal(policyReadsPrefix(policyByName("prefix-aware")), true);
+    assert.equal(policyReadsPrefix(policyFromConfig({ scorers: [{ name: "affinity", weight: 1 }], picker: "argmax" })), false);
+    assert.equal(policyReadsPrefix(policyFromConfig({ scorers: [{ name: "ttft", weight: 1 }], picker: "argmax" })), true);
   });
 });
