@@ -4,8 +4,7 @@ import type { FastifyInstance } from "fastify";
 import { buildFleet } from "../src/fleet/build.js";
 import { parseFleetConfig } from "../src/fleet/config.js";
 import type { Fleet } from "../src/fleet/fleet.js";
-import { createGateway } from "../src/gateway/server.js";
-import type { Policy } from "../src/scheduler/pipeline.js";
+import { createGateway, type GatewayOptions } from "../src/gateway/server.js";
 
 /** The shared random-weight model: real llama.cpp, gibberish output. */
 export const TINY_MODEL = resolve(import.meta.dirname, "../../shared/models/llama-2-tiny-random.gguf");
@@ -18,17 +17,12 @@ export interface RunningGateway {
 }
 
 /** Starts a gateway on a free loopback port over the fleet the config describes. */
-export async function startGateway(config: unknown, opts: { bodyLimit?: number; policy?: Policy } = {}): Promise<RunningGateway> {
+export async function startGateway(config: unknown, opts: Omit<GatewayOptions, "fleet"> = {}): Promise<RunningGateway> {
   const fleet = buildFleet(parseFleetConfig(config), { baseDir: process.cwd(), env: process.env });
   await fleet.start((replica, err) => {
     if (process.env.FLOTILLA_TEST_DEBUG) console.error(`replica ${replica.id} did not start`, err);
   });
-  const app = createGateway({
-    fleet,
-    logLevel: "silent",
-    ...(opts.bodyLimit === undefined ? {} : { bodyLimit: opts.bodyLimit }),
-    ...(opts.policy === undefined ? {} : { policy: opts.policy }),
-  });
+  const app = createGateway({ logLevel: "silent", ...opts, fleet });
   await app.listen({ host: "127.0.0.1", port: 0 });
   const { port } = app.server.address() as AddressInfo;
   return { url: `http://127.0.0.1:${port}`, app, fleet, close: () => app.close() };

@@ -8,7 +8,7 @@ import { parseFleetConfig, type FleetConfig } from "../fleet/config.js";
 import { createGatewayWithShutdown } from "../gateway/server.js";
 import { hardwareByReplica } from "../obs/index.js";
 import { ensureDefaultModel } from "../gguf/default-model.js";
-import { tenancyFromConfig } from "../metering/config.js";
+import { rateBookFromConfig, tenancyFromConfig } from "../metering/config.js";
 import { knownPolicies, policyFromConfig } from "../scheduler/policies.js";
 
 interface ServeOptions {
@@ -61,11 +61,15 @@ async function serve(opts: ServeOptions): Promise<void> {
   }
   const host = opts.host ?? config.server.host ?? DEFAULT_HOST;
   const port = opts.port ?? config.server.port ?? DEFAULT_PORT;
-  const tenancy = await tenancyFromConfig(config, { baseDir, env: process.env, host, fleet });
+  // Each replica's hardware prices its requests and tells the router its speed, cost and energy.
+  const rates = await rateBookFromConfig(config, baseDir);
+  const tenancy = await tenancyFromConfig(config, { baseDir, env: process.env, host, fleet, rates });
   const { app, shutdown } = createGatewayWithShutdown({
     fleet,
     ...(tenancy === undefined ? {} : { tenancy }),
     policy,
+    routeHints: (id) => rates.hints(id),
+    ...(config.server.ttft_slo_ms === undefined ? {} : { ttftSloMs: config.server.ttft_slo_ms }),
     logLevel: opts.logLevel,
     observability: { logPrompts: opts.logPrompts === true, simReports: opts.simReport ?? [], hardware: hardwareByReplica(config) },
     requestTimeoutMs: config.server.request_timeout_ms,

@@ -73,6 +73,8 @@ export const fleetConfig = z
         /** A policy name, or a weighted mix checked by scheduler/policyFromConfig. */
         policy: z.union([z.string().min(1), z.record(z.string(), z.unknown())]).optional(),
         body_limit_bytes: z.number().int().min(1024).optional(),
+        /** The time-to-first-token objective cost-aware routing holds replicas to (default 2,000 ms). */
+        ttft_slo_ms: z.number().int().min(1).optional(),
         /** Longest a request may run before it is cancelled (a client may ask for less). */
         request_timeout_ms: z.number().int().min(100).default(600_000),
         /** With no replica ready, how long a request waits for one before 503. */

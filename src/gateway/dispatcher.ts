@@ -7,6 +7,7 @@ import { route, type Candidate, type Policy, type RejectReason, type RouteReques
 import { promptBlockHashes } from "../scheduler/prefix.js";
 import { policyReadsPrefix } from "../scheduler/scorers.js";
 import { PrefixIndex } from "../scheduler/prefix-index.js";
+import type { RouteHints } from "../metering/pricing.js";
 import { sleep } from "./sleep.js";
 
 export interface Dispatched extends GenerationResult {
@@ -19,6 +20,8 @@ export interface Dispatched extends GenerationResult {
 }
 
 const NO_BLOCKS: readonly number[] = [];
+/** Blocks are characters, the TTFT scorer counts tokens: ~4 characters per token in English text. */
+const CHARS_PER_TOKEN = 4;
 
 /** Failures another replica may not share; anything else is the request's own fault. */
 const retryable = new Set(["engine_unavailable", "engine_error", "overloaded"]);
@@ -42,12 +45,29 @@ export class Dispatcher {
   /** Hashing every prompt costs O(prompt) per request: only when the policy reads prefixes. */
   readonly #hashPrompts: boolean;
   readonly #indexes = new Map<ServedModel, PrefixIndex>();
+  /** Each replica's speed, price and energy from the hardware model; fixed, so looked up once. */
+  readonly #hints = new Map<Replica, RouteHints | undefined>();
+  readonly #hintsOf: (replica: Replica) => RouteHints | undefined;
+  readonly #ttftSloMs: number | undefined;
 
   constructor(
     fleet: Fleet,
     policy: Policy,
-    opts: { maxAttempts?: number; random?: () => number; readyWaitMs?: number; clock?: Clock; slowFirstTokenMs?: number; blockChars?: number } = {},
+    opts: {
+      maxAttempts?: number;
+      random?: () => number;
+      readyWaitMs?: number;
+      clock?: Clock;
+      slowFirstTokenMs?: number;
+      blockChars?: number;
+      /** Per replica, what the TTFT, cost and energy scorers read; without it they stay neutral. */
+      routeHints?: (replica: Replica) => RouteHints | undefined;
+      /** The TTFT objective the `slo` and `ttft` scorers hold replicas to (their own default otherwise). */
+      ttftSloMs?: number;
+    } = {},
   ) {
+    this.#hintsOf = opts.routeHints ?? (() => undefined);
+    this.#ttftSloMs = opts.ttftSloMs;
     this.#blockChars = opts.blockChars ?? 256;
     this.#hashPrompts = policyReadsPrefix(policy);
     this.#slowFirstTokenMs = opts.slowFirstTokenMs ?? Infinity;
@@ -78,9 +98,15 @@ export class Dispatcher {
     const matched = blocks.length > 0 && index.resolve(blocks) > 0;
     return candidatesOf(model).map((c) => ({
       ...c,
+      ...this.#hintsFor(model.replicas[c.index]!),
       ready: c.ready && !failed.has(c.index),
       prefixBlocks: matched ? index.leadingResolved(c.index) : 0,
     }));
+  }
+
+  #hintsFor(replica: Replica): RouteHints | undefined {
+    if (!this.#hints.has(replica)) this.#hints.set(replica, this.#hintsOf(replica));
+    return this.#hints.get(replica);
   }
 
   #prefixIndex(model: ServedModel): PrefixIndex {
@@ -140,6 +166,8 @@ export class Dispatcher {
         promptTokens: countPromptTokens(model, current),
         maxTokens: current.sampling.maxTokens,
         blocks,
+        blockTokens: this.#blockChars / CHARS_PER_TOKEN,
+        ...(this.#ttftSloMs === undefined ? {} : { ttftSloMs: this.#ttftSloMs }),
         ...(routing.affinityKey === undefined ? {} : { affinityKey: routing.affinityKey }),
       };
       let candidates = this.#candidates(model, failed, blocks);

@@ -9,6 +9,7 @@ import type { Fleet, Replica } from "../fleet/fleet.js";
 import type { Policy } from "../scheduler/pipeline.js";
 import { leastLoaded } from "../scheduler/policies.js";
 import { FlotillaError } from "../core/errors.js";
+import type { RouteHints } from "../metering/pricing.js";
 import { openTenancy, type Principal, type Settlement, type Tenancy } from "../metering/tenancy.js";
 import { loggerOptions, registerObservability, type ObservabilityOptions } from "../obs/index.js";
 import { registerAdminRoutes } from "./admin.js";
@@ -37,6 +38,10 @@ export interface GatewayOptions {
   readonly slowFirstTokenMs?: number;
   /** Keys, limits and the usage ledger; without one every caller is anonymous and unmetered. */
   readonly tenancy?: Tenancy;
+  /** Per replica id, its speed, price and energy for the router's TTFT, cost and energy scorers (from the fleet file's hardware). */
+  readonly routeHints?: (replicaId: string) => RouteHints | undefined;
+  /** The TTFT objective cost-aware routing holds replicas to, ms. */
+  readonly ttftSloMs?: number;
   /** Metrics, logs and the /ui dashboard: prompt logging, sim reports to open, log destination. */
   readonly observability?: ObservabilityOptions;
 }
@@ -69,6 +74,8 @@ export function createGatewayWithShutdown(opts: GatewayOptions): Gateway {
     clock,
     ...(opts.readyWaitMs === undefined ? {} : { readyWaitMs: opts.readyWaitMs }),
     ...(opts.slowFirstTokenMs === undefined ? {} : { slowFirstTokenMs: opts.slowFirstTokenMs }),
+    ...(opts.routeHints === undefined ? {} : { routeHints: (r: Replica) => opts.routeHints!(r.id) }),
+    ...(opts.ttftSloMs === undefined ? {} : { ttftSloMs: opts.ttftSloMs }),
   });
   const app = Fastify({
     bodyLimit: opts.bodyLimit ?? 4 * 1024 * 1024,

@@ -125,6 +125,8 @@ export interface TenancyFromConfigOptions {
   /** The address the server binds: keys are required on a non-loopback one. */
   readonly host: string;
   readonly fleet?: Fleet;
+  /** Rate cards already read from the fleet file (rateBookFromConfig); read here otherwise. */
+  readonly rates?: RateBook;
   readonly clock?: Clock;
   readonly log?: (message: string) => void;
 }
@@ -133,7 +135,7 @@ export interface TenancyFromConfigOptions {
 export async function tenancyFromConfig(config: FleetConfig, opts: TenancyFromConfigOptions): Promise<StoreTenancy | undefined> {
   const url = storeUrl(config, opts);
   if (url === undefined) return undefined;
-  const rates = await rateBookFromConfig(config, opts.baseDir);
+  const rates = opts.rates ?? (await rateBookFromConfig(config, opts.baseDir));
   const store = await openStore(url, { baseDir: opts.baseDir, ...(opts.log === undefined ? {} : { onError: (e: Error) => opts.log!(`store: ${e.message}`) }) });
   try {
     return await openStoreTenancy({

@@ -45,6 +45,8 @@ export interface RateCard {
   readonly devices: number;
   /** Sequences the replica runs at once: device-seconds split between them. */
   readonly slots: number;
+  /** Prefill time per prompt token with the whole replica on it: what the router predicts TTFT from. */
+  readonly msPerInputToken: number;
   readonly nusdPerInputToken: number;
   readonly nusdPerCachedToken: number;
   readonly nusdPerOutputToken: number;
@@ -59,6 +61,7 @@ export function unpriced(slots: number, devices = 1): RateCard {
     hardware: UNKNOWN_HARDWARE,
     devices,
     slots,
+    msPerInputToken: 0,
     nusdPerInputToken: 0,
     nusdPerCachedToken: 0,
     nusdPerOutputToken: 0,
@@ -104,6 +107,7 @@ export function rateCard(input: RateCardInput): RateCard {
     hardware: input.hardware.id,
     devices: tp,
     slots: input.slots,
+    msPerInputToken: inS * 1000,
     nusdPerInputToken: nusd(inS, inJ),
     nusdPerCachedToken: nusd(cachedS, cachedJ),
     nusdPerOutputToken: nusd(outS, outJ),
@@ -144,6 +148,32 @@ export function worstCase(rate: RateCard, promptTokens: number, maxTokens: numbe
   return Math.max(0, Math.ceil(promptTokens * rate.nusdPerInputToken + maxTokens * rate.nusdPerOutputToken - 1e-9));
 }
 
+/**
+ * Prompt tokens per generated token at which replicas' prices are compared
+ * for routing: the 2,048-in / 256-out serving point the simulator's routing
+ * constants use, so `cost-aware` ranks replicas alike live and simulated.
+ */
+const ROUTE_PROMPT_PER_OUTPUT = 8;
+
+/** What the router's TTFT, cost and energy scorers read about a replica (the Candidate fields of the same names). */
+export interface RouteHints {
+  readonly prefillMsPerToken: number;
+  /** Dollars per million generated tokens, with the prompt tokens that come with them. */
+  readonly usdPerMTok: number;
+  /** Facility joules per generated token, with the prompt tokens that come with them. */
+  readonly joulesPerToken: number;
+}
+
+/** The router's view of a rate card; undefined for a replica without hardware, whose scorers then stay neutral. */
+export function routeHints(rate: RateCard): RouteHints | undefined {
+  if (rate.hardware === UNKNOWN_HARDWARE) return undefined;
+  return {
+    prefillMsPerToken: rate.msPerInputToken,
+    usdPerMTok: (ROUTE_PROMPT_PER_OUTPUT * rate.nusdPerInputToken + rate.nusdPerOutputToken) / 1000,
+    joulesPerToken: ROUTE_PROMPT_PER_OUTPUT * rate.joulesPerInputToken + rate.joulesPerOutputToken,
+  };
+}
+
 /** Rate cards by replica id, and the dearest per model for admission (the replica is chosen later). */
 export class RateBook {
   readonly #byReplica: ReadonlyMap<string, RateCard>;
@@ -165,6 +195,12 @@ export class RateBook {
     return id === undefined ? undefined : this.#byReplica.get(id);
   }
 
+  /** What the router should know of a replica's speed, price and energy. */
+  hints(id: string): RouteHints | undefined {
+    const rate = this.#byReplica.get(id);
+    return rate === undefined ? undefined : routeHints(rate);
+  }
+
   /**
    * Per token, the dearest of the model's replicas (of all replicas, for a
    * name not in the book): what admission reserves against, since the
@@ -181,6 +217,7 @@ function dearest(a: RateCard, b: RateCard): RateCard {
     hardware: a.hardware === b.hardware ? a.hardware : "mixed",
     devices: Math.max(a.devices, b.devices),
     slots: Math.min(a.slots, b.slots),
+    msPerInputToken: Math.max(a.msPerInputToken, b.msPerInputToken),
     nusdPerInputToken: Math.max(a.nusdPerInputToken, b.nusdPerInputToken),
     nusdPerCachedToken: Math.max(a.nusdPerCachedToken, b.nusdPerCachedToken),
     nusdPerOutputToken: Math.max(a.nusdPerOutputToken, b.nusdPerOutputToken),

@@ -1,7 +1,11 @@
 import assert from "node:assert/strict";
 import { after, describe, it } from "node:test";
 import { leastLoaded, policyByName, policyFromConfig } from "../../src/scheduler/policies.js";
-import { startGateway, tinyFleet, type RunningGateway } from "../helpers.js";
+import { parseFleetConfig } from "../../src/fleet/config.js";
+import { rateBookFromConfig } from "../../src/metering/config.js";
+import type { RateBook } from "../../src/metering/pricing.js";
+import type { Policy } from "../../src/scheduler/pipeline.js";
+import { startGateway, TINY_MODEL, tinyFleet, type RunningGateway } from "../helpers.js";
 
 async function servedBy(url: string, body: Record<string, unknown>, headers: Record<string, string> = {}): Promise<string> {
   const res = await fetch(`${url}/v1/chat/completions`, {
@@ -51,5 +55,44 @@ describe("live routing policies over real local engines", () => {
       for (let i = 0; i < 4; i++) assert.equal(await servedBy(gw.url, { user, messages: [{ role: "user", content: `turn ${i}` }] }), home, `${user} stays home`);
       assert.equal(await servedBy(gw.url, { messages: [{ role: "user", content: "via header" }] }, { "x-flotilla-session": user }), home);
     }
+  });
+});
+
+describe("live cost- and energy-aware routing from each replica's hardware", () => {
+  // One model on two kinds of accelerator: the fleet file's hardware prices
+  // each replica, and the router reads those prices.
+  const config = {
+    models: [
+      {
+        name: "tiny",
+        replicas: [
+          { engine: "local", path: TINY_MODEL, parallel: 2, context: 1024, hardware: "h100" },
+          { engine: "local", path: TINY_MODEL, parallel: 2, context: 1024, hardware: "b200" },
+        ],
+      },
+    ],
+  };
+  const gateways: RunningGateway[] = [];
+  after(() => Promise.all(gateways.map((g) => g.close())));
+  const start = async (policy: Policy): Promise<{ gw: RunningGateway; rates: RateBook }> => {
+    const rates = await rateBookFromConfig(parseFleetConfig(config), process.cwd());
+    const gw = await startGateway(config, { policy, routeHints: (id) => rates.hints(id) });
+    gateways.push(gw);
+    return { gw, rates };
+  };
+
+  it("cost-aware sends every request to the cheaper replica while it meets the TTFT objective", async () => {
+    const { gw, rates } = await start(policyByName("cost-aware"));
+    const [a, b] = [rates.hints("tiny/0")!, rates.hints("tiny/1")!];
+    assert.notEqual(a.usdPerMTok, b.usdPerMTok, "the two accelerators price a token differently");
+    const cheaper = a.usdPerMTok < b.usdPerMTok ? "tiny/0" : "tiny/1";
+    for (let i = 0; i < 10; i++) assert.equal(await servedBy(gw.url, turn(i)), cheaper, `request ${i}`);
+  });
+
+  it("an energy-first mix sends every request to the replica with fewer joules per token", async () => {
+    const { gw, rates } = await start(policyFromConfig({ name: "green", scorers: [{ name: "energy", weight: 1 }, { name: "load", weight: 0.01 }] }));
+    const [a, b] = [rates.hints("tiny/0")!, rates.hints("tiny/1")!];
+    const greener = a.joulesPerToken < b.joulesPerToken ? "tiny/0" : "tiny/1";
+    for (let i = 0; i < 10; i++) assert.equal(await servedBy(gw.url, turn(i)), greener, `request ${i}`);
   });
 });
