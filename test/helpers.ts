@@ -52,3 +52,19 @@ export async function eventually(check: () => boolean, timeoutMs = 3_000, what =
 export function totalActive(fleet: Fleet): number {
   return fleet.replicas().reduce((n, r) => n + r.engine.load().active + r.engine.load().queued, 0);
 }
+
+/** Polls an asynchronous check until it holds, failing after `timeoutMs`. */
+export async function eventuallyAsync(check: () => Promise<boolean>, what = "condition", timeoutMs = 3_000): Promise<void> {
+  const deadline = performance.now() + timeoutMs;
+  while (!(await check())) {
+    if (performance.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+/** Requests waiting in the gateway's admission queue for `model` in a priority class, read from /metrics as an operator would. */
+export async function gateQueued(url: string, model: string, priority: "interactive" | "batch" = "interactive"): Promise<number> {
+  const text = await (await fetch(`${url}/metrics`)).text();
+  const line = text.split("\n").find((l) => l.startsWith(`flotilla_admission_queued_requests{model="${model}",priority="${priority}"}`));
+  return line === undefined ? 0 : Number(line.split(" ").at(-1));
+}

@@ -3,7 +3,7 @@ import { basename, dirname, resolve } from "node:path";
 import type { Command } from "commander";
 import { InvalidArgumentError } from "commander";
 import { parse as parseYaml } from "yaml";
-import { buildFleet } from "../fleet/build.js";
+import { buildCascades, buildFleet } from "../fleet/build.js";
 import { parseFleetConfig, type FleetConfig } from "../fleet/config.js";
 import { createGatewayWithShutdown } from "../gateway/server.js";
 import { hardwareByReplica } from "../obs/index.js";
@@ -69,6 +69,9 @@ async function serve(opts: ServeOptions): Promise<void> {
     ...(tenancy === undefined ? {} : { tenancy }),
     policy,
     routeHints: (id) => rates.hints(id),
+    cascades: buildCascades(config),
+    ...(config.server.max_queued === undefined ? {} : { maxQueued: config.server.max_queued }),
+    ...(config.server.max_queued_per_tenant === undefined ? {} : { maxQueuedPerTenant: config.server.max_queued_per_tenant }),
     ...(config.server.ttft_slo_ms === undefined ? {} : { ttftSloMs: config.server.ttft_slo_ms }),
     logLevel: opts.logLevel,
     observability: { logPrompts: opts.logPrompts === true, simReports: opts.simReport ?? [], hardware: hardwareByReplica(config) },

@@ -2,6 +2,7 @@ import { isAbsolute, resolve } from "node:path";
 import type { Engine } from "../engines/engine.js";
 import { LocalEngine } from "../engines/local.js";
 import { OpenAIEngine } from "../engines/openai.js";
+import { compileCascade, type Cascade } from "../scheduler/cascade.js";
 import { ConfigError, type FleetConfig, type ReplicaConfig } from "./config.js";
 import { Fleet, type Replica } from "./fleet.js";
 import { ReplicaHealth } from "./health.js";
@@ -49,4 +50,25 @@ function engineFor(rc: ReplicaConfig, modelName: string, opts: { baseDir: string
     ...(apiKey === undefined ? {} : { apiKey }),
     ...(rc.context === undefined ? {} : { contextSize: rc.context }),
   });
+}
+
+/** The fleet file's cascades by alias, validated and compiled once. */
+export function buildCascades(config: FleetConfig): ReadonlyMap<string, Cascade> {
+  return new Map(
+    config.cascades.map((c) => [
+      c.name,
+      compileCascade(
+        {
+          light: c.light,
+          heavy: c.heavy,
+          escalate: {
+            ...(c.escalate.reasoning_effort === undefined ? {} : { reasoningEffort: c.escalate.reasoning_effort }),
+            ...(c.escalate.min_prompt_tokens === undefined ? {} : { minPromptTokens: c.escalate.min_prompt_tokens }),
+            ...(c.escalate.keywords === undefined ? {} : { keywords: c.escalate.keywords }),
+          },
+        },
+        c.name,
+      ),
+    ]),
+  );
 }

@@ -64,6 +64,26 @@ export const modelConfig = z
   })
   .strict();
 
+/** A model alias served by a light model first, and a heavy one when the request looks hard. */
+export const cascadeConfig = z
+  .object({
+    name: z.string().min(1).regex(/^[\w.:/-]+$/, "use letters, digits and . _ : / - only"),
+    light: z.string().min(1),
+    heavy: z.string().min(1),
+    escalate: z
+      .object({
+        /** Reasoning efforts (OpenAI's reasoning_effort) that go straight to the heavy model. */
+        reasoning_effort: z.array(z.string().min(1)).optional(),
+        /** Prompts at least this many tokens long go to the heavy model. */
+        min_prompt_tokens: z.number().int().min(1).optional(),
+        /** Words or phrases in the prompt that send it to the heavy model (case-insensitive, whole words). */
+        keywords: z.array(z.string().trim().min(1)).optional(),
+      })
+      .strict()
+      .default({}),
+  })
+  .strict();
+
 export const fleetConfig = z
   .object({
     server: z
@@ -73,6 +93,13 @@ export const fleetConfig = z
         /** A policy name, or a weighted mix checked by scheduler/policyFromConfig. */
         policy: z.union([z.string().min(1), z.record(z.string(), z.unknown())]).optional(),
         body_limit_bytes: z.number().int().min(1024).optional(),
+        /**
+         * Requests that may wait for capacity per model (every replica's slots busy) before 429 + Retry-After;
+         * default: the sum of the model's replicas' max_queue.
+         */
+        max_queued: z.number().int().min(0).optional(),
+        /** Of those, how many one tenant may have waiting (default: no limit of its own). */
+        max_queued_per_tenant: z.number().int().min(1).optional(),
         /** The time-to-first-token objective cost-aware routing holds replicas to (default 2,000 ms). */
         ttft_slo_ms: z.number().int().min(1).optional(),
         /** Longest a request may run before it is cancelled (a client may ask for less). */
@@ -102,6 +129,7 @@ export const fleetConfig = z
       .strict()
       .prefault({}),
     models: z.array(modelConfig).min(1),
+    cascades: z.array(cascadeConfig).default([]),
   })
   .strict()
   .superRefine((cfg, ctx) => {
@@ -110,11 +138,20 @@ export const fleetConfig = z
       if (seen.has(m.name)) ctx.addIssue({ code: "custom", path: ["models", i, "name"], message: `model "${m.name}" is listed twice` });
       seen.add(m.name);
     });
+    const models = [...seen].join(", ");
+    cfg.cascades.forEach((c, i) => {
+      if (seen.has(c.name)) ctx.addIssue({ code: "custom", path: ["cascades", i, "name"], message: `"${c.name}" is already a model or cascade name` });
+      seen.add(c.name);
+      for (const leg of ["light", "heavy"] as const) {
+        if (!cfg.models.some((m) => m.name === c[leg])) ctx.addIssue({ code: "custom", path: ["cascades", i, leg], message: `"${c[leg]}" is not a model in this file (models: ${models})` });
+      }
+    });
   });
 
 export type FleetConfig = z.infer<typeof fleetConfig>;
 export type ModelConfig = z.infer<typeof modelConfig>;
 export type ReplicaConfig = z.infer<typeof replicaConfig>;
+export type CascadeFileConfig = z.infer<typeof cascadeConfig>;
 
 export class ConfigError extends Error {
   override readonly name = "ConfigError";

@@ -92,6 +92,11 @@ export class Dispatcher {
     return model;
   }
 
+  /** The prompt's length in tokens with the model's own tokenizer, where a ready replica has one. */
+  promptTokens(model: ServedModel, request: GenerationRequest): number | undefined {
+    return countPromptTokens(model, request);
+  }
+
   /** Live fleets are small (tens of replicas): every replica is a candidate, with what the index says it holds. */
   #candidates(model: ServedModel, failed: ReadonlySet<number>, blocks: readonly number[]): Candidate[] {
     const index = this.#prefixIndex(model);

@@ -26,6 +26,8 @@ const samplingProperties = {
     ],
   },
   user: { type: "string" },
+  // OpenAI's processing tiers; "flex" (cheaper, slower) waits behind interactive traffic here.
+  service_tier: { enum: ["auto", "default", "flex", "scale", "priority", null] },
 } as const;
 
 /** Only text parts; `type` is checked first so an image part is told so, not that it lacks text. */
@@ -57,6 +59,8 @@ export const chatCompletionSchema = {
     // vLLM's extension: resume the final assistant message instead of starting a new turn.
     continue_final_message: { type: "boolean" },
     add_generation_prompt: { type: "boolean" },
+    // Read by model cascades: a high effort can go straight to the heavy model.
+    reasoning_effort: { enum: ["none", "minimal", "low", "medium", "high", null] },
   },
 } as const;
 
@@ -80,12 +84,14 @@ interface SamplingBody {
   stream_options?: { include_usage?: boolean } | null;
   stop?: string | string[] | null;
   user?: string;
+  service_tier?: "auto" | "default" | "flex" | "scale" | "priority" | null;
 }
 
 export interface ChatCompletionBody extends SamplingBody {
   messages: { role: "system" | "developer" | "user" | "assistant" | "tool"; content?: string | { type: "text"; text: string }[] | null }[];
   max_completion_tokens?: number;
   continue_final_message?: boolean;
+  reasoning_effort?: "none" | "minimal" | "low" | "medium" | "high" | null;
 }
 
 export interface CompletionBody extends SamplingBody {

@@ -3,16 +3,19 @@ import type { ServerResponse } from "node:http";
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from "fastify";
 import type { Clock } from "../core/clock.js";
 import { wallClock } from "../core/clock.js";
-import type { GenerationRequest } from "../core/request.js";
+import { promptText, type GenerationRequest } from "../core/request.js";
 import type { TextSink } from "../engines/engine.js";
-import type { Fleet, Replica } from "../fleet/fleet.js";
+import type { Fleet, Replica, ServedModel } from "../fleet/fleet.js";
 import type { Policy } from "../scheduler/pipeline.js";
 import { leastLoaded } from "../scheduler/policies.js";
 import { FlotillaError } from "../core/errors.js";
 import type { RouteHints } from "../metering/pricing.js";
 import { openTenancy, type Principal, type Settlement, type Tenancy } from "../metering/tenancy.js";
 import { loggerOptions, registerObservability, type ObservabilityOptions } from "../obs/index.js";
+import type { PriorityClass } from "../scheduler/admission.js";
+import { decideCascade, type Cascade, type CascadeDecision } from "../scheduler/cascade.js";
 import { registerAdminRoutes } from "./admin.js";
+import { AdmissionGate } from "./admission-gate.js";
 import { registerTenancyRoutes } from "./tenancy-routes.js";
 import { sleep } from "./sleep.js";
 import { Dispatcher, type Dispatched } from "./dispatcher.js";
@@ -38,6 +41,11 @@ export interface GatewayOptions {
   readonly slowFirstTokenMs?: number;
   /** Keys, limits and the usage ledger; without one every caller is anonymous and unmetered. */
   readonly tenancy?: Tenancy;
+  /** Requests that wait for capacity, per model, before 429 (default: the sum of its replicas' max_queue); and per tenant (default: no own limit). */
+  readonly maxQueued?: number;
+  readonly maxQueuedPerTenant?: number;
+  /** Model aliases served by a light model first and a heavy one for hard requests (buildCascades). */
+  readonly cascades?: ReadonlyMap<string, Cascade>;
   /** Per replica id, its speed, price and energy for the router's TTFT, cost and energy scorers (from the fleet file's hardware). */
   readonly routeHints?: (replicaId: string) => RouteHints | undefined;
   /** The TTFT objective cost-aware routing holds replicas to, ms. */
@@ -77,6 +85,11 @@ export function createGatewayWithShutdown(opts: GatewayOptions): Gateway {
     ...(opts.routeHints === undefined ? {} : { routeHints: (r: Replica) => opts.routeHints!(r.id) }),
     ...(opts.ttftSloMs === undefined ? {} : { ttftSloMs: opts.ttftSloMs }),
   });
+  const gate = new AdmissionGate({
+    clock,
+    ...(opts.maxQueued === undefined ? {} : { maxQueued: opts.maxQueued }),
+    ...(opts.maxQueuedPerTenant === undefined ? {} : { maxQueuedPerTenant: opts.maxQueuedPerTenant }),
+  });
   const app = Fastify({
     bodyLimit: opts.bodyLimit ?? 4 * 1024 * 1024,
     logger: loggerOptions(opts.logLevel ?? "warn", opts.observability?.logDestination),
@@ -107,6 +120,7 @@ export function createGatewayWithShutdown(opts: GatewayOptions): Gateway {
   registerAdminRoutes(app, opts.fleet, opts.adminToken);
   registerTenancyRoutes(app, tenancy, opts.adminToken, (r) => principals.get(r));
   const observer = registerObservability(app, opts.fleet, { clock, ...opts.observability });
+  observer.admissionQueue = () => gate.depths();
 
   app.setErrorHandler((err, request, reply) => {
     const http = toHttpError(err);
@@ -131,26 +145,46 @@ export function createGatewayWithShutdown(opts: GatewayOptions): Gateway {
   // Where llama-server, vLLM and SGLang answer, so a Flotilla can itself be an upstream engine.
   app.get("/health", readiness);
 
+  const cascades = opts.cascades ?? new Map<string, Cascade>();
   app.get("/v1/models", () => {
     const created = Math.floor(clock.epochMs() / 1000);
-    return {
-      object: "list",
-      data: [...opts.fleet.models()].map((m) => ({ id: m.name, object: "model", created, owned_by: "flotilla" })),
-    };
+    const names = [...[...opts.fleet.models()].map((m) => m.name), ...cascades.keys()];
+    return { object: "list", data: names.map((id) => ({ id, object: "model", created, owned_by: "flotilla" })) };
   });
 
   app.get<{ Params: { id: string } }>("/v1/models/*", (request, reply) => {
     const id = (request.params as Record<string, string>)["*"] ?? "";
-    const model = dispatcher.model(id);
-    return reply.send({ id: model.name, object: "model", created: Math.floor(clock.epochMs() / 1000), owned_by: "flotilla" });
+    const name = cascades.has(id) ? id : dispatcher.model(id).name;
+    return reply.send({ id: name, object: "model", created: Math.floor(clock.epochMs() / 1000), owned_by: "flotilla" });
   });
+
+  /** The model a request runs on: itself, or for a cascade alias the leg its features call for. */
+  const target = (request: FastifyRequest, body: ChatCompletionBody | CompletionBody, generation: GenerationRequest): { model: ServedModel; leg?: CascadeDecision } => {
+    const cascade = cascades.get(body.model);
+    if (cascade === undefined) return { model: dispatcher.model(body.model) };
+    const hint = request.headers["x-flotilla-cascade"];
+    if (hint !== undefined && hint !== "light" && hint !== "heavy") {
+      throw new FlotillaError("invalid_request", `x-flotilla-cascade must be "light" or "heavy", got ${JSON.stringify(hint)}`, { param: "x-flotilla-cascade" });
+    }
+    const light = dispatcher.model(cascade.config.light);
+    const effort = "reasoning_effort" in body ? body.reasoning_effort : undefined;
+    const leg = decideCascade(cascade, {
+      ...(hint === undefined ? {} : { hint }),
+      ...(effort == null ? {} : { reasoningEffort: effort }),
+      ...(cascade.config.escalate?.minPromptTokens === undefined ? {} : { promptTokens: dispatcher.promptTokens(light, generation) ?? estimateTokens(generation) }),
+      ...(cascade.keywordPattern === undefined ? {} : { text: promptText(generation.prompt) }),
+    });
+    if (leg.leg === "heavy") observer.cascadeEscalated(body.model, leg.reason);
+    return { model: dispatcher.model(leg.model), leg };
+  };
 
   const serve = (endpoint: Endpoint, toRequest: (id: string, body: never) => GenerationRequest) =>
     async (request: FastifyRequest<{ Body: ChatCompletionBody | CompletionBody }>, reply: FastifyReply): Promise<void> => {
       const body = request.body;
-      const model = dispatcher.model(body.model);
       const id = `${endpoint === "chat" ? "chatcmpl" : "cmpl"}-${request.id}`;
       const generation = toRequest(request.id, body as never);
+      const { model, leg } = target(request, body, generation);
+      const cascadeInfo = leg === undefined ? {} : { cascade: body.model, cascade_leg: leg.leg, cascade_reason: leg.reason };
       const meta: ResponseMeta = { endpoint, id, created: Math.floor(clock.epochMs() / 1000), model: model.name };
       const timeoutMs = requestTimeout(request.headers["x-flotilla-timeout-ms"], maxTimeoutMs);
       const ticket = await tenancy.admit({
@@ -186,13 +220,27 @@ export function createGatewayWithShutdown(opts: GatewayOptions): Gateway {
         lastReplica = replica.id;
         watch.attempt(replica);
       };
-      const extension = (d: Dispatched): ServedBy => ({ ...ticket.price(d.usage, d.replica.id, clock.now() - started), ...servedBy(d) });
+      const principal = principals.get(request);
+      let release: (() => void) | undefined;
+      const extension = (d: Dispatched): ServedBy => ({ ...ticket.price(d.usage, d.replica.id, clock.now() - started), ...servedBy(d), ...cascadeInfo });
       let result: Dispatched | undefined;
       try {
         // Session affinity: the OpenAI `user` field, or a header for clients that cannot set it.
         const session = request.headers["x-flotilla-session"];
         const affinityKey = typeof session === "string" && session.length > 0 ? session : body.user;
         const routing = affinityKey === undefined ? {} : { affinityKey };
+        // Past every replica's slots, requests wait their fair turn here.
+        release = await gate.enter(
+          model,
+          {
+            tenant: principal?.tenantId ?? "",
+            priority: priorityOf(principal, body.service_tier, request.headers["x-flotilla-priority"]),
+            ...(principal?.weight === undefined ? {} : { weight: principal.weight }),
+            cost: () => (dispatcher.promptTokens(model, generation) ?? estimateTokens(generation)) + (generation.sampling.maxTokens ?? DEFAULT_OUTPUT_ESTIMATE),
+            deadlineMs: started + timeoutMs,
+          },
+          cancel.signal,
+        );
         if (body.stream === true) {
           result = await stream(reply, meta, body.stream_options?.include_usage === true, extension, (onText, attempt) =>
             dispatcher.run(
@@ -218,6 +266,7 @@ export function createGatewayWithShutdown(opts: GatewayOptions): Gateway {
         if (!timedOut) throw err;
         throw new FlotillaError("deadline_exceeded", `the request ran past its ${timeoutMs} ms deadline and was cancelled`, { cause: err });
       } finally {
+        release?.();
         clearTimeout(deadline);
         const settled: Settlement = { ...settlement(result, lastReplica, clock.now() - started, cancel.signal.aborted, timedOut), streamedTokens };
         watch.finish(settled);
@@ -229,6 +278,7 @@ export function createGatewayWithShutdown(opts: GatewayOptions): Gateway {
   app.post("/v1/completions", { schema: { body: completionSchema } }, serve("completion", completionRequest));
 
   app.addHook("onClose", async () => {
+    gate.close();
     await opts.fleet.close();
   });
 
@@ -242,6 +292,26 @@ export function createGatewayWithShutdown(opts: GatewayOptions): Gateway {
   };
 
   return { app, shutdown };
+}
+
+/** Fair-share cost of a request that set no max_tokens: a typical answer's length. */
+const DEFAULT_OUTPUT_ESTIMATE = 256;
+
+function estimateTokens(request: GenerationRequest): number {
+  return Math.ceil((promptText(request.prompt).length + (request.continuation?.length ?? 0)) / 4);
+}
+
+/**
+ * A tenant's class is its ceiling: a request may lower itself to batch
+ * (OpenAI's service_tier "flex", or x-flotilla-priority: batch), never rise
+ * above its tenant's class.
+ */
+function priorityOf(principal: Principal | undefined, serviceTier: string | null | undefined, header: string | string[] | undefined): PriorityClass {
+  if (principal?.priority === "batch") return "batch";
+  if (serviceTier === "flex") return "batch";
+  if (header === undefined) return "interactive";
+  if (header === "batch" || header === "interactive") return header;
+  throw new FlotillaError("invalid_request", `x-flotilla-priority must be "interactive" or "batch", got ${JSON.stringify(header)}`, { param: "x-flotilla-priority" });
 }
 
 function requestTimeout(header: string | string[] | undefined, maxMs: number): number {

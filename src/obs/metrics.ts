@@ -83,6 +83,16 @@ export function createMetrics(obs: Observatory): Registry {
       this.set(obs.inFlight);
     },
   });
+  new Gauge({
+    name: "flotilla_admission_queued_requests",
+    help: "Requests waiting at the gateway for capacity (every replica's slots busy), by model and priority class.",
+    labelNames: ["model", "priority"],
+    registers,
+    collect() {
+      this.reset();
+      for (const q of obs.admissionQueue()) this.set({ model: q.model, priority: q.priority }, q.count);
+    },
+  });
   replicaCounter("flotilla_input_tokens_total", "Prompt tokens processed by successful requests (replayed text of a continuation included), by the replica that finished.", (s) => s.inputTokens);
   replicaCounter("flotilla_cached_input_tokens_total", "Prompt tokens served from the engine's KV cache instead of recomputed.", (s) => s.cachedTokens);
   replicaCounter("flotilla_output_tokens_total", "Output tokens generated, counted as they stream, by the replica that generated them.", (s) => s.outputTokens);

@@ -240,6 +240,8 @@ export class Observatory implements RequestObserver {
   readonly #scratch = new Float64Array(TTFT_RING);
   finished = 0;
   inFlight = 0;
+  /** Requests waiting for capacity at the gateway's admission queue, by model and priority class (set by the gateway). */
+  admissionQueue: () => readonly { readonly model: string; readonly priority: string; readonly count: number }[] = () => [];
   #joules = 0;
   #usd = 0;
   readonly #history: FleetPoint[] = [];

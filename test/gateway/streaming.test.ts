@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { after, before, describe, it } from "node:test";
-import { eventually, startGateway, tinyFleet, TINY_MODEL, totalActive, type RunningGateway } from "../helpers.js";
+import { eventually, eventuallyAsync, gateQueued, startGateway, tinyFleet, TINY_MODEL, totalActive, type RunningGateway } from "../helpers.js";
 
 function curl(args: string[]): Promise<{ code: number | null; out: string }> {
   return new Promise((resolve, reject) => {
@@ -111,7 +111,8 @@ describe("backpressure", () => {
       const first = send();
       await eventually(() => totalActive(gw.fleet) === 1, 2_000, "the first to run");
       const second = send();
-      await eventually(() => totalActive(gw.fleet) === 2, 2_000, "the second to queue");
+      // It waits at the gateway's fair-share queue, which has the replica's one queue place.
+      await eventuallyAsync(async () => (await gateQueued(gw.url, "tiny")) === 1, "the second to queue");
       const third = await send();
       assert.equal(third.status, 429);
       assert.ok(Number(third.headers.get("retry-after")) >= 1);

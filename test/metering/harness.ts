@@ -8,7 +8,7 @@ import pg from "pg";
 import { buildFleet } from "../../src/fleet/build.js";
 import { parseFleetConfig } from "../../src/fleet/config.js";
 import type { Fleet } from "../../src/fleet/fleet.js";
-import { createGateway } from "../../src/gateway/server.js";
+import { createGateway, type GatewayOptions } from "../../src/gateway/server.js";
 import { promptCounter, rateBookFromConfig } from "../../src/metering/config.js";
 import { openStoreTenancy, type StoreTenancy, type StoreTenancyOptions } from "../../src/metering/store-tenancy.js";
 import { openStore, type Store } from "../../src/store/index.js";
@@ -101,7 +101,7 @@ export interface TenantGateway {
 /** An in-process gateway over the tiny model, with a tenancy on `storeUrl`. */
 export async function startTenantGateway(
   storeUrl: string,
-  opts: { config?: unknown; adminToken?: string; tenancy?: Partial<StoreTenancyOptions> } = {},
+  opts: { config?: unknown; adminToken?: string; tenancy?: Partial<StoreTenancyOptions>; gateway?: Partial<GatewayOptions> } = {},
 ): Promise<TenantGateway> {
   const config = parseFleetConfig(opts.config ?? tinyConfig({ hardware: "h100" }));
   const fleet = buildFleet(config, { baseDir: process.cwd(), env: process.env });
@@ -114,7 +114,7 @@ export async function startTenantGateway(
     log: () => {},
     ...opts.tenancy,
   });
-  const app = createGateway({ fleet, tenancy, logLevel: "silent", ...(opts.adminToken === undefined ? {} : { adminToken: opts.adminToken }) });
+  const app = createGateway({ fleet, tenancy, logLevel: "silent", ...(opts.adminToken === undefined ? {} : { adminToken: opts.adminToken }), ...opts.gateway });
   await app.listen({ host: "127.0.0.1", port: 0 });
   const { port } = app.server.address() as AddressInfo;
   return {

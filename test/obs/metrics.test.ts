@@ -175,7 +175,7 @@ describe("/metrics after known traffic", () => {
       assert.ok(f.help.length > 10, `${f.name} has help`);
       for (const m of f.metrics) {
         for (const [k, v] of Object.entries(m.labels ?? {})) {
-          assert.ok(["model", "replica", "endpoint", "status", "tenant", "hardware", "engine", "state", "reason", "method", "route", "code", "le"].includes(k), `${f.name} label ${k} is a bounded one`);
+          assert.ok(["model", "replica", "endpoint", "status", "tenant", "hardware", "engine", "state", "reason", "priority", "method", "route", "code", "le"].includes(k), `${f.name} label ${k} is a bounded one`);
           if (k === "replica") assert.ok(replicaIds.has(v), `replica label ${v} is a fleet replica`);
         }
       }
