@@ -57,6 +57,7 @@ export interface SimOptions {
   ttftSlo?: number;
   tpotSlo?: number;
   blockTokens?: number;
+  hostKvGb?: number;
   chunkedPrefill?: boolean;
   seed?: number;
   json?: boolean;
@@ -130,6 +131,7 @@ export function registerSimCommand(program: Command, io: SimIo = { stdout: proce
     .option("--ttft-slo <ms>", "goodput SLO on time to first token (default 2000)", num("--ttft-slo", { gt: 0 }))
     .option("--tpot-slo <ms>", "goodput SLO on time per output token (default 100)", num("--tpot-slo", { gt: 0 }))
     .option("--block-tokens <n>", "prefix-cache block size in tokens (default 512)", num("--block-tokens", { int: true, min: 1 }))
+    .option("--host-kv-gb <gb>", "host-memory KV tier per GPU, GB, for every island (default 256; 0: none)", num("--host-kv-gb", { min: 0 }))
     .option("--no-chunked-prefill", "prefill whole prompts in their own passes")
     .option("--seed <n>", "random seed (default 1)", num("--seed", { int: true }))
     .option("--json", "print the report as JSON on stdout")
@@ -199,6 +201,9 @@ async function rawFleet(opts: SimOptions): Promise<{ raw: Record<string, unknown
   if (opts.repair !== undefined) section("failures").repair_s = opts.repair;
   if (opts.blockTokens !== undefined) section("engine").block_tokens = opts.blockTokens;
   if (opts.chunkedPrefill === false) section("engine").chunked_prefill = false;
+  if (opts.hostKvGb !== undefined && Array.isArray(raw.islands)) {
+    raw.islands = raw.islands.map((isl: unknown) => (typeof isl === "object" && isl !== null ? { ...isl, host_kv_gb: opts.hostKvGb } : isl));
+  }
   if (opts.seed !== undefined) raw.seed = opts.seed;
   return { raw, source };
 }

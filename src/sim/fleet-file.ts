@@ -11,6 +11,7 @@
  *       model: llama-3.1-70b
  *       precision: fp8
  *       tp: 2
+ *       host_kv_gb: 256        # host-memory KV tier per GPU (0: none)
  *   router: { policy: least-loaded }
  *   slo: { ttft_ms: 2000, tpot_ms: 100 }
  *   failures: { mtbf_s: 3600, repair_s: 600 }
@@ -33,6 +34,15 @@ import type { EnergyProfile, HardwareSpec, KvFormat, ModelSpec, PerfProfile, Pre
 import type { Policy } from "../scheduler/pipeline.js";
 import { policies } from "../scheduler/policies.js";
 import { DEFAULT_SAMPLE_SIZE } from "../scheduler/sample.js";
+import { DEFAULT_HOST_LINK_GBS } from "./replica.js";
+
+/**
+ * Host memory per GPU for the KV tier, GB, where the island gives none. A DGX
+ * H100 has 2 TB of system memory for its 8 GPUs (NVIDIA DGX H100 datasheet):
+ * 256 GB a GPU. Assumption: all of that share holds KV; the OS and the engine
+ * take some of it in practice, so this is the generous end.
+ */
+export const DEFAULT_HOST_KV_GB = 256;
 
 const island = z
   .object({
@@ -52,6 +62,10 @@ const island = z
     /** Requests a replica queues before the router counts it full. */
     max_queue: z.number().int().min(0).default(1024),
     pricing: z.enum(["rent", "purchase"]).default("rent"),
+    /** Host memory (CPU DRAM) per device for the KV tier, GB (1e9 bytes); 0 for none. */
+    host_kv_gb: z.number().min(0).max(1_000_000).default(DEFAULT_HOST_KV_GB),
+    /** Host-to-device bandwidth per device, GB/s (1e9 bytes/s, one way). */
+    host_link_gb_s: z.number().gt(0).max(100_000).default(DEFAULT_HOST_LINK_GBS),
   })
   .strict();
 
@@ -141,6 +155,10 @@ export interface SimIsland {
   readonly energy: EnergyProfile;
   /** Context window a replica offers: the model's, or less where KV holds less. */
   readonly contextSize: number;
+  /** KV tokens a replica's host-memory tier holds (0: none). */
+  readonly hostKvTokens: number;
+  /** Host-to-device bandwidth per device, GB/s. */
+  readonly hostLinkGBs: number;
   /** $ per hour of one replica (tp devices). */
   readonly usdPerHour: number;
   /** Index of the island's first replica in fleet order. */
@@ -254,6 +272,9 @@ export function resolveSimFleet(raw: unknown, source = "fleet file"): SimFleet {
       profile,
       energy: makeEnergyProfile(profile, hardware, precision),
       contextSize: Math.min(model.contextLength, profile.kvCapacityTokens),
+      // Each device keeps its own shard of every block, so the tier holds a device's GB over a device's KV bytes per token.
+      hostKvTokens: Math.floor((isl.host_kv_gb * 1e9) / profile.kvBytesPerToken),
+      hostLinkGBs: isl.host_link_gb_s,
       usdPerHour: tp * deviceUsdPerHour(hardware, { pricing: isl.pricing }),
       firstReplica: first,
     });

@@ -2,32 +2,53 @@
  * Least-recently-used sets of block hashes, and the prefix cache of one
  * replica built from them.
  *
- * A JavaScript Map iterates in insertion order, so deleting and re-inserting
- * a key moves it to the young end, and the first key is the oldest: an LRU
- * with no bookkeeping of its own.
+ * The LRU is a doubly linked list threaded through typed arrays, with a Map
+ * from hash to slot: touching, inserting and evicting allocate nothing. (A
+ * Map alone, iterated in insertion order, is an LRU too, but finding its
+ * oldest key makes an iterator per eviction, and every key deleted from the
+ * front stays a hole the next iterator walks over until the table is
+ * rebuilt: with the host tier's thousands of blocks that cost more than the
+ * rest of a simulation.)
  */
 export class BlockLru {
-  readonly #map = new Map<number, true>();
   readonly capacity: number;
+  readonly #slot = new Map<number, number>();
+  #key: Float64Array;
+  /** Towards the oldest / the youngest; -1 ends the list. */
+  #older: Int32Array;
+  #younger: Int32Array;
+  #oldest = -1;
+  #youngest = -1;
+  /** Slots freed by deletion, chained through `#younger`; then never-used slots from `#fresh`. */
+  #freeList = -1;
+  #fresh = 0;
 
   /** `capacity` in blocks; Infinity for a cache that never evicts. */
   constructor(capacity = Infinity) {
     if (!(capacity >= 0)) throw new RangeError(`LRU capacity must be >= 0, got ${capacity}`);
     this.capacity = capacity;
+    const initial = Math.max(1, Math.min(capacity, 1024));
+    this.#key = new Float64Array(initial);
+    this.#older = new Int32Array(initial);
+    this.#younger = new Int32Array(initial);
   }
 
   get size(): number {
-    return this.#map.size;
+    return this.#slot.size;
   }
 
   has(hash: number): boolean {
-    return this.#map.has(hash);
+    return this.#slot.has(hash);
   }
 
   /** Marks `hash` most recently used if present; returns whether it was. */
   touch(hash: number): boolean {
-    if (!this.#map.delete(hash)) return false;
-    this.#map.set(hash, true);
+    const s = this.#slot.get(hash);
+    if (s === undefined) return false;
+    if (s !== this.#youngest) {
+      this.#unlink(s);
+      this.#linkYoungest(s);
+    }
     return true;
   }
 
@@ -36,35 +57,98 @@ export class BlockLru {
    * oldest while over capacity. Returns how many blocks were evicted.
    */
   insert(hash: number): number {
-    this.#map.delete(hash);
-    this.#map.set(hash, true);
+    return this.touch(hash) ? 0 : this.insertAbsent(hash);
+  }
+
+  /** `insert` for a hash the caller knows is absent (one Map lookup fewer on the hot paths). */
+  insertAbsent(hash: number): number {
     let evicted = 0;
-    while (this.#map.size > this.capacity) {
+    while (this.#slot.size >= this.capacity && this.#oldest >= 0) {
       this.evictOldest();
       evicted++;
     }
+    if (this.capacity < 1) return evicted + 1; // holds nothing: what comes in leaves at once
+    const s = this.#allocate();
+    this.#key[s] = hash;
+    this.#slot.set(hash, s);
+    this.#linkYoungest(s);
     return evicted;
   }
 
   delete(hash: number): boolean {
-    return this.#map.delete(hash);
+    const s = this.#slot.get(hash);
+    if (s === undefined) return false;
+    this.#remove(hash, s);
+    return true;
   }
 
   /** Removes and returns the least recently used hash, or undefined when empty. */
   evictOldest(): number | undefined {
-    const first = this.#map.keys().next();
-    if (first.done === true) return undefined;
-    this.#map.delete(first.value);
-    return first.value;
+    const s = this.#oldest;
+    if (s < 0) return undefined;
+    const hash = this.#key[s]!;
+    this.#remove(hash, s);
+    return hash;
   }
 
   /** Oldest first. */
-  keys(): IterableIterator<number> {
-    return this.#map.keys();
+  *keys(): IterableIterator<number> {
+    for (let s = this.#oldest; s >= 0; s = this.#younger[s]!) yield this.#key[s]!;
   }
 
   clear(): void {
-    this.#map.clear();
+    this.#slot.clear();
+    this.#oldest = -1;
+    this.#youngest = -1;
+    this.#freeList = -1;
+    this.#fresh = 0;
+  }
+
+  #remove(hash: number, s: number): void {
+    this.#slot.delete(hash);
+    this.#unlink(s);
+    this.#younger[s] = this.#freeList;
+    this.#freeList = s;
+  }
+
+  #allocate(): number {
+    const s = this.#freeList;
+    if (s >= 0) {
+      this.#freeList = this.#younger[s]!;
+      return s;
+    }
+    if (this.#fresh === this.#key.length) this.#grow();
+    return this.#fresh++;
+  }
+
+  #grow(): void {
+    const n = this.#key.length * 2;
+    const key = new Float64Array(n);
+    key.set(this.#key);
+    const older = new Int32Array(n);
+    older.set(this.#older);
+    const younger = new Int32Array(n);
+    younger.set(this.#younger);
+    this.#key = key;
+    this.#older = older;
+    this.#younger = younger;
+  }
+
+  #unlink(s: number): void {
+    const o = this.#older[s]!;
+    const y = this.#younger[s]!;
+    if (o >= 0) this.#younger[o] = y;
+    else this.#oldest = y;
+    if (y >= 0) this.#older[y] = o;
+    else this.#youngest = o;
+  }
+
+  #linkYoungest(s: number): void {
+    this.#older[s] = this.#youngest;
+    this.#younger[s] = -1;
+    if (this.#youngest >= 0) this.#younger[this.#youngest] = s;
+    else this.#oldest = s;
+    this.#youngest = s;
   }
 }
 
@@ -139,7 +223,7 @@ export class PrefixCache {
       if (refs > 1) pinned.set(h, refs - 1);
       else {
         pinned.delete(h);
-        this.#free.insert(h);
+        this.#free.insertAbsent(h); // a pinned block is never in the free list
       }
     }
   }
@@ -147,6 +231,11 @@ export class PrefixCache {
   /** Evicts the least recently used cached block; false when none is evictable. */
   evictOne(): boolean {
     return this.#free.evictOldest() !== undefined;
+  }
+
+  /** Evicts the least recently used cached block and returns its hash (for a lower tier to keep); undefined when none is evictable. */
+  evictOldest(): number | undefined {
+    return this.#free.evictOldest();
   }
 
   clear(): void {

@@ -106,11 +106,14 @@ export function renderMarkdown(r: SimReport, opts: MarkdownOptions = {}): string
   const promptTotal = c.cachedPromptTokens + c.computedPromptTokens;
   out.push(
     table(
-      ["block lookups", "blocks hit", "hit rate (blocks)", "prompt tokens from cache"],
-      [[int(c.blockRefs), int(c.blockHits), pct(c.hitRate), `${int(c.cachedPromptTokens)} (${pct(promptTotal > 0 ? c.cachedPromptTokens / promptTotal : 0)})`]],
-      new Set([0, 1, 2, 3]),
+      ["block lookups", "blocks hit", "hit rate (blocks)", "in HBM", "from host memory", "prompt tokens from cache"],
+      [[int(c.blockRefs), int(c.blockHits), pct(c.hitRate), pct(c.hbmHitRate), pct(c.hostHitRate), `${int(c.cachedPromptTokens)} (${pct(promptTotal > 0 ? c.cachedPromptTokens / promptTotal : 0)})`]],
+      new Set([0, 1, 2, 3, 4, 5]),
     ),
   );
+  if (c.hostBlockHits > 0 || c.hostStores > 0) {
+    out.push("", `Host-memory tier: ${int(c.hostStores)} blocks written on eviction from HBM, ${int(c.hostBlockHits)} loaded back; passes waited ${fmt(c.hostLoadS)} replica-seconds for loads.`);
+  }
   out.push("");
   out.push("## Energy and cost");
   out.push("");

@@ -20,12 +20,31 @@
  * needed (LRU). When decoding outgrows memory, the most recently admitted
  * sequence is preempted: its KV is dropped and it waits at the head of the
  * queue to be recomputed (prompt plus the tokens it had generated).
+ *
+ * Host tier (optional, `hostKvTokens`): blocks evicted from HBM are kept in
+ * host memory (CPU DRAM), an LRU of its own, as vLLM's CPU offloading,
+ * LMCache, SGLang's HiCache and Mooncake's store do. At admission the
+ * request's chain is looked up in both tiers: the leading run of blocks found
+ * in either is a hit, and those found only in host memory are copied back
+ * over the host link. The copy is synchronous, as a KV connector's default
+ * load is: the pass that admits the sequence starts with it, so that pass
+ * (and every sequence in it) takes the load time longer. Writing evicted
+ * blocks to host memory runs the other way on a full-duplex link, overlapped
+ * with compute, so it costs energy but no time.
  */
 import type { EnergyProfile, PerfProfile } from "../hardware/index.js";
 import { decodeStepJoules, decodeStepMs, gemmFlops, passMs, prefillJoules, prefillMs, weightBytesRead } from "../hardware/index.js";
-import { PrefixCache } from "./lru.js";
+import { BlockLru, PrefixCache } from "./lru.js";
 
 const EMPTY_BLOCKS = new Int32Array(0);
+
+/**
+ * Host-to-device bandwidth per GPU, GB/s, where none is given. PCIe 5.0 x16
+ * (H100/H200 SXM's host interface, NVIDIA datasheet: 128 GB/s both ways) is
+ * 32 GT/s x 16 lanes x 128/130 = 63 GB/s each way. Assumption: copies reach
+ * about 80% of that, 50 GB/s; less where GPUs share a PCIe switch's uplink.
+ */
+export const DEFAULT_HOST_LINK_GBS = 50;
 
 /** One request as a replica sees it. Fields are mutated by the replica; owners read them. */
 export class SimSeq {
@@ -92,6 +111,10 @@ export interface ReplicaParams {
   readonly chunkedPrefill?: boolean;
   /** Tokens per pass: the chunked-prefill budget (default: the profile's maxTokensPerPass). */
   readonly stepTokens?: number;
+  /** KV tokens the host-memory tier holds (Infinity: unlimited); 0, the default, for no host tier. */
+  readonly hostKvTokens?: number;
+  /** Host-to-device bandwidth per device, GB/s: each device loads its own shard of a block (default DEFAULT_HOST_LINK_GBS). */
+  readonly hostLinkGBs?: number;
 }
 
 /** Hears what a step did. Called synchronously from `endStep` (and `failAll`/`cancel` never call it). */
@@ -114,9 +137,15 @@ export interface ReplicaCounters {
   prefillTokens: number;
   /** Prompt tokens served from the prefix cache. */
   cachedTokens: number;
-  /** Block lookups at admission, and those found resident (counted along the chain until the first miss). */
+  /** Block lookups at admission, and those found in HBM or the host tier (counted along the chain until the first miss). */
   blockRefs: number;
   blockHits: number;
+  /** Of `blockHits`, those found only in the host tier, and loaded over the host link. */
+  hostBlockHits: number;
+  /** Milliseconds passes spent loading blocks from the host tier (included in `busyMs`). */
+  hostLoadMs: number;
+  /** Blocks written to the host tier when HBM evicted them (those it did not hold already). */
+  hostStores: number;
   admissions: number;
   completed: number;
   preemptions: number;
@@ -195,6 +224,9 @@ export class ReplicaModel {
   readonly blockTokens: number;
   readonly chunkedPrefill: boolean;
   readonly stepTokens: number;
+  /** Blocks the host tier holds (0: none). */
+  readonly hostCapacityBlocks: number;
+  readonly hostLinkGBs: number;
   // Counters live on the replica itself (one object to touch per step, not two).
   #steps = 0;
   #busyMs = 0;
@@ -204,12 +236,23 @@ export class ReplicaModel {
   #cachedTokens = 0;
   #blockRefs = 0;
   #blockHits = 0;
+  #hostBlockHits = 0;
+  #hostLoadMs = 0;
+  #hostStores = 0;
   #admissions = 0;
   #completed = 0;
   #preemptions = 0;
 
   readonly #listener: ReplicaListener;
   readonly #cache = new PrefixCache();
+  /** The host-memory tier; undefined when there is none. */
+  readonly #host: BlockLru | undefined;
+  /** Time and energy (per device) to load one block from the host tier, and to store one there. */
+  readonly #loadMsPerBlock: number;
+  readonly #loadJoulesPerBlock: number;
+  readonly #storeJoulesPerBlock: number;
+  /** Blocks the pass being planned loads from the host tier. */
+  #passLoads = 0;
   readonly #waiting = new SeqQueue();
   /** Admitted, prompt not yet fully in KV; in admission order. */
   #prefilling: SimSeq[] = [];
@@ -240,6 +283,16 @@ export class ReplicaModel {
     this.chunkedPrefill = params.chunkedPrefill ?? true;
     this.stepTokens = params.stepTokens ?? params.profile.maxTokensPerPass;
     if (!Number.isInteger(this.stepTokens) || this.stepTokens < 1) throw new RangeError(`step token budget must be a positive integer, got ${this.stepTokens}`);
+    const hostTokens = params.hostKvTokens ?? 0;
+    if (!(hostTokens >= 0)) throw new RangeError(`host KV capacity must be >= 0, got ${hostTokens}`);
+    this.hostLinkGBs = params.hostLinkGBs ?? DEFAULT_HOST_LINK_GBS;
+    if (!(this.hostLinkGBs > 0) || this.hostLinkGBs === Infinity) throw new RangeError(`host link bandwidth must be a positive number, got ${this.hostLinkGBs}`);
+    this.hostCapacityBlocks = Math.floor(hostTokens / this.blockTokens);
+    this.#host = this.hostCapacityBlocks > 0 ? new BlockLru(this.hostCapacityBlocks) : undefined;
+    const t = hostTransfer(this.profile, this.energy, this.blockTokens, this.hostLinkGBs);
+    this.#loadMsPerBlock = t.loadMs;
+    this.#loadJoulesPerBlock = t.loadJoules;
+    this.#storeJoulesPerBlock = t.storeJoules;
     this.#listener = listener;
   }
 
@@ -254,6 +307,9 @@ export class ReplicaModel {
       cachedTokens: this.#cachedTokens,
       blockRefs: this.#blockRefs,
       blockHits: this.#blockHits,
+      hostBlockHits: this.#hostBlockHits,
+      hostLoadMs: this.#hostLoadMs,
+      hostStores: this.#hostStores,
       admissions: this.#admissions,
       completed: this.#completed,
       preemptions: this.#preemptions,
@@ -288,13 +344,25 @@ export class ReplicaModel {
   get residentKvTokens(): number {
     return this.#cache.residentBlocks * this.blockTokens + this.#privateTokens;
   }
-  /** Whether the prefix cache holds block `hash`. */
+  /** Whether the prefix cache holds block `hash`, in HBM or in the host tier. */
   cachedBlock(hash: number): boolean {
-    return this.#cache.has(hash);
+    return this.#cache.has(hash) || this.#host?.has(hash) === true;
   }
-  /** Leading blocks of a chain the prefix cache holds (what a prefix-aware router would score). */
+  /** Whether block `hash` is in the host tier. */
+  hostBlock(hash: number): boolean {
+    return this.#host?.has(hash) === true;
+  }
+  /** Blocks in the host tier. */
+  get hostBlocks(): number {
+    return this.#host?.size ?? 0;
+  }
+  /** Leading blocks of a chain either tier holds (what a prefix-aware router would score). */
   prefixHits(blocks: ArrayLike<number>, start = 0, end = blocks.length): number {
-    return this.#cache.leadingHits(blocks, start, end);
+    const cache = this.#cache;
+    const host = this.#host;
+    let i = start;
+    while (i < end && (cache.has(blocks[i]!) || host?.has(blocks[i]!) === true)) i++;
+    return i - start;
   }
 
   /** Queues a request; it is admitted at a step boundary. */
@@ -384,6 +452,7 @@ export class ReplicaModel {
     this.#prefilling = [];
     this.#decoding.length = 0;
     this.#cache.clear();
+    this.#host?.clear(); // the engine process, and the host memory it held, go with the device
     this.#resident = 0;
     this.#privateTokens = 0;
     this.#decodeContext = 0;
@@ -455,6 +524,21 @@ export class ReplicaModel {
     const kvBytes = (this.#decodeContext + prefillKv) * p.kvBytesPerToken;
     const ms = passMs(p, tokens, attnFlops, kvBytes);
     this.#stepJoules = passJoules(p, this.energy, tokens, attnFlops, kvBytes, ms);
+    return ms + this.#takeLoads();
+  }
+
+  /**
+   * The host-tier loads of the pass being planned (admissions counted them in
+   * `#passLoads`): their time, which the pass waits for before it computes,
+   * and their energy go to the pass.
+   */
+  #takeLoads(): number {
+    const blocks = this.#passLoads;
+    if (blocks === 0) return 0;
+    this.#passLoads = 0;
+    const ms = blocks * this.#loadMsPerBlock;
+    this.#hostLoadMs += ms;
+    this.#stepJoules += blocks * this.#loadJoulesPerBlock;
     return ms;
   }
 
@@ -481,7 +565,7 @@ export class ReplicaModel {
       this.#prefillStep = true;
       this.#stepJoules = joules;
       this.#prefillTokens += tokens;
-      return ms;
+      return ms + this.#takeLoads();
     }
     const decoders = this.#decoding.length;
     if (decoders === 0) return -1;
@@ -511,11 +595,23 @@ export class ReplicaModel {
       if (committed + unpinned * bs + privateNew > this.kvCapacityTokens) return false;
     }
     this.#waiting.shift();
-    const hits = cache.leadingHits(blocks, blockStart, blockEnd);
+    // The leading run of blocks found in either tier; those only in host memory are loaded (and stay there too).
+    const host = this.#host;
+    let end = blockStart;
+    let loads = 0;
+    for (; end < blockEnd; end++) {
+      const h = blocks[end]!;
+      if (cache.has(h)) continue;
+      if (host === undefined || !host.touch(h)) break;
+      loads++;
+    }
+    const hits = end - blockStart;
     cache.acquire(blocks, blockStart, blockEnd);
     this.#resident = cache.residentBlocks;
     this.#blockRefs += blockEnd - blockStart;
     this.#blockHits += hits;
+    this.#hostBlockHits += loads;
+    this.#passLoads += loads;
     this.#admissions++;
     const cached = Math.max(0, Math.min(hits * bs, covered, promptTokens - 1));
     this.#cachedTokens += cached;
@@ -559,14 +655,22 @@ export class ReplicaModel {
     this.#decodeContext -= seq.input + seq.generated;
   }
 
-  /** Evicts cached blocks while resident KV exceeds capacity. */
+  /** Evicts cached blocks while resident KV exceeds capacity; the host tier, if any, keeps them. */
   #evictToFit(): void {
     const bs = this.blockTokens;
     const cap = this.kvCapacityTokens;
     if (this.#resident * bs + this.#privateTokens <= cap) return;
     const cache = this.#cache;
-    while (cache.residentBlocks * bs + this.#privateTokens > cap && cache.evictOne()) {
-      // evicted one
+    const host = this.#host;
+    while (cache.residentBlocks * bs + this.#privateTokens > cap) {
+      const h = cache.evictOldest();
+      if (h === undefined) break;
+      // A block loaded from host memory is still there: refreshing it costs no copy.
+      if (host !== undefined && !host.touch(h)) {
+        host.insertAbsent(h);
+        this.#hostStores++;
+        this.#joulesPerDevice += this.#storeJoulesPerBlock;
+      }
     }
     this.#resident = cache.residentBlocks;
   }
@@ -611,4 +715,19 @@ export function passJoules(p: PerfProfile, e: EnergyProfile, tokens: number, att
     (weightBytesRead(p, tokens) + kvBytes + tokens * p.activationBytesPerToken) * e.pjPerByteMemory +
     tokens * p.commBytesPerToken * e.pjPerByteLink;
   return Math.min(e.tdpW * s, e.staticW * s + pj * 1e-12);
+}
+
+/**
+ * Moving one block of KV between host memory and HBM, per device (each of the
+ * tp devices moves its own shard over its own host link): the load's time,
+ * and the energy of a load and of a store. Energy counts the device's side
+ * only: the link's SerDes (the catalog's link pJ/bit, a scale-up link's
+ * figure standing in for PCIe's: an assumption) and the HBM access, plus
+ * static power while a pass waits for a load; host DRAM is the CPU's.
+ */
+export function hostTransfer(p: PerfProfile, e: EnergyProfile, blockTokens: number, linkGBs: number): { loadMs: number; loadJoules: number; storeJoules: number } {
+  const bytes = blockTokens * p.kvBytesPerToken;
+  const loadMs = bytes / (linkGBs * 1e6);
+  const moveJoules = bytes * (e.pjPerByteLink + e.pjPerByteMemory) * 1e-12;
+  return { loadMs, loadJoules: moveJoules + (e.staticW * loadMs) / 1000, storeJoules: moveJoules };
 }

@@ -76,7 +76,21 @@ export interface SimReport {
   readonly goodput: { readonly requests: number; readonly share: number; readonly requestsPerS: number };
   /** Share of replica-time up (not failed or in repair), and how often replicas failed. */
   readonly availability: { readonly share: number; readonly failures: number; readonly downReplicaS: number };
-  readonly cache: { readonly blockRefs: number; readonly blockHits: number; readonly hitRate: number; readonly cachedPromptTokens: number; readonly computedPromptTokens: number };
+  readonly cache: {
+    readonly blockRefs: number;
+    /** Blocks found in either tier; `hitRate` is their share of lookups. */
+    readonly blockHits: number;
+    readonly hitRate: number;
+    /** Of the hits, those in HBM and those loaded from the host tier, each as a share of lookups. */
+    readonly hbmHitRate: number;
+    readonly hostBlockHits: number;
+    readonly hostHitRate: number;
+    /** Replica-seconds passes spent loading from the host tier, and blocks written to it. */
+    readonly hostLoadS: number;
+    readonly hostStores: number;
+    readonly cachedPromptTokens: number;
+    readonly computedPromptTokens: number;
+  };
   readonly energy: { readonly joules: number; readonly joulesPerToken: number; readonly busyJoules: number; readonly idleJoules: number; readonly pue: number };
   readonly cost: { readonly usd: number; readonly usdPerMTok: number; readonly deviceUsd: number; readonly energyUsd: number };
   readonly replicas: readonly ReplicaReport[];
@@ -167,6 +181,9 @@ export function buildReport(result: SimResult): SimReport {
   for (let i = 0; i < trace.count; i++) if (result.requests.status[i] === STATUS.done) completed++;
   let blockRefs = 0;
   let blockHits = 0;
+  let hostBlockHits = 0;
+  let hostLoadMs = 0;
+  let hostStores = 0;
   let cached = 0;
   let computed = 0;
   let outputTokens = 0;
@@ -181,6 +198,9 @@ export function buildReport(result: SimResult): SimReport {
     const isl = islandByName.get(rep.island)!;
     blockRefs += c.blockRefs;
     blockHits += c.blockHits;
+    hostBlockHits += c.hostBlockHits;
+    hostLoadMs += c.hostLoadMs;
+    hostStores += c.hostStores;
     cached += c.cachedTokens;
     computed += c.prefillTokens;
     outputTokens += c.outputTokens;
@@ -255,7 +275,18 @@ export function buildReport(result: SimResult): SimReport {
     throughput: { spanS, requestsPerS: perS(completed), outputTokensPerS: perS(outputTokens), inputTokensPerS: perS(cached + computed) },
     goodput: { requests: lat.good, share: trace.count > 0 ? lat.good / trace.count : 0, requestsPerS: perS(lat.good) },
     availability: availabilityOf(replicas, spanS),
-    cache: { blockRefs, blockHits, hitRate: blockRefs > 0 ? blockHits / blockRefs : 0, cachedPromptTokens: cached, computedPromptTokens: computed },
+    cache: {
+      blockRefs,
+      blockHits,
+      hitRate: share(blockHits, blockRefs),
+      hbmHitRate: share(blockHits - hostBlockHits, blockRefs),
+      hostBlockHits,
+      hostHitRate: share(hostBlockHits, blockRefs),
+      hostLoadS: hostLoadMs / 1000,
+      hostStores,
+      cachedPromptTokens: cached,
+      computedPromptTokens: computed,
+    },
     energy: { joules, joulesPerToken: outputTokens > 0 ? joules / outputTokens : NaN, busyJoules: busyJ, idleJoules: idleJ, pue: fleet.pue },
     cost: { usd, usdPerMTok: outputTokens > 0 ? (usd / outputTokens) * 1e6 : NaN, deviceUsd, energyUsd },
     replicas,
@@ -314,6 +345,10 @@ export function requestsCsv(result: SimResult): string {
 /** JSON text of a report (NaN and Infinity become null, as JSON requires). */
 export function reportJson(report: SimReport): string {
   return `${JSON.stringify(report, (_k, v: unknown) => (typeof v === "number" && !Number.isFinite(v) ? null : v), 2)}\n`;
+}
+
+function share(part: number, whole: number): number {
+  return whole > 0 ? part / whole : 0;
 }
 
 function availabilityOf(replicas: readonly ReplicaReport[], spanS: number): SimReport["availability"] {

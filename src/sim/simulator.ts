@@ -40,6 +40,8 @@ export interface SimulateOptions {
   readonly policy?: Policy;
   /** Overrides every replica's KV capacity in tokens; Infinity for an unlimited cache. */
   readonly kvCapacityTokens?: number;
+  /** Overrides every replica's host-tier capacity in tokens (0: none; Infinity: unlimited). */
+  readonly hostKvTokens?: number;
   /** Stops at this virtual time; requests not finished by then are reported as unfinished. */
   readonly untilMs?: number;
   /** Called about every `progressEveryMs` of wall time (default 100), and once at the end. */
@@ -174,6 +176,8 @@ export function simulate(opts: SimulateOptions): SimResult {
             energy: isl.energy,
             maxBatch: isl.maxBatch,
             kvCapacityTokens: opts.kvCapacityTokens ?? isl.profile.kvCapacityTokens,
+            hostKvTokens: opts.hostKvTokens ?? isl.hostKvTokens,
+            hostLinkGBs: isl.hostLinkGBs,
             blockTokens: fleet.blockTokens,
             chunkedPrefill: fleet.chunkedPrefill,
             ...(fleet.stepTokens !== undefined ? { stepTokens: fleet.stepTokens } : {}),
@@ -220,7 +224,9 @@ export function simulate(opts: SimulateOptions): SimResult {
   const constantsOf = new Map<SimIsland, RouteConstants>();
   for (let r = 0; r < n; r++) {
     const isl = islandOf[r]!;
-    prefixIndex.setCapacity(r, Math.max(1, Math.floor(replicas[r]!.kvCapacityTokens / fleet.blockTokens)));
+    // Both tiers are hits, so the router remembers as many blocks per replica as HBM and host memory hold together.
+    const rep = replicas[r]!;
+    prefixIndex.setCapacity(r, Math.max(1, Math.floor(rep.kvCapacityTokens / fleet.blockTokens) + rep.hostCapacityBlocks));
     if (!constantsOf.has(isl)) constantsOf.set(isl, routeConstants(isl.profile, isl.energy, { usdPerHour: isl.usdPerHour }));
   }
   const pool: MutableCandidate[] = [];

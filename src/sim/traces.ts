@@ -224,6 +224,38 @@ export function scaleRate(trace: Trace, factor: number): Trace {
   return { ...trace, name: `${trace.name} x${factor}`, arrivalMs };
 }
 
+/**
+ * Requests recorded at one timestamp, spread over the gap to the next one.
+ * Some traces round arrivals (the Mooncake conversation trace records about
+ * ten requests at once every 3 s), which turns a steady load into bursts that
+ * no slower replay rate thins out. Each run of equal timestamps gets sorted
+ * uniform random times in [t, next distinct t): a Poisson process given the
+ * counts per interval. The order of requests is kept; the last run spreads
+ * over the median gap. Seeded: the same trace and seed give the same times.
+ */
+export function spreadTies(trace: Trace, random: () => number): Trace {
+  const n = trace.count;
+  const src = trace.arrivalMs;
+  const gaps: number[] = [];
+  for (let i = 1; i < n; i++) if (src[i]! > src[i - 1]!) gaps.push(src[i]! - src[i - 1]!);
+  if (gaps.length === n - 1) return trace; // no ties
+  gaps.sort((a, b) => a - b);
+  const lastGap = gaps.length > 0 ? gaps[gaps.length >> 1]! : 0;
+  const arrivalMs = new Float64Array(n);
+  const offsets: number[] = [];
+  for (let i = 0; i < n; ) {
+    let j = i + 1;
+    while (j < n && src[j] === src[i]) j++;
+    const gap = j < n ? src[j]! - src[i]! : lastGap;
+    offsets.length = 0;
+    for (let k = i; k < j; k++) offsets.push(random() * gap);
+    offsets.sort((a, b) => a - b);
+    for (let k = i; k < j; k++) arrivalMs[k] = src[i]! + offsets[k - i]!;
+    i = j;
+  }
+  return { ...trace, name: `${trace.name} (ties spread)`, arrivalMs };
+}
+
 /** The first `n` requests. */
 export function truncateTrace(trace: Trace, n: number): Trace {
   if (!Number.isInteger(n) || n < 1) throw new RangeError(`truncate must be a positive integer, got ${n}`);

@@ -81,6 +81,17 @@ describe("flotilla sim", () => {
     assert.ok(report.replicas.some((x) => x.failures > 0));
   });
 
+  it("--host-kv-gb sets every island's host tier; 0 turns it off", async () => {
+    const args = ["--trace", MOONCAKE, "--truncate", "300", "--model", "llama-3.1-70b", "--precision", "fp8", "--tp", "2", "--replicas", "2", "--json", "--no-progress"];
+    const on = JSON.parse((await sim(args)).stdout) as SimReport;
+    const off = await sim([...args, "--host-kv-gb", "0"]);
+    assert.equal(off.exitCode, undefined, off.stderr);
+    const offReport = JSON.parse(off.stdout) as SimReport;
+    assert.equal(offReport.cache.hostBlockHits, 0);
+    assert.ok(on.cache.blockHits >= offReport.cache.blockHits);
+    assert.equal((await sim([...args, "--host-kv-gb", "-1"])).exitCode, 1);
+  });
+
   it("draws a progress bar on a terminal", async () => {
     const r = await sim(["--synthetic", "--requests", "20", "--model", "llama-3.1-8b", "--json"], { tty: true });
     assert.equal(r.exitCode, undefined, r.stderr);
