@@ -18,6 +18,8 @@ export interface Sampling {
   readonly topP?: number;
   readonly seed?: number;
   readonly stop?: readonly string[];
+  /** Report each generated token's log-probability, with this many most likely alternatives (0 for none). */
+  readonly logprobs?: number;
 }
 
 export interface GenerationRequest {
@@ -41,9 +43,18 @@ export interface TokenUsage {
   readonly cachedTokens: number;
 }
 
+/** One generated token and how likely the model found it (natural log), with the likeliest alternatives. */
+export interface TokenLogprob {
+  readonly token: string;
+  readonly logprob: number;
+  readonly top: readonly { readonly token: string; readonly logprob: number }[];
+}
+
 export interface GenerationResult {
   readonly finishReason: FinishReason;
   readonly usage: TokenUsage;
+  /** Per generated token, when `sampling.logprobs` asked for them and the engine can tell. */
+  readonly logprobs?: readonly TokenLogprob[];
 }
 
 /** Flattens a prompt into text, for engines and estimates that need one string. */

@@ -9,9 +9,11 @@ import {
   type LlamaContext,
   type LlamaContextSequence,
   type LlamaModel,
+  type ControlledEvaluateInputItem,
+  type Token,
 } from "node-llama-cpp";
 import { FlotillaError } from "../core/errors.js";
-import type { FinishReason, GenerationRequest, GenerationResult, Prompt } from "../core/request.js";
+import type { FinishReason, GenerationRequest, GenerationResult, Prompt, TokenLogprob } from "../core/request.js";
 import type { Engine, EngineLoad, TextSink } from "./engine.js";
 import { SlotPool } from "./slots.js";
 
@@ -126,11 +128,13 @@ export class LocalEngine implements Engine {
       // Text can lag its tokens (a multi-byte character, a possible stop
       // string): tokens are counted as they come and attributed to the next text.
       let pendingTokens = 0;
+      const generated: Token[] = [];
       const options = {
         maxTokens: Math.min(sampling.maxTokens ?? room, room),
         signal,
-        onToken: (tokens: readonly unknown[]) => {
+        onToken: (tokens: readonly Token[]) => {
           pendingTokens += tokens.length;
+          if (sampling.logprobs !== undefined) generated.push(...tokens);
         },
         onTextChunk: (text: string) => {
           if (text.length === 0) return;
@@ -147,9 +151,12 @@ export class LocalEngine implements Engine {
           ? (await slot.completion.generateCompletionWithMeta(request.prompt.text + continuation, options)).metadata.stopReason
           : (await slot.chat.generateResponse(toChatHistory(request.prompt, continuation), options)).metadata.stopReason;
       if (stopReason === "abort") throw new FlotillaError("cancelled", "generation was cancelled");
+      // Scoring re-evaluates the answer: read the meter first, so usage counts the generation only.
       const after = slot.sequence.tokenMeter.getState();
+      const logprobs = sampling.logprobs === undefined ? undefined : await scoreAnswer(slot.sequence, generated, sampling.logprobs, this.#model!);
       const evaluated = after.usedInputTokens - before.usedInputTokens;
       return {
+        ...(logprobs === undefined ? {} : { logprobs }),
         finishReason: finishReason(stopReason),
         usage: {
           promptTokens,
@@ -174,6 +181,50 @@ export class LocalEngine implements Engine {
     await this.#context?.dispose();
     await this.#model?.dispose();
   }
+}
+
+/**
+ * Log-probabilities of the tokens just generated, by teacher forcing: the
+ * answer is evaluated once more over the prompt's cached KV, asking llama.cpp
+ * for each position's logit of the token that followed (and the top ones)
+ * and the softmax normaliser. node-llama-cpp's generators do not report
+ * probabilities, and this costs one prefill of the answer rather than a
+ * hand-written sampling loop. The sequence holds every generated token but
+ * the last (never evaluated) at its end; anything else (a context shift)
+ * means the positions are unknown, and no logprobs are reported.
+ */
+async function scoreAnswer(sequence: LlamaContextSequence, generated: readonly Token[], top: number, model: LlamaModel): Promise<TokenLogprob[] | undefined> {
+  const n = generated.length;
+  if (n === 0) return [];
+  const context = sequence.contextTokens;
+  let start = -1;
+  for (const held of [n - 1, n]) {
+    const from = context.length - held;
+    if (from >= 1 && generated.slice(0, held).every((t, i) => context[from + i] === t)) {
+      start = from;
+      break;
+    }
+  }
+  if (start < 1) return undefined;
+  await sequence.eraseContextTokenRanges([{ start: start - 1, end: sequence.nextTokenIndex }]);
+  const input: ControlledEvaluateInputItem[] = [context[start - 1]!, ...generated.slice(0, n - 1)].map((token, i) => [
+    token,
+    { generateNext: { logits: { filter: { tokens: [generated[i]!], includeMax: true, includeTop: top } }, totalLogitWeight: true } },
+  ]);
+  const out = await sequence.controlledEvaluate(input);
+  const piece = (t: Token): string => model.detokenize([t], true);
+  return generated.map((token, i) => {
+    const next = out[i]?.next;
+    const logits = next?.logits;
+    const weight = next?.totalLogitWeight;
+    if (logits === undefined || weight === undefined) return { token: piece(token), logprob: NaN, top: [] };
+    let max = -Infinity;
+    for (const l of logits.values()) max = Math.max(max, l);
+    // log softmax: logit - max - ln(sum exp(logit - max))
+    const lp = (logit: number): number => logit - max - Math.log(weight);
+    const ranked = [...logits].sort((a, b) => b[1] - a[1]).slice(0, top);
+    return { token: piece(token), logprob: lp(logits.get(token)!), top: ranked.map(([t, l]) => ({ token: piece(t), logprob: lp(l) })) };
+  });
 }
 
 /**

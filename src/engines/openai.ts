@@ -1,6 +1,6 @@
 import { Pool, errors as undiciErrors } from "undici";
 import { FlotillaError } from "../core/errors.js";
-import type { FinishReason, GenerationRequest, GenerationResult } from "../core/request.js";
+import type { FinishReason, GenerationRequest, GenerationResult, TokenLogprob } from "../core/request.js";
 import type { Engine, EngineLoad, TextSink } from "./engine.js";
 import { SlotPool } from "./slots.js";
 import { SseLineDecoder } from "./sse-decoder.js";
@@ -21,8 +21,17 @@ export interface OpenAIEngineOptions {
   readonly requestTimeoutMs?: number;
 }
 
+type UpstreamLogprobs = {
+  /** Chat: one entry per token. */
+  content?: { token: string; logprob: number; top_logprobs?: { token: string; logprob: number }[] }[] | null;
+  /** Completions (legacy): parallel arrays. */
+  tokens?: string[];
+  token_logprobs?: (number | null)[];
+  top_logprobs?: (Record<string, number> | null)[] | null;
+};
+
 type UpstreamChunk = {
-  choices?: { delta?: { content?: string | null }; text?: string; finish_reason?: string | null }[];
+  choices?: { delta?: { content?: string | null }; text?: string; finish_reason?: string | null; logprobs?: UpstreamLogprobs | null }[];
   usage?: { prompt_tokens?: number; completion_tokens?: number; prompt_tokens_details?: { cached_tokens?: number } | null } | null;
   error?: { message?: string } | string;
 };
@@ -128,6 +137,7 @@ export class OpenAIEngine implements Engine {
     let finish: FinishReason | undefined;
     let usage: UpstreamChunk["usage"];
     let completionChars = 0;
+    const logprobs: TokenLogprob[] | undefined = request.sampling.logprobs === undefined ? undefined : [];
     const decoder = new SseLineDecoder();
     const onData = (data: string): void => {
       if (data === "[DONE]") return;
@@ -145,6 +155,7 @@ export class OpenAIEngine implements Engine {
           onText(text, 1);
         }
         if (choice.finish_reason != null) finish = choice.finish_reason === "length" ? "length" : "stop";
+        if (logprobs !== undefined && choice.logprobs != null) collectLogprobs(choice.logprobs, logprobs);
       }
       if (chunk.usage != null) usage = chunk.usage;
     };
@@ -153,6 +164,8 @@ export class OpenAIEngine implements Engine {
       throw new FlotillaError("engine_error", `upstream ${this.#opts.url} closed the stream before it finished`);
     }
     return {
+      // A server that ignores the request for logprobs reports none, rather than an empty list.
+      ...(logprobs === undefined || logprobs.length === 0 ? {} : { logprobs }),
       finishReason: finish,
       usage: {
         promptTokens: usage?.prompt_tokens ?? 0,
@@ -184,6 +197,14 @@ export class OpenAIEngine implements Engine {
     if (sampling.topP !== undefined) body.top_p = sampling.topP;
     if (sampling.seed !== undefined) body.seed = sampling.seed;
     if (sampling.stop !== undefined && sampling.stop.length > 0) body.stop = sampling.stop;
+    if (sampling.logprobs !== undefined) {
+      if (prompt.kind === "chat") {
+        body.logprobs = true;
+        body.top_logprobs = sampling.logprobs;
+      } else {
+        body.logprobs = sampling.logprobs;
+      }
+    }
     return body;
   }
 
@@ -217,6 +238,16 @@ function isConnectionError(err: unknown): boolean {
 }
 
 /** Maps an upstream HTTP error to the gateway's vocabulary, keeping its message. */
+/** Appends a chunk's logprobs, in either of OpenAI's two shapes, to `into`. */
+function collectLogprobs(lp: UpstreamLogprobs, into: TokenLogprob[]): void {
+  for (const c of lp.content ?? []) into.push({ token: c.token, logprob: c.logprob, top: c.top_logprobs ?? [] });
+  const tokens = lp.tokens ?? [];
+  for (let i = 0; i < tokens.length; i++) {
+    const top = lp.top_logprobs?.[i];
+    into.push({ token: tokens[i]!, logprob: lp.token_logprobs?.[i] ?? NaN, top: top == null ? [] : Object.entries(top).map(([token, logprob]) => ({ token, logprob })) });
+  }
+}
+
 function upstreamError(status: number, body: string): FlotillaError {
   let message = body.slice(0, 500);
   try {

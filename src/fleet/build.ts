@@ -65,6 +65,7 @@ export function buildCascades(config: FleetConfig): ReadonlyMap<string, Cascade>
             ...(c.escalate.reasoning_effort === undefined ? {} : { reasoningEffort: c.escalate.reasoning_effort }),
             ...(c.escalate.min_prompt_tokens === undefined ? {} : { minPromptTokens: c.escalate.min_prompt_tokens }),
             ...(c.escalate.keywords === undefined ? {} : { keywords: c.escalate.keywords }),
+            ...(c.escalate.min_mean_logprob === undefined ? {} : { minMeanLogprob: c.escalate.min_mean_logprob }),
           },
         },
         c.name,

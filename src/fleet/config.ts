@@ -78,6 +78,8 @@ export const cascadeConfig = z
         min_prompt_tokens: z.number().int().min(1).optional(),
         /** Words or phrases in the prompt that send it to the heavy model (case-insensitive, whole words). */
         keywords: z.array(z.string().trim().min(1)).optional(),
+        /** A light answer whose mean token log-probability is below this is redone by the heavy model (e.g. -1.5). */
+        min_mean_logprob: z.number().max(0).optional(),
       })
       .strict()
       .default({}),

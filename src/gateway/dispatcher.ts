@@ -201,6 +201,8 @@ export class Dispatcher {
         if (slow) replica.health.failed();
         else replica.health.succeeded();
         return {
+          // After a continuation, only the resuming replica's tokens: the one that failed never scored its part.
+          ...(result.logprobs === undefined ? {} : { logprobs: result.logprobs }),
           finishReason: result.finishReason,
           // The replayed text was input to the replica that finished, so it
           // is in its prompt count; output is every token actually generated.

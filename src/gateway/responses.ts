@@ -1,4 +1,4 @@
-import type { FinishReason, TokenUsage } from "../core/request.js";
+import type { FinishReason, TokenLogprob, TokenUsage } from "../core/request.js";
 
 /**
  * OpenAI response shapes. Stream chunks are built by string concatenation
@@ -33,11 +33,36 @@ export interface ServedBy {
   readonly [extra: string]: number | string;
 }
 
-export function completeResponse(meta: ResponseMeta, text: string, finishReason: FinishReason, usage: TokenUsage, servedBy: ServedBy): Record<string, unknown> {
+/** OpenAI's logprobs object for one choice: chat's `content` list, or the legacy completions arrays. */
+export function logprobsJson(endpoint: Endpoint, logprobs: readonly TokenLogprob[] | undefined): Record<string, unknown> | null {
+  if (logprobs === undefined) return null;
+  const bytes = (token: string): number[] => [...Buffer.from(token, "utf8")];
+  if (endpoint === "chat") {
+    return {
+      content: logprobs.map((l) => ({ token: l.token, logprob: l.logprob, bytes: bytes(l.token), top_logprobs: l.top.map((t) => ({ token: t.token, logprob: t.logprob, bytes: bytes(t.token) })) })),
+      refusal: null,
+    };
+  }
+  let offset = 0;
+  const textOffset = logprobs.map((l) => {
+    const at = offset;
+    offset += l.token.length;
+    return at;
+  });
+  return {
+    tokens: logprobs.map((l) => l.token),
+    token_logprobs: logprobs.map((l) => l.logprob),
+    top_logprobs: logprobs.map((l) => Object.fromEntries(l.top.map((t) => [t.token, t.logprob]))),
+    text_offset: textOffset,
+  };
+}
+
+export function completeResponse(meta: ResponseMeta, text: string, finishReason: FinishReason, usage: TokenUsage, servedBy: ServedBy, logprobs?: readonly TokenLogprob[]): Record<string, unknown> {
+  const lp = logprobsJson(meta.endpoint, logprobs);
   const choice =
     meta.endpoint === "chat"
-      ? { index: 0, message: { role: "assistant", content: text }, logprobs: null, finish_reason: finishReason }
-      : { index: 0, text, logprobs: null, finish_reason: finishReason };
+      ? { index: 0, message: { role: "assistant", content: text }, logprobs: lp, finish_reason: finishReason }
+      : { index: 0, text, logprobs: lp, finish_reason: finishReason };
   return {
     id: meta.id,
     object: meta.endpoint === "chat" ? "chat.completion" : "text_completion",
@@ -74,8 +99,10 @@ export class ChunkEncoder {
     return this.#textOpen + JSON.stringify(text) + this.#textClose;
   }
 
-  finish(reason: FinishReason): string {
-    const choice = this.#meta.endpoint === "chat" ? `{"index":0,"delta":{},"logprobs":null,"finish_reason":"${reason}"}` : `{"index":0,"text":"","logprobs":null,"finish_reason":"${reason}"}`;
+  /** The last choice chunk; logprobs, where asked for, come whole with it (the local engine scores an answer once it is written). */
+  finish(reason: FinishReason, logprobs?: readonly TokenLogprob[]): string {
+    const lp = JSON.stringify(logprobsJson(this.#meta.endpoint, logprobs));
+    const choice = this.#meta.endpoint === "chat" ? `{"index":0,"delta":{},"logprobs":${lp},"finish_reason":"${reason}"}` : `{"index":0,"text":"","logprobs":${lp},"finish_reason":"${reason}"}`;
     return `${this.#head}[${choice}]}\n\n`;
   }
 

@@ -59,6 +59,8 @@ export const chatCompletionSchema = {
     // vLLM's extension: resume the final assistant message instead of starting a new turn.
     continue_final_message: { type: "boolean" },
     add_generation_prompt: { type: "boolean" },
+    logprobs: { type: ["boolean", "null"] },
+    top_logprobs: { type: ["integer", "null"], minimum: 0, maximum: 20 },
     // Read by model cascades: a high effort can go straight to the heavy model.
     reasoning_effort: { enum: ["none", "minimal", "low", "medium", "high", null] },
   },
@@ -71,6 +73,7 @@ export const completionSchema = {
     ...samplingProperties,
     prompt: { anyOf: [{ type: "string" }, { type: "array", items: { type: "string" }, minItems: 1, maxItems: 1 }] },
     echo: { type: "boolean", const: false },
+    logprobs: { type: ["integer", "null"], minimum: 0, maximum: 5 },
   },
 } as const;
 
@@ -92,8 +95,11 @@ export interface ChatCompletionBody extends SamplingBody {
   max_completion_tokens?: number;
   continue_final_message?: boolean;
   reasoning_effort?: "none" | "minimal" | "low" | "medium" | "high" | null;
+  logprobs?: boolean | null;
+  top_logprobs?: number | null;
 }
 
 export interface CompletionBody extends SamplingBody {
   prompt: string | [string];
+  logprobs?: number | null;
 }

@@ -10,10 +10,10 @@ import type { Policy } from "../scheduler/pipeline.js";
 import { leastLoaded } from "../scheduler/policies.js";
 import { FlotillaError } from "../core/errors.js";
 import type { RouteHints } from "../metering/pricing.js";
-import { openTenancy, type Principal, type Settlement, type Tenancy } from "../metering/tenancy.js";
+import { openTenancy, type EarlierLeg, type Principal, type Settlement, type Tenancy } from "../metering/tenancy.js";
 import { loggerOptions, registerObservability, type ObservabilityOptions } from "../obs/index.js";
 import type { PriorityClass } from "../scheduler/admission.js";
-import { decideCascade, type Cascade, type CascadeDecision } from "../scheduler/cascade.js";
+import { decideCascade, meanLogprob, shouldEscalate, type Cascade, type CascadeDecision } from "../scheduler/cascade.js";
 import { registerAdminRoutes } from "./admin.js";
 import { AdmissionGate } from "./admission-gate.js";
 import { registerTenancyRoutes } from "./tenancy-routes.js";
@@ -159,7 +159,7 @@ export function createGatewayWithShutdown(opts: GatewayOptions): Gateway {
   });
 
   /** The model a request runs on: itself, or for a cascade alias the leg its features call for. */
-  const target = (request: FastifyRequest, body: ChatCompletionBody | CompletionBody, generation: GenerationRequest): { model: ServedModel; leg?: CascadeDecision } => {
+  const target = (request: FastifyRequest, body: ChatCompletionBody | CompletionBody, generation: GenerationRequest): { model: ServedModel; leg?: CascadeDecision; cascade?: Cascade } => {
     const cascade = cascades.get(body.model);
     if (cascade === undefined) return { model: dispatcher.model(body.model) };
     const hint = request.headers["x-flotilla-cascade"];
@@ -175,7 +175,7 @@ export function createGatewayWithShutdown(opts: GatewayOptions): Gateway {
       ...(cascade.keywordPattern === undefined ? {} : { text: promptText(generation.prompt) }),
     });
     if (leg.leg === "heavy") observer.cascadeEscalated(body.model, leg.reason);
-    return { model: dispatcher.model(leg.model), leg };
+    return { model: dispatcher.model(leg.model), leg, cascade };
   };
 
   const serve = (endpoint: Endpoint, toRequest: (id: string, body: never) => GenerationRequest) =>
@@ -183,21 +183,26 @@ export function createGatewayWithShutdown(opts: GatewayOptions): Gateway {
       const body = request.body;
       const id = `${endpoint === "chat" ? "chatcmpl" : "cmpl"}-${request.id}`;
       const generation = toRequest(request.id, body as never);
-      const { model, leg } = target(request, body, generation);
-      const cascadeInfo = leg === undefined ? {} : { cascade: body.model, cascade_leg: leg.leg, cascade_reason: leg.reason };
-      const meta: ResponseMeta = { endpoint, id, created: Math.floor(clock.epochMs() / 1000), model: model.name };
+      const { model, leg, cascade } = target(request, body, generation);
+      let cascadeInfo: Record<string, string | number> = leg === undefined ? {} : { cascade: body.model, cascade_leg: leg.leg, cascade_reason: leg.reason };
+      // A light answer the cascade may redo on the heavy model unless it is confident enough.
+      const probe = leg?.leg === "light" && cascade?.config.escalate?.minMeanLogprob !== undefined ? cascade : undefined;
       const timeoutMs = requestTimeout(request.headers["x-flotilla-timeout-ms"], maxTimeoutMs);
+      const principal = principals.get(request);
+      const priority = priorityOf(principal, body.service_tier, request.headers["x-flotilla-priority"]);
       const ticket = await tenancy.admit({
         requestId: request.id,
-        principal: principals.get(request),
-        model: model.name,
+        principal,
+        // A probing cascade may run both legs: it reserves for two at the dearer rates.
+        model: probe === undefined ? model.name : body.model,
+        ...(probe === undefined ? {} : { legs: 2 }),
         endpoint,
         stream: body.stream === true,
         maxTokens: generation.sampling.maxTokens,
         prompt: generation.prompt,
         continuation: generation.continuation,
       });
-      const watch = observer.start({ model: model.name, endpoint, stream: body.stream === true, generation, tenant: principals.get(request)?.tenantId, ticket, log: request.log });
+      const watch = observer.start({ model: model.name, endpoint, stream: body.stream === true, generation, tenant: principal?.tenantId, ticket, log: request.log });
       const started = clock.now();
       const cancel = new AbortController();
       // 'close' on the response fires when the client goes away, or after we end it.
@@ -220,47 +225,73 @@ export function createGatewayWithShutdown(opts: GatewayOptions): Gateway {
         lastReplica = replica.id;
         watch.attempt(replica);
       };
-      const principal = principals.get(request);
       let release: (() => void) | undefined;
-      const extension = (d: Dispatched): ServedBy => ({ ...ticket.price(d.usage, d.replica.id, clock.now() - started), ...servedBy(d), ...cascadeInfo });
+      /** Past every replica's slots, requests wait their fair turn here; one turn per leg. */
+      const admitTo = async (m: ServedModel): Promise<void> => {
+        release?.();
+        release = undefined;
+        release = await gate.enter(
+          m,
+          {
+            tenant: principal?.tenantId ?? "",
+            priority,
+            ...(principal?.weight === undefined ? {} : { weight: principal.weight }),
+            cost: () => (dispatcher.promptTokens(m, generation) ?? estimateTokens(generation)) + (generation.sampling.maxTokens ?? DEFAULT_OUTPUT_ESTIMATE),
+            deadlineMs: started + timeoutMs,
+          },
+          cancel.signal,
+        );
+      };
+      let earlier: EarlierLeg[] | undefined;
+      const extension = (d: Dispatched): ServedBy => ({ ...ticket.price(d.usage, d.replica.id, clock.now() - started, earlier), ...servedBy(d), ...cascadeInfo });
       let result: Dispatched | undefined;
       try {
         // Session affinity: the OpenAI `user` field, or a header for clients that cannot set it.
         const session = request.headers["x-flotilla-session"];
         const affinityKey = typeof session === "string" && session.length > 0 ? session : body.user;
         const routing = affinityKey === undefined ? {} : { affinityKey };
-        // Past every replica's slots, requests wait their fair turn here.
-        release = await gate.enter(
-          model,
-          {
-            tenant: principal?.tenantId ?? "",
-            priority: priorityOf(principal, body.service_tier, request.headers["x-flotilla-priority"]),
-            ...(principal?.weight === undefined ? {} : { weight: principal.weight }),
-            cost: () => (dispatcher.promptTokens(model, generation) ?? estimateTokens(generation)) + (generation.sampling.maxTokens ?? DEFAULT_OUTPUT_ESTIMATE),
-            deadlineMs: started + timeoutMs,
-          },
-          cancel.signal,
-        );
+        let answerModel = model;
+        let kept: { readonly light: Dispatched; readonly pieces: readonly (readonly [string, number])[] } | undefined;
+        if (probe !== undefined) {
+          await admitTo(model);
+          const pieces: [string, number][] = [];
+          const light = await dispatcher.run(model, { ...generation, sampling: { ...generation.sampling, logprobs: generation.sampling.logprobs ?? 0 } }, (t, n) => pieces.push([t, n]), cancel.signal, onAttempt, routing);
+          const mean = meanLogprob((light.logprobs ?? []).map((l) => l.logprob));
+          const confidence = Number.isNaN(mean) ? {} : { light_mean_logprob: Number(mean.toFixed(4)) };
+          if (shouldEscalate(probe, mean)) {
+            earlier = [{ usage: light.usage, replica: light.replica.id, durationMs: clock.now() - started }];
+            answerModel = dispatcher.model(probe.config.heavy);
+            cascadeInfo = { ...cascadeInfo, cascade_leg: "heavy", cascade_reason: "low_confidence", ...confidence };
+            observer.cascadeEscalated(body.model, "low_confidence");
+          } else {
+            cascadeInfo = { ...cascadeInfo, ...confidence };
+            kept = { light: generation.sampling.logprobs === undefined ? withoutLogprobs(light) : light, pieces };
+          }
+        }
+        if (kept === undefined) await admitTo(answerModel);
+        const meta: ResponseMeta = { endpoint, id, created: Math.floor(clock.epochMs() / 1000), model: answerModel.name };
+        const run = async (onText: TextSink, attempt: (r: Replica) => void): Promise<Dispatched> => {
+          if (kept === undefined) return dispatcher.run(answerModel, generation, onText, cancel.signal, attempt, routing);
+          attempt(kept.light.replica);
+          for (const [text, tokens] of kept.pieces) onText(text, tokens);
+          return kept.light;
+        };
         if (body.stream === true) {
           result = await stream(reply, meta, body.stream_options?.include_usage === true, extension, (onText, attempt) =>
-            dispatcher.run(
-              model,
-              generation,
-              watch.sink(counted(onText)),
-              cancel.signal,
-              (r) => {
-                onAttempt(r);
-                attempt(r);
-              },
-              routing,
-            ),
+            run(watch.sink(counted(onText)), (r) => {
+              onAttempt(r);
+              attempt(r);
+            }),
           );
           return;
         }
         const parts: string[] = [];
-        result = await dispatcher.run(model, generation, watch.sink(counted((t) => parts.push(t))), cancel.signal, onAttempt, routing);
+        result = await run(
+          watch.sink(counted((t) => parts.push(t))),
+          onAttempt,
+        );
         void reply.header("x-flotilla-replica", result.replica.id);
-        await reply.send(completeResponse(meta, parts.join(""), result.finishReason, result.usage, extension(result)));
+        await reply.send(completeResponse(meta, parts.join(""), result.finishReason, result.usage, extension(result), result.logprobs));
       } catch (err) {
         watch.failed(err);
         if (!timedOut) throw err;
@@ -268,7 +299,7 @@ export function createGatewayWithShutdown(opts: GatewayOptions): Gateway {
       } finally {
         release?.();
         clearTimeout(deadline);
-        const settled: Settlement = { ...settlement(result, lastReplica, clock.now() - started, cancel.signal.aborted, timedOut), streamedTokens };
+        const settled: Settlement = { ...settlement(result, lastReplica, clock.now() - started, cancel.signal.aborted, timedOut), streamedTokens, ...(earlier === undefined ? {} : { earlier }) };
         watch.finish(settled);
         await ticket.settle(settled);
       }
@@ -376,7 +407,7 @@ async function stream(
       },
     );
     if (!open) openStream();
-    raw.write(encoder.finish(result.finishReason));
+    raw.write(encoder.finish(result.finishReason, result.logprobs));
     if (includeUsage) raw.write(encoder.usage(result.usage, extension(result)));
     raw.end(ChunkEncoder.done);
     return result;
@@ -400,6 +431,11 @@ function settlement(result: Dispatched | undefined, lastReplica: string | undefi
 function endWithError(raw: ServerResponse, http: HttpError): void {
   if (raw.destroyed || raw.writableEnded) return;
   raw.end(ChunkEncoder.error(http.body) + ChunkEncoder.done);
+}
+
+function withoutLogprobs(d: Dispatched): Dispatched {
+  const { logprobs: _scored, ...rest } = d;
+  return rest;
 }
 
 function servedBy(d: Dispatched): ServedBy {

@@ -6,7 +6,11 @@ import type { ChatCompletionBody, CompletionBody } from "./schemas.js";
 export function chatRequest(id: string, body: ChatCompletionBody): GenerationRequest {
   const messages: ChatMessage[] = body.messages.map((m) => ({ role: m.role, content: contentText(m.content) }));
   const maxTokens = body.max_completion_tokens ?? body.max_tokens;
-  const request = { id, prompt: { kind: "chat" as const, messages }, sampling: sampling(body, maxTokens) };
+  if (body.top_logprobs != null && body.logprobs !== true) {
+    throw new FlotillaError("invalid_request", "top_logprobs needs logprobs: true", { param: "top_logprobs" });
+  }
+  const logprobs = body.logprobs === true ? (body.top_logprobs ?? 0) : undefined;
+  const request = { id, prompt: { kind: "chat" as const, messages }, sampling: sampling(body, maxTokens, logprobs) };
   if (body.continue_final_message !== true) return request;
   const last = messages.at(-1);
   if (last?.role !== "assistant") {
@@ -19,7 +23,7 @@ export function completionRequest(id: string, body: CompletionBody): GenerationR
   const text = typeof body.prompt === "string" ? body.prompt : body.prompt[0];
   // OpenAI's legacy default for completions is 16 tokens.
   const prompt: Prompt = { kind: "text", text };
-  return { id, prompt, sampling: sampling(body, body.max_tokens ?? 16) };
+  return { id, prompt, sampling: sampling(body, body.max_tokens ?? 16, body.logprobs ?? undefined) };
 }
 
 function contentText(content: ChatCompletionBody["messages"][number]["content"]): string {
@@ -28,7 +32,7 @@ function contentText(content: ChatCompletionBody["messages"][number]["content"])
   return content.map((part) => part.text).join("");
 }
 
-function sampling(body: ChatCompletionBody | CompletionBody, maxTokens: number | undefined): Sampling {
+function sampling(body: ChatCompletionBody | CompletionBody, maxTokens: number | undefined, logprobs: number | undefined): Sampling {
   const stop = body.stop == null ? undefined : typeof body.stop === "string" ? [body.stop] : body.stop;
   return {
     ...(maxTokens === undefined ? {} : { maxTokens }),
@@ -36,5 +40,6 @@ function sampling(body: ChatCompletionBody | CompletionBody, maxTokens: number |
     ...(body.top_p === undefined ? {} : { topP: body.top_p }),
     ...(body.seed === undefined ? {} : { seed: body.seed }),
     ...(stop === undefined ? {} : { stop }),
+    ...(logprobs === undefined ? {} : { logprobs }),
   };
 }

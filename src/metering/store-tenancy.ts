@@ -35,7 +35,7 @@ import {
 import type { TenancyAdmin, TenantSpec } from "./admin-api.js";
 import { generateKey, hashKey, looksLikeKey, newId, parseAuthorization } from "./keys.js";
 import { RateBook, meter, unpriced, worstCase, type Metered, type RateCard } from "./pricing.js";
-import type { AdmissionRequest, Principal, Settlement, Tenancy, Ticket, UsageExtension } from "./tenancy.js";
+import type { AdmissionRequest, EarlierLeg, Principal, Settlement, Tenancy, Ticket, UsageExtension } from "./tenancy.js";
 
 export interface StoreTenancyOptions {
   readonly store: Store;
@@ -181,7 +181,8 @@ export class StoreTenancy implements Tenancy, TenancyAdmin {
     const rate = this.#rates.worstFor(req.model);
     const promptTokens = req.prompt === undefined ? 0 : (this.#count?.(req.model, req.prompt, req.continuation) ?? estimatePromptTokens(req.prompt, req.continuation));
     const maxTokens = req.maxTokens ?? 0;
-    const reservedNusd = worstCase(rate, promptTokens, maxTokens);
+    const legs = req.legs ?? 1;
+    const reservedNusd = legs * worstCase(rate, promptTokens, maxTokens);
     const tenantId = req.principal?.tenantId ?? ANONYMOUS_TENANT;
     const id = randomUUID();
     const outcome = await this.#guard("admitting the request", () =>
@@ -194,7 +195,7 @@ export class StoreTenancy implements Tenancy, TenancyAdmin {
         endpoint: req.endpoint,
         stream: req.stream,
         reservedNusd,
-        reservedTokens: promptTokens + maxTokens,
+        reservedTokens: legs * (promptTokens + maxTokens),
         outputBounded: req.maxTokens !== undefined,
         instanceId: this.instance.id,
         now,
@@ -354,13 +355,24 @@ export function openStoreTenancy(opts: StoreTenancyOptions): Promise<StoreTenanc
   return StoreTenancy.open(opts);
 }
 
+/** Every leg's energy, cost and device time, summed; billed at most the reservation; the hardware is the answering leg's. */
+function sumMetered(final: Metered, earlier: readonly Metered[], cap: number | undefined): Metered {
+  let { energyJ, costNusd, deviceSeconds } = final;
+  for (const m of earlier) {
+    energyJ += m.energyJ;
+    costNusd += m.costNusd;
+    deviceSeconds += m.deviceSeconds;
+  }
+  return { hardware: final.hardware, energyJ, costNusd: cap === undefined ? costNusd : Math.min(cap, costNusd), deviceSeconds };
+}
+
 /** One admitted request's claim: priced once for the response, settled once for the ledger. */
 class StoreTicket implements Ticket {
   readonly #owner: StoreTenancy;
   readonly #id: string;
   readonly #promptTokens: number;
   readonly #cap: number | undefined;
-  #priced: { readonly usage: TokenUsage; readonly replica: string; readonly metered: Metered } | undefined;
+  #priced: { readonly usage: TokenUsage; readonly replica: string; readonly earlier: readonly EarlierLeg[] | undefined; readonly metered: Metered } | undefined;
   #settled: Promise<void> | undefined;
 
   constructor(owner: StoreTenancy, r: { id: string; promptTokens: number; bounded: boolean; reservedNusd: number }) {
@@ -372,10 +384,17 @@ class StoreTicket implements Ticket {
     this.#cap = r.bounded ? r.reservedNusd : undefined;
   }
 
-  price(usage: TokenUsage, replica: string, durationMs: number): UsageExtension {
-    const metered = this.#owner.meter(usage, replica, durationMs, this.#cap);
-    this.#priced = { usage, replica, metered };
+  price(usage: TokenUsage, replica: string, durationMs: number, earlier?: readonly EarlierLeg[]): UsageExtension {
+    const metered = this.#meterAll(usage, replica, durationMs, earlier);
+    this.#priced = { usage, replica, earlier, metered };
     return { hardware: metered.hardware, energy_j: round(metered.energyJ), cost_usd: metered.costNusd / NUSD_PER_USD, device_s: round(metered.deviceSeconds) };
+  }
+
+  /** `usage` undefined: the final leg never produced anything (cancelled between legs). */
+  #meterAll(usage: TokenUsage | undefined, replica: string | undefined, durationMs: number, earlier: readonly EarlierLeg[] | undefined): Metered {
+    const final = this.#owner.meter(usage ?? { promptTokens: 0, completionTokens: 0, cachedTokens: 0 }, replica, durationMs, this.#cap);
+    if (earlier === undefined || earlier.length === 0) return final;
+    return sumMetered(final, earlier.map((leg) => this.#owner.meter(leg.usage, leg.replica, leg.durationMs, this.#cap)), this.#cap);
   }
 
   settle(s: Settlement): Promise<void> {
@@ -390,20 +409,23 @@ class StoreTicket implements Ticket {
     const p = this.#priced;
     const metered: Metered | undefined =
       usage === undefined
-        ? undefined
-        : p !== undefined && p.replica === s.replica && p.usage === usage
+        ? s.earlier !== undefined && s.earlier.length > 0
+          ? this.#meterAll(undefined, undefined, 0, s.earlier)
+          : undefined
+        : p !== undefined && p.replica === s.replica && p.usage === usage && p.earlier === s.earlier
           ? p.metered
-          : this.#owner.meter(usage, s.replica, s.durationMs, this.#cap);
+          : this.#meterAll(usage, s.replica, s.durationMs, s.earlier);
     const rate = metered?.hardware ?? null;
+    const all = (k: keyof TokenUsage): number => (usage?.[k] ?? 0) + (s.earlier ?? []).reduce((n, leg) => n + leg.usage[k], 0);
     await this.#owner.record({
       id: this.#id,
       status: s.status,
       errorCode: s.errorCode ?? null,
       replica: s.replica ?? null,
       hardware: s.replica === undefined ? null : rate,
-      inputTokens: usage?.promptTokens ?? 0,
-      cachedTokens: usage?.cachedTokens ?? 0,
-      outputTokens: usage?.completionTokens ?? 0,
+      inputTokens: all("promptTokens"),
+      cachedTokens: all("cachedTokens"),
+      outputTokens: all("completionTokens"),
       deviceSeconds: metered?.deviceSeconds ?? 0,
       energyJ: metered?.energyJ ?? 0,
       costNusd: metered?.costNusd ?? 0,

@@ -28,6 +28,15 @@ export interface AdmissionRequest {
   /** The prompt (and any assistant prefill to continue), so admission can count its tokens for the worst-case reservation. */
   readonly prompt?: Prompt;
   readonly continuation?: string | undefined;
+  /** Generations the request may run (a cascade that may redo its light answer on the heavy model: 2); reserves for each. Default 1. */
+  readonly legs?: number;
+}
+
+/** A generation a request ran before the one that answered it (a cascade's light leg): metered too. */
+export interface EarlierLeg {
+  readonly usage: TokenUsage;
+  readonly replica: string;
+  readonly durationMs: number;
 }
 
 export type RequestStatus = "ok" | "cancelled" | "failed" | "deadline_exceeded";
@@ -45,6 +54,8 @@ export interface Settlement {
   readonly errorCode?: string;
   /** Tokens already streamed to the client, for a request that ended without a result (cancelled mid-stream). */
   readonly streamedTokens?: number;
+  /** Generations that ran before the final one; their tokens, energy and cost count too. */
+  readonly earlier?: readonly EarlierLeg[];
 }
 
 /** Flotilla's usage extension in responses (`x_flotilla`), beyond who served it. */
@@ -52,8 +63,8 @@ export type UsageExtension = Readonly<Record<string, number | string>>;
 
 /** One admitted request's claim on its tenant's limits; settled exactly once. */
 export interface Ticket {
-  /** Energy, cost and the like of a finished generation, for the response's x_flotilla. */
-  price(usage: TokenUsage, replica: string, durationMs: number): UsageExtension;
+  /** Energy, cost and the like of a finished generation (and any earlier legs), for the response's x_flotilla. */
+  price(usage: TokenUsage, replica: string, durationMs: number, earlier?: readonly EarlierLeg[]): UsageExtension;
   /** Records what happened and releases what admission reserved; idempotent. */
   settle(settlement: Settlement): Promise<void>;
 }

@@ -34,6 +34,20 @@ describe("the openai engine against a second Flotilla", () => {
     assert.equal(b.usage?.completion_tokens, a.usage?.completion_tokens);
   });
 
+  it("asks the upstream for logprobs and passes them on, chat and completions", async () => {
+    const ask = { messages: [{ role: "user" as const, content: "Score this." }], max_tokens: 8, temperature: 0, logprobs: true, top_logprobs: 2 };
+    const a = await direct.chat.completions.create({ model: "tiny", ...ask });
+    const b = await viaFront.chat.completions.create({ model: "remote-tiny", ...ask });
+    const strip = (c: typeof a) => c.choices[0]!.logprobs!.content!.map((l) => [l.token, l.logprob, l.top_logprobs.map((t) => t.token)]);
+    assert.equal(strip(b).length, b.usage?.completion_tokens);
+    assert.deepEqual(strip(b), strip(a));
+    const text = { prompt: "Score me", max_tokens: 6, temperature: 0, logprobs: 1 };
+    const c = await direct.completions.create({ model: "tiny", ...text });
+    const d = await viaFront.completions.create({ model: "remote-tiny", ...text });
+    assert.deepEqual(d.choices[0]!.logprobs!.token_logprobs, c.choices[0]!.logprobs!.token_logprobs);
+    assert.equal(d.choices[0]!.logprobs!.tokens!.length, d.usage?.completion_tokens);
+  });
+
   it("streams completions through, token for token", async () => {
     const ask = { prompt: "Stream me", max_tokens: 20, temperature: 0 };
     const a = await direct.completions.create({ model: "tiny", ...ask });

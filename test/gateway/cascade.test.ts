@@ -95,3 +95,63 @@ describe("model cascades: light and heavy paths behind one alias", () => {
     assert.throws(() => parseFleetConfig({ ...fleetFile, cascades: [{ name: "big", light: "small", heavy: "big" }] }), /cascades\.0\.name: "big" is already a model/);
   });
 });
+
+describe("model cascades: escalation on the light model's confidence", () => {
+  // The tiny model is random: its mean token logprob is about -10. "strict"
+  // wants better than -5, so it always escalates; "lenient" accepts -30.
+  const file = {
+    ...fleetFile,
+    cascades: [
+      { name: "strict", light: "small", heavy: "big", escalate: { min_mean_logprob: -5 } },
+      { name: "lenient", light: "small", heavy: "big", escalate: { min_mean_logprob: -30 } },
+    ],
+  };
+  let db: { url: string; drop(): Promise<void> };
+  let gw: TenantGateway;
+  let client: OpenAI;
+  before(async () => {
+    db = await sqliteBackend.fresh();
+    gw = await startTenantGateway(db.url, { config: file, gateway: { cascades: buildCascades(parseFleetConfig(file)) } });
+    client = new OpenAI({ baseURL: `${gw.url}/v1`, apiKey: "unused", maxRetries: 0 });
+  });
+  after(async () => {
+    await gw?.close();
+    await db?.drop();
+  });
+  const ask = { messages: [{ role: "user" as const, content: "Are you sure?" }], max_tokens: 6, temperature: 0 };
+
+  it("an unsure light answer is redone by the heavy model; the client sees only the heavy answer, and both legs are metered", async () => {
+    const r = (await client.chat.completions.create({ model: "strict", ...ask })) as Extended;
+    assert.equal(r.model, "big");
+    assert.deepEqual([r.x_flotilla.cascade_leg, r.x_flotilla.cascade_reason, r.x_flotilla.hardware], ["heavy", "low_confidence", "h100"]);
+    assert.ok((r.x_flotilla.light_mean_logprob as number) < -5);
+    const heavyAlone = (await client.chat.completions.create({ model: "big", ...ask })) as Extended;
+    assert.equal(r.choices[0]!.message.content, heavyAlone.choices[0]!.message.content);
+    // Both legs ran the same prompt on the same weights at temperature 0: the ledger has twice the tokens, and more than the heavy leg's cost.
+    const row = (await gw.store.ledger({ tenantId: "anonymous" })).find((x) => `chatcmpl-${x.requestId}` === r.id)!;
+    assert.equal(row.model, "strict", "admitted against the alias, which may run both legs");
+    assert.equal(row.inputTokens, 2 * r.usage!.prompt_tokens);
+    assert.equal(row.outputTokens, 2 * r.usage!.completion_tokens);
+    assert.ok((r.x_flotilla.cost_usd as number) > (heavyAlone.x_flotilla.cost_usd as number), "the light leg is billed too");
+    const metrics = await (await fetch(`${gw.url}/metrics`)).text();
+    assert.match(metrics, /flotilla_cascade_escalations_total\{model="strict",reason="low_confidence"\} 1/);
+  });
+
+  it("streams the heavy answer after an escalation, and the light answer when it is confident enough", async () => {
+    const heavyAlone = await client.chat.completions.create({ model: "big", ...ask });
+    let text = "";
+    let model = "";
+    for await (const chunk of await client.chat.completions.create({ model: "strict", ...ask, stream: true })) {
+      text += chunk.choices[0]?.delta.content ?? "";
+      model = chunk.model;
+    }
+    assert.deepEqual([model, text], ["big", heavyAlone.choices[0]!.message.content]);
+
+    const kept = (await client.chat.completions.create({ model: "lenient", ...ask })) as Extended;
+    assert.deepEqual([kept.model, kept.x_flotilla.cascade_leg, kept.x_flotilla.hardware], ["small", "light", "l40s"]);
+    assert.ok((kept.x_flotilla.light_mean_logprob as number) > -30);
+    assert.equal(kept.choices[0]!.logprobs, null, "scored for the cascade, not returned unasked");
+    const row = (await gw.store.ledger({ tenantId: "anonymous" })).find((x) => `chatcmpl-${x.requestId}` === kept.id)!;
+    assert.equal(row.outputTokens, kept.usage!.completion_tokens, "one leg, metered once");
+  });
+});
