@@ -39,13 +39,27 @@ export function prefixFraction(c: Candidate, r: RouteRequest): number {
 /**
  * Prefix overlap: prefixBlocks / blocks.length. Beyond `loadCap` work per slot
  * the overlap counts for nothing, so a hot prefix spreads to other replicas
- * instead of queueing on the one that holds it (default: no cap).
+ * instead of queueing on the one that holds it (default: no cap). A match
+ * below `minMatch` of the prompt counts for nothing either (default 0): a
+ * prefix every request shares (a chat template's first block) would otherwise
+ * pull every new conversation onto the few replicas that served the first
+ * ones — SGLang's cache-aware router has the same threshold
+ * (`cache_threshold`) for the same reason.
  */
-export function prefixScorer(opts: { loadCap?: number } = {}): Scorer {
+export function prefixScorer(opts: { loadCap?: number; minMatch?: number } = {}): Scorer {
   const cap = opts.loadCap ?? Infinity;
+  const min = opts.minMatch ?? 0;
   if (!(cap > 0)) throw new RangeError(`prefix loadCap must be > 0, got ${cap}`);
-  if (cap === Infinity) return { name: "prefix", score: prefixFraction };
-  return { name: "prefix", score: (c, r) => (loadOf(c) >= cap ? 0 : prefixFraction(c, r)) };
+  if (!(min >= 0 && min <= 1)) throw new RangeError(`prefix minMatch must be in [0, 1], got ${min}`);
+  if (cap === Infinity && min === 0) return { name: "prefix", score: prefixFraction };
+  return {
+    name: "prefix",
+    score: (c, r) => {
+      if (loadOf(c) >= cap) return 0;
+      const f = prefixFraction(c, r);
+      return f >= min ? f : 0;
+    },
+  };
 }
 
 /** Free KV-cache share: 1 − kvUsedTokens / kvCapacityTokens, clamped to [0, 1]; NEUTRAL when unknown. */

@@ -71,6 +71,13 @@ describe("prefix-aware", () => {
     assert.deepEqual(route(policyByName("prefix-aware"), r, cs), { ok: true, index: 1 });
   });
 
+  it("ignores a match on a small share of the prompt, so a template's shared first block does not herd new conversations", () => {
+    // Replica 1 holds only block 1 (every conversation's first block) and has work; replica 0 is idle.
+    const cs = [cand(0, { slots: 64 }), cand(1, { prefixBlocks: 1, active: 1, slots: 64 })];
+    assert.deepEqual(route(policyByName("prefix-aware"), r, cs), { ok: true, index: 0 });
+    assert.deepEqual(route(prefixAware({ minMatch: 0 }), r, cs), { ok: true, index: 1 }, "without the threshold the 10% match wins");
+  });
+
   it("stops favouring it once its load reaches the cap", () => {
     const cs = [cand(0, { active: 1 }), cand(1, { prefixBlocks: 10, active: 4 })];
     assert.deepEqual(route(policyByName("prefix-aware"), r, cs), { ok: true, index: 0 });

@@ -56,6 +56,12 @@ describe("prefix scorer", () => {
     assert.equal(s.score(cand({ prefixBlocks: 2, active: 3, queued: 1, slots: 4 }), req({ blocks })), 0);
     assert.throws(() => prefixScorer({ loadCap: 0 }), /loadCap/);
   });
+  it("with minMatch, a match covering less of the prompt counts for nothing", () => {
+    const s = prefixScorer({ minMatch: 0.25 });
+    assert.equal(s.score(cand({ prefixBlocks: 2 }), req({ blocks: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10] })), 0, "20% < 25%");
+    assert.equal(s.score(cand({ prefixBlocks: 3 }), req({ blocks: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10] })), 0.3);
+    assert.throws(() => prefixScorer({ minMatch: 1.5 }), /minMatch/);
+  });
 });
 
 describe("kv scorer", () => {

@@ -3,6 +3,7 @@ import { describe, it } from "node:test";
 import { findHardware, findModel, findPrecision, makeEnergyProfile, makePerfProfile, prefillMs } from "../../src/hardware/index.js";
 import { DEFAULT_HOST_KV_GB, FleetFileError, resolveSimFleet } from "../../src/sim/fleet-file.js";
 import { BlockLru } from "../../src/sim/lru.js";
+import { prefixAware } from "../../src/scheduler/policies.js";
 import { seededRandom } from "../../src/sim/random.js";
 import { DEFAULT_HOST_LINK_GBS, ReplicaModel, SimSeq, hostTransfer, type ReplicaParams } from "../../src/sim/replica.js";
 import { buildReport } from "../../src/sim/report.js";
@@ -155,7 +156,8 @@ describe("host tier in the fleet file and the simulation", () => {
   it("host_kv_gb 0 reproduces the HBM-only simulation exactly (Mooncake, 8 x 70B TP2, prefix-aware)", async () => {
     const trace = await loadTrace(MOONCAKE);
     const fleet = resolveSimFleet({ islands: [{ hardware: "h100", count: 8, model: "llama-3.1-70b", precision: "fp8", tp: 2, host_kv_gb: 0 }], router: { policy: "prefix-aware" } });
-    const r = simulate({ fleet, trace });
+    // prefix-aware as it was then, before its minMatch threshold.
+    const r = simulate({ fleet, trace, policy: prefixAware({ minMatch: 0 }) });
     const report = buildReport(r);
     // The figures of the simulator before the host tier existed.
     assert.deepEqual([report.cache.blockRefs, report.cache.blockHits, r.events, report.goodput.requests], [288_500, 48_818, 742_165, 8_402]);
