@@ -62,3 +62,8 @@ export function promptText(prompt: Prompt): string {
   if (prompt.kind === "text") return prompt.text;
   return prompt.messages.map((m) => m.content).join("\n");
 }
+
+/** A prompt's length in tokens where no tokenizer is at hand: ~4 characters each, as English text runs. */
+export function estimateTokens(request: GenerationRequest): number {
+  return Math.ceil((promptText(request.prompt).length + (request.continuation?.length ?? 0)) / 4);
+}

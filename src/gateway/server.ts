@@ -3,7 +3,7 @@ import type { ServerResponse } from "node:http";
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from "fastify";
 import type { Clock } from "../core/clock.js";
 import { wallClock } from "../core/clock.js";
-import { promptText, type GenerationRequest } from "../core/request.js";
+import { estimateTokens, type GenerationRequest } from "../core/request.js";
 import type { TextSink } from "../engines/engine.js";
 import type { Fleet, Replica, ServedModel } from "../fleet/fleet.js";
 import type { Policy } from "../scheduler/pipeline.js";
@@ -13,9 +13,10 @@ import type { RouteHints } from "../metering/pricing.js";
 import { openTenancy, type EarlierLeg, type Principal, type Settlement, type Tenancy } from "../metering/tenancy.js";
 import { loggerOptions, registerObservability, type ObservabilityOptions } from "../obs/index.js";
 import type { PriorityClass } from "../scheduler/admission.js";
-import { decideCascade, meanLogprob, shouldEscalate, type Cascade, type CascadeDecision } from "../scheduler/cascade.js";
+import type { Cascade } from "../scheduler/cascade.js";
 import { registerAdminRoutes } from "./admin.js";
 import { AdmissionGate } from "./admission-gate.js";
+import { judgeLightLeg, replay, target, type Verdict } from "./cascades.js";
 import { registerTenancyRoutes } from "./tenancy-routes.js";
 import { sleep } from "./sleep.js";
 import { Dispatcher, type Dispatched } from "./dispatcher.js";
@@ -158,35 +159,14 @@ export function createGatewayWithShutdown(opts: GatewayOptions): Gateway {
     return reply.send({ id: name, object: "model", created: Math.floor(clock.epochMs() / 1000), owned_by: "flotilla" });
   });
 
-  /** The model a request runs on: itself, or for a cascade alias the leg its features call for. */
-  const target = (request: FastifyRequest, body: ChatCompletionBody | CompletionBody, generation: GenerationRequest): { model: ServedModel; leg?: CascadeDecision; cascade?: Cascade } => {
-    const cascade = cascades.get(body.model);
-    if (cascade === undefined) return { model: dispatcher.model(body.model) };
-    const hint = request.headers["x-flotilla-cascade"];
-    if (hint !== undefined && hint !== "light" && hint !== "heavy") {
-      throw new FlotillaError("invalid_request", `x-flotilla-cascade must be "light" or "heavy", got ${JSON.stringify(hint)}`, { param: "x-flotilla-cascade" });
-    }
-    const light = dispatcher.model(cascade.config.light);
-    const effort = "reasoning_effort" in body ? body.reasoning_effort : undefined;
-    const leg = decideCascade(cascade, {
-      ...(hint === undefined ? {} : { hint }),
-      ...(effort == null ? {} : { reasoningEffort: effort }),
-      ...(cascade.config.escalate?.minPromptTokens === undefined ? {} : { promptTokens: dispatcher.promptTokens(light, generation) ?? estimateTokens(generation) }),
-      ...(cascade.keywordPattern === undefined ? {} : { text: promptText(generation.prompt) }),
-    });
-    if (leg.leg === "heavy") observer.cascadeEscalated(body.model, leg.reason);
-    return { model: dispatcher.model(leg.model), leg, cascade };
-  };
-
   const serve = (endpoint: Endpoint, toRequest: (id: string, body: never) => GenerationRequest) =>
     async (request: FastifyRequest<{ Body: ChatCompletionBody | CompletionBody }>, reply: FastifyReply): Promise<void> => {
       const body = request.body;
       const id = `${endpoint === "chat" ? "chatcmpl" : "cmpl"}-${request.id}`;
       const generation = toRequest(request.id, body as never);
-      const { model, leg, cascade } = target(request, body, generation);
+      const { model, leg, probe } = target(cascades, dispatcher, body.model, request.headers["x-flotilla-cascade"], "reasoning_effort" in body ? body.reasoning_effort : undefined, generation);
+      if (leg?.leg === "heavy") observer.cascadeEscalated(body.model, leg.reason);
       let cascadeInfo: Record<string, string | number> = leg === undefined ? {} : { cascade: body.model, cascade_leg: leg.leg, cascade_reason: leg.reason };
-      // A light answer the cascade may redo on the heavy model unless it is confident enough.
-      const probe = leg?.leg === "light" && cascade?.config.escalate?.minMeanLogprob !== undefined ? cascade : undefined;
       const timeoutMs = requestTimeout(request.headers["x-flotilla-timeout-ms"], maxTimeoutMs);
       const principal = principals.get(request);
       const priority = priorityOf(principal, body.service_tier, request.headers["x-flotilla-priority"]);
@@ -251,31 +231,25 @@ export function createGatewayWithShutdown(opts: GatewayOptions): Gateway {
         const affinityKey = typeof session === "string" && session.length > 0 ? session : body.user;
         const routing = affinityKey === undefined ? {} : { affinityKey };
         let answerModel = model;
-        let kept: { readonly light: Dispatched; readonly pieces: readonly (readonly [string, number])[] } | undefined;
+        let kept: (Verdict & { escalate: false }) | undefined;
         if (probe !== undefined) {
+          // A light answer the cascade redoes on the heavy model unless it is confident enough.
           await admitTo(model);
-          const pieces: [string, number][] = [];
-          const light = await dispatcher.run(model, { ...generation, sampling: { ...generation.sampling, logprobs: generation.sampling.logprobs ?? 0 } }, (t, n) => pieces.push([t, n]), cancel.signal, onAttempt, routing);
-          const mean = meanLogprob((light.logprobs ?? []).map((l) => l.logprob));
-          const confidence = Number.isNaN(mean) ? {} : { light_mean_logprob: Number(mean.toFixed(4)) };
-          if (shouldEscalate(probe, mean)) {
-            earlier = [{ usage: light.usage, replica: light.replica.id, durationMs: clock.now() - started }];
+          const verdict = await judgeLightLeg(probe, (g, onText) => dispatcher.run(model, g, onText, cancel.signal, onAttempt, routing), generation);
+          if (!Number.isNaN(verdict.meanLogprob)) cascadeInfo.light_mean_logprob = Number(verdict.meanLogprob.toFixed(4));
+          if (verdict.escalate) {
+            earlier = [{ usage: verdict.light.usage, replica: verdict.light.replica.id, durationMs: clock.now() - started }];
             answerModel = dispatcher.model(probe.config.heavy);
-            cascadeInfo = { ...cascadeInfo, cascade_leg: "heavy", cascade_reason: "low_confidence", ...confidence };
+            cascadeInfo = { ...cascadeInfo, cascade_leg: "heavy", cascade_reason: "low_confidence" };
             observer.cascadeEscalated(body.model, "low_confidence");
           } else {
-            cascadeInfo = { ...cascadeInfo, ...confidence };
-            kept = { light: generation.sampling.logprobs === undefined ? withoutLogprobs(light) : light, pieces };
+            kept = verdict;
           }
         }
         if (kept === undefined) await admitTo(answerModel);
         const meta: ResponseMeta = { endpoint, id, created: Math.floor(clock.epochMs() / 1000), model: answerModel.name };
-        const run = async (onText: TextSink, attempt: (r: Replica) => void): Promise<Dispatched> => {
-          if (kept === undefined) return dispatcher.run(answerModel, generation, onText, cancel.signal, attempt, routing);
-          attempt(kept.light.replica);
-          for (const [text, tokens] of kept.pieces) onText(text, tokens);
-          return kept.light;
-        };
+        const run = async (onText: TextSink, attempt: (r: Replica) => void): Promise<Dispatched> =>
+          kept === undefined ? dispatcher.run(answerModel, generation, onText, cancel.signal, attempt, routing) : replay(kept, onText, attempt);
         if (body.stream === true) {
           result = await stream(reply, meta, body.stream_options?.include_usage === true, extension, (onText, attempt) =>
             run(watch.sink(counted(onText)), (r) => {
@@ -327,10 +301,6 @@ export function createGatewayWithShutdown(opts: GatewayOptions): Gateway {
 
 /** Fair-share cost of a request that set no max_tokens: a typical answer's length. */
 const DEFAULT_OUTPUT_ESTIMATE = 256;
-
-function estimateTokens(request: GenerationRequest): number {
-  return Math.ceil((promptText(request.prompt).length + (request.continuation?.length ?? 0)) / 4);
-}
 
 /**
  * A tenant's class is its ceiling: a request may lower itself to batch
@@ -431,11 +401,6 @@ function settlement(result: Dispatched | undefined, lastReplica: string | undefi
 function endWithError(raw: ServerResponse, http: HttpError): void {
   if (raw.destroyed || raw.writableEnded) return;
   raw.end(ChunkEncoder.error(http.body) + ChunkEncoder.done);
-}
-
-function withoutLogprobs(d: Dispatched): Dispatched {
-  const { logprobs: _scored, ...rest } = d;
-  return rest;
 }
 
 function servedBy(d: Dispatched): ServedBy {
