@@ -237,6 +237,47 @@ export function barChart(o: BarChartOptions): string {
   return out.join("\n");
 }
 
+export interface RowChartOptions {
+  readonly title: string;
+  readonly subtitle?: string;
+  readonly xLabel: string;
+  readonly labels: readonly string[];
+  readonly values: readonly number[];
+  readonly width?: number;
+  /** Per row, an index into PALETTE (default 0): groups rows by colour. */
+  readonly colors?: readonly number[];
+}
+
+/**
+ * One horizontal bar per row, its label on the left and its value at its
+ * end: for many long labels, which a column chart would have to thin out.
+ */
+export function rowChart(o: RowChartOptions): string {
+  const width = o.width ?? 760;
+  const n = o.values.length;
+  const rowH = 20;
+  const top = o.subtitle === undefined ? 48 : 62;
+  // ~6.2 px per character at 11 px; labels longer than the cap are rare in practice.
+  const labelW = Math.min(360, 12 + 6.2 * Math.max(0, ...o.labels.map((l) => l.length)));
+  const area = { x: 16 + labelW, y: top, w: width - labelW - 16 - 56, h: rowH * Math.max(n, 1) };
+  const xt = niceTicks(0, Math.max(0, ...o.values.filter(Number.isFinite)) || 1, 5);
+  const p: Plot = { ...area, xMin: 0, xMax: xt[xt.length - 1]!, yMin: 0, yMax: 1 };
+  const out = [open({ width, height: top + area.h + 48 }, o.title), heading(16, 24, o.title, o.subtitle), axes(p, xt, [], o.xLabel, "")];
+  out.push(`<g font-size="11">`);
+  for (let i = 0; i < n; i++) {
+    const v = Number.isFinite(o.values[i]!) ? o.values[i]! : 0;
+    const y = area.y + i * rowH;
+    const end = px(p, v);
+    out.push(
+      `<text x="${r1(area.x - 6)}" y="${r1(y + rowH / 2 + 4)}" text-anchor="end" fill="#333">${escapeXml(o.labels[i] ?? String(i))}</text>` +
+        `<rect x="${r1(area.x)}" y="${r1(y + 3)}" width="${r1(end - area.x)}" height="${rowH - 6}" fill="${PALETTE[(o.colors?.[i] ?? 0) % PALETTE.length]}"/>` +
+        `<text x="${r1(end + 4)}" y="${r1(y + rowH / 2 + 4)}" fill="#333">${escapeXml(formatTick(v))}</text>`,
+    );
+  }
+  out.push(`</g>\n</svg>\n`);
+  return out.join("\n");
+}
+
 export interface HistogramOptions {
   readonly title: string;
   readonly subtitle?: string;

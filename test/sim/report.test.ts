@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { barChart, formatTick, histogram, lineChart, niceTicks, renderCharts } from "../../src/sim/charts.js";
+import { barChart, formatTick, histogram, lineChart, niceTicks, renderCharts, rowChart } from "../../src/sim/charts.js";
 import { renderMarkdown, renderSummary } from "../../src/sim/markdown.js";
 import { buildReport, distribution, percentile, reportJson, requestsCsv } from "../../src/sim/report.js";
 import { simulate } from "../../src/sim/simulator.js";
@@ -123,6 +123,12 @@ describe("charts", () => {
     const bars = barChart({ title: "B", xLabel: "replica", yLabel: "%", labels: ["a", "b"], values: [10, 90], yMax: 100 });
     assertWellFormed(bars);
     assert.equal(bars.match(/<rect x=/g)?.length, 2);
+    const rows = rowChart({ title: "R", xLabel: "req/s", labels: ["MC spread prefix-aware (feasible)", "MC round-robin"], values: [3.55, 0], colors: [1, 0] });
+    assertWellFormed(rows);
+    assert.ok(rows.includes(">MC spread prefix-aware (feasible)</text>") && rows.includes(">3.55</text>"));
+    const widths = [...rows.matchAll(/<rect x="[\d.]+" y="[\d.]+" width="([\d.]+)"/g)].map((m) => Number(m[1]));
+    assert.equal(widths.length, 2);
+    assert.ok(widths[0]! > 0 && widths[1] === 0, "a bar as long as its value, none for zero");
     const hist = histogram({ title: "H", xLabel: "ms", values: Float64Array.from({ length: 1000 }, (_, i) => i), marker: { at: 500, label: "SLO" } });
     assertWellFormed(hist);
     assert.ok(hist.includes(">SLO</text>") && hist.includes("cumulative share"));
