@@ -1,5 +1,7 @@
+import assert from "node:assert/strict";
 import { resolve } from "node:path";
 import { resolveSimFleet, type SimFleet } from "../../src/sim/fleet-file.js";
+import type { ReplicaModel } from "../../src/sim/replica.js";
 import type { Trace } from "../../src/sim/traces.js";
 
 /** The shared reference traces, never copied into the repository. */
@@ -32,3 +34,15 @@ export function tinyTrace(rows: readonly (readonly [number, number, number, (rea
 export function fleetOf(count: number, over: Record<string, unknown> = {}, top: Record<string, unknown> = {}): SimFleet {
   return resolveSimFleet({ islands: [{ name: "pool", hardware: "h100", model: "llama-3.1-8b", count, ...over }], ...top });
 }
+
+/** Steps a replica until idle, from `now`; returns the end time. */
+export function drain(r: ReplicaModel, now = 0): number {
+  for (let ms = r.beginStep(now); ms >= 0; ms = r.beginStep(now)) {
+    now += ms;
+    r.endStep(now);
+  }
+  return now;
+}
+
+/** Equal to within floating-point rounding. */
+export const close = (a: number, b: number, what: string): void => assert.ok(Math.abs(a - b) <= 1e-9 * Math.max(1, Math.abs(b)), `${what}: ${a} vs ${b}`);

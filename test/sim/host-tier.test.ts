@@ -9,7 +9,7 @@ import { DEFAULT_HOST_LINK_GBS, ReplicaModel, SimSeq, hostTransfer, type Replica
 import { buildReport } from "../../src/sim/report.js";
 import { simulate } from "../../src/sim/simulator.js";
 import { loadTrace, spreadTies } from "../../src/sim/traces.js";
-import { MOONCAKE, fleetOf, tinyTrace } from "./fixtures.js";
+import { MOONCAKE, close, drain, fleetOf, tinyTrace } from "./fixtures.js";
 
 const hw = findHardware("h100");
 const precision = findPrecision("bf16");
@@ -28,14 +28,8 @@ function replica(over: Partial<ReplicaParams> = {}): { r: ReplicaModel; first: M
 /** Runs one request alone from `now` until the replica is idle; returns the end time. */
 function serve(r: ReplicaModel, seq: SimSeq, now: number): number {
   r.enqueue(seq);
-  for (let ms = r.beginStep(now); ms >= 0; ms = r.beginStep(now)) {
-    now += ms;
-    r.endStep(now);
-  }
-  return now;
+  return drain(r, now);
 }
-
-const close = (a: number, b: number, what: string): void => assert.ok(Math.abs(a - b) <= 1e-9 * Math.max(1, Math.abs(b)), `${what}: ${a} vs ${b}`);
 
 describe("host-memory KV tier", () => {
   it("a block evicted from HBM is served from host memory: a host hit, TTFT = load + the uncached token, less than recomputing", () => {

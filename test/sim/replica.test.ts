@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { decodeStepMs, findHardware, findModel, findPrecision, makeEnergyProfile, makePerfProfile, prefillMs } from "../../src/hardware/index.js";
 import { ReplicaModel, SimSeq, type ReplicaParams } from "../../src/sim/replica.js";
+import { close, drain } from "./fixtures.js";
 
 const hw = findHardware("h100");
 const precision = findPrecision("bf16");
@@ -22,16 +23,6 @@ function replica(over: Partial<ReplicaParams> = {}): { r: ReplicaModel; log: Log
   return { r, log };
 }
 
-/** Steps the replica until idle, from `now`; returns the end time. */
-function drain(r: ReplicaModel, now = 0): number {
-  for (let ms = r.beginStep(now); ms >= 0; ms = r.beginStep(now)) {
-    now += ms;
-    r.endStep(now);
-  }
-  return now;
-}
-
-const close = (a: number, b: number, what: string): void => assert.ok(Math.abs(a - b) <= 1e-9 * Math.max(1, Math.abs(b)), `${what}: ${a} vs ${b}`);
 
 describe("ReplicaModel", () => {
   it("one request alone: TTFT is the model's prefill time (chunked prefill, prompt within one pass)", () => {
