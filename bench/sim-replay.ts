@@ -4,7 +4,7 @@
  * replicas (Llama-3.1-70B, FP8, tensor-parallel 2 on H100s by default):
  * wall time and simulated events per second. Target: <= 5 s on 2 cores.
  *
- *   node --import tsx bench/sim-mooncake.ts [--rounds 5] [--replicas 16] [--hw h100] [--model llama-3.1-70b] [--precision fp8] [--tp 2] [--no-chunked-prefill]
+ *   node --import tsx bench/sim-replay.ts [--rounds 5] [--replicas 16] [--hw h100] [--model llama-3.1-70b] [--precision fp8] [--tp 2] [--no-chunked-prefill]
  *
  * Prints a Markdown table. Each round is a fresh simulation of the whole trace
  * in this process (the trace is read once; its load time is shown apart).
