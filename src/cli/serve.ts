@@ -8,7 +8,7 @@ import { parseFleetConfig, type FleetConfig } from "../fleet/config.js";
 import { createGatewayWithShutdown } from "../gateway/server.js";
 import { hardwareByReplica } from "../obs/index.js";
 import { ensureDefaultModel } from "../gguf/default-model.js";
-import { rateBookFromConfig, tenancyFromConfig } from "../metering/config.js";
+import { isLoopbackHost, rateBookFromConfig, tenancyFromConfig } from "../metering/config.js";
 import { knownPolicies, policyFromConfig } from "../scheduler/policies.js";
 
 interface ServeOptions {
@@ -60,6 +60,10 @@ async function serve(opts: ServeOptions): Promise<void> {
     throw new Error(`server.admin_token_env names ${config.server.admin_token_env}, which is not set`);
   }
   const host = opts.host ?? config.server.host ?? DEFAULT_HOST;
+  if (adminToken === undefined && !isLoopbackHost(host)) {
+    // Without a token the operator's routes answer loopback only, so they are safe but unreachable from elsewhere.
+    process.stderr.write(`flotilla: warning: bound to ${host} with no admin token: /admin, /metrics and /ui answer direct loopback clients only; set server.admin_token_env to manage this server from other hosts\n`);
+  }
   const port = opts.port ?? config.server.port ?? DEFAULT_PORT;
   // Each replica's hardware prices its requests and tells the router its speed, cost and energy.
   const rates = await rateBookFromConfig(config, baseDir);
@@ -79,7 +83,9 @@ async function serve(opts: ServeOptions): Promise<void> {
     readyWaitMs: config.server.ready_wait_ms,
     ...(config.server.eject_slow_first_token_ms === undefined ? {} : { slowFirstTokenMs: config.server.eject_slow_first_token_ms }),
     ...(adminToken === undefined ? {} : { adminToken }),
+    metricsPublic: config.server.metrics_public,
     ...(config.server.body_limit_bytes === undefined ? {} : { bodyLimit: config.server.body_limit_bytes }),
+    bodyTimeoutMs: config.server.body_timeout_ms,
   });
   await fleet.start((replica, err) => {
     process.stderr.write(`flotilla: replica ${replica.id} did not start: ${(err as Error).message}\n`);
@@ -91,7 +97,7 @@ async function serve(opts: ServeOptions): Promise<void> {
     return `  ${m.name}: ${ready}/${m.replicas.length} replicas ready`;
   });
   process.stdout.write(`flotilla listening on ${address}\n${lines.join("\n")}\n  dashboard: ${address}/ui   metrics: ${address}/metrics\n`);
-  process.stdout.write(tenancy === undefined ? "  usage ledger: off (server.store: none)\n" : `  usage ledger: ${tenancy.store.kind} ${tenancy.store.where}\n`);
+  process.stdout.write(tenancy === undefined ? "  usage ledger: off (server.store: none)\n" : `  usage ledger: ${tenancy.store.kind} ${tenancy.store.where}\n  api keys: ${await tenancy.authMode()}\n`);
 
   // The first signal drains (in-flight requests finish, new ones get 503);
   // a second one stops at once.

@@ -34,14 +34,14 @@ export function registerTenancyCommands(program: Command): void {
         ...(o.budgetUsd === undefined ? {} : { monthly_budget_usd: o.budgetUsd }),
       };
       const t = (await call(o.url, "POST", "/admin/tenants", { body })) as Tenant;
-      process.stdout.write(o.json === true ? `${JSON.stringify(t, null, 2)}\n` : tenantTable([t]));
+      process.stdout.write(o.json === true ? json(t) : tenantTable([t]));
     });
 
   withUrl(tenants.command("list").description("tenants with their limits and this month's spending"))
     .option("--json", "print JSON")
     .action(async (o: UrlOption & { json?: boolean }) => {
       const { data } = (await call(o.url, "GET", "/admin/tenants")) as { data: Tenant[] };
-      process.stdout.write(o.json === true ? `${JSON.stringify(data, null, 2)}\n` : data.length === 0 ? "no tenants\n" : tenantTable(data));
+      process.stdout.write(o.json === true ? json(data) : data.length === 0 ? "no tenants\n" : tenantTable(data));
     });
 
   withUrl(tenants.command("delete <name>").description("delete a tenant and its keys (its usage history stays)")).action(async (name: string, o: UrlOption) => {
@@ -56,11 +56,11 @@ export function registerTenancyCommands(program: Command): void {
     .action(async (tenant: string, o: UrlOption & { name?: string; json?: boolean }) => {
       const k = (await call(o.url, "POST", "/admin/keys", { body: { tenant, ...(o.name === undefined ? {} : { name: o.name }) } })) as Key & { key: string };
       if (o.json === true) {
-        process.stdout.write(`${JSON.stringify(k, null, 2)}\n`);
+        process.stdout.write(json(k));
         return;
       }
-      process.stdout.write(`${k.key}\n`);
-      process.stderr.write(`key ${k.id} for tenant ${k.tenant}: store it now, it is not shown again (clients send it as Authorization: Bearer <key>)\n`);
+      process.stdout.write(`${printable(k.key)}\n`);
+      process.stderr.write(`key ${printable(k.id)} for tenant ${printable(k.tenant)}: store it now, it is not shown again (clients send it as Authorization: Bearer <key>)\n`);
     });
 
   withUrl(keys.command("list").description("API keys (their first characters only)"))
@@ -69,7 +69,7 @@ export function registerTenancyCommands(program: Command): void {
     .action(async (o: UrlOption & { tenant?: string; json?: boolean }) => {
       const { data } = (await call(o.url, "GET", "/admin/keys", { query: o.tenant === undefined ? {} : { tenant: o.tenant } })) as { data: Key[] };
       if (o.json === true) {
-        process.stdout.write(`${JSON.stringify(data, null, 2)}\n`);
+        process.stdout.write(json(data));
         return;
       }
       const rows = data.map((k) => [k.id, k.tenant, k.name, `${k.prefix}…`, k.created_at, k.revoked_at ?? "active"]);
@@ -97,7 +97,7 @@ export function registerTenancyCommands(program: Command): void {
         ...(o.tenant === undefined || apiKey !== undefined ? {} : { tenant: o.tenant }),
       };
       const report = (await (apiKey === undefined ? call(o.url, "GET", "/admin/usage", { query }) : call(o.url, "GET", "/v1/usage", { query, token: apiKey }))) as UsageReport;
-      process.stdout.write(o.json === true ? `${JSON.stringify(report, null, 2)}\n` : usageTable(report));
+      process.stdout.write(o.json === true ? json(report) : usageTable(report));
     });
 }
 
@@ -161,7 +161,7 @@ export function usageTable(r: UsageReport): string {
   const rows = r.data.map((u) => line(u));
   if (groups.length > 0 && r.data.length > 1) rows.push(line(r.total, "total"));
   const head = [...groups, "requests", "input", "cached", "output", "device-s", "energy", "cost $"];
-  const title = `usage${r.tenant === undefined ? "" : ` of ${r.tenant}`} from ${r.from} to ${r.to}\n`;
+  const title = printable(`usage${r.tenant === undefined ? "" : ` of ${r.tenant}`} from ${r.from} to ${r.to}`) + "\n";
   return title + (r.data.length === 0 && groups.length > 0 ? "no requests\n" : table(head, rows.length > 0 ? rows : [line(r.total)]));
 }
 
@@ -196,11 +196,37 @@ async function call(url: string, method: "GET" | "POST" | "DELETE", path: string
   } catch {
     // not JSON: reported below by status
   }
-  if (!res.ok) throw new Error(json.error?.message ?? `gateway answered ${res.status}`);
+  if (!res.ok) throw new Error(printable(json.error?.message ?? `gateway answered ${res.status}`));
   return json;
 }
 
-function table(header: readonly string[], rows: readonly (readonly string[])[]): string {
+/**
+ * Characters a terminal may act on rather than show: C0 and C1 controls
+ * (ESC starts a control sequence), DEL, line and paragraph separators, and
+ * bidirectional overrides, which reorder what is shown.
+ */
+// eslint-disable-next-line no-control-regex -- matching control characters is the point
+const UNPRINTABLE = /[\u0000-\u001f\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g;
+
+/** Text from the gateway, safe for a terminal: what a terminal would act on is shown escaped (ESC as \x1b). */
+function printable(text: string): string {
+  return text.replace(UNPRINTABLE, (c) => {
+    const code = c.charCodeAt(0);
+    return code <= 0xff ? `\\x${code.toString(16).padStart(2, "0")}` : `\\u${code.toString(16).padStart(4, "0")}`;
+  });
+}
+
+/** Of those, what JSON.stringify leaves raw in strings (it escapes C0 itself). */
+const RAW_IN_JSON = /[\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g;
+
+/** JSON for a terminal: still the same JSON, with those characters as \u escapes. */
+function json(value: unknown): string {
+  return `${JSON.stringify(value, null, 2).replace(RAW_IN_JSON, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`)}\n`;
+}
+
+/** Every cell is made printable: names and labels come from the store, whoever wrote them. */
+function table(header: readonly string[], cells: readonly (readonly string[])[]): string {
+  const rows = cells.map((r) => r.map(printable));
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? "").length)));
   const numeric = header.map((_, i) => rows.length > 0 && rows.every((r) => /^-?[\d.]+(e-?\d+)?( \w+)?$|^-$/.test(r[i] ?? "")));
   const line = (cells: readonly string[]): string =>

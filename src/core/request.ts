@@ -53,6 +53,8 @@ export interface TokenLogprob {
 export interface GenerationResult {
   readonly finishReason: FinishReason;
   readonly usage: TokenUsage;
+  /** The usage is a bounded estimate, not the engine's count (an upstream that reported none). */
+  readonly usageEstimated?: boolean;
   /** Per generated token, when `sampling.logprobs` asked for them and the engine can tell. */
   readonly logprobs?: readonly TokenLogprob[];
 }
@@ -66,4 +68,22 @@ export function promptText(prompt: Prompt): string {
 /** A prompt's length in tokens where no tokenizer is at hand: ~4 characters each, as English text runs. */
 export function estimateTokens(request: GenerationRequest): number {
   return Math.ceil((promptText(request.prompt).length + (request.continuation?.length ?? 0)) / 4);
+}
+
+/** Tokens a chat template may add around a conversation (BOS, a default system prompt) and around each message (role headers, separators). */
+const TEMPLATE_TOKENS = 64;
+const TEMPLATE_TOKENS_PER_MESSAGE = 16;
+
+/**
+ * The most tokens a prompt can take with any tokenizer: no tokenizer yields
+ * more tokens than UTF-8 bytes (byte fallback is the worst case), plus what
+ * a chat template adds. Admission reserves it where no tokenizer is at hand,
+ * and what an upstream reports is clamped to it.
+ */
+export function promptTokenBound(prompt: Prompt, continuation = ""): number {
+  const extra = Buffer.byteLength(continuation, "utf8");
+  if (prompt.kind === "text") return Buffer.byteLength(prompt.text, "utf8") + extra + 2;
+  let n = TEMPLATE_TOKENS + extra;
+  for (const m of prompt.messages) n += Buffer.byteLength(m.content, "utf8") + TEMPLATE_TOKENS_PER_MESSAGE;
+  return n;
 }

@@ -17,9 +17,12 @@ export interface EngineLoad {
 /**
  * Receives generated text as the engine produces it, with the number of
  * tokens it took; called synchronously, never with "". The token count lets
- * a replica that takes over mid-answer be metered honestly.
+ * a replica that takes over mid-answer be metered honestly, and lets the
+ * gateway hold an answer to max_tokens. `estimated` is true when the engine
+ * could not count the tokens (an upstream that reports nothing per chunk)
+ * and `tokens` is a bounded guess; the ledger marks what it bills from one.
  */
-export type TextSink = (text: string, tokens: number) => void;
+export type TextSink = (text: string, tokens: number, estimated?: boolean) => void;
 
 /**
  * Every executor (in-process llama.cpp, a remote OpenAI-compatible server, a

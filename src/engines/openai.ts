@@ -49,6 +49,7 @@ export class OpenAIEngine implements Engine {
   readonly #headers: Record<string, string>;
   #ready = false;
   #probeTimer: NodeJS.Timeout | undefined;
+  #probing = false;
   #closed = false;
 
   constructor(opts: OpenAIEngineOptions) {
@@ -81,13 +82,22 @@ export class OpenAIEngine implements Engine {
     if (this.#closed) return;
     const interval = this.#opts.probeIntervalMs ?? 5_000;
     this.#probeTimer = setTimeout(() => {
+      this.#probing = true;
       void this.#probe().then((ok) => {
+        this.#probing = false;
         if (this.#closed) return;
         this.#ready = ok;
         this.#scheduleProbe();
       });
     }, this.#ready ? interval : Math.min(interval, 250));
     this.#probeTimer.unref();
+  }
+
+  /** After a failed request: probe at the not-ready pace from now, not when the ready-pace timer next fires. */
+  #probeSoon(): void {
+    if (this.#probing || this.#closed) return; // the probe in flight reschedules itself at that pace
+    clearTimeout(this.#probeTimer);
+    this.#scheduleProbe();
   }
 
   isReady(): boolean {
@@ -113,6 +123,7 @@ export class OpenAIEngine implements Engine {
       if (err instanceof FlotillaError) throw err;
       if (isConnectionError(err)) {
         this.#ready = false;
+        this.#probeSoon();
         throw new FlotillaError("engine_unavailable", `cannot reach ${this.#opts.url}: ${(err as Error).message}`, { cause: err });
       }
       throw new FlotillaError("engine_error", `upstream ${this.#opts.url} failed: ${(err as Error).message}`, { cause: err });
@@ -136,7 +147,7 @@ export class OpenAIEngine implements Engine {
     }
     let finish: FinishReason | undefined;
     let usage: UpstreamChunk["usage"];
-    let completionChars = 0;
+    const counter = new ChunkTokens();
     const logprobs: TokenLogprob[] | undefined = request.sampling.logprobs === undefined ? undefined : [];
     const decoder = new SseLineDecoder();
     const onData = (data: string): void => {
@@ -150,9 +161,8 @@ export class OpenAIEngine implements Engine {
       if (choice !== undefined) {
         const text = prompt.kind === "chat" ? choice.delta?.content : choice.text;
         if (typeof text === "string" && text.length > 0) {
-          completionChars += text.length;
-          // OpenAI-compatible servers stream one token per chunk.
-          onText(text, 1);
+          const { tokens, estimated } = counter.count(chunk.usage?.completion_tokens, choice.logprobs);
+          onText(text, tokens, estimated);
         }
         if (choice.finish_reason != null) finish = choice.finish_reason === "length" ? "length" : "stop";
         if (logprobs !== undefined && choice.logprobs != null) collectLogprobs(choice.logprobs, logprobs);
@@ -163,16 +173,18 @@ export class OpenAIEngine implements Engine {
     if (finish === undefined) {
       throw new FlotillaError("engine_error", `upstream ${this.#opts.url} closed the stream before it finished`);
     }
+    const reported = usage?.completion_tokens != null;
     return {
       // A server that ignores the request for logprobs reports none, rather than an empty list.
       ...(logprobs === undefined || logprobs.length === 0 ? {} : { logprobs }),
       finishReason: finish,
       usage: {
         promptTokens: usage?.prompt_tokens ?? 0,
-        // A server that sends no usage still streamed text; never report zero for it.
-        completionTokens: usage?.completion_tokens ?? Math.ceil(completionChars / 4),
+        // A server that sends no usage still streamed text: what the chunks were counted as.
+        completionTokens: reported ? usage!.completion_tokens! : counter.total,
         cachedTokens: usage?.prompt_tokens_details?.cached_tokens ?? 0,
       },
+      ...(reported && usage?.prompt_tokens != null ? {} : { usageEstimated: true }),
     };
   }
 
@@ -181,7 +193,9 @@ export class OpenAIEngine implements Engine {
     const body: Record<string, unknown> = {
       model: this.#opts.upstreamModel,
       stream: true,
-      stream_options: { include_usage: true },
+      // continuous_usage_stats (vLLM, SGLang): a running token count in every chunk, so a chunk of
+      // several tokens counts as several; servers without it ignore the field.
+      stream_options: { include_usage: true, continuous_usage_stats: true },
     };
     const continuation = request.continuation ?? "";
     if (prompt.kind === "text") body.prompt = prompt.text + continuation;
@@ -228,6 +242,35 @@ export class OpenAIEngine implements Engine {
     clearTimeout(this.#probeTimer);
     this.#slots.rejectWaiters(new FlotillaError("engine_unavailable", "the engine is shutting down"));
     await this.#pool.close();
+  }
+}
+
+/**
+ * Tokens per streamed chunk, from the best source the upstream gives: its
+ * running usage count (continuous_usage_stats: vLLM and SGLang send several
+ * tokens per chunk under load), else the chunk's logprob entries (one per
+ * token), else an estimate marked as such: one token, the least a non-empty
+ * chunk holds (llama-server and Ollama send one per chunk), so an estimate
+ * never bills more than was delivered nor cuts an answer short of max_tokens.
+ */
+export class ChunkTokens {
+  total = 0;
+  #reported = 0;
+
+  count(runningCompletion: number | undefined, logprobs: UpstreamLogprobs | null | undefined): { tokens: number; estimated: boolean } {
+    if (typeof runningCompletion === "number" && runningCompletion > this.#reported) {
+      const tokens = runningCompletion - this.#reported;
+      this.#reported = runningCompletion;
+      return this.#add(tokens, false);
+    }
+    const entries = logprobs == null ? 0 : (logprobs.content?.length ?? 0) + (logprobs.tokens?.length ?? 0);
+    if (entries > 0) return this.#add(entries, false);
+    return this.#add(1, true);
+  }
+
+  #add(tokens: number, estimated: boolean): { tokens: number; estimated: boolean } {
+    this.total += tokens;
+    return { tokens, estimated };
   }
 }
 

@@ -95,6 +95,8 @@ export const fleetConfig = z
         /** A policy name, or a weighted mix checked by scheduler/policyFromConfig. */
         policy: z.union([z.string().min(1), z.record(z.string(), z.unknown())]).optional(),
         body_limit_bytes: z.number().int().min(1024).optional(),
+        /** Longest a client may take to send a request's headers and body; then 408 and the socket is freed. */
+        body_timeout_ms: z.number().int().min(100).max(3_600_000).default(30_000),
         /**
          * Requests that may wait for capacity per model (every replica's slots busy) before 429 + Retry-After;
          * default: the sum of the model's replicas' max_queue.
@@ -116,8 +118,10 @@ export const fleetConfig = z
         eject_cooldown_ms: z.number().int().min(0).default(5_000),
         /** On shutdown, how long in-flight requests get to finish. */
         shutdown_grace_ms: z.number().int().min(0).default(30_000),
-        /** Bearer token for /admin routes; without one they answer loopback clients only. */
+        /** Bearer token for /admin routes, /metrics and /ui; without one they answer direct loopback clients only. */
         admin_token_env: z.string().min(1).optional(),
+        /** /metrics, /ui and its data routes answer anyone (a Prometheus on another host with no token). Default false. */
+        metrics_public: z.boolean().default(false),
         /**
          * Tenants, keys and the usage ledger: "sqlite:PATH" (relative to the fleet file), "postgres://…",
          * or "none". Default: SQLite in $FLOTILLA_HOME (or ~/.cache/flotilla).
@@ -125,8 +129,16 @@ export const fleetConfig = z
         store: z.string().min(1).optional(),
         /** Name of the environment variable holding the store URL (keeps a database password out of the file). */
         store_env: z.string().min(1).optional(),
-        /** Require an API key on /v1 routes; default: when the server binds a non-loopback address or any key exists. */
+        /**
+         * true: an API key is required on /v1 routes even before one exists; false: never, even once keys exist.
+         * Default: when the server binds a non-loopback address or once a key has been created.
+         */
         require_keys: z.boolean().optional(),
+        /**
+         * A gateway process sharing the store whose heartbeat is older than this is dead: another marks its running
+         * requests 'interrupted'. It heartbeats every sixth of this. Default 30,000.
+         */
+        instance_lease_ms: z.number().int().min(600).max(3_600_000).optional(),
       })
       .strict()
       .prefault({}),

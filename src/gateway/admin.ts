@@ -1,11 +1,7 @@
-import { timingSafeEqual } from "node:crypto";
-import type { FastifyInstance, FastifyRequest } from "fastify";
+import type { FastifyInstance } from "fastify";
 import { FlotillaError } from "../core/errors.js";
 import type { Fleet, Replica } from "../fleet/fleet.js";
-import { looksLikeKey, parseAuthorization } from "../metering/keys.js";
-import { errorBody } from "./errors.js";
 import { sleep } from "./sleep.js";
-
 
 const replicaBody = {
   type: "object",
@@ -39,20 +35,16 @@ function describe(r: Replica): Record<string, unknown> {
 
 /**
  * Operator routes: list replicas, drain one (no new traffic; in-flight work
- * finishes) and resume it. With no admin token configured they answer only
- * clients on loopback, so a gateway bound to a public address is not
- * drainable by strangers.
+ * finishes) and resume it. Their access is "admin" (gateway/access.ts): the
+ * admin token, or with none configured direct loopback clients only, so a
+ * gateway bound to a public address is not drainable by strangers.
  */
-export function registerAdminRoutes(app: FastifyInstance, fleet: Fleet, adminToken: string | undefined): void {
+export function registerAdminRoutes(app: FastifyInstance, fleet: Fleet): void {
+  const ADMIN = { config: { access: "admin" } } as const;
   app.register(async (admin) => {
-    admin.addHook("onRequest", async (request, reply) => {
-      const denied = checkAdmin(request, adminToken);
-      if (denied !== undefined) return reply.code(denied.status).send(errorBody(denied.message, "authentication_error", null, denied.code));
-    });
+    admin.get("/admin/replicas", ADMIN, () => ({ object: "list", data: fleet.replicas().map(describe) }));
 
-    admin.get("/admin/replicas", () => ({ object: "list", data: fleet.replicas().map(describe) }));
-
-    admin.post<{ Body: ReplicaBody }>("/admin/drain", { schema: { body: replicaBody } }, async (request) => {
+    admin.post<{ Body: ReplicaBody }>("/admin/drain", { ...ADMIN, schema: { body: replicaBody } }, async (request) => {
       const replica = find(fleet, request.body.replica);
       replica.health.draining = true;
       const until = Date.now() + (request.body.wait_s ?? 30) * 1000;
@@ -60,7 +52,7 @@ export function registerAdminRoutes(app: FastifyInstance, fleet: Fleet, adminTok
       return { ...describe(replica), state: inFlight(replica) === 0 ? "drained" : "draining" };
     });
 
-    admin.post<{ Body: ReplicaBody }>("/admin/resume", { schema: { body: replicaBody } }, async (request) => {
+    admin.post<{ Body: ReplicaBody }>("/admin/resume", { ...ADMIN, schema: { body: replicaBody } }, async (request) => {
       const replica = find(fleet, request.body.replica);
       replica.health.draining = false;
       return describe(replica);
@@ -80,24 +72,4 @@ function find(fleet: Fleet, id: string): Replica {
     throw new FlotillaError("invalid_request", `no replica "${id}"; replicas: ${known}`, { param: "replica" });
   }
   return replica;
-}
-
-/** The fleet admin routes' rule (admin token, else loopback only), and never a tenant's API key. */
-export function checkAdmin(request: FastifyRequest, token: string | undefined): { status: number; code: string; message: string } | undefined {
-  const cred = parseAuthorization(request.headers.authorization);
-  if (cred.kind === "bearer" && looksLikeKey(cred.token)) {
-    return { status: 403, code: "admin_forbidden", message: "an API key cannot use admin routes; they need the admin token (server.admin_token_env)" };
-  }
-  if (token === undefined) {
-    if (isLoopback(request.socket.remoteAddress)) return undefined;
-    return { status: 403, code: "admin_forbidden", message: "admin routes answer loopback clients only; set server.admin_token_env to use them from other hosts" };
-  }
-  const given = Buffer.from(cred.kind === "bearer" ? cred.token : "");
-  const expected = Buffer.from(token);
-  if (given.length === expected.length && timingSafeEqual(given, expected)) return undefined;
-  return { status: 401, code: "invalid_admin_token", message: "admin routes need Authorization: Bearer <admin token>" };
-}
-
-function isLoopback(address: string | undefined): boolean {
-  return address !== undefined && (address.startsWith("127.") || address === "::1" || address.startsWith("::ffff:127."));
 }

@@ -1,6 +1,6 @@
 import { wallClock, type Clock } from "../core/clock.js";
 import { FlotillaError } from "../core/errors.js";
-import type { GenerationRequest, GenerationResult } from "../core/request.js";
+import { estimateTokens, promptTokenBound, type GenerationRequest, type GenerationResult } from "../core/request.js";
 import type { TextSink } from "../engines/engine.js";
 import { candidatesOf, type Fleet, type Replica, type ServedModel } from "../fleet/fleet.js";
 import { route, type Candidate, type Policy, type RejectReason, type RouteRequest } from "../scheduler/pipeline.js";
@@ -139,90 +139,170 @@ export class Dispatcher {
   ): Promise<Dispatched> {
     const failed = new Set<number>();
     let lastError: unknown;
-    let written = ""; // streamed to the caller so far, by every attempt
-    let writtenTokens = 0;
+    const answer = new Answer(request.sampling.maxTokens, onText, this.#clock, this.#slowFirstTokenMs);
     let continuations = 0;
     let lastReplica: Replica | undefined;
-    let attemptStarted = 0;
-    let attemptSpoke = false;
-    let slow = false;
-    const sink: TextSink = (text, tokens) => {
-      if (!attemptSpoke) {
-        attemptSpoke = true;
-        slow = this.#clock.now() - attemptStarted > this.#slowFirstTokenMs;
-      }
-      written += text;
-      writtenTokens += tokens;
-      onText(text, tokens);
-    };
     for (let attempt = 1; attempt <= this.#maxAttempts; attempt++) {
-      const tokensBefore = writtenTokens;
-      const { maxTokens } = request.sampling;
-      if (lastReplica !== undefined && maxTokens !== undefined && writtenTokens >= maxTokens) {
+      if (lastReplica !== undefined && answer.full()) {
         // The replica died after its last token: the answer is whole.
-        const promptTokens = countPromptTokens(model, request) ?? 0;
-        return { finishReason: "length", usage: { promptTokens, completionTokens: writtenTokens, cachedTokens: 0 }, replica: lastReplica, attempts: attempt - 1, continuations };
+        return { ...answer.cut(countPromptTokens(model, request), request), replica: lastReplica, attempts: attempt - 1, continuations };
       }
-      const current = written.length === 0 ? request : resumed(request, written, writtenTokens);
-      // Remote engines offer no tokenizer, so blocks are fixed-size character
-      // chunks of the whole rendered conversation: the same prefix, the same chain.
-      const blocks = this.#hashPrompts ? promptBlockHashes(current.prompt, this.#blockChars, current.continuation) : NO_BLOCKS;
-      const routeRequest: RouteRequest = {
-        promptTokens: countPromptTokens(model, current),
-        maxTokens: current.sampling.maxTokens,
-        blocks,
-        blockTokens: this.#blockChars / CHARS_PER_TOKEN,
-        ...(this.#ttftSloMs === undefined ? {} : { ttftSloMs: this.#ttftSloMs }),
-        ...(routing.affinityKey === undefined ? {} : { affinityKey: routing.affinityKey }),
-      };
-      let candidates = this.#candidates(model, failed, blocks);
-      let outcome = route(this.#policy, routeRequest, candidates, this.#random);
-      // With nothing ready (an outage, a restart in progress), wait a moment
-      // for a replica to come back rather than fail at once; bounded, and
-      // the request's own deadline or disconnect still cancels the wait.
-      const waitUntil = this.#clock.now() + this.#readyWaitMs;
-      while (!outcome.ok && outcome.reason === "no_ready_replica" && this.#clock.now() < waitUntil && !signal.aborted) {
-        await sleep(25);
-        candidates = this.#candidates(model, failed, blocks);
-        outcome = route(this.#policy, routeRequest, candidates, this.#random);
-      }
-      if (!outcome.ok) throw lastError ?? rejection(outcome.reason, model, routeRequest, candidates, request.prompt.kind === "chat" ? "messages" : "prompt");
-      const replica = model.replicas[outcome.index]!;
-      if (blocks.length > 0) this.#prefixIndex(model).record(outcome.index, blocks);
+      const current = answer.text.length === 0 ? request : resumed(request, answer.text, answer.tokens);
+      const replica = await this.#pick(model, current, failed, signal, routing, lastError);
       lastReplica = replica;
       replica.health.dispatched();
       onAttempt?.(replica);
-      attemptStarted = this.#clock.now();
-      attemptSpoke = false;
-      slow = false;
+      const attemptAbort = answer.begin();
       try {
-        const result = await replica.engine.generate(current, sink, signal);
+        const result = await replica.engine.generate(current, answer.sink, AbortSignal.any([signal, attemptAbort.signal]));
         // A replica that answers, but far slower than it should, is an outlier too.
-        if (slow) replica.health.failed();
+        if (answer.slow) replica.health.failed();
         else replica.health.succeeded();
-        return {
-          // After a continuation, only the resuming replica's tokens: the one that failed never scored its part.
-          ...(result.logprobs === undefined ? {} : { logprobs: result.logprobs }),
-          finishReason: result.finishReason,
-          // The replayed text was input to the replica that finished, so it
-          // is in its prompt count; output is every token actually generated.
-          usage: { ...result.usage, completionTokens: tokensBefore + result.usage.completionTokens },
-          replica,
-          attempts: attempt,
-          continuations,
-        };
+        if (answer.capped) return { ...answer.cut(countPromptTokens(model, current), current), replica, attempts: attempt, continuations };
+        return { ...answer.finished(result, current), replica, attempts: attempt, continuations };
       } catch (err) {
+        if (answer.capped && !signal.aborted) {
+          // The gateway stopped an engine that went past max_tokens: the answer is whole at the limit.
+          replica.health.succeeded();
+          return { ...answer.cut(countPromptTokens(model, current), current), replica, attempts: attempt, continuations };
+        }
         const code = err instanceof FlotillaError ? err.code : "engine_error";
         if (code === "engine_unavailable" || code === "engine_error") replica.health.failed();
         else replica.health.released();
-        const resumable = written.length > 0 ? code === "engine_unavailable" || code === "engine_error" : retryable.has(code);
+        const resumable = answer.text.length > 0 ? code === "engine_unavailable" || code === "engine_error" : retryable.has(code);
         if (signal.aborted || !resumable) throw err;
-        if (written.length > 0) continuations++;
-        failed.add(outcome.index);
+        if (answer.text.length > 0) continuations++;
+        failed.add(model.replicas.indexOf(replica));
         lastError = err;
       }
     }
     throw lastError;
+  }
+
+  /**
+   * The router's choice for this attempt. With nothing ready (an outage, a
+   * restart in progress) it waits a moment for a replica to come back rather
+   * than fail at once; bounded, and the request's own deadline or disconnect
+   * still cancels the wait.
+   */
+  async #pick(model: ServedModel, current: GenerationRequest, failed: ReadonlySet<number>, signal: AbortSignal, routing: { readonly affinityKey?: string }, lastError: unknown): Promise<Replica> {
+    // Remote engines offer no tokenizer, so blocks are fixed-size character
+    // chunks of the whole rendered conversation: the same prefix, the same chain.
+    const blocks = this.#hashPrompts ? promptBlockHashes(current.prompt, this.#blockChars, current.continuation) : NO_BLOCKS;
+    const routeRequest: RouteRequest = {
+      promptTokens: countPromptTokens(model, current),
+      maxTokens: current.sampling.maxTokens,
+      blocks,
+      blockTokens: this.#blockChars / CHARS_PER_TOKEN,
+      ...(this.#ttftSloMs === undefined ? {} : { ttftSloMs: this.#ttftSloMs }),
+      ...(routing.affinityKey === undefined ? {} : { affinityKey: routing.affinityKey }),
+    };
+    let candidates = this.#candidates(model, failed, blocks);
+    let outcome = route(this.#policy, routeRequest, candidates, this.#random);
+    const waitUntil = this.#clock.now() + this.#readyWaitMs;
+    while (!outcome.ok && outcome.reason === "no_ready_replica" && this.#clock.now() < waitUntil && !signal.aborted) {
+      await sleep(25);
+      candidates = this.#candidates(model, failed, blocks);
+      outcome = route(this.#policy, routeRequest, candidates, this.#random);
+    }
+    if (!outcome.ok) throw lastError ?? rejection(outcome.reason, model, routeRequest, candidates, current.prompt.kind === "chat" ? "messages" : "prompt");
+    if (blocks.length > 0) this.#prefixIndex(model).record(outcome.index, blocks);
+    return model.replicas[outcome.index]!;
+  }
+}
+
+/**
+ * The answer as the caller has received it, across every replica that wrote
+ * part of it, held to max_tokens: a chunk that would take the answer past
+ * the limit is not passed on, and the attempt's engine is stopped. Counts
+ * from engines that could only estimate them (a lower bound: see
+ * ChunkTokens) make the usage an estimate.
+ */
+class Answer {
+  text = "";
+  tokens = 0;
+  estimated = false;
+  capped = false;
+  slow = false;
+  #attempt = new AbortController();
+  #attemptStarted = 0;
+  #attemptSpoke = false;
+  #attemptBytes = 0;
+  #estimatedBefore = false;
+  #tokensBefore = 0;
+
+  constructor(
+    readonly maxTokens: number | undefined,
+    readonly onText: TextSink,
+    readonly clock: Clock,
+    readonly slowFirstTokenMs: number,
+  ) {}
+
+  /** Starts an attempt; its controller stops that attempt's engine alone. */
+  begin(): AbortController {
+    this.#attempt = new AbortController();
+    this.#attemptStarted = this.clock.now();
+    this.#attemptSpoke = false;
+    this.#attemptBytes = 0;
+    this.#estimatedBefore = this.estimated;
+    this.#tokensBefore = this.tokens;
+    this.slow = false;
+    return this.#attempt;
+  }
+
+  full(): boolean {
+    return this.maxTokens !== undefined && this.tokens >= this.maxTokens;
+  }
+
+  readonly sink: TextSink = (text, tokens, estimated) => {
+    if (this.capped) return;
+    if (this.maxTokens !== undefined && this.tokens + tokens > this.maxTokens) {
+      this.capped = true;
+      this.#attempt.abort();
+      return;
+    }
+    if (!this.#attemptSpoke) {
+      this.#attemptSpoke = true;
+      this.slow = this.clock.now() - this.#attemptStarted > this.slowFirstTokenMs;
+    }
+    this.text += text;
+    this.tokens += tokens;
+    this.#attemptBytes += Buffer.byteLength(text, "utf8");
+    if (estimated === true) this.estimated = true;
+    this.onText(text, tokens, estimated);
+  };
+
+  /**
+   * A finished attempt's result, with what its engine reported clamped to
+   * what is possible: prompt tokens to the prompt's bound, output tokens to
+   * max_tokens and to one per byte written (plus an end token). The replayed
+   * text was input to the replica that finished, so it is in its prompt
+   * count; output is every token the caller received.
+   */
+  finished(result: GenerationResult, current: GenerationRequest): GenerationResult {
+    const promptTokens = Math.min(result.usage.promptTokens, promptTokenBound(current.prompt, current.continuation));
+    const own = Math.min(result.usage.completionTokens, this.#attemptBytes + 1);
+    const completionTokens = Math.min(this.#tokensBefore + own, this.maxTokens ?? Infinity);
+    return {
+      // After a continuation, only the resuming replica's tokens: the one that failed never scored its part.
+      ...(result.logprobs === undefined ? {} : { logprobs: result.logprobs }),
+      finishReason: result.finishReason,
+      usage: { promptTokens, completionTokens, cachedTokens: Math.min(result.usage.cachedTokens, promptTokens) },
+      ...(this.#estimatedBefore || result.usageEstimated === true ? { usageEstimated: true } : {}),
+    };
+  }
+
+  /** The answer ended at max_tokens by the gateway (or the engine died at it): the engine reported no usage. */
+  cut(promptTokens: number | undefined, current: GenerationRequest): GenerationResult {
+    return {
+      finishReason: "length",
+      usage: {
+        promptTokens: promptTokens ?? Math.min(estimateTokens(current), promptTokenBound(current.prompt, current.continuation)),
+        completionTokens: this.tokens,
+        cachedTokens: 0,
+      },
+      ...(promptTokens === undefined || this.estimated ? { usageEstimated: true } : {}),
+    };
   }
 }
 

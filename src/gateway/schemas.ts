@@ -5,9 +5,16 @@
  * penalties, ...) are allowed through untouched, as clients send them freely.
  */
 
+/**
+ * The most output tokens a request may ask for (2^20, past any context
+ * window served today): with it, a request's worst case always fits the
+ * usage ledger's token columns (MAX_LEDGER_TOKENS) on every backend.
+ */
+export const MAX_OUTPUT_TOKENS = 1_048_576;
+
 const samplingProperties = {
   model: { type: "string", minLength: 1 },
-  max_tokens: { type: "integer", minimum: 1 },
+  max_tokens: { type: "integer", minimum: 1, maximum: MAX_OUTPUT_TOKENS },
   temperature: { type: "number", minimum: 0, maximum: 2 },
   top_p: { type: "number", exclusiveMinimum: 0, maximum: 1 },
   seed: { type: "integer" },
@@ -55,7 +62,7 @@ export const chatCompletionSchema = {
   properties: {
     ...samplingProperties,
     messages: { type: "array", minItems: 1, items: message },
-    max_completion_tokens: { type: "integer", minimum: 1 },
+    max_completion_tokens: { type: "integer", minimum: 1, maximum: MAX_OUTPUT_TOKENS },
     // vLLM's extension: resume the final assistant message instead of starting a new turn.
     continue_final_message: { type: "boolean" },
     add_generation_prompt: { type: "boolean" },

@@ -14,7 +14,9 @@ import { openTenancy, type EarlierLeg, type Principal, type Settlement, type Ten
 import { loggerOptions, registerObservability, type ObservabilityOptions } from "../obs/index.js";
 import type { PriorityClass } from "../scheduler/admission.js";
 import type { Cascade } from "../scheduler/cascade.js";
+import { enforceAccess, type RoutePolicy } from "./access.js";
 import { registerAdminRoutes } from "./admin.js";
+import { drainBody, guardExpectContinue, receivingOptions } from "./http-limits.js";
 import { AdmissionGate } from "./admission-gate.js";
 import { judgeLightLeg, replay, target, type Verdict } from "./cascades.js";
 import { registerTenancyRoutes } from "./tenancy-routes.js";
@@ -31,11 +33,15 @@ export interface GatewayOptions {
   readonly clock?: Clock;
   /** Largest request body accepted, in bytes. */
   readonly bodyLimit?: number;
+  /** Longest a client may take to send a request's headers and body before 408 (default 30 s). */
+  readonly bodyTimeoutMs?: number;
   readonly logLevel?: "fatal" | "error" | "warn" | "info" | "debug" | "trace" | "silent";
   /** Longest a request may run; a client may ask for less with x-flotilla-timeout-ms. */
   readonly requestTimeoutMs?: number;
-  /** Bearer token for /admin routes; without one, only loopback clients may use them. */
+  /** Bearer token for /admin routes, /metrics and /ui; without one, only direct loopback clients may use them. */
   readonly adminToken?: string;
+  /** /metrics, /ui and its data routes answer anyone, admin token or not. */
+  readonly metricsPublic?: boolean;
   /** How long a request waits for a replica to become ready before 503. */
   readonly readyWaitMs?: number;
   /** A first token slower than this counts against the replica's circuit breaker. */
@@ -60,6 +66,8 @@ export interface Gateway {
   readonly app: FastifyInstance;
   /** Stops new work, lets in-flight requests finish (up to `graceMs`), then closes. */
   shutdown(graceMs: number): Promise<void>;
+  /** Every route with who may call it. */
+  routes(): readonly RoutePolicy[];
 }
 
 const REQUEST_ID = /^[\w.:-]{1,128}$/;
@@ -77,7 +85,6 @@ export function createGatewayWithShutdown(opts: GatewayOptions): Gateway {
   const clock = opts.clock ?? wallClock;
   const maxTimeoutMs = opts.requestTimeoutMs ?? 600_000;
   const tenancy = opts.tenancy ?? openTenancy;
-  const principals = new WeakMap<FastifyRequest, Principal | undefined>();
   let shuttingDown = false;
   const dispatcher = new Dispatcher(opts.fleet, opts.policy ?? leastLoaded, {
     clock,
@@ -91,8 +98,10 @@ export function createGatewayWithShutdown(opts: GatewayOptions): Gateway {
     ...(opts.maxQueued === undefined ? {} : { maxQueued: opts.maxQueued }),
     ...(opts.maxQueuedPerTenant === undefined ? {} : { maxQueuedPerTenant: opts.maxQueuedPerTenant }),
   });
+  const bodyLimit = opts.bodyLimit ?? 4 * 1024 * 1024;
   const app = Fastify({
-    bodyLimit: opts.bodyLimit ?? 4 * 1024 * 1024,
+    bodyLimit,
+    ...receivingOptions(opts.bodyTimeoutMs ?? 30_000),
     logger: loggerOptions(opts.logLevel ?? "warn", opts.observability?.logDestination),
     // A client-supplied id is kept (and echoed) so logs join up across hops.
     genReqId: (req) => {
@@ -102,30 +111,30 @@ export function createGatewayWithShutdown(opts: GatewayOptions): Gateway {
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false, useDefaults: false, allErrors: false } },
     return503OnClosing: true,
   });
+  guardExpectContinue(app, bodyLimit);
 
   app.addHook("onRequest", (request, reply, done) => {
     void reply.header("x-request-id", request.id);
-    if (shuttingDown && request.url.startsWith("/v1/") && request.method === "POST") {
+    // New work is refused while draining; what was admitted finishes.
+    if (shuttingDown && request.routeOptions.config.access === "tenant" && request.method === "POST") {
       done(new FlotillaError("shutting_down", "this server is shutting down; retry on another instance", { retryAfterS: 5 }));
       return;
     }
     done();
   });
+  // Before any route: every route registered from here on must declare who may call it.
+  const access = enforceAccess(app, { tenancy, adminToken: opts.adminToken, metricsPublic: opts.metricsPublic });
 
-  // Every /v1 route knows its caller before it runs.
-  app.addHook("onRequest", async (request) => {
-    if (!request.url.startsWith("/v1/")) return;
-    principals.set(request, await tenancy.authenticate(request.headers.authorization, request.socket.remoteAddress));
-  });
-
-  registerAdminRoutes(app, opts.fleet, opts.adminToken);
-  registerTenancyRoutes(app, tenancy, opts.adminToken, (r) => principals.get(r));
+  registerAdminRoutes(app, opts.fleet);
+  registerTenancyRoutes(app, tenancy, access.principalOf);
   const observer = registerObservability(app, opts.fleet, { clock, ...opts.observability });
   observer.admissionQueue = () => gate.depths();
 
-  app.setErrorHandler((err, request, reply) => {
+  app.setErrorHandler(async (err, request, reply) => {
     const http = toHttpError(err);
     if (http.status >= 500) request.log.error({ err }, "request failed");
+    // The sender of an oversized body is still writing it: let it finish, or it never reads the 413.
+    if (http.status === 413) void reply.header("connection", (await drainBody(request.raw)) ? "keep-alive" : "close");
     return sendError(reply, http);
   });
 
@@ -137,23 +146,25 @@ export function createGatewayWithShutdown(opts: GatewayOptions): Gateway {
     }),
   );
 
-  app.get("/healthz", () => ({ status: "ok" }));
+  const PUBLIC = { config: { access: "public" } } as const;
+  const TENANT = { config: { access: "tenant" } } as const;
+  app.get("/healthz", PUBLIC, () => ({ status: "ok" }));
   const readiness = (_request: FastifyRequest, reply: FastifyReply): FastifyReply => {
     const ready = opts.fleet.anyReady();
     return reply.code(ready ? 200 : 503).send({ status: ready ? "ready" : "no replica ready" });
   };
-  app.get("/readyz", readiness);
+  app.get("/readyz", PUBLIC, readiness);
   // Where llama-server, vLLM and SGLang answer, so a Flotilla can itself be an upstream engine.
-  app.get("/health", readiness);
+  app.get("/health", PUBLIC, readiness);
 
   const cascades = opts.cascades ?? new Map<string, Cascade>();
-  app.get("/v1/models", () => {
+  app.get("/v1/models", TENANT, () => {
     const created = Math.floor(clock.epochMs() / 1000);
     const names = [...[...opts.fleet.models()].map((m) => m.name), ...cascades.keys()];
     return { object: "list", data: names.map((id) => ({ id, object: "model", created, owned_by: "flotilla" })) };
   });
 
-  app.get<{ Params: { id: string } }>("/v1/models/*", (request, reply) => {
+  app.get<{ Params: { id: string } }>("/v1/models/*", TENANT, (request, reply) => {
     const id = (request.params as Record<string, string>)["*"] ?? "";
     const name = cascades.has(id) ? id : dispatcher.model(id).name;
     return reply.send({ id: name, object: "model", created: Math.floor(clock.epochMs() / 1000), owned_by: "flotilla" });
@@ -168,7 +179,7 @@ export function createGatewayWithShutdown(opts: GatewayOptions): Gateway {
       if (leg?.leg === "heavy") observer.cascadeEscalated(body.model, leg.reason);
       let cascadeInfo: Record<string, string | number> = leg === undefined ? {} : { cascade: body.model, cascade_leg: leg.leg, cascade_reason: leg.reason };
       const timeoutMs = requestTimeout(request.headers["x-flotilla-timeout-ms"], maxTimeoutMs);
-      const principal = principals.get(request);
+      const principal = access.principalOf(request);
       const priority = priorityOf(principal, body.service_tier, request.headers["x-flotilla-priority"]);
       const ticket = await tenancy.admit({
         requestId: request.id,
@@ -196,10 +207,13 @@ export function createGatewayWithShutdown(opts: GatewayOptions): Gateway {
       }, timeoutMs);
       let lastReplica: string | undefined;
       // What reached the client, so a request cut short mid-stream is metered for it.
+      // Only a stream delivers before it ends: a non-streaming answer that fails delivered nothing.
       let streamedTokens = 0;
-      const counted = (onText: TextSink): TextSink => (text, tokens) => {
+      let streamedEstimated = false;
+      const counted = (onText: TextSink): TextSink => (text, tokens, estimated) => {
         streamedTokens += tokens;
-        onText(text, tokens);
+        if (estimated === true) streamedEstimated = true;
+        onText(text, tokens, estimated);
       };
       const onAttempt = (replica: Replica): void => {
         lastReplica = replica.id;
@@ -225,6 +239,7 @@ export function createGatewayWithShutdown(opts: GatewayOptions): Gateway {
       let earlier: EarlierLeg[] | undefined;
       const extension = (d: Dispatched): ServedBy => ({ ...ticket.price(d.usage, d.replica.id, clock.now() - started, earlier), ...servedBy(d), ...cascadeInfo });
       let result: Dispatched | undefined;
+      let failure: unknown;
       try {
         // Session affinity: the OpenAI `user` field, or a header for clients that cannot set it.
         const session = request.headers["x-flotilla-session"];
@@ -251,7 +266,7 @@ export function createGatewayWithShutdown(opts: GatewayOptions): Gateway {
         const run = async (onText: TextSink, attempt: (r: Replica) => void): Promise<Dispatched> =>
           kept === undefined ? dispatcher.run(answerModel, generation, onText, cancel.signal, attempt, routing) : replay(kept, onText, attempt);
         if (body.stream === true) {
-          result = await stream(reply, meta, body.stream_options?.include_usage === true, extension, (onText, attempt) =>
+          result = await stream(reply, meta, body.stream_options?.include_usage === true, extension, (err) => (failure = err), (onText, attempt) =>
             run(watch.sink(counted(onText)), (r) => {
               onAttempt(r);
               attempt(r);
@@ -261,26 +276,28 @@ export function createGatewayWithShutdown(opts: GatewayOptions): Gateway {
         }
         const parts: string[] = [];
         result = await run(
-          watch.sink(counted((t) => parts.push(t))),
+          watch.sink((t) => parts.push(t)),
           onAttempt,
         );
         void reply.header("x-flotilla-replica", result.replica.id);
         await reply.send(completeResponse(meta, parts.join(""), result.finishReason, result.usage, extension(result), result.logprobs));
       } catch (err) {
+        failure = err;
         watch.failed(err);
         if (!timedOut) throw err;
         throw new FlotillaError("deadline_exceeded", `the request ran past its ${timeoutMs} ms deadline and was cancelled`, { cause: err });
       } finally {
         release?.();
         clearTimeout(deadline);
-        const settled: Settlement = { ...settlement(result, lastReplica, clock.now() - started, cancel.signal.aborted, timedOut), streamedTokens, ...(earlier === undefined ? {} : { earlier }) };
+        const ended = settlement(result, lastReplica, clock.now() - started, cancel.signal.aborted, timedOut, failure);
+        const settled: Settlement = { ...ended, streamedTokens, streamedEstimated, ...(earlier === undefined ? {} : { earlier }) };
         watch.finish(settled);
         await ticket.settle(settled);
       }
     };
 
-  app.post("/v1/chat/completions", { schema: { body: chatCompletionSchema } }, serve("chat", chatRequest));
-  app.post("/v1/completions", { schema: { body: completionSchema } }, serve("completion", completionRequest));
+  app.post("/v1/chat/completions", { ...TENANT, schema: { body: chatCompletionSchema } }, serve("chat", chatRequest));
+  app.post("/v1/completions", { ...TENANT, schema: { body: completionSchema } }, serve("completion", completionRequest));
 
   app.addHook("onClose", async () => {
     gate.close();
@@ -296,7 +313,7 @@ export function createGatewayWithShutdown(opts: GatewayOptions): Gateway {
     await app.close();
   };
 
-  return { app, shutdown };
+  return { app, shutdown, routes: access.routes };
 }
 
 /** Fair-share cost of a request that set no max_tokens: a typical answer's length. */
@@ -334,7 +351,8 @@ async function stream(
   meta: ResponseMeta,
   includeUsage: boolean,
   extension: (d: Dispatched) => ServedBy,
-  run: (onText: (text: string) => void, onAttempt: (replica: Replica) => void) => ReturnType<Dispatcher["run"]>,
+  broke: (err: unknown) => void,
+  run: (onText: TextSink, onAttempt: (replica: Replica) => void) => ReturnType<Dispatcher["run"]>,
 ): Promise<Dispatched | undefined> {
   const encoder = new ChunkEncoder(meta);
   const raw = reply.raw;
@@ -383,18 +401,22 @@ async function stream(
     return result;
   } catch (err) {
     if (!open) throw err; // the error handler answers with a status
+    broke(err);
     endWithError(raw, toHttpError(err));
     return undefined;
   }
 }
 
 /** What the ledger is told: every request ends in exactly one of these. */
-function settlement(result: Dispatched | undefined, lastReplica: string | undefined, durationMs: number, aborted: boolean, timedOut: boolean): Settlement {
+function settlement(result: Dispatched | undefined, lastReplica: string | undefined, durationMs: number, aborted: boolean, timedOut: boolean, failure: unknown): Settlement {
   if (result !== undefined) {
-    return { status: "ok", usage: result.usage, replica: result.replica.id, attempts: result.attempts, continuations: result.continuations, durationMs };
+    const estimated = result.usageEstimated === true ? { usageEstimated: true } : {};
+    return { status: "ok", usage: result.usage, replica: result.replica.id, attempts: result.attempts, continuations: result.continuations, durationMs, ...estimated };
   }
   const status = timedOut ? "deadline_exceeded" : aborted ? "cancelled" : "failed";
-  return { status, usage: undefined, replica: lastReplica, attempts: lastReplica === undefined ? 0 : 1, continuations: 0, durationMs };
+  // A stream that broke after its headers ended with an error event, not a throw: the failure is the engine's.
+  const errorCode = status === "failed" ? (failure instanceof FlotillaError ? failure.code : failure === undefined ? "engine_error" : "internal_error") : status;
+  return { status, usage: undefined, replica: lastReplica, attempts: lastReplica === undefined ? 0 : 1, continuations: 0, durationMs, errorCode };
 }
 
 /** Once a stream has begun the status is spent; the error travels as an event, as OpenAI's does. */

@@ -1,25 +1,25 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { FlotillaError } from "../core/errors.js";
-import type { TenancyAdmin } from "../metering/admin-api.js";
+import { TENANT_RANGES, type TenancyAdmin, type ValueRange } from "../metering/admin-api.js";
 import type { Principal, Tenancy } from "../metering/tenancy.js";
 import { periodOf, periodStart } from "../store/limits.js";
 import { ANONYMOUS_TENANT, NUSD_PER_USD, PRIORITY_CLASSES, USAGE_GROUPS, type ApiKeyRecord, type TenantWithState, type UsageGroup, type UsageRow } from "../store/types.js";
-import { checkAdmin } from "./admin.js";
 import { errorBody } from "./errors.js";
 
-const limit = { anyOf: [{ type: "integer", minimum: 1 }, { type: "null" }] } as const;
+/** A setting within its TENANT_RANGES entry (null: unlimited); an out-of-range value is a 400 naming it. */
+const ranged = <R extends ValueRange>(r: R) => ({ type: [r.integer ? "integer" : "number", "null"], minimum: r.min, maximum: r.max }) as const;
 
 const tenantBody = {
   type: "object",
   required: ["name"],
   properties: {
     name: { type: "string", minLength: 1, maxLength: 64 },
-    weight: { type: "number", exclusiveMinimum: 0 },
+    weight: { type: "number", minimum: TENANT_RANGES.weight.min, maximum: TENANT_RANGES.weight.max },
     priority: { type: "string", enum: [...PRIORITY_CLASSES] },
-    requests_per_minute: limit,
-    tokens_per_minute: limit,
-    max_concurrent: limit,
-    monthly_budget_usd: { anyOf: [{ type: "number", minimum: 0 }, { type: "null" }] },
+    requests_per_minute: ranged(TENANT_RANGES.requests_per_minute),
+    tokens_per_minute: ranged(TENANT_RANGES.tokens_per_minute),
+    max_concurrent: ranged(TENANT_RANGES.max_concurrent),
+    monthly_budget_usd: ranged(TENANT_RANGES.monthly_budget_usd),
   },
   additionalProperties: false,
 } as const;
@@ -49,42 +49,38 @@ interface UsageQuerystring {
 }
 
 /**
- * Tenants, keys and usage over HTTP. The /admin routes take the same admin
- * token as the fleet's /admin routes (loopback only without one) and refuse
- * tenants' API keys; GET /v1/usage answers a tenant for its own usage.
+ * Tenants, keys and usage over HTTP. The /admin routes have "admin" access
+ * like the fleet's (gateway/access.ts); GET /v1/usage answers a tenant for
+ * its own usage.
  */
-export function registerTenancyRoutes(app: FastifyInstance, tenancy: Tenancy, adminToken: string | undefined, principalOf: (request: FastifyRequest) => Principal | undefined): void {
+export function registerTenancyRoutes(app: FastifyInstance, tenancy: Tenancy, principalOf: (request: FastifyRequest) => Principal | undefined): void {
   const admin = tenancy.admin;
+  const ADMIN = { config: { access: "admin" } } as const;
 
-  app.get<{ Querystring: UsageQuerystring }>("/v1/usage", async (request, reply) => {
+  app.get<{ Querystring: UsageQuerystring }>("/v1/usage", { config: { access: "tenant" } }, async (request, reply) => {
     if (admin === undefined) return noLedger(reply);
     const tenantId = principalOf(request)?.tenantId ?? ANONYMOUS_TENANT;
     return usageReport(admin, request.query, tenantId);
   });
 
   app.register(async (scope) => {
-    scope.addHook("onRequest", async (request, reply) => {
-      const denied = checkAdmin(request, adminToken);
-      if (denied !== undefined) return reply.code(denied.status).send(errorBody(denied.message, "authentication_error", null, denied.code));
-      if (admin === undefined) return noLedger(reply);
-    });
     if (admin === undefined) {
-      for (const path of ["/admin/tenants", "/admin/tenants/:id", "/admin/keys", "/admin/keys/:id", "/admin/usage"]) scope.all(path, (_request, reply) => noLedger(reply));
+      for (const path of ["/admin/tenants", "/admin/tenants/:id", "/admin/keys", "/admin/keys/:id", "/admin/usage"]) scope.all(path, ADMIN, (_request, reply) => noLedger(reply));
       return;
     }
 
-    scope.get("/admin/tenants", async () => {
+    scope.get("/admin/tenants", ADMIN, async () => {
       const now = Date.now();
       return { object: "list", data: (await admin.listTenants()).map((t) => tenantJson(t, now)) };
     });
 
-    scope.get<{ Params: { id: string } }>("/admin/tenants/:id", async (request, reply) => {
+    scope.get<{ Params: { id: string } }>("/admin/tenants/:id", ADMIN, async (request, reply) => {
       const t = await admin.getTenant(request.params.id);
       if (t === undefined) return notFound(reply, `no tenant "${request.params.id}"`);
       return tenantJson(t, Date.now());
     });
 
-    scope.post<{ Body: TenantBody }>("/admin/tenants", { schema: { body: tenantBody } }, async (request, reply) => {
+    scope.post<{ Body: TenantBody }>("/admin/tenants", { ...ADMIN, schema: { body: tenantBody } }, async (request, reply) => {
       const b = request.body;
       const t = await admin.createTenant({
         id: b.name,
@@ -98,25 +94,25 @@ export function registerTenancyRoutes(app: FastifyInstance, tenancy: Tenancy, ad
       return reply.code(201).send(tenantJson(t, Date.now()));
     });
 
-    scope.delete<{ Params: { id: string } }>("/admin/tenants/:id", async (request, reply) => {
+    scope.delete<{ Params: { id: string } }>("/admin/tenants/:id", ADMIN, async (request, reply) => {
       if (!(await admin.deleteTenant(request.params.id))) return notFound(reply, `no tenant "${request.params.id}"`);
       return { id: request.params.id, object: "tenant", deleted: true };
     });
 
-    scope.get<{ Querystring: { tenant?: string } }>("/admin/keys", async (request) => ({ object: "list", data: (await admin.listKeys(request.query.tenant)).map(keyJson) }));
+    scope.get<{ Querystring: { tenant?: string } }>("/admin/keys", ADMIN, async (request) => ({ object: "list", data: (await admin.listKeys(request.query.tenant)).map(keyJson) }));
 
-    scope.post<{ Body: { tenant: string; name?: string } }>("/admin/keys", { schema: { body: keyBody } }, async (request, reply) => {
+    scope.post<{ Body: { tenant: string; name?: string } }>("/admin/keys", { ...ADMIN, schema: { body: keyBody } }, async (request, reply) => {
       const { key, record } = await admin.createKey(request.body.tenant, request.body.name ?? "");
       // The only time the key exists outside its holder's hands.
       return reply.code(201).header("cache-control", "no-store").send({ ...keyJson(record), key });
     });
 
-    scope.delete<{ Params: { id: string } }>("/admin/keys/:id", async (request, reply) => {
+    scope.delete<{ Params: { id: string } }>("/admin/keys/:id", ADMIN, async (request, reply) => {
       if (!(await admin.revokeKey(request.params.id))) return notFound(reply, `no active key "${request.params.id}"`);
       return { id: request.params.id, object: "api_key", revoked: true };
     });
 
-    scope.get<{ Querystring: UsageQuerystring }>("/admin/usage", async (request) => usageReport(admin, request.query, request.query.tenant));
+    scope.get<{ Querystring: UsageQuerystring }>("/admin/usage", ADMIN, async (request) => usageReport(admin, request.query, request.query.tenant));
   });
 }
 
@@ -157,10 +153,16 @@ async function usageReport(admin: TenancyAdmin, q: UsageQuerystring, tenantId: s
   };
 }
 
-/** An ISO 8601 date or time, or Unix seconds. */
+/** The instants usage can be asked about: 1970-01-01 up to the end of 9999 (UTC), which every date API can print. */
+const LATEST_MS = Date.UTC(10000, 0, 1);
+
+/** An ISO 8601 date or time, or Unix seconds, within 1970-9999. */
 function instant(v: string, param: string): number {
   const ms = /^\d+$/.test(v) ? Number(v) * 1000 : Date.parse(v);
   if (!Number.isFinite(ms)) throw new FlotillaError("invalid_request", `${param} must be an ISO 8601 date or time (2026-11-01, 2026-11-01T12:00:00Z) or Unix seconds`, { param });
+  if (ms < 0 || ms >= LATEST_MS) {
+    throw new FlotillaError("invalid_request", `${param} must be from 1970-01-01 to 9999-12-31 (Unix seconds 0 to ${LATEST_MS / 1000 - 1})`, { param });
+  }
   return ms;
 }
 

@@ -122,7 +122,7 @@ export function promptCounter(fleet: Fleet): (model: string, prompt: Prompt, con
 export interface TenancyFromConfigOptions {
   readonly baseDir: string;
   readonly env: NodeJS.ProcessEnv;
-  /** The address the server binds: keys are required on a non-loopback one. */
+  /** The address the server binds: keys are required on a non-loopback one (unless server.require_keys is false). */
   readonly host: string;
   readonly fleet?: Fleet;
   /** Rate cards already read from the fleet file (rateBookFromConfig); read here otherwise. */
@@ -138,10 +138,16 @@ export async function tenancyFromConfig(config: FleetConfig, opts: TenancyFromCo
   const rates = opts.rates ?? (await rateBookFromConfig(config, opts.baseDir));
   const store = await openStore(url, { baseDir: opts.baseDir, ...(opts.log === undefined ? {} : { onError: (e: Error) => opts.log!(`store: ${e.message}`) }) });
   try {
+    const lease = config.server.instance_lease_ms;
+    const publicBind = !isLoopbackHost(opts.host);
     return await openStoreTenancy({
       store,
       rates,
-      requireKeys: config.server.require_keys ?? !isLoopbackHost(opts.host),
+      // An explicit require_keys wins; absent, a non-loopback address requires keys, and so does the first key created.
+      requireKeys: config.server.require_keys ?? publicBind,
+      neverRequireKeys: config.server.require_keys === false,
+      publicBind,
+      ...(lease === undefined ? {} : { staleAfterMs: lease, heartbeatMs: Math.floor(lease / 6) }),
       ...(opts.fleet === undefined ? {} : { countPromptTokens: promptCounter(opts.fleet) }),
       ...(opts.clock === undefined ? {} : { clock: opts.clock }),
       ...(opts.log === undefined ? {} : { log: opts.log }),

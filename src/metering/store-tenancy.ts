@@ -4,35 +4,43 @@
  *
  * - authenticate: a `flt-` key is hashed and looked up on every request, so
  *   revocation takes effect at once. Keys are required when the server binds
- *   a non-loopback address or any key exists; until then loopback callers are
- *   anonymous (and still recorded).
+ *   a non-loopback address or once any key has been created (a flag in the
+ *   store that revoking or deleting never clears), unless the operator says
+ *   `require_keys: false`; until then loopback callers are anonymous (and
+ *   still recorded).
  * - admit: one store transaction checks the tenant's limits, reserves the
  *   request's worst case (prompt + max_tokens at the dearest replica of the
  *   model) and writes the ledger row as 'running', naming this process.
  * - settle: one transaction writes the outcome on that row and releases the
  *   reservation, once. A process killed mid-request leaves its rows
- *   'running'; the next process to start (or any live one, once the dead
- *   one's heartbeat is stale) marks them 'interrupted' and releases them.
+ *   'running'; once its heartbeat is older than its lease (staleAfterMs),
+ *   whichever live process reaps it first marks them 'interrupted' and
+ *   releases them. Liveness is the lease alone: a pid says nothing about a
+ *   process in another PID namespace (containers sharing a hostname).
  */
 import { randomUUID } from "node:crypto";
 import { hostname } from "node:os";
 import type { Clock } from "../core/clock.js";
 import { wallClock } from "../core/clock.js";
 import { FlotillaError } from "../core/errors.js";
-import type { Prompt, TokenUsage } from "../core/request.js";
+import { promptText, promptTokenBound, type Prompt, type TokenUsage } from "../core/request.js";
 import { describeRefusal } from "../store/limits.js";
 import type { Store } from "../store/store.js";
 import {
   ANONYMOUS_TENANT,
+  MAX_LEDGER_TOKENS,
   NUSD_PER_USD,
   PRIORITY_CLASSES,
+  type AdmitInput,
+  type AdmitOutcome,
   type ApiKeyRecord,
   type InstanceRecord,
   type TenantWithState,
   type UsageQuery,
   type UsageRow,
 } from "../store/types.js";
-import type { TenancyAdmin, TenantSpec } from "./admin-api.js";
+import { billable, type PromptCount } from "./billing.js";
+import { KEY_NAME, TENANT_NAME, TENANT_RANGES, describeRange, type TenancyAdmin, type TenantSpec, type ValueRange } from "./admin-api.js";
 import { generateKey, hashKey, looksLikeKey, newId, parseAuthorization } from "./keys.js";
 import { RateBook, meter, unpriced, worstCase, type Metered, type RateCard } from "./pricing.js";
 import type { AdmissionRequest, EarlierLeg, Principal, Settlement, Tenancy, Ticket, UsageExtension } from "./tenancy.js";
@@ -41,37 +49,42 @@ export interface StoreTenancyOptions {
   readonly store: Store;
   /** Rate cards of the fleet's replicas; without them everything is priced at zero. */
   readonly rates?: RateBook;
-  /** Require a key even while none exists (the server binds a non-loopback address). */
+  /**
+   * Require a key even before one exists (server.require_keys: true, or the
+   * server binds a non-loopback address). Otherwise keys are required once
+   * one has been created here.
+   */
   readonly requireKeys?: boolean;
+  /** The operator's server.require_keys: false: keys are never required, even once keys exist; wins over the rest. */
+  readonly neverRequireKeys?: boolean;
+  /** The server binds a non-loopback address: what authMode says, and whom an open gateway is open to. */
+  readonly publicBind?: boolean;
   readonly clock?: Clock;
   /** Exact prompt tokens where a tokenizer is at hand; otherwise a byte-count upper bound is reserved. */
   readonly countPromptTokens?: (model: string, prompt: Prompt, continuation?: string) => number | undefined;
-  /** How often this process proves it is alive and looks for dead ones (default 5 s). */
+  /** How often this process renews its lease and looks for expired ones (default 5 s). */
   readonly heartbeatMs?: number;
-  /** A process silent this long is dead (default 30 s). */
+  /** The lease: a process whose last heartbeat is older than this is dead (default 30 s). */
   readonly staleAfterMs?: number;
-  /** Whether a process on this host is alive (default: signal 0). */
-  readonly isAlive?: (pid: number) => boolean;
-  readonly host?: string;
-  readonly pid?: number;
   /** Where problems are reported (default stderr); never given a key. */
   readonly log?: (message: string) => void;
   /** Close the store with the tenancy (default true). */
   readonly ownsStore?: boolean;
 }
 
-const TENANT_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
-
 export class StoreTenancy implements Tenancy, TenancyAdmin {
   readonly store: Store;
   readonly instance: InstanceRecord;
   readonly #rates: RateBook;
   readonly #requireKeys: boolean;
+  readonly #neverRequireKeys: boolean;
+  readonly #publicBind: boolean;
+  /** The store's flag, once seen set: it is never cleared, so it need not be read again. */
+  #keysRequiredSeen = false;
   readonly #clock: Clock;
   readonly #count: StoreTenancyOptions["countPromptTokens"];
   readonly #heartbeatMs: number;
   readonly #staleAfterMs: number;
-  readonly #isAlive: (pid: number) => boolean;
   readonly #log: (message: string) => void;
   readonly #ownsStore: boolean;
   readonly #settling = new Set<Promise<void>>();
@@ -89,15 +102,16 @@ export class StoreTenancy implements Tenancy, TenancyAdmin {
     this.store = opts.store;
     this.#rates = opts.rates ?? new RateBook();
     this.#requireKeys = opts.requireKeys ?? false;
+    this.#neverRequireKeys = opts.neverRequireKeys ?? false;
+    this.#publicBind = opts.publicBind ?? false;
     this.#clock = opts.clock ?? wallClock;
     this.#count = opts.countPromptTokens;
     this.#heartbeatMs = opts.heartbeatMs ?? 5_000;
     this.#staleAfterMs = opts.staleAfterMs ?? 30_000;
-    this.#isAlive = opts.isAlive ?? processAlive;
     this.#log = opts.log ?? ((m) => process.stderr.write(`flotilla: ${m}\n`));
     this.#ownsStore = opts.ownsStore ?? true;
     const now = this.#clock.epochMs();
-    this.instance = { id: randomUUID(), host: opts.host ?? hostname(), pid: opts.pid ?? process.pid, startedAt: now, heartbeatAt: now };
+    this.instance = { id: randomUUID(), host: hostname(), pid: process.pid, startedAt: now, heartbeatAt: now };
   }
 
   /** Registers this process, recovers what dead ones left running, and starts the heartbeat. */
@@ -120,10 +134,9 @@ export class StoreTenancy implements Tenancy, TenancyAdmin {
   }
 
   /**
-   * Heartbeat and recovery: proves this process alive, marks 'interrupted'
-   * the running requests of processes that are not (same host and the pid
-   * is gone, or silent past staleAfterMs), and retries settlements the store
-   * refused earlier.
+   * Heartbeat and recovery: renews this process's lease, reaps processes
+   * whose lease expired (marking their running requests 'interrupted'), and
+   * retries settlements the store refused earlier.
    */
   sweep(): Promise<void> {
     this.#sweeping ??= this.#sweep().finally(() => {
@@ -135,24 +148,30 @@ export class StoreTenancy implements Tenancy, TenancyAdmin {
   async #sweep(): Promise<void> {
     // Heartbeats are compared across hosts: on the database's clock where it keeps one.
     const now = (await this.store.databaseNow()) ?? this.#clock.epochMs();
-    if (!(await this.store.heartbeat(this.instance.id, now))) {
-      // Taken for dead (the database was out of reach too long): come back. Our running rows were
-      // interrupted and released; their settlements will still record what happened.
-      await this.store.registerInstance({ ...this.instance, heartbeatAt: now });
+    if (!(await this.store.heartbeat(this.instance.id, now))) await this.#rejoin(now);
+    const staleBefore = now - this.#staleAfterMs;
+    for (const i of await this.store.listInstances()) {
+      if (i.id === this.instance.id || i.heartbeatAt >= staleBefore) continue;
+      // The store decides again, atomically: of several reapers one acts, and a heartbeat since is respected.
+      const n = await this.store.reapInstance(i.id, staleBefore, now);
+      if (n !== undefined) {
+        this.#log(`usage ledger: gateway process ${i.host} pid ${i.pid} (${i.id}) sent no heartbeat for ${Math.round((now - i.heartbeatAt) / 1000)} s; ${n} request(s) it left running are now 'interrupted'`);
+      }
     }
-    const dead = (await this.store.listInstances()).filter(
-      (i) => i.id !== this.instance.id && (i.heartbeatAt < now - this.#staleAfterMs || (i.host === this.instance.host && i.pid !== this.instance.pid && !this.#isAlive(i.pid))),
-    );
-    const n = await this.store.reap(
-      dead.map((i) => i.id),
-      [this.instance.id],
-      now,
-    );
-    if (n > 0) this.#log(`usage ledger: ${n} request(s) left running by gateway processes that exited are now 'interrupted'`);
     for (const [id, s] of [...this.#unsettled]) {
       await this.store.settle(s);
       this.#unsettled.delete(id);
     }
+  }
+
+  /**
+   * Registers this process again after another reaped it (its heartbeat
+   * lapsed, the database out of reach too long). Its running rows were
+   * interrupted and released; their settlements still record what happened.
+   */
+  async #rejoin(now: number): Promise<void> {
+    this.#log("usage ledger: this process's lease had expired and another reaped it; registering again");
+    await this.store.registerInstance({ ...this.instance, heartbeatAt: now });
   }
 
   async authenticate(authorization: string | undefined): Promise<Principal | undefined> {
@@ -161,10 +180,10 @@ export class StoreTenancy implements Tenancy, TenancyAdmin {
       const found = await this.#guard("checking the API key", () => this.store.findKey(hashKey(cred.token)));
       if (found === undefined) throw unauthorized("the API key is not valid; ask your operator for a key (flotilla keys create)");
       if (found.key.revokedAt !== null) throw unauthorized(`the API key ${found.key.prefix}… was revoked`);
-      return { tenantId: found.tenant.id, keyId: found.key.id, weight: found.tenant.weight, priority: found.tenant.priority };
+      const { tenant } = found;
+      return { tenantId: tenant.id, tenantUid: tenant.uid, keyId: found.key.id, weight: tenant.weight, priority: tenant.priority };
     }
-    const required = this.#requireKeys || (await this.#guard("checking for API keys", () => this.store.hasActiveKeys()));
-    if (!required) return undefined;
+    if (!(await this.#keysRequired())) return undefined;
     switch (cred.kind) {
       case "missing":
         throw unauthorized("this server requires an API key: send Authorization: Bearer <key>");
@@ -175,47 +194,69 @@ export class StoreTenancy implements Tenancy, TenancyAdmin {
     }
   }
 
+  async #keysRequired(): Promise<boolean> {
+    if (this.#neverRequireKeys) return false;
+    if (this.#requireKeys || this.#keysRequiredSeen) return true;
+    this.#keysRequiredSeen = await this.#guard("checking whether keys are required", () => this.store.keysRequired());
+    return this.#keysRequiredSeen;
+  }
+
+  /** Whether /v1 routes need a key now, and why: one line for `flotilla serve` to print. */
+  async authMode(): Promise<string> {
+    const open = this.#publicBind ? "open to every caller" : "open to loopback callers";
+    if (this.#neverRequireKeys) return `${open}, no key needed (server.require_keys: false)`;
+    if (this.#requireKeys) return this.#publicBind ? "keys required (the server binds a non-loopback address)" : "keys required (server.require_keys: true)";
+    if (await this.#keysRequired()) return "keys required (a key has been created here; server.require_keys: false turns this off)";
+    return `${open} until the first key is created`;
+  }
+
   async admit(req: AdmissionRequest): Promise<Ticket> {
     if (this.#closed) throw new FlotillaError("shutting_down", "this server is shutting down; retry on another instance", { retryAfterS: 5 });
     const now = this.#clock.epochMs();
     const rate = this.#rates.worstFor(req.model);
-    const promptTokens = req.prompt === undefined ? 0 : (this.#count?.(req.model, req.prompt, req.continuation) ?? estimatePromptTokens(req.prompt, req.continuation));
+    const counted = req.prompt === undefined ? 0 : this.#count?.(req.model, req.prompt, req.continuation);
+    // Reserved: the exact count, else the most the prompt can take. Billed, should it end early: the exact count, else an estimate.
+    const promptTokens = req.prompt === undefined ? 0 : (counted ?? promptTokenBound(req.prompt, req.continuation));
+    const promptBill: PromptCount =
+      counted !== undefined || req.prompt === undefined ? { tokens: promptTokens, estimated: false } : { tokens: Math.min(promptTokens, estimatePromptText(req.prompt, req.continuation)), estimated: true };
     const maxTokens = req.maxTokens ?? 0;
     const legs = req.legs ?? 1;
     const reservedNusd = legs * worstCase(rate, promptTokens, maxTokens);
+    const reservedTokens = legs * (promptTokens + maxTokens);
+    if (reservedTokens > MAX_LEDGER_TOKENS) {
+      // Reachable only with a body limit raised far past the default: the ledger counts tokens in 32 bits.
+      throw new FlotillaError("invalid_request", `this request may use up to ${reservedTokens} tokens (prompt + max_tokens), more than the ${MAX_LEDGER_TOKENS} one request may reserve; shorten it`, {
+        param: req.endpoint === "chat" ? "messages" : "prompt",
+      });
+    }
     const tenantId = req.principal?.tenantId ?? ANONYMOUS_TENANT;
     const id = randomUUID();
-    const outcome = await this.#guard("admitting the request", () =>
-      this.store.admit({
-        id,
-        requestId: req.requestId,
-        tenantId,
-        keyId: req.principal?.keyId ?? null,
-        model: req.model,
-        endpoint: req.endpoint,
-        stream: req.stream,
-        reservedNusd,
-        reservedTokens: legs * (promptTokens + maxTokens),
-        outputBounded: req.maxTokens !== undefined,
-        instanceId: this.instance.id,
-        now,
-      }),
-    );
-    if (!outcome.ok) {
-      switch (outcome.reason) {
-        case "unknown_tenant":
-          throw unauthorized(`tenant "${tenantId}" no longer exists`);
-        case "max_tokens_required":
-          throw new FlotillaError("invalid_request", `tenant "${tenantId}" has a monthly budget, so every request must set max_tokens (it bounds what the request may cost)`, {
-            param: req.endpoint === "chat" ? "max_completion_tokens" : "max_tokens",
-          });
-        case "limit": {
-          const retryAfterS = outcome.resetAt === null ? 1 : Math.max(1, Math.ceil((outcome.resetAt - now) / 1000));
-          throw new FlotillaError("quota_exceeded", describeRefusal(outcome.state, outcome.limit, outcome.resetAt, now), { param: outcome.limit, retryAfterS });
-        }
-      }
-    }
-    return new StoreTicket(this, { id, promptTokens, bounded: req.maxTokens !== undefined, reservedNusd });
+    const input: AdmitInput = {
+      id,
+      requestId: req.requestId,
+      tenantId,
+      ...(req.principal?.tenantUid === undefined ? {} : { tenantUid: req.principal.tenantUid }),
+      keyId: req.principal?.keyId ?? null,
+      model: req.model,
+      endpoint: req.endpoint,
+      stream: req.stream,
+      reservedNusd,
+      reservedTokens,
+      outputBounded: req.maxTokens !== undefined,
+      instanceId: this.instance.id,
+      now,
+    };
+    const outcome = await this.#guard("admitting the request", () => this.#admitRegistered(input));
+    if (!outcome.ok) throw refusal(outcome, req, tenantId, now);
+    return new StoreTicket(this, { id, prompt: promptBill, bounded: req.maxTokens !== undefined, reservedNusd });
+  }
+
+  /** Admits as a registered process: one reaped while alive (its lease lapsed) registers again first. */
+  async #admitRegistered(input: AdmitInput): Promise<AdmitOutcome> {
+    const outcome = await this.store.admit(input);
+    if (outcome.ok || outcome.reason !== "instance_gone") return outcome;
+    await this.#rejoin((await this.store.databaseNow()) ?? this.#clock.epochMs());
+    return this.store.admit(input);
   }
 
   /** Energy, cost and device-seconds of `usage` on `replica`, billed at most `cap` (nano-USD). */
@@ -269,9 +310,9 @@ export class StoreTenancy implements Tenancy, TenancyAdmin {
     await Promise.race([Promise.allSettled([...this.#settling, this.#sweeping]), new Promise((r) => setTimeout(r, 5_000).unref())]);
     try {
       for (const s of this.#unsettled.values()) await this.store.settle(s);
-      await this.store.reap([this.instance.id], [], this.#clock.epochMs());
+      await this.store.deregisterInstance(this.instance.id, this.#clock.epochMs());
     } catch (err) {
-      this.#log(`usage ledger: could not close cleanly (${(err as Error).message}); the next process to start will recover`);
+      this.#log(`usage ledger: could not close cleanly (${(err as Error).message}); another process will recover once this one's lease expires`);
     }
     if (this.#ownsStore) await this.store.close();
   }
@@ -279,31 +320,23 @@ export class StoreTenancy implements Tenancy, TenancyAdmin {
   // The operator's side.
 
   async createTenant(spec: TenantSpec): Promise<TenantWithState> {
-    if (!TENANT_ID.test(spec.id) || spec.id === ANONYMOUS_TENANT) {
+    if (!TENANT_NAME.test(spec.id) || spec.id === ANONYMOUS_TENANT) {
       throw invalid("name", `a tenant's name must be 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit, and not "${ANONYMOUS_TENANT}"`);
     }
-    const weight = spec.weight ?? 1;
-    if (!(weight > 0) || !Number.isFinite(weight)) throw invalid("weight", "weight must be a positive number");
     const priority = spec.priority ?? "interactive";
     if (!PRIORITY_CLASSES.includes(priority)) throw invalid("priority", `priority must be one of ${PRIORITY_CLASSES.join(", ")}`);
-    const count = (v: number | null | undefined, name: string): number | null => {
-      if (v === undefined || v === null) return null;
-      if (!Number.isInteger(v) || v < 1) throw invalid(name, `${name} must be a positive integer`);
-      return v;
-    };
-    const budget = spec.monthlyBudgetUsd ?? null;
-    if (budget !== null && !(budget >= 0 && budget <= 9e6)) throw invalid("monthly_budget_usd", "monthly_budget_usd must be from 0 to 9,000,000");
-    if ((await this.store.getTenant(spec.id)) !== undefined) throw invalid("name", `tenant "${spec.id}" already exists`);
+    const budget = inRange(spec.monthlyBudgetUsd, "monthly_budget_usd");
     const tenant = {
       id: spec.id,
-      weight,
+      weight: inRange(spec.weight, "weight") ?? 1,
       priority,
-      requestsPerMinute: count(spec.requestsPerMinute, "requests_per_minute"),
-      tokensPerMinute: count(spec.tokensPerMinute, "tokens_per_minute"),
-      maxConcurrent: count(spec.maxConcurrent, "max_concurrent"),
+      requestsPerMinute: inRange(spec.requestsPerMinute, "requests_per_minute"),
+      tokensPerMinute: inRange(spec.tokensPerMinute, "tokens_per_minute"),
+      maxConcurrent: inRange(spec.maxConcurrent, "max_concurrent"),
       monthlyBudgetNusd: budget === null ? null : Math.round(budget * NUSD_PER_USD),
       createdAt: this.#clock.epochMs(),
     };
+    if ((await this.store.getTenant(spec.id)) !== undefined) throw invalid("name", `tenant "${spec.id}" already exists`);
     try {
       await this.store.createTenant(tenant);
     } catch (err) {
@@ -326,10 +359,10 @@ export class StoreTenancy implements Tenancy, TenancyAdmin {
   }
 
   async createKey(tenantId: string, name = ""): Promise<{ key: string; record: ApiKeyRecord }> {
-    if ((await this.store.getTenant(tenantId)) === undefined) throw invalid("tenant", `no tenant "${tenantId}"; create it first (flotilla tenants create ${tenantId})`);
-    if (name.length > 200) throw invalid("name", "a key's name is at most 200 characters");
+    if (!KEY_NAME.test(name)) throw invalid("name", "a key's name is at most 200 letters, digits, spaces and '.', '_', '-', ':', '/', '@'");
     const k = generateKey();
     const record = await this.store.createKey({ id: newId("key"), tenantId, name, prefix: k.prefix, hash: k.hash, createdAt: this.#clock.epochMs(), revokedAt: null });
+    if (record === undefined) throw invalid("tenant", `no tenant "${tenantId}"; create it first (flotilla tenants create ${tenantId})`);
     return { key: k.key, record };
   }
 
@@ -370,15 +403,15 @@ function sumMetered(final: Metered, earlier: readonly Metered[], cap: number | u
 class StoreTicket implements Ticket {
   readonly #owner: StoreTenancy;
   readonly #id: string;
-  readonly #promptTokens: number;
+  readonly #prompt: PromptCount;
   readonly #cap: number | undefined;
   #priced: { readonly usage: TokenUsage; readonly replica: string; readonly earlier: readonly EarlierLeg[] | undefined; readonly metered: Metered } | undefined;
   #settled: Promise<void> | undefined;
 
-  constructor(owner: StoreTenancy, r: { id: string; promptTokens: number; bounded: boolean; reservedNusd: number }) {
+  constructor(owner: StoreTenancy, r: { id: string; prompt: PromptCount; bounded: boolean; reservedNusd: number }) {
     this.#owner = owner;
     this.#id = r.id;
-    this.#promptTokens = r.promptTokens;
+    this.#prompt = r.prompt;
     // With max_tokens the reservation is a true bound, and the bill never exceeds it
     // (a failover's replayed prompt is the fleet's cost, not the tenant's).
     this.#cap = r.bounded ? r.reservedNusd : undefined;
@@ -403,9 +436,7 @@ class StoreTicket implements Ticket {
   }
 
   async #settle(s: Settlement): Promise<void> {
-    // A stream cut short still used what it streamed (and its prompt, once a token came out).
-    const streamed = s.streamedTokens ?? 0;
-    const usage: TokenUsage | undefined = s.usage ?? (streamed > 0 ? { promptTokens: this.#promptTokens, completionTokens: streamed, cachedTokens: 0 } : undefined);
+    const { usage, estimated } = billable(s, this.#prompt);
     const p = this.#priced;
     const metered: Metered | undefined =
       usage === undefined
@@ -421,6 +452,7 @@ class StoreTicket implements Ticket {
       id: this.#id,
       status: s.status,
       errorCode: s.errorCode ?? null,
+      estimated,
       replica: s.replica ?? null,
       hardware: s.replica === undefined ? null : rate,
       inputTokens: all("promptTokens"),
@@ -436,26 +468,35 @@ class StoreTicket implements Ticket {
   }
 }
 
-/**
- * Tokens a prompt can take at most where no tokenizer is at hand: a
- * byte-level tokenizer never yields more tokens than UTF-8 bytes, plus a
- * chat template's few special tokens per message.
- */
-export function estimatePromptTokens(prompt: Prompt, continuation = ""): number {
-  const extra = Buffer.byteLength(continuation, "utf8");
-  if (prompt.kind === "text") return Buffer.byteLength(prompt.text, "utf8") + extra + 2;
-  let n = 8 + extra;
-  for (const m of prompt.messages) n += Buffer.byteLength(m.content, "utf8") + 8;
-  return n;
+/** A prompt's likely length where no tokenizer is at hand: ~4 characters a token, as English text runs. */
+function estimatePromptText(prompt: Prompt, continuation = ""): number {
+  return Math.max(1, Math.ceil((promptText(prompt).length + continuation.length) / 4));
 }
 
-function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === "EPERM";
+/** The client's error for an admission the store refused. */
+function refusal(outcome: Exclude<AdmitOutcome, { ok: true }>, req: AdmissionRequest, tenantId: string, now: number): FlotillaError {
+  switch (outcome.reason) {
+    case "instance_gone":
+      return new FlotillaError("engine_unavailable", "the usage ledger keeps unregistering this gateway process; retry shortly", { retryAfterS: 1 });
+    case "unknown_tenant":
+      return unauthorized(`tenant "${tenantId}" no longer exists`);
+    case "max_tokens_required":
+      return new FlotillaError("invalid_request", `tenant "${tenantId}" has a monthly budget, so every request must set max_tokens (it bounds what the request may cost)`, {
+        param: req.endpoint === "chat" ? "max_completion_tokens" : "max_tokens",
+      });
+    case "limit": {
+      const retryAfterS = outcome.resetAt === null ? 1 : Math.max(1, Math.ceil((outcome.resetAt - now) / 1000));
+      return new FlotillaError("quota_exceeded", describeRefusal(outcome.state, outcome.limit, outcome.resetAt, now), { param: outcome.limit, retryAfterS });
+    }
   }
+}
+
+/** A tenant setting checked against TENANT_RANGES: null when absent. */
+function inRange(v: number | null | undefined, name: keyof typeof TENANT_RANGES): number | null {
+  if (v === undefined || v === null) return null;
+  const r: ValueRange = TENANT_RANGES[name];
+  if (typeof v !== "number" || !(v >= r.min && v <= r.max) || (r.integer && !Number.isInteger(v))) throw invalid(name, `${name} must be ${describeRange(r)}`);
+  return v;
 }
 
 function unauthorized(message: string): FlotillaError {

@@ -11,6 +11,8 @@ import type { TenancyAdmin } from "./admin-api.js";
 
 export interface Principal {
   readonly tenantId: string;
+  /** The tenant's immutable uid, where known: admission refuses a tenant recreated under the same name since. */
+  readonly tenantUid?: string;
   readonly keyId: string;
   /** The tenant's fair-share weight and priority class, for the scheduler's admission queue. */
   readonly weight?: number;
@@ -54,6 +56,10 @@ export interface Settlement {
   readonly errorCode?: string;
   /** Tokens already streamed to the client, for a request that ended without a result (cancelled mid-stream). */
   readonly streamedTokens?: number;
+  /** Some of streamedTokens were estimated (an upstream that does not count per chunk). */
+  readonly streamedEstimated?: boolean;
+  /** The usage of an ok request is an estimate (the engine reported none, or the gateway cut it at max_tokens). */
+  readonly usageEstimated?: boolean;
   /** Generations that ran before the final one; their tokens, energy and cost count too. */
   readonly earlier?: readonly EarlierLeg[];
 }

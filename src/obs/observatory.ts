@@ -602,7 +602,7 @@ class Watch implements RequestWatch {
   }
 
   sink(onText: TextSink): TextSink {
-    return (text, tokens) => {
+    return (text, tokens, estimated) => {
       if (this.firstAt < 0) this.#first();
       this.tokens += tokens;
       const s = this.#current;
@@ -611,7 +611,7 @@ class Watch implements RequestWatch {
         s.resident += tokens;
         this.#resident += tokens;
       }
-      onText(text, tokens);
+      onText(text, tokens, estimated);
     };
   }
 

@@ -74,24 +74,26 @@ export function liveSnapshot(obs: Observatory, point: FleetPoint | undefined): R
 export function registerObsRoutes(app: FastifyInstance, obs: Observatory, registry: Registry, sims: SimReports): void {
   const assets = loadAssets();
 
-  app.get("/metrics", async (_request, reply) => {
+  // Metrics and the dashboard name tenants and their spend: "observer" access (gateway/access.ts).
+  const OBSERVER = { config: { access: "observer" } } as const;
+  app.get("/metrics", OBSERVER, async (_request, reply) => {
     const text = await scrape(obs, registry);
     return reply.header("content-type", registry.contentType).send(text);
   });
 
   for (const [path, { file, type }] of Object.entries(ASSETS)) {
-    app.get(path, (_request, reply) => {
+    app.get(path, OBSERVER, (_request, reply) => {
       const body = assets.get(file);
       if (body === undefined) return reply.code(500).send(problem(`the dashboard's ${file} is missing from ${UI_DIR.pathname}; reinstall the package`, "ui_missing"));
       return reply.header("content-type", type).header("cache-control", "no-cache").header("content-security-policy", CSP).header("x-content-type-options", "nosniff").send(body);
     });
   }
 
-  app.get("/ui/api/live", () => ({ ...liveSnapshot(obs, obs.history().at(-1)), history: obs.history(), sims: sims.list() }));
+  app.get("/ui/api/live", OBSERVER, () => ({ ...liveSnapshot(obs, obs.history().at(-1)), history: obs.history(), sims: sims.list() }));
 
   // Server-sent events: one snapshot per tick to every open page.
   const clients = new Set<ServerResponse>();
-  app.get("/ui/api/events", (request, reply) => {
+  app.get("/ui/api/events", OBSERVER, (request, reply) => {
     reply.hijack();
     const raw = reply.raw;
     raw.writeHead(200, {
@@ -116,8 +118,8 @@ export function registerObsRoutes(app: FastifyInstance, obs: Observatory, regist
     done();
   });
 
-  app.get("/ui/api/sim", () => ({ object: "list", data: sims.list() }));
-  app.get<{ Params: { index: string } }>("/ui/api/sim/:index", async (request, reply) => {
+  app.get("/ui/api/sim", OBSERVER, () => ({ object: "list", data: sims.list() }));
+  app.get<{ Params: { index: string } }>("/ui/api/sim/:index", OBSERVER, async (request, reply) => {
     const index = /^\d{1,4}$/.test(request.params.index) ? Number(request.params.index) : -1;
     try {
       const loaded = await sims.load(index);

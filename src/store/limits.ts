@@ -8,7 +8,10 @@
  *   minute's allowance, refilled continuously at limit/60 s. A request takes
  *   1 from the first and its worst-case tokens (prompt + max_tokens) from the
  *   second; settlement returns the unused tokens (or takes the excess, for a
- *   request without max_tokens, leaving the bucket in debt).
+ *   request without max_tokens, leaving the bucket in debt). A bucket is never
+ *   more than one minute's allowance in debt (its burst floor): however large
+ *   one request, or however much an upstream claims it used, a tenant waits
+ *   at most two minutes for its next one.
  * - Concurrency counts admitted, unsettled requests.
  * - The monthly budget holds spent (settled this month) + reserved (the
  *   worst case of every admitted, unsettled request); a request is admitted
@@ -114,11 +117,16 @@ export function decide(limits: TenantLimits, prior: TenantState, ask: Ask, now: 
     state: {
       ...state,
       ...(rpm === undefined ? {} : { rpmTokens: rpm.tokens - 1, rpmAt: rpm.at }),
-      ...(tpm === undefined ? {} : { tpmTokens: tpm.tokens - ask.tokens, tpmAt: tpm.at }),
+      ...(tpm === undefined ? {} : { tpmTokens: floored(tpm.tokens - ask.tokens, limits.tokensPerMinute!), tpmAt: tpm.at }),
       inFlight: state.inFlight + 1,
       reservedNusd: state.reservedNusd + ask.costNusd,
     },
   };
+}
+
+/** A bucket level held at its burst floor: at most one minute's allowance in debt. */
+function floored(tokens: number, perMinute: number): number {
+  return Math.max(-perMinute, tokens);
 }
 
 function later(a: number | null, b: number | null): boolean {
@@ -147,7 +155,7 @@ export function release(limits: TenantLimits, prior: TenantState, r: Release, no
     state = { ...state, inFlight: Math.max(0, state.inFlight - 1), reservedNusd: Math.max(0, state.reservedNusd - r.reservedNusd) };
     if (limits.tokensPerMinute !== null && state.tpmTokens !== null) {
       const b = refill(state.tpmTokens, state.tpmAt, limits.tokensPerMinute, now);
-      state = { ...state, tpmTokens: Math.min(limits.tokensPerMinute, b.tokens + r.reservedTokens - r.actualTokens), tpmAt: b.at };
+      state = { ...state, tpmTokens: floored(Math.min(limits.tokensPerMinute, b.tokens + r.reservedTokens - r.actualTokens), limits.tokensPerMinute), tpmAt: b.at };
     }
   }
   // A request admitted last month and settled in this one was charged to last month.

@@ -7,19 +7,34 @@
  * Migrations run under an advisory lock, so processes starting together
  * apply each one once.
  */
+import { randomUUID } from "node:crypto";
 import pg from "pg";
-import { decide, periodOf, release, type Release } from "./limits.js";
+import { decide, release, type Release } from "./limits.js";
 import {
-  INSERT_REQUEST,
+  DELETE_STALE_INSTANCE,
+  FIND_KEY,
+  GET_KEYS_REQUIRED,
+  INSERT_KEY,
   INTERRUPT_REQUEST,
+  REGISTER_INSTANCE,
+  RELEASE_LEASE,
+  REQUEST_CLAIM,
+  RUNNING_OF_INSTANCE,
   SETTLE_REQUEST,
+  SET_KEYS_REQUIRED,
   STATE_SET,
+  TENANT_OF_ROW,
+  insertRequestParams,
+  insertRequestSql,
   instanceFrom,
+  instanceRegisteredSql,
   keyFrom,
+  leaseParams,
+  leaseSql,
   ledgerFrom,
   ledgerSql,
   numbered,
-  runningOfDeadSql,
+  releaseOf,
   stateFrom,
   stateValues,
   tenantFrom,
@@ -35,6 +50,7 @@ import type {
   InstanceRecord,
   LedgerFilter,
   LedgerRow,
+  NewApiKey,
   NewTenant,
   SettleInput,
   Tenant,
@@ -52,6 +68,10 @@ const MIGRATION_LOCK = 7_301_947;
 const INT8_OID = 20;
 /** The database's wall clock, epoch ms. */
 const DB_NOW = "floor(extract(epoch from clock_timestamp()) * 1000)::float8";
+const INSERT_REQUEST = insertRequestSql("postgres");
+const INSTANCE_REGISTERED = instanceRegisteredSql("postgres");
+/** A lease's `now` parameter is null on the database's clock. */
+const LEASE = leaseSql(`COALESCE(CAST(? AS float8), ${DB_NOW})`);
 
 /** BIGINT columns hold nano-dollars and epoch milliseconds, both well inside a double's exact range. */
 const types: pg.CustomTypesConfig = {
@@ -138,12 +158,13 @@ export class PostgresStore implements Store {
   }
 
   async createTenant(t: NewTenant): Promise<Tenant> {
+    const tenant = { ...t, uid: randomUUID() };
     await this.#count(
       this.#pool,
-      `INSERT INTO tenants (id, weight, priority, requests_per_minute, tokens_per_minute, max_concurrent, monthly_budget_nusd, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
-      [t.id, t.weight, t.priority, t.requestsPerMinute, t.tokensPerMinute, t.maxConcurrent, t.monthlyBudgetNusd, t.createdAt],
+      `INSERT INTO tenants (id, uid, weight, priority, requests_per_minute, tokens_per_minute, max_concurrent, monthly_budget_nusd, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      [t.id, tenant.uid, t.weight, t.priority, t.requestsPerMinute, t.tokensPerMinute, t.maxConcurrent, t.monthlyBudgetNusd, t.createdAt],
     );
-    return t;
+    return tenant;
   }
 
   async listTenants(): Promise<TenantWithState[]> {
@@ -159,11 +180,14 @@ export class PostgresStore implements Store {
     return (await this.#count(this.#pool, "DELETE FROM tenants WHERE id = ?", [id])) > 0;
   }
 
-  async createKey(k: ApiKeyRecord & { readonly hash: string }): Promise<ApiKeyRecord> {
-    await this.#count(this.#pool, "INSERT INTO api_keys (id, tenant_id, name, key_hash, prefix, created_at, revoked_at) VALUES (?, ?, ?, ?, ?, ?, ?)", [
-      k.id, k.tenantId, k.name, k.hash, k.prefix, k.createdAt, k.revokedAt,
-    ]);
-    return { id: k.id, tenantId: k.tenantId, name: k.name, prefix: k.prefix, createdAt: k.createdAt, revokedAt: k.revokedAt };
+  async createKey(k: NewApiKey): Promise<ApiKeyRecord | undefined> {
+    return this.#tx(async (c) => {
+      const [t] = await this.#rows(c, "SELECT uid FROM tenants WHERE id = ? FOR KEY SHARE", [k.tenantId]);
+      if (t === undefined) return undefined;
+      await this.#count(c, INSERT_KEY, [k.id, k.tenantId, t.uid, k.name, k.hash, k.prefix, k.createdAt, k.revokedAt]);
+      await this.#count(c, SET_KEYS_REQUIRED);
+      return { id: k.id, tenantId: k.tenantId, name: k.name, prefix: k.prefix, createdAt: k.createdAt, revokedAt: k.revokedAt };
+    });
   }
 
   async listKeys(tenantId?: string): Promise<ApiKeyRecord[]> {
@@ -179,12 +203,7 @@ export class PostgresStore implements Store {
   }
 
   async findKey(hash: string): Promise<{ key: ApiKeyRecord; tenant: Tenant } | undefined> {
-    const [r] = await this.#rows(
-      this.#pool,
-      `SELECT k.id AS key_id, k.tenant_id, k.name AS key_name, k.prefix, k.created_at AS key_created_at, k.revoked_at, t.*
-       FROM api_keys k JOIN tenants t ON t.id = k.tenant_id WHERE k.key_hash = ?`,
-      [hash],
-    );
+    const [r] = await this.#rows(this.#pool, FIND_KEY, [hash]);
     if (r === undefined) return undefined;
     return {
       key: keyFrom({ id: r.key_id, tenant_id: r.tenant_id, name: r.key_name, prefix: r.prefix, created_at: r.key_created_at, revoked_at: r.revoked_at }),
@@ -192,59 +211,57 @@ export class PostgresStore implements Store {
     };
   }
 
-  async hasActiveKeys(): Promise<boolean> {
-    return (await this.#rows(this.#pool, "SELECT 1 AS one FROM api_keys WHERE revoked_at IS NULL LIMIT 1")).length > 0;
+  async keysRequired(): Promise<boolean> {
+    const [r] = await this.#rows(this.#pool, GET_KEYS_REQUIRED);
+    return r?.value === "true";
   }
 
+  /**
+   * Locks in the order every transaction here takes them: the instance's
+   * row, then request rows, then tenants' rows (reaping deletes the
+   * instance first), so none waits for another in a cycle.
+   */
   async admit(a: AdmitInput): Promise<AdmitOutcome> {
-    const insert = (q: Queryable): Promise<number> =>
-      this.#count(q, INSERT_REQUEST, [a.id, a.requestId, a.tenantId, a.keyId, a.model, a.endpoint, a.stream ? 1 : 0, a.reservedNusd, a.reservedTokens, periodOf(a.now), a.instanceId, a.now]);
     if (a.tenantId === ANONYMOUS_TENANT) {
-      await insert(this.#pool);
-      return { ok: true };
+      return (await this.#count(this.#pool, INSERT_REQUEST, insertRequestParams(a, null))) > 0 ? { ok: true } : { ok: false, reason: "instance_gone" };
     }
     return this.#tx(async (c): Promise<AdmitOutcome> => {
+      if ((await this.#rows(c, INSTANCE_REGISTERED, [a.instanceId])).length === 0) return { ok: false, reason: "instance_gone" };
       const [row] = await this.#rows(c, `SELECT *, ${DB_NOW} AS db_now FROM tenants WHERE id = ? FOR UPDATE`, [a.tenantId]);
-      if (row === undefined) return { ok: false, reason: "unknown_tenant" };
+      if (row === undefined || (a.tenantUid !== undefined && row.uid !== a.tenantUid)) return { ok: false, reason: "unknown_tenant" };
       const tenant = tenantFrom(row);
       if (tenant.monthlyBudgetNusd !== null && !a.outputBounded) return { ok: false, reason: "max_tokens_required" };
       const d = decide(tenant, stateFrom(row), { tokens: a.reservedTokens, costNusd: a.reservedNusd }, this.#now(row, a.now));
       if (!d.ok) return { ok: false, reason: "limit", limit: d.limit, resetAt: d.resetAt, state: { tenant, state: d.state } };
       await this.#count(c, `UPDATE tenants SET ${STATE_SET} WHERE id = ?`, [...stateValues(d.state), a.tenantId]);
-      await insert(c);
+      await this.#count(c, INSERT_REQUEST, insertRequestParams(a, tenant.uid));
       return { ok: true };
     });
   }
 
   async settle(s: SettleInput): Promise<boolean> {
     return this.#tx(async (c) => {
-      const [row] = await this.#rows(c, "SELECT status, tenant_id, reserved_nusd, reserved_tokens, period FROM requests WHERE id = ? FOR UPDATE", [s.id]);
+      const [row] = await this.#rows(c, `${REQUEST_CLAIM} FOR UPDATE`, [s.id]);
       if (row === undefined || (row.status !== "running" && row.status !== "interrupted")) return false;
       await this.#count(c, SETTLE_REQUEST, [
-        s.status, s.errorCode, s.replica, s.hardware, s.inputTokens, s.cachedTokens, s.outputTokens, s.deviceSeconds, s.energyJ, s.costNusd, s.attempts, s.continuations, s.now, s.id,
+        s.status, s.errorCode, s.replica, s.hardware, s.inputTokens, s.cachedTokens, s.outputTokens, s.estimated ? 1 : 0, s.deviceSeconds, s.energyJ, s.costNusd, s.attempts, s.continuations, s.now, s.id,
       ]);
-      await this.#releaseTenant(c, String(row.tenant_id), {
-        reservedTokens: Number(row.reserved_tokens),
-        reservedNusd: Number(row.reserved_nusd),
-        actualTokens: s.inputTokens + s.outputTokens,
-        costNusd: s.costNusd,
-        period: String(row.period),
-        holdsReservation: row.status === "running",
-      }, s.now);
+      await this.#releaseTenant(c, row, releaseOf(row, s), s.now);
       return true;
     });
   }
 
-  async #releaseTenant(c: Queryable, tenantId: string, r: Release, now: number): Promise<void> {
-    if (tenantId === ANONYMOUS_TENANT) return;
-    const [t] = await this.#rows(c, `SELECT *, ${DB_NOW} AS db_now FROM tenants WHERE id = ? FOR UPDATE`, [tenantId]);
-    if (t === undefined) return; // deleted meanwhile
+  /** Releases the claim of a row on the tenant it was admitted under, if that tenant still exists. */
+  async #releaseTenant(c: Queryable, claim: Row, r: Release, now: number): Promise<void> {
+    if (claim.tenant_id === ANONYMOUS_TENANT || claim.tenant_uid === null) return;
+    const [t] = await this.#rows(c, `SELECT *, ${DB_NOW} AS db_now FROM tenants WHERE ${TENANT_OF_ROW} FOR UPDATE`, [claim.tenant_id, claim.tenant_uid]);
+    if (t === undefined) return; // deleted meanwhile, perhaps created again: another tenant
     const next = release(tenantFrom(t), stateFrom(t), r, this.#now(t, now));
-    await this.#count(c, `UPDATE tenants SET ${STATE_SET} WHERE id = ?`, [...stateValues(next), tenantId]);
+    await this.#count(c, `UPDATE tenants SET ${STATE_SET} WHERE id = ?`, [...stateValues(next), claim.tenant_id]);
   }
 
   async registerInstance(i: InstanceRecord): Promise<void> {
-    await this.#count(this.#pool, "INSERT INTO instances (id, host, pid, started_at, heartbeat_at) VALUES (?, ?, ?, ?, ?)", [i.id, i.host, i.pid, i.startedAt, i.heartbeatAt]);
+    await this.#count(this.#pool, REGISTER_INSTANCE, [i.id, i.host, i.pid, i.startedAt, i.heartbeatAt]);
   }
 
   async heartbeat(id: string, at: number): Promise<boolean> {
@@ -255,28 +272,42 @@ export class PostgresStore implements Store {
     return (await this.#rows(this.#pool, "SELECT * FROM instances ORDER BY started_at")).map(instanceFrom);
   }
 
-  async reap(deadIds: readonly string[], keep: readonly string[], at: number): Promise<number> {
+  async reapInstance(id: string, staleBefore: number, at: number): Promise<number | undefined> {
+    return this.#tx(async (c) => ((await this.#count(c, DELETE_STALE_INSTANCE, [id, staleBefore])) > 0 ? this.#interruptRunning(c, id, at) : undefined));
+  }
+
+  async deregisterInstance(id: string, at: number): Promise<number> {
     return this.#tx(async (c) => {
-      for (const id of deadIds) await this.#count(c, "DELETE FROM instances WHERE id = ?", [id]);
-      // Row locks, then tenant locks: the order settle takes them in.
-      const rows = await this.#rows(c, `${runningOfDeadSql(deadIds.length, keep.length)} FOR UPDATE`, [...deadIds, ...keep]);
-      for (const r of rows) {
-        await this.#count(c, INTERRUPT_REQUEST, [at, r.id]);
-        await this.#releaseTenant(c, String(r.tenant_id), {
-          reservedTokens: Number(r.reserved_tokens),
-          reservedNusd: Number(r.reserved_nusd),
-          actualTokens: 0,
-          costNusd: 0,
-          period: String(r.period),
-          holdsReservation: true,
-        }, at);
-      }
-      return rows.length;
+      await this.#count(c, "DELETE FROM instances WHERE id = ?", [id]);
+      return this.#interruptRunning(c, id, at);
     });
   }
 
-  async deregisterInstance(id: string): Promise<void> {
-    await this.#count(this.#pool, "DELETE FROM instances WHERE id = ?", [id]);
+  /**
+   * Marks the instance's running rows 'interrupted' and releases them, inside
+   * the caller's transaction, which has deleted the instance: admissions that
+   * held it registered have committed, so their rows are seen here.
+   */
+  async #interruptRunning(c: Queryable, instanceId: string, at: number): Promise<number> {
+    let n = 0;
+    for (const r of await this.#rows(c, `${RUNNING_OF_INSTANCE} FOR UPDATE`, [instanceId])) {
+      if ((await this.#count(c, INTERRUPT_REQUEST, [at, r.id])) === 0) continue;
+      await this.#releaseTenant(c, r, releaseOf(r), at);
+      n++;
+    }
+    return n;
+  }
+
+  async tryAcquireLease(name: string, holder: string, ttlMs: number, now = Date.now()): Promise<boolean> {
+    return (await this.#count(this.#pool, LEASE.acquire, leaseParams("acquire", name, holder, ttlMs, this.#databaseClock ? null : now))) > 0;
+  }
+
+  async renewLease(name: string, holder: string, ttlMs: number, now = Date.now()): Promise<boolean> {
+    return (await this.#count(this.#pool, LEASE.renew, leaseParams("renew", name, holder, ttlMs, this.#databaseClock ? null : now))) > 0;
+  }
+
+  async releaseLease(name: string, holder: string): Promise<boolean> {
+    return (await this.#count(this.#pool, RELEASE_LEASE, [name, holder])) > 0;
   }
 
   /** The database's time, read under the row lock, unless the caller's clock was asked for. */

@@ -1,5 +1,21 @@
 /** SQL shared by the backends: row mapping and the usage query, per dialect. */
-import type { ApiKeyRecord, InstanceRecord, LedgerFilter, LedgerRow, LedgerStatus, PriorityClass, Tenant, TenantState, TenantWithState, UsageGroup, UsageQuery, UsageRow } from "./types.js";
+import { periodOf, type Release } from "./limits.js";
+import type {
+  AdmitInput,
+  ApiKeyRecord,
+  InstanceRecord,
+  LedgerFilter,
+  LedgerRow,
+  LedgerStatus,
+  PriorityClass,
+  SettleInput,
+  Tenant,
+  TenantState,
+  TenantWithState,
+  UsageGroup,
+  UsageQuery,
+  UsageRow,
+} from "./types.js";
 
 export type Dialect = "sqlite" | "postgres";
 
@@ -19,6 +35,7 @@ export function tenantFrom(r: Row): Tenant {
     maxConcurrent: numOrNull(r.max_concurrent),
     monthlyBudgetNusd: numOrNull(r.monthly_budget_nusd),
     createdAt: num(r.created_at),
+    uid: String(r.uid),
   };
 }
 
@@ -65,12 +82,14 @@ export function ledgerFrom(r: Row): LedgerRow {
     id: String(r.id),
     requestId: String(r.request_id),
     tenantId: String(r.tenant_id),
+    tenantUid: strOrNull(r.tenant_uid),
     keyId: strOrNull(r.key_id),
     model: String(r.model),
     endpoint: String(r.endpoint),
     stream: num(r.stream) !== 0,
     status: String(r.status) as LedgerStatus,
     errorCode: strOrNull(r.error_code),
+    estimated: num(r.estimated) !== 0,
     replica: strOrNull(r.replica),
     hardware: strOrNull(r.hardware),
     inputTokens: num(r.input_tokens),
@@ -90,23 +109,90 @@ export function ledgerFrom(r: Row): LedgerRow {
   };
 }
 
-export const INSERT_REQUEST = `INSERT INTO requests
-  (id, request_id, tenant_id, key_id, model, endpoint, stream, status, reserved_nusd, reserved_tokens, period, instance_id, started_at)
-  VALUES (?, ?, ?, ?, ?, ?, ?, 'running', ?, ?, ?, ?, ?)`;
+/**
+ * Inserts a 'running' row only while its instance is registered; on Postgres
+ * it also holds the instance's row against a concurrent reaper's delete
+ * until the transaction ends, so a reaper sees every row of the instance it
+ * removes.
+ */
+export function insertRequestSql(d: Dialect): string {
+  return `INSERT INTO requests
+  (id, request_id, tenant_id, tenant_uid, key_id, model, endpoint, stream, status, reserved_nusd, reserved_tokens, period, instance_id, started_at)
+  SELECT ?, ?, ?, ?, ?, ?, ?, ?, 'running', ?, ?, ?, id, ? FROM instances WHERE id = ?${d === "postgres" ? " FOR KEY SHARE" : ""}`;
+}
+
+export function insertRequestParams(a: AdmitInput, tenantUid: string | null): unknown[] {
+  return [a.id, a.requestId, a.tenantId, tenantUid, a.keyId, a.model, a.endpoint, a.stream ? 1 : 0, a.reservedNusd, a.reservedTokens, periodOf(a.now), a.now, a.instanceId];
+}
+
+/** Whether an instance is registered; on Postgres, holding it registered (see insertRequestSql). */
+export function instanceRegisteredSql(d: Dialect): string {
+  return `SELECT 1 AS one FROM instances WHERE id = ?${d === "postgres" ? " FOR KEY SHARE" : ""}`;
+}
 
 export const SETTLE_REQUEST = `UPDATE requests SET status = ?, error_code = ?, replica = ?, hardware = ?, input_tokens = ?, cached_tokens = ?,
-  output_tokens = ?, device_seconds = ?, energy_j = ?, cost_nusd = ?, attempts = ?, continuations = ?, finished_at = ? WHERE id = ?`;
+  output_tokens = ?, estimated = ?, device_seconds = ?, energy_j = ?, cost_nusd = ?, attempts = ?, continuations = ?, finished_at = ? WHERE id = ?`;
 
-export const INTERRUPT_REQUEST = `UPDATE requests SET status = 'interrupted', error_code = 'gateway_exited', finished_at = ? WHERE id = ?`;
+/** What settlement reads of the row it settles. */
+export const REQUEST_CLAIM = "SELECT status, tenant_id, tenant_uid, reserved_nusd, reserved_tokens, period FROM requests WHERE id = ?";
 
-/** Rows crash recovery must interrupt: running rows of dead instances, and of instances no longer registered. */
-export function runningOfDeadSql(dead: number, keep: number): string {
-  const marks = (n: number): string => Array.from({ length: n }, () => "?").join(", ");
-  const conditions = [`instance_id NOT IN (SELECT id FROM instances)`];
-  if (dead > 0) conditions.push(`instance_id IN (${marks(dead)})`);
-  const kept = keep > 0 ? ` AND instance_id NOT IN (${marks(keep)})` : "";
-  return `SELECT id, tenant_id, reserved_nusd, reserved_tokens, period FROM requests WHERE status = 'running' AND (${conditions.join(" OR ")})${kept}`;
+/** What a claimed row gives back: settled, what it used is charged; interrupted (no settlement), nothing is. */
+export function releaseOf(claim: Row, settled?: SettleInput): Release {
+  return {
+    reservedTokens: num(claim.reserved_tokens),
+    reservedNusd: num(claim.reserved_nusd),
+    actualTokens: settled === undefined ? 0 : settled.inputTokens + settled.outputTokens,
+    costNusd: settled?.costNusd ?? 0,
+    period: String(claim.period),
+    holdsReservation: claim.status === "running",
+  };
 }
+
+/** The tenant a row's reservation belongs to: same name and same uid, so a tenant recreated under that name is never touched. */
+export const TENANT_OF_ROW = "id = ? AND uid = ?";
+
+/** A row is interrupted only while it is running, whoever else tries. */
+export const INTERRUPT_REQUEST = `UPDATE requests SET status = 'interrupted', error_code = 'gateway_exited', finished_at = ? WHERE id = ? AND status = 'running'`;
+
+/** Conditional on the heartbeat still being stale, so a live instance, or one another reaper already removed, is left alone. */
+export const DELETE_STALE_INSTANCE = "DELETE FROM instances WHERE id = ? AND heartbeat_at < ?";
+
+/** An instance's running rows, by tenant: tenants' rows are then locked in one order by every reaper. */
+export const RUNNING_OF_INSTANCE = `SELECT id, status, tenant_id, tenant_uid, reserved_nusd, reserved_tokens, period FROM requests
+  WHERE instance_id = ? AND status = 'running' ORDER BY tenant_id, id`;
+
+export const REGISTER_INSTANCE = `INSERT INTO instances (id, host, pid, started_at, heartbeat_at) VALUES (?, ?, ?, ?, ?)
+  ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at`;
+
+export const INSERT_KEY = "INSERT INTO api_keys (id, tenant_id, tenant_uid, name, key_hash, prefix, created_at, revoked_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)";
+
+/** Set with the first key and never unset by the store: see Store.keysRequired. */
+export const SET_KEYS_REQUIRED = "INSERT INTO settings (name, value) VALUES ('require_keys', 'true') ON CONFLICT (name) DO UPDATE SET value = 'true'";
+export const GET_KEYS_REQUIRED = "SELECT value FROM settings WHERE name = 'require_keys'";
+
+/** A key counts only with the tenant it was created for: a recreated tenant of the same name never inherits one. */
+export const FIND_KEY = `SELECT k.id AS key_id, k.tenant_id, k.name AS key_name, k.prefix, k.created_at AS key_created_at, k.revoked_at, t.*
+  FROM api_keys k JOIN tenants t ON t.id = k.tenant_id AND t.uid = k.tenant_uid WHERE k.key_hash = ?`;
+
+/**
+ * Lease statements, `now` being the SQL for the current time (epoch ms).
+ * Each takes the parameters [name, holder, now, ttlMs, now] in the order
+ * `leaseParams` gives them.
+ */
+export function leaseSql(now: string): { readonly acquire: string; readonly renew: string } {
+  return {
+    acquire: `INSERT INTO leases (name, holder, expires_at) VALUES (?, ?, ${now} + ?)
+      ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at
+      WHERE leases.expires_at <= ${now} OR leases.holder = excluded.holder`,
+    renew: `UPDATE leases SET expires_at = ${now} + ? WHERE name = ? AND holder = ? AND expires_at > ${now}`,
+  };
+}
+
+export function leaseParams(kind: "acquire" | "renew", name: string, holder: string, ttlMs: number, now: number | null): unknown[] {
+  return kind === "acquire" ? [name, holder, now, ttlMs, now] : [now, ttlMs, name, holder, now];
+}
+
+export const RELEASE_LEASE = "DELETE FROM leases WHERE name = ? AND holder = ?";
 
 function groupExpr(g: UsageGroup, d: Dialect): string {
   switch (g) {

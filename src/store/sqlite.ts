@@ -10,17 +10,32 @@
 import { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
 import Database from "better-sqlite3";
-import { decide, periodOf, release } from "./limits.js";
+import { randomUUID } from "node:crypto";
+import { decide, release, type Release } from "./limits.js";
 import {
-  INSERT_REQUEST,
+  DELETE_STALE_INSTANCE,
+  FIND_KEY,
+  GET_KEYS_REQUIRED,
+  INSERT_KEY,
   INTERRUPT_REQUEST,
+  REGISTER_INSTANCE,
+  RELEASE_LEASE,
+  REQUEST_CLAIM,
+  RUNNING_OF_INSTANCE,
   SETTLE_REQUEST,
+  SET_KEYS_REQUIRED,
   STATE_SET,
+  TENANT_OF_ROW,
+  insertRequestParams,
+  insertRequestSql,
   instanceFrom,
+  instanceRegisteredSql,
   keyFrom,
+  leaseParams,
+  leaseSql,
   ledgerFrom,
   ledgerSql,
-  runningOfDeadSql,
+  releaseOf,
   stateFrom,
   stateValues,
   tenantFrom,
@@ -36,6 +51,7 @@ import type {
   InstanceRecord,
   LedgerFilter,
   LedgerRow,
+  NewApiKey,
   NewTenant,
   SettleInput,
   Tenant,
@@ -44,6 +60,10 @@ import type {
   UsageRow,
 } from "./types.js";
 import { ANONYMOUS_TENANT } from "./types.js";
+
+const INSERT_REQUEST = insertRequestSql("sqlite");
+const INSTANCE_REGISTERED = instanceRegisteredSql("sqlite");
+const LEASE = leaseSql("?");
 
 type Row = Record<string, unknown>;
 
@@ -106,11 +126,12 @@ export class SqliteStore implements Store {
   }
 
   async createTenant(t: NewTenant): Promise<Tenant> {
+    const tenant = { ...t, uid: randomUUID() };
     this.#run(
-      `INSERT INTO tenants (id, weight, priority, requests_per_minute, tokens_per_minute, max_concurrent, monthly_budget_nusd, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
-      t.id, t.weight, t.priority, t.requestsPerMinute, t.tokensPerMinute, t.maxConcurrent, t.monthlyBudgetNusd, t.createdAt,
+      `INSERT INTO tenants (id, uid, weight, priority, requests_per_minute, tokens_per_minute, max_concurrent, monthly_budget_nusd, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      t.id, tenant.uid, t.weight, t.priority, t.requestsPerMinute, t.tokensPerMinute, t.maxConcurrent, t.monthlyBudgetNusd, t.createdAt,
     );
-    return t;
+    return tenant;
   }
 
   async listTenants(): Promise<TenantWithState[]> {
@@ -126,9 +147,14 @@ export class SqliteStore implements Store {
     return this.#run("DELETE FROM tenants WHERE id = ?", id) > 0;
   }
 
-  async createKey(k: ApiKeyRecord & { readonly hash: string }): Promise<ApiKeyRecord> {
-    this.#run("INSERT INTO api_keys (id, tenant_id, name, key_hash, prefix, created_at, revoked_at) VALUES (?, ?, ?, ?, ?, ?, ?)", k.id, k.tenantId, k.name, k.hash, k.prefix, k.createdAt, k.revokedAt);
-    return { id: k.id, tenantId: k.tenantId, name: k.name, prefix: k.prefix, createdAt: k.createdAt, revokedAt: k.revokedAt };
+  async createKey(k: NewApiKey): Promise<ApiKeyRecord | undefined> {
+    return this.#tx(() => {
+      const t = this.#get("SELECT uid FROM tenants WHERE id = ?", k.tenantId);
+      if (t === undefined) return undefined;
+      this.#run(INSERT_KEY, k.id, k.tenantId, t.uid, k.name, k.hash, k.prefix, k.createdAt, k.revokedAt);
+      this.#run(SET_KEYS_REQUIRED);
+      return { id: k.id, tenantId: k.tenantId, name: k.name, prefix: k.prefix, createdAt: k.createdAt, revokedAt: k.revokedAt };
+    });
   }
 
   async listKeys(tenantId?: string): Promise<ApiKeyRecord[]> {
@@ -141,11 +167,7 @@ export class SqliteStore implements Store {
   }
 
   async findKey(hash: string): Promise<{ key: ApiKeyRecord; tenant: Tenant } | undefined> {
-    const r = this.#get(
-      `SELECT k.id AS key_id, k.tenant_id, k.name AS key_name, k.prefix, k.created_at AS key_created_at, k.revoked_at, t.*
-       FROM api_keys k JOIN tenants t ON t.id = k.tenant_id WHERE k.key_hash = ?`,
-      hash,
-    );
+    const r = this.#get(FIND_KEY, hash);
     if (r === undefined) return undefined;
     return {
       key: keyFrom({ id: r.key_id, tenant_id: r.tenant_id, name: r.key_name, prefix: r.prefix, created_at: r.key_created_at, revoked_at: r.revoked_at }),
@@ -153,58 +175,49 @@ export class SqliteStore implements Store {
     };
   }
 
-  async hasActiveKeys(): Promise<boolean> {
-    return this.#get("SELECT 1 AS one FROM api_keys WHERE revoked_at IS NULL LIMIT 1") !== undefined;
+  async keysRequired(): Promise<boolean> {
+    return this.#get(GET_KEYS_REQUIRED)?.value === "true";
   }
 
   async admit(a: AdmitInput): Promise<AdmitOutcome> {
-    const insert = (): void => {
-      this.#run(INSERT_REQUEST, a.id, a.requestId, a.tenantId, a.keyId, a.model, a.endpoint, a.stream ? 1 : 0, a.reservedNusd, a.reservedTokens, periodOf(a.now), a.instanceId, a.now);
-    };
     if (a.tenantId === ANONYMOUS_TENANT) {
-      insert();
-      return { ok: true };
+      return this.#run(INSERT_REQUEST, ...insertRequestParams(a, null)) > 0 ? { ok: true } : { ok: false, reason: "instance_gone" };
     }
     return this.#tx((): AdmitOutcome => {
+      if (this.#get(INSTANCE_REGISTERED, a.instanceId) === undefined) return { ok: false, reason: "instance_gone" };
       const row = this.#get("SELECT * FROM tenants WHERE id = ?", a.tenantId);
-      if (row === undefined) return { ok: false, reason: "unknown_tenant" };
+      if (row === undefined || (a.tenantUid !== undefined && row.uid !== a.tenantUid)) return { ok: false, reason: "unknown_tenant" };
       const tenant = tenantFrom(row);
       if (tenant.monthlyBudgetNusd !== null && !a.outputBounded) return { ok: false, reason: "max_tokens_required" };
       const d = decide(tenant, stateFrom(row), { tokens: a.reservedTokens, costNusd: a.reservedNusd }, a.now);
       if (!d.ok) return { ok: false, reason: "limit", limit: d.limit, resetAt: d.resetAt, state: { tenant, state: d.state } };
       this.#run(`UPDATE tenants SET ${STATE_SET} WHERE id = ?`, ...stateValues(d.state), a.tenantId);
-      insert();
+      this.#run(INSERT_REQUEST, ...insertRequestParams(a, tenant.uid));
       return { ok: true };
     });
   }
 
   async settle(s: SettleInput): Promise<boolean> {
     return this.#tx(() => {
-      const row = this.#get("SELECT status, tenant_id, reserved_nusd, reserved_tokens, period FROM requests WHERE id = ?", s.id);
+      const row = this.#get(REQUEST_CLAIM, s.id);
       if (row === undefined || (row.status !== "running" && row.status !== "interrupted")) return false;
-      this.#run(SETTLE_REQUEST, s.status, s.errorCode, s.replica, s.hardware, s.inputTokens, s.cachedTokens, s.outputTokens, s.deviceSeconds, s.energyJ, s.costNusd, s.attempts, s.continuations, s.now, s.id);
-      this.#releaseTenant(String(row.tenant_id), {
-        reservedTokens: Number(row.reserved_tokens),
-        reservedNusd: Number(row.reserved_nusd),
-        actualTokens: s.inputTokens + s.outputTokens,
-        costNusd: s.costNusd,
-        period: String(row.period),
-        holdsReservation: row.status === "running",
-      }, s.now);
+      this.#run(SETTLE_REQUEST, s.status, s.errorCode, s.replica, s.hardware, s.inputTokens, s.cachedTokens, s.outputTokens, s.estimated ? 1 : 0, s.deviceSeconds, s.energyJ, s.costNusd, s.attempts, s.continuations, s.now, s.id);
+      this.#releaseTenant(row, releaseOf(row, s), s.now);
       return true;
     });
   }
 
-  #releaseTenant(tenantId: string, r: Parameters<typeof release>[2], now: number): void {
-    if (tenantId === ANONYMOUS_TENANT) return;
-    const t = this.#get("SELECT * FROM tenants WHERE id = ?", tenantId);
-    if (t === undefined) return; // deleted meanwhile
+  /** Releases the claim of a row on the tenant it was admitted under, if that tenant still exists. */
+  #releaseTenant(claim: Row, r: Release, now: number): void {
+    if (claim.tenant_id === ANONYMOUS_TENANT || claim.tenant_uid === null) return;
+    const t = this.#get(`SELECT * FROM tenants WHERE ${TENANT_OF_ROW}`, claim.tenant_id, claim.tenant_uid);
+    if (t === undefined) return; // deleted meanwhile, perhaps created again: another tenant
     const next = release(tenantFrom(t), stateFrom(t), r, now);
-    this.#run(`UPDATE tenants SET ${STATE_SET} WHERE id = ?`, ...stateValues(next), tenantId);
+    this.#run(`UPDATE tenants SET ${STATE_SET} WHERE id = ?`, ...stateValues(next), claim.tenant_id);
   }
 
   async registerInstance(i: InstanceRecord): Promise<void> {
-    this.#run("INSERT INTO instances (id, host, pid, started_at, heartbeat_at) VALUES (?, ?, ?, ?, ?)", i.id, i.host, i.pid, i.startedAt, i.heartbeatAt);
+    this.#run(REGISTER_INSTANCE, i.id, i.host, i.pid, i.startedAt, i.heartbeatAt);
   }
 
   async heartbeat(id: string, at: number): Promise<boolean> {
@@ -215,27 +228,38 @@ export class SqliteStore implements Store {
     return this.#all("SELECT * FROM instances ORDER BY started_at").map(instanceFrom);
   }
 
-  async reap(deadIds: readonly string[], keep: readonly string[], at: number): Promise<number> {
+  async reapInstance(id: string, staleBefore: number, at: number): Promise<number | undefined> {
+    return this.#tx(() => (this.#run(DELETE_STALE_INSTANCE, id, staleBefore) > 0 ? this.#interruptRunning(id, at) : undefined));
+  }
+
+  async deregisterInstance(id: string, at: number): Promise<number> {
     return this.#tx(() => {
-      for (const id of deadIds) this.#run("DELETE FROM instances WHERE id = ?", id);
-      const rows = this.#all(runningOfDeadSql(deadIds.length, keep.length), ...deadIds, ...keep);
-      for (const r of rows) {
-        this.#run(INTERRUPT_REQUEST, at, r.id);
-        this.#releaseTenant(String(r.tenant_id), {
-          reservedTokens: Number(r.reserved_tokens),
-          reservedNusd: Number(r.reserved_nusd),
-          actualTokens: 0,
-          costNusd: 0,
-          period: String(r.period),
-          holdsReservation: true,
-        }, at);
-      }
-      return rows.length;
+      this.#run("DELETE FROM instances WHERE id = ?", id);
+      return this.#interruptRunning(id, at);
     });
   }
 
-  async deregisterInstance(id: string): Promise<void> {
-    this.#run("DELETE FROM instances WHERE id = ?", id);
+  /** Marks the instance's running rows 'interrupted' and releases them; inside the caller's transaction. */
+  #interruptRunning(instanceId: string, at: number): number {
+    let n = 0;
+    for (const r of this.#all(RUNNING_OF_INSTANCE, instanceId)) {
+      if (this.#run(INTERRUPT_REQUEST, at, r.id) === 0) continue;
+      this.#releaseTenant(r, releaseOf(r), at);
+      n++;
+    }
+    return n;
+  }
+
+  async tryAcquireLease(name: string, holder: string, ttlMs: number, now = Date.now()): Promise<boolean> {
+    return this.#run(LEASE.acquire, ...leaseParams("acquire", name, holder, ttlMs, now)) > 0;
+  }
+
+  async renewLease(name: string, holder: string, ttlMs: number, now = Date.now()): Promise<boolean> {
+    return this.#run(LEASE.renew, ...leaseParams("renew", name, holder, ttlMs, now)) > 0;
+  }
+
+  async releaseLease(name: string, holder: string): Promise<boolean> {
+    return this.#run(RELEASE_LEASE, name, holder) > 0;
   }
 
   async databaseNow(): Promise<number | undefined> {

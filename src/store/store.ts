@@ -3,6 +3,7 @@ import type {
   AdmitOutcome,
   ApiKeyRecord,
   InstanceRecord,
+  NewApiKey,
   LedgerFilter,
   LedgerRow,
   NewTenant,
@@ -24,45 +25,76 @@ export interface Store {
   /** Where it lives, with any password removed: for messages. */
   readonly where: string;
 
+  /** Creates the tenant with a fresh uid, its identity for as long as it exists (a recreated name gets another). */
   createTenant(tenant: NewTenant): Promise<Tenant>;
   listTenants(): Promise<TenantWithState[]>;
   getTenant(id: string): Promise<TenantWithState | undefined>;
   /** Deletes the tenant and its keys (its ledger rows stay); false when there was none. */
   deleteTenant(id: string): Promise<boolean>;
 
-  createKey(key: ApiKeyRecord & { readonly hash: string }): Promise<ApiKeyRecord>;
+  /**
+   * Stores a key of the tenant that has `key.tenantId` now (bound to its uid),
+   * and from then on keys are required (`keysRequired`), in one transaction;
+   * undefined when there is no such tenant.
+   */
+  createKey(key: NewApiKey): Promise<ApiKeyRecord | undefined>;
   listKeys(tenantId?: string): Promise<ApiKeyRecord[]>;
   /** False when no such key exists or it was already revoked. */
   revokeKey(id: string, at: number): Promise<boolean>;
+  /** The key with this hash and the tenant it was created for; undefined when either is gone. */
   findKey(hash: string): Promise<{ readonly key: ApiKeyRecord; readonly tenant: Tenant } | undefined>;
-  /** Whether any key that is not revoked exists. */
-  hasActiveKeys(): Promise<boolean>;
+  /**
+   * Whether a key was ever created here. It never turns back off: revoking
+   * every key or deleting every tenant must not reopen the gateway.
+   */
+  keysRequired(): Promise<boolean>;
 
   /**
    * Checks the request against its tenant's limits and, when it fits, takes
    * its reservation and writes its ledger row ('running'), atomically.
-   * Requests of the anonymous tenant are only recorded.
+   * Requests of the anonymous tenant are only recorded. Refused with
+   * "instance_gone" when `instanceId` is not registered (it was reaped):
+   * every running row belongs to a registered instance, so reaping an
+   * instance finds all of its rows.
    */
   admit(input: AdmitInput): Promise<AdmitOutcome>;
   /**
    * Records the outcome on the request's row and releases its reservation,
    * once: true when this call did it, false when the row was already settled.
    * A row crash recovery marked 'interrupted' takes the outcome too (its
-   * reservation was already released).
+   * reservation was already released). Only the tenant with the uid the row
+   * was admitted under is released or charged.
    */
   settle(input: SettleInput): Promise<boolean>;
 
+  /** Registers a gateway instance, or renews it if it is still there. */
   registerInstance(instance: InstanceRecord): Promise<void>;
-  /** False when the instance is no longer registered (another process took it for dead). */
+  /** False when the instance is no longer registered (another process reaped it). */
   heartbeat(id: string, at: number): Promise<boolean>;
   listInstances(): Promise<InstanceRecord[]>;
   /**
-   * Marks 'interrupted' every running row of the given instances and of
-   * instances no longer registered (other than `keep`), releasing their
-   * reservations; removes those instances. Returns the rows marked.
+   * Reaps an instance whose heartbeat is older than `staleBefore`: one
+   * conditional delete decides, so of several reapers only one acts, and an
+   * instance that heartbeats meanwhile is left alone. The reaper that removed
+   * it marks its running rows 'interrupted' and releases their reservations
+   * in the same transaction. Returns the rows marked, or undefined when the
+   * instance was not reaped by this call.
    */
-  reap(deadIds: readonly string[], keep: readonly string[], at: number): Promise<number>;
-  deregisterInstance(id: string): Promise<void>;
+  reapInstance(id: string, staleBefore: number, at: number): Promise<number | undefined>;
+  /** A clean stop: unregisters the instance and marks whatever it still has running 'interrupted'. Returns the rows marked. */
+  deregisterInstance(id: string, at: number): Promise<number>;
+
+  /**
+   * A named lease for a singleton job: taken when free, expired, or already
+   * this holder's (which extends it), for `ttlMs`. One conditional statement,
+   * so of several contenders exactly one gets it. Expiry is on the database's
+   * clock where it keeps one (Postgres), else on `now` (default: this host's).
+   */
+  tryAcquireLease(name: string, holder: string, ttlMs: number, now?: number): Promise<boolean>;
+  /** Extends a lease this holder still holds; false once it expired or another took it (acquire again). */
+  renewLease(name: string, holder: string, ttlMs: number, now?: number): Promise<boolean>;
+  /** Gives the lease up; false when this holder did not hold it. */
+  releaseLease(name: string, holder: string): Promise<boolean>;
 
   /**
    * The database's own clock (epoch ms) where the backend keeps time for
@@ -146,6 +178,28 @@ export const MIGRATIONS: readonly { readonly version: number; readonly statement
       `CREATE INDEX requests_tenant_started ON requests (tenant_id, started_at)`,
       `CREATE INDEX requests_started ON requests (started_at)`,
       `CREATE INDEX requests_running ON requests (instance_id) WHERE status = 'running'`,
+    ],
+  },
+  {
+    // Tenant identity, keys staying required, and leases.
+    version: 2,
+    statements: [
+      // A tenant's immutable identity: a name deleted and created again is another tenant. Rows from
+      // before get a uid derived from their name, which a generated one (a UUID) can never equal.
+      `ALTER TABLE tenants ADD COLUMN uid TEXT NOT NULL DEFAULT ''`,
+      `UPDATE tenants SET uid = 'v1-' || id`,
+      `CREATE UNIQUE INDEX tenants_uid ON tenants (uid)`,
+      `ALTER TABLE api_keys ADD COLUMN tenant_uid TEXT NOT NULL DEFAULT ''`,
+      `UPDATE api_keys SET tenant_uid = COALESCE((SELECT uid FROM tenants WHERE tenants.id = api_keys.tenant_id), '')`,
+      // Only running rows are ever released; settled ones keep NULL (admitted before uids existed).
+      `ALTER TABLE requests ADD COLUMN tenant_uid TEXT`,
+      `UPDATE requests SET tenant_uid = (SELECT uid FROM tenants WHERE tenants.id = requests.tenant_id) WHERE status = 'running'`,
+      `CREATE TABLE settings (name TEXT PRIMARY KEY, value TEXT NOT NULL)`,
+      // The promise "once any key exists keys are always required" holds for keys created before this flag.
+      `INSERT INTO settings (name, value) SELECT 'require_keys', 'true' WHERE EXISTS (SELECT 1 FROM api_keys)`,
+      `CREATE TABLE leases (name TEXT PRIMARY KEY, holder TEXT NOT NULL, expires_at BIGINT NOT NULL)`,
+      // 1: some token count on the row is an estimate (an upstream that did not count per chunk; no tokenizer).
+      `ALTER TABLE requests ADD COLUMN estimated INTEGER NOT NULL DEFAULT 0`,
     ],
   },
 ];

@@ -12,6 +12,9 @@ export type PriorityClass = (typeof PRIORITY_CLASSES)[number];
 /** The tenant id of requests that carry no key (loopback callers while no key exists). */
 export const ANONYMOUS_TENANT = "anonymous";
 
+/** Token counts in the ledger are 32-bit integers on every backend. */
+export const MAX_LEDGER_TOKENS = 2 ** 31 - 1;
+
 /** Nano-dollars per dollar. */
 export const NUSD_PER_USD = 1e9;
 
@@ -32,7 +35,10 @@ export interface NewTenant extends TenantLimits {
   readonly createdAt: number;
 }
 
-export type Tenant = NewTenant;
+export interface Tenant extends NewTenant {
+  /** Generated when the tenant is created and never changed: what keys and running requests belong to. */
+  readonly uid: string;
+}
 
 /** The counters admission and settlement move, kept on the tenant's row. */
 export interface TenantState {
@@ -65,6 +71,10 @@ export interface ApiKeyRecord {
   readonly revokedAt: number | null;
 }
 
+/** A key to store: its record and its hash, never the key itself. */
+export type NewApiKey = ApiKeyRecord & { readonly hash: string };
+
+/** A gateway process; host and pid only say where it ran (liveness is its heartbeat alone). */
 export interface InstanceRecord {
   readonly id: string;
   readonly host: string;
@@ -81,12 +91,16 @@ export interface LedgerRow {
   /** The request id the client saw (x-request-id); not necessarily unique. */
   readonly requestId: string;
   readonly tenantId: string;
+  /** The uid of the tenant it was admitted under (null for anonymous and older settled rows). */
+  readonly tenantUid: string | null;
   readonly keyId: string | null;
   readonly model: string;
   readonly endpoint: string;
   readonly stream: boolean;
   readonly status: LedgerStatus;
   readonly errorCode: string | null;
+  /** Some token count on the row is a bounded estimate, not a count (see the billing rule in docs/tenancy.md). */
+  readonly estimated: boolean;
   readonly replica: string | null;
   readonly hardware: string | null;
   readonly inputTokens: number;
@@ -109,13 +123,15 @@ export interface AdmitInput {
   readonly id: string;
   readonly requestId: string;
   readonly tenantId: string;
+  /** The tenant's uid as the caller's key found it: admission refuses a tenant of that name with another uid. */
+  readonly tenantUid?: string;
   readonly keyId: string | null;
   readonly model: string;
   readonly endpoint: string;
   readonly stream: boolean;
   /** Worst-case cost, held against the budget until settlement. */
   readonly reservedNusd: number;
-  /** Worst-case tokens (prompt + max_tokens), taken from the tokens/minute bucket. */
+  /** Worst-case tokens (prompt + max_tokens), taken from the tokens/minute bucket; at most MAX_LEDGER_TOKENS. */
   readonly reservedTokens: number;
   /** Whether the request bounds its output (max_tokens): budgets need it. */
   readonly outputBounded: boolean;
@@ -126,12 +142,13 @@ export interface AdmitInput {
 export type AdmitOutcome =
   | { readonly ok: true }
   | { readonly ok: false; readonly reason: "limit"; readonly limit: LimitName; readonly state: TenantWithState; readonly resetAt: number | null }
-  | { readonly ok: false; readonly reason: "unknown_tenant" | "max_tokens_required" };
+  | { readonly ok: false; readonly reason: "unknown_tenant" | "max_tokens_required" | "instance_gone" };
 
 export interface SettleInput {
   readonly id: string;
   readonly status: Exclude<LedgerStatus, "running" | "interrupted">;
   readonly errorCode: string | null;
+  readonly estimated: boolean;
   readonly replica: string | null;
   readonly hardware: string | null;
   readonly inputTokens: number;

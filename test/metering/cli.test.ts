@@ -1,24 +1,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
-import { buildProgram } from "../../src/cli/main.js";
 import { sqliteBackend, startTenantGateway, streamOnce, type TenantGateway } from "./harness.js";
-
-/** Runs `flotilla ...args` in this process; returns what it printed. */
-async function flotilla(...args: string[]): Promise<{ out: string; err: string }> {
-  let out = "";
-  let err = "";
-  const write = process.stdout.write.bind(process.stdout);
-  const writeErr = process.stderr.write.bind(process.stderr);
-  process.stdout.write = ((s: string) => ((out += s), true)) as typeof process.stdout.write;
-  process.stderr.write = ((s: string) => ((err += s), true)) as typeof process.stderr.write;
-  try {
-    await buildProgram().parseAsync(["node", "flotilla", ...args]);
-  } finally {
-    process.stdout.write = write;
-    process.stderr.write = writeErr;
-  }
-  return { out, err };
-}
+import { flotilla } from "./run-cli.js";
 
 describe("flotilla tenants | keys | usage", () => {
   let db: { url: string; drop(): Promise<void> };

@@ -8,7 +8,7 @@ import { estimate, findHardware, findModel, findPrecision } from "../../src/hard
 import { parseFleetConfig, ConfigError } from "../../src/fleet/config.js";
 import { isLoopbackHost, rateBookFromConfig, storeUrl } from "../../src/metering/config.js";
 import { RateBook, meter, rateCard, unpriced, worstCase } from "../../src/metering/pricing.js";
-import { estimatePromptTokens } from "../../src/metering/store-tenancy.js";
+import { promptTokenBound } from "../../src/core/request.js";
 import { TINY_MODEL } from "./harness.js";
 
 const h100 = rateCard({ model: findModel("llama-3.1-8b"), hardware: findHardware("h100"), precision: findPrecision("bf16"), tp: 1, slots: 64 });
@@ -64,8 +64,8 @@ describe("pricing from the hardware model", () => {
   });
 
   test("without a tokenizer, the prompt estimate is an upper bound (UTF-8 bytes plus template tokens)", () => {
-    assert.equal(estimatePromptTokens({ kind: "text", text: "héllo" }), 8);
-    assert.equal(estimatePromptTokens({ kind: "chat", messages: [{ role: "user", content: "hi" }] }, "ab"), 8 + 2 + 10);
+    assert.equal(promptTokenBound({ kind: "text", text: "héllo" }), 8);
+    assert.equal(promptTokenBound({ kind: "chat", messages: [{ role: "user", content: "hi" }] }, "ab"), 64 + 2 + 18);
   });
 });
 

@@ -1,16 +1,21 @@
 /**
  * Real gateway processes (`flotilla serve`): killed with SIGKILL mid-stream
- * and restarted, and two of them sharing one Postgres ledger under a budget.
+ * and restarted, two of them sharing one Postgres ledger under a budget, and
+ * two in separate PID namespaces that must not take each other for dead.
  */
 import assert from "node:assert/strict";
-import { spawn, type ChildProcess } from "node:child_process";
+import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { once } from "node:events";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { createServer, type ServerResponse } from "node:http";
+import type { AddressInfo } from "node:net";
+import { hostname, tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, describe, test } from "node:test";
 import { openStore, type Store } from "../../src/store/index.js";
 import { NUSD_PER_USD } from "../../src/store/types.js";
-import { ENTRY, TINY_MODEL, admin, backends, post, postgresBackend, streamOnce } from "./harness.js";
+import { eventuallyAsync } from "../helpers.js";
+import { ENTRY, TINY_MODEL, admin, backends, post, postgresBackend, readStream, streamOnce } from "./harness.js";
 
 interface Proc {
   readonly url: string;
@@ -24,24 +29,29 @@ after(() => {
   for (const d of dirs) rmSync(d, { recursive: true, force: true });
 });
 
-function fleetFile(storeUrl: string): string {
+/** A short lease, so a killed process's rows are recovered within the test. */
+const LEASE_MS = 1_200;
+
+/** A fleet of the tiny model, or (with `upstream`) of one OpenAI-compatible server. */
+function fleetFile(storeUrl: string, opts: { upstream?: string } = {}): string {
   const dir = mkdtempSync(join(tmpdir(), "flotilla-proc-"));
   dirs.push(dir);
   const file = join(dir, "fleet.yaml");
+  const replica =
+    opts.upstream === undefined
+      ? ["      - engine: local", `        path: ${TINY_MODEL}`, "        parallel: 4", "        context: 2048", "        max_queue: 256"]
+      : ["      - engine: openai", `        url: ${opts.upstream}`, "        upstream_model: held", "        spec: llama-3.1-8b", "        parallel: 8"];
   writeFileSync(
     file,
     [
       "server:",
       `  store: "${storeUrl}"`,
       "  shutdown_grace_ms: 2000",
+      `  instance_lease_ms: ${LEASE_MS}`,
       "models:",
       "  - name: tiny",
       "    replicas:",
-      "      - engine: local",
-      `        path: ${TINY_MODEL}`,
-      "        parallel: 4",
-      "        context: 2048",
-      "        max_queue: 256",
+      ...replica,
       "        hardware: h100",
       "",
     ].join("\n"),
@@ -49,8 +59,11 @@ function fleetFile(storeUrl: string): string {
   return file;
 }
 
-function serve(config: string, logLevel = "warn"): Promise<Proc> {
-  const child = spawn(process.execPath, ["--import", "tsx", ENTRY, "serve", "--config", config, "--port", "0", "--log-level", logLevel], {
+/** `flotilla serve` on the fleet file; `wrap` runs it under another command (unshare). */
+function serve(config: string, logLevel = "warn", wrap: readonly string[] = []): Promise<Proc> {
+  const argv = [process.execPath, "--import", "tsx", ENTRY, "serve", "--config", config, "--port", "0", "--log-level", logLevel];
+  const [command, ...args] = [...wrap, ...argv] as [string, ...string[]];
+  const child = spawn(command, args, {
     env: { ...process.env, FLOTILLA_HOME: join(config, "..") },
     stdio: ["ignore", "pipe", "pipe"],
   });
@@ -61,7 +74,8 @@ function serve(config: string, logLevel = "warn"): Promise<Proc> {
     const onData = (d: Buffer): void => {
       out += d.toString();
       const m = /flotilla listening on (http:\/\/\S+)/.exec(out);
-      if (m !== null && out.includes("usage ledger:")) {
+      // The startup line, not a log line that mentions the ledger.
+      if (m !== null && /^ {2}usage ledger: /m.test(out)) {
         clearTimeout(timer);
         resolve({ url: m[1]!, child, output: () => out, exited });
       }
@@ -101,8 +115,10 @@ for (const backend of backends) {
       let b: Proc | undefined;
       try {
         const a = await serve(config, "trace");
+        assert.match(a.output(), /\n {2}api keys: open to loopback callers until the first key is created\n/, "serve says which mode is in force");
         const key = await tenantWithKey(a.url, "k9", { max_concurrent: 2, monthly_budget_usd: 1 });
         assert.equal((await streamOnce(a.url, key, "first", 4)).status, 200);
+        assert.deepEqual((await settledLedger(store, "k9")).map((r) => r.status), ["ok"], "settled before the kill");
         assert.equal((await post(a.url, "/v1/completions", { model: "tiny", prompt: "x", max_tokens: 2 }, `flt-${"B".repeat(43)}`)).status, 401);
 
         const res = await post(a.url, "/v1/completions", { model: "tiny", prompt: "a long one", max_tokens: 1800, stream: true }, key);
@@ -119,7 +135,10 @@ for (const backend of backends) {
         assert.equal((await store.getTenant("k9"))!.state.inFlight, 1);
 
         b = await serve(config, "trace");
-        const rows = await store.ledger({ tenantId: "k9" });
+        assert.match(b.output(), /\n {2}api keys: keys required \(a key has been created here; server\.require_keys: false turns this off\)\n/);
+        // Once the killed process's lease has expired, the restarted one reaps it.
+        let rows = before;
+        await eventuallyAsync(async () => (rows = await store.ledger({ tenantId: "k9" })).some((r) => r.status === "interrupted"), "the killed request to be interrupted", 10_000);
         assert.deepEqual(rows.map((r) => r.status).sort(), ["interrupted", "ok"]);
         const interrupted = rows.find((r) => r.status === "interrupted")!;
         assert.equal(interrupted.errorCode, "gateway_exited");
@@ -196,6 +215,110 @@ describe("two gateway processes sharing Postgres", { skip: postgresBackend.skip 
     } finally {
       for (const p of procs) p.child.kill("SIGKILL");
       await Promise.all(procs.map((p) => p.exited));
+      await store.close();
+      await db.drop();
+    }
+  });
+});
+
+/** Why the PID-namespace test cannot run here, or false when it can. */
+function unshareSkip(): string | false {
+  const r = spawnSync("unshare", ["--pid", "--fork", "--mount-proc", "--kill-child", "sh", "-c", "echo 29999 > /proc/sys/kernel/ns_last_pid"], { stdio: "ignore" });
+  if (r.status === 0) return false;
+  return `skipped: "unshare --pid --fork --mount-proc" (and setting a pid in the new namespace) failed here (${r.error?.message ?? `exit status ${r.status}`}); it needs root`;
+}
+
+/**
+ * An OpenAI-compatible server that streams one token of each completion at
+ * once and the rest only when told: requests that run exactly as long as a
+ * test needs them to.
+ */
+async function holdingUpstream(): Promise<{ url: string; held(): number; finish(): void; close(): Promise<void> }> {
+  const held: ServerResponse[] = [];
+  const chunk = (body: unknown): string => `data: ${JSON.stringify(body)}\n\n`;
+  const server = createServer((req, res) => {
+    if (req.method === "GET") {
+      res.writeHead(200, { "content-type": "application/json" }).end('{"object":"list","data":[]}');
+      return;
+    }
+    req.resume();
+    req.once("end", () => {
+      res.writeHead(200, { "content-type": "text/event-stream" });
+      res.write(chunk({ choices: [{ index: 0, text: "a", finish_reason: null }] }));
+      held.push(res);
+    });
+  });
+  server.listen(0, "127.0.0.1");
+  await once(server, "listening");
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    held: () => held.filter((r) => !r.writableEnded && !r.destroyed).length,
+    finish: () => {
+      for (const res of held.splice(0)) res.end(chunk({ choices: [{ index: 0, text: "", finish_reason: "stop" }], usage: { prompt_tokens: 3, completion_tokens: 1 } }) + "data: [DONE]\n\n");
+    },
+    close: async () => {
+      server.closeAllConnections();
+      server.close();
+      await once(server, "close");
+    },
+  };
+}
+
+describe("two gateway processes in separate PID namespaces sharing Postgres", { skip: postgresBackend.skip || unshareSkip() }, () => {
+  test("neither takes the other for dead across many heartbeats: a long request stays running, and max_concurrent 2 never lets a third run", async () => {
+    const db = await postgresBackend.fresh();
+    const upstream = await holdingUpstream();
+    const config = fleetFile(db.url, { upstream: upstream.url });
+    const store = await openStore(db.url);
+    const procs: Proc[] = [];
+    const unshare = ["unshare", "--pid", "--fork", "--mount-proc", "--kill-child"];
+    try {
+      // Containers with host networking: one hostname, a PID namespace each. The sweeper is pid 1 in its
+      // namespace; the holder is pid 30000 in its own, a pid the sweeper's namespace does not have
+      // (low pids would be the sweeper's own threads, which signal 0 finds).
+      const sweeper = await serve(config, "warn", unshare);
+      procs.push(sweeper);
+      const holder = await serve(config, "warn", [...unshare, "sh", "-c", 'echo 29999 > /proc/sys/kernel/ns_last_pid; "$@" & wait $!', "sh"]);
+      procs.push(holder);
+      const instances = await store.listInstances();
+      assert.deepEqual(instances.map((i) => [i.host, i.pid]).sort(), [[hostname(), 1], [hostname(), 30000]], "the setup: one hostname, separate PID namespaces");
+      const sweeperId = instances.find((i) => i.pid === 1)!.id;
+
+      const key = await tenantWithKey(sweeper.url, "pair", { max_concurrent: 2 });
+      const ask = (url: string) => post(url, "/v1/completions", { model: "tiny", prompt: "hold", max_tokens: 64, stream: true }, key);
+      const long = [await ask(holder.url)];
+      await eventuallyAsync(async () => upstream.held() === 1, "the holder's request to reach the engine");
+      long.push(await ask(sweeper.url));
+      await eventuallyAsync(async () => upstream.held() === 2, "the sweeper's request to reach the engine");
+      assert.deepEqual(long.map((r) => r.status), [200, 200]);
+
+      // Watch the sweeper heartbeat (and sweep) six times; the holder's request must stay running throughout.
+      const beats = new Set<number>();
+      await eventuallyAsync(
+        async () => {
+          beats.add((await store.listInstances()).find((i) => i.id === sweeperId)!.heartbeatAt);
+          const rows = await store.ledger({ tenantId: "pair" });
+          assert.deepEqual(rows.map((r) => r.status), ["running", "running"], `after ${beats.size} heartbeats of the sweeper`);
+          assert.ok(upstream.held() <= 2);
+          return beats.size > 6;
+        },
+        "six heartbeats of the sweeper",
+        15_000,
+      );
+      assert.equal((await store.getTenant("pair"))!.state.inFlight, 2);
+      const third = await ask(sweeper.url);
+      assert.equal(third.status, 429);
+      assert.equal(((await third.json()) as { error: { param: string } }).error.param, "max_concurrent");
+      assert.equal(upstream.held(), 2, "never more than max_concurrent running");
+
+      upstream.finish();
+      for (const res of long) assert.ok((await readStream(res)).done);
+      await eventuallyAsync(async () => (await store.ledger({ tenantId: "pair" })).every((r) => r.status === "ok"), "both requests to settle");
+      assert.deepEqual([(await store.getTenant("pair"))!.state.inFlight], [0]);
+    } finally {
+      for (const p of procs) p.child.kill("SIGKILL");
+      await Promise.all(procs.map((p) => p.exited));
+      await upstream.close();
       await store.close();
       await db.drop();
     }

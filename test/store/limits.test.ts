@@ -45,8 +45,19 @@ describe("limits arithmetic", () => {
     assert.equal(settled.tpmTokens, 900);
     const huge = decide(limits, EMPTY_STATE, { tokens: 5000, costNusd: 0 }, T0);
     assert.ok(huge.ok);
-    assert.equal(huge.state.tpmTokens, -4000);
+    // In debt, but never past the burst floor: one minute's allowance.
+    assert.equal(huge.state.tpmTokens, -1000);
     assert.equal(decide(limits, huge.state, { tokens: 1, costNusd: 0 }, T0 + 60_000).ok, false);
+    assert.equal(decide(limits, huge.state, { tokens: 1, costNusd: 0 }, T0 + 120_060).ok, true);
+  });
+
+  test("a settlement that claims far more than was reserved leaves the bucket at its burst floor, not minutes in debt", () => {
+    const limits = { ...NONE, tokensPerMinute: 1000 };
+    const a = decide(limits, EMPTY_STATE, { tokens: 30, costNusd: 0 }, T0);
+    assert.ok(a.ok);
+    const settled = release(limits, { ...a.state, period: periodOf(T0) }, { reservedTokens: 30, actualTokens: 100_000, reservedNusd: 0, costNusd: 0, period: periodOf(T0), holdsReservation: true }, T0);
+    assert.equal(settled.tpmTokens, -1000);
+    assert.equal(decide(limits, settled, { tokens: 10, costNusd: 0 }, T0 + 121_000).ok, true);
   });
 
   test("concurrency counts admitted, unsettled requests", () => {

@@ -12,7 +12,7 @@ function admission(tenantId: string, over: Partial<AdmitInput> = {}): AdmitInput
 }
 
 function settlement(id: string, over: Partial<SettleInput> = {}): SettleInput {
-  return { id, status: "ok", errorCode: null, replica: "m/0", hardware: "h100", inputTokens: 4, cachedTokens: 0, outputTokens: 6, deviceSeconds: 0.5, energyJ: 2, costNusd: 80, attempts: 1, continuations: 0, now: T0 + 1000, ...over };
+  return { id, status: "ok", errorCode: null, estimated: false, replica: "m/0", hardware: "h100", inputTokens: 4, cachedTokens: 0, outputTokens: 6, deviceSeconds: 0.5, energyJ: 2, costNusd: 80, attempts: 1, continuations: 0, now: T0 + 1000, ...over };
 }
 
 function tenant(id: string, limits: { rpm?: number; tpm?: number; concurrent?: number; budget?: number } = {}) {
@@ -55,26 +55,35 @@ for (const backend of backends) {
       await again.close();
     });
 
-    test("tenants and keys: create, find by hash, revoke, delete (keys go with the tenant)", async () => {
-      await store.createTenant(tenant("acme"));
+    test("tenants and keys: create, find by hash, revoke, delete (keys go with the tenant); keys stay required", async () => {
+      const acme = await store.createTenant(tenant("acme"));
       await assert.rejects(store.createTenant(tenant("acme")));
-      assert.equal(await store.hasActiveKeys(), false);
+      assert.equal(await store.keysRequired(), false);
+      assert.equal(await store.createKey({ id: "k0", tenantId: "nobody", name: "", prefix: "flt-000", hash: "h0", createdAt: T0, revokedAt: null }), undefined);
+      assert.equal(await store.keysRequired(), false, "no key was created");
       await store.createKey({ id: "k1", tenantId: "acme", name: "ci", prefix: "flt-abc", hash: "h1", createdAt: T0, revokedAt: null });
-      assert.equal(await store.hasActiveKeys(), true);
+      assert.equal(await other.keysRequired(), true);
       const found = await store.findKey("h1");
+      assert.equal(found?.tenant.uid, acme.uid);
       assert.equal(found?.key.id, "k1");
       assert.equal(found?.tenant.id, "acme");
       assert.equal(await store.findKey("nope"), undefined);
       assert.equal(await other.revokeKey("k1", T0 + 5), true);
       assert.equal(await store.revokeKey("k1", T0 + 6), false, "already revoked");
       assert.equal((await store.findKey("h1"))?.key.revokedAt, T0 + 5);
-      assert.equal(await store.hasActiveKeys(), false);
+      assert.equal(await store.keysRequired(), true, "revoking every key does not open the gateway");
       await store.createKey({ id: "k2", tenantId: "acme", name: "", prefix: "flt-def", hash: "h2", createdAt: T0, revokedAt: null });
       assert.deepEqual((await store.listKeys("acme")).map((k) => k.id), ["k1", "k2"]);
       assert.equal(await store.deleteTenant("acme"), true);
       assert.equal(await store.deleteTenant("acme"), false);
       assert.equal(await store.findKey("h2"), undefined);
       assert.deepEqual(await store.listKeys(), []);
+      assert.equal(await store.keysRequired(), true, "nor does deleting every tenant");
+      // A tenant created again under the name is another tenant: the old keys are gone and stay gone.
+      const again = await store.createTenant(tenant("acme"));
+      assert.notEqual(again.uid, acme.uid);
+      assert.equal(await store.findKey("h1"), undefined);
+      assert.equal(await store.deleteTenant("acme"), true);
     });
 
     test("budget: of 300 concurrent admissions from two connections, exactly those that fit are admitted", async () => {
@@ -119,7 +128,7 @@ for (const backend of backends) {
       assert.ok((await store.admit(admission("anonymous"))).ok, "the anonymous tenant is recorded, never limited");
     });
 
-    test("crash recovery: a dead instance's running rows become 'interrupted' and release their reservations, once", async () => {
+    test("crash recovery: an instance past its lease is reaped by one reaper, whose transaction interrupts its rows and releases them, once", async () => {
       await store.createTenant(tenant("crash", { concurrent: 3, budget: 1000 }));
       await store.registerInstance({ id: "dead", host: "h", pid: 2, startedAt: T0, heartbeatAt: T0 });
       const ids: string[] = [];
@@ -129,8 +138,10 @@ for (const backend of backends) {
         ids.push(a.id);
       }
       assert.equal((await store.admit(admission("crash"))).ok, false, "max_concurrent is full");
-      const [n1, n2] = await Promise.all([store.reap(["dead"], ["i-1"], T0 + 10), other.reap(["dead"], ["i-1"], T0 + 10)]);
-      assert.equal(n1! + n2!, 3, "each row is reaped by one process only");
+      assert.equal(await store.reapInstance("dead", T0, T0 + 10), undefined, "a heartbeat at the threshold is not stale");
+      assert.equal((await store.ledger({ status: "running", tenantId: "crash" })).length, 3);
+      const reaped = await Promise.all([store.reapInstance("dead", T0 + 1, T0 + 10), other.reapInstance("dead", T0 + 1, T0 + 10)]);
+      assert.deepEqual(reaped.filter((n) => n !== undefined), [3], "one reaper acts, the other finds nothing to do");
       const { state } = (await store.getTenant("crash"))!;
       assert.deepEqual([state.inFlight, state.reservedNusd, state.spentNusd], [0, 0, 0]);
       const rows = await store.ledger({ tenantId: "crash" });
@@ -144,11 +155,46 @@ for (const backend of backends) {
       assert.equal(await store.settle(settlement(ids[0]!)), false);
       const s2 = (await store.getTenant("crash"))!.state;
       assert.deepEqual([s2.inFlight, s2.reservedNusd, s2.spentNusd], [0, 0, 80]);
+      // While unregistered it cannot admit (so no row of it escapes a reaper); registered again, it can.
+      assert.deepEqual(await store.admit(admission("crash", { instanceId: "dead" })), { ok: false, reason: "instance_gone" });
+      assert.deepEqual(await store.admit(admission("anonymous", { instanceId: "dead" })), { ok: false, reason: "instance_gone" });
+      assert.equal((await store.getTenant("crash"))!.state.inFlight, 0, "a refused admission takes nothing");
+      await store.registerInstance({ id: "dead", host: "h", pid: 2, startedAt: T0, heartbeatAt: T0 + 20 });
+      assert.ok((await store.admit(admission("crash", { instanceId: "dead" }))).ok);
+      // A clean stop interrupts what is left, and unregisters.
+      assert.equal(await store.deregisterInstance("dead", T0 + 30), 1);
+      assert.equal((await store.getTenant("crash"))!.state.inFlight, 0);
       // Rows of live instances are left alone.
       const live = admission("crash");
       assert.ok((await store.admit(live)).ok);
-      assert.equal(await store.reap([], ["i-1"], T0 + 20), 0);
+      assert.equal(await store.reapInstance("i-1", T0, T0 + 20), undefined);
       assert.equal((await store.ledger({ status: "running", tenantId: "crash" })).length, 1);
+    });
+
+    test("a tenant deleted and created again under its name is another tenant: the old one's running requests never settle into it", async () => {
+      const old = await store.createTenant(tenant("phoenix", { concurrent: 1 }));
+      await store.registerInstance({ id: "gone", host: "h", pid: 3, startedAt: T0, heartbeatAt: T0 });
+      const a = admission("phoenix");
+      const b = admission("phoenix", { instanceId: "gone" });
+      assert.ok((await store.admit(a)).ok);
+      assert.equal((await store.ledger({ tenantId: "phoenix" }))[0]!.tenantUid, old.uid);
+      assert.equal(await store.deleteTenant("phoenix"), true);
+      const reborn = await store.createTenant(tenant("phoenix", { concurrent: 2 }));
+      assert.ok((await store.admit(b)).ok);
+      const c = admission("phoenix");
+      assert.ok((await store.admit(c)).ok);
+      assert.deepEqual(await store.admit(admission("phoenix", { tenantUid: old.uid })), { ok: false, reason: "unknown_tenant" }, "a key of the old tenant admits nothing");
+      // The old tenant's request settles (and is charged) into nothing; the new tenant's state is untouched.
+      assert.equal(await store.settle(settlement(a.id)), true);
+      let { state } = (await store.getTenant("phoenix"))!;
+      assert.deepEqual([state.inFlight, state.reservedNusd, state.spentNusd], [2, 200, 0]);
+      assert.equal((await store.ledger({ tenantId: "phoenix" })).find((r) => r.id === a.id)!.status, "ok", "its row still records what happened");
+      // Reaping releases by uid too: b was the new tenant's, so it is released.
+      assert.equal(await store.reapInstance("gone", T0 + 1, T0 + 10), 1);
+      ({ state } = (await store.getTenant("phoenix"))!);
+      assert.deepEqual([state.inFlight, state.reservedNusd], [1, 100]);
+      assert.ok(reborn.uid !== old.uid);
+      assert.equal(await store.settle(settlement(c.id)), true);
     });
 
     test("heartbeat reports a reaped instance, and usage sums and groups the ledger", async () => {
@@ -182,6 +228,7 @@ describe("store on postgres, on the database's clock", { skip: backends[1]!.skip
     const db = await backends[1]!.fresh();
     const store = await openStore(db.url);
     try {
+      await store.registerInstance({ id: "i-1", host: "h", pid: 1, startedAt: T0, heartbeatAt: T0 });
       await store.createTenant(tenant("clock", { rpm: 2 }));
       // A host whose clock reads 1970: its admissions are still timed by the database.
       const outcomes = [];
