@@ -256,6 +256,8 @@ export function createGatewayWithShutdown(opts: GatewayOptions): Gateway {
             earlier = [{ usage: verdict.light.usage, replica: verdict.light.replica.id, durationMs: clock.now() - started }];
             answerModel = dispatcher.model(probe.config.heavy);
             cascadeInfo = { ...cascadeInfo, cascade_leg: "heavy", cascade_reason: "low_confidence" };
+            // An escalation is no failure: the heavy leg's first attempt is not a failover of the light one.
+            watch.nextLeg();
             observer.cascadeEscalated(body.model, "low_confidence");
           } else {
             kept = verdict;

@@ -585,6 +585,12 @@ class Watch implements RequestWatch {
     obs.inFlight++;
   }
 
+  nextLeg(): void {
+    if (this.#current !== undefined) this.#current.resident -= this.#resident;
+    this.#current = undefined;
+    this.#resident = 0;
+  }
+
   attempt(replica: Replica): void {
     const prev = this.#current;
     if (prev !== undefined) {

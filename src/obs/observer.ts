@@ -37,6 +37,8 @@ export interface RequestStart {
 export interface RequestWatch {
   /** The dispatcher chose `replica`; a second call means the previous attempt failed (failover, or continuation once text was sent). */
   attempt(replica: Replica): void;
+  /** A new generation of the same request begins (a cascade's heavy leg): the next attempt is no failover. */
+  nextLeg(): void;
   /** Wraps the sink text goes to, counting tokens as they pass (no allocation per token). */
   sink(onText: TextSink): TextSink;
   /** The request failed with `err` (its FailureCode becomes the status label). */

@@ -135,6 +135,8 @@ describe("model cascades: escalation on the light model's confidence", () => {
     assert.ok((r.x_flotilla.cost_usd as number) > (heavyAlone.x_flotilla.cost_usd as number), "the light leg is billed too");
     const metrics = await (await fetch(`${gw.url}/metrics`)).text();
     assert.match(metrics, /flotilla_cascade_escalations_total\{model="strict",reason="low_confidence"\} 1/);
+    // An escalation is counted as one, never as a failover of the healthy light replica.
+    assert.doesNotMatch(metrics, /flotilla_failovers_total\{[^}]*\} [1-9]/);
   });
 
   it("streams the heavy answer after an escalation, and the light answer when it is confident enough", async () => {
