@@ -7,6 +7,7 @@ import { route, type Candidate, type Policy, type RejectReason, type RouteReques
 import { promptBlockHashes } from "../scheduler/prefix.js";
 import { policyReadsPrefix } from "../scheduler/scorers.js";
 import { PrefixIndex } from "../scheduler/prefix-index.js";
+import { DEFAULT_RETRY, backoffMs, isRetryable, retryCandidates, type RetryChoice, type RetryPolicy } from "../scheduler/retry.js";
 import type { RouteHints } from "../metering/pricing.js";
 import { sleep } from "./sleep.js";
 
@@ -23,9 +24,6 @@ const NO_BLOCKS: readonly number[] = [];
 /** Blocks are characters, the TTFT scorer counts tokens: ~4 characters per token in English text. */
 const CHARS_PER_TOKEN = 4;
 
-/** Failures another replica may not share; anything else is the request's own fault. */
-const retryable = new Set(["engine_unavailable", "engine_error", "overloaded"]);
-
 /**
  * Runs one request on the fleet: the router's decision, the engine call, and
  * a retry on another replica when one fails before its first token.
@@ -33,7 +31,7 @@ const retryable = new Set(["engine_unavailable", "engine_error", "overloaded"]);
 export class Dispatcher {
   readonly #fleet: Fleet;
   readonly #policy: Policy;
-  readonly #maxAttempts: number;
+  readonly #retry: RetryPolicy;
   readonly #random: () => number;
 
   readonly #readyWaitMs: number;
@@ -75,7 +73,7 @@ export class Dispatcher {
     this.#clock = opts.clock ?? wallClock;
     this.#fleet = fleet;
     this.#policy = policy;
-    this.#maxAttempts = opts.maxAttempts ?? 3;
+    this.#retry = { ...DEFAULT_RETRY, ...(opts.maxAttempts === undefined ? {} : { maxAttempts: opts.maxAttempts }) };
     this.#random = opts.random ?? Math.random;
   }
 
@@ -98,15 +96,15 @@ export class Dispatcher {
   }
 
   /** Live fleets are small (tens of replicas): every replica is a candidate, with what the index says it holds. */
-  #candidates(model: ServedModel, failed: ReadonlySet<number>, blocks: readonly number[]): Candidate[] {
+  #candidates(model: ServedModel, failed: ReadonlySet<number>, blocks: readonly number[]): RetryChoice {
     const index = this.#prefixIndex(model);
     const matched = blocks.length > 0 && index.resolve(blocks) > 0;
-    return candidatesOf(model).map((c) => ({
+    const all = candidatesOf(model).map((c) => ({
       ...c,
       ...this.#hintsFor(model.replicas[c.index]!),
-      ready: c.ready && !failed.has(c.index),
       prefixBlocks: matched ? index.leadingResolved(c.index) : 0,
     }));
+    return retryCandidates(all, failed);
   }
 
   #hintsFor(replica: Replica): RouteHints | undefined {
@@ -142,13 +140,13 @@ export class Dispatcher {
     const answer = new Answer(request.sampling.maxTokens, onText, this.#clock, this.#slowFirstTokenMs);
     let continuations = 0;
     let lastReplica: Replica | undefined;
-    for (let attempt = 1; attempt <= this.#maxAttempts; attempt++) {
+    for (let attempt = 1; attempt <= this.#retry.maxAttempts; attempt++) {
       if (lastReplica !== undefined && answer.full()) {
         // The replica died after its last token: the answer is whole.
         return { ...answer.cut(countPromptTokens(model, request), request), replica: lastReplica, attempts: attempt - 1, continuations };
       }
       const current = answer.text.length === 0 ? request : resumed(request, answer.text, answer.tokens);
-      const replica = await this.#pick(model, current, failed, signal, routing, lastError);
+      const replica = await this.#pick(model, current, { failed, attempt, lastError }, signal, routing);
       lastReplica = replica;
       replica.health.dispatched();
       onAttempt?.(replica);
@@ -169,8 +167,7 @@ export class Dispatcher {
         const code = err instanceof FlotillaError ? err.code : "engine_error";
         if (code === "engine_unavailable" || code === "engine_error") replica.health.failed();
         else replica.health.released();
-        const resumable = answer.text.length > 0 ? code === "engine_unavailable" || code === "engine_error" : retryable.has(code);
-        if (signal.aborted || !resumable) throw err;
+        if (signal.aborted || !isRetryable(code, answer.text.length > 0)) throw err;
         if (answer.text.length > 0) continuations++;
         failed.add(model.replicas.indexOf(replica));
         lastError = err;
@@ -185,7 +182,14 @@ export class Dispatcher {
    * than fail at once; bounded, and the request's own deadline or disconnect
    * still cancels the wait.
    */
-  async #pick(model: ServedModel, current: GenerationRequest, failed: ReadonlySet<number>, signal: AbortSignal, routing: { readonly affinityKey?: string }, lastError: unknown): Promise<Replica> {
+  async #pick(
+    model: ServedModel,
+    current: GenerationRequest,
+    tried: { readonly failed: ReadonlySet<number>; readonly attempt: number; readonly lastError: unknown },
+    signal: AbortSignal,
+    routing: { readonly affinityKey?: string },
+  ): Promise<Replica> {
+    const { failed, attempt, lastError } = tried;
     // Remote engines offer no tokenizer, so blocks are fixed-size character
     // chunks of the whole rendered conversation: the same prefix, the same chain.
     const blocks = this.#hashPrompts ? promptBlockHashes(current.prompt, this.#blockChars, current.continuation) : NO_BLOCKS;
@@ -197,12 +201,18 @@ export class Dispatcher {
       ...(this.#ttftSloMs === undefined ? {} : { ttftSloMs: this.#ttftSloMs }),
       ...(routing.affinityKey === undefined ? {} : { affinityKey: routing.affinityKey }),
     };
-    let candidates = this.#candidates(model, failed, blocks);
+    let choice = this.#candidates(model, failed, blocks);
+    // Going back to a replica that failed this request: give it a moment first.
+    if (choice.revisiting) {
+      await sleep(backoffMs(this.#retry, attempt));
+      choice = this.#candidates(model, failed, blocks);
+    }
+    let candidates = choice.candidates;
     let outcome = route(this.#policy, routeRequest, candidates, this.#random);
     const waitUntil = this.#clock.now() + this.#readyWaitMs;
     while (!outcome.ok && outcome.reason === "no_ready_replica" && this.#clock.now() < waitUntil && !signal.aborted) {
       await sleep(25);
-      candidates = this.#candidates(model, failed, blocks);
+      candidates = this.#candidates(model, failed, blocks).candidates;
       outcome = route(this.#policy, routeRequest, candidates, this.#random);
     }
     if (!outcome.ok) throw lastError ?? rejection(outcome.reason, model, routeRequest, candidates, current.prompt.kind === "chat" ? "messages" : "prompt");

@@ -95,6 +95,40 @@ describe("mid-stream continuation when a replica dies", () => {
     assert.equal(totalActive(front.fleet), 0);
   });
 
+  it("hands the answer back to a replica that failed once and recovered, when the other fails too", async () => {
+    await Promise.all([front.close(), ...upstreams.map((u) => u.close())]);
+    await startAll();
+    const expected = await reference("chat");
+    const stream = await client.chat.completions.create({
+      model: "m",
+      messages: [{ role: "user", content: "Tell a long story." }],
+      max_tokens: 400,
+      temperature: 0,
+      stream: true,
+      stream_options: { include_usage: true },
+    });
+    let text = "";
+    let first: RunningGateway | undefined;
+    let second: RunningGateway | undefined;
+    let servedBy: { attempts: number; continuations: number } | undefined;
+    for await (const chunk of stream) {
+      text += chunk.choices[0]?.delta.content ?? "";
+      if (chunk.usage) servedBy = (chunk as unknown as { x_flotilla: { attempts: number; continuations: number } }).x_flotilla;
+      if (first === undefined && text.length > 40) {
+        first = await killBusyUpstream();
+        // Its server never went away: the front's probe finds it healthy again.
+        const replica = front.fleet.replicas()[upstreams.indexOf(first)]!;
+        await eventually(() => replica.engine.isReady(), 10_000, "the first replica to be ready again");
+      } else if (first !== undefined && second === undefined && text.length > 120) {
+        second = await killBusyUpstream();
+      }
+    }
+    assert.ok(first !== undefined && second !== undefined && first !== second, "both replicas failed once during the answer");
+    assert.equal(text, expected.text);
+    assert.deepEqual({ attempts: servedBy?.attempts, continuations: servedBy?.continuations }, { attempts: 3, continuations: 2 });
+    assert.equal(totalActive(front.fleet), 0);
+  });
+
   it("continues a non-streaming completion the same way", async () => {
     await Promise.all([front.close(), ...upstreams.map((u) => u.close())]);
     await startAll();

@@ -1,0 +1,56 @@
+/**
+ * The retry rules of one request, pure so the live dispatcher and the
+ * simulator can share them: which failures another replica may not share,
+ * which replicas a retry may go to, and how long it waits first.
+ *
+ * The budget counts attempts, not distinct replicas. A replica that failed
+ * this request is avoided while another ready replica has not failed it;
+ * once every ready replica has, the retry goes back to one that is ready
+ * again (its engine answers and its breaker admits it), after a backoff.
+ * So a replica that failed once and recovered can take the answer back when
+ * the others fail too, instead of the request failing with budget left.
+ */
+import type { Candidate } from "./pipeline.js";
+
+export interface RetryPolicy {
+  /** Attempts a request may make in all, the first included. */
+  readonly maxAttempts: number;
+  /** The wait before going back to a replica that already failed this request, doubling each time up to maxBackoffMs. */
+  readonly backoffMs: number;
+  readonly maxBackoffMs: number;
+}
+
+export const DEFAULT_RETRY: RetryPolicy = { maxAttempts: 3, backoffMs: 50, maxBackoffMs: 1_000 };
+
+/** Failures another replica may not share: before any output, these are retried elsewhere. */
+const RETRYABLE_BEFORE_OUTPUT: ReadonlySet<string> = new Set(["engine_unavailable", "engine_error", "overloaded"]);
+/** After output, only a replica that broke is replaced: the answer resumes after what was sent. */
+const RESUMABLE_AFTER_OUTPUT: ReadonlySet<string> = new Set(["engine_unavailable", "engine_error"]);
+
+/** Whether a failure with `code` is worth another attempt, given whether the caller has received text. */
+export function isRetryable(code: string, afterOutput: boolean): boolean {
+  return (afterOutput ? RESUMABLE_AFTER_OUTPUT : RETRYABLE_BEFORE_OUTPUT).has(code);
+}
+
+export interface RetryChoice {
+  readonly candidates: Candidate[];
+  /** Only replicas that already failed this request are left: the retry waits `backoffMs` first. */
+  readonly revisiting: boolean;
+}
+
+/**
+ * The candidates a retry routes over: the replicas that failed this request
+ * are held back while a ready one that has not exists; otherwise they are
+ * offered again as they are (ready only if they recovered).
+ */
+export function retryCandidates(candidates: readonly Candidate[], failed: ReadonlySet<number>): RetryChoice {
+  if (failed.size === 0) return { candidates: [...candidates], revisiting: false };
+  const fresh = candidates.some((c) => c.ready && !failed.has(c.index));
+  if (fresh) return { candidates: candidates.map((c) => (failed.has(c.index) ? { ...c, ready: false } : c)), revisiting: false };
+  return { candidates: [...candidates], revisiting: true };
+}
+
+/** The wait before attempt `attempt` (2 for the first retry) when it revisits a replica that failed. */
+export function backoffMs(policy: RetryPolicy, attempt: number): number {
+  return Math.min(policy.maxBackoffMs, policy.backoffMs * 2 ** Math.max(0, attempt - 2));
+}
