@@ -73,15 +73,16 @@ export class Fleet {
  * ejected is still better than none: when every replica that is up has been
  * ejected (a burst of failures during an outage trips them all), they are
  * offered anyway, as Envoy's panic threshold does, rather than failing every
- * request with 503.
+ * request with 503. A `resume` (the rest of an answer another replica broke
+ * off) may go to a draining replica too: draining refuses only new work.
  */
-export function candidatesOf(model: ServedModel): Candidate[] {
+export function candidatesOf(model: ServedModel, resume = false): Candidate[] {
   let anyAdmitted = false;
   const candidates = model.replicas.map((r, index) => {
     const load = r.engine.load();
     const up = r.engine.isReady();
     r.health.observe(up);
-    const admitted = up && r.health.admits();
+    const admitted = up && r.health.admits(resume);
     anyAdmitted ||= admitted;
     return {
       index,
@@ -96,6 +97,6 @@ export function candidatesOf(model: ServedModel): Candidate[] {
   if (anyAdmitted) return candidates;
   return candidates.map((c) => {
     const r = model.replicas[c.index]!;
-    return r.engine.isReady() && !r.health.draining ? { ...c, ready: true } : c;
+    return r.engine.isReady() && (resume || !r.health.draining) ? { ...c, ready: true } : c;
   });
 }

@@ -32,9 +32,13 @@ export class ReplicaHealth {
     this.#opts = opts;
   }
 
-  /** Whether the router may send this replica a new request now. */
-  admits(): boolean {
-    if (this.#draining) return false;
+  /**
+   * Whether the router may send this replica a request now. A draining
+   * replica takes no new requests, but may take the rest of an answer
+   * another replica broke off (`resume`): draining is for new work.
+   */
+  admits(resume = false): boolean {
+    if (this.#draining && !resume) return false;
     if (!this.#open) return true;
     // After the cooldown exactly one trial goes through; its outcome decides.
     return this.#clock.now() - this.#openedAt >= this.#opts.cooldownMs && !this.#trialInFlight;

@@ -96,10 +96,10 @@ export class Dispatcher {
   }
 
   /** Live fleets are small (tens of replicas): every replica is a candidate, with what the index says it holds. */
-  #candidates(model: ServedModel, failed: ReadonlySet<number>, blocks: readonly number[]): RetryChoice {
+  #candidates(model: ServedModel, failed: ReadonlySet<number>, blocks: readonly number[], resume: boolean): RetryChoice {
     const index = this.#prefixIndex(model);
     const matched = blocks.length > 0 && index.resolve(blocks) > 0;
-    const all = candidatesOf(model).map((c) => ({
+    const all = candidatesOf(model, resume).map((c) => ({
       ...c,
       ...this.#hintsFor(model.replicas[c.index]!),
       prefixBlocks: matched ? index.leadingResolved(c.index) : 0,
@@ -146,7 +146,7 @@ export class Dispatcher {
         return { ...answer.cut(countPromptTokens(model, request), request), replica: lastReplica, attempts: attempt - 1, continuations };
       }
       const current = answer.text.length === 0 ? request : resumed(request, answer.text, answer.tokens);
-      const replica = await this.#pick(model, current, { failed, attempt, lastError }, signal, routing);
+      const replica = await this.#pick(model, current, { failed, attempt, lastError, resume: answer.text.length > 0 }, signal, routing);
       lastReplica = replica;
       replica.health.dispatched();
       onAttempt?.(replica);
@@ -185,11 +185,12 @@ export class Dispatcher {
   async #pick(
     model: ServedModel,
     current: GenerationRequest,
-    tried: { readonly failed: ReadonlySet<number>; readonly attempt: number; readonly lastError: unknown },
+    /** `resume`: the rest of an answer the caller has begun to receive, which a draining replica may take. */
+    tried: { readonly failed: ReadonlySet<number>; readonly attempt: number; readonly lastError: unknown; readonly resume: boolean },
     signal: AbortSignal,
     routing: { readonly affinityKey?: string },
   ): Promise<Replica> {
-    const { failed, attempt, lastError } = tried;
+    const { failed, attempt, lastError, resume } = tried;
     // Remote engines offer no tokenizer, so blocks are fixed-size character
     // chunks of the whole rendered conversation: the same prefix, the same chain.
     const blocks = this.#hashPrompts ? promptBlockHashes(current.prompt, this.#blockChars, current.continuation) : NO_BLOCKS;
@@ -201,18 +202,18 @@ export class Dispatcher {
       ...(this.#ttftSloMs === undefined ? {} : { ttftSloMs: this.#ttftSloMs }),
       ...(routing.affinityKey === undefined ? {} : { affinityKey: routing.affinityKey }),
     };
-    let choice = this.#candidates(model, failed, blocks);
+    let choice = this.#candidates(model, failed, blocks, resume);
     // Going back to a replica that failed this request: give it a moment first.
     if (choice.revisiting) {
       await sleep(backoffMs(this.#retry, attempt));
-      choice = this.#candidates(model, failed, blocks);
+      choice = this.#candidates(model, failed, blocks, resume);
     }
     let candidates = choice.candidates;
     let outcome = route(this.#policy, routeRequest, candidates, this.#random);
     const waitUntil = this.#clock.now() + this.#readyWaitMs;
     while (!outcome.ok && outcome.reason === "no_ready_replica" && this.#clock.now() < waitUntil && !signal.aborted) {
       await sleep(25);
-      candidates = this.#candidates(model, failed, blocks).candidates;
+      candidates = this.#candidates(model, failed, blocks, resume).candidates;
       outcome = route(this.#policy, routeRequest, candidates, this.#random);
     }
     if (!outcome.ok) throw lastError ?? rejection(outcome.reason, model, routeRequest, candidates, current.prompt.kind === "chat" ? "messages" : "prompt");

@@ -20,7 +20,6 @@ import { drainBody, guardExpectContinue, receivingOptions } from "./http-limits.
 import { AdmissionGate } from "./admission-gate.js";
 import { judgeLightLeg, replay, target, type Verdict } from "./cascades.js";
 import { registerTenancyRoutes } from "./tenancy-routes.js";
-import { sleep } from "./sleep.js";
 import { Dispatcher, type Dispatched } from "./dispatcher.js";
 import { toHttpError, type HttpError } from "./errors.js";
 import { ChunkEncoder, completeResponse, type Endpoint, type ResponseMeta, type ServedBy } from "./responses.js";
@@ -86,6 +85,9 @@ export function createGatewayWithShutdown(opts: GatewayOptions): Gateway {
   const maxTimeoutMs = opts.requestTimeoutMs ?? 600_000;
   const tenancy = opts.tenancy ?? openTenancy;
   let shuttingDown = false;
+  // Requests admitted and not yet finished (running, or queued for a slot); shutdown waits for them.
+  let working = 0;
+  let allDone: (() => void) | undefined;
   const dispatcher = new Dispatcher(opts.fleet, opts.policy ?? leastLoaded, {
     clock,
     ...(opts.readyWaitMs === undefined ? {} : { readyWaitMs: opts.readyWaitMs }),
@@ -150,7 +152,8 @@ export function createGatewayWithShutdown(opts: GatewayOptions): Gateway {
   const TENANT = { config: { access: "tenant" } } as const;
   app.get("/healthz", PUBLIC, () => ({ status: "ok" }));
   const readiness = (_request: FastifyRequest, reply: FastifyReply): FastifyReply => {
-    const ready = opts.fleet.anyReady();
+    // A draining gateway tells its load balancer to send nothing more.
+    const ready = !shuttingDown && opts.fleet.anyReady();
     return reply.code(ready ? 200 : 503).send({ status: ready ? "ready" : "no replica ready" });
   };
   app.get("/readyz", PUBLIC, readiness);
@@ -172,131 +175,145 @@ export function createGatewayWithShutdown(opts: GatewayOptions): Gateway {
 
   const serve = (endpoint: Endpoint, toRequest: (id: string, body: never) => GenerationRequest) =>
     async (request: FastifyRequest<{ Body: ChatCompletionBody | CompletionBody }>, reply: FastifyReply): Promise<void> => {
-      const body = request.body;
-      const id = `${endpoint === "chat" ? "chatcmpl" : "cmpl"}-${request.id}`;
-      const generation = toRequest(request.id, body as never);
-      const { model, leg, probe } = target(cascades, dispatcher, body.model, request.headers["x-flotilla-cascade"], "reasoning_effort" in body ? body.reasoning_effort : undefined, generation);
-      if (leg?.leg === "heavy") observer.cascadeEscalated(body.model, leg.reason);
-      let cascadeInfo: Record<string, string | number> = leg === undefined ? {} : { cascade: body.model, cascade_leg: leg.leg, cascade_reason: leg.reason };
-      const timeoutMs = requestTimeout(request.headers["x-flotilla-timeout-ms"], maxTimeoutMs);
-      const principal = access.principalOf(request);
-      const priority = priorityOf(principal, body.service_tier, request.headers["x-flotilla-priority"]);
-      const ticket = await tenancy.admit({
-        requestId: request.id,
-        principal,
-        // A probing cascade may run both legs: it reserves for two at the dearer rates.
-        model: probe === undefined ? model.name : body.model,
-        ...(probe === undefined ? {} : { legs: 2 }),
-        endpoint,
-        stream: body.stream === true,
-        maxTokens: generation.sampling.maxTokens,
-        prompt: generation.prompt,
-        continuation: generation.continuation,
-      });
-      const watch = observer.start({ model: model.name, endpoint, stream: body.stream === true, generation, tenant: principal?.tenantId, ticket, log: request.log });
-      const started = clock.now();
-      const cancel = new AbortController();
-      // 'close' on the response fires when the client goes away, or after we end it.
-      reply.raw.once("close", () => {
-        if (!reply.raw.writableFinished) cancel.abort();
-      });
-      let timedOut = false;
-      const deadline = setTimeout(() => {
-        timedOut = true;
-        cancel.abort();
-      }, timeoutMs);
-      let lastReplica: string | undefined;
-      // What reached the client, so a request cut short mid-stream is metered for it.
-      // Only a stream delivers before it ends: a non-streaming answer that fails delivered nothing.
-      let streamedTokens = 0;
-      let streamedEstimated = false;
-      const counted = (onText: TextSink): TextSink => (text, tokens, estimated) => {
-        streamedTokens += tokens;
-        if (estimated === true) streamedEstimated = true;
-        onText(text, tokens, estimated);
-      };
-      const onAttempt = (replica: Replica): void => {
-        lastReplica = replica.id;
-        watch.attempt(replica);
-      };
-      let release: (() => void) | undefined;
-      /** Past every replica's slots, requests wait their fair turn here; one turn per leg. */
-      const admitTo = async (m: ServedModel): Promise<void> => {
-        release?.();
-        release = undefined;
-        release = await gate.enter(
-          m,
-          {
-            tenant: principal?.tenantId ?? "",
-            priority,
-            ...(principal?.weight === undefined ? {} : { weight: principal.weight }),
-            cost: () => (dispatcher.promptTokens(m, generation) ?? estimateTokens(generation)) + (generation.sampling.maxTokens ?? DEFAULT_OUTPUT_ESTIMATE),
-            deadlineMs: started + timeoutMs,
-          },
-          cancel.signal,
-        );
-      };
-      let earlier: EarlierLeg[] | undefined;
-      const extension = (d: Dispatched): ServedBy => ({ ...ticket.price(d.usage, d.replica.id, clock.now() - started, earlier), ...servedBy(d), ...cascadeInfo });
-      let result: Dispatched | undefined;
-      let failure: unknown;
+      working++;
       try {
-        // Session affinity: the OpenAI `user` field, or a header for clients that cannot set it.
-        const session = request.headers["x-flotilla-session"];
-        const affinityKey = typeof session === "string" && session.length > 0 ? session : body.user;
-        const routing = affinityKey === undefined ? {} : { affinityKey };
-        let answerModel = model;
-        let kept: (Verdict & { escalate: false }) | undefined;
-        if (probe !== undefined) {
-          // A light answer the cascade redoes on the heavy model unless it is confident enough.
-          await admitTo(model);
-          const verdict = await judgeLightLeg(probe, (g, onText) => dispatcher.run(model, g, onText, cancel.signal, onAttempt, routing), generation);
-          if (!Number.isNaN(verdict.meanLogprob)) cascadeInfo.light_mean_logprob = Number(verdict.meanLogprob.toFixed(4));
-          if (verdict.escalate) {
-            earlier = [{ usage: verdict.light.usage, replica: verdict.light.replica.id, durationMs: clock.now() - started }];
-            answerModel = dispatcher.model(probe.config.heavy);
-            cascadeInfo = { ...cascadeInfo, cascade_leg: "heavy", cascade_reason: "low_confidence" };
-            // An escalation is no failure: the heavy leg's first attempt is not a failover of the light one.
-            watch.nextLeg();
-            observer.cascadeEscalated(body.model, "low_confidence");
-          } else {
-            kept = verdict;
-          }
-        }
-        if (kept === undefined) await admitTo(answerModel);
-        const meta: ResponseMeta = { endpoint, id, created: Math.floor(clock.epochMs() / 1000), model: answerModel.name };
-        const run = async (onText: TextSink, attempt: (r: Replica) => void): Promise<Dispatched> =>
-          kept === undefined ? dispatcher.run(answerModel, generation, onText, cancel.signal, attempt, routing) : replay(kept, onText, attempt);
-        if (body.stream === true) {
-          result = await stream(reply, meta, body.stream_options?.include_usage === true, extension, (err) => (failure = err), (onText, attempt) =>
-            run(watch.sink(counted(onText)), (r) => {
-              onAttempt(r);
-              attempt(r);
-            }),
-          );
-          return;
-        }
-        const parts: string[] = [];
-        result = await run(
-          watch.sink((t) => parts.push(t)),
-          onAttempt,
-        );
-        void reply.header("x-flotilla-replica", result.replica.id);
-        await reply.send(completeResponse(meta, parts.join(""), result.finishReason, result.usage, extension(result), result.logprobs));
-      } catch (err) {
-        failure = err;
-        watch.failed(err);
-        if (!timedOut) throw err;
-        throw new FlotillaError("deadline_exceeded", `the request ran past its ${timeoutMs} ms deadline and was cancelled`, { cause: err });
+        await handle(endpoint, toRequest, request, reply);
       } finally {
-        release?.();
-        clearTimeout(deadline);
-        const ended = settlement(result, lastReplica, clock.now() - started, cancel.signal.aborted, timedOut, failure);
-        const settled: Settlement = { ...ended, streamedTokens, streamedEstimated, ...(earlier === undefined ? {} : { earlier }) };
-        watch.finish(settled);
-        await ticket.settle(settled);
+        if (--working === 0) allDone?.();
       }
     };
+
+  const handle = async (
+    endpoint: Endpoint,
+    toRequest: (id: string, body: never) => GenerationRequest,
+    request: FastifyRequest<{ Body: ChatCompletionBody | CompletionBody }>,
+    reply: FastifyReply,
+  ): Promise<void> => {
+    const body = request.body;
+    const id = `${endpoint === "chat" ? "chatcmpl" : "cmpl"}-${request.id}`;
+    const generation = toRequest(request.id, body as never);
+    const { model, leg, probe } = target(cascades, dispatcher, body.model, request.headers["x-flotilla-cascade"], "reasoning_effort" in body ? body.reasoning_effort : undefined, generation);
+    if (leg?.leg === "heavy") observer.cascadeEscalated(body.model, leg.reason);
+    let cascadeInfo: Record<string, string | number> = leg === undefined ? {} : { cascade: body.model, cascade_leg: leg.leg, cascade_reason: leg.reason };
+    const timeoutMs = requestTimeout(request.headers["x-flotilla-timeout-ms"], maxTimeoutMs);
+    const principal = access.principalOf(request);
+    const priority = priorityOf(principal, body.service_tier, request.headers["x-flotilla-priority"]);
+    const ticket = await tenancy.admit({
+      requestId: request.id,
+      principal,
+      // A probing cascade may run both legs: it reserves for two at the dearer rates.
+      model: probe === undefined ? model.name : body.model,
+      ...(probe === undefined ? {} : { legs: 2 }),
+      endpoint,
+      stream: body.stream === true,
+      maxTokens: generation.sampling.maxTokens,
+      prompt: generation.prompt,
+      continuation: generation.continuation,
+    });
+    const watch = observer.start({ model: model.name, endpoint, stream: body.stream === true, generation, tenant: principal?.tenantId, ticket, log: request.log });
+    const started = clock.now();
+    const cancel = new AbortController();
+    // 'close' on the response fires when the client goes away, or after we end it.
+    reply.raw.once("close", () => {
+      if (!reply.raw.writableFinished) cancel.abort();
+    });
+    let timedOut = false;
+    const deadline = setTimeout(() => {
+      timedOut = true;
+      cancel.abort();
+    }, timeoutMs);
+    let lastReplica: string | undefined;
+    // What reached the client, so a request cut short mid-stream is metered for it.
+    // Only a stream delivers before it ends: a non-streaming answer that fails delivered nothing.
+    let streamedTokens = 0;
+    let streamedEstimated = false;
+    const counted = (onText: TextSink): TextSink => (text, tokens, estimated) => {
+      streamedTokens += tokens;
+      if (estimated === true) streamedEstimated = true;
+      onText(text, tokens, estimated);
+    };
+    const onAttempt = (replica: Replica): void => {
+      lastReplica = replica.id;
+      watch.attempt(replica);
+    };
+    let release: (() => void) | undefined;
+    /** Past every replica's slots, requests wait their fair turn here; one turn per leg. */
+    const admitTo = async (m: ServedModel): Promise<void> => {
+      release?.();
+      release = undefined;
+      release = await gate.enter(
+        m,
+        {
+          tenant: principal?.tenantId ?? "",
+          priority,
+          ...(principal?.weight === undefined ? {} : { weight: principal.weight }),
+          cost: () => (dispatcher.promptTokens(m, generation) ?? estimateTokens(generation)) + (generation.sampling.maxTokens ?? DEFAULT_OUTPUT_ESTIMATE),
+          deadlineMs: started + timeoutMs,
+        },
+        cancel.signal,
+      );
+    };
+    let earlier: EarlierLeg[] | undefined;
+    const extension = (d: Dispatched): ServedBy => ({ ...ticket.price(d.usage, d.replica.id, clock.now() - started, earlier), ...servedBy(d), ...cascadeInfo });
+    let result: Dispatched | undefined;
+    let failure: unknown;
+    try {
+      // Session affinity: the OpenAI `user` field, or a header for clients that cannot set it.
+      const session = request.headers["x-flotilla-session"];
+      const affinityKey = typeof session === "string" && session.length > 0 ? session : body.user;
+      const routing = affinityKey === undefined ? {} : { affinityKey };
+      let answerModel = model;
+      let kept: (Verdict & { escalate: false }) | undefined;
+      if (probe !== undefined) {
+        // A light answer the cascade redoes on the heavy model unless it is confident enough.
+        await admitTo(model);
+        const verdict = await judgeLightLeg(probe, (g, onText) => dispatcher.run(model, g, onText, cancel.signal, onAttempt, routing), generation);
+        if (!Number.isNaN(verdict.meanLogprob)) cascadeInfo.light_mean_logprob = Number(verdict.meanLogprob.toFixed(4));
+        if (verdict.escalate) {
+          earlier = [{ usage: verdict.light.usage, replica: verdict.light.replica.id, durationMs: clock.now() - started }];
+          answerModel = dispatcher.model(probe.config.heavy);
+          cascadeInfo = { ...cascadeInfo, cascade_leg: "heavy", cascade_reason: "low_confidence" };
+          // An escalation is no failure: the heavy leg's first attempt is not a failover of the light one.
+          watch.nextLeg();
+          observer.cascadeEscalated(body.model, "low_confidence");
+        } else {
+          kept = verdict;
+        }
+      }
+      if (kept === undefined) await admitTo(answerModel);
+      const meta: ResponseMeta = { endpoint, id, created: Math.floor(clock.epochMs() / 1000), model: answerModel.name };
+      const run = async (onText: TextSink, attempt: (r: Replica) => void): Promise<Dispatched> =>
+        kept === undefined ? dispatcher.run(answerModel, generation, onText, cancel.signal, attempt, routing) : replay(kept, onText, attempt);
+      if (body.stream === true) {
+        result = await stream(reply, meta, body.stream_options?.include_usage === true, extension, (err) => (failure = err), (onText, attempt) =>
+          run(watch.sink(counted(onText)), (r) => {
+            onAttempt(r);
+            attempt(r);
+          }),
+        );
+        return;
+      }
+      const parts: string[] = [];
+      result = await run(
+        watch.sink((t) => parts.push(t)),
+        onAttempt,
+      );
+      void reply.header("x-flotilla-replica", result.replica.id);
+      await reply.send(completeResponse(meta, parts.join(""), result.finishReason, result.usage, extension(result), result.logprobs));
+    } catch (err) {
+      failure = err;
+      watch.failed(err);
+      if (!timedOut) throw err;
+      throw new FlotillaError("deadline_exceeded", `the request ran past its ${timeoutMs} ms deadline and was cancelled`, { cause: err });
+    } finally {
+      release?.();
+      clearTimeout(deadline);
+      const ended = settlement(result, lastReplica, clock.now() - started, cancel.signal.aborted, timedOut, failure);
+      const settled: Settlement = { ...ended, streamedTokens, streamedEstimated, ...(earlier === undefined ? {} : { earlier }) };
+      watch.finish(settled);
+      await ticket.settle(settled);
+    }
+  };
 
   app.post("/v1/chat/completions", { ...TENANT, schema: { body: chatCompletionSchema } }, serve("chat", chatRequest));
   app.post("/v1/completions", { ...TENANT, schema: { body: completionSchema } }, serve("completion", completionRequest));
@@ -306,12 +323,23 @@ export function createGatewayWithShutdown(opts: GatewayOptions): Gateway {
     await opts.fleet.close();
   });
 
+  /**
+   * New requests are refused (503 shutting_down, and /readyz says so), while
+   * everything already admitted, running or queued for a slot, is served as
+   * usual, on any replica, resumes included. Past the grace period, closing
+   * the fleet cancels what still runs: streams end with an error event, the
+   * rest get 503, and each is settled by the billing rule.
+   */
   const shutdown = async (graceMs: number): Promise<void> => {
     shuttingDown = true;
-    for (const r of opts.fleet.replicas()) r.health.draining = true;
-    const until = clock.now() + graceMs;
-    while (opts.fleet.inFlight() > 0 && clock.now() < until) await sleep(50);
-    // Past the grace period, closing the fleet cancels whatever still runs.
+    if (working > 0) {
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([
+        new Promise<void>((resolve) => (allDone = resolve)),
+        new Promise<void>((resolve) => (timer = setTimeout(resolve, graceMs))),
+      ]);
+      clearTimeout(timer);
+    }
     await app.close();
   };
 
