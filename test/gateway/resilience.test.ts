@@ -129,7 +129,9 @@ describe("misbehaving replicas are handled within their timeouts", () => {
   });
 
   it("one that stalls mid-stream: the answer is resumed on the other replica", async () => {
+    let stalling = false;
     const front = await frontWith((_req, res) => {
+      stalling = true;
       res.writeHead(200, { "content-type": "text/event-stream" });
       res.write(sse("Once"));
       res.write(sse(" upon")); // ...and nothing more, ever
@@ -138,7 +140,7 @@ describe("misbehaving replicas are handled within their timeouts", () => {
       // Route the first request to the staller: drain the good one for a moment.
       await fetch(`${front.url}/admin/drain`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ replica: "m/1", wait_s: 0 }) });
       const pending = fetch(`${front.url}/v1/completions`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ model: "m", prompt: "hello", max_tokens: 12, stream: true, stream_options: { include_usage: true } }) });
-      await new Promise((r) => setTimeout(r, 100));
+      await eventually(() => stalling, 5_000, "the staller to take the request");
       await fetch(`${front.url}/admin/resume`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ replica: "m/1" }) });
       const res = await pending;
       const text = await res.text();

@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { ensureDefaultModel } from "../../src/gguf/default-model.js";
 import { NUSD_PER_USD } from "../../src/store/types.js";
-import { eventually, startGateway, totalActive, type RunningGateway } from "../helpers.js";
+import { eventually, eventuallyAsync, startGateway, totalActive, type RunningGateway } from "../helpers.js";
 import { admin, post, readStream, sqliteBackend, startTenantGateway, streamOnce, type TenantGateway } from "./harness.js";
 
 const ADMIN = "test-admin-token-123";
@@ -158,11 +158,10 @@ describe("tenancy at the gateway (SQLite)", () => {
     abort.abort();
     await reader.cancel().catch(() => {});
     let rows = await gw.store.ledger({ tenantId: "cancel" });
-    const deadline = Date.now() + 5000;
-    while (rows[0]?.status === "running" && Date.now() < deadline) {
-      await new Promise((r) => setTimeout(r, 20));
+    await eventuallyAsync(async () => {
       rows = await gw.store.ledger({ tenantId: "cancel" });
-    }
+      return rows[0]?.status !== "running";
+    }, "the cancelled row to settle", 5_000);
     assert.equal(rows.length, 1);
     const row = rows[0]!;
     assert.equal(row.status, "cancelled");
