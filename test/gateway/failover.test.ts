@@ -48,6 +48,18 @@ describe("mid-stream continuation when a replica dies", () => {
     return busy;
   }
 
+  /** The long chat answer `reference("chat")` gives, streamed through the front with usage. */
+  function storyStream() {
+    return client.chat.completions.create({
+      model: "m",
+      messages: [{ role: "user", content: "Tell a long story." }],
+      max_tokens: 400,
+      temperature: 0,
+      stream: true,
+      stream_options: { include_usage: true },
+    });
+  }
+
   async function reference(kind: "chat" | "text"): Promise<{ text: string; tokens: number }> {
     const direct = new OpenAI({ baseURL: `${upstreams[0]!.url}/v1`, apiKey: "x", maxRetries: 0 });
     if (kind === "chat") {
@@ -60,14 +72,7 @@ describe("mid-stream continuation when a replica dies", () => {
 
   it("continues a chat stream on the other replica with no text lost or repeated", async () => {
     const expected = await reference("chat");
-    const stream = await client.chat.completions.create({
-      model: "m",
-      messages: [{ role: "user", content: "Tell a long story." }],
-      max_tokens: 400,
-      temperature: 0,
-      stream: true,
-      stream_options: { include_usage: true },
-    });
+    const stream = await storyStream();
     let text = "";
     let killed = false;
     let usage: OpenAI.CompletionUsage | null | undefined;
@@ -99,14 +104,7 @@ describe("mid-stream continuation when a replica dies", () => {
     await Promise.all([front.close(), ...upstreams.map((u) => u.close())]);
     await startAll();
     const expected = await reference("chat");
-    const stream = await client.chat.completions.create({
-      model: "m",
-      messages: [{ role: "user", content: "Tell a long story." }],
-      max_tokens: 400,
-      temperature: 0,
-      stream: true,
-      stream_options: { include_usage: true },
-    });
+    const stream = await storyStream();
     let text = "";
     let first: RunningGateway | undefined;
     let second: RunningGateway | undefined;

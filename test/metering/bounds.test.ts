@@ -5,10 +5,10 @@
  * unavailable" on Postgres while SQLite stored it).
  */
 import assert from "node:assert/strict";
-import { after, before, describe, test } from "node:test";
+import { describe, test } from "node:test";
 import { MAX_OUTPUT_TOKENS } from "../../src/gateway/schemas.js";
 import { MAX_LEDGER_TOKENS } from "../../src/store/types.js";
-import { admin, backends, post, startTenantGateway, type TenantGateway } from "./harness.js";
+import { admin, backends, gatewayPerSuite, post, startTenantGateway } from "./harness.js";
 
 type Field = "weight" | "requests_per_minute" | "tokens_per_minute" | "max_concurrent" | "monthly_budget_usd";
 const spec = { weight: "weight", requests_per_minute: "requestsPerMinute", tokens_per_minute: "tokensPerMinute", max_concurrent: "maxConcurrent", monthly_budget_usd: "monthlyBudgetUsd" } as const;
@@ -27,37 +27,26 @@ const stored = (t: Record<string, unknown>, f: Field): unknown => (f === "weight
 
 for (const backend of backends) {
   describe(`numbers at the edge (${backend.name})`, { skip: backend.skip }, () => {
-    let db: { url: string; drop(): Promise<void> };
-    let gw: TenantGateway;
-
-    before(async () => {
-      db = await backend.fresh();
-      gw = await startTenantGateway(db.url);
-    });
-
-    after(async () => {
-      await gw?.close();
-      await db?.drop();
-    });
+    const suite = gatewayPerSuite(backend);
 
     test("tenant limits: each boundary value is accepted and stored exactly, or refused with a 400 naming the field and its range, over HTTP and directly", async () => {
       let n = 0;
       const outcomes: string[] = [];
       for (const [field, value, accepted] of CASES) {
         const name = `b${n++}`;
-        const res = await admin(gw.url, "POST", "/admin/tenants", { name, [field]: value });
+        const res = await admin(suite.gw.url, "POST", "/admin/tenants", { name, [field]: value });
         const err = res.json.error as { param: string; message: string; code: string } | undefined;
         outcomes.push(`${field}=${value}: ${res.status}${err === undefined ? "" : ` ${err.param}`}`);
         if (accepted) {
           assert.equal(res.status, 201, `${field}=${value}: ${JSON.stringify(res.json)}`);
-          assert.equal(stored((await admin(gw.url, "GET", `/admin/tenants/${name}`)).json, field), value, `${field}=${value} reads back exactly`);
+          assert.equal(stored((await admin(suite.gw.url, "GET", `/admin/tenants/${name}`)).json, field), value, `${field}=${value} reads back exactly`);
         } else {
           assert.equal(res.status, 400, `${field}=${value}: ${JSON.stringify(res.json)}`);
           assert.equal(err!.param, field);
           assert.match(err!.message, /must be (>=|<=|integer|number)/, `${field}=${value}: ${err!.message}`);
         }
         // The operator's API behind it (and the CLI's) draws the same line, with the whole range in its message.
-        const direct = gw.tenancy.createTenant({ id: `d${n}`, [spec[field]]: value });
+        const direct = suite.gw.tenancy.createTenant({ id: `d${n}`, [spec[field]]: value });
         if (accepted) await direct;
         else await assert.rejects(direct, (e: { param?: string; message: string }) => e.param === field && /must be (an integer|a number) from [\d.,]+ to [\d,]+$/.test(e.message));
       }
@@ -71,26 +60,26 @@ for (const backend of backends) {
         ["/v1/chat/completions", "max_tokens", { model: "tiny", messages: [{ role: "user", content: "hi" }] }],
       ] as const) {
         for (const v of [9e15, MAX_OUTPUT_TOKENS + 1]) {
-          const res = await post(gw.url, path, { ...body, [field]: v });
+          const res = await post(suite.gw.url, path, { ...body, [field]: v });
           assert.equal(res.status, 400, `${field}=${v}`);
           const { error } = (await res.json()) as { error: { param: string; message: string } };
           assert.deepEqual([error.param, error.message], [field, `${field} must be <= ${MAX_OUTPUT_TOKENS}`]);
         }
         // At the bound the schema lets it through; this model's context window is what refuses it.
-        const res = await post(gw.url, path, { ...body, [field]: MAX_OUTPUT_TOKENS });
+        const res = await post(suite.gw.url, path, { ...body, [field]: MAX_OUTPUT_TOKENS });
         assert.equal(((await res.json()) as { error: { code: string } }).error.code, "context_length_exceeded");
       }
       // The ledger takes the largest reservation a request can make: two legs of the longest output.
-      await gw.tenancy.createTenant({ id: "big", tokensPerMinute: 1e9 });
+      await suite.gw.tenancy.createTenant({ id: "big", tokensPerMinute: 1e9 });
       const principal = { tenantId: "big", keyId: "k" };
-      const ticket = await gw.tenancy.admit({ requestId: "max", principal, model: "tiny", endpoint: "chat", stream: false, maxTokens: MAX_OUTPUT_TOKENS, legs: 2 });
+      const ticket = await suite.gw.tenancy.admit({ requestId: "max", principal, model: "tiny", endpoint: "chat", stream: false, maxTokens: MAX_OUTPUT_TOKENS, legs: 2 });
       await ticket.settle({ status: "ok", usage: { promptTokens: 1, completionTokens: 1, cachedTokens: 0 }, replica: "tiny/0", attempts: 1, continuations: 0, durationMs: 1 });
-      const [row] = await gw.store.ledger({ tenantId: "big" });
+      const [row] = await suite.gw.store.ledger({ tenantId: "big" });
       assert.deepEqual([row!.reservedTokens, row!.status], [2 * MAX_OUTPUT_TOKENS, "ok"]);
     });
 
     test("a worst case past the ledger's token columns is a 400, never a ledger error", async () => {
-      const huge = await startTenantGateway(db.url, { tenancy: { countPromptTokens: () => MAX_LEDGER_TOKENS } });
+      const huge = await startTenantGateway(suite.db.url, { tenancy: { countPromptTokens: () => MAX_LEDGER_TOKENS } });
       try {
         const res = await post(huge.url, "/v1/completions", { model: "tiny", prompt: "hi", max_tokens: 1 });
         assert.equal(res.status, 400);
@@ -103,13 +92,13 @@ for (const backend of backends) {
     test("usage times outside 1970-9999 are a 400 naming the parameter and the range", async () => {
       for (const path of ["/admin/usage", "/v1/usage"]) {
         for (const [param, value] of [["to", "99999999999999999999"], ["from", "253402300800"], ["to", "+010000-01-01T00:00:00Z"], ["from", "1969-12-31"]] as const) {
-          const res = await fetch(`${gw.url}${path}?${param}=${encodeURIComponent(value)}`);
+          const res = await fetch(`${suite.gw.url}${path}?${param}=${encodeURIComponent(value)}`);
           assert.equal(res.status, 400, `${path} ${param}=${value}`);
           const { error } = (await res.json()) as { error: { param: string; message: string } };
           assert.equal(error.param, param);
           assert.match(error.message, /from 1970-01-01 to 9999-12-31 \(Unix seconds 0 to 253402300799\)/);
         }
-        assert.equal((await fetch(`${gw.url}${path}?from=0&to=253402300799`)).status, 200);
+        assert.equal((await fetch(`${suite.gw.url}${path}?from=0&to=253402300799`)).status, 200);
       }
     });
   });

@@ -13,6 +13,7 @@ import { promptCounter, rateBookFromConfig } from "../../src/metering/config.js"
 import { openStoreTenancy, type StoreTenancy, type StoreTenancyOptions } from "../../src/metering/store-tenancy.js";
 import { openStore, type Store } from "../../src/store/index.js";
 import type { FastifyInstance } from "fastify";
+import { after, before } from "node:test";
 
 export const TINY_MODEL = resolve(import.meta.dirname, "../../../shared/models/llama-2-tiny-random.gguf");
 export const ENTRY = resolve(import.meta.dirname, "../../src/cli/run.ts");
@@ -128,6 +129,25 @@ export async function startTenantGateway(
       await tenancy.close();
     },
   };
+}
+
+/** The enclosing suite's gateway and its database: started fresh before its tests, removed after them. */
+export interface SuiteGateway {
+  readonly db: { readonly url: string; drop(): Promise<void> };
+  readonly gw: TenantGateway;
+}
+
+export function gatewayPerSuite(backend: Backend = sqliteBackend): SuiteGateway {
+  const suite = {} as { db: SuiteGateway["db"]; gw: TenantGateway };
+  before(async () => {
+    suite.db = await backend.fresh();
+    suite.gw = await startTenantGateway(suite.db.url);
+  });
+  after(async () => {
+    await suite.gw?.close();
+    await suite.db?.drop();
+  });
+  return suite;
 }
 
 export async function post(url: string, path: string, body: unknown, key?: string, signal?: AbortSignal): Promise<Response> {

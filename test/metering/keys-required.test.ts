@@ -9,39 +9,28 @@ import { parseFleetConfig } from "../../src/fleet/config.js";
 import { tenancyFromConfig } from "../../src/metering/config.js";
 import { openStoreTenancy } from "../../src/metering/store-tenancy.js";
 import { openStore } from "../../src/store/index.js";
-import { admin, backends, post, startTenantGateway, streamOnce, tinyConfig, type TenantGateway } from "./harness.js";
+import { admin, backends, gatewayPerSuite, post, streamOnce, tinyConfig } from "./harness.js";
 
 const ask = (url: string, key?: string) => post(url, "/v1/completions", { model: "tiny", prompt: "hi", max_tokens: 2 }, key);
 
 for (const backend of backends) {
   describe(`keys stay required (${backend.name})`, { skip: backend.skip }, () => {
-    let db: { url: string; drop(): Promise<void> };
-    let gw: TenantGateway;
-
-    before(async () => {
-      db = await backend.fresh();
-      gw = await startTenantGateway(db.url);
-    });
-
-    after(async () => {
-      await gw?.close();
-      await db?.drop();
-    });
+    const suite = gatewayPerSuite(backend);
 
     test("revoking the last key, then deleting the last tenant, leaves keys required, in every process sharing the store", async () => {
-      assert.equal((await ask(gw.url)).status, 200, "open to loopback callers before any key");
-      assert.equal((await admin(gw.url, "POST", "/admin/tenants", { name: "only" })).status, 201);
-      const created = await admin(gw.url, "POST", "/admin/keys", { tenant: "only" });
+      assert.equal((await ask(suite.gw.url)).status, 200, "open to loopback callers before any key");
+      assert.equal((await admin(suite.gw.url, "POST", "/admin/tenants", { name: "only" })).status, 201);
+      const created = await admin(suite.gw.url, "POST", "/admin/keys", { tenant: "only" });
       const key = created.json.key as string;
-      assert.equal((await ask(gw.url)).status, 401);
-      assert.equal((await admin(gw.url, "DELETE", `/admin/keys/${created.json.id as string}`)).status, 200);
-      assert.equal((await ask(gw.url)).status, 401, "revoking the last key does not reopen the gateway");
-      assert.equal((await ask(gw.url, key)).status, 401);
-      assert.equal((await admin(gw.url, "DELETE", "/admin/tenants/only")).status, 200);
-      assert.equal((await ask(gw.url)).status, 401, "nor does deleting the last tenant");
-      assert.equal(await gw.tenancy.authMode(), "keys required (a key has been created here; server.require_keys: false turns this off)");
+      assert.equal((await ask(suite.gw.url)).status, 401);
+      assert.equal((await admin(suite.gw.url, "DELETE", `/admin/keys/${created.json.id as string}`)).status, 200);
+      assert.equal((await ask(suite.gw.url)).status, 401, "revoking the last key does not reopen the gateway");
+      assert.equal((await ask(suite.gw.url, key)).status, 401);
+      assert.equal((await admin(suite.gw.url, "DELETE", "/admin/tenants/only")).status, 200);
+      assert.equal((await ask(suite.gw.url)).status, 401, "nor does deleting the last tenant");
+      assert.equal(await suite.gw.tenancy.authMode(), "keys required (a key has been created here; server.require_keys: false turns this off)");
       // A process that starts later, never having seen a key, reads it from the store.
-      const later = await openStoreTenancy({ store: await openStore(db.url), heartbeatMs: 0, log: () => {} });
+      const later = await openStoreTenancy({ store: await openStore(suite.db.url), heartbeatMs: 0, log: () => {} });
       try {
         await assert.rejects(later.authenticate(undefined), /requires an API key/);
       } finally {
@@ -50,16 +39,16 @@ for (const backend of backends) {
     });
 
     test("a tenant deleted and created again under its name: the old key never authenticates as the new one", async () => {
-      assert.equal((await admin(gw.url, "POST", "/admin/tenants", { name: "phoenix" })).status, 201);
-      const oldKey = (await admin(gw.url, "POST", "/admin/keys", { tenant: "phoenix" })).json.key as string;
-      const principal = await gw.tenancy.authenticate(`Bearer ${oldKey}`);
-      assert.equal((await admin(gw.url, "DELETE", "/admin/tenants/phoenix")).status, 200);
-      assert.equal((await admin(gw.url, "POST", "/admin/tenants", { name: "phoenix", max_concurrent: 1 })).status, 201);
-      assert.equal((await streamOnce(gw.url, oldKey, "x", 2)).status, 401);
+      assert.equal((await admin(suite.gw.url, "POST", "/admin/tenants", { name: "phoenix" })).status, 201);
+      const oldKey = (await admin(suite.gw.url, "POST", "/admin/keys", { tenant: "phoenix" })).json.key as string;
+      const principal = await suite.gw.tenancy.authenticate(`Bearer ${oldKey}`);
+      assert.equal((await admin(suite.gw.url, "DELETE", "/admin/tenants/phoenix")).status, 200);
+      assert.equal((await admin(suite.gw.url, "POST", "/admin/tenants", { name: "phoenix", max_concurrent: 1 })).status, 201);
+      assert.equal((await streamOnce(suite.gw.url, oldKey, "x", 2)).status, 401);
       // Nor does a principal authenticated just before the deletion admit into the new tenant.
-      await assert.rejects(gw.tenancy.admit({ requestId: "late", principal, model: "tiny", endpoint: "completion", stream: false, maxTokens: 1 }), /no longer exists/);
-      const newKey = (await admin(gw.url, "POST", "/admin/keys", { tenant: "phoenix" })).json.key as string;
-      assert.equal((await streamOnce(gw.url, newKey, "x", 2)).status, 200);
+      await assert.rejects(suite.gw.tenancy.admit({ requestId: "late", principal, model: "tiny", endpoint: "completion", stream: false, maxTokens: 1 }), /no longer exists/);
+      const newKey = (await admin(suite.gw.url, "POST", "/admin/keys", { tenant: "phoenix" })).json.key as string;
+      assert.equal((await streamOnce(suite.gw.url, newKey, "x", 2)).status, 200);
     });
   });
 }
