@@ -8,7 +8,8 @@ import { parseFleetConfig, type FleetConfig } from "../fleet/config.js";
 import { createGatewayWithShutdown } from "../gateway/server.js";
 import { hardwareByReplica } from "../obs/index.js";
 import { ensureDefaultModel } from "../gguf/default-model.js";
-import { isLoopbackHost, rateBookFromConfig, tenancyFromConfig } from "../metering/config.js";
+import { isLoopbackHost } from "../core/loopback.js";
+import { rateBookFromConfig, tenancyFromConfig } from "../metering/config.js";
 import { knownPolicies, policyFromConfig } from "../scheduler/policies.js";
 
 interface ServeOptions {

@@ -87,3 +87,9 @@ export function promptTokenBound(prompt: Prompt, continuation = ""): number {
   for (const m of prompt.messages) n += Buffer.byteLength(m.content, "utf8") + TEMPLATE_TOKENS_PER_MESSAGE;
   return n;
 }
+
+/** A prompt's likely length where no tokenizer is at hand, for billing: ~4 characters a token, at least one, never above its bound. */
+export function likelyPromptTokens(prompt: Prompt, continuation = ""): number {
+  const chars = promptText(prompt).length + continuation.length;
+  return Math.min(promptTokenBound(prompt, continuation), Math.max(1, Math.ceil(chars / 4)));
+}

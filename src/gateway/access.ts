@@ -19,6 +19,7 @@ import { timingSafeEqual } from "node:crypto";
 import type { IncomingMessage } from "node:http";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { FlotillaError } from "../core/errors.js";
+import { isLoopbackHost } from "../core/loopback.js";
 import { looksLikeKey, parseAuthorization } from "../metering/keys.js";
 import type { Principal, Tenancy } from "../metering/tenancy.js";
 import { errorBody } from "./errors.js";
@@ -157,7 +158,7 @@ export function checkAdmin(raw: IncomingMessage, remoteAddress: string | undefin
     return { status: 403, code: "admin_forbidden", message: "an API key cannot use admin routes; they need the admin token (server.admin_token_env)" };
   }
   if (token === undefined) {
-    if (isLoopback(remoteAddress) && !relayed(raw)) return undefined;
+    if (isLoopbackHost(remoteAddress) && !relayed(raw)) return undefined;
     return { status: 403, code: "admin_forbidden", message: "admin routes answer direct loopback clients only; set server.admin_token_env to use them from other hosts or through a proxy" };
   }
   if (presented !== undefined && sameSecret(presented, token)) return undefined;
@@ -187,8 +188,4 @@ function sameSecret(given: string, expected: string): boolean {
 function relayed(raw: IncomingMessage): boolean {
   const h = raw.headers;
   return h.forwarded !== undefined || h["x-forwarded-for"] !== undefined || h["x-real-ip"] !== undefined;
-}
-
-export function isLoopback(address: string | undefined): boolean {
-  return address !== undefined && (address.startsWith("127.") || address === "::1" || address.startsWith("::ffff:127."));
 }

@@ -1,6 +1,6 @@
 import { wallClock, type Clock } from "../core/clock.js";
 import { FlotillaError } from "../core/errors.js";
-import { estimateTokens, promptTokenBound, type GenerationRequest, type GenerationResult } from "../core/request.js";
+import { likelyPromptTokens, promptTokenBound, type GenerationRequest, type GenerationResult } from "../core/request.js";
 import type { TextSink } from "../engines/engine.js";
 import { candidatesOf, type Fleet, type Replica, type ServedModel } from "../fleet/fleet.js";
 import { route, type Candidate, type Policy, type RejectReason, type RouteRequest } from "../scheduler/pipeline.js";
@@ -308,7 +308,7 @@ class Answer {
     return {
       finishReason: "length",
       usage: {
-        promptTokens: promptTokens ?? Math.min(estimateTokens(current), promptTokenBound(current.prompt, current.continuation)),
+        promptTokens: promptTokens ?? likelyPromptTokens(current.prompt, current.continuation),
         completionTokens: this.tokens,
         cachedTokens: 0,
       },

@@ -31,7 +31,8 @@ const CHECK_INTERVAL_MS = 1_000;
 export function receivingOptions(bodyTimeoutMs: number): ReceivingOptions {
   return {
     requestTimeout: bodyTimeoutMs,
-    http: { requestTimeout: bodyTimeoutMs, headersTimeout: Math.min(bodyTimeoutMs, 60_000), connectionsCheckingInterval: Math.min(CHECK_INTERVAL_MS, bodyTimeoutMs) },
+    // Fastify sets the server's requestTimeout from the option above; these are what only the constructor takes.
+    http: { headersTimeout: Math.min(bodyTimeoutMs, 60_000), connectionsCheckingInterval: Math.min(CHECK_INTERVAL_MS, bodyTimeoutMs) },
     clientErrorHandler: answerClientError,
   };
 }

@@ -4,6 +4,7 @@
  */
 import { isAbsolute, join, resolve } from "node:path";
 import type { Clock } from "../core/clock.js";
+import { isLoopbackHost } from "../core/loopback.js";
 import type { Prompt } from "../core/request.js";
 import type { FleetConfig, ReplicaConfig } from "../fleet/config.js";
 import { ConfigError } from "../fleet/config.js";
@@ -31,10 +32,6 @@ export function storeUrl(config: FleetConfig, opts: { baseDir: string; env: Node
   if (/^postgres(ql)?:\/\//i.test(url)) return url;
   const path = url.replace(/^sqlite:(\/\/)?/i, "");
   return `sqlite:${path === ":memory:" || isAbsolute(path) ? path : resolve(opts.baseDir, path)}`;
-}
-
-export function isLoopbackHost(host: string): boolean {
-  return host === "localhost" || host === "::1" || host.startsWith("127.") || host.startsWith("::ffff:127.");
 }
 
 /** A rate card for every replica id the fleet will have (`model/index`, as buildFleet names them). */

@@ -23,7 +23,7 @@ import { hostname } from "node:os";
 import type { Clock } from "../core/clock.js";
 import { wallClock } from "../core/clock.js";
 import { FlotillaError } from "../core/errors.js";
-import { promptText, promptTokenBound, type Prompt, type TokenUsage } from "../core/request.js";
+import { likelyPromptTokens, promptTokenBound, type Prompt, type TokenUsage } from "../core/request.js";
 import { describeRefusal } from "../store/limits.js";
 import type { Store } from "../store/store.js";
 import {
@@ -214,11 +214,7 @@ export class StoreTenancy implements Tenancy, TenancyAdmin {
     if (this.#closed) throw new FlotillaError("shutting_down", "this server is shutting down; retry on another instance", { retryAfterS: 5 });
     const now = this.#clock.epochMs();
     const rate = this.#rates.worstFor(req.model);
-    const counted = req.prompt === undefined ? 0 : this.#count?.(req.model, req.prompt, req.continuation);
-    // Reserved: the exact count, else the most the prompt can take. Billed, should it end early: the exact count, else an estimate.
-    const promptTokens = req.prompt === undefined ? 0 : (counted ?? promptTokenBound(req.prompt, req.continuation));
-    const promptBill: PromptCount =
-      counted !== undefined || req.prompt === undefined ? { tokens: promptTokens, estimated: false } : { tokens: Math.min(promptTokens, estimatePromptText(req.prompt, req.continuation)), estimated: true };
+    const { reserve: promptTokens, bill: promptBill } = this.#promptCounts(req);
     const maxTokens = req.maxTokens ?? 0;
     const legs = req.legs ?? 1;
     const reservedNusd = legs * worstCase(rate, promptTokens, maxTokens);
@@ -249,6 +245,19 @@ export class StoreTenancy implements Tenancy, TenancyAdmin {
     const outcome = await this.#guard("admitting the request", () => this.#admitRegistered(input));
     if (!outcome.ok) throw refusal(outcome, req, tenantId, now);
     return new StoreTicket(this, { id, prompt: promptBill, bounded: req.maxTokens !== undefined, reservedNusd });
+  }
+
+  /**
+   * The prompt's tokens to reserve and, should the request end before the
+   * engine reports its own count, to bill: the tokenizer's count for both
+   * where one is at hand; else the most the prompt can take is reserved and
+   * a likely count is billed, marked as an estimate.
+   */
+  #promptCounts(req: AdmissionRequest): { reserve: number; bill: PromptCount } {
+    if (req.prompt === undefined) return { reserve: 0, bill: { tokens: 0, estimated: false } };
+    const counted = this.#count?.(req.model, req.prompt, req.continuation);
+    if (counted !== undefined) return { reserve: counted, bill: { tokens: counted, estimated: false } };
+    return { reserve: promptTokenBound(req.prompt, req.continuation), bill: { tokens: likelyPromptTokens(req.prompt, req.continuation), estimated: true } };
   }
 
   /** Admits as a registered process: one reaped while alive (its lease lapsed) registers again first. */
@@ -468,10 +477,6 @@ class StoreTicket implements Ticket {
   }
 }
 
-/** A prompt's likely length where no tokenizer is at hand: ~4 characters a token, as English text runs. */
-function estimatePromptText(prompt: Prompt, continuation = ""): number {
-  return Math.max(1, Math.ceil((promptText(prompt).length + continuation.length) / 4));
-}
 
 /** The client's error for an admission the store refused. */
 function refusal(outcome: Exclude<AdmitOutcome, { ok: true }>, req: AdmissionRequest, tenantId: string, now: number): FlotillaError {
