@@ -68,3 +68,17 @@ export async function gateQueued(url: string, model: string, priority: "interact
   const line = text.split("\n").find((l) => l.startsWith(`flotilla_admission_queued_requests{model="${model}",priority="${priority}"}`));
   return line === undefined ? 0 : Number(line.split(" ").at(-1));
 }
+
+/** Output tokens a gateway has streamed so far, from its own /metrics (counted as they stream). */
+export async function streamedTokens(url: string): Promise<number> {
+  const text = await (await fetch(`${url}/metrics`)).text();
+  let n = 0;
+  for (const line of text.split("\n")) if (line.startsWith("flotilla_output_tokens_total{")) n += Number(line.slice(line.lastIndexOf(" ") + 1));
+  return n;
+}
+
+/** Waits until the gateway at `url` has streamed `tokens` more output tokens than when called. */
+export async function afterStreamed(url: string, tokens: number, timeoutMs = 5_000): Promise<void> {
+  const from = await streamedTokens(url);
+  await eventuallyAsync(async () => (await streamedTokens(url)) >= from + tokens, `${tokens} tokens streamed by ${url}`, timeoutMs);
+}

@@ -9,7 +9,17 @@ export interface ChatMessage {
 
 export type Prompt =
   | { readonly kind: "chat"; readonly messages: readonly ChatMessage[] }
-  | { readonly kind: "text"; readonly text: string };
+  | { readonly kind: "text"; readonly text: string }
+  /** The model's own token ids (OpenAI's completions accept them): read exactly as given, never re-tokenised. */
+  | { readonly kind: "tokens"; readonly ids: readonly number[] };
+
+/** The model's token ids of a continuation, where the replica that wrote it reported them. */
+export interface ContinuationIds {
+  /** Everything the model read before its first token: the prompt as its chat template rendered it, with any assistant prefill. */
+  readonly prompt: readonly number[];
+  /** The ids of the answer written since, exactly the text of `continuation` after the prefill. */
+  readonly answer: readonly number[];
+}
 
 export interface Sampling {
   /** Upper bound on generated tokens; absent means "until the context is full". */
@@ -32,6 +42,13 @@ export interface GenerationRequest {
    * if it had written it itself, and streams only what follows.
    */
   readonly continuation?: string;
+  /**
+   * The same continuation as token ids, when every replica that wrote it
+   * reported them. An engine that takes ids resumes from `prompt + answer`
+   * exactly; re-tokenising the text can split it differently (a leading
+   * space lost at a token boundary), so the text is the fallback.
+   */
+  readonly continuationIds?: ContinuationIds;
 }
 
 export type FinishReason = "stop" | "length";
@@ -62,11 +79,13 @@ export interface GenerationResult {
 /** Flattens a prompt into text, for engines and estimates that need one string. */
 export function promptText(prompt: Prompt): string {
   if (prompt.kind === "text") return prompt.text;
+  if (prompt.kind === "tokens") return "";
   return prompt.messages.map((m) => m.content).join("\n");
 }
 
 /** A prompt's length in tokens where no tokenizer is at hand: ~4 characters each, as English text runs. */
 export function estimateTokens(request: GenerationRequest): number {
+  if (request.prompt.kind === "tokens") return request.prompt.ids.length + Math.ceil((request.continuation?.length ?? 0) / 4);
   return Math.ceil((promptText(request.prompt).length + (request.continuation?.length ?? 0)) / 4);
 }
 
@@ -83,6 +102,7 @@ const TEMPLATE_TOKENS_PER_MESSAGE = 16;
 export function promptTokenBound(prompt: Prompt, continuation = ""): number {
   const extra = Buffer.byteLength(continuation, "utf8");
   if (prompt.kind === "text") return Buffer.byteLength(prompt.text, "utf8") + extra + 2;
+  if (prompt.kind === "tokens") return prompt.ids.length + extra;
   let n = TEMPLATE_TOKENS + extra;
   for (const m of prompt.messages) n += Buffer.byteLength(m.content, "utf8") + TEMPLATE_TOKENS_PER_MESSAGE;
   return n;
@@ -90,6 +110,7 @@ export function promptTokenBound(prompt: Prompt, continuation = ""): number {
 
 /** A prompt's likely length where no tokenizer is at hand, for billing: ~4 characters a token, at least one, never above its bound. */
 export function likelyPromptTokens(prompt: Prompt, continuation = ""): number {
+  if (prompt.kind === "tokens") return Math.max(1, prompt.ids.length + Math.ceil(continuation.length / 4));
   const chars = promptText(prompt).length + continuation.length;
   return Math.min(promptTokenBound(prompt, continuation), Math.max(1, Math.ceil(chars / 4)));
 }

@@ -21,8 +21,22 @@ export interface EngineLoad {
  * gateway hold an answer to max_tokens. `estimated` is true when the engine
  * could not count the tokens (an upstream that reports nothing per chunk)
  * and `tokens` is a bounded guess; the ledger marks what it bills from one.
+ * `ids`, where given, are the chunk's token ids.
  */
-export type TextSink = (text: string, tokens: number, estimated?: boolean) => void;
+export type TextSink = (text: string, tokens: number, estimated?: boolean, ids?: ChunkIds) => void;
+
+/**
+ * The token ids behind one piece of text, where the engine knows them:
+ * exactly the tokens whose text it is. The first piece of an attempt also
+ * carries `prompt`, every id the model read before its first token.
+ * Together they let another replica resume the answer from ids (see
+ * ContinuationIds); a piece without them makes the rest of the answer a
+ * text continuation.
+ */
+export interface ChunkIds {
+  readonly ids: readonly number[];
+  readonly prompt?: readonly number[];
+}
 
 /**
  * Every executor (in-process llama.cpp, a remote OpenAI-compatible server, a

@@ -4,7 +4,9 @@ import {
   LlamaChat,
   LlamaCompletion,
   LlamaLogLevel,
+  LlamaVocabularyType,
   type ChatHistoryItem,
+  type LlamaText,
   type Llama,
   type LlamaContext,
   type LlamaContextSequence,
@@ -16,6 +18,7 @@ import { FlotillaError } from "../core/errors.js";
 import type { FinishReason, GenerationRequest, GenerationResult, Prompt, TokenLogprob } from "../core/request.js";
 import type { Engine, EngineLoad, TextSink } from "./engine.js";
 import { SlotPool } from "./slots.js";
+import { StopText } from "./stop-text.js";
 
 export interface LocalEngineOptions {
   readonly modelPath: string;
@@ -52,6 +55,8 @@ export class LocalEngine implements Engine {
   #slots: SlotPool<Slot> | undefined;
   #chatWrapper: LlamaChat["chatWrapper"] | undefined;
   #closing = false;
+  /** Ids at or past it abort the process inside llama.cpp: every id from outside is checked against it. */
+  #vocabularySize = 0;
 
   constructor(opts: LocalEngineOptions) {
     this.#opts = opts;
@@ -79,6 +84,8 @@ export class LocalEngine implements Engine {
         completion: new LlamaCompletion({ contextSequence: sequence }),
       });
     }
+    const vocabulary = (model.fileInfo.metadata as { tokenizer?: { ggml?: { tokens?: unknown } } }).tokenizer?.ggml?.tokens;
+    this.#vocabularySize = Array.isArray(vocabulary) ? vocabulary.length : 0;
     this.#model = model;
     this.#context = context;
     this.#chatWrapper = slots[0]?.chat.chatWrapper;
@@ -98,21 +105,29 @@ export class LocalEngine implements Engine {
   countPromptTokens(prompt: Prompt, continuation = ""): number | undefined {
     const model = this.#model;
     if (model === undefined) return undefined;
+    const tail = continuation.length === 0 ? 0 : model.tokenize(continuation).length;
+    if (prompt.kind === "tokens") return prompt.ids.length + tail;
     if (prompt.kind === "text") return model.tokenize(prompt.text + continuation).length;
+    return this.#rendered(prompt, continuation)?.tokens.length;
+  }
+
+  /** A conversation as the chat template renders it, ending in the open model turn, and the texts that end that turn. */
+  #rendered(prompt: Prompt & { kind: "chat" }, continuation: string): { tokens: Token[]; stops: readonly LlamaText[] } | undefined {
     const chatWrapper = this.#chatWrapper;
-    if (chatWrapper === undefined) return undefined;
-    const { contextText } = chatWrapper.generateContextState({ chatHistory: toChatHistory(prompt, continuation) });
-    return contextText.tokenize(model.tokenizer).length;
+    if (chatWrapper === undefined || this.#model === undefined) return undefined;
+    const state = chatWrapper.generateContextState({ chatHistory: toChatHistory(prompt, continuation) });
+    return { tokens: state.contextText.tokenize(this.#model.tokenizer), stops: state.stopGenerationTriggers };
   }
 
   async generate(request: GenerationRequest, onText: TextSink, signal: AbortSignal): Promise<GenerationResult> {
     const slots = this.#slots;
     const context = this.#context;
-    if (slots === undefined || context === undefined || this.#closing) {
+    const model = this.#model;
+    if (slots === undefined || context === undefined || model === undefined || this.#closing) {
       throw new FlotillaError("engine_unavailable", "the local engine is not running");
     }
-    const continuation = request.continuation ?? "";
-    const promptTokens = this.countPromptTokens(request.prompt, continuation) ?? 0;
+    const plan = this.#plan(request);
+    const promptTokens = plan.input?.length ?? this.countPromptTokens(request.prompt) ?? 0;
     const room = context.contextSize - promptTokens;
     if (room <= 0) {
       throw new FlotillaError(
@@ -125,39 +140,38 @@ export class LocalEngine implements Engine {
     try {
       const before = slot.sequence.tokenMeter.getState();
       const { sampling } = request;
-      // Text can lag its tokens (a multi-byte character, a possible stop
-      // string): tokens are counted as they come and attributed to the next text.
-      let pendingTokens = 0;
-      const generated: Token[] = [];
+      const pieces = new Pieces(slot.sequence, model, onText, sampling.logprobs !== undefined, sampling.stop ?? []);
       const options = {
         maxTokens: Math.min(sampling.maxTokens ?? room, room),
-        signal,
-        onToken: (tokens: readonly Token[]) => {
-          pendingTokens += tokens.length;
-          if (sampling.logprobs !== undefined) generated.push(...tokens);
-        },
-        onTextChunk: (text: string) => {
-          if (text.length === 0) return;
-          onText(text, pendingTokens);
-          pendingTokens = 0;
-        },
+        // A stop string ends the generation as an abort does; the request's own abort still cancels.
+        signal: AbortSignal.any([signal, pieces.halt.signal]),
+        stopOnAbortSignal: true,
         ...(sampling.temperature === undefined ? {} : { temperature: sampling.temperature }),
         ...(sampling.topP === undefined ? {} : { topP: sampling.topP }),
         ...(sampling.seed === undefined ? {} : { seed: sampling.seed }),
-        ...(sampling.stop === undefined || sampling.stop.length === 0 ? {} : { customStopTriggers: [...sampling.stop] }),
       };
+      const customStopTriggers = plan.stops.length === 0 ? {} : { customStopTriggers: plan.stops };
       const stopReason =
-        request.prompt.kind === "text"
-          ? (await slot.completion.generateCompletionWithMeta(request.prompt.text + continuation, options)).metadata.stopReason
-          : (await slot.chat.generateResponse(toChatHistory(request.prompt, continuation), options)).metadata.stopReason;
-      if (stopReason === "abort") throw new FlotillaError("cancelled", "generation was cancelled");
+        plan.input === undefined
+          ? (
+              await slot.chat.generateResponse(toChatHistory(request.prompt as Prompt & { kind: "chat" }, ""), {
+                ...options,
+                ...customStopTriggers,
+                onToken: pieces.onToken,
+                onTextChunk: pieces.onTextChunk,
+              })
+            ).metadata.stopReason
+          : (await slot.completion.generateCompletionWithMeta(withoutLeadToken(plan.input, model), { ...options, ...customStopTriggers, onToken: pieces.onTokenText }))
+              .metadata.stopReason;
+      if (signal.aborted) throw new FlotillaError("cancelled", "generation was cancelled");
+      if (!pieces.stopped) pieces.finish();
       // Scoring re-evaluates the answer: read the meter first, so usage counts the generation only.
       const after = slot.sequence.tokenMeter.getState();
-      const logprobs = sampling.logprobs === undefined ? undefined : await scoreAnswer(slot.sequence, generated, sampling.logprobs, this.#model!);
+      const logprobs = sampling.logprobs === undefined ? undefined : await scoreAnswer(slot.sequence, pieces.generated, sampling.logprobs, model);
       const evaluated = after.usedInputTokens - before.usedInputTokens;
       return {
         ...(logprobs === undefined ? {} : { logprobs }),
-        finishReason: finishReason(stopReason),
+        finishReason: pieces.stopped ? "stop" : finishReason(stopReason),
         usage: {
           promptTokens,
           completionTokens: after.usedOutputTokens - before.usedOutputTokens,
@@ -173,6 +187,39 @@ export class LocalEngine implements Engine {
     } finally {
       slots.release(slot);
     }
+  }
+
+  #readable(ids: readonly number[]): boolean {
+    const size = this.#vocabularySize;
+    return ids.every((id) => Number.isInteger(id) && id >= 0 && id < size);
+  }
+
+  /**
+   * What the model reads. A new chat turn goes through node-llama-cpp's chat
+   * front-end. Everything else is a completion over token ids: a resume from
+   * the ids another replica wrote (exact), a chat continued after text
+   * (rendered by the chat template here, ending in the open model turn, with
+   * the template's end-of-turn texts as stops), a text prompt, or ids given
+   * as the prompt. Continuing from ids rather than re-tokenised text keeps
+   * every token boundary where the model put it.
+   */
+  #plan(request: GenerationRequest): { input: Token[] | undefined; stops: readonly (string | LlamaText)[] } {
+    const model = this.#model!;
+    const { prompt } = request;
+    const continuation = request.continuation ?? "";
+    const resume = request.continuationIds;
+    const stops = prompt.kind === "chat" ? (this.#rendered(prompt, continuation)?.stops ?? []) : [];
+    // Ids another replica reported that this model cannot read: resume from the text instead.
+    if (resume !== undefined && this.#readable(resume.prompt) && this.#readable(resume.answer)) return { input: [...resume.prompt, ...resume.answer] as Token[], stops };
+    if (prompt.kind === "tokens") {
+      if (!this.#readable(prompt.ids)) {
+        throw new FlotillaError("invalid_request", `prompt holds a token id outside this model's vocabulary (0 to ${this.#vocabularySize - 1})`, { param: "prompt" });
+      }
+      return { input: [...prompt.ids, ...(continuation.length === 0 ? [] : model.tokenize(continuation))] as Token[], stops };
+    }
+    if (prompt.kind === "text") return { input: model.tokenize(prompt.text + continuation, false, "trimLeadingSpace"), stops };
+    if (continuation.length === 0) return { input: undefined, stops: [] };
+    return { input: this.#rendered(prompt, continuation)!.tokens, stops };
   }
 
   async close(): Promise<void> {
@@ -234,6 +281,137 @@ async function scoreAnswer(sequence: LlamaContextSequence, generated: readonly T
  */
 function defaultThreads(modelBytes: number): number {
   return modelBytes < 256 * 1024 * 1024 ? 1 : availableParallelism();
+}
+
+/**
+ * Turns what the model generates into pieces of text for the sink, each
+ * with its token ids, and the ids the model read before its first token
+ * with the first piece: what a replica taking over needs to resume exactly.
+ */
+class Pieces {
+  readonly generated: Token[] = [];
+  /** Aborted when the answer reaches one of the caller's stop strings. */
+  readonly halt = new AbortController();
+  readonly #stop: StopText;
+  #pendingTokens: Token[] = [];
+  #prompt: Token[] | undefined;
+  #first = true;
+  /** The prompt's ids could not be read back: report no ids, so a resume falls back to text. */
+  #noIds = false;
+  /** The last tokens read or written, for detokenising the next run. */
+  #trail: Token[] = [];
+
+  constructor(
+    readonly sequence: LlamaContextSequence,
+    readonly model: LlamaModel,
+    readonly onText: TextSink,
+    readonly keep: boolean,
+    stops: readonly string[],
+  ) {
+    this.#stop = new StopText(stops);
+  }
+
+  get stopped(): boolean {
+    return this.#stop.stopped;
+  }
+
+  /** node-llama-cpp hands each released run of tokens to onToken, then its text to onTextChunk. */
+  readonly onToken = (tokens: readonly Token[]): void => {
+    if (this.#stop.stopped) return;
+    if (this.#first) this.#readPrompt(tokens);
+    this.#pendingTokens.push(...tokens);
+    if (this.keep) this.generated.push(...tokens);
+  };
+
+  /**
+   * A run's text, through the stop strings. Its ids go with it when it goes
+   * out whole; text that goes out while part of its run is held back, or cut
+   * by a stop, is not exactly its tokens' text and goes without ids.
+   */
+  readonly onTextChunk = (text: string): void => {
+    if (text.length === 0 || this.#stop.stopped) return;
+    const out = this.#stop.push(text);
+    if (this.#stop.stopped) {
+      this.halt.abort();
+      if (out.length > 0) this.#emit(out, this.#takePending(), false);
+    } else if (this.#stop.holding) {
+      if (out.length > 0) this.#emit(out, [], false);
+    } else {
+      this.#emit(out, this.#takePending(), true);
+    }
+  };
+
+  /**
+   * The completion front-end detokenises each run without what came before
+   * it, so a token's leading space is lost at the start of every answer
+   * (llama-2's "▁Fellow" after "Ca" reads "Fellow"): the text is read here,
+   * with the last tokens before the run as context.
+   */
+  readonly onTokenText = (tokens: readonly Token[]): void => {
+    this.onToken(tokens);
+    const trail = this.#trail;
+    this.#trail = [...trail, ...tokens].slice(-TRAIL_TOKENS);
+    this.onTextChunk(this.model.detokenize(tokens, false, trail));
+  };
+
+  /** Generation ended without a stop string: text held back for one is answer text after all. */
+  finish(): void {
+    const rest = this.#stop.flush();
+    if (rest.length > 0) this.#emit(rest, this.#takePending(), true);
+  }
+
+  #takePending(): Token[] {
+    const ids = this.#pendingTokens;
+    this.#pendingTokens = [];
+    return ids;
+  }
+
+  #emit(text: string, tokens: Token[], exact: boolean): void {
+    if (!exact) this.#noIds = true;
+    const prompt = this.#first ? this.#prompt : undefined;
+    this.#first = false;
+    this.onText(text, tokens.length, false, this.#noIds ? undefined : prompt === undefined ? { ids: tokens } : { ids: tokens, prompt });
+  }
+
+  /**
+   * The ids the model read: the sequence holds the prompt and every token
+   * generated so far but the newest (not evaluated yet). Anything else (a
+   * context shift) and the ids are not reported.
+   */
+  #readPrompt(tokens: readonly Token[]): void {
+    const held = this.sequence.contextTokens;
+    const evaluated = tokens.length - 1;
+    const promptLength = held.length - evaluated;
+    const matches = promptLength > 0 && tokens.slice(0, evaluated).every((t, i) => held[promptLength + i] === t);
+    if (!matches) {
+      this.#noIds = true;
+      return;
+    }
+    this.#prompt = held.slice(0, promptLength);
+    this.#trail = this.#prompt.slice(-TRAIL_TOKENS);
+  }
+}
+
+/** Tokens of context node-llama-cpp reads to detokenise a run (its own maxRecentDetokenizerTokens). */
+const TRAIL_TOKENS = 3;
+
+/**
+ * node-llama-cpp's completion puts the beginning-of-sequence token in front
+ * of any input itself (where llama.cpp's tokenizer would): ids that already
+ * begin with it (a rendered chat, ids read back from a sequence) lose it
+ * here, so it is not read twice.
+ */
+function withoutLeadToken(input: Token[], model: LlamaModel): Token[] {
+  const lead = beginningToken(model);
+  return lead !== null && input[0] === lead ? input.slice(1) : input;
+}
+
+/** Which token node-llama-cpp's completion prepends, by vocabulary type (its resolveBeginningTokenToPrepend). */
+function beginningToken(model: LlamaModel): Token | null {
+  const type = model.vocabularyType;
+  if (type === LlamaVocabularyType.rwkv || type === LlamaVocabularyType.ugm) return null;
+  if (type === LlamaVocabularyType.wpm) return model.tokens.bos;
+  return model.tokens.shouldPrependBosToken ? model.tokens.bos : null;
 }
 
 function finishReason(stopReason: string): FinishReason {

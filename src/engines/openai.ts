@@ -1,7 +1,7 @@
 import { Pool, errors as undiciErrors } from "undici";
 import { FlotillaError } from "../core/errors.js";
 import type { FinishReason, GenerationRequest, GenerationResult, TokenLogprob } from "../core/request.js";
-import type { Engine, EngineLoad, TextSink } from "./engine.js";
+import type { ChunkIds, Engine, EngineLoad, TextSink } from "./engine.js";
 import { SlotPool } from "./slots.js";
 import { SseLineDecoder } from "./sse-decoder.js";
 
@@ -31,7 +31,17 @@ type UpstreamLogprobs = {
 };
 
 type UpstreamChunk = {
-  choices?: { delta?: { content?: string | null }; text?: string; finish_reason?: string | null; logprobs?: UpstreamLogprobs | null }[];
+  choices?: {
+    delta?: { content?: string | null };
+    text?: string;
+    finish_reason?: string | null;
+    logprobs?: UpstreamLogprobs | null;
+    /** vLLM's return_token_ids: this chunk's token ids, and (completions) the prompt's with the first. */
+    token_ids?: number[] | null;
+    prompt_token_ids?: number[] | null;
+  }[];
+  /** vLLM's return_token_ids on chat: the rendered prompt's ids, in the first chunk. */
+  prompt_token_ids?: number[] | null;
   usage?: { prompt_tokens?: number; completion_tokens?: number; prompt_tokens_details?: { cached_tokens?: number } | null } | null;
   error?: { message?: string } | string;
 };
@@ -133,12 +143,12 @@ export class OpenAIEngine implements Engine {
   }
 
   async #stream(request: GenerationRequest, onText: TextSink, signal: AbortSignal): Promise<GenerationResult> {
-    const { prompt } = request;
+    const { path, body } = this.#body(request);
     const res = await this.#pool.request({
       method: "POST",
-      path: prompt.kind === "chat" ? "/v1/chat/completions" : "/v1/completions",
+      path,
       headers: { ...this.#headers, "x-request-id": request.id },
-      body: JSON.stringify(this.#body(request)),
+      body: JSON.stringify(body),
       signal,
     });
     if (res.statusCode !== 200) {
@@ -148,8 +158,10 @@ export class OpenAIEngine implements Engine {
     let finish: FinishReason | undefined;
     let usage: UpstreamChunk["usage"];
     const counter = new ChunkTokens();
+    const ids = new UpstreamIds(Array.isArray(body.prompt) ? (body.prompt as number[]) : undefined);
     const logprobs: TokenLogprob[] | undefined = request.sampling.logprobs === undefined ? undefined : [];
     const decoder = new SseLineDecoder();
+    const chat = path === CHAT_PATH;
     const onData = (data: string): void => {
       if (data === "[DONE]") return;
       const chunk = JSON.parse(data) as UpstreamChunk;
@@ -158,11 +170,12 @@ export class OpenAIEngine implements Engine {
         throw new FlotillaError("engine_error", `upstream error mid-stream: ${message}`);
       }
       const choice = chunk.choices?.[0];
+      ids.readPrompt(chunk.prompt_token_ids ?? choice?.prompt_token_ids);
       if (choice !== undefined) {
-        const text = prompt.kind === "chat" ? choice.delta?.content : choice.text;
+        const text = chat ? choice.delta?.content : choice.text;
         if (typeof text === "string" && text.length > 0) {
-          const { tokens, estimated } = counter.count(chunk.usage?.completion_tokens, choice.logprobs);
-          onText(text, tokens, estimated);
+          const { tokens, estimated } = counter.count(chunk.usage?.completion_tokens, choice.logprobs, choice.token_ids);
+          onText(text, tokens, estimated, ids.of(choice.token_ids));
         }
         if (choice.finish_reason != null) finish = choice.finish_reason === "length" ? "length" : "stop";
         if (logprobs !== undefined && choice.logprobs != null) collectLogprobs(choice.logprobs, logprobs);
@@ -188,7 +201,16 @@ export class OpenAIEngine implements Engine {
     };
   }
 
-  #body(request: GenerationRequest): Record<string, unknown> {
+  /**
+   * The upstream request. Token ids are asked for (vLLM's return_token_ids;
+   * servers without it ignore the field) so that another replica can resume
+   * from them. A resume whose ids are known goes to /v1/completions with the
+   * ids as the prompt, read as they are (vLLM, SGLang, llama-server and
+   * Flotilla accept them); the end of the turn is then the model's
+   * end-of-generation token. Without ids, a chat resumes by vLLM's and
+   * SGLang's continue_final_message, and the server re-tokenises the text.
+   */
+  #body(request: GenerationRequest): { path: string; body: Record<string, unknown> } {
     const { prompt, sampling } = request;
     const body: Record<string, unknown> = {
       model: this.#opts.upstreamModel,
@@ -196,15 +218,23 @@ export class OpenAIEngine implements Engine {
       // continuous_usage_stats (vLLM, SGLang): a running token count in every chunk, so a chunk of
       // several tokens counts as several; servers without it ignore the field.
       stream_options: { include_usage: true, continuous_usage_stats: true },
+      return_token_ids: true,
     };
     const continuation = request.continuation ?? "";
-    if (prompt.kind === "text") body.prompt = prompt.text + continuation;
-    else if (continuation.length === 0) body.messages = prompt.messages;
+    const resume = request.continuationIds;
+    let path = COMPLETIONS_PATH;
+    if (resume !== undefined) body.prompt = [...resume.prompt, ...resume.answer];
+    else if (prompt.kind === "tokens") {
+      if (continuation.length > 0) throw new FlotillaError("invalid_request", "a prompt of token ids cannot be resumed from text on a remote engine", { param: "prompt" });
+      body.prompt = prompt.ids;
+    } else if (prompt.kind === "text") body.prompt = prompt.text + continuation;
     else {
-      // vLLM's and SGLang's way (Flotilla's too) to resume a partly written answer.
-      body.messages = [...prompt.messages, { role: "assistant", content: continuation }];
-      body.continue_final_message = true;
-      body.add_generation_prompt = false;
+      path = CHAT_PATH;
+      body.messages = continuation.length === 0 ? prompt.messages : [...prompt.messages, { role: "assistant", content: continuation }];
+      if (continuation.length > 0) {
+        body.continue_final_message = true;
+        body.add_generation_prompt = false;
+      }
     }
     if (sampling.maxTokens !== undefined) body.max_tokens = sampling.maxTokens;
     if (sampling.temperature !== undefined) body.temperature = sampling.temperature;
@@ -212,14 +242,14 @@ export class OpenAIEngine implements Engine {
     if (sampling.seed !== undefined) body.seed = sampling.seed;
     if (sampling.stop !== undefined && sampling.stop.length > 0) body.stop = sampling.stop;
     if (sampling.logprobs !== undefined) {
-      if (prompt.kind === "chat") {
+      if (path === CHAT_PATH) {
         body.logprobs = true;
         body.top_logprobs = sampling.logprobs;
       } else {
         body.logprobs = sampling.logprobs;
       }
     }
-    return body;
+    return { path, body };
   }
 
   /** Ready when /health says 200, or, for servers without it (Ollama), /v1/models does. */
@@ -246,8 +276,8 @@ export class OpenAIEngine implements Engine {
 }
 
 /**
- * Tokens per streamed chunk, from the best source the upstream gives: its
- * running usage count (continuous_usage_stats: vLLM and SGLang send several
+ * Tokens per streamed chunk, from the best source the upstream gives: the
+ * chunk's token ids (return_token_ids), its running usage count (continuous_usage_stats: vLLM and SGLang send several
  * tokens per chunk under load), else the chunk's logprob entries (one per
  * token), else an estimate marked as such: one token, the least a non-empty
  * chunk holds (llama-server and Ollama send one per chunk), so an estimate
@@ -257,7 +287,11 @@ export class ChunkTokens {
   total = 0;
   #reported = 0;
 
-  count(runningCompletion: number | undefined, logprobs: UpstreamLogprobs | null | undefined): { tokens: number; estimated: boolean } {
+  count(runningCompletion: number | undefined, logprobs: UpstreamLogprobs | null | undefined, ids?: readonly number[] | null): { tokens: number; estimated: boolean } {
+    if (ids != null && ids.length > 0) {
+      if (typeof runningCompletion === "number") this.#reported = Math.max(this.#reported, runningCompletion);
+      return this.#add(ids.length, false);
+    }
     if (typeof runningCompletion === "number" && runningCompletion > this.#reported) {
       const tokens = runningCompletion - this.#reported;
       this.#reported = runningCompletion;
@@ -273,6 +307,39 @@ export class ChunkTokens {
     return { tokens, estimated };
   }
 }
+
+/**
+ * The ids an upstream reports with return_token_ids. A chunk's ids are
+ * passed on only while every chunk has had them and the prompt's are known
+ * (reported with the first chunk, or sent as the prompt): a gap makes the
+ * rest of the answer a text continuation.
+ */
+class UpstreamIds {
+  #prompt: readonly number[] | undefined;
+  #first = true;
+  #broken = false;
+
+  constructor(sent: readonly number[] | undefined) {
+    this.#prompt = sent;
+  }
+
+  readPrompt(ids: readonly number[] | null | undefined): void {
+    if (this.#prompt === undefined && Array.isArray(ids) && ids.every(Number.isInteger)) this.#prompt = ids;
+  }
+
+  of(ids: readonly number[] | null | undefined): ChunkIds | undefined {
+    const first = this.#first;
+    this.#first = false;
+    if (this.#broken || this.#prompt === undefined || !Array.isArray(ids) || ids.length === 0 || !ids.every(Number.isInteger)) {
+      this.#broken = true;
+      return undefined;
+    }
+    return first ? { ids, prompt: this.#prompt } : { ids };
+  }
+}
+
+const CHAT_PATH = "/v1/chat/completions";
+const COMPLETIONS_PATH = "/v1/completions";
 
 function isConnectionError(err: unknown): boolean {
   if (err instanceof undiciErrors.SocketError || err instanceof undiciErrors.ConnectTimeoutError) return true;

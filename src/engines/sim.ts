@@ -139,7 +139,8 @@ export class SimEngine implements Engine {
 
   /** Four characters per token: the simulated replica's whole notion of a tokenizer. */
   countPromptTokens(prompt: Prompt, continuation?: string): number {
-    return Math.max(1, Math.ceil((promptText(prompt).length + (continuation?.length ?? 0)) / CHARS_PER_TOKEN));
+    const given = prompt.kind === "tokens" ? prompt.ids.length : 0;
+    return given + Math.max(1, Math.ceil((promptText(prompt).length + (continuation?.length ?? 0)) / CHARS_PER_TOKEN));
   }
 
   generate(request: GenerationRequest, onText: TextSink, signal: AbortSignal): Promise<GenerationResult> {

@@ -92,6 +92,8 @@ export function candidatesOf(model: ServedModel, resume = false): Candidate[] {
       slots: load.slots,
       maxQueue: load.maxQueue,
       contextSize: r.engine.contextSize,
+      failures: r.health.failures,
+      proven: r.health.proven,
     };
   });
   if (anyAdmitted) return candidates;

@@ -26,6 +26,7 @@ export class ReplicaHealth {
   #trialInFlight = false;
   #draining = false;
   #engineWasReady = true;
+  #proven = false;
 
   constructor(clock: Clock, opts: BreakerOptions = DEFAULT_BREAKER) {
     this.#clock = clock;
@@ -50,7 +51,10 @@ export class ReplicaHealth {
    * nothing about it, so the breaker closes.
    */
   observe(engineReady: boolean): void {
-    if (engineReady && !this.#engineWasReady) this.succeeded();
+    if (engineReady && !this.#engineWasReady) {
+      this.succeeded();
+      this.#proven = false; // a new process has answered nothing yet
+    }
     this.#engineWasReady = engineReady;
   }
 
@@ -64,13 +68,25 @@ export class ReplicaHealth {
     this.#trialInFlight = false;
   }
 
+  /** Requests in a row this replica has failed. */
+  get failures(): number {
+    return this.#failures;
+  }
+
+  /** It has answered a request since it last failed one. */
+  get proven(): boolean {
+    return this.#proven;
+  }
+
   succeeded(): void {
+    this.#proven = true;
     this.#failures = 0;
     this.#open = false;
     this.#trialInFlight = false;
   }
 
   failed(): void {
+    this.#proven = false;
     this.#failures++;
     if (this.#open || this.#failures >= this.#opts.failureThreshold) {
       this.#open = true;

@@ -1,13 +1,15 @@
 import { wallClock, type Clock } from "../core/clock.js";
 import { FlotillaError } from "../core/errors.js";
-import { likelyPromptTokens, promptTokenBound, type GenerationRequest, type GenerationResult } from "../core/request.js";
+import type { GenerationRequest, GenerationResult } from "../core/request.js";
 import type { TextSink } from "../engines/engine.js";
 import { candidatesOf, type Fleet, type Replica, type ServedModel } from "../fleet/fleet.js";
 import { route, type Candidate, type Policy, type RejectReason, type RouteRequest } from "../scheduler/pipeline.js";
 import { promptBlockHashes } from "../scheduler/prefix.js";
 import { policyReadsPrefix } from "../scheduler/scorers.js";
 import { PrefixIndex } from "../scheduler/prefix-index.js";
-import { DEFAULT_RETRY, backoffMs, isRetryable, retryCandidates, type RetryChoice, type RetryPolicy } from "../scheduler/retry.js";
+import { DEFAULT_HEDGE, FirstTokenLatency, hedgeCandidates, hedgeDelayMs, type HedgePolicy } from "../scheduler/hedge.js";
+import { DEFAULT_RETRY, backoffMs, bestRecord, isRetryable, retryCandidates, type RetryChoice, type RetryPolicy } from "../scheduler/retry.js";
+import { Answer, resumed, type Attempt } from "./answer.js";
 import type { RouteHints } from "../metering/pricing.js";
 import { sleep } from "./sleep.js";
 
@@ -21,6 +23,7 @@ export interface Dispatched extends GenerationResult {
 }
 
 const NO_BLOCKS: readonly number[] = [];
+const NO_FAILURES: ReadonlySet<number> = new Set();
 /** Blocks are characters, the TTFT scorer counts tokens: ~4 characters per token in English text. */
 const CHARS_PER_TOKEN = 4;
 
@@ -43,6 +46,8 @@ export class Dispatcher {
   /** Hashing every prompt costs O(prompt) per request: only when the policy reads prefixes. */
   readonly #hashPrompts: boolean;
   readonly #indexes = new Map<ServedModel, PrefixIndex>();
+  readonly #firstTokens = new Map<ServedModel, FirstTokenLatency>();
+  readonly #hedge: HedgePolicy;
   /** Each replica's speed, price and energy from the hardware model; fixed, so looked up once. */
   readonly #hints = new Map<Replica, RouteHints | undefined>();
   readonly #hintsOf: (replica: Replica) => RouteHints | undefined;
@@ -62,8 +67,12 @@ export class Dispatcher {
       routeHints?: (replica: Replica) => RouteHints | undefined;
       /** The TTFT objective the `slo` and `ttft` scorers hold replicas to (their own default otherwise). */
       ttftSloMs?: number;
+      /** First-token hedging; by default on, never waiting past slowFirstTokenMs (or 2 s). */
+      hedge?: Partial<HedgePolicy>;
     } = {},
   ) {
+    const maxMs = Math.min(DEFAULT_HEDGE.maxMs, opts.slowFirstTokenMs ?? Infinity);
+    this.#hedge = { ...DEFAULT_HEDGE, maxMs, ...opts.hedge };
     this.#hintsOf = opts.routeHints ?? (() => undefined);
     this.#ttftSloMs = opts.ttftSloMs;
     this.#blockChars = opts.blockChars ?? 256;
@@ -125,7 +134,8 @@ export class Dispatcher {
    * Runs `request` to completion on some replica. A replica that fails before
    * its first token is simply replaced; one that fails mid-answer is replaced
    * by another that resumes after the text already streamed, so the caller
-   * sees one unbroken answer. `onAttempt` hears of each replica tried.
+   * sees one unbroken answer. `onAttempt` hears of each replica that takes
+   * the answer on: one that fails before speaking, or the winner of a hedge.
    */
   async run(
     model: ServedModel,
@@ -139,41 +149,131 @@ export class Dispatcher {
     let lastError: unknown;
     const answer = new Answer(request.sampling.maxTokens, onText, this.#clock, this.#slowFirstTokenMs);
     let continuations = 0;
+    let attempts = 0;
     let lastReplica: Replica | undefined;
-    for (let attempt = 1; attempt <= this.#retry.maxAttempts; attempt++) {
+    while (attempts < this.#retry.maxAttempts) {
       if (lastReplica !== undefined && answer.full()) {
         // The replica died after its last token: the answer is whole.
-        return { ...answer.cut(countPromptTokens(model, request), request), replica: lastReplica, attempts: attempt - 1, continuations };
+        return { ...answer.cut(countPromptTokens(model, request), request), replica: lastReplica, attempts, continuations };
       }
-      const current = answer.text.length === 0 ? request : resumed(request, answer.text, answer.tokens);
-      const replica = await this.#pick(model, current, { failed, attempt, lastError, resume: answer.text.length > 0 }, signal, routing);
-      lastReplica = replica;
-      replica.health.dispatched();
-      onAttempt?.(replica);
-      const attemptAbort = answer.begin();
-      try {
-        const result = await replica.engine.generate(current, answer.sink, AbortSignal.any([signal, attemptAbort.signal]));
-        // A replica that answers, but far slower than it should, is an outlier too.
-        if (answer.slow) replica.health.failed();
-        else replica.health.succeeded();
-        if (answer.capped) return { ...answer.cut(countPromptTokens(model, current), current), replica, attempts: attempt, continuations };
-        return { ...answer.finished(result, current), replica, attempts: attempt, continuations };
-      } catch (err) {
-        if (answer.capped && !signal.aborted) {
-          // The gateway stopped an engine that went past max_tokens: the answer is whole at the limit.
-          replica.health.succeeded();
-          return { ...answer.cut(countPromptTokens(model, current), current), replica, attempts: attempt, continuations };
-        }
-        const code = err instanceof FlotillaError ? err.code : "engine_error";
-        if (code === "engine_unavailable" || code === "engine_error") replica.health.failed();
-        else replica.health.released();
-        if (signal.aborted || !isRetryable(code, answer.text.length > 0)) throw err;
-        if (answer.text.length > 0) continuations++;
-        failed.add(model.replicas.indexOf(replica));
-        lastError = err;
-      }
+      const current = answer.text.length === 0 ? request : resumed(request, answer);
+      const replica = await this.#pick(model, current, { failed, attempt: attempts + 1, lastError, resume: answer.text.length > 0 }, signal, routing);
+      const round = await this.#round(model, current, replica, answer, signal, failed, onAttempt);
+      attempts += round.started;
+      lastReplica = round.attempt.replica;
+      const { result, error } = round.attempt;
+      // The gateway stopped an engine that went past max_tokens: the answer is whole at the limit.
+      if (answer.capped && !signal.aborted) return { ...answer.cut(countPromptTokens(model, current), current), replica: lastReplica, attempts, continuations };
+      if (result !== undefined) return { ...answer.finished(round.attempt, result, current), replica: lastReplica, attempts, continuations };
+      const code = error instanceof FlotillaError ? error.code : "engine_error";
+      if (signal.aborted || !isRetryable(code, answer.text.length > 0)) throw error;
+      if (answer.text.length > 0) continuations++;
+      lastError = error;
     }
     throw lastError;
+  }
+
+  /**
+   * One round of attempts at (the rest of) the answer: `first`, and, when it
+   * has not spoken within the hedge delay, the same request on another
+   * replica with a free slot. The first to speak keeps the answer and the
+   * other is stopped. Returns once the attempt that spoke has ended, or
+   * every attempt has failed without speaking; every replica's breaker
+   * hears how its attempt went.
+   */
+  async #round(
+    model: ServedModel,
+    current: GenerationRequest,
+    first: Replica,
+    answer: Answer,
+    signal: AbortSignal,
+    failed: Set<number>,
+    onAttempt: ((replica: Replica) => void) | undefined,
+  ): Promise<{ attempt: Attempt; started: number }> {
+    let spoke: () => void = () => undefined;
+    const spoken = new Promise<void>((resolve) => (spoke = resolve));
+    const attempts: Attempt[] = [];
+    answer.round((owner) => {
+      this.#firstToken(model).record(this.#clock.now() - owner.startedAt);
+      for (const a of attempts) {
+        if (a === owner) continue;
+        a.lost = true;
+        a.controller.abort();
+      }
+      if (owner !== attempts[0]) onAttempt?.(owner.replica);
+      spoke();
+    });
+    const start = (replica: Replica): Attempt => {
+      replica.health.dispatched();
+      const attempt = answer.begin(replica);
+      attempts.push(attempt);
+      attempt.run((sink, s) => replica.engine.generate(current, sink, s), signal);
+      return attempt;
+    };
+    onAttempt?.(first);
+    const primary = start(first);
+    const delay = hedgeDelayMs(this.#hedge, this.#firstToken(model).p90());
+    if (Number.isFinite(delay) && !(await settlesWithin(Promise.race([spoken, primary.done]), delay, signal)) && !signal.aborted) {
+      const hedge = this.#hedgeTarget(model, current, failed, first, answer.text.length > 0);
+      if (hedge !== undefined) start(hedge);
+    }
+    for (;;) {
+      const owner = answer.owner;
+      if (owner !== undefined) {
+        await owner.done;
+        break;
+      }
+      const running = attempts.filter((a) => !a.settled);
+      if (running.length === 0) break;
+      await Promise.race([spoken, ...running.map((a) => a.done)]);
+    }
+    await Promise.all(attempts.map((a) => a.done));
+    for (const a of attempts) this.#judge(model, a, answer, signal, failed);
+    return { attempt: answer.owner ?? attempts.at(-1)!, started: attempts.length };
+  }
+
+  /** What one attempt says of its replica, for the breaker and for the rest of this request. */
+  #judge(model: ServedModel, a: Attempt, answer: Answer, signal: AbortSignal, failed: Set<number>): void {
+    const health = a.replica.health;
+    const index = model.replicas.indexOf(a.replica);
+    if (a.result !== undefined || (a === answer.owner && answer.capped && !signal.aborted)) {
+      // A replica that answers, but far slower than it should, is an outlier too.
+      if (a.slow) health.failed();
+      else health.succeeded();
+      return;
+    }
+    if (a.lost) {
+      // Beaten to the first token by a hedge it had a head start on: slow, and not asked again by this request.
+      if (a.startedAt < (answer.owner?.startedAt ?? Infinity)) {
+        health.failed();
+        failed.add(index);
+      } else health.released();
+      return;
+    }
+    const code = a.error instanceof FlotillaError ? a.error.code : "engine_error";
+    if (signal.aborted || (code !== "engine_unavailable" && code !== "engine_error")) {
+      health.released();
+      return;
+    }
+    health.failed();
+    failed.add(index);
+  }
+
+  /** A replica for a hedge: one this request has not tried, with a free slot, the best record first; none when every slot is busy. */
+  #hedgeTarget(model: ServedModel, current: GenerationRequest, failed: ReadonlySet<number>, busy: Replica, resume: boolean): Replica | undefined {
+    const tried = new Set(failed).add(model.replicas.indexOf(busy));
+    const candidates = bestRecord(hedgeCandidates(this.#candidates(model, NO_FAILURES, NO_BLOCKS, resume).candidates, tried));
+    const outcome = route(this.#policy, { promptTokens: countPromptTokens(model, current), maxTokens: current.sampling.maxTokens }, candidates, this.#random);
+    return outcome.ok ? model.replicas[outcome.index] : undefined;
+  }
+
+  #firstToken(model: ServedModel): FirstTokenLatency {
+    let latency = this.#firstTokens.get(model);
+    if (latency === undefined) {
+      latency = new FirstTokenLatency();
+      this.#firstTokens.set(model, latency);
+    }
+    return latency;
   }
 
   /**
@@ -222,109 +322,21 @@ export class Dispatcher {
   }
 }
 
-/**
- * The answer as the caller has received it, across every replica that wrote
- * part of it, held to max_tokens: a chunk that would take the answer past
- * the limit is not passed on, and the attempt's engine is stopped. Counts
- * from engines that could only estimate them (a lower bound: see
- * ChunkTokens) make the usage an estimate.
- */
-class Answer {
-  text = "";
-  tokens = 0;
-  estimated = false;
-  capped = false;
-  slow = false;
-  #attempt = new AbortController();
-  #attemptStarted = 0;
-  #attemptSpoke = false;
-  #attemptBytes = 0;
-  #estimatedBefore = false;
-  #tokensBefore = 0;
-
-  constructor(
-    readonly maxTokens: number | undefined,
-    readonly onText: TextSink,
-    readonly clock: Clock,
-    readonly slowFirstTokenMs: number,
-  ) {}
-
-  /** Starts an attempt; its controller stops that attempt's engine alone. */
-  begin(): AbortController {
-    this.#attempt = new AbortController();
-    this.#attemptStarted = this.clock.now();
-    this.#attemptSpoke = false;
-    this.#attemptBytes = 0;
-    this.#estimatedBefore = this.estimated;
-    this.#tokensBefore = this.tokens;
-    this.slow = false;
-    return this.#attempt;
+/** Whether `work` settles within `ms` (false when the time runs out first, or the request is cancelled). */
+async function settlesWithin(work: Promise<unknown>, ms: number, signal: AbortSignal): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  let onAbort: () => void = () => undefined;
+  const late = new Promise<false>((resolve) => {
+    timer = setTimeout(() => resolve(false), ms);
+    onAbort = () => resolve(false);
+    signal.addEventListener("abort", onAbort, { once: true });
+  });
+  try {
+    return await Promise.race([work.then(() => true), late]);
+  } finally {
+    clearTimeout(timer);
+    signal.removeEventListener("abort", onAbort);
   }
-
-  full(): boolean {
-    return this.maxTokens !== undefined && this.tokens >= this.maxTokens;
-  }
-
-  readonly sink: TextSink = (text, tokens, estimated) => {
-    if (this.capped) return;
-    if (this.maxTokens !== undefined && this.tokens + tokens > this.maxTokens) {
-      this.capped = true;
-      this.#attempt.abort();
-      return;
-    }
-    if (!this.#attemptSpoke) {
-      this.#attemptSpoke = true;
-      this.slow = this.clock.now() - this.#attemptStarted > this.slowFirstTokenMs;
-    }
-    this.text += text;
-    this.tokens += tokens;
-    this.#attemptBytes += Buffer.byteLength(text, "utf8");
-    if (estimated === true) this.estimated = true;
-    this.onText(text, tokens, estimated);
-  };
-
-  /**
-   * A finished attempt's result, with what its engine reported clamped to
-   * what is possible: prompt tokens to the prompt's bound, output tokens to
-   * max_tokens and to one per byte written (plus an end token). The replayed
-   * text was input to the replica that finished, so it is in its prompt
-   * count; output is every token the caller received.
-   */
-  finished(result: GenerationResult, current: GenerationRequest): GenerationResult {
-    const promptTokens = Math.min(result.usage.promptTokens, promptTokenBound(current.prompt, current.continuation));
-    const own = Math.min(result.usage.completionTokens, this.#attemptBytes + 1);
-    const completionTokens = Math.min(this.#tokensBefore + own, this.maxTokens ?? Infinity);
-    return {
-      // After a continuation, only the resuming replica's tokens: the one that failed never scored its part.
-      ...(result.logprobs === undefined ? {} : { logprobs: result.logprobs }),
-      finishReason: result.finishReason,
-      usage: { promptTokens, completionTokens, cachedTokens: Math.min(result.usage.cachedTokens, promptTokens) },
-      ...(this.#estimatedBefore || result.usageEstimated === true ? { usageEstimated: true } : {}),
-    };
-  }
-
-  /** The answer ended at max_tokens by the gateway (or the engine died at it): the engine reported no usage. */
-  cut(promptTokens: number | undefined, current: GenerationRequest): GenerationResult {
-    return {
-      finishReason: "length",
-      usage: {
-        promptTokens: promptTokens ?? likelyPromptTokens(current.prompt, current.continuation),
-        completionTokens: this.tokens,
-        cachedTokens: 0,
-      },
-      ...(promptTokens === undefined || this.estimated ? { usageEstimated: true } : {}),
-    };
-  }
-}
-
-/** The request a replacement replica runs: the same prompt, resuming after what was written. */
-function resumed(request: GenerationRequest, written: string, writtenTokens: number): GenerationRequest {
-  const { maxTokens } = request.sampling;
-  return {
-    ...request,
-    continuation: (request.continuation ?? "") + written,
-    sampling: maxTokens === undefined ? request.sampling : { ...request.sampling, maxTokens: maxTokens - writtenTokens },
-  };
 }
 
 /** Counted once with the first replica that has the tokenizer at hand. */

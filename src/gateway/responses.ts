@@ -1,4 +1,5 @@
 import type { FinishReason, TokenLogprob, TokenUsage } from "../core/request.js";
+import type { ChunkIds } from "../engines/engine.js";
 
 /**
  * OpenAI response shapes. Stream chunks are built by string concatenation
@@ -14,6 +15,36 @@ export interface ResponseMeta {
   /** Unix seconds. */
   readonly created: number;
   readonly model: string;
+  /** The client asked for token ids (return_token_ids). */
+  readonly tokenIds?: boolean;
+}
+
+/**
+ * The token ids a client asked for, as an answer's pieces arrive: the
+ * prompt's with the first piece, then each piece's own, for as long as every
+ * piece has had them (an answer resumed from text has none past that point).
+ */
+export class TokenIdsOut {
+  prompt: readonly number[] | undefined;
+  readonly answer: number[] = [];
+  #first = true;
+  #whole = true;
+
+  /** The ids to send with this piece, or undefined for none. */
+  piece(ids: ChunkIds | undefined): { ids: readonly number[]; prompt?: readonly number[] } | undefined {
+    const first = this.#first;
+    this.#first = false;
+    if (first) this.prompt = ids?.prompt;
+    if (ids === undefined || this.prompt === undefined) this.#whole = false;
+    if (!this.#whole) return undefined;
+    this.answer.push(...ids!.ids);
+    return first ? { ids: ids!.ids, prompt: this.prompt! } : { ids: ids!.ids };
+  }
+
+  /** Whole-answer ids for a non-streaming response, where every piece had them. */
+  whole(): { prompt: readonly number[]; answer: readonly number[] } | undefined {
+    return this.#whole && this.prompt !== undefined ? { prompt: this.prompt, answer: this.answer } : undefined;
+  }
 }
 
 export function usageJson(u: TokenUsage): Record<string, unknown> {
@@ -57,17 +88,28 @@ export function logprobsJson(endpoint: Endpoint, logprobs: readonly TokenLogprob
   };
 }
 
-export function completeResponse(meta: ResponseMeta, text: string, finishReason: FinishReason, usage: TokenUsage, servedBy: ServedBy, logprobs?: readonly TokenLogprob[]): Record<string, unknown> {
+export function completeResponse(
+  meta: ResponseMeta,
+  text: string,
+  finishReason: FinishReason,
+  usage: TokenUsage,
+  servedBy: ServedBy,
+  logprobs?: readonly TokenLogprob[],
+  ids?: { readonly prompt: readonly number[]; readonly answer: readonly number[] },
+): Record<string, unknown> {
   const lp = logprobsJson(meta.endpoint, logprobs);
-  const choice =
-    meta.endpoint === "chat"
-      ? { index: 0, message: { role: "assistant", content: text }, logprobs: lp, finish_reason: finishReason }
-      : { index: 0, text, logprobs: lp, finish_reason: finishReason };
+  const chat = meta.endpoint === "chat";
+  // vLLM's places: the prompt's ids on the response for chat, on the choice for completions.
+  const answerIds = ids === undefined ? {} : chat ? { token_ids: ids.answer } : { token_ids: ids.answer, prompt_token_ids: ids.prompt };
+  const choice = chat
+    ? { index: 0, message: { role: "assistant", content: text }, logprobs: lp, finish_reason: finishReason, ...answerIds }
+    : { index: 0, text, logprobs: lp, finish_reason: finishReason, ...answerIds };
   return {
     id: meta.id,
-    object: meta.endpoint === "chat" ? "chat.completion" : "text_completion",
+    object: chat ? "chat.completion" : "text_completion",
     created: meta.created,
     model: meta.model,
+    ...(chat && ids !== undefined ? { prompt_token_ids: ids.prompt } : {}),
     choices: [choice],
     usage: usageJson(usage),
     x_flotilla: servedBy,
@@ -95,8 +137,17 @@ export class ChunkEncoder {
     return `${this.#head}[{"index":0,"delta":{"role":"assistant","content":""},"logprobs":null,"finish_reason":null}]}\n\n`;
   }
 
-  text(text: string): string {
-    return this.#textOpen + JSON.stringify(text) + this.#textClose;
+  /** A piece of text, with its token ids (and the prompt's, with the first) where the client asked for them. */
+  text(text: string, ids?: { readonly ids: readonly number[]; readonly prompt?: readonly number[] }): string {
+    if (ids === undefined) return this.#textOpen + JSON.stringify(text) + this.#textClose;
+    const tokenIds = `"token_ids":[${ids.ids.join(",")}]`;
+    const promptIds = ids.prompt === undefined ? "" : `"prompt_token_ids":[${ids.prompt.join(",")}]`;
+    if (this.#meta.endpoint === "chat") {
+      const top = promptIds === "" ? "" : `,${promptIds}`;
+      return `${this.#head}[{"index":0,"delta":{"content":${JSON.stringify(text)}},"logprobs":null,"finish_reason":null,${tokenIds}}]${top}}\n\n`;
+    }
+    const inChoice = promptIds === "" ? "" : `,${promptIds}`;
+    return `${this.#head}[{"index":0,"text":${JSON.stringify(text)},"logprobs":null,"finish_reason":null,${tokenIds}${inChoice}}]}\n\n`;
   }
 
   /** The last choice chunk; logprobs, where asked for, come whole with it (the local engine scores an answer once it is written). */

@@ -33,6 +33,8 @@ const samplingProperties = {
     ],
   },
   user: { type: "string" },
+  // vLLM's extension: the answer's token ids with its text, and the prompt's as the model read them.
+  return_token_ids: { type: "boolean" },
   // OpenAI's processing tiers; "flex" (cheaper, slower) waits behind interactive traffic here.
   service_tier: { enum: ["auto", "default", "flex", "scale", "priority", null] },
 } as const;
@@ -78,7 +80,14 @@ export const completionSchema = {
   required: ["model", "prompt"],
   properties: {
     ...samplingProperties,
-    prompt: { anyOf: [{ type: "string" }, { type: "array", items: { type: "string" }, minItems: 1, maxItems: 1 }] },
+    // One prompt: text, or the model's token ids (read exactly as given; one list, not several).
+    prompt: {
+      anyOf: [
+        { type: "string" },
+        { type: "array", items: { type: "string" }, minItems: 1, maxItems: 1 },
+        { type: "array", items: { type: "integer", minimum: 0, maximum: 4_294_967_295 }, minItems: 1 },
+      ],
+    },
     echo: { type: "boolean", const: false },
     logprobs: { type: ["integer", "null"], minimum: 0, maximum: 5 },
   },
@@ -94,6 +103,7 @@ interface SamplingBody {
   stream_options?: { include_usage?: boolean } | null;
   stop?: string | string[] | null;
   user?: string;
+  return_token_ids?: boolean;
   service_tier?: "auto" | "default" | "flex" | "scale" | "priority" | null;
 }
 
@@ -107,6 +117,6 @@ export interface ChatCompletionBody extends SamplingBody {
 }
 
 export interface CompletionBody extends SamplingBody {
-  prompt: string | [string];
+  prompt: string | [string] | number[];
   logprobs?: number | null;
 }

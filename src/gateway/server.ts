@@ -22,7 +22,7 @@ import { judgeLightLeg, replay, target, type Verdict } from "./cascades.js";
 import { registerTenancyRoutes } from "./tenancy-routes.js";
 import { Dispatcher, type Dispatched } from "./dispatcher.js";
 import { toHttpError, type HttpError } from "./errors.js";
-import { ChunkEncoder, completeResponse, type Endpoint, type ResponseMeta, type ServedBy } from "./responses.js";
+import { ChunkEncoder, TokenIdsOut, completeResponse, type Endpoint, type ResponseMeta, type ServedBy } from "./responses.js";
 import { chatCompletionSchema, completionSchema, type ChatCompletionBody, type CompletionBody } from "./schemas.js";
 import { chatRequest, completionRequest } from "./translate.js";
 
@@ -227,10 +227,10 @@ export function createGatewayWithShutdown(opts: GatewayOptions): Gateway {
     // Only a stream delivers before it ends: a non-streaming answer that fails delivered nothing.
     let streamedTokens = 0;
     let streamedEstimated = false;
-    const counted = (onText: TextSink): TextSink => (text, tokens, estimated) => {
+    const counted = (onText: TextSink): TextSink => (text, tokens, estimated, ids) => {
       streamedTokens += tokens;
       if (estimated === true) streamedEstimated = true;
-      onText(text, tokens, estimated);
+      onText(text, tokens, estimated, ids);
     };
     const onAttempt = (replica: Replica): void => {
       lastReplica = replica.id;
@@ -281,7 +281,7 @@ export function createGatewayWithShutdown(opts: GatewayOptions): Gateway {
         }
       }
       if (kept === undefined) await admitTo(answerModel);
-      const meta: ResponseMeta = { endpoint, id, created: Math.floor(clock.epochMs() / 1000), model: answerModel.name };
+      const meta: ResponseMeta = { endpoint, id, created: Math.floor(clock.epochMs() / 1000), model: answerModel.name, tokenIds: body.return_token_ids === true };
       const run = async (onText: TextSink, attempt: (r: Replica) => void): Promise<Dispatched> =>
         kept === undefined ? dispatcher.run(answerModel, generation, onText, cancel.signal, attempt, routing) : replay(kept, onText, attempt);
       if (body.stream === true) {
@@ -294,12 +294,16 @@ export function createGatewayWithShutdown(opts: GatewayOptions): Gateway {
         return;
       }
       const parts: string[] = [];
+      const ids = new TokenIdsOut();
       result = await run(
-        watch.sink((t) => parts.push(t)),
+        watch.sink((t, _n, _e, chunkIds) => {
+          parts.push(t);
+          ids.piece(chunkIds);
+        }),
         onAttempt,
       );
       void reply.header("x-flotilla-replica", result.replica.id);
-      await reply.send(completeResponse(meta, parts.join(""), result.finishReason, result.usage, extension(result), result.logprobs));
+      await reply.send(completeResponse(meta, parts.join(""), result.finishReason, result.usage, extension(result), result.logprobs, meta.tokenIds === true ? ids.whole() : undefined));
     } catch (err) {
       failure = err;
       watch.failed(err);
@@ -385,6 +389,7 @@ async function stream(
   run: (onText: TextSink, onAttempt: (replica: Replica) => void) => ReturnType<Dispatcher["run"]>,
 ): Promise<Dispatched | undefined> {
   const encoder = new ChunkEncoder(meta);
+  const ids = meta.tokenIds === true ? new TokenIdsOut() : undefined;
   const raw = reply.raw;
   let open = false;
   let replicaId = "";
@@ -411,14 +416,14 @@ async function stream(
   };
   try {
     const result = await run(
-      (text) => {
+      (text, _tokens, _estimated, chunkIds) => {
         if (!open) openStream();
         if (!corked) {
           corked = true;
           raw.cork();
           process.nextTick(uncork);
         }
-        raw.write(encoder.text(text));
+        raw.write(encoder.text(text, ids?.piece(chunkIds)));
       },
       (replica) => {
         replicaId = replica.id;

@@ -20,9 +20,10 @@ export function chatRequest(id: string, body: ChatCompletionBody): GenerationReq
 }
 
 export function completionRequest(id: string, body: CompletionBody): GenerationRequest {
-  const text = typeof body.prompt === "string" ? body.prompt : body.prompt[0];
+  const given = body.prompt;
+  const prompt: Prompt =
+    typeof given === "string" ? { kind: "text", text: given } : typeof given[0] === "number" ? { kind: "tokens", ids: given as number[] } : { kind: "text", text: given[0] as string };
   // OpenAI's legacy default for completions is 16 tokens.
-  const prompt: Prompt = { kind: "text", text };
   return { id, prompt, sampling: sampling(body, body.max_tokens ?? 16, body.logprobs ?? undefined) };
 }
 

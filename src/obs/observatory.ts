@@ -608,7 +608,7 @@ class Watch implements RequestWatch {
   }
 
   sink(onText: TextSink): TextSink {
-    return (text, tokens, estimated) => {
+    return (text, tokens, estimated, ids) => {
       if (this.firstAt < 0) this.#first();
       this.tokens += tokens;
       const s = this.#current;
@@ -617,7 +617,7 @@ class Watch implements RequestWatch {
         s.resident += tokens;
         this.#resident += tokens;
       }
-      onText(text, tokens, estimated);
+      onText(text, tokens, estimated, ids);
     };
   }
 

@@ -36,6 +36,9 @@ export interface Candidate {
   readonly queueWaitMs?: number;
   /** The caller's own predicted time to first token; overrides every other TTFT input. */
   readonly predictedTtftMs?: number;
+  /** Requests in a row the replica has failed (its breaker's count), and whether it has answered since its last failure: its record, which retries prefer. */
+  readonly failures?: number;
+  readonly proven?: boolean;
   /** Serving cost of this replica in USD per million tokens, and energy in joules per token. */
   readonly usdPerMTok?: number;
   readonly joulesPerToken?: number;

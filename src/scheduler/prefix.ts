@@ -125,7 +125,12 @@ export function sharedPrefixBlocks(a: ArrayLike<number>, b: ArrayLike<number>): 
  * answer so far, replayed on another replica).
  */
 export function promptHashText(prompt: Prompt, continuation?: string): string {
-  const body = prompt.kind === "text" ? prompt.text : prompt.messages.map((m) => `\u0001${m.role}\u0002${m.content}`).join("");
+  const body =
+    prompt.kind === "text"
+      ? prompt.text
+      : prompt.kind === "tokens"
+        ? prompt.ids.map((id) => String.fromCodePoint(id % 0x10ffff)).join("") // one character per id
+        : prompt.messages.map((m) => `\u0001${m.role}\u0002${m.content}`).join("");
   return continuation === undefined ? body : body + continuation;
 }
 

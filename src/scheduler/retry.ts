@@ -9,6 +9,11 @@
  * again (its engine answers and its breaker admits it), after a backoff.
  * So a replica that failed once and recovered can take the answer back when
  * the others fail too, instead of the request failing with budget left.
+ *
+ * Among the replicas a retry may go to, the best record wins: one that has
+ * answered since its last failure, then one with no failures counted, then
+ * the rest. With one good replica among many bad, a retry lands on the good
+ * one instead of on the next bad one.
  */
 import type { Candidate } from "./pipeline.js";
 
@@ -46,8 +51,21 @@ export interface RetryChoice {
 export function retryCandidates(candidates: readonly Candidate[], failed: ReadonlySet<number>): RetryChoice {
   if (failed.size === 0) return { candidates: [...candidates], revisiting: false };
   const fresh = candidates.some((c) => c.ready && !failed.has(c.index));
-  if (fresh) return { candidates: candidates.map((c) => (failed.has(c.index) ? { ...c, ready: false } : c)), revisiting: false };
+  if (fresh) return { candidates: bestRecord(candidates.map((c) => (failed.has(c.index) ? { ...c, ready: false } : c))), revisiting: false };
   return { candidates: [...candidates], revisiting: true };
+}
+
+/** 2: answered since its last failure; 1: no failures counted; 0: failing. */
+function record(c: Candidate): number {
+  if ((c.failures ?? 0) > 0) return 0;
+  return c.proven === true ? 2 : 1;
+}
+
+/** Only the ready candidates with the best record stay ready. */
+export function bestRecord(candidates: readonly Candidate[]): Candidate[] {
+  let best = -1;
+  for (const c of candidates) if (c.ready) best = Math.max(best, record(c));
+  return candidates.map((c) => (c.ready && record(c) < best ? { ...c, ready: false } : c));
 }
 
 /** The wait before attempt `attempt` (2 for the first retry) when it revisits a replica that failed. */

@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { ensureDefaultModel } from "../../src/gguf/default-model.js";
 import { NUSD_PER_USD } from "../../src/store/types.js";
-import { eventually, eventuallyAsync, startGateway, totalActive, type RunningGateway } from "../helpers.js";
+import { afterStreamed, eventually, eventuallyAsync, startGateway, totalActive, type RunningGateway } from "../helpers.js";
 import { admin, post, readStream, sqliteBackend, startTenantGateway, streamOnce, type TenantGateway } from "./harness.js";
 
 const ADMIN = "test-admin-token-123";
@@ -294,8 +294,9 @@ describe("a mid-stream failover is one ledger row", () => {
       return readStream(res);
     })();
     await eventually(() => upstreams.some((u) => totalActive(u.fleet) > 0), 5_000, "an upstream to be generating");
-    await new Promise((r) => setTimeout(r, 30));
-    upstreams.find((u) => totalActive(u.fleet) > 0)!.app.server.closeAllConnections();
+    const busy = upstreams.find((u) => totalActive(u.fleet) > 0)!;
+    await afterStreamed(busy.url, 20); // mid-answer: the other upstream resumes it
+    busy.app.server.closeAllConnections();
     const { events, done } = await pending;
     assert.ok(done);
     const last = events.at(-1)! as { usage: { completion_tokens: number; prompt_tokens: number }; x_flotilla: Record<string, number | string> };

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import type { Candidate } from "../../src/scheduler/pipeline.js";
-import { DEFAULT_RETRY, backoffMs, isRetryable, retryCandidates } from "../../src/scheduler/retry.js";
+import { DEFAULT_RETRY, backoffMs, bestRecord, isRetryable, retryCandidates } from "../../src/scheduler/retry.js";
 
 const replica = (index: number, ready = true): Candidate => ({ index, ready, active: 0, queued: 0, slots: 1, maxQueue: 1, contextSize: undefined });
 const readyOnes = (cs: readonly Candidate[]): number[] => cs.filter((c) => c.ready).map((c) => c.index);
@@ -36,6 +36,19 @@ describe("retry rules", () => {
       ["deadline_exceeded", true, false],
     ];
     for (const [code, afterOutput, expected] of table) assert.equal(isRetryable(code, afterOutput), expected, `${code} ${afterOutput ? "after" : "before"} output`);
+  });
+
+  it("a retry goes to the best record: answered since its last failure, then no failures, then the rest (table)", () => {
+    const with_ = (index: number, failures: number, proven: boolean, ready = true): Candidate => ({ ...replica(index, ready), failures, proven });
+    const cases: { name: string; candidates: Candidate[]; failed: number[]; ready: number[] }[] = [
+      { name: "one good among unknowns and failing ones: only the good one", candidates: [with_(0, 1, false), with_(1, 0, true), with_(2, 0, false), with_(3, 2, false)], failed: [0], ready: [1] },
+      { name: "no proven one: those with no failures counted", candidates: [with_(0, 1, false), with_(1, 0, false), with_(2, 2, false)], failed: [0], ready: [1] },
+      { name: "all failing: all of them, rather than none", candidates: [with_(0, 1, false), with_(1, 1, false), with_(2, 2, false)], failed: [0], ready: [1, 2] },
+      { name: "a proven replica that is not ready does not hold the others back", candidates: [with_(0, 1, false), with_(1, 0, true, false), with_(2, 0, false)], failed: [0], ready: [2] },
+      { name: "a first attempt is routed over everything ready", candidates: [with_(0, 1, false), with_(1, 0, true)], failed: [], ready: [0, 1] },
+    ];
+    for (const c of cases) assert.deepEqual(readyOnes(retryCandidates(c.candidates, new Set(c.failed)).candidates), c.ready, c.name);
+    assert.deepEqual(readyOnes(bestRecord([replica(0), replica(1)])), [0, 1], "candidates without a record are all equal");
   });
 
   it("backs off exponentially up to a ceiling", () => {
