@@ -83,6 +83,7 @@ async function serve(opts: ServeOptions): Promise<void> {
     requestTimeoutMs: config.server.request_timeout_ms,
     readyWaitMs: config.server.ready_wait_ms,
     ...(config.server.eject_slow_first_token_ms === undefined ? {} : { slowFirstTokenMs: config.server.eject_slow_first_token_ms }),
+    hedge: config.server.hedge_first_token,
     ...(adminToken === undefined ? {} : { adminToken }),
     metricsPublic: config.server.metrics_public,
     ...(config.server.body_limit_bytes === undefined ? {} : { bodyLimit: config.server.body_limit_bytes }),

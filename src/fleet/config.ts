@@ -114,6 +114,11 @@ export const fleetConfig = z
         eject_after_failures: z.number().int().min(1).default(3),
         /** A first token slower than this counts as a failure for the breaker (off when absent). */
         eject_slow_first_token_ms: z.number().int().min(1).optional(),
+        /**
+         * An attempt with no first token after 3x the recent p90 (100 ms to 2 s, never past
+         * eject_slow_first_token_ms) runs again on a replica with a free slot; the first to speak keeps the answer.
+         */
+        hedge_first_token: z.boolean().default(true),
         /** How long an ejected replica rests before one trial request. */
         eject_cooldown_ms: z.number().int().min(0).default(5_000),
         /** On shutdown, how long in-flight requests get to finish. */

@@ -45,6 +45,8 @@ export interface GatewayOptions {
   readonly readyWaitMs?: number;
   /** A first token slower than this counts against the replica's circuit breaker. */
   readonly slowFirstTokenMs?: number;
+  /** Hedge an attempt that is slow to its first token on a replica with a free slot (default true). */
+  readonly hedge?: boolean;
   /** Keys, limits and the usage ledger; without one every caller is anonymous and unmetered. */
   readonly tenancy?: Tenancy;
   /** Requests that wait for capacity, per model, before 429 (default: the sum of its replicas' max_queue); and per tenant (default: no own limit). */
@@ -92,6 +94,7 @@ export function createGatewayWithShutdown(opts: GatewayOptions): Gateway {
     clock,
     ...(opts.readyWaitMs === undefined ? {} : { readyWaitMs: opts.readyWaitMs }),
     ...(opts.slowFirstTokenMs === undefined ? {} : { slowFirstTokenMs: opts.slowFirstTokenMs }),
+    ...(opts.hedge === undefined ? {} : { hedge: { enabled: opts.hedge } }),
     ...(opts.routeHints === undefined ? {} : { routeHints: (r: Replica) => opts.routeHints!(r.id) }),
     ...(opts.ttftSloMs === undefined ? {} : { ttftSloMs: opts.ttftSloMs }),
   });

@@ -96,7 +96,7 @@ export function createMetrics(obs: Observatory): Registry {
   replicaCounter("flotilla_input_tokens_total", "Prompt tokens processed by successful requests (replayed text of a continuation included), by the replica that finished.", (s) => s.inputTokens);
   replicaCounter("flotilla_cached_input_tokens_total", "Prompt tokens served from the engine's KV cache instead of recomputed.", (s) => s.cachedTokens);
   replicaCounter("flotilla_output_tokens_total", "Output tokens generated, counted as they stream, by the replica that generated them.", (s) => s.outputTokens);
-  replicaCounter("flotilla_failovers_total", "Attempts that failed before any output and were retried on another replica, by the replica that failed.", (s) => s.failovers);
+  replicaCounter("flotilla_failovers_total", "Attempts that failed before any output and were retried on another replica, or lost the first token to a hedge, by the replica that failed or lost.", (s) => s.failovers);
   replicaCounter("flotilla_continuations_total", "Answers resumed on another replica after this one failed mid-stream.", (s) => s.continuations);
   new Counter({
     name: "flotilla_cascade_escalations_total",
