@@ -1,6 +1,7 @@
 import type { Engine } from "../engines/engine.js";
 import type { ReplicaHealth } from "./health.js";
 import type { Candidate } from "../scheduler/pipeline.js";
+import { phaseAdmits } from "../scheduler/replica-state.js";
 
 /** One engine serving one model, as the controller tracks it. */
 export interface Replica {
@@ -74,7 +75,8 @@ export class Fleet {
  * ejected (a burst of failures during an outage trips them all), they are
  * offered anyway, as Envoy's panic threshold does, rather than failing every
  * request with 503. A `resume` (the rest of an answer another replica broke
- * off) may go to a draining replica too: draining refuses only new work.
+ * off) may go to a draining or terminating replica too; a removed one is
+ * never offered (src/scheduler/replica-state.ts).
  */
 export function candidatesOf(model: ServedModel, resume = false): Candidate[] {
   let anyAdmitted = false;
@@ -99,6 +101,6 @@ export function candidatesOf(model: ServedModel, resume = false): Candidate[] {
   if (anyAdmitted) return candidates;
   return candidates.map((c) => {
     const r = model.replicas[c.index]!;
-    return r.engine.isReady() && (resume || !r.health.draining) ? { ...c, ready: true } : c;
+    return r.engine.isReady() && phaseAdmits(r.health.phase, resume) ? { ...c, ready: true } : c;
   });
 }

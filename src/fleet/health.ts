@@ -1,4 +1,5 @@
 import type { Clock } from "../core/clock.js";
+import { phaseAdmits, type ReplicaPhase } from "../scheduler/replica-state.js";
 
 export interface BreakerOptions {
   /** Consecutive failures that eject a replica. */
@@ -9,7 +10,7 @@ export interface BreakerOptions {
 
 export const DEFAULT_BREAKER: BreakerOptions = { failureThreshold: 3, cooldownMs: 5_000 };
 
-export type HealthState = "healthy" | "ejected" | "half-open" | "draining" | "not-ready";
+export type HealthState = "healthy" | "ejected" | "half-open" | "draining" | "terminating" | "removed" | "not-ready";
 
 /**
  * Passive health of one replica: a circuit breaker fed by the outcomes of
@@ -24,7 +25,7 @@ export class ReplicaHealth {
   #open = false;
   #openedAt = 0;
   #trialInFlight = false;
-  #draining = false;
+  #phase: ReplicaPhase = "serving";
   #engineWasReady = true;
   #proven = false;
 
@@ -34,12 +35,12 @@ export class ReplicaHealth {
   }
 
   /**
-   * Whether the router may send this replica a request now. A draining
-   * replica takes no new requests, but may take the rest of an answer
-   * another replica broke off (`resume`): draining is for new work.
+   * Whether the router may send this replica a request now: its phase allows
+   * it (a draining or terminating replica takes only the rest of an answer
+   * another replica broke off, `resume`), and its breaker does.
    */
   admits(resume = false): boolean {
-    if (this.#draining && !resume) return false;
+    if (!phaseAdmits(this.#phase, resume)) return false;
     if (!this.#open) return true;
     // After the cooldown exactly one trial goes through; its outcome decides.
     return this.#clock.now() - this.#openedAt >= this.#opts.cooldownMs && !this.#trialInFlight;
@@ -95,16 +96,26 @@ export class ReplicaHealth {
     }
   }
 
+  get phase(): ReplicaPhase {
+    return this.#phase;
+  }
+
+  set phase(phase: ReplicaPhase) {
+    this.#phase = phase;
+  }
+
+  /** Draining is the operator's switch: serving again when turned off. */
   get draining(): boolean {
-    return this.#draining;
+    return this.#phase === "draining";
   }
 
   set draining(on: boolean) {
-    this.#draining = on;
+    if (on && this.#phase === "serving") this.#phase = "draining";
+    if (!on && this.#phase === "draining") this.#phase = "serving";
   }
 
   state(engineReady: boolean): HealthState {
-    if (this.#draining) return "draining";
+    if (this.#phase !== "serving") return this.#phase;
     if (!engineReady) return "not-ready";
     if (!this.#open) return "healthy";
     return this.#clock.now() - this.#openedAt >= this.#opts.cooldownMs ? "half-open" : "ejected";

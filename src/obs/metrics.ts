@@ -13,7 +13,7 @@ import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom
 import type { HealthState } from "../fleet/health.js";
 import { E2E_BUCKETS_S, TPOT_BUCKETS_S, TTFT_BUCKETS_S, type Observatory, type ReplicaStats } from "./observatory.js";
 
-const HEALTH_STATES: readonly HealthState[] = ["healthy", "half-open", "ejected", "draining", "not-ready"];
+const HEALTH_STATES: readonly HealthState[] = ["healthy", "half-open", "ejected", "draining", "terminating", "removed", "not-ready"];
 
 /** Builds the registry for one gateway; several gateways in one process each have their own. */
 export function createMetrics(obs: Observatory): Registry {

@@ -306,6 +306,7 @@ function healthOf(state) {
     case "half-open":
       return "degraded";
     case "draining":
+    case "terminating":
       return "draining";
     default:
       return "unhealthy";
