@@ -61,6 +61,8 @@ export class OpenAIEngine implements Engine {
   #probeTimer: NodeJS.Timeout | undefined;
   #probing = false;
   #closed = false;
+  /** Ask for vLLM's extensions (token ids, running usage) until the server refuses them by name. */
+  #extensions = true;
 
   constructor(opts: OpenAIEngineOptions) {
     this.#opts = opts;
@@ -127,7 +129,14 @@ export class OpenAIEngine implements Engine {
     if (this.#closed) throw new FlotillaError("engine_unavailable", "the engine is shut down");
     const slot = await this.#slots.acquire(signal);
     try {
-      return await this.#stream(request, onText, signal);
+      try {
+        return await this.#stream(request, onText, signal);
+      } catch (err) {
+        if (!(err instanceof ExtensionsRefused) || !this.#extensions) throw err;
+        // A strict server (OpenAI's own) refuses fields it does not know: ask again without them, and from now on.
+        this.#extensions = false;
+        return await this.#stream(request, onText, signal);
+      }
     } catch (err) {
       if (signal.aborted) throw new FlotillaError("cancelled", "generation was cancelled", { cause: err });
       if (err instanceof FlotillaError) throw err;
@@ -153,6 +162,7 @@ export class OpenAIEngine implements Engine {
     });
     if (res.statusCode !== 200) {
       const text = await res.body.text();
+      if (res.statusCode === 400 && this.#extensions && /return_token_ids|continuous_usage_stats/.test(text)) throw new ExtensionsRefused();
       throw upstreamError(res.statusCode, text);
     }
     let finish: FinishReason | undefined;
@@ -217,8 +227,8 @@ export class OpenAIEngine implements Engine {
       stream: true,
       // continuous_usage_stats (vLLM, SGLang): a running token count in every chunk, so a chunk of
       // several tokens counts as several; servers without it ignore the field.
-      stream_options: { include_usage: true, continuous_usage_stats: true },
-      return_token_ids: true,
+      stream_options: this.#extensions ? { include_usage: true, continuous_usage_stats: true } : { include_usage: true },
+      ...(this.#extensions ? { return_token_ids: true } : {}),
     };
     const continuation = request.continuation ?? "";
     const resume = request.continuationIds;
@@ -337,6 +347,9 @@ class UpstreamIds {
     return first ? { ids, prompt: this.#prompt } : { ids };
   }
 }
+
+/** The upstream answered 400 naming one of the extension fields it was sent. */
+class ExtensionsRefused extends Error {}
 
 const CHAT_PATH = "/v1/chat/completions";
 const COMPLETIONS_PATH = "/v1/completions";

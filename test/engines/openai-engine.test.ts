@@ -174,3 +174,39 @@ describe("failover before the first token", () => {
     }
   });
 });
+
+describe("the openai engine against a strict server", () => {
+  it("asks again without vLLM's extensions when the server refuses them by name, and stops sending them", async () => {
+    const bodies: Record<string, unknown>[] = [];
+    const strict: Server = createServer((req, res) => {
+      let raw = "";
+      req.on("data", (d: Buffer) => (raw += d.toString()));
+      req.on("end", () => {
+        if (req.url === "/health") return void res.end("ok");
+        const body = JSON.parse(raw) as Record<string, unknown>;
+        bodies.push(body);
+        // OpenAI's own answer to a field it does not know.
+        if ("return_token_ids" in body || JSON.stringify(body.stream_options).includes("continuous_usage_stats")) {
+          res.writeHead(400, { "content-type": "application/json" });
+          return void res.end(JSON.stringify({ error: { message: "Unrecognized request argument supplied: return_token_ids", type: "invalid_request_error" } }));
+        }
+        res.writeHead(200, { "content-type": "text/event-stream" });
+        res.end(`data: ${JSON.stringify({ choices: [{ index: 0, text: "fine", finish_reason: "stop" }] })}\n\ndata: [DONE]\n\n`);
+      });
+    });
+    await new Promise<void>((r) => strict.listen(0, "127.0.0.1", r));
+    const gw = await startGateway({ models: [{ name: "m", replicas: [{ engine: "openai", url: `http://127.0.0.1:${(strict.address() as AddressInfo).port}`, upstream_model: "gpt" }] }] });
+    try {
+      for (let i = 0; i < 2; i++) {
+        const res = await fetch(`${gw.url}/v1/completions`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ model: "m", prompt: "hi" }) });
+        assert.equal(res.status, 200);
+        assert.equal(((await res.json()) as { choices: { text: string }[] }).choices[0]!.text, "fine");
+      }
+      assert.equal(bodies.length, 3, "one refusal, then one request each");
+      assert.ok(!("return_token_ids" in bodies[2]!), "the second request no longer asks");
+    } finally {
+      await gw.close();
+      strict.close();
+    }
+  });
+});
