@@ -1,6 +1,33 @@
 import js from "@eslint/js";
 import tseslint from "typescript-eslint";
 
+/**
+ * The layers of src/, lowest first. A folder imports only from the folders
+ * before it: core knows nothing above it, the gateway may use everything
+ * but the CLI. README ("Layout") lists the same order.
+ */
+export const LAYERS = ["core", "gguf", "hardware", "engines", "scheduler", "sim", "fleet", "store", "metering", "obs", "gateway", "cli"];
+
+const layerRules = LAYERS.map((layer, i) => {
+  const above = LAYERS.slice(i + 1);
+  return {
+    files: [`src/${layer}/**/*.ts`],
+    rules: {
+      "no-restricted-imports": [
+        "error",
+        {
+          patterns: above.length === 0 ? [] : [
+            {
+              group: above.flatMap((up) => [`../${up}/*`, `../../${up}/*`]),
+              message: `src/${layer}/ may import only from ${LAYERS.slice(0, i).join(", ") || "nothing else in src"} (the layers, README "Layout"): move what both need down a layer, or pass it in from above.`,
+            },
+          ],
+        },
+      ],
+    },
+  };
+});
+
 export default tseslint.config(
   { ignores: ["dist/", "node_modules/", "scratch/", "bench/out/"] },
   js.configs.recommended,
@@ -13,4 +40,5 @@ export default tseslint.config(
       eqeqeq: ["error", "always", { null: "ignore" }],
     },
   },
+  ...layerRules,
 );

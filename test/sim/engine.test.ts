@@ -4,7 +4,7 @@ import { ManualClock } from "../../src/core/clock.js";
 import type { FlotillaError } from "../../src/core/errors.js";
 import type { GenerationRequest } from "../../src/core/request.js";
 import type { Engine } from "../../src/engines/engine.js";
-import { SimEngine, textBlocks } from "../../src/engines/sim.js";
+import { SimEngine, textBlocks } from "../../src/sim/engine.js";
 import { Fleet, type Replica } from "../../src/fleet/fleet.js";
 import { ReplicaHealth } from "../../src/fleet/health.js";
 import { Dispatcher } from "../../src/gateway/dispatcher.js";

@@ -17,8 +17,8 @@ import type { GenerationRequest, GenerationResult, Prompt } from "../core/reques
 import { promptText } from "../core/request.js";
 import { findHardware, findModel, findPrecision, makeEnergyProfile, makePerfProfile, smallestFittingTp } from "../hardware/index.js";
 import type { PerfProfile } from "../hardware/index.js";
-import { ReplicaModel, SimSeq } from "../sim/replica.js";
-import type { Engine, EngineLoad, TextSink } from "./engine.js";
+import { ReplicaModel, SimSeq } from "./replica.js";
+import type { Engine, EngineLoad, TextSink } from "../engines/engine.js";
 
 export interface SimEngineOptions {
   readonly hardware: string;
