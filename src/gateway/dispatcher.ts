@@ -16,7 +16,7 @@ import { sleep } from "./sleep.js";
 export interface Dispatched extends GenerationResult {
   /** The replica that finished the answer. */
   readonly replica: Replica;
-  /** Replicas tried, the last one included. */
+  /** Attempts made, hedges and the last one included. */
   readonly attempts: number;
   /** Times another replica resumed an answer mid-stream. */
   readonly continuations: number;
@@ -28,8 +28,9 @@ const NO_FAILURES: ReadonlySet<number> = new Set();
 const CHARS_PER_TOKEN = 4;
 
 /**
- * Runs one request on the fleet: the router's decision, the engine call, and
- * a retry on another replica when one fails before its first token.
+ * Runs one request on the fleet: the router's decision, the engine call, a
+ * hedge when the first token is late, a retry on another replica when one
+ * fails before its first token, and a resume when one fails mid-answer.
  */
 export class Dispatcher {
   readonly #fleet: Fleet;
