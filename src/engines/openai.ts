@@ -52,7 +52,8 @@ type UpstreamChunk = {
  */
 export class OpenAIEngine implements Engine {
   readonly kind = "openai";
-  readonly contextSize: number | undefined;
+  /** The context window as configured, else as the server reports it (vLLM's max_model_len on /v1/models). */
+  #contextSize: number | undefined;
   readonly #opts: OpenAIEngineOptions;
   readonly #pool: Pool;
   readonly #slots: SlotPool<number>;
@@ -66,7 +67,7 @@ export class OpenAIEngine implements Engine {
 
   constructor(opts: OpenAIEngineOptions) {
     this.#opts = opts;
-    this.contextSize = opts.contextSize;
+    this.#contextSize = opts.contextSize;
     const origin = new URL(opts.url);
     this.#pool = new Pool(origin.origin, {
       connections: opts.connections ?? 32,
@@ -78,6 +79,10 @@ export class OpenAIEngine implements Engine {
     this.#slots = new SlotPool(Array.from({ length: parallel }, (_, i) => i), opts.maxQueue ?? 256);
     this.#headers = { "content-type": "application/json", accept: "text/event-stream" };
     if (opts.apiKey !== undefined) this.#headers.authorization = `Bearer ${opts.apiKey}`;
+  }
+
+  get contextSize(): number | undefined {
+    return this.#contextSize;
   }
 
   async start(): Promise<void> {
@@ -233,8 +238,15 @@ export class OpenAIEngine implements Engine {
     const continuation = request.continuation ?? "";
     const resume = request.continuationIds;
     let path = COMPLETIONS_PATH;
-    if (resume !== undefined) body.prompt = [...resume.prompt, ...resume.answer];
-    else if (prompt.kind === "tokens") {
+    // A completion defaults to 16 tokens (OpenAI, vLLM, SGLang): resuming an answer with no limit of its own from ids needs
+    // the room left in the window, and without a known window the chat resumes from text instead.
+    const idsPrompt = resume === undefined ? undefined : [...resume.prompt, ...resume.answer];
+    const room = idsPrompt === undefined || this.#contextSize === undefined ? undefined : this.#contextSize - idsPrompt.length;
+    const byIds = idsPrompt !== undefined && (sampling.maxTokens !== undefined || (room !== undefined && room > 0));
+    if (byIds) {
+      body.prompt = idsPrompt;
+      body.max_tokens = sampling.maxTokens ?? room;
+    } else if (prompt.kind === "tokens") {
       if (continuation.length > 0) throw new FlotillaError("invalid_request", "a prompt of token ids cannot be resumed from text on a remote engine", { param: "prompt" });
       body.prompt = prompt.ids;
     } else if (prompt.kind === "text") body.prompt = prompt.text + continuation;
@@ -267,7 +279,9 @@ export class OpenAIEngine implements Engine {
     for (const path of ["/health", "/v1/models"]) {
       try {
         const res = await this.#pool.request({ method: "GET", path, headers: this.#headers, signal: AbortSignal.timeout(2_000) });
-        await res.body.dump();
+        if (res.statusCode === 200 && path === "/v1/models") this.#readContext(await res.body.text());
+        else await res.body.dump();
+        if (res.statusCode === 200 && path === "/health" && this.#contextSize === undefined) await this.#askContext();
         if (res.statusCode === 200) return true;
         if (res.statusCode === 503) return false; // loading: /health is authoritative
       } catch {
@@ -275,6 +289,27 @@ export class OpenAIEngine implements Engine {
       }
     }
     return false;
+  }
+
+  /** The server's context window, once, where it lists it (vLLM, SGLang and Flotilla do, as max_model_len). */
+  async #askContext(): Promise<void> {
+    try {
+      const res = await this.#pool.request({ method: "GET", path: "/v1/models", headers: this.#headers, signal: AbortSignal.timeout(2_000) });
+      if (res.statusCode === 200) this.#readContext(await res.body.text());
+      else await res.body.dump();
+    } catch {
+      // the window stays unknown; the next probe asks again
+    }
+  }
+
+  #readContext(body: string): void {
+    if (this.#opts.contextSize !== undefined) return;
+    try {
+      const listed = (JSON.parse(body) as { data?: { id?: string; max_model_len?: unknown }[] }).data?.find((m) => m.id === this.#opts.upstreamModel);
+      if (typeof listed?.max_model_len === "number" && Number.isInteger(listed.max_model_len) && listed.max_model_len > 0) this.#contextSize = listed.max_model_len;
+    } catch {
+      // not JSON: unknown
+    }
   }
 
   async close(): Promise<void> {

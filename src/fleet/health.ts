@@ -74,9 +74,14 @@ export class ReplicaHealth {
     return this.#failures;
   }
 
-  /** It has answered a request since it last failed one. */
+  /** It has begun an answer (its first token came) since it last failed one. */
   get proven(): boolean {
     return this.#proven;
+  }
+
+  /** Its first token came: evidence it serves, before the answer is whole. */
+  spoke(): void {
+    this.#proven = true;
   }
 
   succeeded(): void {

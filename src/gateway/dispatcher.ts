@@ -8,7 +8,7 @@ import { promptBlockHashes } from "../scheduler/prefix.js";
 import { policyReadsPrefix } from "../scheduler/scorers.js";
 import { PrefixIndex } from "../scheduler/prefix-index.js";
 import { DEFAULT_HEDGE, FirstTokenLatency, hedgeCandidates, hedgeDelayMs, type HedgePolicy } from "../scheduler/hedge.js";
-import { DEFAULT_RETRY, backoffMs, bestRecord, isRetryable, retryCandidates, type RetryChoice, type RetryPolicy } from "../scheduler/retry.js";
+import { DEFAULT_RETRY, attemptBudget, backoffMs, bestRecord, isRetryable, retryCandidates, type RetryChoice, type RetryPolicy } from "../scheduler/retry.js";
 import { Answer, resumed, type Attempt } from "./answer.js";
 import type { RouteHints } from "../metering/pricing.js";
 import { sleep } from "./sleep.js";
@@ -24,6 +24,8 @@ export interface Dispatched extends GenerationResult {
 
 const NO_BLOCKS: readonly number[] = [];
 const NO_FAILURES: ReadonlySet<number> = new Set();
+/** Hedges one round may add to its first attempt: a hedge that lands on a silent replica too gets one more chance. */
+const MAX_HEDGES = 2;
 /** Blocks are characters, the TTFT scorer counts tokens: ~4 characters per token in English text. */
 const CHARS_PER_TOKEN = 4;
 
@@ -152,14 +154,15 @@ export class Dispatcher {
     let continuations = 0;
     let attempts = 0;
     let lastReplica: Replica | undefined;
-    while (attempts < this.#retry.maxAttempts) {
+    const budget = attemptBudget(this.#retry, model.replicas.length);
+    while (attempts < budget) {
       if (lastReplica !== undefined && answer.full()) {
         // The replica died after its last token: the answer is whole.
         return { ...answer.cut(countPromptTokens(model, request), request), replica: lastReplica, attempts, continuations };
       }
       const current = answer.text.length === 0 ? request : resumed(request, answer);
       const replica = await this.#pick(model, current, { failed, attempt: attempts + 1, lastError, resume: answer.text.length > 0 }, signal, routing);
-      const round = await this.#round(model, current, replica, answer, signal, failed, onAttempt);
+      const round = await this.#round(model, current, replica, answer, signal, failed, budget - attempts, onAttempt);
       attempts += round.started;
       lastReplica = round.attempt.replica;
       const { result, error } = round.attempt;
@@ -175,10 +178,11 @@ export class Dispatcher {
   }
 
   /**
-   * One round of attempts at (the rest of) the answer: `first`, and, when it
-   * has not spoken within the hedge delay, the same request on another
-   * replica with a free slot. The first to speak keeps the answer and the
-   * other is stopped. Returns once the attempt that spoke has ended, or
+   * One round of attempts at (the rest of) the answer: `first`, and, each
+   * time the latest attempt has not spoken within the hedge delay, the same
+   * request on another replica with a free slot (up to MAX_HEDGES). The
+   * first to speak keeps the answer and the others are stopped. Returns
+   * once the attempt that spoke has ended, or
    * every attempt has failed without speaking; every replica's breaker
    * hears how its attempt went.
    */
@@ -189,6 +193,7 @@ export class Dispatcher {
     answer: Answer,
     signal: AbortSignal,
     failed: Set<number>,
+    budgetLeft: number,
     onAttempt: ((replica: Replica) => void) | undefined,
   ): Promise<{ attempt: Attempt; started: number }> {
     let spoke: () => void = () => undefined;
@@ -196,6 +201,7 @@ export class Dispatcher {
     const attempts: Attempt[] = [];
     answer.round((owner) => {
       this.#firstToken(model).record(this.#clock.now() - owner.startedAt);
+      owner.replica.health.spoke();
       for (const a of attempts) {
         if (a === owner) continue;
         a.lost = true;
@@ -212,11 +218,14 @@ export class Dispatcher {
       return attempt;
     };
     onAttempt?.(first);
-    const primary = start(first);
-    const delay = hedgeDelayMs(this.#hedge, this.#firstToken(model).p90());
-    if (Number.isFinite(delay) && !(await settlesWithin(Promise.race([spoken, primary.done]), delay, signal)) && !signal.aborted) {
-      const hedge = this.#hedgeTarget(model, current, failed, first, answer.text.length > 0);
-      if (hedge !== undefined) start(hedge);
+    let latest = start(first);
+    // Each attempt still silent past the delay brings in another, up to MAX_HEDGES, while the request has attempts left.
+    while (attempts.length <= MAX_HEDGES && attempts.length < budgetLeft) {
+      const silent = Promise.race([spoken, Promise.all(attempts.map((a) => a.done))]);
+      if (!(await this.#late(model, latest, silent, signal))) break;
+      const hedge = this.#hedgeTarget(model, current, new Set([...failed, ...attempts.map((a) => model.replicas.indexOf(a.replica))]), answer.text.length > 0);
+      if (hedge === undefined) break;
+      latest = start(hedge);
     }
     for (;;) {
       const owner = answer.owner;
@@ -231,6 +240,21 @@ export class Dispatcher {
     await Promise.all(attempts.map((a) => a.done));
     for (const a of attempts) this.#judge(model, a, answer, signal, failed);
     return { attempt: answer.owner ?? attempts.at(-1)!, started: attempts.length };
+  }
+
+  /**
+   * Whether `attempt` is still silent when its hedge delay runs out. The
+   * delay is looked at again every `minMs`: answers that arrive meanwhile
+   * (a cold start's first ones) can shorten it.
+   */
+  async #late(model: ServedModel, attempt: Attempt, spokeOrEnded: Promise<unknown>, signal: AbortSignal): Promise<boolean> {
+    if (!this.#hedge.enabled) return false;
+    for (;;) {
+      const left = attempt.startedAt + hedgeDelayMs(this.#hedge, this.#firstToken(model).p90()) - this.#clock.now();
+      if (left <= 0) return !signal.aborted;
+      if (await settlesWithin(spokeOrEnded, Math.min(left, this.#hedge.minMs), signal)) return false;
+      if (signal.aborted) return false;
+    }
   }
 
   /** What one attempt says of its replica, for the breaker and for the rest of this request. */
@@ -261,8 +285,7 @@ export class Dispatcher {
   }
 
   /** A replica for a hedge: one this request has not tried, with a free slot, the best record first; none when every slot is busy. */
-  #hedgeTarget(model: ServedModel, current: GenerationRequest, failed: ReadonlySet<number>, busy: Replica, resume: boolean): Replica | undefined {
-    const tried = new Set(failed).add(model.replicas.indexOf(busy));
+  #hedgeTarget(model: ServedModel, current: GenerationRequest, tried: ReadonlySet<number>, resume: boolean): Replica | undefined {
     const candidates = bestRecord(hedgeCandidates(this.#candidates(model, NO_FAILURES, NO_BLOCKS, resume).candidates, tried));
     const outcome = route(this.#policy, { promptTokens: countPromptTokens(model, current), maxTokens: current.sampling.maxTokens }, candidates, this.#random);
     return outcome.ok ? model.replicas[outcome.index] : undefined;

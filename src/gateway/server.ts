@@ -164,16 +164,21 @@ export function createGatewayWithShutdown(opts: GatewayOptions): Gateway {
   app.get("/health", PUBLIC, readiness);
 
   const cascades = opts.cascades ?? new Map<string, Cascade>();
+  /** One model as OpenAI lists it, with vLLM's max_model_len where every replica knows its context window (the smallest: an answer resumed anywhere fits). */
+  const modelJson = (id: string): Record<string, unknown> => {
+    const windows = cascades.has(id) ? [] : dispatcher.model(id).replicas.map((r) => r.engine.contextSize);
+    const known = windows.length > 0 && windows.every((w) => w !== undefined);
+    return { id, object: "model", created: Math.floor(clock.epochMs() / 1000), owned_by: "flotilla", ...(known ? { max_model_len: Math.min(...(windows as number[])) } : {}) };
+  };
+
   app.get("/v1/models", TENANT, () => {
-    const created = Math.floor(clock.epochMs() / 1000);
     const names = [...[...opts.fleet.models()].map((m) => m.name), ...cascades.keys()];
-    return { object: "list", data: names.map((id) => ({ id, object: "model", created, owned_by: "flotilla" })) };
+    return { object: "list", data: names.map(modelJson) };
   });
 
   app.get<{ Params: { id: string } }>("/v1/models/*", TENANT, (request, reply) => {
     const id = (request.params as Record<string, string>)["*"] ?? "";
-    const name = cascades.has(id) ? id : dispatcher.model(id).name;
-    return reply.send({ id: name, object: "model", created: Math.floor(clock.epochMs() / 1000), owned_by: "flotilla" });
+    return reply.send(modelJson(cascades.has(id) ? id : dispatcher.model(id).name));
   });
 
   const serve = (endpoint: Endpoint, toRequest: (id: string, body: never) => GenerationRequest) =>

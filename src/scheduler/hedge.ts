@@ -16,14 +16,19 @@ export interface HedgePolicy {
   readonly factor: number;
   /** ...never below this (a fast fleet is not hedged for jitter)... */
   readonly minMs: number;
-  /** ...nor above this (what a first token may take before the replica counts as slow), which also applies until enough answers are seen. */
+  /**
+   * ...nor above this (what a first token may take before the replica counts
+   * as slow), which also applies until enough answers are seen. A waiting
+   * attempt looks again every `minMs`, so the first answers of a cold start
+   * already bring the delay down for requests sent before them.
+   */
   readonly maxMs: number;
 }
 
 export const DEFAULT_HEDGE: HedgePolicy = { enabled: true, factor: 3, minMs: 100, maxMs: 2_000 };
 
 /** Answers seen before the recent times to first token are trusted. */
-const MIN_SAMPLES = 16;
+const MIN_SAMPLES = 4;
 /** How many recent first tokens are kept. */
 const WINDOW = 64;
 
@@ -40,7 +45,7 @@ export class FirstTokenLatency {
     this.#p90 = undefined;
   }
 
-  /** The 90th percentile of the window, once it holds enough answers. */
+  /** The 90th percentile of the window (nearest rank: with few answers, near the slowest), once it holds enough answers. */
   p90(): number | undefined {
     if (this.#samples.length < MIN_SAMPLES) return undefined;
     if (this.#p90 === undefined) {

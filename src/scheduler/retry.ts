@@ -27,6 +27,19 @@ export interface RetryPolicy {
 
 export const DEFAULT_RETRY: RetryPolicy = { maxAttempts: 3, backoffMs: 50, maxBackoffMs: 1_000 };
 
+/** The most attempts a request makes however many replicas it could try. */
+const MAX_BUDGET = 6;
+
+/**
+ * The attempts one request may make over `replicas` replicas: the policy's
+ * budget, or one per replica where there are more (up to 6), so that on a
+ * cold start, before any replica has a record, one good replica among many
+ * bad ones is still reached.
+ */
+export function attemptBudget(policy: RetryPolicy, replicas: number): number {
+  return Math.max(policy.maxAttempts, Math.min(replicas, MAX_BUDGET));
+}
+
 /** Failures another replica may not share: before any output, these are retried elsewhere. */
 const RETRYABLE_BEFORE_OUTPUT: ReadonlySet<string> = new Set(["engine_unavailable", "engine_error", "overloaded"]);
 /** After output, only a replica that broke is replaced: the answer resumes after what was sent. */

@@ -183,6 +183,7 @@ describe("the openai engine against a strict server", () => {
       req.on("data", (d: Buffer) => (raw += d.toString()));
       req.on("end", () => {
         if (req.url === "/health") return void res.end("ok");
+        if (req.method === "GET") return void res.writeHead(404).end();
         const body = JSON.parse(raw) as Record<string, unknown>;
         bodies.push(body);
         // OpenAI's own answer to a field it does not know.

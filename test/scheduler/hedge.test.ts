@@ -17,12 +17,14 @@ describe("first-token hedging rules", () => {
     assert.equal(hedgeDelayMs({ ...DEFAULT_HEDGE, enabled: false }, 10), Infinity, "off: never");
   });
 
-  it("the p90 of the recent window, once it holds 16 answers", () => {
+  it("the p90 of the recent window, once it holds 4 answers", () => {
     const latency = new FirstTokenLatency();
-    for (let i = 1; i <= 15; i++) latency.record(i);
-    assert.equal(latency.p90(), undefined, "15 answers are not enough");
-    latency.record(16);
-    assert.equal(latency.p90(), 15);
+    for (let i = 1; i <= 3; i++) latency.record(i * 10);
+    assert.equal(latency.p90(), undefined, "3 answers are not enough");
+    latency.record(40);
+    assert.equal(latency.p90(), 40, "with few answers, the slowest");
+    for (let i = 1; i <= 20; i++) latency.record(i);
+    assert.equal(latency.p90(), 20, "24 answers: the 22nd fastest");
     // The window keeps the last 64: old slow answers age out.
     for (let i = 0; i < 64; i++) latency.record(1_000);
     for (let i = 0; i < 64; i++) latency.record(20);

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import type { Candidate } from "../../src/scheduler/pipeline.js";
-import { DEFAULT_RETRY, backoffMs, bestRecord, isRetryable, retryCandidates } from "../../src/scheduler/retry.js";
+import { DEFAULT_RETRY, attemptBudget, backoffMs, bestRecord, isRetryable, retryCandidates } from "../../src/scheduler/retry.js";
 
 const replica = (index: number, ready = true): Candidate => ({ index, ready, active: 0, queued: 0, slots: 1, maxQueue: 1, contextSize: undefined });
 const readyOnes = (cs: readonly Candidate[]): number[] => cs.filter((c) => c.ready).map((c) => c.index);
@@ -49,6 +49,12 @@ describe("retry rules", () => {
     ];
     for (const c of cases) assert.deepEqual(readyOnes(retryCandidates(c.candidates, new Set(c.failed)).candidates), c.ready, c.name);
     assert.deepEqual(readyOnes(bestRecord([replica(0), replica(1)])), [0, 1], "candidates without a record are all equal");
+  });
+
+  it("the attempt budget: 3, or one per replica where there are more, up to 6 (table)", () => {
+    const table: [number, number][] = [[1, 3], [2, 3], [3, 3], [5, 5], [6, 6], [40, 6]];
+    for (const [replicas, budget] of table) assert.equal(attemptBudget(DEFAULT_RETRY, replicas), budget, `${replicas} replicas`);
+    assert.equal(attemptBudget({ ...DEFAULT_RETRY, maxAttempts: 8 }, 2), 8, "a larger configured budget stands");
   });
 
   it("backs off exponentially up to a ceiling", () => {
