@@ -40,10 +40,10 @@ export function tinyFleet(opts: { count?: number; parallel?: number; context?: n
   };
 }
 
-/** Polls until `check` holds, failing after `timeoutMs`. */
-export async function eventually(check: () => boolean, timeoutMs = 3_000, what = "condition"): Promise<void> {
+/** Polls `check` (synchronous or not) every 10 ms until it holds, failing after `timeoutMs` with what was awaited. */
+export async function eventually(check: () => boolean | Promise<boolean>, what = "condition", timeoutMs = 3_000): Promise<void> {
   const deadline = performance.now() + timeoutMs;
-  while (!check()) {
+  while (!(await check())) {
     if (performance.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 10));
   }
@@ -51,15 +51,6 @@ export async function eventually(check: () => boolean, timeoutMs = 3_000, what =
 
 export function totalActive(fleet: Fleet): number {
   return fleet.replicas().reduce((n, r) => n + r.engine.load().active + r.engine.load().queued, 0);
-}
-
-/** Polls an asynchronous check until it holds, failing after `timeoutMs`. */
-export async function eventuallyAsync(check: () => Promise<boolean>, what = "condition", timeoutMs = 3_000): Promise<void> {
-  const deadline = performance.now() + timeoutMs;
-  while (!(await check())) {
-    if (performance.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
 }
 
 /** Requests waiting in the gateway's admission queue for `model` in a priority class, read from /metrics as an operator would. */
@@ -80,5 +71,5 @@ export async function streamedTokens(url: string): Promise<number> {
 /** Waits until the gateway at `url` has streamed `tokens` more output tokens than when called. */
 export async function afterStreamed(url: string, tokens: number, timeoutMs = 5_000): Promise<void> {
   const from = await streamedTokens(url);
-  await eventuallyAsync(async () => (await streamedTokens(url)) >= from + tokens, `${tokens} tokens streamed by ${url}`, timeoutMs);
+  await eventually(async () => (await streamedTokens(url)) >= from + tokens, `${tokens} tokens streamed by ${url}`, timeoutMs);
 }

@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { expectedAnswer, seededRandom, type FakeUpstream } from "./fake-upstream.js";
 import { adminLoad, assertExact, chatPrompt, frontOver, startFakes, stream, textPrompt, type Front } from "./harness.js";
-import { eventually, eventuallyAsync, gateQueued, totalActive } from "../helpers.js";
+import { eventually, gateQueued, totalActive } from "../helpers.js";
 
 describe("clients disconnecting at random points", () => {
   let fakes: FakeUpstream[];
@@ -45,8 +45,8 @@ describe("clients disconnecting at random points", () => {
     assert.ok(abandonedMidStream > 0, "some clients left mid-answer");
 
     // The gateway lets go of everything: no slot held, nothing queued, every upstream request closed.
-    await eventually(() => totalActive(front.fleet) === 0, 5_000, "every replica slot to be free");
-    await eventuallyAsync(async () => (await gateQueued(front.url, "m")) === 0, "the admission queue to be empty", 5_000);
+    await eventually(() => totalActive(front.fleet) === 0, "every replica slot to be free", 5_000);
+    await eventually(async () => (await gateQueued(front.url, "m")) === 0, "the admission queue to be empty", 5_000);
     assert.deepEqual(await adminLoad(front.url), { active: 0, queued: 0 });
     for (const f of fakes) await f.waitFor((s) => s.active === 0, 5_000, "the upstream requests of leavers to be cancelled");
     const closedUpstream = fakes.reduce((n, f) => n + (f.stats.byOutcome.closed ?? 0), 0);
@@ -56,7 +56,7 @@ describe("clients disconnecting at random points", () => {
     const next = Array.from({ length: 8 }, (_, i) => prompt(2000 + i));
     const results = await Promise.all(next.map((p) => stream(front.url, p, 40)));
     results.forEach((r, i) => assertExact(r, expectedAnswer(next[i]!, 40), `after, request ${i}`));
-    await eventually(() => totalActive(front.fleet) === 0, 5_000, "every replica slot to be free again");
+    await eventually(() => totalActive(front.fleet) === 0, "every replica slot to be free again", 5_000);
   });
 
   it("a client that leaves while its answer is being resumed on another replica leaks nothing either", async () => {
@@ -70,7 +70,7 @@ describe("clients disconnecting at random points", () => {
       for (const f of fakes) f.disarm();
       void struck;
     }
-    await eventually(() => totalActive(front.fleet) === 0, 5_000, "every replica slot to be free");
+    await eventually(() => totalActive(front.fleet) === 0, "every replica slot to be free", 5_000);
     for (const f of fakes) await f.waitFor((s) => s.active === 0, 5_000, "no upstream request left open");
     assertExact(await stream(front.url, textPrompt(3100), 30), expectedAnswer(textPrompt(3100), 30), "after");
   });

@@ -219,7 +219,7 @@ describe("a replica restarting during a request", () => {
       await restarted;
       results.forEach((r, i) => assertExact(r, expectedAnswer(prompts[i]!, 100), `prompt ${i}`));
       assert.ok(results.some((r) => (r.servedBy?.continuations ?? 0) > 0), "some answer was under way on the restarted replica");
-      await eventually(() => front.fleet.replicas()[0]!.engine.isReady(), 5_000, "the restarted replica to be probed ready");
+      await eventually(() => front.fleet.replicas()[0]!.engine.isReady(), "the restarted replica to be probed ready", 5_000);
       // Concurrent, so least-loaded spreads them over both replicas.
       const after = await Promise.all(Array.from({ length: 6 }, (_, i) => stream(front.url, textPrompt(900 + i), 20)));
       after.forEach((r, i) => assertExact(r, expectedAnswer(textPrompt(900 + i), 20)));

@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { expectedAnswer } from "./fake-upstream.js";
 import { assertExact, chatPrompt, frontOver, killServingAfter, startFakes, stream, textPrompt } from "./harness.js";
-import { eventually, eventuallyAsync, gateQueued } from "../helpers.js";
+import { eventually, gateQueued } from "../helpers.js";
 
 describe("drain under chaos", () => {
   it("16 streams on 4 slots: shutdown with 4 running and 12 queued, a replica crashing mid-drain; all 16 exact, late ones refused", async () => {
@@ -16,8 +16,8 @@ describe("drain under chaos", () => {
     try {
       const prompts = Array.from({ length: 16 }, (_, i) => (i % 2 === 0 ? chatPrompt(4000 + i, 30) : textPrompt(4000 + i, 30)));
       const pending = prompts.map((p) => stream(front.url, p, 100));
-      await eventually(() => front.fleet.inFlight() === 4, 5_000, "four streams to run");
-      await eventuallyAsync(async () => (await gateQueued(front.url, "m")) === 12, "twelve requests to queue at the gateway", 5_000);
+      await eventually(() => front.fleet.inFlight() === 4, "four streams to run", 5_000);
+      await eventually(async () => (await gateQueued(front.url, "m")) === 12, "twelve requests to queue at the gateway", 5_000);
 
       const stopped = front.shutdown(20_000);
       // Crashes whichever replica first streams its 10th piece of an answer: its running answers resume elsewhere.

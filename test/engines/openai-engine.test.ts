@@ -85,7 +85,7 @@ describe("the openai engine against a second Flotilla", () => {
     await res.body!.getReader().read();
     assert.equal(totalActive(upstream.fleet), 1, "the upstream is generating");
     controller.abort();
-    await eventually(() => totalActive(front.fleet) === 0 && totalActive(upstream.fleet) === 0, 2_000, "both slots to be free");
+    await eventually(() => totalActive(front.fleet) === 0 && totalActive(upstream.fleet) === 0, "both slots to be free", 2_000);
   });
 
   it("sends the request id upstream", async () => {

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
-import { eventually, eventuallyAsync, gateQueued, totalActive } from "../helpers.js";
+import { eventually, gateQueued, totalActive } from "../helpers.js";
 import { admin, sqliteBackend, startTenantGateway, TINY_MODEL, type TenantGateway } from "../metering/harness.js";
 
 /**
@@ -46,7 +46,7 @@ describe("admission: fair share, priorities and deadlines at the gateway", () =>
   const block = async (): Promise<() => Promise<void>> => {
     const hangUp = new AbortController();
     const blocker = send("light", { maxTokens: 4_000, body: { prompt: "a long answer" }, signal: hangUp.signal }).catch(() => undefined);
-    await eventually(() => totalActive(gw.fleet) === 1, 3_000, "the blocker to run");
+    await eventually(() => totalActive(gw.fleet) === 1, "the blocker to run", 3_000);
     return async () => {
       hangUp.abort();
       await blocker;
@@ -60,7 +60,7 @@ describe("admission: fair share, priorities and deadlines at the gateway", () =>
       finished.push(label);
       return r;
     });
-    await eventuallyAsync(async () => (await gateQueued(gw.url, "tiny", priority)) === before + 1, `${label} to queue`);
+    await eventually(async () => (await gateQueued(gw.url, "tiny", priority)) === before + 1, `${label} to queue`);
     return { answer: res };
   };
 
@@ -74,7 +74,7 @@ describe("admission: fair share, priorities and deadlines at the gateway", () =>
     // OpenAI's flex tier is batch here too.
     const flexBefore = await gateQueued(gw.url, "tiny", "batch");
     pending.push(send("light", { body: { service_tier: "flex" } }).then((r) => (finished.push("flex"), r)));
-    await eventuallyAsync(async () => (await gateQueued(gw.url, "tiny", "batch")) === flexBefore + 1, "flex to queue as batch");
+    await eventually(async () => (await gateQueued(gw.url, "tiny", "batch")) === flexBefore + 1, "flex to queue as batch");
     pending.push((await enqueue("interactive", "light", finished)).answer);
     await unblock();
     for (const r of await Promise.all(pending)) assert.equal(r.status, 200);
@@ -125,13 +125,13 @@ describe("admission: fair share, priorities and deadlines at the gateway", () =>
 
     const leaving = new AbortController();
     const gone = send("heavy", { signal: leaving.signal }).catch((err: unknown) => err);
-    await eventuallyAsync(async () => (await gateQueued(gw.url, "tiny")) === 1, "the leaving request to queue");
+    await eventually(async () => (await gateQueued(gw.url, "tiny")) === 1, "the leaving request to queue");
     leaving.abort();
     await gone;
-    await eventuallyAsync(async () => (await gateQueued(gw.url, "tiny")) === 0, "the queue to forget it");
+    await eventually(async () => (await gateQueued(gw.url, "tiny")) === 0, "the queue to forget it");
     await unblock();
     assert.equal((await send("heavy")).status, 200, "the slot was not leaked");
-    await eventually(() => totalActive(gw.fleet) === 0, 2_000, "the replica to go idle");
+    await eventually(() => totalActive(gw.fleet) === 0, "the replica to go idle", 2_000);
     const statuses = (await gw.store.ledger({ tenantId: "heavy" })).map((r) => r.status);
     assert.ok(statuses.includes("deadline_exceeded") && statuses.includes("cancelled"), `ledger: ${statuses.join(", ")}`);
   });

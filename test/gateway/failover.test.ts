@@ -41,7 +41,7 @@ describe("mid-stream continuation when a replica dies", () => {
 
   /** Cuts every connection of the upstream that is generating: to the front it is dead. */
   async function killBusyUpstream(afterTokens = 0): Promise<RunningGateway> {
-    await eventually(() => upstreams.some((u) => totalActive(u.fleet) > 0), 5_000, "an upstream to be generating");
+    await eventually(() => upstreams.some((u) => totalActive(u.fleet) > 0), "an upstream to be generating", 5_000);
     const busy = upstreams.find((u) => totalActive(u.fleet) > 0)!;
     if (afterTokens > 0) await afterStreamed(busy.url, afterTokens);
     busy.app.server.closeAllConnections();
@@ -116,7 +116,7 @@ describe("mid-stream continuation when a replica dies", () => {
         first = await killBusyUpstream();
         // Its server never went away: the front's probe finds it healthy again.
         const replica = front.fleet.replicas()[upstreams.indexOf(first)]!;
-        await eventually(() => replica.engine.isReady(), 10_000, "the first replica to be ready again");
+        await eventually(() => replica.engine.isReady(), "the first replica to be ready again", 10_000);
       } else if (first !== undefined && second === undefined && text.length > 120) {
         second = await killBusyUpstream();
       }

@@ -62,7 +62,7 @@ describe("fuzzing the HTTP API", () => {
       }),
       { numRuns: 300, seed: Number(process.env.FUZZ_SEED ?? 20261123) },
     );
-    await eventually(() => totalActive(gw.fleet) === 0, 2_000, "every slot to be free");
+    await eventually(() => totalActive(gw.fleet) === 0, "every slot to be free", 2_000);
     assert.equal((await fetch(`${gw.url}/healthz`)).status, 200);
   });
 });

@@ -140,7 +140,7 @@ describe("misbehaving replicas are handled within their timeouts", () => {
       // Route the first request to the staller: drain the good one for a moment.
       await fetch(`${front.url}/admin/drain`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ replica: "m/1", wait_s: 0 }) });
       const pending = fetch(`${front.url}/v1/completions`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ model: "m", prompt: "hello", max_tokens: 12, stream: true, stream_options: { include_usage: true } }) });
-      await eventually(() => stalling, 5_000, "the staller to take the request");
+      await eventually(() => stalling, "the staller to take the request", 5_000);
       await fetch(`${front.url}/admin/resume`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ replica: "m/1" }) });
       const res = await pending;
       const text = await res.text();
@@ -232,10 +232,10 @@ describe("drain", () => {
   it("stops new traffic, lets in-flight work finish, then reports drained", async () => {
     // A long request lands on some replica; drain exactly that one.
     const long = fetch(`${gw.url}/v1/completions`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ model: "tiny", prompt: "long", max_tokens: 1500 }) });
-    await eventually(() => totalActive(gw.fleet) === 1, 2_000, "the long request to start");
+    await eventually(() => totalActive(gw.fleet) === 1, "the long request to start", 2_000);
     const busy = gw.fleet.replicas().find((r) => r.engine.load().active === 1)!;
     const drain = fetch(`${gw.url}/admin/drain`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ replica: busy.id, wait_s: 30 }) });
-    await eventually(() => busy.health.draining, 1_000, "the drain to begin");
+    await eventually(() => busy.health.draining, "the drain to begin", 1_000);
     for (let i = 0; i < 4; i++) {
       const r = await fetch(`${gw.url}/v1/completions`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ model: "tiny", prompt: "x", max_tokens: 2 }) });
       assert.notEqual(r.headers.get("x-flotilla-replica"), busy.id, "no new work for a draining replica");
@@ -277,7 +277,7 @@ describe("graceful shutdown", () => {
     const url = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`;
     const res = await fetch(`${url}/v1/completions`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ model: "tiny", prompt: "story", max_tokens: 1200, stream: true }) });
     const body = res.text();
-    await eventually(() => fleet.inFlight() === 1, 2_000, "the stream to run");
+    await eventually(() => fleet.inFlight() === 1, "the stream to run", 2_000);
     const stopped = shutdown(30_000);
     const refused: Response | Error = await fetch(`${url}/v1/completions`, { method: "POST", headers: { "content-type": "application/json", connection: "close" }, body: JSON.stringify({ model: "tiny", prompt: "x" }) }).catch((e: unknown) => e as Error);
     // A refused connection is as good as a 503: either way no new work starts.

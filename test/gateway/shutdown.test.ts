@@ -63,12 +63,12 @@ describe("graceful shutdown serves its queue", () => {
   it("32 streams on 4 slots: shutdown finishes the 4 running and the 28 queued, and refuses new ones", async () => {
     const gw = await gatewayOver([await upstream(slowAnswer), await upstream(slowAnswer)], 2);
     const pending = Array.from({ length: 32 }, (_, i) => stream(gw.url, `p${i}`).then(async (r) => ({ status: r.status, text: await r.text() })));
-    await eventually(() => gw.fleet.inFlight() === 4, 5_000, "four streams to run");
+    await eventually(() => gw.fleet.inFlight() === 4, "four streams to run", 5_000);
     let queued = 0;
     await eventually(() => {
       void gateQueued(gw.url, "m").then((n) => (queued = n));
       return queued === 28;
-    }, 5_000, "28 requests to queue at the gateway");
+    }, "28 requests to queue at the gateway", 5_000);
     const stopped = gw.shutdown(20_000);
     const refused = await stream(gw.url, "late").catch((e: unknown) => e as Error);
     // A refused connection is as good as a 503: either way no new work starts.

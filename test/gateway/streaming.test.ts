@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { after, before, describe, it } from "node:test";
-import { eventually, eventuallyAsync, gateQueued, startGateway, tinyFleet, TINY_MODEL, totalActive, type RunningGateway } from "../helpers.js";
+import { eventually, gateQueued, startGateway, tinyFleet, TINY_MODEL, totalActive, type RunningGateway } from "../helpers.js";
 
 function curl(args: string[]): Promise<{ code: number | null; out: string }> {
   return new Promise((resolve, reject) => {
@@ -51,7 +51,7 @@ describe("raw SSE and disconnects", () => {
     await reader.read(); // the first text is flowing
     assert.equal(totalActive(gw.fleet), 1, "the request holds one slot while it streams");
     controller.abort();
-    await eventually(() => totalActive(gw.fleet) === 0, 2_000, "the slot to be released");
+    await eventually(() => totalActive(gw.fleet) === 0, "the slot to be released", 2_000);
   });
 
   it("frees the slot when a non-streaming client gives up", async () => {
@@ -62,10 +62,10 @@ describe("raw SSE and disconnects", () => {
       body: JSON.stringify({ model: "tiny", prompt: "Go on.", max_tokens: 1500 }),
       signal: controller.signal,
     }).catch((err: unknown) => err);
-    await eventually(() => totalActive(gw.fleet) === 1, 2_000, "the request to start");
+    await eventually(() => totalActive(gw.fleet) === 1, "the request to start", 2_000);
     controller.abort();
     assert.ok((await pending) instanceof Error);
-    await eventually(() => totalActive(gw.fleet) === 0, 2_000, "the slot to be released");
+    await eventually(() => totalActive(gw.fleet) === 0, "the slot to be released", 2_000);
   });
 
   it("still serves full requests afterwards", async () => {
@@ -109,10 +109,10 @@ describe("backpressure", () => {
       const send = (): Promise<Response> =>
         fetch(`${gw.url}/v1/completions`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ model: "tiny", prompt: "busy", max_tokens: 300 }) });
       const first = send();
-      await eventually(() => totalActive(gw.fleet) === 1, 2_000, "the first to run");
+      await eventually(() => totalActive(gw.fleet) === 1, "the first to run", 2_000);
       const second = send();
       // It waits at the gateway's fair-share queue, which has the replica's one queue place.
-      await eventuallyAsync(async () => (await gateQueued(gw.url, "tiny")) === 1, "the second to queue");
+      await eventually(async () => (await gateQueued(gw.url, "tiny")) === 1, "the second to queue");
       const third = await send();
       assert.equal(third.status, 429);
       assert.ok(Number(third.headers.get("retry-after")) >= 1);

@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { createServer as createHttpServer, type IncomingMessage, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { after, before, describe, it } from "node:test";
-import { eventuallyAsync } from "../helpers.js";
+import { eventually } from "../helpers.js";
 import { readStream, startTenantGateway, sqliteBackend, type TenantGateway } from "./harness.js";
 
 type Behaviour = (req: IncomingMessage, res: ServerResponse, body: Record<string, unknown>) => void;
@@ -71,7 +71,7 @@ describe("the billing rule against misbehaving upstreams", () => {
     fetch(`${g.url}/v1/completions`, { method: "POST", headers: { "content-type": "application/json", authorization: `Bearer ${key}` }, body: JSON.stringify({ model: "m", prompt: "four", ...body }) });
   const lastRow = async (): Promise<Awaited<ReturnType<TenantGateway["store"]["ledger"]>>[number]> => {
     let rows = await g.store.ledger({ tenantId: "t" });
-    await eventuallyAsync(async () => {
+    await eventually(async () => {
       rows = await g.store.ledger({ tenantId: "t" });
       return rows.at(-1)?.status !== "running";
     }, "the row to settle");

@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { ensureDefaultModel } from "../../src/gguf/default-model.js";
 import { NUSD_PER_USD } from "../../src/store/types.js";
-import { afterStreamed, eventually, eventuallyAsync, startGateway, totalActive, type RunningGateway } from "../helpers.js";
+import { afterStreamed, eventually, startGateway, totalActive, type RunningGateway } from "../helpers.js";
 import { admin, post, readStream, sqliteBackend, startTenantGateway, streamOnce, type TenantGateway } from "./harness.js";
 
 const ADMIN = "test-admin-token-123";
@@ -158,7 +158,7 @@ describe("tenancy at the gateway (SQLite)", () => {
     abort.abort();
     await reader.cancel().catch(() => {});
     let rows = await gw.store.ledger({ tenantId: "cancel" });
-    await eventuallyAsync(async () => {
+    await eventually(async () => {
       rows = await gw.store.ledger({ tenantId: "cancel" });
       return rows[0]?.status !== "running";
     }, "the cancelled row to settle", 5_000);
@@ -293,7 +293,7 @@ describe("a mid-stream failover is one ledger row", () => {
       const res = await post(front.url, "/v1/completions", { model: "m", prompt: "Once upon a time", max_tokens: 400, temperature: 0, stream: true, stream_options: { include_usage: true } }, key);
       return readStream(res);
     })();
-    await eventually(() => upstreams.some((u) => totalActive(u.fleet) > 0), 5_000, "an upstream to be generating");
+    await eventually(() => upstreams.some((u) => totalActive(u.fleet) > 0), "an upstream to be generating", 5_000);
     const busy = upstreams.find((u) => totalActive(u.fleet) > 0)!;
     await afterStreamed(busy.url, 20); // mid-answer: the other upstream resumes it
     busy.app.server.closeAllConnections();

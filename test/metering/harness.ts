@@ -15,7 +15,9 @@ import { openStore, type Store } from "../../src/store/index.js";
 import type { FastifyInstance } from "fastify";
 import { after, before } from "node:test";
 
-export const TINY_MODEL = resolve(import.meta.dirname, "../../../shared/models/llama-2-tiny-random.gguf");
+import { TINY_MODEL } from "../helpers.js";
+
+export { TINY_MODEL };
 export const ENTRY = resolve(import.meta.dirname, "../../src/cli/run.ts");
 
 export const PG_URL = process.env.FLOTILLA_TEST_PG_URL;

@@ -14,7 +14,7 @@ import { join } from "node:path";
 import { after, describe, test } from "node:test";
 import { openStore, type Store } from "../../src/store/index.js";
 import { NUSD_PER_USD } from "../../src/store/types.js";
-import { eventuallyAsync } from "../helpers.js";
+import { eventually } from "../helpers.js";
 import { ENTRY, TINY_MODEL, admin, backends, post, postgresBackend, readStream, streamOnce } from "./harness.js";
 
 interface Proc {
@@ -138,7 +138,7 @@ for (const backend of backends) {
         assert.match(b.output(), /\n {2}api keys: keys required \(a key has been created here; server\.require_keys: false turns this off\)\n/);
         // Once the killed process's lease has expired, the restarted one reaps it.
         let rows = before;
-        await eventuallyAsync(async () => (rows = await store.ledger({ tenantId: "k9" })).some((r) => r.status === "interrupted"), "the killed request to be interrupted", 10_000);
+        await eventually(async () => (rows = await store.ledger({ tenantId: "k9" })).some((r) => r.status === "interrupted"), "the killed request to be interrupted", 10_000);
         assert.deepEqual(rows.map((r) => r.status).sort(), ["interrupted", "ok"]);
         const interrupted = rows.find((r) => r.status === "interrupted")!;
         assert.equal(interrupted.errorCode, "gateway_exited");
@@ -287,14 +287,14 @@ describe("two gateway processes in separate PID namespaces sharing Postgres", { 
       const key = await tenantWithKey(sweeper.url, "pair", { max_concurrent: 2 });
       const ask = (url: string) => post(url, "/v1/completions", { model: "tiny", prompt: "hold", max_tokens: 64, stream: true }, key);
       const long = [await ask(holder.url)];
-      await eventuallyAsync(async () => upstream.held() === 1, "the holder's request to reach the engine");
+      await eventually(async () => upstream.held() === 1, "the holder's request to reach the engine");
       long.push(await ask(sweeper.url));
-      await eventuallyAsync(async () => upstream.held() === 2, "the sweeper's request to reach the engine");
+      await eventually(async () => upstream.held() === 2, "the sweeper's request to reach the engine");
       assert.deepEqual(long.map((r) => r.status), [200, 200]);
 
       // Watch the sweeper heartbeat (and sweep) six times; the holder's request must stay running throughout.
       const beats = new Set<number>();
-      await eventuallyAsync(
+      await eventually(
         async () => {
           beats.add((await store.listInstances()).find((i) => i.id === sweeperId)!.heartbeatAt);
           const rows = await store.ledger({ tenantId: "pair" });
@@ -313,7 +313,7 @@ describe("two gateway processes in separate PID namespaces sharing Postgres", { 
 
       upstream.finish();
       for (const res of long) assert.ok((await readStream(res)).done);
-      await eventuallyAsync(async () => (await store.ledger({ tenantId: "pair" })).every((r) => r.status === "ok"), "both requests to settle");
+      await eventually(async () => (await store.ledger({ tenantId: "pair" })).every((r) => r.status === "ok"), "both requests to settle");
       assert.deepEqual([(await store.getTenant("pair"))!.state.inFlight], [0]);
     } finally {
       for (const p of procs) p.child.kill("SIGKILL");

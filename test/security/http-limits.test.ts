@@ -106,7 +106,7 @@ describe("a client that stalls", () => {
     await eventually(() => {
       void connections().then((n) => (open = n));
       return open === 0;
-    }, 5_000, "stalled connections to close");
+    }, "stalled connections to close", 5_000);
     assert.equal(g.upstream.generations, 0);
   });
 });

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { openStore, type Store } from "../../src/store/index.js";
-import { eventuallyAsync } from "../helpers.js";
+import { eventually } from "../helpers.js";
 import { backends, postgresBackend } from "../metering/harness.js";
 
 const T0 = Date.UTC(2026, 10, 15, 12, 0, 0);
@@ -65,7 +65,7 @@ describe("leases on postgres, on the database's clock", { skip: postgresBackend.
       assert.equal(await store.tryAcquireLease("job", "a", 60_000, 0), true);
       assert.equal(await store.tryAcquireLease("job", "b", 60_000, Date.now() + 365 * 86_400_000), false, "a host whose clock runs a year ahead cannot take it");
       assert.equal(await store.renewLease("job", "a", 100, 0), true, "now it expires 100 ms from the database's now");
-      await eventuallyAsync(() => store.tryAcquireLease("job", "b", 60_000, 0), "the lease to expire on the database's clock", 5_000);
+      await eventually(() => store.tryAcquireLease("job", "b", 60_000, 0), "the lease to expire on the database's clock", 5_000);
       assert.equal(await store.renewLease("job", "a", 60_000), false);
     } finally {
       await store.close();
