@@ -19,6 +19,7 @@
  * charges the same work the same whatever else the replica was doing.
  */
 import type { TokenUsage } from "../core/request.js";
+import { routeConstants, type RouteConstants } from "../scheduler/constants.js";
 import {
   DEFAULT_PUE,
   DEFAULT_USD_PER_KWH,
@@ -53,6 +54,8 @@ export interface RateCard {
   readonly joulesPerInputToken: number;
   readonly joulesPerCachedToken: number;
   readonly joulesPerOutputToken: number;
+  /** What the router reads about this replica, from the same function the simulator uses (absent when unpriced). */
+  readonly route?: RouteConstants;
 }
 
 /** A replica without hardware in the fleet file: metered in tokens and device-seconds, priced at zero. */
@@ -114,6 +117,7 @@ export function rateCard(input: RateCardInput): RateCard {
     joulesPerInputToken: inJ,
     joulesPerCachedToken: cachedJ,
     joulesPerOutputToken: outJ,
+    route: routeConstants(p, e, { usdPerHour: replicaUsdPerS * 3600, pue, usdPerKwh }),
   };
 }
 
@@ -148,13 +152,6 @@ export function worstCase(rate: RateCard, promptTokens: number, maxTokens: numbe
   return Math.max(0, Math.ceil(promptTokens * rate.nusdPerInputToken + maxTokens * rate.nusdPerOutputToken - 1e-9));
 }
 
-/**
- * Prompt tokens per generated token at which replicas' prices are compared
- * for routing: the 2,048-in / 256-out serving point the simulator's routing
- * constants use, so `cost-aware` ranks replicas alike live and simulated.
- */
-const ROUTE_PROMPT_PER_OUTPUT = 8;
-
 /** What the router's TTFT, cost and energy scorers read about a replica (the Candidate fields of the same names). */
 export interface RouteHints {
   readonly prefillMsPerToken: number;
@@ -164,14 +161,16 @@ export interface RouteHints {
   readonly joulesPerToken: number;
 }
 
-/** The router's view of a rate card; undefined for a replica without hardware, whose scorers then stay neutral. */
+/**
+ * The router's view of a rate card: scheduler/constants.ts routeConstants,
+ * the function the simulator calls for its islands, so cost-aware and
+ * energy scorers rank replicas alike live and simulated. Undefined for a
+ * replica without hardware, whose scorers then stay neutral.
+ */
 export function routeHints(rate: RateCard): RouteHints | undefined {
-  if (rate.hardware === UNKNOWN_HARDWARE) return undefined;
-  return {
-    prefillMsPerToken: rate.msPerInputToken,
-    usdPerMTok: (ROUTE_PROMPT_PER_OUTPUT * rate.nusdPerInputToken + rate.nusdPerOutputToken) / 1000,
-    joulesPerToken: ROUTE_PROMPT_PER_OUTPUT * rate.joulesPerInputToken + rate.joulesPerOutputToken,
-  };
+  const route = rate.route;
+  if (route === undefined || rate.hardware === UNKNOWN_HARDWARE) return undefined;
+  return { prefillMsPerToken: route.prefillMsPerToken, usdPerMTok: route.usdPerMTok, joulesPerToken: route.joulesPerToken };
 }
 
 /** Rate cards by replica id, and the dearest per model for admission (the replica is chosen later). */

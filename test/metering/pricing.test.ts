@@ -8,7 +8,9 @@ import { estimate, findHardware, findModel, findPrecision } from "../../src/hard
 import { parseFleetConfig, ConfigError } from "../../src/fleet/config.js";
 import { isLoopbackHost } from "../../src/core/loopback.js";
 import { rateBookFromConfig, storeUrl } from "../../src/metering/config.js";
-import { RateBook, meter, rateCard, unpriced, worstCase } from "../../src/metering/pricing.js";
+import { RateBook, meter, rateCard, routeHints, unpriced, worstCase } from "../../src/metering/pricing.js";
+import { routeConstants } from "../../src/scheduler/constants.js";
+import { resolveSimFleet } from "../../src/sim/fleet-file.js";
 import { promptTokenBound } from "../../src/core/request.js";
 import { TINY_MODEL } from "./harness.js";
 
@@ -67,6 +69,29 @@ describe("pricing from the hardware model", () => {
   test("without a tokenizer, the prompt estimate is an upper bound (UTF-8 bytes plus template tokens)", () => {
     assert.equal(promptTokenBound({ kind: "text", text: "héllo" }), 8);
     assert.equal(promptTokenBound({ kind: "chat", messages: [{ role: "user", content: "hi" }] }, "ab"), 64 + 2 + 18);
+  });
+});
+
+describe("route hints, live and simulated", () => {
+  test("a replica's hints are the simulator's routing constants for the same hardware, exactly (table)", () => {
+    const cases = [
+      { model: "llama-3.1-8b", hardware: "h100", precision: "bf16", tp: 1 },
+      { model: "llama-3.1-70b", hardware: "h100", precision: "fp8", tp: 2 },
+      { model: "llama-3.1-8b", hardware: "b200", precision: "fp8", tp: 1 },
+    ];
+    for (const c of cases) {
+      const island = resolveSimFleet({ islands: [{ hardware: c.hardware, count: 1, model: c.model, precision: c.precision, tp: c.tp }] }).islands[0]!;
+      const simulated = routeConstants(island.profile, island.energy, { usdPerHour: island.usdPerHour });
+      const live = routeHints(rateCard({ model: findModel(c.model)!, hardware: findHardware(c.hardware)!, precision: findPrecision(c.precision)!, tp: c.tp, slots: 8 }))!;
+      const name = `${c.model} on ${c.tp}x ${c.hardware} ${c.precision}`;
+      assert.equal(live.prefillMsPerToken, simulated.prefillMsPerToken, `${name}: prefill ms per token`);
+      assert.equal(live.usdPerMTok, simulated.usdPerMTok, `${name}: $ per Mtok`);
+      assert.equal(live.joulesPerToken, simulated.joulesPerToken, `${name}: J per token`);
+    }
+  });
+
+  test("a replica without hardware gives the scorers nothing to read", () => {
+    assert.equal(routeHints(unpriced(4)), undefined);
   });
 });
 
