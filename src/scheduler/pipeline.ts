@@ -75,8 +75,15 @@ export interface Filter {
 
 export interface Scorer {
   readonly name: string;
-  /** Higher is better; scorers should stay within [0, 1] so weights compare. */
+  /** Higher is better, within [0, 1] so weights compare: route() clamps what falls outside (NaN counts as 0). */
   score(c: Candidate, r: RouteRequest): number;
+  /** It reads the request's prefix blocks (directly, or to discount cached tokens): the caller must hash the prompt. */
+  readonly readsPrefix?: boolean;
+}
+
+/** A score held to [0, 1]; NaN (a scorer dividing by zero) counts as 0, never poisoning the sum. */
+function unit(score: number): number {
+  return score > 1 ? 1 : score > 0 ? score : 0;
 }
 
 export interface WeightedScorer {
@@ -154,7 +161,7 @@ export function route(
       let total = 0;
       for (let s = 0; s < scorers.length; s++) {
         const ws = scorers[s]!;
-        total += ws.weight * ws.scorer.score(c, request);
+        total += ws.weight * unit(ws.scorer.score(c, request));
       }
       scores[j] = total;
     }

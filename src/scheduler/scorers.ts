@@ -51,9 +51,10 @@ export function prefixScorer(opts: { loadCap?: number; minMatch?: number } = {})
   const min = opts.minMatch ?? 0;
   if (!(cap > 0)) throw new RangeError(`prefix loadCap must be > 0, got ${cap}`);
   if (!(min >= 0 && min <= 1)) throw new RangeError(`prefix minMatch must be in [0, 1], got ${min}`);
-  if (cap === Infinity && min === 0) return { name: "prefix", score: prefixFraction };
+  if (cap === Infinity && min === 0) return { name: "prefix", score: prefixFraction, readsPrefix: true };
   return {
     name: "prefix",
+    readsPrefix: true,
     score: (c, r) => {
       if (loadOf(c) >= cap) return 0;
       const f = prefixFraction(c, r);
@@ -114,6 +115,7 @@ export function ttftScorer(opts: { scaleMs?: number } = {}): Scorer {
   const scale = positiveScale("ttft scaleMs", opts.scaleMs ?? 1000);
   return {
     name: "ttft",
+    readsPrefix: true,
     score: (c, r) => {
       const t = predictTtftMs(c, r);
       return t === undefined ? NEUTRAL : 1 / (1 + Math.max(0, t) / (r.ttftSloMs ?? scale));
@@ -131,6 +133,7 @@ export function sloScorer(opts: { sloMs?: number } = {}): Scorer {
   const slo = positiveScale("slo sloMs", opts.sloMs ?? 2000);
   return {
     name: "slo",
+    readsPrefix: true,
     score: (c, r) => {
       const t = predictTtftMs(c, r);
       if (t === undefined) return 1;
@@ -181,13 +184,10 @@ export const affinityScorer: Scorer = {
   score: (c, r) => (r.affinityKey === undefined ? 0 : rendezvousWeight(affinityHash(r.affinityKey), c.replicaKey ?? c.index)),
 };
 
-/** Scorers that read the request's prefix blocks (directly, or to discount cached tokens). */
-const PREFIX_READERS = new Set(["prefix", "ttft", "slo"]);
-
 /**
  * Whether routing with `policy` needs the prompt hashed into blocks; a caller
  * can skip hashing (and the prefix index) entirely when it does not.
  */
 export function policyReadsPrefix(policy: Policy): boolean {
-  return policy.scorers.some(({ scorer }) => PREFIX_READERS.has(scorer.name));
+  return policy.scorers.some(({ scorer }) => scorer.readsPrefix === true);
 }

@@ -1,6 +1,8 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { argmax, leastLoaded, leastLoadedScorer, route, type Candidate, type RouteRequest } from "../../src/scheduler/index.js";
+import { policyByName } from "../../src/scheduler/policies.js";
+import { policyReadsPrefix } from "../../src/scheduler/scorers.js";
 
 const replica = (index: number, over: Partial<Candidate> = {}): Candidate => ({
   index,
@@ -68,5 +70,49 @@ describe("least-loaded scorer", () => {
     assert.equal(leastLoadedScorer.score(replica(0), req), 1);
     assert.equal(leastLoadedScorer.score(replica(0, { active: 4 }), req), 0.5);
     assert.ok(leastLoadedScorer.score(replica(0, { active: 4, queued: 4 }), req) < 0.5);
+  });
+});
+
+describe("scorers that step outside [0, 1]", () => {
+  const cand = (index: number): Candidate => ({ index, ready: true, active: 0, queued: 0, slots: 4, maxQueue: 4, contextSize: undefined });
+  const req: RouteRequest = { promptTokens: 10, maxTokens: 10 };
+  const only = (score: (c: Candidate) => number) => ({
+    name: "wild",
+    filters: [],
+    scorers: [
+      { scorer: { name: "wild", score }, weight: 1 },
+      // Prefers replica 1 by a little: it wins unless the wild score swamps it.
+      { scorer: { name: "tiebreak", score: (c: Candidate) => (c.index === 1 ? 0.1 : 0) }, weight: 1 },
+    ],
+    pick: argmax,
+  });
+
+  it("are clamped, so one scorer cannot swamp the others, and NaN counts as 0 (table)", () => {
+    const cases: [string, (c: Candidate) => number][] = [
+      ["above 1", (c) => (c.index === 0 ? 50 : 1)],
+      ["below 0", (c) => (c.index === 1 ? -50 : 0)],
+      ["NaN", (c) => (c.index === 1 ? NaN : 0)],
+    ];
+    for (const [name, score] of cases) {
+      const outcome = route(only(score), req, [cand(0), cand(1)], () => 0);
+      assert.ok(outcome.ok);
+      assert.equal(outcome.index, 1, `${name}: the clamped wild score leaves the tiebreak deciding`);
+    }
+  });
+});
+
+describe("what a policy reads", () => {
+  it("a policy needs the prompt hashed exactly when one of its scorers declares it reads prefixes", () => {
+    const policy = (readsPrefix: boolean | undefined) => ({
+      name: "custom",
+      filters: [],
+      scorers: [{ scorer: { name: "custom", score: () => 0, ...(readsPrefix === undefined ? {} : { readsPrefix }) }, weight: 1 }],
+      pick: argmax,
+    });
+    assert.equal(policyReadsPrefix(policy(true)), true, "declared: hashed, whatever its name");
+    assert.equal(policyReadsPrefix(policy(false)), false);
+    assert.equal(policyReadsPrefix(policy(undefined)), false);
+    assert.equal(policyReadsPrefix(policyByName("prefix-aware")), true, "the built-in prefix scorer declares it");
+    assert.equal(policyReadsPrefix(leastLoaded), false);
   });
 });
