@@ -1,0 +1,370 @@
+/**
+ * One OpenAI completion request, chat or legacy, from a validated body to a
+ * settled ledger row, in four steps: admit (the tenant's limits and the
+ * ticket), decide (the cascade's leg, then a fair turn for capacity), respond
+ * (streamed or whole), settle (exactly one ledger row, whatever happened).
+ * The routing and the engines are the dispatcher's.
+ */
+import type { ServerResponse } from "node:http";
+import type { FastifyReply, FastifyRequest } from "fastify";
+import type { Clock } from "../core/clock.js";
+import { FlotillaError } from "../core/errors.js";
+import { estimateTokens, type GenerationRequest } from "../core/request.js";
+import type { TextSink } from "../engines/engine.js";
+import type { Replica, ServedModel } from "../fleet/fleet.js";
+import type { EarlierLeg, Principal, Settlement, Tenancy, Ticket } from "../metering/tenancy.js";
+import type { RequestObserver, RequestWatch } from "../obs/observer.js";
+import type { PriorityClass } from "../scheduler/admission.js";
+import type { Cascade } from "../scheduler/cascade.js";
+import type { AdmissionGate } from "./admission-gate.js";
+import { judgeLightLeg, replay, target, type Verdict } from "./cascades.js";
+import type { Dispatched, Dispatcher } from "./dispatcher.js";
+import { toHttpError, type HttpError } from "./errors.js";
+import { ChunkEncoder, TokenIdsOut, completeResponse, type Endpoint, type ResponseMeta, type ServedBy } from "./responses.js";
+import type { ChatCompletionBody, CompletionBody } from "./schemas.js";
+
+/** What a completion request uses of the gateway around it. */
+export interface CompletionServices {
+  readonly clock: Clock;
+  readonly dispatcher: Dispatcher;
+  readonly gate: AdmissionGate;
+  readonly tenancy: Tenancy;
+  readonly observer: RequestObserver;
+  readonly cascades: ReadonlyMap<string, Cascade>;
+  readonly principalOf: (request: FastifyRequest) => Principal | undefined;
+  /** The longest any request may run; a client may ask for less. */
+  readonly maxTimeoutMs: number;
+}
+
+type Body = ChatCompletionBody | CompletionBody;
+type Run = (onText: TextSink, onAttempt: (replica: Replica) => void) => Promise<Dispatched>;
+/** Who waits for capacity, in which class, until when. */
+type Turn = { readonly principal: Principal | undefined; readonly priority: PriorityClass; readonly deadlineMs: number };
+
+/** The route handler for one endpoint. */
+export function completionHandler(services: CompletionServices, endpoint: Endpoint, toRequest: (id: string, body: never) => GenerationRequest) {
+  return async (request: FastifyRequest<{ Body: Body }>, reply: FastifyReply): Promise<void> => {
+    const run = new CompletionRun(services, endpoint, request, reply, toRequest(request.id, request.body as never));
+    await run.serve();
+  };
+}
+
+/** Fair-share cost of a request that set no max_tokens: a typical answer's length. */
+const DEFAULT_OUTPUT_ESTIMATE = 256;
+
+class CompletionRun {
+  readonly #s: CompletionServices;
+  readonly #endpoint: Endpoint;
+  readonly #request: FastifyRequest<{ Body: Body }>;
+  readonly #reply: FastifyReply;
+  readonly #body: Body;
+  readonly #generation: GenerationRequest;
+  #started = 0;
+  readonly #cancel = new AbortController();
+  #timedOut = false;
+  #deadline: NodeJS.Timeout | undefined;
+  #lastReplica: string | undefined;
+  /** What reached the client, so a request cut short mid-stream is metered for it; only a stream delivers before it ends. */
+  #streamedTokens = 0;
+  #streamedEstimated = false;
+  #release: (() => void) | undefined;
+  #earlier: EarlierLeg[] | undefined;
+  #cascadeInfo: Record<string, string | number> = {};
+  #result: Dispatched | undefined;
+  #failure: unknown;
+
+  constructor(services: CompletionServices, endpoint: Endpoint, request: FastifyRequest<{ Body: Body }>, reply: FastifyReply, generation: GenerationRequest) {
+    this.#s = services;
+    this.#endpoint = endpoint;
+    this.#request = request;
+    this.#reply = reply;
+    this.#body = request.body;
+    this.#generation = generation;
+  }
+
+  async serve(): Promise<void> {
+    const { model, leg, probe } = target(this.#s.cascades, this.#s.dispatcher, this.#body.model, this.#request.headers["x-flotilla-cascade"], "reasoning_effort" in this.#body ? this.#body.reasoning_effort : undefined, this.#generation);
+    if (leg !== undefined) {
+      if (leg.leg === "heavy") this.#s.observer.cascadeEscalated(this.#body.model, leg.reason);
+      this.#cascadeInfo = { cascade: this.#body.model, cascade_leg: leg.leg, cascade_reason: leg.reason };
+    }
+    const timeoutMs = requestTimeout(this.#request.headers["x-flotilla-timeout-ms"], this.#s.maxTimeoutMs);
+    const principal = this.#s.principalOf(this.#request);
+    // Every bad header is refused before anything is reserved.
+    const priority = priorityOf(principal, this.#body.service_tier, this.#request.headers["x-flotilla-priority"]);
+    const ticket = await this.#admit(principal, probe === undefined ? model.name : this.#body.model, probe !== undefined);
+    const watch = this.#s.observer.start({ model: model.name, endpoint: this.#endpoint, stream: this.#body.stream === true, generation: this.#generation, tenant: principal?.tenantId, ticket, log: this.#request.log });
+    this.#started = this.#s.clock.now();
+    this.#watchClient(timeoutMs);
+    try {
+      const decided = await this.#decide(model, probe, watch, { principal, priority, deadlineMs: this.#started + timeoutMs });
+      await this.#respond(decided, watch, ticket);
+    } catch (err) {
+      this.#failure = err;
+      watch.failed(err);
+      if (!this.#timedOut) throw err;
+      throw new FlotillaError("deadline_exceeded", `the request ran past its ${timeoutMs} ms deadline and was cancelled`, { cause: err });
+    } finally {
+      await this.#settle(watch, ticket);
+    }
+  }
+
+  /** The tenant's limits, reserved against this request's worst case. A probing cascade may run both legs: it reserves for two at the dearer rates. */
+  #admit(principal: Principal | undefined, model: string, twoLegs: boolean): Promise<Ticket> {
+    const generation = this.#generation;
+    return this.#s.tenancy.admit({
+      requestId: this.#request.id,
+      principal,
+      model,
+      ...(twoLegs ? { legs: 2 } : {}),
+      endpoint: this.#endpoint,
+      stream: this.#body.stream === true,
+      maxTokens: generation.sampling.maxTokens,
+      prompt: generation.prompt,
+      continuation: generation.continuation,
+    });
+  }
+
+  /** A client that goes away, or the deadline, cancels the work. 'close' on the response fires when the client goes away, or after we end it. */
+  #watchClient(timeoutMs: number): void {
+    this.#reply.raw.once("close", () => {
+      if (!this.#reply.raw.writableFinished) this.#cancel.abort();
+    });
+    this.#deadline = setTimeout(() => {
+      this.#timedOut = true;
+      this.#cancel.abort();
+    }, timeoutMs);
+  }
+
+  /**
+   * Which model answers and how: a probing cascade first runs its light leg
+   * and keeps that answer unless it is unsure; then a fair turn for capacity
+   * (one per leg). Returns the model and the run that writes the answer.
+   */
+  async #decide(
+    model: ServedModel,
+    probe: Parameters<typeof judgeLightLeg>[0] | undefined,
+    watch: RequestWatch,
+    turn: Turn,
+  ): Promise<{ model: ServedModel; run: Run }> {
+    const { dispatcher } = this.#s;
+    const routing = this.#routing();
+    const onAttempt = (replica: Replica): void => {
+      this.#lastReplica = replica.id;
+      watch.attempt(replica);
+    };
+    let answerModel = model;
+    let kept: (Verdict & { escalate: false }) | undefined;
+    if (probe !== undefined) {
+      await this.#admitTo(model, turn);
+      const verdict = await judgeLightLeg(probe, (g, onText) => dispatcher.run(model, g, onText, this.#cancel.signal, onAttempt, routing), this.#generation);
+      if (!Number.isNaN(verdict.meanLogprob)) this.#cascadeInfo.light_mean_logprob = Number(verdict.meanLogprob.toFixed(4));
+      if (verdict.escalate) {
+        this.#earlier = [{ usage: verdict.light.usage, replica: verdict.light.replica.id, durationMs: this.#s.clock.now() - this.#started }];
+        answerModel = dispatcher.model(probe.config.heavy);
+        this.#cascadeInfo = { ...this.#cascadeInfo, cascade_leg: "heavy", cascade_reason: "low_confidence" };
+        // An escalation is no failure: the heavy leg's first attempt is not a failover of the light one.
+        watch.nextLeg();
+        this.#s.observer.cascadeEscalated(this.#body.model, "low_confidence");
+      } else {
+        kept = verdict;
+      }
+    }
+    if (kept === undefined) await this.#admitTo(answerModel, turn);
+    const final = answerModel;
+    const run: Run = (onText, attempt) => {
+      const both = (r: Replica): void => {
+        onAttempt(r);
+        attempt(r);
+      };
+      return kept === undefined ? dispatcher.run(final, this.#generation, onText, this.#cancel.signal, both, routing) : Promise.resolve(replay(kept, onText, both));
+    };
+    return { model: final, run };
+  }
+
+  /** Session affinity: the OpenAI `user` field, or a header for clients that cannot set it. */
+  #routing(): { readonly affinityKey?: string } {
+    const session = this.#request.headers["x-flotilla-session"];
+    const affinityKey = typeof session === "string" && session.length > 0 ? session : this.#body.user;
+    return affinityKey === undefined ? {} : { affinityKey };
+  }
+
+  /** Past every replica's slots, requests wait their fair turn here; one turn per leg. */
+  async #admitTo(m: ServedModel, turn: Turn): Promise<void> {
+    this.#release?.();
+    this.#release = undefined;
+    const generation = this.#generation;
+    this.#release = await this.#s.gate.enter(
+      m,
+      {
+        tenant: turn.principal?.tenantId ?? "",
+        priority: turn.priority,
+        ...(turn.principal?.weight === undefined ? {} : { weight: turn.principal.weight }),
+        cost: () => (this.#s.dispatcher.promptTokens(m, generation) ?? estimateTokens(generation)) + (generation.sampling.maxTokens ?? DEFAULT_OUTPUT_ESTIMATE),
+        deadlineMs: turn.deadlineMs,
+      },
+      this.#cancel.signal,
+    );
+  }
+
+  /** The answer, streamed as it comes or sent whole. */
+  async #respond(decided: { model: ServedModel; run: Run }, watch: RequestWatch, ticket: Ticket): Promise<void> {
+    const body = this.#body;
+    const meta: ResponseMeta = {
+      endpoint: this.#endpoint,
+      id: `${this.#endpoint === "chat" ? "chatcmpl" : "cmpl"}-${this.#request.id}`,
+      created: Math.floor(this.#s.clock.epochMs() / 1000),
+      model: decided.model.name,
+      tokenIds: body.return_token_ids === true,
+    };
+    const extension = (d: Dispatched): ServedBy => ({ ...ticket.price(d.usage, d.replica.id, this.#s.clock.now() - this.#started, this.#earlier), ...servedBy(d), ...this.#cascadeInfo });
+    if (body.stream === true) {
+      this.#result = await stream(this.#reply, meta, body.stream_options?.include_usage === true, extension, (err) => (this.#failure = err), (onText, attempt) =>
+        decided.run(watch.sink(this.#counted(onText)), attempt),
+      );
+      return;
+    }
+    const parts: string[] = [];
+    const ids = new TokenIdsOut();
+    const result = await decided.run(
+      watch.sink((t, _n, _e, chunkIds) => {
+        parts.push(t);
+        ids.piece(chunkIds);
+      }),
+      () => undefined,
+    );
+    this.#result = result;
+    void this.#reply.header("x-flotilla-replica", result.replica.id);
+    await this.#reply.send(completeResponse(meta, parts.join(""), result.finishReason, result.usage, extension(result), result.logprobs, meta.tokenIds === true ? ids.whole() : undefined));
+  }
+
+  /** Counts what a stream delivers, so a request cut short is billed for it. */
+  #counted(onText: TextSink): TextSink {
+    return (text, tokens, estimated, ids) => {
+      this.#streamedTokens += tokens;
+      if (estimated === true) this.#streamedEstimated = true;
+      onText(text, tokens, estimated, ids);
+    };
+  }
+
+  /** Exactly one ledger row, whatever happened; the capacity turn and the deadline are given back. */
+  async #settle(watch: RequestWatch, ticket: Ticket): Promise<void> {
+    this.#release?.();
+    clearTimeout(this.#deadline);
+    const ended = settlement(this.#result, this.#lastReplica, this.#s.clock.now() - this.#started, this.#cancel.signal.aborted, this.#timedOut, this.#failure);
+    const settled: Settlement = { ...ended, streamedTokens: this.#streamedTokens, streamedEstimated: this.#streamedEstimated, ...(this.#earlier === undefined ? {} : { earlier: this.#earlier }) };
+    watch.finish(settled);
+    await ticket.settle(settled);
+  }
+}
+
+/**
+ * A tenant's class is its ceiling: a request may lower itself to batch
+ * (OpenAI's service_tier "flex", or x-flotilla-priority: batch), never rise
+ * above its tenant's class.
+ */
+function priorityOf(principal: Principal | undefined, serviceTier: string | null | undefined, header: string | string[] | undefined): PriorityClass {
+  if (principal?.priority === "batch") return "batch";
+  if (serviceTier === "flex") return "batch";
+  if (header === undefined) return "interactive";
+  if (header === "batch" || header === "interactive") return header;
+  throw new FlotillaError("invalid_request", `x-flotilla-priority must be "interactive" or "batch", got ${JSON.stringify(header)}`, { param: "x-flotilla-priority" });
+}
+
+function requestTimeout(header: string | string[] | undefined, maxMs: number): number {
+  if (typeof header !== "string") return maxMs;
+  const asked = Number(header);
+  if (!Number.isInteger(asked) || asked < 1) {
+    throw new FlotillaError("invalid_request", "x-flotilla-timeout-ms must be a positive integer number of milliseconds", { param: "x-flotilla-timeout-ms" });
+  }
+  return Math.min(asked, maxMs);
+}
+
+/**
+ * Streams over SSE. Headers go out only once the first text (or the end)
+ * arrives, so a request that fails before any token still gets a proper HTTP
+ * error status rather than a 200 stream holding an error event.
+ */
+async function stream(
+  reply: FastifyReply,
+  meta: ResponseMeta,
+  includeUsage: boolean,
+  extension: (d: Dispatched) => ServedBy,
+  broke: (err: unknown) => void,
+  run: (onText: TextSink, onAttempt: (replica: Replica) => void) => ReturnType<Dispatcher["run"]>,
+): Promise<Dispatched | undefined> {
+  const encoder = new ChunkEncoder(meta);
+  const ids = meta.tokenIds === true ? new TokenIdsOut() : undefined;
+  const raw = reply.raw;
+  let open = false;
+  let replicaId = "";
+  const openStream = (): void => {
+    open = true;
+    reply.hijack();
+    raw.writeHead(200, {
+      "content-type": "text/event-stream; charset=utf-8",
+      "cache-control": "no-cache",
+      connection: "keep-alive",
+      "x-request-id": String(reply.request.id),
+      "x-flotilla-replica": replicaId,
+    });
+    const start = encoder.start();
+    if (start !== undefined) raw.write(start);
+  };
+  // Text that arrives within one tick leaves in one write: an engine that
+  // yields several pieces at once costs one syscall, not one per piece, and
+  // no piece waits longer than the current tick.
+  let corked = false;
+  const uncork = (): void => {
+    corked = false;
+    raw.uncork();
+  };
+  try {
+    const result = await run(
+      (text, _tokens, _estimated, chunkIds) => {
+        if (!open) openStream();
+        if (!corked) {
+          corked = true;
+          raw.cork();
+          process.nextTick(uncork);
+        }
+        raw.write(encoder.text(text, ids?.piece(chunkIds)));
+      },
+      (replica) => {
+        replicaId = replica.id;
+      },
+    );
+    if (!open) openStream();
+    raw.write(encoder.finish(result.finishReason, result.logprobs));
+    if (includeUsage) raw.write(encoder.usage(result.usage, extension(result)));
+    raw.end(ChunkEncoder.done);
+    return result;
+  } catch (err) {
+    if (!open) throw err; // the error handler answers with a status
+    broke(err);
+    endWithError(raw, toHttpError(err));
+    return undefined;
+  }
+}
+
+/** What the ledger is told: every request ends in exactly one of these. */
+function settlement(result: Dispatched | undefined, lastReplica: string | undefined, durationMs: number, aborted: boolean, timedOut: boolean, failure: unknown): Settlement {
+  if (result !== undefined) {
+    const estimated = result.usageEstimated === true ? { usageEstimated: true } : {};
+    return { status: "ok", usage: result.usage, replica: result.replica.id, attempts: result.attempts, continuations: result.continuations, durationMs, ...estimated };
+  }
+  const status = timedOut ? "deadline_exceeded" : aborted ? "cancelled" : "failed";
+  // A stream that broke after its headers ended with an error event, not a throw: the failure is the engine's.
+  const errorCode = status === "failed" ? (failure instanceof FlotillaError ? failure.code : failure === undefined ? "engine_error" : "internal_error") : status;
+  return { status, usage: undefined, replica: lastReplica, attempts: lastReplica === undefined ? 0 : 1, continuations: 0, durationMs, errorCode };
+}
+
+/** Once a stream has begun the status is spent; the error travels as an event, as OpenAI's does. */
+function endWithError(raw: ServerResponse, http: HttpError): void {
+  if (raw.destroyed || raw.writableEnded) return;
+  raw.end(ChunkEncoder.error(http.body) + ChunkEncoder.done);
+}
+
+function servedBy(d: Dispatched): ServedBy {
+  return { replica: d.replica.id, attempts: d.attempts, continuations: d.continuations };
+}
