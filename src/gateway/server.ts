@@ -79,44 +79,19 @@ export function createGateway(opts: GatewayOptions): FastifyInstance {
 
 export function createGatewayWithShutdown(opts: GatewayOptions): Gateway {
   const clock = opts.clock ?? wallClock;
-  const maxTimeoutMs = opts.requestTimeoutMs ?? 600_000;
   const tenancy = opts.tenancy ?? openTenancy;
-  let shuttingDown = false;
-  // Requests admitted and not yet finished (running, or queued for a slot); shutdown waits for them.
-  let working = 0;
-  let allDone: (() => void) | undefined;
-  const dispatcher = new Dispatcher(opts.fleet, opts.policy ?? leastLoaded, {
-    clock,
-    ...(opts.readyWaitMs === undefined ? {} : { readyWaitMs: opts.readyWaitMs }),
-    ...(opts.slowFirstTokenMs === undefined ? {} : { slowFirstTokenMs: opts.slowFirstTokenMs }),
-    ...(opts.hedge === undefined ? {} : { hedge: { enabled: opts.hedge } }),
-    ...(opts.routeHints === undefined ? {} : { routeHints: (r: Replica) => opts.routeHints!(r.id) }),
-    ...(opts.ttftSloMs === undefined ? {} : { ttftSloMs: opts.ttftSloMs }),
-  });
+  const work = new Work();
+  const dispatcher = dispatcherFor(opts, clock);
   const gate = new AdmissionGate({
     clock,
     ...(opts.maxQueued === undefined ? {} : { maxQueued: opts.maxQueued }),
     ...(opts.maxQueuedPerTenant === undefined ? {} : { maxQueuedPerTenant: opts.maxQueuedPerTenant }),
   });
-  const bodyLimit = opts.bodyLimit ?? 4 * 1024 * 1024;
-  const app = Fastify({
-    bodyLimit,
-    ...receivingOptions(opts.bodyTimeoutMs ?? 30_000),
-    logger: loggerOptions(opts.logLevel ?? "warn", opts.observability?.logDestination),
-    // A client-supplied id is kept (and echoed) so logs join up across hops.
-    genReqId: (req) => {
-      const given = req.headers["x-request-id"];
-      return typeof given === "string" && REQUEST_ID.test(given) ? given : randomUUID();
-    },
-    ajv: { customOptions: { coerceTypes: false, removeAdditional: false, useDefaults: false, allErrors: false } },
-    return503OnClosing: true,
-  });
-  guardExpectContinue(app, bodyLimit);
-
+  const app = fastifyFor(opts);
   app.addHook("onRequest", (request, reply, done) => {
     void reply.header("x-request-id", request.id);
     // New work is refused while draining; what was admitted finishes.
-    if (shuttingDown && request.routeOptions.config.access === "tenant" && request.method === "POST") {
+    if (work.closing && request.routeOptions.config.access === "tenant" && request.method === "POST") {
       done(new FlotillaError("shutting_down", "this server is shutting down; retry on another instance", { retryAfterS: 5 }));
       return;
     }
@@ -124,70 +99,17 @@ export function createGatewayWithShutdown(opts: GatewayOptions): Gateway {
   });
   // Before any route: every route registered from here on must declare who may call it.
   const access = enforceAccess(app, { tenancy, adminToken: opts.adminToken, metricsPublic: opts.metricsPublic });
-
   registerAdminRoutes(app, opts.fleet);
   registerTenancyRoutes(app, tenancy, access.principalOf);
   const observer = registerObservability(app, opts.fleet, { clock, ...opts.observability });
   observer.admissionQueue = () => gate.depths();
-
-  app.setErrorHandler(async (err, request, reply) => {
-    const http = toHttpError(err);
-    if (http.status >= 500) request.log.error({ err }, "request failed");
-    // The sender of an oversized body is still writing it: let it finish, or it never reads the 413.
-    if (http.status === 413) void reply.header("connection", (await drainBody(request.raw)) ? "keep-alive" : "close");
-    return sendError(reply, http);
-  });
-
-  app.setNotFoundHandler((request, reply) =>
-    sendError(reply, {
-      status: 404,
-      retryAfterS: undefined,
-      body: { error: { message: `no route ${request.method} ${request.url.split("?")[0]}; see GET /v1/models, POST /v1/chat/completions, POST /v1/completions`, type: "invalid_request_error", param: null, code: "unknown_route" } },
-    }),
-  );
-
-  const PUBLIC = { config: { access: "public" } } as const;
-  const TENANT = { config: { access: "tenant" } } as const;
-  app.get("/healthz", PUBLIC, () => ({ status: "ok" }));
-  const readiness = (_request: FastifyRequest, reply: FastifyReply): FastifyReply => {
-    // A draining gateway tells its load balancer to send nothing more.
-    const ready = !shuttingDown && opts.fleet.anyReady();
-    return reply.code(ready ? 200 : 503).send({ status: ready ? "ready" : "no replica ready" });
-  };
-  app.get("/readyz", PUBLIC, readiness);
-  // Where llama-server, vLLM and SGLang answer, so a Flotilla can itself be an upstream engine.
-  app.get("/health", PUBLIC, readiness);
+  registerErrorHandlers(app);
 
   const cascades = opts.cascades ?? new Map<string, Cascade>();
-  /** One model as OpenAI lists it, with vLLM's max_model_len where every replica knows its context window (the smallest: an answer resumed anywhere fits). */
-  const modelJson = (id: string): Record<string, unknown> => {
-    const windows = cascades.has(id) ? [] : dispatcher.model(id).replicas.map((r) => r.engine.contextSize);
-    const known = windows.length > 0 && windows.every((w) => w !== undefined);
-    return { id, object: "model", created: Math.floor(clock.epochMs() / 1000), owned_by: "flotilla", ...(known ? { max_model_len: Math.min(...(windows as number[])) } : {}) };
-  };
-
-  app.get("/v1/models", TENANT, () => {
-    const names = [...[...opts.fleet.models()].map((m) => m.name), ...cascades.keys()];
-    return { object: "list", data: names.map(modelJson) };
-  });
-
-  app.get<{ Params: { id: string } }>("/v1/models/*", TENANT, (request, reply) => {
-    const id = (request.params as Record<string, string>)["*"] ?? "";
-    return reply.send(modelJson(cascades.has(id) ? id : dispatcher.model(id).name));
-  });
-
-  const services: CompletionServices = { clock, dispatcher, gate, tenancy, observer, cascades, principalOf: access.principalOf, maxTimeoutMs };
-  /** Counts what shutdown waits for: every request admitted and not yet finished. */
-  const tracked = (handler: ReturnType<typeof completionHandler>): typeof handler => async (request, reply) => {
-    working++;
-    try {
-      await handler(request, reply);
-    } finally {
-      if (--working === 0) allDone?.();
-    }
-  };
-  app.post("/v1/chat/completions", { ...TENANT, schema: { body: chatCompletionSchema } }, tracked(completionHandler(services, "chat", chatRequest)));
-  app.post("/v1/completions", { ...TENANT, schema: { body: completionSchema } }, tracked(completionHandler(services, "completion", completionRequest)));
+  registerModelRoutes(app, { fleet: opts.fleet, cascades, dispatcher, clock, ready: () => !work.closing && opts.fleet.anyReady() });
+  const services: CompletionServices = { clock, dispatcher, gate, tenancy, observer, cascades, principalOf: access.principalOf, maxTimeoutMs: opts.requestTimeoutMs ?? 600_000 };
+  app.post("/v1/chat/completions", { ...TENANT, schema: { body: chatCompletionSchema } }, work.track(completionHandler(services, "chat", chatRequest)));
+  app.post("/v1/completions", { ...TENANT, schema: { body: completionSchema } }, work.track(completionHandler(services, "completion", completionRequest)));
 
   app.addHook("onClose", async () => {
     gate.close();
@@ -202,19 +124,119 @@ export function createGatewayWithShutdown(opts: GatewayOptions): Gateway {
    * rest get 503, and each is settled by the billing rule.
    */
   const shutdown = async (graceMs: number): Promise<void> => {
-    shuttingDown = true;
-    if (working > 0) {
-      let timer: NodeJS.Timeout | undefined;
-      await Promise.race([
-        new Promise<void>((resolve) => (allDone = resolve)),
-        new Promise<void>((resolve) => (timer = setTimeout(resolve, graceMs))),
-      ]);
-      clearTimeout(timer);
-    }
+    await work.close(graceMs);
     await app.close();
   };
 
   return { app, shutdown, routes: access.routes };
+}
+
+const PUBLIC = { config: { access: "public" } } as const;
+const TENANT = { config: { access: "tenant" } } as const;
+
+/** The requests admitted and not yet finished (running, or queued for a slot): what shutdown waits for. */
+class Work {
+  closing = false;
+  #working = 0;
+  #allDone: (() => void) | undefined;
+
+  track<R, P>(handler: (request: R, reply: P) => Promise<void>): (request: R, reply: P) => Promise<void> {
+    return async (request, reply) => {
+      this.#working++;
+      try {
+        await handler(request, reply);
+      } finally {
+        if (--this.#working === 0) this.#allDone?.();
+      }
+    };
+  }
+
+  /** Refuses new work from now on, and waits for what is admitted, or for `graceMs`. */
+  async close(graceMs: number): Promise<void> {
+    this.closing = true;
+    if (this.#working === 0) return;
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      new Promise<void>((resolve) => (this.#allDone = resolve)),
+      new Promise<void>((resolve) => (timer = setTimeout(resolve, graceMs))),
+    ]);
+    clearTimeout(timer);
+  }
+}
+
+function dispatcherFor(opts: GatewayOptions, clock: Clock): Dispatcher {
+  return new Dispatcher(opts.fleet, opts.policy ?? leastLoaded, {
+    clock,
+    ...(opts.readyWaitMs === undefined ? {} : { readyWaitMs: opts.readyWaitMs }),
+    ...(opts.slowFirstTokenMs === undefined ? {} : { slowFirstTokenMs: opts.slowFirstTokenMs }),
+    ...(opts.hedge === undefined ? {} : { hedge: { enabled: opts.hedge } }),
+    ...(opts.routeHints === undefined ? {} : { routeHints: (r: Replica) => opts.routeHints!(r.id) }),
+    ...(opts.ttftSloMs === undefined ? {} : { ttftSloMs: opts.ttftSloMs }),
+  });
+}
+
+function fastifyFor(opts: GatewayOptions): FastifyInstance {
+  const bodyLimit = opts.bodyLimit ?? 4 * 1024 * 1024;
+  const app = Fastify({
+    bodyLimit,
+    ...receivingOptions(opts.bodyTimeoutMs ?? 30_000),
+    logger: loggerOptions(opts.logLevel ?? "warn", opts.observability?.logDestination),
+    // A client-supplied id is kept (and echoed) so logs join up across hops.
+    genReqId: (req) => {
+      const given = req.headers["x-request-id"];
+      return typeof given === "string" && REQUEST_ID.test(given) ? given : randomUUID();
+    },
+    ajv: { customOptions: { coerceTypes: false, removeAdditional: false, useDefaults: false, allErrors: false } },
+    return503OnClosing: true,
+  });
+  guardExpectContinue(app, bodyLimit);
+  return app;
+}
+
+function registerErrorHandlers(app: FastifyInstance): void {
+  app.setErrorHandler(async (err, request, reply) => {
+    const http = toHttpError(err);
+    if (http.status >= 500) request.log.error({ err }, "request failed");
+    // The sender of an oversized body is still writing it: let it finish, or it never reads the 413.
+    if (http.status === 413) void reply.header("connection", (await drainBody(request.raw)) ? "keep-alive" : "close");
+    return sendError(reply, http);
+  });
+  app.setNotFoundHandler((request, reply) =>
+    sendError(reply, {
+      status: 404,
+      retryAfterS: undefined,
+      body: { error: { message: `no route ${request.method} ${request.url.split("?")[0]}; see GET /v1/models, POST /v1/chat/completions, POST /v1/completions`, type: "invalid_request_error", param: null, code: "unknown_route" } },
+    }),
+  );
+}
+
+/** Liveness, readiness (a draining gateway tells its load balancer to send nothing more) and the model list. */
+function registerModelRoutes(
+  app: FastifyInstance,
+  s: { fleet: Fleet; cascades: ReadonlyMap<string, Cascade>; dispatcher: Dispatcher; clock: Clock; ready: () => boolean },
+): void {
+  app.get("/healthz", PUBLIC, () => ({ status: "ok" }));
+  const readiness = (_request: FastifyRequest, reply: FastifyReply): FastifyReply => {
+    const ready = s.ready();
+    return reply.code(ready ? 200 : 503).send({ status: ready ? "ready" : "no replica ready" });
+  };
+  app.get("/readyz", PUBLIC, readiness);
+  // Where llama-server, vLLM and SGLang answer, so a Flotilla can itself be an upstream engine.
+  app.get("/health", PUBLIC, readiness);
+  /** One model as OpenAI lists it, with vLLM's max_model_len where every replica knows its context window (the smallest: an answer resumed anywhere fits). */
+  const modelJson = (id: string): Record<string, unknown> => {
+    const windows = s.cascades.has(id) ? [] : s.dispatcher.model(id).replicas.map((r) => r.engine.contextSize);
+    const known = windows.length > 0 && windows.every((w) => w !== undefined);
+    return { id, object: "model", created: Math.floor(s.clock.epochMs() / 1000), owned_by: "flotilla", ...(known ? { max_model_len: Math.min(...(windows as number[])) } : {}) };
+  };
+  app.get("/v1/models", TENANT, () => {
+    const names = [...[...s.fleet.models()].map((m) => m.name), ...s.cascades.keys()];
+    return { object: "list", data: names.map(modelJson) };
+  });
+  app.get<{ Params: { id: string } }>("/v1/models/*", TENANT, (request, reply) => {
+    const id = (request.params as Record<string, string>)["*"] ?? "";
+    return reply.send(modelJson(s.cascades.has(id) ? id : s.dispatcher.model(id).name));
+  });
 }
 
 function sendError(reply: FastifyReply, http: HttpError): FastifyReply {
