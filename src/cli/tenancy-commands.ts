@@ -12,8 +12,14 @@ interface UrlOption {
  * FLOTILLA_API_KEY) shows a tenant its own usage instead.
  */
 export function registerTenancyCommands(program: Command): void {
-  const withUrl = (c: Command): Command => c.option("--url <url>", "the gateway", "http://127.0.0.1:8080");
+  registerTenantCommands(program);
+  registerKeyCommands(program);
+  registerUsageCommand(program);
+}
 
+const withUrl = (c: Command): Command => c.option("--url <url>", "the gateway", "http://127.0.0.1:8080");
+
+function registerTenantCommands(program: Command): void {
   const tenants = program.command("tenants").description("create, list and delete tenants (who may use the fleet, with what limits)");
   withUrl(tenants.command("create <name>").description("create a tenant; limits left out are unlimited"))
     .option("--weight <w>", "fair-share weight (default 1)", positiveNumber("weight"))
@@ -48,7 +54,9 @@ export function registerTenancyCommands(program: Command): void {
     await call(o.url, "DELETE", `/admin/tenants/${encodeURIComponent(name)}`);
     process.stdout.write(`deleted tenant ${name}\n`);
   });
+}
 
+function registerKeyCommands(program: Command): void {
   const keys = program.command("keys").description("create, list and revoke API keys");
   withUrl(keys.command("create <tenant>").description("create an API key for a tenant; the key is shown once"))
     .option("--name <name>", "a label for the key")
@@ -80,7 +88,9 @@ export function registerTenancyCommands(program: Command): void {
     await call(o.url, "DELETE", `/admin/keys/${encodeURIComponent(id)}`);
     process.stdout.write(`revoked ${id}\n`);
   });
+}
 
+function registerUsageCommand(program: Command): void {
   withUrl(program.command("usage").description("usage from the ledger: requests, tokens, device-seconds, energy and cost"))
     .option("--tenant <name>", "only this tenant (admin)")
     .option("--from <date>", "start, ISO 8601 or Unix seconds (default: start of this month, UTC)")
