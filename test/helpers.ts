@@ -1,13 +1,32 @@
-import { resolve } from "node:path";
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
 import type { AddressInfo } from "node:net";
 import type { FastifyInstance } from "fastify";
 import { buildFleet } from "../src/fleet/build.js";
 import { parseFleetConfig } from "../src/fleet/config.js";
 import type { Fleet } from "../src/fleet/fleet.js";
 import { createGateway, type GatewayOptions } from "../src/gateway/server.js";
+import { ensureDefaultModel } from "../src/gguf/default-model.js";
 
-/** The shared random-weight model: real llama.cpp, gibberish output. */
-export const TINY_MODEL = resolve(import.meta.dirname, "../../shared/models/llama-2-tiny-random.gguf");
+/** The shared random-weight model with the llama-2 vocabulary: for tests where tokenization matters, which skip without it. */
+export const LLAMA2_TINY_MODEL = resolve(import.meta.dirname, "../../shared/models/llama-2-tiny-random.gguf");
+export const LLAMA2_ABSENT: false | string = existsSync(LLAMA2_TINY_MODEL) ? false : "../shared/models/llama-2-tiny-random.gguf is absent";
+
+/**
+ * A tiny random-weight model for every other test (real llama.cpp,
+ * gibberish output): the shared one where ../shared is present, else the
+ * built-in byte-level model, written by the project's own GGUF writer into
+ * this process's temporary directory (in about 40 ms), so the suite never
+ * depends on ../shared.
+ */
+export const TINY_MODEL = LLAMA2_ABSENT === false ? LLAMA2_TINY_MODEL : await ownTinyModel();
+
+async function ownTinyModel(): Promise<string> {
+  const dir = mkdtempSync(join(tmpdir(), "flotilla-test-model-"));
+  process.once("exit", () => rmSync(dir, { recursive: true, force: true }));
+  return (await ensureDefaultModel(dir)).path;
+}
 
 export interface RunningGateway {
   readonly url: string;

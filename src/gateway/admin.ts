@@ -1,7 +1,7 @@
 import type { FastifyInstance } from "fastify";
 import { FlotillaError } from "../core/errors.js";
 import type { Fleet, Replica } from "../fleet/fleet.js";
-import { sleep } from "./sleep.js";
+import type { Clock } from "../core/clock.js";
 
 const replicaBody = {
   type: "object",
@@ -39,7 +39,7 @@ function describe(r: Replica): Record<string, unknown> {
  * admin token, or with none configured direct loopback clients only, so a
  * gateway bound to a public address is not drainable by strangers.
  */
-export function registerAdminRoutes(app: FastifyInstance, fleet: Fleet): void {
+export function registerAdminRoutes(app: FastifyInstance, fleet: Fleet, clock: Clock): void {
   const ADMIN = { config: { access: "admin" } } as const;
   app.register(async (admin) => {
     admin.get("/admin/replicas", ADMIN, () => ({ object: "list", data: fleet.replicas().map(describe) }));
@@ -47,8 +47,8 @@ export function registerAdminRoutes(app: FastifyInstance, fleet: Fleet): void {
     admin.post<{ Body: ReplicaBody }>("/admin/drain", { ...ADMIN, schema: { body: replicaBody } }, async (request) => {
       const replica = find(fleet, request.body.replica);
       replica.health.draining = true;
-      const until = Date.now() + (request.body.wait_s ?? 30) * 1000;
-      while (inFlight(replica) > 0 && Date.now() < until) await sleep(50);
+      const until = clock.now() + (request.body.wait_s ?? 30) * 1000;
+      while (inFlight(replica) > 0 && clock.now() < until) await clock.sleep(50);
       return { ...describe(replica), state: inFlight(replica) === 0 ? "drained" : "draining" };
     });
 

@@ -62,7 +62,8 @@ class CompletionRun {
   #started = 0;
   readonly #cancel = new AbortController();
   #timedOut = false;
-  #deadline: NodeJS.Timeout | undefined;
+  /** Aborted once the request is settled: the deadline's wait ends with it. */
+  readonly #settled = new AbortController();
   #lastReplica: string | undefined;
   /** What reached the client, so a request cut short mid-stream is metered for it; only a stream delivers before it ends. */
   #streamedTokens = 0;
@@ -130,10 +131,11 @@ class CompletionRun {
     this.#reply.raw.once("close", () => {
       if (!this.#reply.raw.writableFinished) this.#cancel.abort();
     });
-    this.#deadline = setTimeout(() => {
+    void this.#s.clock.sleep(timeoutMs, this.#settled.signal).then(() => {
+      if (this.#settled.signal.aborted) return;
       this.#timedOut = true;
       this.#cancel.abort();
-    }, timeoutMs);
+    });
   }
 
   /**
@@ -250,7 +252,7 @@ class CompletionRun {
   /** Exactly one ledger row, whatever happened; the capacity turn and the deadline are given back. */
   async #settle(watch: RequestWatch, ticket: Ticket): Promise<void> {
     this.#release?.();
-    clearTimeout(this.#deadline);
+    this.#settled.abort();
     const ended = settlement(this.#result, this.#lastReplica, this.#s.clock.now() - this.#started, this.#cancel.signal.aborted, this.#timedOut, this.#failure);
     const settled: Settlement = { ...ended, streamedTokens: this.#streamedTokens, streamedEstimated: this.#streamedEstimated, ...(this.#earlier === undefined ? {} : { earlier: this.#earlier }) };
     watch.finish(settled);

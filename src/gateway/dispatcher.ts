@@ -11,7 +11,6 @@ import { DEFAULT_HEDGE, FirstTokenLatency, hedgeCandidates, hedgeDelayMs, type H
 import { DEFAULT_RETRY, attemptBudget, backoffMs, bestRecord, isRetryable, retryCandidates, type RetryChoice, type RetryPolicy } from "../scheduler/retry.js";
 import { Answer, resumed, type Attempt } from "./answer.js";
 import type { RouteHints } from "../metering/pricing.js";
-import { sleep } from "./sleep.js";
 
 export interface Dispatched extends GenerationResult {
   /** The replica that finished the answer. */
@@ -252,7 +251,7 @@ export class Dispatcher {
     for (;;) {
       const left = attempt.startedAt + hedgeDelayMs(this.#hedge, this.#firstToken(model).p90()) - this.#clock.now();
       if (left <= 0) return !signal.aborted;
-      if (await settlesWithin(spokeOrEnded, Math.min(left, this.#hedge.minMs), signal)) return false;
+      if (await settlesWithin(spokeOrEnded, Math.min(left, this.#hedge.minMs), this.#clock, signal)) return false;
       if (signal.aborted) return false;
     }
   }
@@ -329,14 +328,14 @@ export class Dispatcher {
     let choice = this.#candidates(model, failed, blocks, resume);
     // Going back to a replica that failed this request: give it a moment first.
     if (choice.revisiting) {
-      await sleep(backoffMs(this.#retry, attempt));
+      await this.#clock.sleep(backoffMs(this.#retry, attempt), signal);
       choice = this.#candidates(model, failed, blocks, resume);
     }
     let candidates = choice.candidates;
     let outcome = route(this.#policy, routeRequest, candidates, this.#random);
     const waitUntil = this.#clock.now() + this.#readyWaitMs;
     while (!outcome.ok && outcome.reason === "no_ready_replica" && this.#clock.now() < waitUntil && !signal.aborted) {
-      await sleep(25);
+      await this.#clock.sleep(25, signal);
       candidates = this.#candidates(model, failed, blocks, resume).candidates;
       outcome = route(this.#policy, routeRequest, candidates, this.#random);
     }
@@ -346,20 +345,14 @@ export class Dispatcher {
   }
 }
 
-/** Whether `work` settles within `ms` (false when the time runs out first, or the request is cancelled). */
-async function settlesWithin(work: Promise<unknown>, ms: number, signal: AbortSignal): Promise<boolean> {
-  let timer: NodeJS.Timeout | undefined;
-  let onAbort: () => void = () => undefined;
-  const late = new Promise<false>((resolve) => {
-    timer = setTimeout(() => resolve(false), ms);
-    onAbort = () => resolve(false);
-    signal.addEventListener("abort", onAbort, { once: true });
-  });
+/** Whether `work` settles within `ms` of `clock`'s time (false when the time runs out first, or the request is cancelled). */
+async function settlesWithin(work: Promise<unknown>, ms: number, clock: Clock, signal: AbortSignal): Promise<boolean> {
+  const over = new AbortController();
+  const late = clock.sleep(ms, AbortSignal.any([signal, over.signal])).then(() => false);
   try {
     return await Promise.race([work.then(() => true), late]);
   } finally {
-    clearTimeout(timer);
-    signal.removeEventListener("abort", onAbort);
+    over.abort();
   }
 }
 

@@ -80,7 +80,7 @@ export function createGateway(opts: GatewayOptions): FastifyInstance {
 export function createGatewayWithShutdown(opts: GatewayOptions): Gateway {
   const clock = opts.clock ?? wallClock;
   const tenancy = opts.tenancy ?? openTenancy;
-  const work = new Work();
+  const work = new Work(clock);
   const dispatcher = dispatcherFor(opts, clock);
   const gate = new AdmissionGate({
     clock,
@@ -99,8 +99,8 @@ export function createGatewayWithShutdown(opts: GatewayOptions): Gateway {
   });
   // Before any route: every route registered from here on must declare who may call it.
   const access = enforceAccess(app, { tenancy, adminToken: opts.adminToken, metricsPublic: opts.metricsPublic });
-  registerAdminRoutes(app, opts.fleet);
-  registerTenancyRoutes(app, tenancy, access.principalOf);
+  registerAdminRoutes(app, opts.fleet, clock);
+  registerTenancyRoutes(app, tenancy, access.principalOf, clock);
   const observer = registerObservability(app, opts.fleet, { clock, ...opts.observability });
   observer.admissionQueue = () => gate.depths();
   registerErrorHandlers(app);
@@ -140,6 +140,8 @@ class Work {
   #working = 0;
   #allDone: (() => void) | undefined;
 
+  constructor(readonly clock: Clock) {}
+
   track<R, P>(handler: (request: R, reply: P) => Promise<void>): (request: R, reply: P) => Promise<void> {
     return async (request, reply) => {
       this.#working++;
@@ -155,12 +157,9 @@ class Work {
   async close(graceMs: number): Promise<void> {
     this.closing = true;
     if (this.#working === 0) return;
-    let timer: NodeJS.Timeout | undefined;
-    await Promise.race([
-      new Promise<void>((resolve) => (this.#allDone = resolve)),
-      new Promise<void>((resolve) => (timer = setTimeout(resolve, graceMs))),
-    ]);
-    clearTimeout(timer);
+    const done = new AbortController();
+    await Promise.race([new Promise<void>((resolve) => (this.#allDone = resolve)), this.clock.sleep(graceMs, done.signal)]);
+    done.abort();
   }
 }
 

@@ -1,5 +1,6 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { FlotillaError } from "../core/errors.js";
+import type { Clock } from "../core/clock.js";
 import { TENANT_RANGES, type TenancyAdmin, type ValueRange } from "../metering/admin-api.js";
 import type { Principal, Tenancy } from "../metering/tenancy.js";
 import { periodOf, periodStart } from "../store/limits.js";
@@ -53,14 +54,14 @@ interface UsageQuerystring {
  * like the fleet's (gateway/access.ts); GET /v1/usage answers a tenant for
  * its own usage.
  */
-export function registerTenancyRoutes(app: FastifyInstance, tenancy: Tenancy, principalOf: (request: FastifyRequest) => Principal | undefined): void {
+export function registerTenancyRoutes(app: FastifyInstance, tenancy: Tenancy, principalOf: (request: FastifyRequest) => Principal | undefined, clock: Clock): void {
   const admin = tenancy.admin;
   const ADMIN = { config: { access: "admin" } } as const;
 
   app.get<{ Querystring: UsageQuerystring }>("/v1/usage", { config: { access: "tenant" } }, async (request, reply) => {
     if (admin === undefined) return noLedger(reply);
     const tenantId = principalOf(request)?.tenantId ?? ANONYMOUS_TENANT;
-    return usageReport(admin, request.query, tenantId);
+    return usageReport(admin, request.query, tenantId, clock.epochMs());
   });
 
   app.register(async (scope) => {
@@ -70,14 +71,14 @@ export function registerTenancyRoutes(app: FastifyInstance, tenancy: Tenancy, pr
     }
 
     scope.get("/admin/tenants", ADMIN, async () => {
-      const now = Date.now();
+      const now = clock.epochMs();
       return { object: "list", data: (await admin.listTenants()).map((t) => tenantJson(t, now)) };
     });
 
     scope.get<{ Params: { id: string } }>("/admin/tenants/:id", ADMIN, async (request, reply) => {
       const t = await admin.getTenant(request.params.id);
       if (t === undefined) return notFound(reply, `no tenant "${request.params.id}"`);
-      return tenantJson(t, Date.now());
+      return tenantJson(t, clock.epochMs());
     });
 
     scope.post<{ Body: TenantBody }>("/admin/tenants", { ...ADMIN, schema: { body: tenantBody } }, async (request, reply) => {
@@ -91,7 +92,7 @@ export function registerTenancyRoutes(app: FastifyInstance, tenancy: Tenancy, pr
         maxConcurrent: b.max_concurrent ?? null,
         monthlyBudgetUsd: b.monthly_budget_usd ?? null,
       });
-      return reply.code(201).send(tenantJson(t, Date.now()));
+      return reply.code(201).send(tenantJson(t, clock.epochMs()));
     });
 
     scope.delete<{ Params: { id: string } }>("/admin/tenants/:id", ADMIN, async (request, reply) => {
@@ -112,12 +113,11 @@ export function registerTenancyRoutes(app: FastifyInstance, tenancy: Tenancy, pr
       return { id: request.params.id, object: "api_key", revoked: true };
     });
 
-    scope.get<{ Querystring: UsageQuerystring }>("/admin/usage", ADMIN, async (request) => usageReport(admin, request.query, request.query.tenant));
+    scope.get<{ Querystring: UsageQuerystring }>("/admin/usage", ADMIN, async (request) => usageReport(admin, request.query, request.query.tenant, clock.epochMs()));
   });
 }
 
-async function usageReport(admin: TenancyAdmin, q: UsageQuerystring, tenantId: string | undefined): Promise<Record<string, unknown>> {
-  const now = Date.now();
+async function usageReport(admin: TenancyAdmin, q: UsageQuerystring, tenantId: string | undefined, now: number): Promise<Record<string, unknown>> {
   const from = q.from === undefined ? periodStart(now) : instant(q.from, "from");
   const to = q.to === undefined ? now + 1 : instant(q.to, "to");
   if (to <= from) throw new FlotillaError("invalid_request", "to must be later than from", { param: "to" });

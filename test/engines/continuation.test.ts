@@ -7,7 +7,6 @@
  * Flotilla, and the dispatcher resuming on another replica.
  */
 import assert from "node:assert/strict";
-import { existsSync } from "node:fs";
 import { after, before, describe, test } from "node:test";
 import { wallClock } from "../../src/core/clock.js";
 import { FlotillaError } from "../../src/core/errors.js";
@@ -19,9 +18,9 @@ import { Fleet, type Replica } from "../../src/fleet/fleet.js";
 import { ReplicaHealth } from "../../src/fleet/health.js";
 import { Dispatcher } from "../../src/gateway/dispatcher.js";
 import { roundRobin } from "../../src/scheduler/policies.js";
-import { TINY_MODEL, startGateway, tinyFleet, type RunningGateway } from "../helpers.js";
+import { LLAMA2_ABSENT, LLAMA2_TINY_MODEL, startGateway, type RunningGateway } from "../helpers.js";
 
-const skip = existsSync(TINY_MODEL) ? false : "../shared/models/llama-2-tiny-random.gguf is absent";
+const TINY_MODEL = LLAMA2_TINY_MODEL;
 const MAX_TOKENS = 40;
 const CHAT: Prompt = { kind: "chat", messages: [{ role: "user", content: "Tell me about Windows and fellows" }] };
 const TEXT: Prompt = { kind: "text", text: "The fellows of Windows" };
@@ -61,7 +60,7 @@ async function spliceEveryBoundary(engine: Engine, prompt: Prompt): Promise<{ bo
   return { boundaries, wrong };
 }
 
-describe("token-exact continuation, llama-2 vocabulary", { skip }, () => {
+describe("token-exact continuation, llama-2 vocabulary", { skip: LLAMA2_ABSENT }, () => {
   let local: LocalEngine;
   let remote: RunningGateway;
   let remoteEngine: OpenAIEngine;
@@ -69,7 +68,7 @@ describe("token-exact continuation, llama-2 vocabulary", { skip }, () => {
   before(async () => {
     local = new LocalEngine({ modelPath: TINY_MODEL, parallel: 1, contextSize: 512 });
     await local.start();
-    remote = await startGateway(tinyFleet({ parallel: 1 }));
+    remote = await startGateway({ models: [{ name: "tiny", replicas: [{ engine: "local", path: TINY_MODEL, parallel: 1, context: 512 }] }] });
     remoteEngine = new OpenAIEngine({ url: remote.url, upstreamModel: "tiny", parallel: 1 });
     await remoteEngine.start();
   });

@@ -15,10 +15,16 @@ import { eventually, gateQueued } from "../helpers.js";
 type Handler = (req: IncomingMessage, res: ServerResponse) => void;
 
 const servers: Server[] = [];
-after(() => {
+const gateways: { app: { close(): Promise<unknown>; server: Server } }[] = [];
+// A test that fails midway must still let the process exit: everything it opened is closed here.
+after(async () => {
   for (const s of servers) {
     s.closeAllConnections();
     s.close();
+  }
+  for (const gw of gateways) {
+    gw.app.server.closeAllConnections();
+    await gw.app.close();
   }
 });
 
@@ -52,6 +58,7 @@ async function gatewayOver(urls: readonly string[], parallel: number) {
   const fleet = buildFleet(parseFleetConfig({ models: [{ name: "m", replicas: urls.map((url) => ({ engine: "openai", url, upstream_model: "m", parallel })) }] }), { baseDir: ".", env: {} });
   await fleet.start(() => undefined);
   const gw = createGatewayWithShutdown({ fleet, logLevel: "silent" });
+  gateways.push(gw);
   await gw.app.listen({ host: "127.0.0.1", port: 0 });
   return { ...gw, fleet, url: `http://127.0.0.1:${(gw.app.server.address() as AddressInfo).port}` };
 }
@@ -61,18 +68,23 @@ const stream = (url: string, prompt: string): Promise<Response> =>
 
 describe("graceful shutdown serves its queue", () => {
   it("32 streams on 4 slots: shutdown finishes the 4 running and the 28 queued, and refuses new ones", async () => {
-    const gw = await gatewayOver([await upstream(slowAnswer), await upstream(slowAnswer)], 2);
+    // The upstreams hold every answer until the queue is full and shutdown has begun, however slowly the requests arrive.
+    let release: () => void = () => undefined;
+    const released = new Promise<void>((resolve) => (release = resolve));
+    const held: Handler = (req, res) => void released.then(() => slowAnswer(req, res));
+    const gw = await gatewayOver([await upstream(held), await upstream(held)], 2);
     const pending = Array.from({ length: 32 }, (_, i) => stream(gw.url, `p${i}`).then(async (r) => ({ status: r.status, text: await r.text() })));
-    await eventually(() => gw.fleet.inFlight() === 4, "four streams to run", 5_000);
+    await eventually(() => gw.fleet.inFlight() === 4, "four streams to run", 20_000);
     let queued = 0;
     await eventually(() => {
       void gateQueued(gw.url, "m").then((n) => (queued = n));
       return queued === 28;
-    }, "28 requests to queue at the gateway", 5_000);
+    }, "28 requests to queue at the gateway", 20_000);
     const stopped = gw.shutdown(20_000);
     const refused = await stream(gw.url, "late").catch((e: unknown) => e as Error);
     // A refused connection is as good as a 503: either way no new work starts.
     if (!(refused instanceof Error)) assert.equal(refused.status, 503);
+    release();
     const answers = await Promise.all(pending);
     for (const a of answers) {
       assert.equal(a.status, 200);

@@ -1,4 +1,3 @@
-import { existsSync } from "node:fs";
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { Command, CommanderError } from "commander";
@@ -12,7 +11,7 @@ import {
   runEstimate,
 } from "../../src/cli/hardware-commands.js";
 import { estimate } from "../../src/hardware/index.js";
-import { TINY_MODEL } from "../helpers.js";
+import { LLAMA2_ABSENT, LLAMA2_TINY_MODEL as TINY_MODEL } from "../helpers.js";
 
 function program(): { cmd: Command; out: () => string; err: () => string } {
   let out = "";
@@ -75,9 +74,7 @@ test("flotilla estimate prints a report, a comparison, or JSON", async () => {
   assert.ok(parsed.tokensPerS > 0 && parsed.usdPerMTok > 0);
 });
 
-const noSharedModel = existsSync(TINY_MODEL) ? false : `${TINY_MODEL} is absent (../shared is not beside this checkout), so the GGUF estimate test is skipped`;
-
-test("flotilla estimate --gguf takes the shape and precision from a real file (read by node-llama-cpp)", { skip: noSharedModel }, async () => {
+test("flotilla estimate --gguf takes the shape and precision from a real file (read by node-llama-cpp)", { skip: LLAMA2_ABSENT }, async () => {
   const p = program();
   await p.cmd.parseAsync(["estimate", "--gguf", TINY_MODEL, "--hw", "cpu-epyc-9175f", "--batch", "1", "--json"], { from: "user" });
   const e = JSON.parse(p.out()) as { model: string; precision: string; tokensPerS: number; kvBytesPerToken: number; weightsGiBPerDevice: number };
