@@ -1,3 +1,4 @@
+import { LLAMA2_ABSENT } from "../helpers.js";
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import OpenAI from "openai";
@@ -21,7 +22,7 @@ const fleetFile = {
 
 type Extended = OpenAI.Chat.Completions.ChatCompletion & { x_flotilla: Record<string, string | number> };
 
-describe("model cascades: light and heavy paths behind one alias", () => {
+describe("model cascades: light and heavy paths behind one alias", { skip: LLAMA2_ABSENT }, () => {
   let db: { url: string; drop(): Promise<void> };
   let gw: TenantGateway;
   let client: OpenAI;
@@ -96,7 +97,7 @@ describe("model cascades: light and heavy paths behind one alias", () => {
   });
 });
 
-describe("model cascades: escalation on the light model's confidence", () => {
+describe("model cascades: escalation on the light model's confidence", { skip: LLAMA2_ABSENT }, () => {
   // The tiny model is random: its mean token logprob is about -10. "strict"
   // wants better than -5, so it always escalates; "lenient" accepts -30.
   const file = {

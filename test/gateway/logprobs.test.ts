@@ -1,10 +1,10 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import OpenAI from "openai";
-import { startGateway, tinyFleet, type RunningGateway } from "../helpers.js";
+import { startGateway, tinyFleet, type RunningGateway, LLAMA2_ABSENT } from "../helpers.js";
 
 /** OpenAI's logprobs from the local engine (real llama.cpp, scored by teacher forcing). */
-describe("logprobs", () => {
+describe("logprobs", { skip: LLAMA2_ABSENT }, () => {
   let gw: RunningGateway;
   let client: OpenAI;
   before(async () => {

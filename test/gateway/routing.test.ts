@@ -5,7 +5,7 @@ import { parseFleetConfig } from "../../src/fleet/config.js";
 import { rateBookFromConfig } from "../../src/metering/config.js";
 import type { RateBook } from "../../src/metering/pricing.js";
 import type { Policy } from "../../src/scheduler/pipeline.js";
-import { startGateway, TINY_MODEL, tinyFleet, type RunningGateway } from "../helpers.js";
+import { startGateway, TINY_MODEL, tinyFleet, type RunningGateway, LLAMA2_ABSENT } from "../helpers.js";
 
 async function servedBy(url: string, body: Record<string, unknown>, headers: Record<string, string> = {}): Promise<string> {
   const res = await fetch(`${url}/v1/chat/completions`, {
@@ -22,7 +22,7 @@ async function servedBy(url: string, body: Record<string, unknown>, headers: Rec
 const system = "You are the fleet's assistant. ".repeat(40);
 const turn = (i: number): Record<string, unknown> => ({ messages: [{ role: "system", content: system }, { role: "user", content: `question ${i}` }] });
 
-describe("live routing policies over real local engines", () => {
+describe("live routing policies over real local engines", { skip: LLAMA2_ABSENT }, () => {
   const gateways: RunningGateway[] = [];
   after(() => Promise.all(gateways.map((g) => g.close())));
   const start = async (policy: Parameters<typeof startGateway>[1]): Promise<RunningGateway> => {
@@ -58,7 +58,7 @@ describe("live routing policies over real local engines", () => {
   });
 });
 
-describe("live cost- and energy-aware routing from each replica's hardware", () => {
+describe("live cost- and energy-aware routing from each replica's hardware", { skip: LLAMA2_ABSENT }, () => {
   // One model on two kinds of accelerator: the fleet file's hardware prices
   // each replica, and the router reads those prices.
   const config = {

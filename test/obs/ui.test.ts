@@ -3,6 +3,7 @@
  * playwright-core, against a front gateway over real llama.cpp engines
  * running as separate processes (so one can be killed with SIGKILL).
  */
+import { LLAMA2_ABSENT } from "../helpers.js";
 import assert from "node:assert/strict";
 import type { ChildProcess } from "node:child_process";
 import { existsSync } from "node:fs";
@@ -22,7 +23,7 @@ const PROBE_INTERVAL_MS = 1_000;
 const TICK_MS = 250;
 const SCREENSHOTS = process.env.FLOTILLA_SCREENSHOT_DIR ?? join(tmpdir(), "flotilla-ui-screenshots");
 
-describe("the /ui dashboard in headless Chromium", { skip: existsSync(CHROMIUM) ? false : `${CHROMIUM} is not installed (apt-get install chromium)` }, () => {
+describe("the /ui dashboard in headless Chromium", { skip: LLAMA2_ABSENT || (existsSync(CHROMIUM) ? false : `${CHROMIUM} is not installed (apt-get install chromium)`) }, () => {
   const engines: ChildProcess[] = [];
   let front: ObservedGateway;
   let context: BrowserContext;

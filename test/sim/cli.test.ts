@@ -8,7 +8,7 @@ import { OUTPUT_FILES, registerSimCommand } from "../../src/cli/sim-command.js";
 import { knownHardware } from "../../src/hardware/index.js";
 import { progressBar, renderBar } from "../../src/sim/progress.js";
 import type { SimReport } from "../../src/sim/report.js";
-import { MOONCAKE } from "./fixtures.js";
+import { MOONCAKE, TRACES_ABSENT } from "./fixtures.js";
 
 interface Run {
   stdout: string;
@@ -45,7 +45,7 @@ describe("flotilla sim", () => {
     await rm(dir, { recursive: true, force: true });
   });
 
-  it("replays a trace with the shortcuts and writes the report, charts and per-request rows", async () => {
+  it("replays a trace with the shortcuts and writes the report, charts and per-request rows", { skip: TRACES_ABSENT }, async () => {
     const out = join(dir, "run1");
     const r = await sim(["--trace", MOONCAKE, "--truncate", "400", "--hw", "h100", "--replicas", "4", "--model", "llama-3.1-70b", "--precision", "fp8", "--tp", "2", "--out", out]);
     assert.equal(r.exitCode, undefined, r.stderr);
@@ -81,7 +81,7 @@ describe("flotilla sim", () => {
     assert.ok(report.replicas.some((x) => x.failures > 0));
   });
 
-  it("--host-kv-gb sets every island's host tier; 0 turns it off", async () => {
+  it("--host-kv-gb sets every island's host tier; 0 turns it off", { skip: TRACES_ABSENT }, async () => {
     const args = ["--trace", MOONCAKE, "--truncate", "300", "--model", "llama-3.1-70b", "--precision", "fp8", "--tp", "2", "--replicas", "2", "--json", "--no-progress"];
     const on = JSON.parse((await sim(args)).stdout) as SimReport;
     const off = await sim([...args, "--host-kv-gb", "0"]);
@@ -117,7 +117,7 @@ describe("flotilla sim", () => {
     assert.match(p.stderr, /unknown policy "psychic"; known: least-loaded/);
   });
 
-  it("exits with 2 on missing or conflicting inputs and malformed traces", async () => {
+  it("exits with 2 on missing or conflicting inputs and malformed traces", { skip: TRACES_ABSENT }, async () => {
     const cases: [string[], RegExp][] = [
       [["--model", "llama-3.1-8b"], /give --trace PATH/],
       [["--synthetic"], /give --fleet FILE, or --model NAME/],

@@ -1,3 +1,4 @@
+import { existsSync } from "node:fs";
 import assert from "node:assert/strict";
 import { resolve } from "node:path";
 import { resolveSimFleet, type SimFleet } from "../../src/sim/fleet-file.js";
@@ -8,6 +9,8 @@ import type { Trace } from "../../src/sim/traces.js";
 export const TRACES = resolve(import.meta.dirname, "../../../shared/data/traces");
 export const MOONCAKE = resolve(TRACES, "mooncake_conversation.jsonl");
 export const AZURE = resolve(TRACES, "azure2023_conv.csv");
+/** Tests that replay the shared traces skip, with this message, where ../shared is not beside the checkout. */
+export const TRACES_ABSENT: false | string = existsSync(MOONCAKE) && existsSync(AZURE) ? false : "../shared/data/traces is absent";
 
 /** A hand-built trace: rows of [arrival ms, prompt tokens, output tokens, block ids?]. */
 export function tinyTrace(rows: readonly (readonly [number, number, number, (readonly number[])?])[], blockTokens = 512): Trace {

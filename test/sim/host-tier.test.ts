@@ -9,7 +9,7 @@ import { DEFAULT_HOST_LINK_GBS, ReplicaModel, SimSeq, hostTransfer, type Replica
 import { buildReport } from "../../src/sim/report.js";
 import { simulate } from "../../src/sim/simulator.js";
 import { loadTrace, spreadTies } from "../../src/sim/traces.js";
-import { MOONCAKE, close, drain, fleetOf, tinyTrace } from "./fixtures.js";
+import { MOONCAKE, close, drain, fleetOf, tinyTrace, TRACES_ABSENT } from "./fixtures.js";
 
 const hw = findHardware("h100");
 const precision = findPrecision("bf16");
@@ -147,7 +147,7 @@ describe("host tier in the fleet file and the simulation", () => {
     assert.equal(off.cache.blockHits, 0);
   });
 
-  it("host_kv_gb 0 reproduces the HBM-only simulation exactly (Mooncake, 8 x 70B TP2, prefix-aware)", async () => {
+  it("host_kv_gb 0 reproduces the HBM-only simulation exactly (Mooncake, 8 x 70B TP2, prefix-aware)", { skip: TRACES_ABSENT }, async () => {
     const trace = await loadTrace(MOONCAKE);
     const fleet = resolveSimFleet({ islands: [{ hardware: "h100", count: 8, model: "llama-3.1-70b", precision: "fp8", tp: 2, host_kv_gb: 0 }], router: { policy: "prefix-aware" } });
     // prefix-aware as it was then, before its minMatch threshold.
