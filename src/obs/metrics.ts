@@ -11,7 +11,7 @@
  */
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
 import type { HealthState } from "../fleet/health.js";
-import { E2E_BUCKETS_S, TPOT_BUCKETS_S, TTFT_BUCKETS_S, type Observatory, type ReplicaStats } from "./observatory.js";
+import { E2E_BUCKETS_S, fleetShares, TPOT_BUCKETS_S, TTFT_BUCKETS_S, type Observatory, type ReplicaStats } from "./observatory.js";
 
 const HEALTH_STATES: readonly HealthState[] = ["healthy", "half-open", "ejected", "draining", "terminating", "removed", "not-ready"];
 
@@ -168,32 +168,11 @@ export function createMetrics(obs: Observatory): Registry {
       },
     });
   };
-  fleetGauge("flotilla_fleet_availability_ratio", "Share of replicas up now.", () => {
-    const n = obs.replicas.length;
-    return n > 0 ? obs.replicas.filter((s) => s.available).length / n : 0;
-  });
-  fleetGauge("flotilla_fleet_utilization_ratio", "Busy slots over slots of replicas up, now.", () => {
-    let slots = 0;
-    let busy = 0;
-    for (const s of obs.replicas) {
-      if (!s.available) continue;
-      slots += s.slots;
-      busy += Math.min(s.active, s.slots);
-    }
-    return slots > 0 ? busy / slots : 0;
-  });
+  fleetGauge("flotilla_fleet_availability_ratio", "Share of replicas up now.", () => fleetShares(obs.replicas).availability);
+  fleetGauge("flotilla_fleet_utilization_ratio", "Busy slots over slots of replicas up, now.", () => fleetShares(obs.replicas).utilization);
   fleetGauge("flotilla_fleet_realised_value_ratio", "Utilisation x availability now: the share of the fleet's paid slot-time doing useful work.", () => {
-    const n = obs.replicas.length;
-    let slots = 0;
-    let busy = 0;
-    let up = 0;
-    for (const s of obs.replicas) {
-      if (!s.available) continue;
-      up++;
-      slots += s.slots;
-      busy += Math.min(s.active, s.slots);
-    }
-    return n > 0 && slots > 0 ? (up / n) * (busy / slots) : 0;
+    const { availability, utilization } = fleetShares(obs.replicas);
+    return availability * utilization;
   });
 
   return registry;

@@ -145,6 +145,24 @@ export class ReplicaStats {
   }
 }
 
+/**
+ * The fleet now, from the replicas' last samples: the share of replicas up,
+ * and the share of the slots of replicas up that are busy. The dashboard's
+ * points and the Prometheus gauges both read it, so they agree.
+ */
+export function fleetShares(replicas: readonly ReplicaStats[]): { readonly availability: number; readonly utilization: number } {
+  let up = 0;
+  let slots = 0;
+  let busy = 0;
+  for (const s of replicas) {
+    if (!s.available) continue;
+    up++;
+    slots += s.slots;
+    busy += Math.min(s.active, s.slots);
+  }
+  return { availability: replicas.length > 0 ? up / replicas.length : 0, utilization: slots > 0 ? busy / slots : 0 };
+}
+
 export interface TenantEnergy {
   readonly tenant: string;
   readonly model: string;
@@ -319,9 +337,6 @@ export class Observatory implements RequestObserver {
     let observedS = 0;
     let running = 0;
     let queued = 0;
-    let available = 0;
-    let slotsUp = 0;
-    let activeUp = 0;
     for (const s of this.replicas) {
       s.sample(dtS, now / 1000);
       outputTokens += s.outputTokens;
@@ -332,18 +347,12 @@ export class Observatory implements RequestObserver {
       observedS += s.observedS;
       running += s.active;
       queued += s.queued;
-      if (s.available) {
-        available++;
-        slotsUp += s.slots;
-        activeUp += Math.min(s.active, s.slots);
-      }
     }
     const cur: Cumulative = { t: this.clock.epochMs(), now, outputTokens, finished: this.finished, joules: this.#joules, usd: this.#usd, busySlotS, busyS, readySlotS, readyS, observedS };
     const prev = this.#cumulative[this.#cumulative.length - 1];
     this.#cumulative.push(cur);
     while (this.#cumulative.length > 2 && now - this.#cumulative[1]!.now > VALUE_WINDOW_MS) this.#cumulative.shift();
-    const availability = this.replicas.length > 0 ? available / this.replicas.length : 0;
-    const utilization = slotsUp > 0 ? activeUp / slotsUp : 0;
+    const { availability, utilization } = fleetShares(this.replicas);
     const since = this.#cumulative[0]!;
     const tokens = cur.outputTokens - since.outputTokens;
     const joules = cur.joules - since.joules;
