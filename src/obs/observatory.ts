@@ -11,6 +11,7 @@
 import type { Clock } from "../core/clock.js";
 import { FlotillaError } from "../core/errors.js";
 import { promptText, type GenerationRequest } from "../core/request.js";
+import { sums } from "../core/sums.js";
 import type { TextSink } from "../engines/engine.js";
 import type { Fleet, Replica } from "../fleet/fleet.js";
 import type { HealthState } from "../fleet/health.js";
@@ -329,25 +330,8 @@ export class Observatory implements RequestObserver {
     const now = this.clock.now();
     const dtS = Math.max(0, (now - this.#lastSampleAt) / 1000);
     this.#lastSampleAt = now;
-    let outputTokens = 0;
-    let busySlotS = 0;
-    let busyS = 0;
-    let readySlotS = 0;
-    let readyS = 0;
-    let observedS = 0;
-    let running = 0;
-    let queued = 0;
-    for (const s of this.replicas) {
-      s.sample(dtS, now / 1000);
-      outputTokens += s.outputTokens;
-      busySlotS += s.busySlotS;
-      busyS += s.busyS;
-      readySlotS += s.readySlotS;
-      readyS += s.readyS;
-      observedS += s.observedS;
-      running += s.active;
-      queued += s.queued;
-    }
+    for (const s of this.replicas) s.sample(dtS, now / 1000);
+    const { outputTokens, busySlotS, busyS, readySlotS, readyS, observedS, active: running, queued } = sums(this.replicas, ["outputTokens", "busySlotS", "busyS", "readySlotS", "readyS", "observedS", "active", "queued"]);
     const cur: Cumulative = { t: this.clock.epochMs(), now, outputTokens, finished: this.finished, joules: this.#joules, usd: this.#usd, busySlotS, busyS, readySlotS, readyS, observedS };
     const prev = this.#cumulative[this.#cumulative.length - 1];
     this.#cumulative.push(cur);
@@ -401,18 +385,7 @@ export class Observatory implements RequestObserver {
     const availability = observed > 0 ? (cur.readyS - since.readyS) / observed : last.availability;
     const utilization = readySlot > 0 ? (cur.busySlotS - since.busySlotS) / readySlot : last.utilization;
     const readyS = cur.readyS - since.readyS;
-    let output = 0;
-    let input = 0;
-    let cached = 0;
-    let failovers = 0;
-    let continuations = 0;
-    for (const s of this.replicas) {
-      output += s.outputTokens;
-      input += s.inputTokens;
-      cached += s.cachedTokens;
-      failovers += s.failovers;
-      continuations += s.continuations;
-    }
+    const work = sums(this.replicas, ["outputTokens", "inputTokens", "cachedTokens", "failovers", "continuations"]);
     return {
       tokensPerS: rateS > 0 ? (cur.outputTokens - rateFrom.outputTokens) / rateS : 0,
       requestsPerS: rateS > 0 ? (cur.finished - rateFrom.finished) / rateS : 0,
@@ -425,11 +398,11 @@ export class Observatory implements RequestObserver {
       busyTime: readyS > 0 ? (cur.busyS - since.busyS) / readyS : null,
       requests: this.finished,
       inFlight: this.inFlight,
-      outputTokens: output,
-      inputTokens: input,
-      cachedTokens: cached,
-      failovers,
-      continuations,
+      outputTokens: work.outputTokens,
+      inputTokens: work.inputTokens,
+      cachedTokens: work.cachedTokens,
+      failovers: work.failovers,
+      continuations: work.continuations,
       joules: this.#joules,
       usd: this.#usd,
     };
