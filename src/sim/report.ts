@@ -4,7 +4,9 @@
  * utilization, energy and cost. Pure: takes a SimResult, returns plain data
  * that JSON.stringify writes as is.
  */
-import type { SimResult } from "./simulator.js";
+import { sums } from "../core/sums.js";
+import type { SimFleet, SimIsland } from "./fleet-file.js";
+import type { SimReplicaResult, SimResult, SimTimeline } from "./simulator.js";
 import { STATUS } from "./simulator.js";
 import { traceStats } from "./traces.js";
 
@@ -169,143 +171,153 @@ export function requestLatencies(result: SimResult): { ttft: Float64Array; tpot:
   return { ttft, tpot, e2e, good };
 }
 
+/** Counters of the replicas that the report gives fleet totals of. */
+const TOTALLED = ["blockRefs", "blockHits", "hostBlockHits", "hostLoadMs", "hostStores", "cachedTokens", "prefillTokens", "outputTokens", "preemptions"] as const;
+
+type Totals = Record<(typeof TOTALLED)[number], number>;
+
 export function buildReport(result: SimResult): SimReport {
   const { fleet, trace } = result;
   const ts = traceStats(trace);
   const lat = requestLatencies(result);
-  const spanMs = result.endMs;
-  const spanS = spanMs / 1000;
+  const spanS = result.endMs / 1000;
   const perS = (x: number): number => (spanS > 0 ? x / spanS : 0);
-
-  let completed = 0;
-  for (let i = 0; i < trace.count; i++) if (result.requests.status[i] === STATUS.done) completed++;
-  let blockRefs = 0;
-  let blockHits = 0;
-  let hostBlockHits = 0;
-  let hostLoadMs = 0;
-  let hostStores = 0;
-  let cached = 0;
-  let computed = 0;
-  let outputTokens = 0;
-  let preemptions = 0;
-  let busyJ = 0;
-  let idleJ = 0;
-  let deviceUsd = 0;
-  const replicas: ReplicaReport[] = [];
+  const completed = completedCount(result);
+  const totals = sums(result.replicas.map((r) => r.counters), TOTALLED);
   const islandByName = new Map(fleet.islands.map((i) => [i.name, i]));
-  for (const rep of result.replicas) {
-    const c = rep.counters;
-    const isl = islandByName.get(rep.island)!;
-    blockRefs += c.blockRefs;
-    blockHits += c.blockHits;
-    hostBlockHits += c.hostBlockHits;
-    hostLoadMs += c.hostLoadMs;
-    hostStores += c.hostStores;
-    cached += c.cachedTokens;
-    computed += c.prefillTokens;
-    outputTokens += c.outputTokens;
-    preemptions += c.preemptions;
-    const upMs = Math.max(0, spanMs - rep.downMs);
-    const idleMs = Math.max(0, upMs - c.busyMs);
-    // Facility joules: passes' energy plus idle draw while up (a replica down for repair draws nothing), x tp x PUE.
-    const busy = c.joulesPerDevice * isl.tp * fleet.pue;
-    const idle = (idleMs / 1000) * isl.hardware.idleW * isl.tp * fleet.pue;
-    busyJ += busy;
-    idleJ += idle;
-    // Devices are paid for the whole span, up or down.
-    const usd = (isl.usdPerHour * spanMs) / 3.6e6;
-    deviceUsd += usd;
-    replicas.push({
-      name: rep.name,
-      island: rep.island,
-      utilization: upMs > 0 ? Math.min(1, c.busyMs / upMs) : 0,
-      completed: c.completed,
-      outputTokens: c.outputTokens,
-      busyS: c.busyMs / 1000,
-      downS: rep.downMs / 1000,
-      failures: rep.failures,
-      preemptions: c.preemptions,
-      cacheHitRate: c.blockRefs > 0 ? c.blockHits / c.blockRefs : 0,
-      joules: busy + idle,
-      usd: usd + ((busy + idle) / 3.6e6) * fleet.usdPerKwh,
-    });
-  }
+  const rows = result.replicas.map((rep) => replicaRow(result, rep, islandByName.get(rep.island)!));
+  const replicas = rows.map((r) => r.report);
+  const { busyJ, idleJ, deviceUsd } = sums(rows, ["busyJ", "idleJ", "deviceUsd"]);
   const joules = busyJ + idleJ;
   const energyUsd = (joules / 3.6e6) * fleet.usdPerKwh;
   const usd = deviceUsd + energyUsd;
-  const rejected = result.rejected.no_ready_replica + result.rejected.overloaded + result.rejected.context_length_exceeded;
-  const tl = result.timeline;
-  const bucketS = tl.bucketMs / 1000;
-
+  const outputTokens = totals.outputTokens;
   return {
     trace: { name: trace.name, requests: trace.count, spanS: ts.durationMs / 1000, inputTokens: ts.inputTokens, outputTokens: ts.outputTokens },
-    fleet: {
-      replicas: fleet.replicaCount,
-      devices: fleet.islands.reduce((s, i) => s + i.count * i.tp, 0),
-      islands: fleet.islands.map((i) => ({
-        name: i.name,
-        hardware: i.hardware.id,
-        model: i.model.id,
-        precision: i.precision.id,
-        tp: i.tp,
-        count: i.count,
-        maxBatch: i.maxBatch,
-        maxQueue: i.maxQueue,
-        kvCapacityTokens: i.profile.kvCapacityTokens,
-        contextSize: i.contextSize,
-        usdPerHour: i.usdPerHour,
-      })),
-    },
+    fleet: fleetOf(fleet),
     policy: result.policy,
     sample: fleet.sample,
     chunkedPrefill: fleet.chunkedPrefill,
     blockTokens: fleet.blockTokens,
     slo: fleet.slo,
-    requests: {
-      total: trace.count,
-      completed,
-      rejected,
-      rejectedBy: { ...result.rejected },
-      lost: result.lost,
-      unfinished: result.unfinished,
-      retries: result.retries,
-      preemptions,
-    },
+    requests: requestsOf(result, completed, totals.preemptions),
     latency: { ttftMs: distribution(lat.ttft), tpotMs: distribution(lat.tpot), e2eMs: distribution(lat.e2e) },
-    throughput: { spanS, requestsPerS: perS(completed), outputTokensPerS: perS(outputTokens), inputTokensPerS: perS(cached + computed) },
+    throughput: { spanS, requestsPerS: perS(completed), outputTokensPerS: perS(outputTokens), inputTokensPerS: perS(totals.cachedTokens + totals.prefillTokens) },
     goodput: { requests: lat.good, share: trace.count > 0 ? lat.good / trace.count : 0, requestsPerS: perS(lat.good) },
     availability: availabilityOf(replicas, spanS),
-    cache: {
-      blockRefs,
-      blockHits,
-      hitRate: share(blockHits, blockRefs),
-      hbmHitRate: share(blockHits - hostBlockHits, blockRefs),
-      hostBlockHits,
-      hostHitRate: share(hostBlockHits, blockRefs),
-      hostLoadS: hostLoadMs / 1000,
-      hostStores,
-      cachedPromptTokens: cached,
-      computedPromptTokens: computed,
-    },
+    cache: cacheOf(totals),
     energy: { joules, joulesPerToken: outputTokens > 0 ? joules / outputTokens : NaN, busyJoules: busyJ, idleJoules: idleJ, pue: fleet.pue },
     cost: { usd, usdPerMTok: outputTokens > 0 ? (usd / outputTokens) * 1e6 : NaN, deviceUsd, energyUsd },
     replicas,
-    timeline: {
-      bucketS,
-      outputTokensPerS: tl.outputTokens.map((x) => x / bucketS),
-      completedPerS: tl.completed.map((x) => x / bucketS),
-      queued: tl.queued,
-      running: tl.running,
-      down: tl.down,
-    },
-    simulation: {
-      events: result.events,
-      eventsPerS: result.wallMs > 0 ? (result.events / result.wallMs) * 1000 : 0,
-      wallS: result.wallMs / 1000,
-      simulatedS: spanS,
-      decisions: result.decisions,
-      decisionUs: result.decisions > 0 ? (result.decisionMs * 1000) / result.decisions : 0,
-    },
+    timeline: timelineOf(result.timeline),
+    simulation: simulationOf(result, spanS),
+  };
+}
+
+function completedCount(result: SimResult): number {
+  let completed = 0;
+  for (let i = 0; i < result.trace.count; i++) if (result.requests.status[i] === STATUS.done) completed++;
+  return completed;
+}
+
+/** A replica's row, and the energy and device cost the fleet's totals add up. */
+function replicaRow(result: SimResult, rep: SimReplicaResult, isl: SimIsland): { readonly report: ReplicaReport; readonly busyJ: number; readonly idleJ: number; readonly deviceUsd: number } {
+  const { fleet } = result;
+  const spanMs = result.endMs;
+  const c = rep.counters;
+  const upMs = Math.max(0, spanMs - rep.downMs);
+  const idleMs = Math.max(0, upMs - c.busyMs);
+  // Facility joules: passes' energy plus idle draw while up (a replica down for repair draws nothing), x tp x PUE.
+  const busy = c.joulesPerDevice * isl.tp * fleet.pue;
+  const idle = (idleMs / 1000) * isl.hardware.idleW * isl.tp * fleet.pue;
+  // Devices are paid for the whole span, up or down.
+  const usd = (isl.usdPerHour * spanMs) / 3.6e6;
+  const report: ReplicaReport = {
+    name: rep.name,
+    island: rep.island,
+    utilization: upMs > 0 ? Math.min(1, c.busyMs / upMs) : 0,
+    completed: c.completed,
+    outputTokens: c.outputTokens,
+    busyS: c.busyMs / 1000,
+    downS: rep.downMs / 1000,
+    failures: rep.failures,
+    preemptions: c.preemptions,
+    cacheHitRate: c.blockRefs > 0 ? c.blockHits / c.blockRefs : 0,
+    joules: busy + idle,
+    usd: usd + ((busy + idle) / 3.6e6) * fleet.usdPerKwh,
+  };
+  return { report, busyJ: busy, idleJ: idle, deviceUsd: usd };
+}
+
+function fleetOf(fleet: SimFleet): SimReport["fleet"] {
+  return {
+    replicas: fleet.replicaCount,
+    devices: fleet.islands.reduce((s, i) => s + i.count * i.tp, 0),
+    islands: fleet.islands.map((i) => ({
+      name: i.name,
+      hardware: i.hardware.id,
+      model: i.model.id,
+      precision: i.precision.id,
+      tp: i.tp,
+      count: i.count,
+      maxBatch: i.maxBatch,
+      maxQueue: i.maxQueue,
+      kvCapacityTokens: i.profile.kvCapacityTokens,
+      contextSize: i.contextSize,
+      usdPerHour: i.usdPerHour,
+    })),
+  };
+}
+
+function requestsOf(result: SimResult, completed: number, preemptions: number): SimReport["requests"] {
+  return {
+    total: result.trace.count,
+    completed,
+    rejected: result.rejected.no_ready_replica + result.rejected.overloaded + result.rejected.context_length_exceeded,
+    rejectedBy: { ...result.rejected },
+    lost: result.lost,
+    unfinished: result.unfinished,
+    retries: result.retries,
+    preemptions,
+  };
+}
+
+function cacheOf(t: Totals): SimReport["cache"] {
+  return {
+    blockRefs: t.blockRefs,
+    blockHits: t.blockHits,
+    hitRate: share(t.blockHits, t.blockRefs),
+    hbmHitRate: share(t.blockHits - t.hostBlockHits, t.blockRefs),
+    hostBlockHits: t.hostBlockHits,
+    hostHitRate: share(t.hostBlockHits, t.blockRefs),
+    hostLoadS: t.hostLoadMs / 1000,
+    hostStores: t.hostStores,
+    cachedPromptTokens: t.cachedTokens,
+    computedPromptTokens: t.prefillTokens,
+  };
+}
+
+/** The timeline's counts per bucket as rates per second. */
+function timelineOf(tl: SimTimeline): SimReport["timeline"] {
+  const bucketS = tl.bucketMs / 1000;
+  return {
+    bucketS,
+    outputTokensPerS: tl.outputTokens.map((x) => x / bucketS),
+    completedPerS: tl.completed.map((x) => x / bucketS),
+    queued: tl.queued,
+    running: tl.running,
+    down: tl.down,
+  };
+}
+
+function simulationOf(result: SimResult, spanS: number): SimReport["simulation"] {
+  return {
+    events: result.events,
+    eventsPerS: result.wallMs > 0 ? (result.events / result.wallMs) * 1000 : 0,
+    wallS: result.wallMs / 1000,
+    simulatedS: spanS,
+    decisions: result.decisions,
+    decisionUs: result.decisions > 0 ? (result.decisionMs * 1000) / result.decisions : 0,
   };
 }
 
