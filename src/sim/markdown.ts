@@ -45,112 +45,144 @@ export interface MarkdownOptions {
 }
 
 export function renderMarkdown(r: SimReport, opts: MarkdownOptions = {}): string {
-  const out: string[] = [];
-  const R = new Set([1, 2, 3, 4, 5]);
-  out.push(`# Flotilla simulation: ${r.trace.name}`);
-  out.push("");
-  out.push(
+  const charts = opts.charts ?? {};
+  const sections = [
+    fleetSection(r),
+    requestsSection(r),
+    latencySection(r, charts.ttft),
+    throughputSection(r, charts.timeline),
+    cacheSection(r),
+    energySection(r),
+    replicasSection(r, opts.maxReplicaRows ?? 32, charts.replicas),
+    simulationSection(r),
+  ];
+  return [`# Flotilla simulation: ${r.trace.name}`, "", introduction(r), "", ...sections.flatMap((lines) => [...lines, ""])].join("\n");
+}
+
+/** A section's lines: its heading, a blank line, its body. */
+function section(heading: string, ...body: string[]): string[] {
+  return [`## ${heading}`, "", ...body];
+}
+
+/** An image under a table, where a chart was written. */
+function chart(alt: string, file: string | undefined): string[] {
+  return file === undefined ? [] : ["", `![${alt}](${file})`];
+}
+
+function introduction(r: SimReport): string {
+  return (
     `${int(r.trace.requests)} requests over ${fmt(r.trace.spanS)} s of arrivals (${int(r.trace.inputTokens)} prompt and ${int(r.trace.outputTokens)} output tokens), ` +
-      `on ${int(r.fleet.replicas)} replicas (${int(r.fleet.devices)} devices); router: ${r.policy}` +
-      `${r.fleet.replicas > r.sample ? ` over ${r.sample} sampled candidates per request` : ""}; ` +
-      `${r.chunkedPrefill ? "chunked prefill" : "whole-prompt prefill"}; prefix blocks of ${r.blockTokens} tokens.`,
+    `on ${int(r.fleet.replicas)} replicas (${int(r.fleet.devices)} devices); router: ${r.policy}` +
+    `${r.fleet.replicas > r.sample ? ` over ${r.sample} sampled candidates per request` : ""}; ` +
+    `${r.chunkedPrefill ? "chunked prefill" : "whole-prompt prefill"}; prefix blocks of ${r.blockTokens} tokens.`
   );
-  out.push("");
-  out.push("## Fleet");
-  out.push("");
-  out.push(
+}
+
+function fleetSection(r: SimReport): string[] {
+  return section(
+    "Fleet",
     table(
       ["island", "replicas", "hardware", "model", "precision", "tp", "max batch", "KV tokens", "$/h per replica"],
       r.fleet.islands.map((i) => [i.name, int(i.count), i.hardware, i.model, i.precision, String(i.tp), int(i.maxBatch), int(i.kvCapacityTokens), `$${fmt(i.usdPerHour)}`]),
       new Set([1, 5, 6, 7, 8]),
     ),
   );
-  out.push("");
-  out.push("## Requests");
-  out.push("");
+}
+
+function requestsSection(r: SimReport): string[] {
   const q = r.requests;
   const rejectedBy = Object.entries(q.rejectedBy)
     .filter(([, v]) => v > 0)
     .map(([k, v]) => `${k} ${int(v)}`)
     .join(", ");
-  out.push(
+  return section(
+    "Requests",
     table(
       ["completed", "rejected", "lost", "unfinished", "retries after failures", "preemptions"],
       [[int(q.completed), `${int(q.rejected)}${rejectedBy === "" ? "" : ` (${rejectedBy})`}`, int(q.lost), int(q.unfinished), int(q.retries), int(q.preemptions)]],
       new Set([0, 1, 2, 3, 4, 5]),
     ),
   );
-  out.push("");
-  out.push("## Latency (ms)");
-  out.push("");
-  out.push(table(["", "p50", "p90", "p99", "mean", "max"], [distRow("time to first token", r.latency.ttftMs), distRow("time per output token", r.latency.tpotMs), distRow("end to end", r.latency.e2eMs)], R));
-  if (opts.charts?.ttft !== undefined) out.push("", `![TTFT distribution](${opts.charts.ttft})`);
-  out.push("");
-  out.push("## Throughput and goodput");
-  out.push("");
-  out.push(
+}
+
+function latencySection(r: SimReport, ttftChart: string | undefined): string[] {
+  const rows = [distRow("time to first token", r.latency.ttftMs), distRow("time per output token", r.latency.tpotMs), distRow("end to end", r.latency.e2eMs)];
+  return section("Latency (ms)", table(["", "p50", "p90", "p99", "mean", "max"], rows, new Set([1, 2, 3, 4, 5])), ...chart("TTFT distribution", ttftChart));
+}
+
+function throughputSection(r: SimReport, timelineChart: string | undefined): string[] {
+  const availability =
+    r.availability.failures > 0
+      ? ["", `Availability: ${pct(r.availability.share)} of replica-time up; ${int(r.availability.failures)} failures, ${fmt(r.availability.downReplicaS)} replica-seconds down; ${int(r.requests.lost)} requests lost, ${int(r.requests.retries)} re-routed.`]
+      : [];
+  return section(
+    "Throughput and goodput",
     table(
       ["simulated span", "requests/s", "output tokens/s", "prompt tokens/s", `goodput (TTFT <= ${fmt(r.slo.ttftMs)} ms, TPOT <= ${fmt(r.slo.tpotMs)} ms)`],
       [[`${fmt(r.throughput.spanS)} s`, fmt(r.throughput.requestsPerS), fmt(r.throughput.outputTokensPerS), fmt(r.throughput.inputTokensPerS), `${int(r.goodput.requests)} requests = ${pct(r.goodput.share)} = ${fmt(r.goodput.requestsPerS)} req/s`]],
       new Set([0, 1, 2, 3]),
     ),
+    ...chart("throughput and queue over time", timelineChart),
+    ...availability,
   );
-  if (opts.charts?.timeline !== undefined) out.push("", `![throughput and queue over time](${opts.charts.timeline})`);
-  if (r.availability.failures > 0) {
-    out.push("", `Availability: ${pct(r.availability.share)} of replica-time up; ${int(r.availability.failures)} failures, ${fmt(r.availability.downReplicaS)} replica-seconds down; ${int(r.requests.lost)} requests lost, ${int(r.requests.retries)} re-routed.`);
-  }
-  out.push("");
-  out.push("## Prefix cache");
-  out.push("");
+}
+
+function cacheSection(r: SimReport): string[] {
   const c = r.cache;
   const promptTotal = c.cachedPromptTokens + c.computedPromptTokens;
-  out.push(
+  const hostTier =
+    c.hostBlockHits > 0 || c.hostStores > 0
+      ? ["", `Host-memory tier: ${int(c.hostStores)} blocks written on eviction from HBM, ${int(c.hostBlockHits)} loaded back; passes waited ${fmt(c.hostLoadS)} replica-seconds for loads.`]
+      : [];
+  return section(
+    "Prefix cache",
     table(
       ["block lookups", "blocks hit", "hit rate (blocks)", "in HBM", "from host memory", "prompt tokens from cache"],
       [[int(c.blockRefs), int(c.blockHits), pct(c.hitRate), pct(c.hbmHitRate), pct(c.hostHitRate), `${int(c.cachedPromptTokens)} (${pct(promptTotal > 0 ? c.cachedPromptTokens / promptTotal : 0)})`]],
       new Set([0, 1, 2, 3, 4, 5]),
     ),
+    ...hostTier,
   );
-  if (c.hostBlockHits > 0 || c.hostStores > 0) {
-    out.push("", `Host-memory tier: ${int(c.hostStores)} blocks written on eviction from HBM, ${int(c.hostBlockHits)} loaded back; passes waited ${fmt(c.hostLoadS)} replica-seconds for loads.`);
-  }
-  out.push("");
-  out.push("## Energy and cost");
-  out.push("");
-  out.push(
+}
+
+function energySection(r: SimReport): string[] {
+  return section(
+    "Energy and cost",
     table(
       ["energy", "J per output token", "of which idle", "cost", "$ per M output tokens", "devices / electricity"],
       [[`${fmt(r.energy.joules / 3.6e6)} kWh`, fmt(r.energy.joulesPerToken), pct(r.energy.joules > 0 ? r.energy.idleJoules / r.energy.joules : 0), `$${fmt(r.cost.usd)}`, `$${fmt(r.cost.usdPerMTok)}`, `$${fmt(r.cost.deviceUsd)} / $${fmt(r.cost.energyUsd)}`]],
       new Set([0, 1, 2, 3, 4]),
     ),
+    "",
+    `Facility energy (PUE ${r.energy.pue}); idle replicas draw their idle power, replicas down for repair none; devices are paid for the whole span.`,
   );
-  out.push("", `Facility energy (PUE ${r.energy.pue}); idle replicas draw their idle power, replicas down for repair none; devices are paid for the whole span.`);
-  out.push("");
-  out.push("## Replicas");
-  out.push("");
+}
+
+/** One row per replica up to `maxRows`; beyond, a summary of utilisation and the ten busiest, so a large fleet stays readable. */
+function replicasSection(r: SimReport, maxRows: number, replicasChart: string | undefined): string[] {
   const header = ["replica", "utilization", "completed", "output tokens", "cache hit", "preemptions", "failures", "down (s)", "kWh", "cost"];
   const right = new Set([1, 2, 3, 4, 5, 6, 7, 8, 9]);
-  const max = opts.maxReplicaRows ?? 32;
-  if (r.replicas.length <= max) out.push(table(header, replicaRows(r.replicas), right));
-  else {
-    out.push(`Utilization over ${int(r.replicas.length)} replicas: ${summarize(r.replicas.map((x) => x.utilization))}. The ten busiest:`);
-    out.push("");
-    out.push(table(header, replicaRows([...r.replicas].sort((a, b) => b.utilization - a.utilization).slice(0, 10)), right));
-  }
-  if (opts.charts?.replicas !== undefined) out.push("", `![load per replica](${opts.charts.replicas})`);
-  out.push("");
-  out.push("## Simulation");
-  out.push("");
+  const body =
+    r.replicas.length <= maxRows
+      ? [table(header, replicaRows(r.replicas), right)]
+      : [
+          `Utilization over ${int(r.replicas.length)} replicas: ${summarize(r.replicas.map((x) => x.utilization))}. The ten busiest:`,
+          "",
+          table(header, replicaRows([...r.replicas].sort((a, b) => b.utilization - a.utilization).slice(0, 10)), right),
+        ];
+  return section("Replicas", ...body, ...chart("load per replica", replicasChart));
+}
+
+function simulationSection(r: SimReport): string[] {
   const s = r.simulation;
-  out.push(
+  return section(
+    "Simulation",
     table(
       ["events", "wall time", "events/s", "simulated / wall", "routing decisions", "µs per decision"],
       [[int(s.events), `${fmt(s.wallS)} s`, int(s.eventsPerS), `${fmt(s.wallS > 0 ? s.simulatedS / s.wallS : 0)}x`, int(s.decisions), fmt(s.decisionUs)]],
       new Set([0, 1, 2, 3, 4, 5]),
     ),
   );
-  out.push("");
-  return out.join("\n");
 }
 
 /** A few lines for the terminal when no --out is given. */
