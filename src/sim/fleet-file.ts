@@ -205,102 +205,34 @@ export function resolvePolicy(name: string, weights?: Readonly<Record<string, nu
   return { ...base, scorers: base.scorers.map((s) => ({ scorer: s.scorer, weight: weights[s.scorer.name] ?? s.weight })) };
 }
 
+type Issue = { path: (string | number)[]; message: string };
+type IslandFile = SimFleetFile["islands"][number];
+/** Records a problem with one key of the island being resolved. */
+type Report = (key: string, message: string) => void;
+
+interface CatalogEntries {
+  readonly hardware: HardwareSpec;
+  readonly model: ModelSpec;
+  readonly precision: PrecisionSpec;
+}
+
 /** Validates a parsed fleet file and resolves names against the catalogs. */
 export function resolveSimFleet(raw: unknown, source = "fleet file"): SimFleet {
   const parsed = simFleetSchema.safeParse(raw);
   if (!parsed.success) throw formatIssues(source, parsed.error.issues);
   const cfg = parsed.data;
-  const issues: { path: (string | number)[]; message: string }[] = [];
+  // Every problem is collected before throwing, so one run names them all.
+  const issues: Issue[] = [];
   const islands: SimIsland[] = [];
   let first = 0;
   cfg.islands.forEach((isl, i) => {
-    const at = (key: string): (string | number)[] => ["islands", i, key];
-    const lookup = <T>(key: string, f: () => T): T | undefined => {
-      try {
-        return f();
-      } catch (err) {
-        if (err instanceof UnknownNameError) {
-          issues.push({ path: at(key), message: err.message });
-          return undefined;
-        }
-        throw err;
-      }
-    };
-    const hardware = lookup("hardware", () => findHardware(isl.hardware));
-    const model = lookup("model", () => findModel(isl.model));
-    const precision = lookup("precision", () => findPrecision(isl.precision));
-    if (hardware === undefined || model === undefined || precision === undefined) return;
-    const base = {
-      model,
-      hardware,
-      precision,
-      ...(isl.kv_precision !== undefined ? { kvPrecision: isl.kv_precision as KvFormat } : {}),
-      ...(isl.expert_parallel !== undefined ? { expertParallel: isl.expert_parallel } : {}),
-      ...(isl.kv_memory_fraction !== undefined ? { kvMemoryFraction: isl.kv_memory_fraction } : {}),
-    };
-    // A useful cache holds a full-context sequence, up to 128 Ki tokens.
-    const wantKv = Math.min(model.contextLength, 131_072);
-    const tp = isl.tp ?? smallestFittingTp(base, wantKv) ?? smallestFittingTp(base, 1);
-    if (tp === undefined) {
-      issues.push({ path: at("model"), message: `${model.id} in ${precision.id} does not fit on ${hardware.id} at any tensor-parallel degree up to ${hardware.link.maxDevices}` });
-      return;
-    }
-    const profile = makePerfProfile(model, hardware, precision, {
-      tp,
-      ...(isl.kv_precision !== undefined ? { kvFormat: isl.kv_precision } : {}),
-      ...(isl.expert_parallel !== undefined ? { expertParallel: isl.expert_parallel } : {}),
-      ...(isl.kv_memory_fraction !== undefined ? { kvMemoryFraction: isl.kv_memory_fraction } : {}),
-    });
-    if (!profile.fits) {
-      const hint = smallestFittingTp(base, 1);
-      issues.push({
-        path: at("tp"),
-        message: `${model.id} in ${precision.id} does not fit on ${hardware.id} with tp ${tp}${hint === undefined ? "" : `; tp ${hint} fits`}`,
-      });
-      return;
-    }
-    const name = isl.name ?? `${hardware.id}-${i}`;
-    islands.push({
-      name,
-      hardware,
-      model,
-      precision,
-      tp,
-      count: isl.count,
-      maxBatch: isl.max_batch,
-      maxQueue: isl.max_queue,
-      profile,
-      energy: makeEnergyProfile(profile, hardware, precision),
-      contextSize: Math.min(model.contextLength, profile.kvCapacityTokens),
-      // Each device keeps its own shard of every block, so the tier holds a device's GB over a device's KV bytes per token.
-      hostKvTokens: Math.floor((isl.host_kv_gb * 1e9) / profile.kvBytesPerToken),
-      hostLinkGBs: isl.host_link_gb_s,
-      usdPerHour: tp * deviceUsdPerHour(hardware, { pricing: isl.pricing }),
-      firstReplica: first,
-    });
+    const resolved = resolveIsland(isl, i, first, issues);
+    if (resolved === undefined) return;
+    islands.push(resolved);
     first += isl.count;
   });
-  let policy: Policy | undefined;
-  try {
-    policy = resolvePolicy(cfg.router.policy, cfg.router.weights);
-  } catch (err) {
-    issues.push({ path: ["router", err instanceof FleetFileError && err.message.startsWith("router.weights") ? "weights" : "policy"], message: (err as Error).message.replace(/^router\.weights: /, "") });
-  }
-  const schedule: ScheduledFailure[] = [];
-  cfg.failures?.schedule?.forEach((f, j) => {
-    let replica: number | undefined;
-    if (typeof f.replica === "number") replica = f.replica < first ? f.replica : undefined;
-    else {
-      const [islandName, idx] = [f.replica.slice(0, f.replica.lastIndexOf("/")), Number(f.replica.slice(f.replica.lastIndexOf("/") + 1))];
-      const isl = islands.find((x) => x.name === islandName);
-      if (isl !== undefined && Number.isInteger(idx) && idx >= 0 && idx < isl.count) replica = isl.firstReplica + idx;
-    }
-    if (replica === undefined) {
-      issues.push({ path: ["failures", "schedule", j, "replica"], message: `no replica ${JSON.stringify(f.replica)} (the fleet has ${first}: indices 0-${first - 1} or names like "${islands[0]?.name ?? "island"}/0")` });
-      return;
-    }
-    schedule.push({ replica, atMs: f.at_s * 1000, downMs: f.down_s * 1000 });
-  });
+  const policy = routerPolicy(cfg.router, issues);
+  const schedule = failureSchedule(cfg.failures?.schedule ?? [], islands, first, issues);
   if (issues.length > 0 || policy === undefined) throw formatIssues(source, issues);
   const f = cfg.failures;
   return {
@@ -317,6 +249,123 @@ export function resolveSimFleet(raw: unknown, source = "fleet file"): SimFleet {
     usdPerKwh: cfg.engine.usd_per_kwh,
     seed: cfg.seed,
   };
+}
+
+/** One island against the catalogs, its replicas numbered from `firstReplica`; undefined, with its issues recorded, when it cannot be. */
+function resolveIsland(isl: IslandFile, i: number, firstReplica: number, issues: Issue[]): SimIsland | undefined {
+  const report: Report = (key, message) => {
+    issues.push({ path: ["islands", i, key], message });
+  };
+  const entries = catalogEntries(isl, report);
+  if (entries === undefined) return undefined;
+  const fit = fittingProfile(isl, entries, report);
+  if (fit === undefined) return undefined;
+  const { hardware, model, precision } = entries;
+  const { tp, profile } = fit;
+  return {
+    name: isl.name ?? `${hardware.id}-${i}`,
+    hardware,
+    model,
+    precision,
+    tp,
+    count: isl.count,
+    maxBatch: isl.max_batch,
+    maxQueue: isl.max_queue,
+    profile,
+    energy: makeEnergyProfile(profile, hardware, precision),
+    contextSize: Math.min(model.contextLength, profile.kvCapacityTokens),
+    // Each device keeps its own shard of every block, so the tier holds a device's GB over a device's KV bytes per token.
+    hostKvTokens: Math.floor((isl.host_kv_gb * 1e9) / profile.kvBytesPerToken),
+    hostLinkGBs: isl.host_link_gb_s,
+    usdPerHour: tp * deviceUsdPerHour(hardware, { pricing: isl.pricing }),
+    firstReplica,
+  };
+}
+
+/** The island's hardware, model and precision; undefined when any is unknown, each unknown name reported. */
+function catalogEntries(isl: IslandFile, report: Report): CatalogEntries | undefined {
+  const lookup = <T>(key: string, f: () => T): T | undefined => {
+    try {
+      return f();
+    } catch (err) {
+      if (err instanceof UnknownNameError) {
+        report(key, err.message);
+        return undefined;
+      }
+      throw err;
+    }
+  };
+  const hardware = lookup("hardware", () => findHardware(isl.hardware));
+  const model = lookup("model", () => findModel(isl.model));
+  const precision = lookup("precision", () => findPrecision(isl.precision));
+  return hardware === undefined || model === undefined || precision === undefined ? undefined : { hardware, model, precision };
+}
+
+/**
+ * The tensor-parallel degree (the island's, else the smallest that fits) and
+ * the performance profile at it; undefined, reported, when the model does not fit.
+ */
+function fittingProfile(isl: IslandFile, { hardware, model, precision }: CatalogEntries, report: Report): { tp: number; profile: PerfProfile } | undefined {
+  const base = {
+    model,
+    hardware,
+    precision,
+    ...(isl.kv_precision !== undefined ? { kvPrecision: isl.kv_precision as KvFormat } : {}),
+    ...(isl.expert_parallel !== undefined ? { expertParallel: isl.expert_parallel } : {}),
+    ...(isl.kv_memory_fraction !== undefined ? { kvMemoryFraction: isl.kv_memory_fraction } : {}),
+  };
+  // A useful cache holds a full-context sequence, up to 128 Ki tokens.
+  const wantKv = Math.min(model.contextLength, 131_072);
+  const tp = isl.tp ?? smallestFittingTp(base, wantKv) ?? smallestFittingTp(base, 1);
+  if (tp === undefined) {
+    report("model", `${model.id} in ${precision.id} does not fit on ${hardware.id} at any tensor-parallel degree up to ${hardware.link.maxDevices}`);
+    return undefined;
+  }
+  const profile = makePerfProfile(model, hardware, precision, {
+    tp,
+    ...(isl.kv_precision !== undefined ? { kvFormat: isl.kv_precision } : {}),
+    ...(isl.expert_parallel !== undefined ? { expertParallel: isl.expert_parallel } : {}),
+    ...(isl.kv_memory_fraction !== undefined ? { kvMemoryFraction: isl.kv_memory_fraction } : {}),
+  });
+  if (!profile.fits) {
+    const hint = smallestFittingTp(base, 1);
+    report("tp", `${model.id} in ${precision.id} does not fit on ${hardware.id} with tp ${tp}${hint === undefined ? "" : `; tp ${hint} fits`}`);
+    return undefined;
+  }
+  return { tp, profile };
+}
+
+/** The router's policy with its weights; undefined, recorded, when the policy or a weighted scorer is unknown. */
+function routerPolicy(router: SimFleetFile["router"], issues: Issue[]): Policy | undefined {
+  try {
+    return resolvePolicy(router.policy, router.weights);
+  } catch (err) {
+    issues.push({ path: ["router", err instanceof FleetFileError && err.message.startsWith("router.weights") ? "weights" : "policy"], message: (err as Error).message.replace(/^router\.weights: /, "") });
+    return undefined;
+  }
+}
+
+/** Scheduled failures by replica index; an event naming no replica of the fleet is recorded as an issue. */
+function failureSchedule(events: readonly z.infer<typeof failureEvent>[], islands: readonly SimIsland[], replicaCount: number, issues: Issue[]): ScheduledFailure[] {
+  const schedule: ScheduledFailure[] = [];
+  events.forEach((f, j) => {
+    const replica = replicaIndex(f.replica, islands, replicaCount);
+    if (replica === undefined) {
+      issues.push({ path: ["failures", "schedule", j, "replica"], message: `no replica ${JSON.stringify(f.replica)} (the fleet has ${replicaCount}: indices 0-${replicaCount - 1} or names like "${islands[0]?.name ?? "island"}/0")` });
+      return;
+    }
+    schedule.push({ replica, atMs: f.at_s * 1000, downMs: f.down_s * 1000 });
+  });
+  return schedule;
+}
+
+/** A replica's index in fleet order, from its index or its name ("island/3"); undefined when the fleet has none such. */
+function replicaIndex(ref: number | string, islands: readonly SimIsland[], replicaCount: number): number | undefined {
+  if (typeof ref === "number") return ref < replicaCount ? ref : undefined;
+  const slash = ref.lastIndexOf("/");
+  const isl = islands.find((x) => x.name === ref.slice(0, slash));
+  const idx = Number(ref.slice(slash + 1));
+  return isl !== undefined && Number.isInteger(idx) && idx >= 0 && idx < isl.count ? isl.firstReplica + idx : undefined;
 }
 
 /** Parses fleet-file YAML text; YAML syntax errors name the line. */
