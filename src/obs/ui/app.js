@@ -219,12 +219,43 @@ function fromSim(name, data) {
   const r = data.report;
   const tl = r.timeline || { bucketS: 1, outputTokensPerS: [], completedPerS: [], queued: [], running: [], down: [] };
   const islands = (r.fleet && r.fleet.islands) || [];
-  const totalReplicas = r.fleet ? r.fleet.replicas : 0;
   const totalSlots = islands.reduce((a, i) => a + i.count * i.maxBatch, 0);
+  const shares = simShares(tl, r.fleet ? r.fleet.replicas : 0, totalSlots);
+  const span = (r.throughput && r.throughput.spanS) || 0;
+  const islandByName = new Map(islands.map((i) => [i.name, i]));
+  return {
+    mode: "sim",
+    title: `Simulated fleet · ${name}`,
+    subtitle: `${r.trace ? r.trace.name : "trace"} · ${num(r.requests ? r.requests.total : 0)} requests over ${seconds(span)} · policy ${r.policy || "?"} · ${num(r.fleet ? r.fleet.devices : 0)} devices · utilisation counts batch slots (${num(totalSlots)} in all)`,
+    kpis: simKpis(r, shares.utilization),
+    xs: shares.xs,
+    xFormat: (v) => (v === 0 ? "0" : seconds(v)),
+    series: {
+      tokensPerS: tl.outputTokensPerS,
+      requestsPerS: tl.completedPerS,
+      running: tl.running,
+      queued: tl.queued,
+      p99TtftS: null,
+      availability: shares.availability,
+      utilization: shares.utilizations,
+      realisedValue: shares.realised,
+    },
+    ttft: data.ttft,
+    ttftPercentiles: r.latency ? r.latency.ttftMs : null,
+    replicas: r.replicas.map((x) => simReplica(x, islandByName.get(x.island) || {}, span)),
+  };
+}
+
+/**
+ * A sim report's shares per timeline bucket, and utilisation over the run.
+ * The report keeps no slot-time per bucket, so the batch slots of the
+ * replicas up stand in for it.
+ */
+function simShares(tl, totalReplicas, totalSlots) {
   const n = Math.max(tl.queued.length, tl.outputTokensPerS.length);
   const xs = Array.from({ length: n }, (_, i) => i * tl.bucketS);
   const availability = [];
-  const utilization = [];
+  const utilizations = [];
   const realised = [];
   let running = 0;
   let upSlots = 0;
@@ -235,67 +266,50 @@ function fromSim(name, data) {
     running += tl.running[i] || 0;
     upSlots += slots;
     availability.push(a);
-    utilization.push(u);
+    utilizations.push(u);
     realised.push(a * u);
   }
+  return { xs, availability, utilizations, realised, utilization: upSlots > 0 ? running / upSlots : null };
+}
+
+/** The tiles of a sim report; `util` is utilisation over the run. */
+function simKpis(r, util) {
   const av = r.availability ? r.availability.share : null;
-  const util = upSlots > 0 ? running / upSlots : null;
-  const islandByName = new Map(islands.map((i) => [i.name, i]));
-  const span = (r.throughput && r.throughput.spanS) || 0;
-  const busy = r.replicas.length > 0 ? r.replicas.reduce((a, x) => a + x.utilization, 0) / r.replicas.length : null;
   return {
-    mode: "sim",
-    title: `Simulated fleet · ${name}`,
-    subtitle: `${r.trace ? r.trace.name : "trace"} · ${num(r.requests ? r.requests.total : 0)} requests over ${seconds(span)} · policy ${r.policy || "?"} · ${num(r.fleet ? r.fleet.devices : 0)} devices · utilisation counts batch slots (${num(totalSlots)} in all)`,
-    kpis: {
-      realisedValue: av !== null && util !== null ? av * util : null,
-      utilization: util,
-      availability: av,
-      busyTime: busy,
-      tokensPerS: r.throughput ? r.throughput.outputTokensPerS : null,
-      requestsPerS: r.throughput ? r.throughput.requestsPerS : null,
-      p99TtftS: r.latency && r.latency.ttftMs.p99 !== null ? r.latency.ttftMs.p99 / 1000 : null,
-      joulesPerToken: r.energy ? r.energy.joulesPerToken : null,
-      usdPerMTok: r.cost ? r.cost.usdPerMTok : null,
-      requests: r.requests ? r.requests.completed : null,
-      outputTokens: r.replicas.reduce((a, x) => a + x.outputTokens, 0),
-      failovers: r.requests ? r.requests.retries : null,
-      continuations: null,
-    },
-    xs,
-    xFormat: (v) => (v === 0 ? "0" : seconds(v)),
-    series: {
-      tokensPerS: tl.outputTokensPerS,
-      requestsPerS: tl.completedPerS,
-      running: tl.running,
-      queued: tl.queued,
-      p99TtftS: null,
-      availability,
-      utilization,
-      realisedValue: realised,
-    },
-    ttft: data.ttft,
-    ttftPercentiles: r.latency ? r.latency.ttftMs : null,
-    replicas: r.replicas.map((x) => {
-      const isl = islandByName.get(x.island) || {};
-      return {
-        id: x.name,
-        model: isl.model || "",
-        engine: "sim",
-        hardware: `${isl.hardware || "?"}${isl.precision ? ` ${isl.precision}` : ""}${isl.tp > 1 ? ` ×${isl.tp}` : ""}`,
-        island: x.island,
-        state: x.failures > 0 ? `up ${pct(span > 0 ? 1 - x.downS / span : 1)}` : "healthy",
-        health: x.failures > 0 ? "degraded" : "healthy",
-        load: x.utilization,
-        queueShare: 0,
-        loadText: pct(x.utilization),
-        kv: null,
-        tokensPerS: span > 0 ? x.outputTokens / span : 0,
-        completed: x.completed,
-        failovers: x.failures,
-        continuations: null,
-      };
-    }),
+    realisedValue: av !== null && util !== null ? av * util : null,
+    utilization: util,
+    availability: av,
+    busyTime: r.replicas.length > 0 ? r.replicas.reduce((a, x) => a + x.utilization, 0) / r.replicas.length : null,
+    tokensPerS: r.throughput ? r.throughput.outputTokensPerS : null,
+    requestsPerS: r.throughput ? r.throughput.requestsPerS : null,
+    p99TtftS: r.latency && r.latency.ttftMs.p99 !== null ? r.latency.ttftMs.p99 / 1000 : null,
+    joulesPerToken: r.energy ? r.energy.joulesPerToken : null,
+    usdPerMTok: r.cost ? r.cost.usdPerMTok : null,
+    requests: r.requests ? r.requests.completed : null,
+    outputTokens: r.replicas.reduce((a, x) => a + x.outputTokens, 0),
+    failovers: r.requests ? r.requests.retries : null,
+    continuations: null,
+  };
+}
+
+/** A simulated replica's card, as a live replica's looks; `span` is the run's length in seconds. */
+function simReplica(x, isl, span) {
+  return {
+    id: x.name,
+    model: isl.model || "",
+    engine: "sim",
+    hardware: `${isl.hardware || "?"}${isl.precision ? ` ${isl.precision}` : ""}${isl.tp > 1 ? ` ×${isl.tp}` : ""}`,
+    island: x.island,
+    state: x.failures > 0 ? `up ${pct(span > 0 ? 1 - x.downS / span : 1)}` : "healthy",
+    health: x.failures > 0 ? "degraded" : "healthy",
+    load: x.utilization,
+    queueShare: 0,
+    loadText: pct(x.utilization),
+    kv: null,
+    tokensPerS: span > 0 ? x.outputTokens / span : 0,
+    completed: x.completed,
+    failovers: x.failures,
+    continuations: null,
   };
 }
 
