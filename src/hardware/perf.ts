@@ -196,12 +196,33 @@ export function gemmFlops(p: PerfProfile, tokens: number): number {
 
 /** One forward pass over `tokens` tokens with the given attention FLOPs and KV bytes (per device). */
 export function passMs(p: PerfProfile, tokens: number, attnFlops: number, kvBytes: number): number {
+  const lin = linearMs(p, tokens);
+  const att = attentionMs(p, attnFlops, kvBytes);
+  return lin + att + (tokens * p.activationBytesPerToken) / p.bytesPerMs + p.commFixedMs + tokens * p.commMsPerToken + p.overheadMs;
+}
+
+/**
+ * The linear layers of one pass over `tokens` tokens (per device): the GEMMs,
+ * tile padding included, or the weight reads they wait on, whichever takes
+ * longer. With experts, a pass reads only the experts its tokens touch.
+ */
+function linearMs(p: PerfProfile, tokens: number): number {
   const miss = p.experts === 0 ? 0 : 1 - Math.exp(tokens * p.logMiss);
   const w = p.denseBytes + p.expertBytes * miss;
   const c = (tokens + Math.min(tokens, p.padTokens)) * p.denseFlopsPerToken + (tokens * p.activeExperts + Math.min(tokens * p.activeExperts, p.padTokens * p.experts * miss)) * p.expertFlopsPerToken;
-  const lin = Math.max(c / p.gemmFlopsPerMs, w / p.bytesPerMs);
-  const att = Math.max(attnFlops / p.attnFlopsPerMs, kvBytes / p.bytesPerMs);
-  return lin + att + (tokens * p.activationBytesPerToken) / p.bytesPerMs + p.commFixedMs + tokens * p.commMsPerToken + p.overheadMs;
+  return Math.max(c / p.gemmFlopsPerMs, w / p.bytesPerMs);
+}
+
+/** Attention (per device): its FLOPs or the KV bytes it reads, whichever takes longer. */
+function attentionMs(p: PerfProfile, attnFlops: number, kvBytes: number): number {
+  return Math.max(attnFlops / p.attnFlopsPerMs, kvBytes / p.bytesPerMs);
+}
+
+/** `passes` prefill passes of `chunk` tokens each, `tokens` in all, with the attention FLOPs and KV bytes of them all. */
+function prefillPassesMs(p: PerfProfile, passes: number, chunk: number, tokens: number, attnFlops: number, kvBytes: number): number {
+  const lin = passes * linearMs(p, chunk);
+  const att = attentionMs(p, attnFlops, kvBytes);
+  return lin + att + (tokens * p.activationBytesPerToken) / p.bytesPerMs + passes * (p.commFixedMs + p.overheadMs) + tokens * p.commMsPerToken;
 }
 
 /**
@@ -210,14 +231,8 @@ export function passMs(p: PerfProfile, tokens: number, attnFlops: number, kvByte
  */
 export function decodeStepMs(p: PerfProfile, batch: number, totalContextTokens: number): number {
   if (batch <= 0) return 0;
-  const miss = p.experts === 0 ? 0 : 1 - Math.exp(batch * p.logMiss);
-  const w = p.denseBytes + p.expertBytes * miss;
-  const c = (batch + Math.min(batch, p.padTokens)) * p.denseFlopsPerToken + (batch * p.activeExperts + Math.min(batch * p.activeExperts, p.padTokens * p.experts * miss)) * p.expertFlopsPerToken;
-  const lin = Math.max(c / p.gemmFlopsPerMs, w / p.bytesPerMs);
-  const att = Math.max(
-    (totalContextTokens * p.attnFlopsPerPairDecode) / p.attnFlopsPerMs,
-    (totalContextTokens * p.kvBytesPerToken) / p.bytesPerMs,
-  );
+  const lin = linearMs(p, batch);
+  const att = attentionMs(p, totalContextTokens * p.attnFlopsPerPairDecode, totalContextTokens * p.kvBytesPerToken);
   return lin + att + (batch * p.activationBytesPerToken) / p.bytesPerMs + p.commFixedMs + batch * p.commMsPerToken + p.overheadMs;
 }
 
@@ -233,12 +248,7 @@ export function prefillMs(p: PerfProfile, tokens: number, cachedTokens = 0): num
   const attnFlops = p.attnFlopsPerPairPrefill * tokens * (cachedTokens + tokens / 2);
   // each chunk reads the KV written before it and writes its own
   const kvBytes = p.kvBytesPerToken * (passes * cachedTokens + (tokens * (passes - 1)) / 2 + tokens);
-  const miss = p.experts === 0 ? 0 : 1 - Math.exp(chunk * p.logMiss);
-  const w = p.denseBytes + p.expertBytes * miss;
-  const c = (chunk + Math.min(chunk, p.padTokens)) * p.denseFlopsPerToken + (chunk * p.activeExperts + Math.min(chunk * p.activeExperts, p.padTokens * p.experts * miss)) * p.expertFlopsPerToken;
-  const lin = passes * Math.max(c / p.gemmFlopsPerMs, w / p.bytesPerMs);
-  const att = Math.max(attnFlops / p.attnFlopsPerMs, kvBytes / p.bytesPerMs);
-  return lin + att + (tokens * p.activationBytesPerToken) / p.bytesPerMs + passes * (p.commFixedMs + p.overheadMs) + tokens * p.commMsPerToken;
+  return prefillPassesMs(p, passes, chunk, tokens, attnFlops, kvBytes);
 }
 
 /**
@@ -252,12 +262,7 @@ export function batchPrefillMs(p: PerfProfile, sequences: number, tokens: number
   const chunk = total / passes;
   const attnFlops = p.attnFlopsPerPairPrefill * total * (cachedTokens + tokens / 2);
   const kvBytes = p.kvBytesPerToken * sequences * (cachedTokens + tokens);
-  const miss = p.experts === 0 ? 0 : 1 - Math.exp(chunk * p.logMiss);
-  const w = p.denseBytes + p.expertBytes * miss;
-  const c = (chunk + Math.min(chunk, p.padTokens)) * p.denseFlopsPerToken + (chunk * p.activeExperts + Math.min(chunk * p.activeExperts, p.padTokens * p.experts * miss)) * p.expertFlopsPerToken;
-  const lin = passes * Math.max(c / p.gemmFlopsPerMs, w / p.bytesPerMs);
-  const att = Math.max(attnFlops / p.attnFlopsPerMs, kvBytes / p.bytesPerMs);
-  return lin + att + (total * p.activationBytesPerToken) / p.bytesPerMs + passes * (p.commFixedMs + p.overheadMs) + total * p.commMsPerToken;
+  return prefillPassesMs(p, passes, chunk, total, attnFlops, kvBytes);
 }
 
 export interface ServingPoint {
