@@ -5,6 +5,7 @@
  */
 import { InvalidArgumentError } from "commander";
 import type { Command } from "commander";
+import { readGgufSpec } from "../engines/gguf-spec.js";
 import {
   PRECISIONS,
   UnknownNameError,
@@ -15,9 +16,7 @@ import {
   findModel,
   findPrecision,
   kvBytesPerToken,
-  modelSpecFromGguf,
   modelStats,
-  precisionFromGgufFileType,
   smallestFittingTp,
 } from "../hardware/index.js";
 import type { Estimate, EstimateInput, HardwareSpec, KvFormat, ModelSpec, PrecisionSpec, Pricing } from "../hardware/index.js";
@@ -270,17 +269,6 @@ function writer(cmd: Command): (s: string) => void {
   return out !== undefined ? out : (s: string) => void process.stdout.write(s);
 }
 
-/** Reads a GGUF file's metadata (node-llama-cpp, loaded only when asked) into a spec and its precision. */
-async function readGguf(path: string): Promise<{ spec: ModelSpec; precision: PrecisionSpec | undefined }> {
-  const { readGgufFileInfo } = await import("node-llama-cpp");
-  const info = await readGgufFileInfo(path, { readTensorInfo: false });
-  const meta = info.metadata as unknown as Record<string, unknown>;
-  const spec = modelSpecFromGguf(meta);
-  const general = meta["general"] as { file_type?: unknown } | undefined;
-  const fileType = Number(general?.file_type);
-  return { spec, precision: Number.isFinite(fileType) ? precisionFromGgufFileType(fileType) : undefined };
-}
-
 /** Adds `estimate` and `catalog` to the flotilla program. */
 export function registerHardwareCommands(program: Command): void {
   program
@@ -307,7 +295,7 @@ export function registerHardwareCommands(program: Command): void {
         let run = opts;
         if (opts.gguf !== undefined) {
           if (opts.model !== undefined) throw new RangeError("give --model or --gguf, not both");
-          const { spec, precision } = await readGguf(opts.gguf);
+          const { spec, precision } = await readGgufSpec(opts.gguf);
           const explicit = this.getOptionValueSource("precision") !== "default";
           run = { ...opts, model: spec, precision: explicit || precision === undefined ? opts.precision : precision };
         }

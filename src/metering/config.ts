@@ -6,11 +6,12 @@ import { isAbsolute, join, resolve } from "node:path";
 import type { Clock } from "../core/clock.js";
 import { isLoopbackHost } from "../core/loopback.js";
 import type { Prompt } from "../core/request.js";
+import { readGgufSpec, type GgufSpec } from "../engines/gguf-spec.js";
 import type { FleetConfig, ReplicaConfig } from "../fleet/config.js";
 import { ConfigError } from "../fleet/config.js";
 import type { Fleet } from "../fleet/fleet.js";
 import { defaultCacheDir } from "../gguf/default-model.js";
-import { findHardware, findModel, findPrecision, modelSpecFromGguf, precisionFromGgufFileType, type ModelSpec, type PrecisionSpec } from "../hardware/index.js";
+import { findHardware, findModel, findPrecision, type ModelSpec, type PrecisionSpec } from "../hardware/index.js";
 import { openStore } from "../store/index.js";
 import { RateBook, rateCard, unpriced, type RateCard } from "./pricing.js";
 import { openStoreTenancy, type StoreTenancy } from "./store-tenancy.js";
@@ -37,7 +38,7 @@ export function storeUrl(config: FleetConfig, opts: { baseDir: string; env: Node
 /** A rate card for every replica id the fleet will have (`model/index`, as buildFleet names them). */
 export async function rateBookFromConfig(config: FleetConfig, baseDir: string): Promise<RateBook> {
   const replicas = new Map<string, { model: string; rate: RateCard }>();
-  const gguf = new Map<string, Promise<{ spec: ModelSpec; precision: PrecisionSpec | undefined }>>();
+  const gguf = new Map<string, Promise<GgufSpec>>();
   for (const [mi, m] of config.models.entries()) {
     let index = 0;
     for (const [ri, rc] of m.replicas.entries()) {
@@ -53,7 +54,7 @@ async function cardFor(
   modelName: string,
   path: string,
   baseDir: string,
-  gguf: Map<string, Promise<{ spec: ModelSpec; precision: PrecisionSpec | undefined }>>,
+  gguf: Map<string, Promise<GgufSpec>>,
 ): Promise<RateCard> {
   const tp = rc.tp ?? 1;
   if (rc.hardware === undefined) return unpriced(rc.parallel, tp);
@@ -73,7 +74,7 @@ async function cardFor(
     const file = isAbsolute(rc.path) ? rc.path : resolve(baseDir, rc.path);
     let read = gguf.get(file);
     if (read === undefined) {
-      read = readGguf(file);
+      read = readGgufSpec(file);
       gguf.set(file, read);
     }
     const info = await read.catch((err: unknown) => {
@@ -91,15 +92,6 @@ async function cardFor(
     });
   }
   return named("hardware", () => rateCard({ model: spec, hardware, precision: precision ?? findPrecision("bf16"), tp, slots: rc.parallel }));
-}
-
-async function readGguf(path: string): Promise<{ spec: ModelSpec; precision: PrecisionSpec | undefined }> {
-  const { readGgufFileInfo } = await import("node-llama-cpp");
-  const info = await readGgufFileInfo(path, { readTensorInfo: false });
-  const meta = info.metadata as unknown as Record<string, unknown>;
-  const general = meta["general"] as { file_type?: unknown } | undefined;
-  const fileType = Number(general?.file_type);
-  return { spec: modelSpecFromGguf(meta), precision: Number.isFinite(fileType) ? precisionFromGgufFileType(fileType) : undefined };
 }
 
 /** Exact prompt tokens from the first ready replica of the model that has a tokenizer. */
