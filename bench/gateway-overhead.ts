@@ -15,7 +15,7 @@ import type { GenerationRequest, GenerationResult } from "../src/core/request.js
 import type { Engine, EngineLoad, TextSink } from "../src/engines/engine.js";
 import { wallClock } from "../src/core/clock.js";
 import { Fleet } from "../src/fleet/fleet.js";
-import { ReplicaHealth } from "../src/fleet/health.js";
+import { ReplicaHealth } from "../src/scheduler/health.js";
 import { ChunkEncoder, completeResponse } from "../src/gateway/responses.js";
 import { createGateway } from "../src/gateway/server.js";
 import type { LoadResult, LoadSpec } from "./lib/load.js";

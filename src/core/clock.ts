@@ -65,6 +65,13 @@ export class ManualClock implements Clock {
     });
   }
 
+  /** When the earliest sleeper wakes; Infinity when none sleeps. A driver steps the clock from one to the next. */
+  get nextWakeMs(): number {
+    let at = Infinity;
+    for (const s of this.#sleepers) at = Math.min(at, s.at);
+    return at;
+  }
+
   advanceTo(ms: number): void {
     if (ms < this.#now) throw new RangeError(`clock cannot go back from ${this.#now} to ${ms}`);
     const due = this.#sleepers.filter((s) => s.at <= ms).sort((a, b) => a.at - b.at);

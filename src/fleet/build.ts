@@ -5,7 +5,7 @@ import { OpenAIEngine } from "../engines/openai.js";
 import { compileCascade, type Cascade } from "../scheduler/cascade.js";
 import { ConfigError, type FleetConfig, type ReplicaConfig } from "./config.js";
 import { Fleet, type Replica } from "./fleet.js";
-import { ReplicaHealth } from "./health.js";
+import { ReplicaHealth } from "../scheduler/health.js";
 import { wallClock, type Clock } from "../core/clock.js";
 
 /** Turns a validated fleet file into engines; nothing is started yet. */

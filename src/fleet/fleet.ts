@@ -1,7 +1,7 @@
 import type { Engine } from "../engines/engine.js";
-import type { ReplicaHealth } from "./health.js";
+import type { ReplicaHealth } from "../scheduler/health.js";
 import type { Candidate } from "../scheduler/pipeline.js";
-import { phaseAdmits } from "../scheduler/replica-state.js";
+import { markReady, type Readiness, type ReplicaStatus } from "../scheduler/readiness.js";
 
 /** One engine serving one model, as the controller tracks it. */
 export interface Replica {
@@ -70,37 +70,20 @@ export class Fleet {
 }
 
 /**
- * The router's snapshot of one model's replicas. A replica the breaker has
- * ejected is still better than none: when every replica that is up has been
- * ejected (a burst of failures during an outage trips them all), they are
- * offered anyway, as Envoy's panic threshold does, rather than failing every
- * request with 503. A `resume` (the rest of an answer another replica broke
- * off) may go to a draining or terminating replica too; a removed one is
- * never offered (src/scheduler/replica-state.ts).
+ * The router's snapshot of one model's replicas, every one a candidate,
+ * made ready or not by the shared rule (scheduler/readiness.ts: phase,
+ * engine, breaker, panic mode).
  */
-export function candidatesOf(model: ServedModel, resume = false): Candidate[] {
-  let anyAdmitted = false;
+export function candidatesOf(model: ServedModel, resume = false, readiness: Readiness = markReady): Candidate[] {
   const candidates = model.replicas.map((r, index) => {
     const load = r.engine.load();
-    const up = r.engine.isReady();
-    r.health.observe(up);
-    const admitted = up && r.health.admits(resume);
-    anyAdmitted ||= admitted;
-    return {
-      index,
-      ready: admitted,
-      active: load.active,
-      queued: load.queued,
-      slots: load.slots,
-      maxQueue: load.maxQueue,
-      contextSize: r.engine.contextSize,
-      failures: r.health.failures,
-      proven: r.health.proven,
-    };
+    return { index, ready: false, active: load.active, queued: load.queued, slots: load.slots, maxQueue: load.maxQueue, contextSize: r.engine.contextSize };
   });
-  if (anyAdmitted) return candidates;
-  return candidates.map((c) => {
-    const r = model.replicas[c.index]!;
-    return r.engine.isReady() && phaseAdmits(r.health.phase, resume) ? { ...c, ready: true } : c;
-  });
+  readiness(candidates, (i) => statusOf(model.replicas[i]!), resume);
+  return candidates;
+}
+
+/** What the readiness rule reads of a replica. */
+export function statusOf(replica: Replica): ReplicaStatus {
+  return { engineReady: replica.engine.isReady(), health: replica.health };
 }

@@ -1,17 +1,16 @@
 import type { Clock } from "../core/clock.js";
 import { FlotillaError } from "../core/errors.js";
-import type { ServedModel } from "../fleet/fleet.js";
-import { AdmissionQueue, PRIORITY_CLASSES, type PriorityClass, type Waiter } from "../scheduler/admission.js";
+import { statusOf, type ServedModel } from "../fleet/fleet.js";
+import { PRIORITY_CLASSES, type PriorityClass, type Waiter } from "../scheduler/admission.js";
+import { AdmissionLane } from "../scheduler/admission-lane.js";
+import { servingSlots } from "../scheduler/readiness.js";
 
 /**
- * Fair share at the front door. Each served model can run as many requests
- * at once as its ready replicas have sequences; below that a request goes
- * straight to the router. At it, requests wait in the scheduler's
- * AdmissionQueue — interactive before batch, weighted fair share between
- * tenants, first come first served within one — and leave it as running
- * requests finish. The queue is bounded: past it, 429 with a Retry-After
- * from its measured drain rate. A request whose deadline passes while it
- * waits gets 504; one whose client leaves is dropped from the queue.
+ * Fair share at the front door: per served model, the scheduler's
+ * AdmissionLane (the rule the simulator runs too) over the live fleet. The
+ * queue is bounded: past it, 429 with a Retry-After from its measured drain
+ * rate. A request whose deadline passes while it waits gets 504; one whose
+ * client leaves is dropped from the queue.
  *
  * Waiting here rather than in the engines' own queues is what makes the
  * share fair: an engine serves its queue in arrival order and knows nothing
@@ -45,26 +44,21 @@ interface Waiting extends Waiter {
   readonly refuse: (err: FlotillaError) => void;
 }
 
-/** Per model: what runs, and what waits. */
-class Lane {
-  running = 0;
-  readonly queue: AdmissionQueue<Waiting>;
-
-  constructor(model: ServedModel, opts: AdmissionGateOptions, weights: ReadonlyMap<string, number>) {
-    this.queue = new AdmissionQueue<Waiting>({
-      maxQueued: opts.maxQueued ?? model.replicas.reduce((n, r) => n + r.engine.load().maxQueue, 0),
-      ...(opts.maxQueuedPerTenant === undefined ? {} : { maxQueuedPerTenant: opts.maxQueuedPerTenant }),
-      weights: (tenant) => weights.get(tenant) ?? 1,
-    });
-  }
+function laneFor(model: ServedModel, opts: AdmissionGateOptions, weights: ReadonlyMap<string, number>): AdmissionLane<Waiting> {
+  return new AdmissionLane<Waiting>({
+    maxQueued: opts.maxQueued ?? model.replicas.reduce((n, r) => n + r.engine.load().maxQueue, 0),
+    ...(opts.maxQueuedPerTenant === undefined ? {} : { maxQueuedPerTenant: opts.maxQueuedPerTenant }),
+    weights: (tenant) => weights.get(tenant) ?? 1,
+  });
 }
 
 export class AdmissionGate {
   readonly #opts: AdmissionGateOptions;
-  readonly #lanes = new Map<ServedModel, Lane>();
+  readonly #lanes = new Map<ServedModel, AdmissionLane<Waiting>>();
   /** The latest weight each tenant was admitted with (weights change through the admin API). */
   readonly #weights = new Map<string, number>();
-  #timer: NodeJS.Timeout | undefined;
+  /** Stops the poll loop (see #poll). */
+  #polling: AbortController | undefined;
 
   constructor(opts: AdmissionGateOptions) {
     this.#opts = opts;
@@ -92,8 +86,10 @@ export class AdmissionGate {
     const lane = this.#lane(model);
     if (request.weight !== undefined) this.#weights.set(request.tenant, request.weight);
     const now = this.#opts.clock.now();
-    const cap = capacity(model);
-    if (lane.queue.size === 0 && (lane.running < cap || cap === 0)) return Promise.resolve(this.#start(model, lane));
+    if (lane.opensFor(capacity(model))) {
+      lane.start();
+      return Promise.resolve(this.#release(model, lane));
+    }
     return new Promise<() => void>((resolve, reject) => {
       const onAbort = (): void => {
         if (lane.queue.remove(waiting)) reject(new FlotillaError("cancelled", "the client went away while the request waited for capacity"));
@@ -105,7 +101,7 @@ export class AdmissionGate {
         deadlineMs: request.deadlineMs,
         admit: () => {
           signal.removeEventListener("abort", onAbort);
-          resolve(this.#start(model, lane));
+          resolve(this.#release(model, lane));
         },
         refuse: (err) => {
           signal.removeEventListener("abort", onAbort);
@@ -123,60 +119,61 @@ export class AdmissionGate {
     });
   }
 
-  /** Stops the deadline timer (queued requests still leave as capacity frees). */
+  /** Stops looking at deadlines and capacity on the clock (queued requests still leave as capacity frees). */
   close(): void {
-    if (this.#timer !== undefined) clearInterval(this.#timer);
-    this.#timer = undefined;
+    this.#polling?.abort();
+    this.#polling = undefined;
   }
 
-  #lane(model: ServedModel): Lane {
+  #lane(model: ServedModel): AdmissionLane<Waiting> {
     let lane = this.#lanes.get(model);
     if (lane === undefined) {
-      lane = new Lane(model, this.#opts, this.#weights);
+      lane = laneFor(model, this.#opts, this.#weights);
       this.#lanes.set(model, lane);
     }
     return lane;
   }
 
-  #start(model: ServedModel, lane: Lane): () => void {
-    lane.running++;
+  /** The release function of a request `lane` has started: call it exactly once, when the request ends. */
+  #release(model: ServedModel, lane: AdmissionLane<Waiting>): () => void {
     let released = false;
     return () => {
       if (released) return;
       released = true;
-      lane.running--;
+      lane.finish();
       this.#pump(model, lane);
     };
   }
 
-  /** Lets waiting requests in while there is room. With no replica ready, they go on to the router, which waits for one or answers 503. */
-  #pump(model: ServedModel, lane: Lane): void {
-    const now = this.#opts.clock.now();
-    for (const { item, waitedMs } of lane.queue.expire(now)) {
-      item.refuse(new FlotillaError("deadline_exceeded", `the request waited ${Math.round(waitedMs)} ms for capacity on model "${model.name}" and ran out of time`));
-    }
-    const cap = capacity(model);
-    while (lane.queue.size > 0 && (lane.running < cap || cap === 0)) {
-      const next = lane.queue.next(now);
-      if (next === undefined) break;
-      next.admit();
-    }
+  #pump(model: ServedModel, lane: AdmissionLane<Waiting>): void {
+    lane.pump(
+      this.#opts.clock.now(),
+      capacity(model),
+      (item) => item.admit(),
+      ({ item, waitedMs }) => item.refuse(new FlotillaError("deadline_exceeded", `the request waited ${Math.round(waitedMs)} ms for capacity on model "${model.name}" and ran out of time`)),
+    );
   }
 
-  /** While anything waits, deadlines are checked and capacity re-read (replicas come back, slots grow) every pollMs. */
+  /**
+   * While anything waits, deadlines are checked and capacity re-read
+   * (replicas come back, slots grow) every pollMs of the gate's clock: an
+   * engine coming back has no event to wake a waiter with.
+   */
   #poll(): void {
-    if (this.#timer !== undefined) return;
-    this.#timer = setInterval(() => {
-      for (const [model, lane] of this.#lanes) this.#pump(model, lane);
-      if (this.queued() === 0) this.close();
-    }, this.#opts.pollMs ?? 50);
-    this.#timer.unref();
+    if (this.#polling !== undefined) return;
+    const polling = (this.#polling = new AbortController());
+    const { clock, pollMs = 50 } = this.#opts;
+    void (async () => {
+      while (!polling.signal.aborted && this.queued() > 0) {
+        await clock.sleep(pollMs, polling.signal);
+        for (const [model, lane] of this.#lanes) this.#pump(model, lane);
+      }
+      if (this.#polling === polling) this.#polling = undefined;
+    })();
   }
 }
 
-/** Sequences the model's replicas that take traffic can run at once. */
+/** Sequences the model's replicas that take new traffic can run at once. */
 function capacity(model: ServedModel): number {
-  let n = 0;
-  for (const r of model.replicas) if (r.engine.isReady() && r.health.admits()) n += r.engine.load().slots;
-  return n;
+  return servingSlots(model.replicas.length, (i) => statusOf(model.replicas[i]!), (i) => model.replicas[i]!.engine.load().slots);
 }

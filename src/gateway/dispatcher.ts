@@ -3,12 +3,14 @@ import { FlotillaError } from "../core/errors.js";
 import type { GenerationRequest, GenerationResult } from "../core/request.js";
 import type { TextSink } from "../engines/engine.js";
 import { candidatesOf, type Fleet, type Replica, type ServedModel } from "../fleet/fleet.js";
-import { route, type Candidate, type Policy, type RejectReason, type RouteRequest } from "../scheduler/pipeline.js";
+import { route, type Candidate, type Policy, type RejectReason, type RouteOutcome, type RouteRequest } from "../scheduler/pipeline.js";
 import { promptBlockHashes } from "../scheduler/prefix.js";
 import { policyReadsPrefix } from "../scheduler/scorers.js";
 import { PrefixIndex } from "../scheduler/prefix-index.js";
 import { DEFAULT_HEDGE, FirstTokenLatency, hedgeCandidates, hedgeDelayMs, type HedgePolicy } from "../scheduler/hedge.js";
 import { DEFAULT_RETRY, attemptBudget, backoffMs, bestRecord, isRetryable, retryCandidates, type RetryChoice, type RetryPolicy } from "../scheduler/retry.js";
+import { markReady, type Readiness } from "../scheduler/readiness.js";
+import { readyIndices, type DecisionListener } from "../scheduler/decision.js";
 import { Answer, resumed, type Attempt } from "./answer.js";
 import type { RouteHints } from "../metering/pricing.js";
 
@@ -38,9 +40,8 @@ export class Dispatcher {
   readonly #policy: Policy;
   readonly #retry: RetryPolicy;
   readonly #random: () => number;
-
-  readonly #readyWaitMs: number;
-
+  readonly #readiness: Readiness;
+  readonly #onDecision: DecisionListener | undefined;
   readonly #clock: Clock;
 
   readonly #slowFirstTokenMs: number;
@@ -54,14 +55,26 @@ export class Dispatcher {
   readonly #hints = new Map<Replica, RouteHints | undefined>();
   readonly #hintsOf: (replica: Replica) => RouteHints | undefined;
   readonly #ttftSloMs: number | undefined;
+  /**
+   * Replicas chosen whose engine has not been handed the request yet. A
+   * burst of requests the admission gate lets in at once is decided before
+   * any reaches its engine; counted as queued here, each decision sees the
+   * ones before it (as in the simulator, where dispatch is immediate)
+   * instead of every request of the burst herding onto one replica.
+   */
+  readonly #picked = new Map<Replica, number>();
 
   constructor(
     fleet: Fleet,
     policy: Policy,
     opts: {
-      maxAttempts?: number;
+      /** The retry rules (scheduler/retry.ts); the defaults where left out. */
+      retry?: Partial<RetryPolicy>;
+      /** The candidate rule (scheduler/readiness.ts); injectable so a test can show the twin and the fleet diverge without it. */
+      readiness?: Readiness;
+      /** Hears every routing decision of a request's attempts. */
+      onDecision?: DecisionListener;
       random?: () => number;
-      readyWaitMs?: number;
       clock?: Clock;
       slowFirstTokenMs?: number;
       blockChars?: number;
@@ -80,11 +93,12 @@ export class Dispatcher {
     this.#blockChars = opts.blockChars ?? 256;
     this.#hashPrompts = policyReadsPrefix(policy);
     this.#slowFirstTokenMs = opts.slowFirstTokenMs ?? Infinity;
-    this.#readyWaitMs = opts.readyWaitMs ?? 1_000;
+    this.#readiness = opts.readiness ?? markReady;
+    this.#onDecision = opts.onDecision;
     this.#clock = opts.clock ?? wallClock;
     this.#fleet = fleet;
     this.#policy = policy;
-    this.#retry = { ...DEFAULT_RETRY, ...(opts.maxAttempts === undefined ? {} : { maxAttempts: opts.maxAttempts }) };
+    this.#retry = { ...DEFAULT_RETRY, ...opts.retry };
     this.#random = opts.random ?? Math.random;
   }
 
@@ -110,8 +124,9 @@ export class Dispatcher {
   #candidates(model: ServedModel, failed: ReadonlySet<number>, blocks: readonly number[], resume: boolean): RetryChoice {
     const index = this.#prefixIndex(model);
     const matched = blocks.length > 0 && index.resolve(blocks) > 0;
-    const all = candidatesOf(model, resume).map((c) => ({
+    const all = candidatesOf(model, resume, this.#readiness).map((c) => ({
       ...c,
+      queued: c.queued + (this.#picked.get(model.replicas[c.index]!) ?? 0),
       ...this.#hintsFor(model.replicas[c.index]!),
       prefixBlocks: matched ? index.leadingResolved(c.index) : 0,
     }));
@@ -218,6 +233,7 @@ export class Dispatcher {
     };
     onAttempt?.(first);
     let latest = start(first);
+    this.#handedOver(first);
     // Each attempt still silent past the delay brings in another, up to MAX_HEDGES, while the request has attempts left.
     while (attempts.length <= MAX_HEDGES && attempts.length < budgetLeft) {
       const silent = Promise.race([spoken, Promise.all(attempts.map((a) => a.done))]);
@@ -332,16 +348,38 @@ export class Dispatcher {
       choice = this.#candidates(model, failed, blocks, resume);
     }
     let candidates = choice.candidates;
-    let outcome = route(this.#policy, routeRequest, candidates, this.#random);
-    const waitUntil = this.#clock.now() + this.#readyWaitMs;
+    let outcome = this.#route(routeRequest, candidates, resume);
+    const waitUntil = this.#clock.now() + this.#retry.readyWaitMs;
     while (!outcome.ok && outcome.reason === "no_ready_replica" && this.#clock.now() < waitUntil && !signal.aborted) {
-      await this.#clock.sleep(25, signal);
+      await this.#clock.sleep(this.#retry.readyPollMs, signal);
       candidates = this.#candidates(model, failed, blocks, resume).candidates;
-      outcome = route(this.#policy, routeRequest, candidates, this.#random);
+      outcome = this.#route(routeRequest, candidates, resume);
     }
     if (!outcome.ok) throw lastError ?? rejection(outcome.reason, model, routeRequest, candidates, current.prompt.kind === "chat" ? "messages" : "prompt");
     if (blocks.length > 0) this.#prefixIndex(model).record(outcome.index, blocks);
-    return model.replicas[outcome.index]!;
+    const replica = model.replicas[outcome.index]!;
+    this.#picked.set(replica, (this.#picked.get(replica) ?? 0) + 1);
+    return replica;
+  }
+
+  /** The engine of a replica #pick chose has the request now: its own load counts it. */
+  #handedOver(replica: Replica): void {
+    const n = (this.#picked.get(replica) ?? 1) - 1;
+    if (n === 0) this.#picked.delete(replica);
+    else this.#picked.set(replica, n);
+  }
+
+  #route(request: RouteRequest, candidates: readonly Candidate[], resume: boolean): RouteOutcome {
+    const outcome = route(this.#policy, request, candidates, this.#random);
+    this.#onDecision?.({
+      atMs: this.#clock.now(),
+      promptTokens: request.promptTokens,
+      maxTokens: request.maxTokens,
+      resume,
+      ready: readyIndices(candidates),
+      outcome: outcome.ok ? outcome.index : outcome.reason,
+    });
+    return outcome;
   }
 }
 
@@ -356,10 +394,9 @@ async function settlesWithin(work: Promise<unknown>, ms: number, clock: Clock, s
   }
 }
 
-/** Counted once with the first replica that has the tokenizer at hand. */
+/** Counted once with the first replica that has the tokenizer at hand: a tokenizer belongs to the model, so one whose engine is down still counts. */
 function countPromptTokens(model: ServedModel, request: GenerationRequest): number | undefined {
   for (const r of model.replicas) {
-    if (!r.engine.isReady()) continue;
     const n = r.engine.countPromptTokens(request.prompt, request.continuation);
     if (n !== undefined) return n;
   }

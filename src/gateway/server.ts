@@ -166,7 +166,7 @@ class Work {
 function dispatcherFor(opts: GatewayOptions, clock: Clock): Dispatcher {
   return new Dispatcher(opts.fleet, opts.policy ?? leastLoaded, {
     clock,
-    ...(opts.readyWaitMs === undefined ? {} : { readyWaitMs: opts.readyWaitMs }),
+    ...(opts.readyWaitMs === undefined ? {} : { retry: { readyWaitMs: opts.readyWaitMs } }),
     ...(opts.slowFirstTokenMs === undefined ? {} : { slowFirstTokenMs: opts.slowFirstTokenMs }),
     ...(opts.hedge === undefined ? {} : { hedge: { enabled: opts.hedge } }),
     ...(opts.routeHints === undefined ? {} : { routeHints: (r: Replica) => opts.routeHints!(r.id) }),

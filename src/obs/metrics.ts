@@ -10,7 +10,7 @@
  * key or a prompt.
  */
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
-import type { HealthState } from "../fleet/health.js";
+import type { HealthState } from "../scheduler/health.js";
 import { E2E_BUCKETS_S, fleetShares, TPOT_BUCKETS_S, TTFT_BUCKETS_S, type HistogramSinks, type Observatory, type ReplicaStats, type TenantEnergy } from "./observatory.js";
 
 const HEALTH_STATES: readonly HealthState[] = ["healthy", "half-open", "ejected", "draining", "terminating", "removed", "not-ready"];

@@ -14,7 +14,7 @@ import { promptText, type GenerationRequest } from "../core/request.js";
 import { sums } from "../core/sums.js";
 import type { TextSink } from "../engines/engine.js";
 import type { Fleet, Replica } from "../fleet/fleet.js";
-import type { HealthState } from "../fleet/health.js";
+import type { HealthState } from "../scheduler/health.js";
 import type { Settlement, Ticket } from "../metering/tenancy.js";
 import type { RequestLog, RequestObserver, RequestStart, RequestWatch } from "./observer.js";
 

@@ -23,9 +23,16 @@ export interface RetryPolicy {
   /** The wait before going back to a replica that already failed this request, doubling each time up to maxBackoffMs. */
   readonly backoffMs: number;
   readonly maxBackoffMs: number;
+  /**
+   * With no replica ready (an outage, a restart under way), how long a pick
+   * waits for one to come back before the request fails, looking again every
+   * readyPollMs.
+   */
+  readonly readyWaitMs: number;
+  readonly readyPollMs: number;
 }
 
-export const DEFAULT_RETRY: RetryPolicy = { maxAttempts: 3, backoffMs: 50, maxBackoffMs: 1_000 };
+export const DEFAULT_RETRY: RetryPolicy = { maxAttempts: 3, backoffMs: 50, maxBackoffMs: 1_000, readyWaitMs: 1_000, readyPollMs: 25 };
 
 /** The most attempts a request makes however many replicas it could try. */
 const MAX_BUDGET = 6;

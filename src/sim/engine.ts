@@ -5,7 +5,11 @@
  * (sim/replica.ts: batching, prefix cache, KV) and paces its passes against
  * the wall clock: `speed` virtual milliseconds per wall millisecond (1 = as
  * fast as the modelled hardware would be; Infinity = as fast as the event
- * loop turns). Output text is placeholder words, one per token.
+ * loop turns), or against a driver's ManualClock (`clock`: each pass ends
+ * when the driver moves that clock past it, so a test runs gateway and
+ * replicas in one virtual time). Output text is placeholder words, one per
+ * token, four characters each (" sit"), the engine's own four characters
+ * per token: a resumed answer's prompt counts exactly its tokens.
  *
  * The simulator does not use this class: it drives ReplicaModel directly
  * from its event loop, with no timers and no Promises.
@@ -39,10 +43,12 @@ export interface SimEngineOptions {
   readonly defaultMaxTokens?: number;
   /** Overrides the hardware model's KV capacity, in tokens. */
   readonly kvCapacityTokens?: number;
+  /** Paces passes on this clock instead of the wall clock (`speed` is then unused). */
+  readonly clock?: ManualClock;
 }
 
 const CHARS_PER_TOKEN = 4;
-const WORDS = ["lorem", "ipsum", "dolor", "sit", "amet", "consectetur", "adipiscing", "elit"] as const;
+const WORDS = [" sit", " nam", " est", " hic", " vel", " rem", " non", " qui"] as const;
 
 interface InFlight {
   readonly seq: SimSeq;
@@ -52,8 +58,6 @@ interface InFlight {
   readonly signal: AbortSignal;
   readonly onAbort: () => void;
   readonly lengthCapped: boolean;
-  /** Resuming after text already written: the first word needs a space too. */
-  readonly resumed: boolean;
   emitted: number;
 }
 
@@ -80,7 +84,9 @@ export class SimEngine implements Engine {
   /** Virtual time: the sum of the passes run so far. */
   readonly clock: Clock;
 
-  readonly #clock = new ManualClock();
+  readonly #clock: ManualClock;
+  /** The driver's clock passes are paced on, when one is given. */
+  readonly #paced: ManualClock | undefined;
   readonly #replica: ReplicaModel;
   readonly #maxQueue: number;
   readonly #speed: number;
@@ -90,7 +96,8 @@ export class SimEngine implements Engine {
   /** Requests the last pass finished, settled once the replica model has returned. */
   readonly #finishedSeqs: SimSeq[] = [];
   #ready = false;
-  #timer: ReturnType<typeof setTimeout> | ReturnType<typeof setImmediate> | undefined;
+  /** Cancels the pass under way; undefined when none is. */
+  #cancelPass: (() => void) | undefined;
   #nextId = 0;
 
   constructor(opts: SimEngineOptions) {
@@ -113,6 +120,8 @@ export class SimEngine implements Engine {
     );
     this.contextSize = Math.min(model.contextLength, this.#replica.kvCapacityTokens);
     this.#maxQueue = opts.maxQueue ?? 256;
+    this.#paced = opts.clock;
+    this.#clock = opts.clock ?? new ManualClock();
     this.#speed = opts.speed ?? 1;
     if (!(this.#speed > 0)) throw new RangeError(`speed must be > 0, got ${this.#speed}`);
     this.#defaultMaxTokens = opts.defaultMaxTokens ?? 64;
@@ -156,7 +165,8 @@ export class SimEngine implements Engine {
         }),
       );
     }
-    if (this.#replica.queued >= this.#maxQueue) {
+    // The router's own capacity rule (filters.ts, has-capacity): what it lets through, the engine takes.
+    if (this.#replica.active + this.#replica.queued >= this.#replica.maxBatch + this.#maxQueue) {
       return Promise.reject(new FlotillaError("overloaded", `all ${this.#replica.maxBatch} sequences are busy and ${this.#maxQueue} requests are waiting`, { retryAfterS: 1 }));
     }
     const seq = new SimSeq(this.#nextId++, input, output, textBlocks(text, this.#charsPerBlock));
@@ -166,7 +176,7 @@ export class SimEngine implements Engine {
         this.#replica.cancel(seq);
         reject(new FlotillaError("cancelled", "the request was cancelled"));
       };
-      this.#inFlight.set(seq, { seq, onText, resolve, reject, signal, onAbort, lengthCapped: request.sampling.maxTokens !== undefined, resumed: (request.continuation ?? "") !== "", emitted: 0 });
+      this.#inFlight.set(seq, { seq, onText, resolve, reject, signal, onAbort, lengthCapped: request.sampling.maxTokens !== undefined, emitted: 0 });
       signal.addEventListener("abort", onAbort, { once: true });
       this.#replica.enqueue(seq);
       this.#kick();
@@ -176,7 +186,8 @@ export class SimEngine implements Engine {
   /** Takes the replica down as a device failure would: in-flight requests fail with `engine_unavailable`. */
   fail(): void {
     this.#ready = false;
-    this.#stopTimer();
+    this.#cancelPass?.();
+    this.#cancelPass = undefined;
     this.#replica.failAll();
     this.#finishedSeqs.length = 0;
     const err = new FlotillaError("engine_unavailable", "the simulated replica failed");
@@ -196,22 +207,15 @@ export class SimEngine implements Engine {
     this.fail();
   }
 
-  #stopTimer(): void {
-    if (this.#timer === undefined) return;
-    if (this.#speed === Infinity) clearImmediate(this.#timer as ReturnType<typeof setImmediate>);
-    else clearTimeout(this.#timer as ReturnType<typeof setTimeout>);
-    this.#timer = undefined;
-  }
-
   /** Starts the next pass if none is under way and there is work. */
   #kick(): void {
-    if (this.#timer !== undefined || this.#replica.stepping || !this.#ready) return;
+    if (this.#cancelPass !== undefined || this.#replica.stepping || !this.#ready) return;
     const now = this.#clock.now();
     const ms = this.#replica.beginStep(now);
     if (ms < 0) return;
     const done = (): void => {
-      this.#timer = undefined;
-      this.#clock.advanceTo(now + ms);
+      this.#cancelPass = undefined;
+      if (this.#paced === undefined) this.#clock.advanceTo(now + ms);
       this.#replica.endStep(now + ms);
       // Text and results go out only now, outside the replica model: a listener may
       // cancel or fail this engine from its callback.
@@ -219,12 +223,29 @@ export class SimEngine implements Engine {
       for (const seq of this.#finishedSeqs.splice(0)) this.#finished(seq);
       this.#kick();
     };
-    this.#timer = this.#speed === Infinity ? setImmediate(done) : setTimeout(done, ms / this.#speed);
+    this.#cancelPass = this.#schedule(ms, done);
+  }
+
+  /** Runs `done` once `ms` of virtual time have passed; returns what cancels it. */
+  #schedule(ms: number, done: () => void): () => void {
+    if (this.#paced !== undefined) {
+      const cancel = new AbortController();
+      void this.#paced.sleep(ms, cancel.signal).then(() => {
+        if (!cancel.signal.aborted) done();
+      });
+      return () => cancel.abort();
+    }
+    if (this.#speed === Infinity) {
+      const timer = setImmediate(done);
+      return () => clearImmediate(timer);
+    }
+    const timer = setTimeout(done, ms / this.#speed);
+    return () => clearTimeout(timer);
   }
 
   #emit(f: InFlight): void {
     while (f.emitted < f.seq.generated && this.#inFlight.get(f.seq) === f) {
-      f.onText(`${f.emitted === 0 && !f.resumed ? "" : " "}${WORDS[f.emitted % WORDS.length]}`, 1);
+      f.onText(WORDS[f.emitted % WORDS.length]!, 1);
       f.emitted++;
     }
   }

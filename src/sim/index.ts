@@ -18,12 +18,12 @@ export {
   blockReuse,
   traceStats,
 } from "./traces.js";
-export type { Trace, TraceFormat } from "./traces.js";
+export type { Trace, TraceFormat, TraceTenants } from "./traces.js";
 export { syntheticTrace, withSyntheticPrefixes, DEFAULT_INPUT, DEFAULT_OUTPUT } from "./synthetic.js";
-export type { SyntheticOptions, PrefixOptions, LengthDist, ArrivalProcess } from "./synthetic.js";
+export type { SyntheticOptions, SyntheticTenant, PrefixOptions, LengthDist, ArrivalProcess } from "./synthetic.js";
 export { FleetFileError, simFleetSchema, resolveSimFleet, parseSimFleetYaml, resolvePolicy } from "./fleet-file.js";
 export type { SimFleet, SimIsland, SimFleetFile, ScheduledFailure } from "./fleet-file.js";
-export { simulate, schedulerRoute, STATUS } from "./simulator.js";
+export { simulate, STATUS } from "./simulator.js";
 export type { SimulateOptions, SimResult, SimProgress, SimReplicaResult, SimTimeline } from "./simulator.js";
 export { buildReport, percentile, distribution, requestLatencies, requestsCsv, reportJson } from "./report.js";
 export type { SimReport, Distribution, ReplicaReport } from "./report.js";

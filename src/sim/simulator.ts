@@ -1,28 +1,39 @@
 /**
- * The discrete-event loop: the production router (`route()` from
- * scheduler/pipeline.ts, with the same Policy objects and the same Candidate
- * shape the live dispatcher builds) over simulated replicas in virtual time.
+ * The discrete-event loop: the live fleet's decisions over simulated
+ * replicas in virtual time. Every decision is the gateway's own code from
+ * scheduler/: the admission lane (admission-lane.ts) at the front door, the
+ * candidate rule (readiness.ts: phase, breaker, panic mode), the retry
+ * rules (retry.ts: attempt budget, avoiding replicas that failed the
+ * request, backoff, waiting for a ready replica) and `route()` with the
+ * same Policy objects and Candidate shape. test/sim/parity.test.ts drives
+ * the live dispatcher and this loop through one scenario and requires the
+ * same decisions, event for event.
  *
- * Events are replica step ends, device failures and repairs, and retries of
- * requests a failure displaced; arrivals are read from the trace in order
- * rather than queued. One event advances a whole batch by one forward pass,
- * so the cost of a run is the number of passes, not of tokens times Promises.
+ * Events are replica step ends, device failures and repairs, requests
+ * waking from a backoff or a wait for a ready replica, and the admission
+ * lane's poll; arrivals are read from the trace in order rather than
+ * queued. One event advances a whole batch by one forward pass, so the cost
+ * of a run is the number of passes, not of tokens times Promises.
  */
 import { ManualClock } from "../core/clock.js";
-import type { Candidate, Policy, RejectReason, RouteRequest } from "../scheduler/pipeline.js";
-import { route } from "../scheduler/pipeline.js";
+import type { PriorityClass } from "../scheduler/admission.js";
+import { AdmissionLane } from "../scheduler/admission-lane.js";
 import { CandidateSelector } from "../scheduler/candidates.js";
 import { routeConstants, type RouteConstants } from "../scheduler/constants.js";
+import type { DecisionListener } from "../scheduler/decision.js";
+import { readyIndices } from "../scheduler/decision.js";
+import { ReplicaHealth } from "../scheduler/health.js";
+import type { Candidate, Policy, RejectReason, RouteOutcome, RouteRequest } from "../scheduler/pipeline.js";
+import { route } from "../scheduler/pipeline.js";
 import { PrefixIndex } from "../scheduler/prefix-index.js";
+import { markReady, type Readiness, type ReadinessCandidate, type ReplicaStatus } from "../scheduler/readiness.js";
+import { DEFAULT_RETRY, attemptBudget, backoffMs, retryCandidates, type RetryPolicy } from "../scheduler/retry.js";
 import { EventQueue } from "./events.js";
 import type { SimFleet, SimIsland } from "./fleet-file.js";
 import { exponential, seededRandom } from "./random.js";
-import type { ReplicaCounters, ReplicaListener } from "./replica.js";
+import type { ReplicaCounters } from "./replica.js";
 import { ReplicaModel, SimSeq } from "./replica.js";
 import type { Trace } from "./traces.js";
-
-/** The routing function the simulator calls: the gateway's own (a test checks they are one). */
-export { route as schedulerRoute };
 
 export interface SimProgress {
   /** Requests finished, rejected or lost. */
@@ -49,6 +60,16 @@ export interface SimulateOptions {
   readonly progressEveryMs?: number;
   /** Timeline resolution: about this many buckets over the trace's span (default 240). */
   readonly timelineBuckets?: number;
+  /** The retry rules; the gateway's defaults (DEFAULT_RETRY) where left out. */
+  readonly retry?: Partial<RetryPolicy>;
+  /** The candidate rule; the gateway's (markReady). Injectable so a test can show the twin diverging without it. */
+  readonly readiness?: Readiness;
+  /** Requests waiting at the front door at most (default: the sum of the replicas' max_queue, as the gateway's). */
+  readonly maxQueued?: number;
+  /** How often the admission lane looks again while requests wait, ms (the gateway's default, 50). */
+  readonly admissionPollMs?: number;
+  /** Hears every routing decision. */
+  readonly onDecision?: DecisionListener;
 }
 
 /** Request outcome codes in `SimResult.requests.status`. */
@@ -90,6 +111,8 @@ export interface SimResult {
   };
   readonly replicas: readonly SimReplicaResult[];
   readonly timeline: SimTimeline;
+  /** Requests that waited at the front door, and the longest wait, ms. */
+  readonly admission: { readonly queued: number; readonly maxWaitMs: number };
   readonly rejected: Readonly<Record<RejectReason, number>>;
   readonly retries: number;
   readonly lost: number;
@@ -103,13 +126,29 @@ export interface SimResult {
   readonly wallMs: number;
 }
 
+// Event kinds.
 const STEP_END = 0;
 const FAIL = 1;
 const REPAIR = 2;
-const RETRY = 3;
+/** A request's backoff or wait for a ready replica is over: it routes again. */
+const WAKE = 3;
 const SCHEDULED_FAIL = 4;
+/** The admission lane looks at deadlines and capacity again. */
+const ADMISSION_POLL = 5;
 
-type MutableCandidate = { -readonly [K in keyof Candidate]: Candidate[K] };
+/** Where a request's pick stands between events. */
+const PICK_BACKOFF = 1;
+const PICK_POLLING = 2;
+
+type MutableCandidate = ReadinessCandidate;
+
+/** One request at the admission lane. */
+interface Arrival {
+  readonly seq: SimSeq;
+  readonly tenant: string;
+  readonly priority: PriorityClass;
+  readonly cost: number;
+}
 
 function niceBucket(spanMs: number, buckets: number): number {
   const raw = Math.max(spanMs, 1000) / buckets;
@@ -120,355 +159,628 @@ function niceBucket(spanMs: number, buckets: number): number {
 
 /** Runs a trace through a fleet; synchronous, deterministic for a given seed. */
 export function simulate(opts: SimulateOptions): SimResult {
-  const wallStart = performance.now();
-  const { fleet, trace } = opts;
-  const policy = opts.policy ?? fleet.policy;
-  const n = fleet.replicaCount;
-  const total = trace.count;
-  const clock = new ManualClock();
-  const random = seededRandom(fleet.seed);
-  const failRandom = seededRandom(fleet.seed ^ 0x5bd1e995);
+  return new Simulation(opts).run();
+}
 
-  // --- per-request results
-  const firstTokenMs = new Float64Array(total).fill(NaN);
-  const finishMs = new Float64Array(total).fill(NaN);
-  const reqReplica = new Int32Array(total).fill(-1);
-  const retries = new Int32Array(total);
-  const cachedTokens = new Int32Array(total);
-  const status = new Uint8Array(total);
-  let resolved = 0;
-  let parked = 0;
-  const parkedSeqs = new Map<number, SimSeq>();
-  const rejected: Record<RejectReason, number> = { no_ready_replica: 0, context_length_exceeded: 0, overloaded: 0 };
-  let lost = 0;
-  let totalRetries = 0;
+/** What the loop knows of each request. */
+class Requests {
+  readonly firstTokenMs: Float64Array;
+  readonly finishMs: Float64Array;
+  readonly replica: Int32Array;
+  readonly retries: Int32Array;
+  readonly cachedTokens: Int32Array;
+  readonly status: Uint8Array;
+  /** Attempts made, as the dispatcher counts them against the budget. */
+  readonly attempts: Int32Array;
+  /** Replicas that failed the request (only for requests a failure displaced). */
+  readonly failed = new Map<number, Set<number>>();
+  /** The pick under way: PICK_BACKOFF or PICK_POLLING while it waits for its WAKE at `wakeAt`, until `waitUntil`. */
+  readonly pick: Uint8Array;
+  readonly wakeAt: Float64Array;
+  readonly waitUntil: Float64Array;
+  readonly waiting = new Map<number, SimSeq>();
 
-  // --- timeline
-  const lastArrival = total > 0 ? trace.arrivalMs[total - 1]! : 0;
-  const bucketMs = niceBucket(lastArrival, opts.timelineBuckets ?? 240);
-  const timeline: SimTimeline = { bucketMs, outputTokens: [], completed: [], queued: [], running: [], down: [] };
-  let nextBoundary = 0;
+  constructor(n: number) {
+    this.firstTokenMs = new Float64Array(n).fill(NaN);
+    this.finishMs = new Float64Array(n).fill(NaN);
+    this.replica = new Int32Array(n).fill(-1);
+    this.retries = new Int32Array(n);
+    this.cachedTokens = new Int32Array(n);
+    this.status = new Uint8Array(n);
+    this.attempts = new Int32Array(n);
+    this.pick = new Uint8Array(n);
+    this.wakeAt = new Float64Array(n).fill(NaN);
+    this.waitUntil = new Float64Array(n).fill(NaN);
+  }
+}
 
-  // --- replicas
-  const listener: ReplicaListener = {
-    firstToken(seq, now) {
-      firstTokenMs[seq.id] = now;
-    },
-    finished(seq, now) {
-      finishMs[seq.id] = now;
-      cachedTokens[seq.id] = seq.cachedTokens;
-      status[seq.id] = STATUS.done;
-      resolved++;
-      const b = Math.floor(now / bucketMs);
-      while (timeline.completed.length <= b) timeline.completed.push(0);
-      timeline.completed[b]!++;
-    },
-  };
-  const replicas: ReplicaModel[] = [];
-  const islandOf: SimIsland[] = [];
-  const names: string[] = [];
-  for (const isl of fleet.islands) {
-    for (let j = 0; j < isl.count; j++) {
-      replicas.push(
-        new ReplicaModel(
+/** The replicas, and what the router reads of them in flat arrays: a decision touches k entries, not k objects. */
+class Replicas {
+  readonly models: ReplicaModel[] = [];
+  readonly health: ReplicaHealth[] = [];
+  readonly islandOf: SimIsland[] = [];
+  readonly names: string[] = [];
+  readonly up: Uint8Array;
+  readonly active: Int32Array;
+  readonly queued: Int32Array;
+  readonly slots: Int32Array;
+  readonly maxQueue: Int32Array;
+  readonly context: Float64Array;
+  readonly stepDue: Float64Array;
+  readonly failAt: Float64Array;
+  readonly repairAt: Float64Array;
+  readonly downSince: Float64Array;
+  readonly downMs: Float64Array;
+  readonly failures: Int32Array;
+  downCount = 0;
+  /**
+   * Sequences of the replicas up: the admission lane's capacity. The
+   * gateway sums the slots of replicas whose engine is up and whose breaker
+   * admits them (readiness.ts: servingSlots); a simulated replica serves
+   * until it fails, its breaker can open only on the failures that take it
+   * down, and it hears of the engine going and coming back at once (the
+   * gateway, at its next look), so the two sums are one, kept here as a
+   * running total instead of a pass over the fleet per arrival.
+   */
+  servingSlots = 0;
+
+  constructor(n: number) {
+    this.up = new Uint8Array(n).fill(1);
+    this.active = new Int32Array(n);
+    this.queued = new Int32Array(n);
+    this.slots = new Int32Array(n);
+    this.maxQueue = new Int32Array(n);
+    this.context = new Float64Array(n);
+    this.stepDue = new Float64Array(n).fill(NaN);
+    this.failAt = new Float64Array(n).fill(NaN);
+    this.repairAt = new Float64Array(n).fill(NaN);
+    this.downSince = new Float64Array(n);
+    this.downMs = new Float64Array(n);
+    this.failures = new Int32Array(n);
+  }
+}
+
+class Simulation {
+  readonly #opts: SimulateOptions;
+  readonly #fleet: SimFleet;
+  readonly #trace: Trace;
+  readonly #policy: Policy;
+  readonly #retry: RetryPolicy;
+  readonly #readiness: Readiness;
+  readonly #budget: number;
+  readonly #n: number;
+  readonly #clock = new ManualClock();
+  readonly #random: () => number;
+  readonly #failRandom: () => number;
+  readonly #events: EventQueue;
+  readonly #req: Requests;
+  readonly #rep: Replicas;
+  readonly #lane: AdmissionLane<Arrival>;
+  readonly #timeline: SimTimeline;
+  readonly #bucketMs: number;
+  #nextBoundary = 0;
+  /** Requests a pass finished, released at the front door once the pass is over. */
+  readonly #finished: SimSeq[] = [];
+  #resolved = 0;
+  readonly #rejected: Record<RejectReason, number> = { no_ready_replica: 0, context_length_exceeded: 0, overloaded: 0 };
+  #lost = 0;
+  #totalRetries = 0;
+  #admissionQueued = 0;
+  #admissionMaxWaitMs = 0;
+  #pollDue = NaN;
+
+  // Routing: the production candidate selection (prefix holders + a power-of-d
+  // sample) over the router's approximate prefix index, as the live gateway
+  // keeps it; not the simulated caches' exact state.
+  readonly #selector: CandidateSelector;
+  readonly #prefixIndex = new PrefixIndex();
+  readonly #constantsOf = new Map<SimIsland, RouteConstants>();
+  readonly #pool: MutableCandidate[] = [];
+  readonly #candidates: MutableCandidate[] = [];
+  readonly #statusOf: (r: number) => ReplicaStatus;
+  #decisions = 0;
+  #decisionMs = 0;
+
+  constructor(opts: SimulateOptions) {
+    this.#opts = opts;
+    const { fleet, trace } = opts;
+    if (trace.blockTokens !== 0 && trace.blockTokens !== fleet.blockTokens) {
+      throw new RangeError(`the trace's prefix blocks are ${trace.blockTokens} tokens but the fleet's cache blocks are ${fleet.blockTokens}; set engine.block_tokens to ${trace.blockTokens}`);
+    }
+    this.#fleet = fleet;
+    this.#trace = trace;
+    this.#policy = opts.policy ?? fleet.policy;
+    this.#retry = { ...DEFAULT_RETRY, ...opts.retry };
+    this.#readiness = opts.readiness ?? markReady;
+    this.#n = fleet.replicaCount;
+    this.#budget = attemptBudget(this.#retry, this.#n);
+    this.#random = seededRandom(fleet.seed);
+    this.#failRandom = seededRandom(fleet.seed ^ 0x5bd1e995);
+    this.#events = new EventQueue(Math.min(1 << 20, 2 * this.#n + 64));
+    this.#req = new Requests(trace.count);
+    this.#rep = new Replicas(this.#n);
+    const lastArrival = trace.count > 0 ? trace.arrivalMs[trace.count - 1]! : 0;
+    this.#bucketMs = niceBucket(lastArrival, opts.timelineBuckets ?? 240);
+    this.#timeline = { bucketMs: this.#bucketMs, outputTokens: [], completed: [], queued: [], running: [], down: [] };
+    this.#selector = new CandidateSelector({ sample: Math.min(this.#n, fleet.sample) });
+    for (let j = 0; j < this.#selector.capacity; j++) this.#pool.push({ index: 0, ready: true, active: 0, queued: 0, slots: 1, maxQueue: 0, contextSize: undefined });
+    this.#statusOf = (r) => ({ engineReady: this.#rep.up[r] === 1, health: this.#rep.health[r]! });
+    this.#buildReplicas();
+    const weights = new Map<string, number>();
+    trace.tenants?.names.forEach((name, j) => weights.set(name, trace.tenants!.weights[j]!));
+    let maxQueued = 0;
+    for (let r = 0; r < this.#n; r++) maxQueued += this.#rep.maxQueue[r]!;
+    this.#lane = new AdmissionLane<Arrival>({ maxQueued: opts.maxQueued ?? maxQueued, weights: (t) => weights.get(t) ?? 1 });
+    this.#scheduleFailures();
+  }
+
+  #buildReplicas(): void {
+    const fleet = this.#fleet;
+    const rep = this.#rep;
+    const listener = {
+      firstToken: (seq: SimSeq, now: number): void => {
+        this.#req.firstTokenMs[seq.id] = now;
+        rep.health[this.#req.replica[seq.id]!]!.spoke();
+      },
+      finished: (seq: SimSeq): void => {
+        this.#finished.push(seq);
+      },
+    };
+    for (const isl of fleet.islands) {
+      for (let j = 0; j < isl.count; j++) {
+        const r = rep.models.length;
+        const model = new ReplicaModel(
           {
             profile: isl.profile,
             energy: isl.energy,
             maxBatch: isl.maxBatch,
-            kvCapacityTokens: opts.kvCapacityTokens ?? isl.profile.kvCapacityTokens,
-            hostKvTokens: opts.hostKvTokens ?? isl.hostKvTokens,
+            kvCapacityTokens: this.#opts.kvCapacityTokens ?? isl.profile.kvCapacityTokens,
+            hostKvTokens: this.#opts.hostKvTokens ?? isl.hostKvTokens,
             hostLinkGBs: isl.hostLinkGBs,
             blockTokens: fleet.blockTokens,
             chunkedPrefill: fleet.chunkedPrefill,
             ...(fleet.stepTokens !== undefined ? { stepTokens: fleet.stepTokens } : {}),
           },
           listener,
-        ),
-      );
-      islandOf.push(isl);
-      names.push(`${isl.name}/${j}`);
-    }
-  }
-  if (trace.blockTokens !== 0 && trace.blockTokens !== fleet.blockTokens) {
-    throw new RangeError(`the trace's prefix blocks are ${trace.blockTokens} tokens but the fleet's cache blocks are ${fleet.blockTokens}; set engine.block_tokens to ${trace.blockTokens}`);
-  }
-  // What the router reads, in flat arrays: a decision touches k entries of these,
-  // not k replica objects scattered over the heap.
-  const up = new Uint8Array(n).fill(1);
-  const activeOf = new Int32Array(n);
-  const queuedOf = new Int32Array(n);
-  const slotsOf = new Int32Array(n);
-  const maxQueueOf = new Int32Array(n);
-  const contextOf = new Float64Array(n);
-  for (let r = 0; r < n; r++) {
-    const isl = islandOf[r]!;
-    slotsOf[r] = isl.maxBatch;
-    maxQueueOf[r] = isl.maxQueue;
-    contextOf[r] = isl.contextSize;
-  }
-  const stepDue = new Float64Array(n).fill(NaN);
-  const failAt = new Float64Array(n).fill(NaN);
-  const repairAt = new Float64Array(n).fill(NaN);
-  const downSince = new Float64Array(n);
-  const downMs = new Float64Array(n);
-  const failures = new Int32Array(n);
-  let downCount = 0;
-
-  const events = new EventQueue(Math.min(1 << 20, 2 * n + 64));
-
-  // --- routing: the production candidate selection (prefix holders + a
-  // power-of-d sample) over the router's approximate prefix index, as the
-  // live gateway keeps it; not the simulated caches' exact state.
-  const selector = new CandidateSelector({ sample: Math.min(n, fleet.sample) });
-  const prefixIndex = new PrefixIndex();
-  const constantsOf = new Map<SimIsland, RouteConstants>();
-  for (let r = 0; r < n; r++) {
-    const isl = islandOf[r]!;
-    // Both tiers are hits, so the router remembers as many blocks per replica as HBM and host memory hold together.
-    const rep = replicas[r]!;
-    prefixIndex.setCapacity(r, Math.max(1, Math.floor(rep.kvCapacityTokens / fleet.blockTokens) + rep.hostCapacityBlocks));
-    if (!constantsOf.has(isl)) constantsOf.set(isl, routeConstants(isl.profile, isl.energy, { usdPerHour: isl.usdPerHour }));
-  }
-  const pool: MutableCandidate[] = [];
-  for (let j = 0; j < selector.capacity; j++) pool.push({ index: 0, ready: true, active: 0, queued: 0, slots: 1, maxQueue: 0, contextSize: undefined });
-  const candidates: MutableCandidate[] = [];
-  let decisions = 0;
-  let decisionMs = 0;
-
-  /** Starts replica r's next pass if it is idle and has work, and refreshes what the router sees of it. */
-  const startStep = (r: number, now: number): void => {
-    const rep = replicas[r]!;
-    if (!rep.stepping && up[r] === 1) {
-      const ms = rep.beginStep(now);
-      if (ms >= 0) {
-        const due = now + ms;
-        stepDue[r] = due;
-        events.push(due, STEP_END, r);
+        );
+        rep.models.push(model);
+        rep.health.push(new ReplicaHealth(this.#clock));
+        rep.islandOf.push(isl);
+        rep.names.push(`${isl.name}/${j}`);
+        rep.slots[r] = isl.maxBatch;
+        rep.maxQueue[r] = isl.maxQueue;
+        rep.context[r] = isl.contextSize;
+        rep.servingSlots += isl.maxBatch;
+        // Both tiers are hits, so the router remembers as many blocks per replica as HBM and host memory hold together.
+        this.#prefixIndex.setCapacity(r, Math.max(1, Math.floor(model.kvCapacityTokens / fleet.blockTokens) + model.hostCapacityBlocks));
+        if (!this.#constantsOf.has(isl)) this.#constantsOf.set(isl, routeConstants(isl.profile, isl.energy, { usdPerHour: isl.usdPerHour }));
       }
     }
-    activeOf[r] = rep.active;
-    queuedOf[r] = rep.queued;
-  };
+  }
 
-  /** One routing decision; returns the replica index or the reason none could take it. */
-  const decide = (seq: SimSeq): number | RejectReason => {
-    const t0 = performance.now();
+  #scheduleFailures(): void {
+    const fp = this.#fleet.failures;
+    if (fp === undefined) return;
+    if (fp.mtbfMs !== undefined) {
+      for (let r = 0; r < this.#n; r++) {
+        this.#rep.failAt[r] = exponential(this.#failRandom, fp.mtbfMs);
+        this.#events.push(this.#rep.failAt[r]!, FAIL, r);
+      }
+    }
+    fp.schedule.forEach((s, j) => this.#events.push(s.atMs, SCHEDULED_FAIL, j));
+  }
+
+  run(): SimResult {
+    const wallStart = performance.now();
+    const { onProgress } = this.#opts;
+    const total = this.#trace.count;
+    const until = this.#opts.untilMs ?? Infinity;
+    const progressEvery = this.#opts.progressEveryMs ?? 100;
+    let lastProgress = wallStart;
+    let nextArrival = 0;
+    let eventCount = 0;
+    let now = 0;
+    while (this.#resolved < total) {
+      const tHeap = this.#events.peekTime();
+      const tArr = nextArrival < total ? this.#trace.arrivalMs[nextArrival]! : Infinity;
+      const t = Math.min(tHeap, tArr);
+      if (t === Infinity || t > until) break;
+      if (t >= this.#nextBoundary) this.#recordBoundaries(t);
+      this.#clock.advanceTo(t);
+      now = t;
+      eventCount++;
+      if (tHeap <= tArr) {
+        this.#events.pop();
+        this.#handle(this.#events.kind, this.#events.target, t);
+      } else this.#arrive(nextArrival++, t);
+      if ((eventCount & 4095) === 0 && onProgress !== undefined) {
+        const w = performance.now();
+        if (w - lastProgress >= progressEvery) {
+          lastProgress = w;
+          onProgress({ resolved: this.#resolved, total, simMs: now, events: eventCount, wallMs: w - wallStart });
+        }
+      }
+    }
+    const wallMs = performance.now() - wallStart;
+    const result = this.#result(now, eventCount, wallMs);
+    onProgress?.({ resolved: this.#resolved, total, simMs: now, events: eventCount, wallMs });
+    return result;
+  }
+
+  #handle(kind: number, target: number, t: number): void {
+    const rep = this.#rep;
+    switch (kind) {
+      case STEP_END:
+        if (rep.stepDue[target] === t) this.#stepEnd(target, t); // else a step abandoned by a failure
+        return;
+      case FAIL:
+        if (rep.failAt[target] !== t) return;
+        rep.failAt[target] = NaN;
+        this.#fail(target, t);
+        if (this.#fleet.failures !== undefined && rep.up[target] === 0) this.#scheduleRepair(target, t + exponential(this.#failRandom, this.#fleet.failures.repairMs));
+        return;
+      case SCHEDULED_FAIL: {
+        const s = this.#fleet.failures!.schedule[target]!;
+        const wasUp = rep.up[s.replica] === 1;
+        this.#fail(s.replica, t);
+        if (wasUp) {
+          rep.failAt[s.replica] = NaN; // the random process resumes after this repair
+          this.#scheduleRepair(s.replica, t + s.downMs);
+        }
+        return;
+      }
+      case REPAIR:
+        if (rep.repairAt[target] !== t) return;
+        this.#repair(target, t);
+        this.#startStep(target, t);
+        return;
+      case WAKE:
+        if (this.#req.wakeAt[target] === t) this.#wake(target, t);
+        return;
+      case ADMISSION_POLL:
+        if (this.#pollDue === t) this.#poll(t);
+        return;
+    }
+  }
+
+  // --- the front door (scheduler/admission-lane.ts, as the gateway's AdmissionGate)
+
+  #arrive(i: number, t: number): void {
+    const trace = this.#trace;
+    const seq = new SimSeq(i, trace.inputTokens[i]!, trace.outputTokens[i]!, trace.blockIds, trace.blockOffsets[i]!, trace.blockOffsets[i + 1]!);
+    if (this.#lane.opensFor(this.#rep.servingSlots)) {
+      this.#lane.start();
+      this.#pick(seq, t);
+      return;
+    }
+    const tenants = trace.tenants;
+    const who = tenants === undefined ? undefined : tenants.of[i]!;
+    const arrival: Arrival = {
+      seq,
+      tenant: who === undefined ? "" : tenants!.names[who]!,
+      priority: who === undefined ? "interactive" : tenants!.priorities[who]!,
+      cost: seq.input + seq.output,
+    };
+    const queued = this.#lane.queue.enqueue(arrival, t);
+    if (!queued.ok) {
+      this.#reject(seq, "overloaded");
+      return;
+    }
+    this.#admissionQueued++;
+    this.#req.waitUntil[i] = t; // arrival time, for the wait it reports
+    if (Number.isNaN(this.#pollDue)) this.#schedulePoll(t);
+  }
+
+  /** While anything waits, the lane looks again every admissionPollMs, as the gateway's gate does. */
+  #schedulePoll(t: number): void {
+    this.#pollDue = t + (this.#opts.admissionPollMs ?? 50);
+    this.#events.push(this.#pollDue, ADMISSION_POLL, 0);
+  }
+
+  #poll(t: number): void {
+    this.#pollDue = NaN;
+    this.#pump(t);
+    if (this.#lane.queue.size > 0) this.#schedulePoll(t);
+  }
+
+  #pump(t: number): void {
+    this.#lane.pump(
+      t,
+      this.#rep.servingSlots,
+      ({ seq }) => {
+        this.#admissionMaxWaitMs = Math.max(this.#admissionMaxWaitMs, t - this.#req.waitUntil[seq.id]!);
+        this.#req.waitUntil[seq.id] = NaN;
+        this.#pick(seq, t);
+      },
+      () => undefined, // arrivals carry no deadline
+    );
+  }
+
+  /** A request admitted at the front door has ended, however it ended: its place goes to the next. */
+  #release(t: number): void {
+    this.#lane.finish();
+    if (this.#lane.queue.size > 0) this.#pump(t);
+  }
+
+  // --- picking a replica (scheduler/retry.ts, as the gateway's Dispatcher)
+
+  /** Routes attempt `attempts + 1` of `seq`: after a backoff when it would go back to a replica that failed it. */
+  #pick(seq: SimSeq, t: number): void {
+    const failed = this.#req.failed.get(seq.id);
+    if (failed !== undefined && this.#choose(seq, failed).revisiting) {
+      this.#sleep(seq, t, PICK_BACKOFF, backoffMs(this.#retry, this.#req.attempts[seq.id]! + 1));
+      return;
+    }
+    this.#route(seq, t, true);
+  }
+
+  /** One routing decision; with no replica ready, waits for one (readyWaitMs, looking every readyPollMs) before giving up. */
+  #route(seq: SimSeq, t: number, first: boolean): void {
+    const outcome = this.#decide(seq, t);
+    if (outcome.ok) {
+      this.#dispatch(seq, outcome.index, t);
+      return;
+    }
+    const req = this.#req;
+    if (first) req.waitUntil[seq.id] = t + this.#retry.readyWaitMs;
+    if (outcome.reason === "no_ready_replica" && t < req.waitUntil[seq.id]!) {
+      this.#sleep(seq, t, PICK_POLLING, this.#retry.readyPollMs);
+      return;
+    }
+    req.waitUntil[seq.id] = NaN;
+    this.#giveUp(seq, outcome.reason, t);
+  }
+
+  #sleep(seq: SimSeq, t: number, state: number, ms: number): void {
+    const req = this.#req;
+    req.pick[seq.id] = state;
+    req.wakeAt[seq.id] = t + ms;
+    req.waiting.set(seq.id, seq);
+    this.#events.push(t + ms, WAKE, seq.id);
+  }
+
+  #wake(id: number, t: number): void {
+    const req = this.#req;
+    const seq = req.waiting.get(id)!;
+    const state = req.pick[id];
+    req.waiting.delete(id);
+    req.pick[id] = 0;
+    req.wakeAt[id] = NaN;
+    this.#route(seq, t, state === PICK_BACKOFF);
+  }
+
+  /** The candidates of `seq`'s next attempt: the selection, the shared readiness rule, and the retry rule over the replicas that failed it. */
+  #choose(seq: SimSeq, failed: ReadonlySet<number> | undefined): { candidates: readonly Candidate[]; revisiting: boolean } {
+    const n = this.#n;
+    const rep = this.#rep;
     const blocks = blocksOf(seq);
-    const m = selector.select(n, random, blocks, prefixIndex);
+    const m = this.#selector.select(n, this.#random, blocks, this.#prefixIndex);
+    const candidates = this.#candidates;
     candidates.length = m;
     for (let j = 0; j < m; j++) {
-      const r = selector.indices[j]!;
-      const c = pool[j]!;
-      const k = constantsOf.get(islandOf[r]!)!;
+      const r = this.#selector.indices[j]!;
+      const c = this.#pool[j]!;
+      const k = this.#constantsOf.get(rep.islandOf[r]!)!;
       c.index = r;
-      c.ready = up[r] === 1;
-      c.active = activeOf[r]!;
-      c.queued = queuedOf[r]!;
-      c.slots = slotsOf[r]!;
-      c.maxQueue = maxQueueOf[r]!;
-      c.contextSize = contextOf[r]!;
-      c.prefixBlocks = selector.prefixBlocks[j]!;
+      c.active = rep.active[r]!;
+      c.queued = rep.queued[r]!;
+      c.slots = rep.slots[r]!;
+      c.maxQueue = rep.maxQueue[r]!;
+      c.contextSize = rep.context[r]!;
+      c.prefixBlocks = this.#selector.prefixBlocks[j]!;
       c.prefillMsPerToken = k.prefillMsPerToken;
       c.usdPerMTok = k.usdPerMTok;
       c.joulesPerToken = k.joulesPerToken;
       c.kvCapacityTokens = k.kvCapacityTokens;
       candidates[j] = c;
     }
+    this.#readiness(candidates, this.#statusOf, seq.generated > 0);
+    return failed === undefined ? { candidates, revisiting: false } : retryCandidates(candidates, failed);
+  }
+
+  #decide(seq: SimSeq, t: number): RouteOutcome {
+    const t0 = performance.now();
+    const { candidates } = this.#choose(seq, this.#req.failed.get(seq.id));
+    const blocks = blocksOf(seq);
     const request: RouteRequest = {
       promptTokens: seq.input + seq.generated,
       maxTokens: seq.output - seq.generated,
       blocks,
-      blockTokens: fleet.blockTokens,
-      ttftSloMs: fleet.slo.ttftMs,
+      blockTokens: this.#fleet.blockTokens,
+      ttftSloMs: this.#fleet.slo.ttftMs,
     };
-    const outcome = route(policy, request, candidates, random);
-    if (outcome.ok && blocks.length > 0) prefixIndex.record(outcome.index, blocks);
-    decisions++;
-    decisionMs += performance.now() - t0;
-    return outcome.ok ? outcome.index : outcome.reason;
-  };
-
-  const dispatch = (seq: SimSeq, now: number, displaced: boolean): void => {
-    const choice = decide(seq);
-    if (typeof choice === "number") {
-      reqReplica[seq.id] = choice;
-      replicas[choice]!.enqueue(seq);
-      startStep(choice, now);
-      return;
-    }
-    if (!displaced) {
-      rejected[choice]++;
-      status[seq.id] = STATUS.rejected;
-      resolved++;
-    } else if (choice === "context_length_exceeded") {
-      lost++;
-      status[seq.id] = STATUS.lost;
-      resolved++;
-    } else {
-      // Displaced by a failure and nowhere to go yet: wait and try again, as a client told Retry-After would.
-      parked++;
-      parkedSeqs.set(seq.id, seq);
-      events.push(now + (fleet.failures?.retryMs ?? 1000), RETRY, seq.id);
-    }
-  };
-
-  const fail = (r: number, now: number): void => {
-    if (up[r] === 0) return;
-    up[r] = 0;
-    downCount++;
-    downSince[r] = now;
-    failures[r]!++;
-    stepDue[r] = NaN;
-    const displaced = replicas[r]!.failAll();
-    prefixIndex.removeReplica(r); // a failed replica's cache is gone
-    activeOf[r] = 0;
-    queuedOf[r] = 0;
-    for (const seq of displaced) {
-      retries[seq.id]!++;
-      totalRetries++;
-      dispatch(seq, now, true);
-    }
-  };
-
-  const repair = (r: number, now: number): void => {
-    if (up[r] === 1) return;
-    up[r] = 1;
-    downCount--;
-    downMs[r]! += now - downSince[r]!;
-    repairAt[r] = NaN;
-    const mtbf = fleet.failures?.mtbfMs;
-    if (mtbf !== undefined) {
-      failAt[r] = now + exponential(failRandom, mtbf);
-      events.push(failAt[r]!, FAIL, r);
-    }
-  };
-
-  // --- failure processes
-  const fp = fleet.failures;
-  if (fp !== undefined) {
-    if (fp.mtbfMs !== undefined) {
-      for (let r = 0; r < n; r++) {
-        failAt[r] = exponential(failRandom, fp.mtbfMs);
-        events.push(failAt[r]!, FAIL, r);
-      }
-    }
-    fp.schedule.forEach((s, j) => events.push(s.atMs, SCHEDULED_FAIL, j));
+    const outcome = route(this.#policy, request, candidates, this.#random);
+    if (outcome.ok && blocks.length > 0) this.#prefixIndex.record(outcome.index, blocks);
+    this.#decisions++;
+    this.#decisionMs += performance.now() - t0;
+    this.#opts.onDecision?.({
+      atMs: t,
+      promptTokens: request.promptTokens,
+      maxTokens: request.maxTokens,
+      resume: seq.generated > 0,
+      ready: readyIndices(candidates),
+      outcome: outcome.ok ? outcome.index : outcome.reason,
+    });
+    return outcome;
   }
 
-  const recordBoundaries = (now: number): void => {
-    while (now >= nextBoundary) {
-      let queued = parked;
+  #dispatch(seq: SimSeq, r: number, t: number): void {
+    this.#req.replica[seq.id] = r;
+    this.#req.attempts[seq.id]!++;
+    this.#rep.health[r]!.dispatched();
+    this.#rep.models[r]!.enqueue(seq);
+    this.#startStep(r, t);
+  }
+
+  /** No attempt left, or nowhere to go: a request never dispatched is refused (the client's 4xx/5xx), one a failure displaced is lost. */
+  #giveUp(seq: SimSeq, reason: RejectReason, t: number): void {
+    if (this.#req.attempts[seq.id] === 0) this.#reject(seq, reason);
+    else {
+      this.#lost++;
+      this.#req.status[seq.id] = STATUS.lost;
+      this.#resolved++;
+    }
+    this.#release(t);
+  }
+
+  #reject(seq: SimSeq, reason: RejectReason): void {
+    this.#rejected[reason]++;
+    this.#req.status[seq.id] = STATUS.rejected;
+    this.#resolved++;
+  }
+
+  // --- replicas
+
+  /** Starts replica r's next pass if it is idle and has work, and refreshes what the router sees of it. */
+  #startStep(r: number, now: number): void {
+    const rep = this.#rep;
+    const model = rep.models[r]!;
+    if (!model.stepping && rep.up[r] === 1) {
+      const ms = model.beginStep(now);
+      if (ms >= 0) {
+        rep.stepDue[r] = now + ms;
+        this.#events.push(now + ms, STEP_END, r);
+      }
+    }
+    rep.active[r] = model.active;
+    rep.queued[r] = model.queued;
+  }
+
+  #stepEnd(r: number, t: number): void {
+    const rep = this.#rep;
+    rep.stepDue[r] = NaN;
+    const model = rep.models[r]!;
+    const before = model.outputTokens;
+    model.endStep(t);
+    const produced = model.outputTokens - before;
+    if (produced > 0) {
+      const b = Math.floor(t / this.#bucketMs);
+      const out = this.#timeline.outputTokens;
+      while (out.length <= b) out.push(0);
+      out[b]! += produced;
+    }
+    // The replica starts its next pass before the answers it finished are
+    // released, as the live engine does: their places at the front door go
+    // to requests that find this pass already under way.
+    this.#startStep(r, t);
+    for (const seq of this.#finished.splice(0)) this.#finish(seq, r, t);
+  }
+
+  #finish(seq: SimSeq, r: number, t: number): void {
+    const req = this.#req;
+    req.finishMs[seq.id] = t;
+    req.cachedTokens[seq.id] = seq.cachedTokens;
+    req.status[seq.id] = STATUS.done;
+    this.#resolved++;
+    this.#rep.health[r]!.succeeded();
+    const b = Math.floor(t / this.#bucketMs);
+    const completed = this.#timeline.completed;
+    while (completed.length <= b) completed.push(0);
+    completed[b]!++;
+    this.#release(t);
+  }
+
+  #fail(r: number, now: number): void {
+    const rep = this.#rep;
+    if (rep.up[r] === 0) return;
+    rep.up[r] = 0;
+    rep.downCount++;
+    rep.servingSlots -= rep.slots[r]!;
+    rep.downSince[r] = now;
+    rep.failures[r]!++;
+    rep.stepDue[r] = NaN;
+    rep.health[r]!.observe(false);
+    const displaced = rep.models[r]!.failAll();
+    this.#prefixIndex.removeReplica(r); // a failed replica's cache is gone
+    rep.active[r] = 0;
+    rep.queued[r] = 0;
+    // Every request on it hears of the failure before any routes again, as
+    // the dispatcher's attempts settle before their requests pick anew.
+    for (const seq of displaced) {
+      rep.health[r]!.failed();
+      let failed = this.#req.failed.get(seq.id);
+      if (failed === undefined) this.#req.failed.set(seq.id, (failed = new Set()));
+      failed.add(r);
+    }
+    for (const seq of displaced) {
+      if (this.#req.attempts[seq.id]! >= this.#budget) {
+        this.#giveUp(seq, "no_ready_replica", now);
+        continue;
+      }
+      this.#req.retries[seq.id]!++;
+      this.#totalRetries++;
+      this.#pick(seq, now);
+    }
+  }
+
+  #scheduleRepair(r: number, at: number): void {
+    this.#rep.repairAt[r] = at;
+    this.#events.push(at, REPAIR, r);
+  }
+
+  #repair(r: number, now: number): void {
+    const rep = this.#rep;
+    if (rep.up[r] === 1) return;
+    rep.up[r] = 1;
+    rep.downCount--;
+    rep.servingSlots += rep.slots[r]!;
+    rep.downMs[r]! += now - rep.downSince[r]!;
+    rep.repairAt[r] = NaN;
+    const mtbf = this.#fleet.failures?.mtbfMs;
+    if (mtbf !== undefined) {
+      rep.failAt[r] = now + exponential(this.#failRandom, mtbf);
+      this.#events.push(rep.failAt[r]!, FAIL, r);
+    }
+    rep.health[r]!.observe(true); // a new process: its breaker closes (the gateway sees it at its next look)
+  }
+
+  // --- results
+
+  #recordBoundaries(now: number): void {
+    const rep = this.#rep;
+    const timeline = this.#timeline;
+    while (now >= this.#nextBoundary) {
+      let queued = this.#req.waiting.size + this.#lane.queue.size;
       let running = 0;
-      for (let r = 0; r < n; r++) {
-        queued += queuedOf[r]!;
-        running += activeOf[r]!;
+      for (let r = 0; r < this.#n; r++) {
+        queued += rep.queued[r]!;
+        running += rep.active[r]!;
       }
       timeline.queued.push(queued);
       timeline.running.push(running);
-      timeline.down.push(downCount);
-      nextBoundary += bucketMs;
-    }
-  };
-
-  // --- the loop
-  const until = opts.untilMs ?? Infinity;
-  const progressEvery = opts.progressEveryMs ?? 100;
-  let lastProgress = wallStart;
-  let nextArrival = 0;
-  let eventCount = 0;
-  let now = 0;
-  while (resolved < total) {
-    const tHeap = events.peekTime();
-    const tArr = nextArrival < total ? trace.arrivalMs[nextArrival]! : Infinity;
-    const t = Math.min(tHeap, tArr);
-    if (t === Infinity || t > until) break;
-    if (t >= nextBoundary) recordBoundaries(t);
-    clock.advanceTo(t);
-    now = t;
-    eventCount++;
-    if (tHeap <= tArr) {
-      events.pop();
-      const kind = events.kind;
-      const target = events.target;
-      if (kind === STEP_END) {
-        if (stepDue[target] !== t) continue; // a step abandoned by a failure
-        stepDue[target] = NaN;
-        const rep = replicas[target]!;
-        const before = rep.outputTokens;
-        rep.endStep(t);
-        const produced = rep.outputTokens - before;
-        if (produced > 0) {
-          const b = Math.floor(t / bucketMs);
-          while (timeline.outputTokens.length <= b) timeline.outputTokens.push(0);
-          timeline.outputTokens[b]! += produced;
-        }
-        startStep(target, t);
-      } else if (kind === FAIL) {
-        if (failAt[target] !== t) continue;
-        failAt[target] = NaN;
-        fail(target, t);
-        if (fp !== undefined && up[target] === 0) {
-          repairAt[target] = t + exponential(failRandom, fp.repairMs);
-          events.push(repairAt[target]!, REPAIR, target);
-        }
-      } else if (kind === SCHEDULED_FAIL) {
-        const s = fp!.schedule[target]!;
-        const wasUp = up[s.replica] === 1;
-        fail(s.replica, t);
-        if (wasUp) {
-          failAt[s.replica] = NaN; // the random process resumes after this repair
-          repairAt[s.replica] = t + s.downMs;
-          events.push(repairAt[s.replica]!, REPAIR, s.replica);
-        }
-      } else if (kind === REPAIR) {
-        if (repairAt[target] !== t) continue;
-        repair(target, t);
-        startStep(target, t);
-      } else if (kind === RETRY) {
-        const seq = parkedSeqs.get(target);
-        if (seq === undefined) continue;
-        parkedSeqs.delete(target);
-        parked--;
-        dispatch(seq, t, true);
-      }
-    } else {
-      const i = nextArrival++;
-      const seq = new SimSeq(i, trace.inputTokens[i]!, trace.outputTokens[i]!, trace.blockIds, trace.blockOffsets[i]!, trace.blockOffsets[i + 1]!);
-      dispatch(seq, t, false);
-    }
-    if ((eventCount & 4095) === 0 && opts.onProgress !== undefined) {
-      const w = performance.now();
-      if (w - lastProgress >= progressEvery) {
-        lastProgress = w;
-        opts.onProgress({ resolved, total, simMs: now, events: eventCount, wallMs: w - wallStart });
-      }
+      timeline.down.push(rep.downCount);
+      this.#nextBoundary += this.#bucketMs;
     }
   }
-  recordBoundaries(now);
-  for (let r = 0; r < n; r++) if (up[r] === 0) downMs[r]! += now - downSince[r]!;
-  const nb = timeline.queued.length;
-  while (timeline.outputTokens.length < nb) timeline.outputTokens.push(0);
-  while (timeline.completed.length < nb) timeline.completed.push(0);
 
-  const wallMs = performance.now() - wallStart;
-  opts.onProgress?.({ resolved, total, simMs: now, events: eventCount, wallMs });
-  return {
-    fleet,
-    trace,
-    policy: policy.name,
-    requests: { firstTokenMs, finishMs, replica: reqReplica, retries, cachedTokens, status },
-    replicas: replicas.map((rep, r) => ({ name: names[r]!, island: islandOf[r]!.name, counters: { ...rep.counters }, failures: failures[r]!, downMs: downMs[r]! })),
-    timeline,
-    rejected,
-    retries: totalRetries,
-    lost,
-    unfinished: total - resolved,
-    endMs: now,
-    events: eventCount,
-    decisions,
-    decisionMs,
-    wallMs,
-  };
+  #result(now: number, events: number, wallMs: number): SimResult {
+    this.#recordBoundaries(now);
+    const rep = this.#rep;
+    const req = this.#req;
+    for (let r = 0; r < this.#n; r++) if (rep.up[r] === 0) rep.downMs[r]! += now - rep.downSince[r]!;
+    const timeline = this.#timeline;
+    const nb = timeline.queued.length;
+    while (timeline.outputTokens.length < nb) timeline.outputTokens.push(0);
+    while (timeline.completed.length < nb) timeline.completed.push(0);
+    return {
+      fleet: this.#fleet,
+      trace: this.#trace,
+      policy: this.#policy.name,
+      requests: { firstTokenMs: req.firstTokenMs, finishMs: req.finishMs, replica: req.replica, retries: req.retries, cachedTokens: req.cachedTokens, status: req.status },
+      replicas: rep.models.map((m, r) => ({ name: rep.names[r]!, island: rep.islandOf[r]!.name, counters: { ...m.counters }, failures: rep.failures[r]!, downMs: rep.downMs[r]! })),
+      timeline,
+      admission: { queued: this.#admissionQueued, maxWaitMs: this.#admissionMaxWaitMs },
+      rejected: this.#rejected,
+      retries: this.#totalRetries,
+      lost: this.#lost,
+      unfinished: this.#trace.count - this.#resolved,
+      endMs: now,
+      events,
+      decisions: this.#decisions,
+      decisionMs: this.#decisionMs,
+      wallMs,
+    };
+  }
 }
 
 const NO_BLOCKS = new Int32Array(0);

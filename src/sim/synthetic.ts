@@ -6,7 +6,8 @@
  * carries. Seeded: the same options give the same trace.
  */
 import { exponential, gamma, logNormal, seededRandom, type Random } from "./random.js";
-import type { Trace } from "./traces.js";
+import type { PriorityClass } from "../scheduler/admission.js";
+import type { Trace, TraceTenants } from "./traces.js";
 
 export type ArrivalProcess = "poisson" | "bursty" | "uniform";
 
@@ -42,7 +43,19 @@ export interface SyntheticOptions {
   readonly input?: LengthDist;
   readonly output?: LengthDist;
   readonly prefix?: PrefixOptions;
+  /** Who sends the requests: each request's tenant is drawn by `share`; absent, one tenant sends all. */
+  readonly tenants?: readonly SyntheticTenant[];
   readonly seed?: number;
+}
+
+export interface SyntheticTenant {
+  readonly name: string;
+  /** Fraction of the requests (normalised over all tenants). */
+  readonly share: number;
+  /** Fair-share weight at the admission lane (default 1). */
+  readonly weight?: number;
+  /** Default "interactive". */
+  readonly priority?: PriorityClass;
 }
 
 export const DEFAULT_INPUT: LengthDist = { mean: 1024, cv: 1, min: 1, max: 32768 };
@@ -99,8 +112,27 @@ export function syntheticTrace(opts: SyntheticOptions): Trace {
     blockIds: new Int32Array(0),
     blockTokens: 0,
   };
-  if (opts.prefix === undefined || opts.prefix.groups === 0) return base;
-  return withSyntheticPrefixes(base, { ...opts.prefix, seed: opts.prefix.seed ?? (opts.seed ?? 1) + 1 });
+  const withTenants = opts.tenants === undefined ? base : { ...base, tenants: drawTenants(opts.tenants, n, seededRandom((opts.seed ?? 1) + 2)) };
+  if (opts.prefix === undefined || opts.prefix.groups === 0) return withTenants;
+  return withSyntheticPrefixes(withTenants, { ...opts.prefix, seed: opts.prefix.seed ?? (opts.seed ?? 1) + 1 });
+}
+
+function drawTenants(tenants: readonly SyntheticTenant[], n: number, random: Random): TraceTenants {
+  if (tenants.length === 0 || tenants.length > 0xffff) throw new RangeError(`tenants must list 1 to 65535 tenants, got ${tenants.length}`);
+  let sum = 0;
+  for (const t of tenants) {
+    if (!(t.share > 0) || !Number.isFinite(t.share)) throw new RangeError(`tenant "${t.name}": share must be a positive number, got ${t.share}`);
+    if (t.weight !== undefined && !(t.weight > 0)) throw new RangeError(`tenant "${t.name}": weight must be > 0, got ${t.weight}`);
+    sum += t.share;
+  }
+  const of = new Uint16Array(n);
+  for (let i = 0; i < n; i++) {
+    let x = random() * sum;
+    let j = 0;
+    while (j < tenants.length - 1 && (x -= tenants[j]!.share) >= 0) j++;
+    of[i] = j;
+  }
+  return { names: tenants.map((t) => t.name), weights: tenants.map((t) => t.weight ?? 1), priorities: tenants.map((t) => t.priority ?? "interactive"), of };
 }
 
 /**

@@ -14,6 +14,7 @@
  */
 import { readFile } from "node:fs/promises";
 import { extname } from "node:path";
+import type { PriorityClass } from "../scheduler/admission.js";
 
 export interface Trace {
   /** Where it came from, for reports ("mooncake_conversation.jsonl", "synthetic poisson 10 req/s"). */
@@ -30,6 +31,17 @@ export interface Trace {
   readonly blockIds: Int32Array;
   /** Tokens per block the hashes were made with (512 for Mooncake); 0 when the trace has no blocks. */
   readonly blockTokens: number;
+  /** Who sent each request, for the admission lane's fair share and priority classes; absent: one tenant, every request interactive. */
+  readonly tenants?: TraceTenants;
+}
+
+/** Tenants by index, and request i's tenant `of[i]`. */
+export interface TraceTenants {
+  readonly names: readonly string[];
+  /** Fair-share weights, as a tenant's `weight` in the gateway. */
+  readonly weights: readonly number[];
+  readonly priorities: readonly PriorityClass[];
+  readonly of: Uint16Array;
 }
 
 export type TraceFormat = "mooncake" | "azure";

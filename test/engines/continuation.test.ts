@@ -15,7 +15,7 @@ import type { ChunkIds, Engine, TextSink } from "../../src/engines/engine.js";
 import { LocalEngine } from "../../src/engines/local.js";
 import { OpenAIEngine } from "../../src/engines/openai.js";
 import { Fleet, type Replica } from "../../src/fleet/fleet.js";
-import { ReplicaHealth } from "../../src/fleet/health.js";
+import { ReplicaHealth } from "../../src/scheduler/health.js";
 import { Dispatcher } from "../../src/gateway/dispatcher.js";
 import { roundRobin } from "../../src/scheduler/policies.js";
 import { LLAMA2_ABSENT, LLAMA2_TINY_MODEL, startGateway, type RunningGateway } from "../helpers.js";

@@ -5,7 +5,7 @@ import { ManualClock } from "../../src/core/clock.js";
 import { FlotillaError } from "../../src/core/errors.js";
 import type { Engine, EngineLoad } from "../../src/engines/engine.js";
 import { Fleet, type Replica } from "../../src/fleet/fleet.js";
-import { ReplicaHealth } from "../../src/fleet/health.js";
+import { ReplicaHealth } from "../../src/scheduler/health.js";
 import type { Ticket } from "../../src/metering/tenancy.js";
 import { createMetrics, scrape } from "../../src/obs/metrics.js";
 import { hardwareByReplica, Observatory } from "../../src/obs/observatory.js";

@@ -3,7 +3,7 @@ import { describe, it } from "node:test";
 import { ManualClock } from "../../src/core/clock.js";
 import type { Engine } from "../../src/engines/engine.js";
 import { candidatesOf, type ServedModel } from "../../src/fleet/fleet.js";
-import { ReplicaHealth } from "../../src/fleet/health.js";
+import { ReplicaHealth } from "../../src/scheduler/health.js";
 import { phaseAdmits, REPLICA_PHASES, type ReplicaPhase } from "../../src/scheduler/replica-state.js";
 
 describe("replica phases", () => {

@@ -1,5 +1,5 @@
 import type { Clock } from "../core/clock.js";
-import { phaseAdmits, type ReplicaPhase } from "../scheduler/replica-state.js";
+import { phaseAdmits, type ReplicaPhase } from "./replica-state.js";
 
 export interface BreakerOptions {
   /** Consecutive failures that eject a replica. */

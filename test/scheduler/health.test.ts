@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { ManualClock } from "../../src/core/clock.js";
-import { ReplicaHealth } from "../../src/fleet/health.js";
+import { ReplicaHealth } from "../../src/scheduler/health.js";
 
 describe("the replica circuit breaker", () => {
   const make = (): { clock: ManualClock; h: ReplicaHealth } => {
