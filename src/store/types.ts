@@ -85,50 +85,55 @@ export interface InstanceRecord {
 
 export type LedgerStatus = "running" | "ok" | "cancelled" | "failed" | "deadline_exceeded" | "interrupted";
 
-export interface LedgerRow {
+/** The request a ledger row is for, as admission records it. */
+export interface RequestIdentity {
   /** The ledger's own id: unique, generated at admission. */
   readonly id: string;
   /** The request id the client saw (x-request-id); not necessarily unique. */
   readonly requestId: string;
   readonly tenantId: string;
-  /** The uid of the tenant it was admitted under (null for anonymous and older settled rows). */
-  readonly tenantUid: string | null;
   readonly keyId: string | null;
   readonly model: string;
   readonly endpoint: string;
   readonly stream: boolean;
-  readonly status: LedgerStatus;
-  readonly errorCode: string | null;
-  /** Some token count on the row is a bounded estimate, not a count (see the billing rule in docs/tenancy.md). */
-  readonly estimated: boolean;
-  readonly replica: string | null;
-  readonly hardware: string | null;
+}
+
+/** What a request used: settlement records it on the request's row, and usage sums it over rows. */
+export interface RequestUsage {
   readonly inputTokens: number;
   readonly cachedTokens: number;
   readonly outputTokens: number;
   readonly deviceSeconds: number;
   readonly energyJ: number;
   readonly costNusd: number;
-  readonly reservedNusd: number;
-  readonly reservedTokens: number;
+}
+
+/** How a request ended, as settlement records it on the request's row. */
+export interface RequestOutcome extends RequestUsage {
+  readonly errorCode: string | null;
+  /** Some token count on the row is a bounded estimate, not a count (see the billing rule in docs/tenancy.md). */
+  readonly estimated: boolean;
+  readonly replica: string | null;
+  readonly hardware: string | null;
   readonly attempts: number;
   readonly continuations: number;
+}
+
+export interface LedgerRow extends RequestIdentity, RequestOutcome {
+  /** The uid of the tenant it was admitted under (null for anonymous and older settled rows). */
+  readonly tenantUid: string | null;
+  readonly status: LedgerStatus;
+  readonly reservedNusd: number;
+  readonly reservedTokens: number;
   readonly period: string;
   readonly instanceId: string;
   readonly startedAt: number;
   readonly finishedAt: number | null;
 }
 
-export interface AdmitInput {
-  readonly id: string;
-  readonly requestId: string;
-  readonly tenantId: string;
+export interface AdmitInput extends RequestIdentity {
   /** The tenant's uid as the caller's key found it: admission refuses a tenant of that name with another uid. */
   readonly tenantUid?: string;
-  readonly keyId: string | null;
-  readonly model: string;
-  readonly endpoint: string;
-  readonly stream: boolean;
   /** Worst-case cost, held against the budget until settlement. */
   readonly reservedNusd: number;
   /** Worst-case tokens (prompt + max_tokens), taken from the tokens/minute bucket; at most MAX_LEDGER_TOKENS. */
@@ -144,21 +149,9 @@ export type AdmitOutcome =
   | { readonly ok: false; readonly reason: "limit"; readonly limit: LimitName; readonly state: TenantWithState; readonly resetAt: number | null }
   | { readonly ok: false; readonly reason: "unknown_tenant" | "max_tokens_required" | "instance_gone" };
 
-export interface SettleInput {
+export interface SettleInput extends RequestOutcome {
   readonly id: string;
   readonly status: Exclude<LedgerStatus, "running" | "interrupted">;
-  readonly errorCode: string | null;
-  readonly estimated: boolean;
-  readonly replica: string | null;
-  readonly hardware: string | null;
-  readonly inputTokens: number;
-  readonly cachedTokens: number;
-  readonly outputTokens: number;
-  readonly deviceSeconds: number;
-  readonly energyJ: number;
-  readonly costNusd: number;
-  readonly attempts: number;
-  readonly continuations: number;
   readonly now: number;
 }
 
@@ -175,16 +168,10 @@ export interface UsageQuery {
   readonly groupBy: readonly UsageGroup[];
 }
 
-export interface UsageRow {
+export interface UsageRow extends RequestUsage {
   /** The value of each grouping column, by group name. */
   readonly group: Readonly<Partial<Record<UsageGroup, string | null>>>;
   readonly requests: number;
-  readonly inputTokens: number;
-  readonly cachedTokens: number;
-  readonly outputTokens: number;
-  readonly deviceSeconds: number;
-  readonly energyJ: number;
-  readonly costNusd: number;
 }
 
 export interface LedgerFilter {
