@@ -16,7 +16,7 @@ import type { ReplicaHealth } from "./health.js";
 import type { Candidate } from "./pipeline.js";
 import { phaseAdmits } from "./replica-state.js";
 
-/** What the rule reads of one replica. */
+/** What the rule reads of one replica; read at once, so a caller may hand out one object refilled per call. */
 export interface ReplicaStatus {
   readonly engineReady: boolean;
   readonly health: ReplicaHealth;

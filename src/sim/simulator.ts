@@ -304,7 +304,13 @@ class Simulation {
     this.#timeline = { bucketMs: this.#bucketMs, outputTokens: [], completed: [], queued: [], running: [], down: [] };
     this.#selector = new CandidateSelector({ sample: Math.min(this.#n, fleet.sample) });
     for (let j = 0; j < this.#selector.capacity; j++) this.#pool.push({ index: 0, ready: true, active: 0, queued: 0, slots: 1, maxQueue: 0, contextSize: undefined });
-    this.#statusOf = (r) => ({ engineReady: this.#rep.up[r] === 1, health: this.#rep.health[r]! });
+    // One object, refilled per call: the rule reads it at once, and a decision allocates nothing per candidate.
+    const status = { engineReady: true, health: undefined as unknown as ReplicaHealth };
+    this.#statusOf = (r) => {
+      status.engineReady = this.#rep.up[r] === 1;
+      status.health = this.#rep.health[r]!;
+      return status;
+    };
     this.#buildReplicas();
     const weights = new Map<string, number>();
     trace.tenants?.names.forEach((name, j) => weights.set(name, trace.tenants!.weights[j]!));
