@@ -9,12 +9,13 @@
  */
 import { randomUUID } from "node:crypto";
 import pg from "pg";
-import { decide, release, type Release } from "./limits.js";
+import { release, type Release } from "./limits.js";
 import {
   DELETE_STALE_INSTANCE,
   FIND_KEY,
   GET_KEYS_REQUIRED,
   INSERT_KEY,
+  INSERT_TENANT,
   INTERRUPT_REQUEST,
   REGISTER_INSTANCE,
   RELEASE_LEASE,
@@ -22,19 +23,27 @@ import {
   RUNNING_OF_INSTANCE,
   SETTLE_REQUEST,
   SET_KEYS_REQUIRED,
-  STATE_SET,
   TENANT_OF_ROW,
+  UPDATE_TENANT_STATE,
+  admitOnRow,
+  claimsTenant,
+  foundKeyFrom,
+  insertKeyParams,
   insertRequestParams,
   insertRequestSql,
+  insertTenantParams,
   instanceFrom,
   instanceRegisteredSql,
   keyFrom,
+  keyRecordOf,
   leaseParams,
   leaseSql,
   ledgerFrom,
   ledgerSql,
   numbered,
   releaseOf,
+  settleParams,
+  settleable,
   stateFrom,
   stateValues,
   tenantFrom,
@@ -159,11 +168,7 @@ export class PostgresStore implements Store {
 
   async createTenant(t: NewTenant): Promise<Tenant> {
     const tenant = { ...t, uid: randomUUID() };
-    await this.#count(
-      this.#pool,
-      `INSERT INTO tenants (id, uid, weight, priority, requests_per_minute, tokens_per_minute, max_concurrent, monthly_budget_nusd, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-      [t.id, tenant.uid, t.weight, t.priority, t.requestsPerMinute, t.tokensPerMinute, t.maxConcurrent, t.monthlyBudgetNusd, t.createdAt],
-    );
+    await this.#count(this.#pool, INSERT_TENANT, insertTenantParams(tenant));
     return tenant;
   }
 
@@ -184,9 +189,9 @@ export class PostgresStore implements Store {
     return this.#tx(async (c) => {
       const [t] = await this.#rows(c, "SELECT uid FROM tenants WHERE id = ? FOR KEY SHARE", [k.tenantId]);
       if (t === undefined) return undefined;
-      await this.#count(c, INSERT_KEY, [k.id, k.tenantId, t.uid, k.name, k.hash, k.prefix, k.createdAt, k.revokedAt]);
+      await this.#count(c, INSERT_KEY, insertKeyParams(k, t.uid));
       await this.#count(c, SET_KEYS_REQUIRED);
-      return { id: k.id, tenantId: k.tenantId, name: k.name, prefix: k.prefix, createdAt: k.createdAt, revokedAt: k.revokedAt };
+      return keyRecordOf(k);
     });
   }
 
@@ -204,11 +209,7 @@ export class PostgresStore implements Store {
 
   async findKey(hash: string): Promise<{ key: ApiKeyRecord; tenant: Tenant } | undefined> {
     const [r] = await this.#rows(this.#pool, FIND_KEY, [hash]);
-    if (r === undefined) return undefined;
-    return {
-      key: keyFrom({ id: r.key_id, tenant_id: r.tenant_id, name: r.key_name, prefix: r.prefix, created_at: r.key_created_at, revoked_at: r.revoked_at }),
-      tenant: tenantFrom(r),
-    };
+    return r === undefined ? undefined : foundKeyFrom(r);
   }
 
   async keysRequired(): Promise<boolean> {
@@ -228,13 +229,10 @@ export class PostgresStore implements Store {
     return this.#tx(async (c): Promise<AdmitOutcome> => {
       if ((await this.#rows(c, INSTANCE_REGISTERED, [a.instanceId])).length === 0) return { ok: false, reason: "instance_gone" };
       const [row] = await this.#rows(c, `SELECT *, ${DB_NOW} AS db_now FROM tenants WHERE id = ? FOR UPDATE`, [a.tenantId]);
-      if (row === undefined || (a.tenantUid !== undefined && row.uid !== a.tenantUid)) return { ok: false, reason: "unknown_tenant" };
-      const tenant = tenantFrom(row);
-      if (tenant.monthlyBudgetNusd !== null && !a.outputBounded) return { ok: false, reason: "max_tokens_required" };
-      const d = decide(tenant, stateFrom(row), { tokens: a.reservedTokens, costNusd: a.reservedNusd }, this.#now(row, a.now));
-      if (!d.ok) return { ok: false, reason: "limit", limit: d.limit, resetAt: d.resetAt, state: { tenant, state: d.state } };
-      await this.#count(c, `UPDATE tenants SET ${STATE_SET} WHERE id = ?`, [...stateValues(d.state), a.tenantId]);
-      await this.#count(c, INSERT_REQUEST, insertRequestParams(a, tenant.uid));
+      const d = admitOnRow(a, row, (r) => this.#now(r, a.now));
+      if (d.refused !== undefined) return d.refused;
+      await this.#count(c, UPDATE_TENANT_STATE, [...stateValues(d.state), a.tenantId]);
+      await this.#count(c, INSERT_REQUEST, insertRequestParams(a, d.tenant.uid));
       return { ok: true };
     });
   }
@@ -242,10 +240,8 @@ export class PostgresStore implements Store {
   async settle(s: SettleInput): Promise<boolean> {
     return this.#tx(async (c) => {
       const [row] = await this.#rows(c, `${REQUEST_CLAIM} FOR UPDATE`, [s.id]);
-      if (row === undefined || (row.status !== "running" && row.status !== "interrupted")) return false;
-      await this.#count(c, SETTLE_REQUEST, [
-        s.status, s.errorCode, s.replica, s.hardware, s.inputTokens, s.cachedTokens, s.outputTokens, s.estimated ? 1 : 0, s.deviceSeconds, s.energyJ, s.costNusd, s.attempts, s.continuations, s.now, s.id,
-      ]);
+      if (!settleable(row)) return false;
+      await this.#count(c, SETTLE_REQUEST, settleParams(s));
       await this.#releaseTenant(c, row, releaseOf(row, s), s.now);
       return true;
     });
@@ -253,11 +249,11 @@ export class PostgresStore implements Store {
 
   /** Releases the claim of a row on the tenant it was admitted under, if that tenant still exists. */
   async #releaseTenant(c: Queryable, claim: Row, r: Release, now: number): Promise<void> {
-    if (claim.tenant_id === ANONYMOUS_TENANT || claim.tenant_uid === null) return;
+    if (!claimsTenant(claim)) return;
     const [t] = await this.#rows(c, `SELECT *, ${DB_NOW} AS db_now FROM tenants WHERE ${TENANT_OF_ROW} FOR UPDATE`, [claim.tenant_id, claim.tenant_uid]);
     if (t === undefined) return; // deleted meanwhile, perhaps created again: another tenant
     const next = release(tenantFrom(t), stateFrom(t), r, this.#now(t, now));
-    await this.#count(c, `UPDATE tenants SET ${STATE_SET} WHERE id = ?`, [...stateValues(next), claim.tenant_id]);
+    await this.#count(c, UPDATE_TENANT_STATE, [...stateValues(next), claim.tenant_id]);
   }
 
   async registerInstance(i: InstanceRecord): Promise<void> {

@@ -1,13 +1,16 @@
 /** SQL shared by the backends: row mapping and the usage query, per dialect. */
-import { periodOf, type Release } from "./limits.js";
+import { decide, periodOf, type Release } from "./limits.js";
 import type {
   AdmitInput,
+  AdmitOutcome,
   ApiKeyRecord,
   InstanceRecord,
   LedgerFilter,
   LedgerRow,
   LedgerStatus,
+  NewApiKey,
   PriorityClass,
+  RequestUsage,
   SettleInput,
   Tenant,
   TenantState,
@@ -16,6 +19,7 @@ import type {
   UsageQuery,
   UsageRow,
 } from "./types.js";
+import { ANONYMOUS_TENANT } from "./types.js";
 
 export type Dialect = "sqlite" | "postgres";
 
@@ -56,11 +60,20 @@ export function tenantWithStateFrom(r: Row): TenantWithState {
   return { tenant: tenantFrom(r), state: stateFrom(r) };
 }
 
+export const INSERT_TENANT = `INSERT INTO tenants (id, uid, weight, priority, requests_per_minute, tokens_per_minute, max_concurrent, monthly_budget_nusd, created_at)
+  VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`;
+
+export function insertTenantParams(t: Tenant): unknown[] {
+  return [t.id, t.uid, t.weight, t.priority, t.requestsPerMinute, t.tokensPerMinute, t.maxConcurrent, t.monthlyBudgetNusd, t.createdAt];
+}
+
 /** The state columns in update order, with their values. */
 export function stateValues(s: TenantState): unknown[] {
   return [s.rpmTokens, s.rpmAt, s.tpmTokens, s.tpmAt, s.inFlight, s.reservedNusd, s.period, s.spentNusd];
 }
-export const STATE_SET = "rpm_tokens = ?, rpm_at = ?, tpm_tokens = ?, tpm_at = ?, in_flight = ?, reserved_nusd = ?, period = ?, spent_nusd = ?";
+const STATE_SET = "rpm_tokens = ?, rpm_at = ?, tpm_tokens = ?, tpm_at = ?, in_flight = ?, reserved_nusd = ?, period = ?, spent_nusd = ?";
+/** Writes a tenant's state: the parameters are stateValues(state), then the tenant's id. */
+export const UPDATE_TENANT_STATE = `UPDATE tenants SET ${STATE_SET} WHERE id = ?`;
 
 export function keyFrom(r: Row): ApiKeyRecord {
   return {
@@ -70,6 +83,14 @@ export function keyFrom(r: Row): ApiKeyRecord {
     prefix: String(r.prefix),
     createdAt: num(r.created_at),
     revokedAt: numOrNull(r.revoked_at),
+  };
+}
+
+/** A key and its tenant as FIND_KEY reads them (the key's columns renamed where the tenant's share their names). */
+export function foundKeyFrom(r: Row): { key: ApiKeyRecord; tenant: Tenant } {
+  return {
+    key: keyFrom({ id: r.key_id, tenant_id: r.tenant_id, name: r.key_name, prefix: r.prefix, created_at: r.key_created_at, revoked_at: r.revoked_at }),
+    tenant: tenantFrom(r),
   };
 }
 
@@ -92,12 +113,7 @@ export function ledgerFrom(r: Row): LedgerRow {
     estimated: num(r.estimated) !== 0,
     replica: strOrNull(r.replica),
     hardware: strOrNull(r.hardware),
-    inputTokens: num(r.input_tokens),
-    cachedTokens: num(r.cached_tokens),
-    outputTokens: num(r.output_tokens),
-    deviceSeconds: num(r.device_seconds),
-    energyJ: num(r.energy_j),
-    costNusd: num(r.cost_nusd),
+    ...usageOf(r),
     reservedNusd: num(r.reserved_nusd),
     reservedTokens: num(r.reserved_tokens),
     attempts: num(r.attempts),
@@ -107,6 +123,39 @@ export function ledgerFrom(r: Row): LedgerRow {
     startedAt: num(r.started_at),
     finishedAt: numOrNull(r.finished_at),
   };
+}
+
+/** The usage columns of a ledger row, or their sums in a usage row. */
+function usageOf(r: Row): RequestUsage {
+  return {
+    inputTokens: num(r.input_tokens),
+    cachedTokens: num(r.cached_tokens),
+    outputTokens: num(r.output_tokens),
+    deviceSeconds: num(r.device_seconds),
+    energyJ: num(r.energy_j),
+    costNusd: num(r.cost_nusd),
+  };
+}
+
+/**
+ * Admission's decision on the tenant's row, read under its lock: refused
+ * when there is no such tenant (or only one recreated under its name since
+ * the key was found), when the tenant has a budget and the request no
+ * max_tokens, or at a limit; else the tenant and its new state, which the
+ * caller writes with the request's row. `now` reads the time off the row
+ * (Postgres' clock) or gives the caller's.
+ */
+export function admitOnRow(
+  a: AdmitInput,
+  row: Row | undefined,
+  now: (row: Row) => number,
+): { readonly refused: Exclude<AdmitOutcome, { ok: true }> } | { readonly refused?: undefined; readonly tenant: Tenant; readonly state: TenantState } {
+  if (row === undefined || (a.tenantUid !== undefined && row.uid !== a.tenantUid)) return { refused: { ok: false, reason: "unknown_tenant" } };
+  const tenant = tenantFrom(row);
+  if (tenant.monthlyBudgetNusd !== null && !a.outputBounded) return { refused: { ok: false, reason: "max_tokens_required" } };
+  const d = decide(tenant, stateFrom(row), { tokens: a.reservedTokens, costNusd: a.reservedNusd }, now(row));
+  if (!d.ok) return { refused: { ok: false, reason: "limit", limit: d.limit, resetAt: d.resetAt, state: { tenant, state: d.state } } };
+  return { tenant, state: d.state };
 }
 
 /**
@@ -133,8 +182,22 @@ export function instanceRegisteredSql(d: Dialect): string {
 export const SETTLE_REQUEST = `UPDATE requests SET status = ?, error_code = ?, replica = ?, hardware = ?, input_tokens = ?, cached_tokens = ?,
   output_tokens = ?, estimated = ?, device_seconds = ?, energy_j = ?, cost_nusd = ?, attempts = ?, continuations = ?, finished_at = ? WHERE id = ?`;
 
+export function settleParams(s: SettleInput): unknown[] {
+  return [s.status, s.errorCode, s.replica, s.hardware, s.inputTokens, s.cachedTokens, s.outputTokens, s.estimated ? 1 : 0, s.deviceSeconds, s.energyJ, s.costNusd, s.attempts, s.continuations, s.now, s.id];
+}
+
 /** What settlement reads of the row it settles. */
 export const REQUEST_CLAIM = "SELECT status, tenant_id, tenant_uid, reserved_nusd, reserved_tokens, period FROM requests WHERE id = ?";
+
+/** A row is settled once: while running, or after crash recovery interrupted it (its reservation released, its outcome still unknown). */
+export function settleable(claim: Row | undefined): claim is Row {
+  return claim !== undefined && (claim.status === "running" || claim.status === "interrupted");
+}
+
+/** Whether a claimed row holds anything of a tenant's: not an anonymous request's, nor one admitted before tenants had uids. */
+export function claimsTenant(claim: Row): boolean {
+  return claim.tenant_id !== ANONYMOUS_TENANT && claim.tenant_uid !== null;
+}
 
 /** What a claimed row gives back: settled, what it used is charged; interrupted (no settlement), nothing is. */
 export function releaseOf(claim: Row, settled?: SettleInput): Release {
@@ -165,6 +228,16 @@ export const REGISTER_INSTANCE = `INSERT INTO instances (id, host, pid, started_
   ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at`;
 
 export const INSERT_KEY = "INSERT INTO api_keys (id, tenant_id, tenant_uid, name, key_hash, prefix, created_at, revoked_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)";
+
+/** INSERT_KEY's parameters: the key bound to the uid of the tenant it is created for. */
+export function insertKeyParams(k: NewApiKey, tenantUid: unknown): unknown[] {
+  return [k.id, k.tenantId, tenantUid, k.name, k.hash, k.prefix, k.createdAt, k.revokedAt];
+}
+
+/** The record of a key just stored: all of it but the hash. */
+export function keyRecordOf(k: NewApiKey): ApiKeyRecord {
+  return { id: k.id, tenantId: k.tenantId, name: k.name, prefix: k.prefix, createdAt: k.createdAt, revokedAt: k.revokedAt };
+}
 
 /** Set with the first key and never unset by the store: see Store.keysRequired. */
 export const SET_KEYS_REQUIRED = "INSERT INTO settings (name, value) VALUES ('require_keys', 'true') ON CONFLICT (name) DO UPDATE SET value = 'true'";
@@ -245,12 +318,7 @@ export function usageFrom(r: Row, groups: readonly UsageGroup[]): UsageRow {
   return {
     group,
     requests: num(r.requests),
-    inputTokens: num(r.input_tokens),
-    cachedTokens: num(r.cached_tokens),
-    outputTokens: num(r.output_tokens),
-    deviceSeconds: num(r.device_seconds),
-    energyJ: num(r.energy_j),
-    costNusd: num(r.cost_nusd),
+    ...usageOf(r),
   };
 }
 

@@ -11,12 +11,13 @@ import { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
 import Database from "better-sqlite3";
 import { randomUUID } from "node:crypto";
-import { decide, release, type Release } from "./limits.js";
+import { release, type Release } from "./limits.js";
 import {
   DELETE_STALE_INSTANCE,
   FIND_KEY,
   GET_KEYS_REQUIRED,
   INSERT_KEY,
+  INSERT_TENANT,
   INTERRUPT_REQUEST,
   REGISTER_INSTANCE,
   RELEASE_LEASE,
@@ -24,18 +25,26 @@ import {
   RUNNING_OF_INSTANCE,
   SETTLE_REQUEST,
   SET_KEYS_REQUIRED,
-  STATE_SET,
   TENANT_OF_ROW,
+  UPDATE_TENANT_STATE,
+  admitOnRow,
+  claimsTenant,
+  foundKeyFrom,
+  insertKeyParams,
   insertRequestParams,
   insertRequestSql,
+  insertTenantParams,
   instanceFrom,
   instanceRegisteredSql,
   keyFrom,
+  keyRecordOf,
   leaseParams,
   leaseSql,
   ledgerFrom,
   ledgerSql,
   releaseOf,
+  settleParams,
+  settleable,
   stateFrom,
   stateValues,
   tenantFrom,
@@ -127,10 +136,7 @@ export class SqliteStore implements Store {
 
   async createTenant(t: NewTenant): Promise<Tenant> {
     const tenant = { ...t, uid: randomUUID() };
-    this.#run(
-      `INSERT INTO tenants (id, uid, weight, priority, requests_per_minute, tokens_per_minute, max_concurrent, monthly_budget_nusd, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-      t.id, tenant.uid, t.weight, t.priority, t.requestsPerMinute, t.tokensPerMinute, t.maxConcurrent, t.monthlyBudgetNusd, t.createdAt,
-    );
+    this.#run(INSERT_TENANT, ...insertTenantParams(tenant));
     return tenant;
   }
 
@@ -151,9 +157,9 @@ export class SqliteStore implements Store {
     return this.#tx(() => {
       const t = this.#get("SELECT uid FROM tenants WHERE id = ?", k.tenantId);
       if (t === undefined) return undefined;
-      this.#run(INSERT_KEY, k.id, k.tenantId, t.uid, k.name, k.hash, k.prefix, k.createdAt, k.revokedAt);
+      this.#run(INSERT_KEY, ...insertKeyParams(k, t.uid));
       this.#run(SET_KEYS_REQUIRED);
-      return { id: k.id, tenantId: k.tenantId, name: k.name, prefix: k.prefix, createdAt: k.createdAt, revokedAt: k.revokedAt };
+      return keyRecordOf(k);
     });
   }
 
@@ -168,11 +174,7 @@ export class SqliteStore implements Store {
 
   async findKey(hash: string): Promise<{ key: ApiKeyRecord; tenant: Tenant } | undefined> {
     const r = this.#get(FIND_KEY, hash);
-    if (r === undefined) return undefined;
-    return {
-      key: keyFrom({ id: r.key_id, tenant_id: r.tenant_id, name: r.key_name, prefix: r.prefix, created_at: r.key_created_at, revoked_at: r.revoked_at }),
-      tenant: tenantFrom(r),
-    };
+    return r === undefined ? undefined : foundKeyFrom(r);
   }
 
   async keysRequired(): Promise<boolean> {
@@ -186,13 +188,10 @@ export class SqliteStore implements Store {
     return this.#tx((): AdmitOutcome => {
       if (this.#get(INSTANCE_REGISTERED, a.instanceId) === undefined) return { ok: false, reason: "instance_gone" };
       const row = this.#get("SELECT * FROM tenants WHERE id = ?", a.tenantId);
-      if (row === undefined || (a.tenantUid !== undefined && row.uid !== a.tenantUid)) return { ok: false, reason: "unknown_tenant" };
-      const tenant = tenantFrom(row);
-      if (tenant.monthlyBudgetNusd !== null && !a.outputBounded) return { ok: false, reason: "max_tokens_required" };
-      const d = decide(tenant, stateFrom(row), { tokens: a.reservedTokens, costNusd: a.reservedNusd }, a.now);
-      if (!d.ok) return { ok: false, reason: "limit", limit: d.limit, resetAt: d.resetAt, state: { tenant, state: d.state } };
-      this.#run(`UPDATE tenants SET ${STATE_SET} WHERE id = ?`, ...stateValues(d.state), a.tenantId);
-      this.#run(INSERT_REQUEST, ...insertRequestParams(a, tenant.uid));
+      const d = admitOnRow(a, row, () => a.now);
+      if (d.refused !== undefined) return d.refused;
+      this.#run(UPDATE_TENANT_STATE, ...stateValues(d.state), a.tenantId);
+      this.#run(INSERT_REQUEST, ...insertRequestParams(a, d.tenant.uid));
       return { ok: true };
     });
   }
@@ -200,8 +199,8 @@ export class SqliteStore implements Store {
   async settle(s: SettleInput): Promise<boolean> {
     return this.#tx(() => {
       const row = this.#get(REQUEST_CLAIM, s.id);
-      if (row === undefined || (row.status !== "running" && row.status !== "interrupted")) return false;
-      this.#run(SETTLE_REQUEST, s.status, s.errorCode, s.replica, s.hardware, s.inputTokens, s.cachedTokens, s.outputTokens, s.estimated ? 1 : 0, s.deviceSeconds, s.energyJ, s.costNusd, s.attempts, s.continuations, s.now, s.id);
+      if (!settleable(row)) return false;
+      this.#run(SETTLE_REQUEST, ...settleParams(s));
       this.#releaseTenant(row, releaseOf(row, s), s.now);
       return true;
     });
@@ -209,11 +208,11 @@ export class SqliteStore implements Store {
 
   /** Releases the claim of a row on the tenant it was admitted under, if that tenant still exists. */
   #releaseTenant(claim: Row, r: Release, now: number): void {
-    if (claim.tenant_id === ANONYMOUS_TENANT || claim.tenant_uid === null) return;
+    if (!claimsTenant(claim)) return;
     const t = this.#get(`SELECT * FROM tenants WHERE ${TENANT_OF_ROW}`, claim.tenant_id, claim.tenant_uid);
     if (t === undefined) return; // deleted meanwhile, perhaps created again: another tenant
     const next = release(tenantFrom(t), stateFrom(t), r, now);
-    this.#run(`UPDATE tenants SET ${STATE_SET} WHERE id = ?`, ...stateValues(next), claim.tenant_id);
+    this.#run(UPDATE_TENANT_STATE, ...stateValues(next), claim.tenant_id);
   }
 
   async registerInstance(i: InstanceRecord): Promise<void> {
