@@ -13,7 +13,8 @@ import { InvalidArgumentError } from "commander";
 import { parse as parseYaml, YAMLParseError } from "yaml";
 import { policies } from "../scheduler/policies.js";
 import { renderCharts } from "../sim/charts.js";
-import { FleetFileError, resolveSimFleet } from "../sim/fleet-file.js";
+import { explainDecision, type DecisionListener } from "../scheduler/decision.js";
+import { FleetFileError, resolveSimFleet, type SimFleet } from "../sim/fleet-file.js";
 import { renderMarkdown, renderSummary } from "../sim/markdown.js";
 import type { ProgressStream } from "../sim/progress.js";
 import { progressBar } from "../sim/progress.js";
@@ -26,6 +27,7 @@ import type { Trace, TraceFormat } from "../sim/traces.js";
 import { TraceError, limitDuration, loadTrace, scaleRate, truncateTrace } from "../sim/traces.js";
 
 export interface SimOptions {
+  explain?: number;
   trace?: string;
   format?: TraceFormat;
   fleet?: string;
@@ -137,6 +139,7 @@ export function registerSimCommand(program: Command, io: SimIo = { stdout: proce
     .option("--json", "print the report as JSON on stdout")
     .option("--out <dir>", `write ${OUTPUT_FILES.join(", ")} into this folder`)
     .option("--no-progress", "no progress bar")
+    .option("--explain <n>", "print the first n routing decisions: candidates, each scorer's score, the choice, each plugin's time", num("--explain", { int: true, min: 1 }))
     .action(async (opts: SimOptions, cmd: Command) => {
       try {
         await runSim(opts, io);
@@ -241,6 +244,16 @@ async function buildTrace(opts: SimOptions, blockTokens: number, seed: number): 
   return trace;
 }
 
+/** Prints the first `n` decisions, one JSON line each (on stderr with --json, so stdout stays one document). */
+function decisionPrinter(fleet: SimFleet, n: number, out: { write(s: string): unknown }): DecisionListener {
+  const names = fleet.islands.flatMap((isl) => Array.from({ length: isl.count }, (_, j) => `${isl.name}/${j}`));
+  let heard = 0;
+  return (d) => {
+    if (heard++ >= n) return;
+    out.write(`${JSON.stringify({ decision: heard, at_ms: Math.round(d.atMs * 1000) / 1000, prompt_tokens: d.promptTokens, max_tokens: d.maxTokens, ...explainDecision(d, names) })}\n`);
+  };
+}
+
 /** Runs the command: simulate, then print and write the report. Returns the report. */
 export async function runSim(opts: SimOptions, io: SimIo): Promise<SimReport> {
   const { raw, source } = await rawFleet(opts);
@@ -256,10 +269,12 @@ export async function runSim(opts: SimOptions, io: SimIo): Promise<SimReport> {
     throw new SimUsageError(`the trace's prefix blocks are ${trace.blockTokens} tokens but the cache's are ${fleet.blockTokens}; use --block-tokens ${trace.blockTokens} (or engine.block_tokens in the fleet file)`);
   }
   const bar = opts.progress === false ? undefined : progressBar(io.stderr);
+  const explained = opts.explain === undefined ? undefined : decisionPrinter(fleet, opts.explain, opts.json === true ? io.stderr : io.stdout);
   const result = simulate({
     fleet,
     trace,
     ...(bar !== undefined ? { onProgress: (p) => bar.update(p) } : {}),
+    ...(explained !== undefined ? { onDecision: explained } : {}),
   });
   if (bar !== undefined) {
     bar.done({ resolved: trace.count - result.unfinished, total: trace.count, simMs: result.endMs, events: result.events, wallMs: result.wallMs });

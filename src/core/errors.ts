@@ -6,6 +6,7 @@
 export type FailureCode =
   | "invalid_request"
   | "unauthorized"
+  | "forbidden"
   | "quota_exceeded"
   | "context_length_exceeded"
   | "model_not_found"

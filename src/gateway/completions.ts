@@ -5,7 +5,7 @@
  * (streamed or whole), settle (exactly one ledger row, whatever happened).
  * The routing and the engines are the dispatcher's.
  */
-import type { ServerResponse } from "node:http";
+import type { IncomingMessage, ServerResponse } from "node:http";
 import type { FastifyReply, FastifyRequest } from "fastify";
 import type { Clock } from "../core/clock.js";
 import { FlotillaError } from "../core/errors.js";
@@ -16,10 +16,12 @@ import type { EarlierLeg, Principal, Settlement, Tenancy, Ticket } from "../mete
 import type { RequestObserver, RequestWatch } from "../obs/observer.js";
 import type { PriorityClass } from "../scheduler/admission.js";
 import type { Cascade } from "../scheduler/cascade.js";
+import { explainDecision, type Decision } from "../scheduler/decision.js";
 import type { AdmissionGate } from "./admission-gate.js";
 import { judgeLightLeg, replay, target, type Verdict } from "./cascades.js";
-import type { Dispatched, Dispatcher } from "./dispatcher.js";
+import type { Dispatched, Dispatcher, Routing } from "./dispatcher.js";
 import { toHttpError, type HttpError } from "./errors.js";
+import { explainAsked } from "./explain.js";
 import { ChunkEncoder, TokenIdsOut, completeResponse, type Endpoint, type ResponseMeta, type ServedBy } from "./responses.js";
 import type { ChatCompletionBody, CompletionBody } from "./schemas.js";
 
@@ -34,6 +36,8 @@ export interface CompletionServices {
   readonly principalOf: (request: FastifyRequest) => Principal | undefined;
   /** The longest any request may run; a client may ask for less. */
   readonly maxTimeoutMs: number;
+  /** Whether a client may see how its request was routed (x-flotilla-explain): the admin rule. */
+  readonly explainAllowed: (raw: IncomingMessage) => boolean;
 }
 
 type Body = ChatCompletionBody | CompletionBody;
@@ -73,6 +77,8 @@ class CompletionRun {
   #cascadeInfo: Record<string, string | number> = {};
   #result: Dispatched | undefined;
   #failure: unknown;
+  /** The routing decisions, explained, when the client asked for them (x-flotilla-explain). */
+  #explained: Record<string, unknown>[] | undefined;
 
   constructor(services: CompletionServices, endpoint: Endpoint, request: FastifyRequest<{ Body: Body }>, reply: FastifyReply, generation: GenerationRequest) {
     this.#s = services;
@@ -93,6 +99,7 @@ class CompletionRun {
     const principal = this.#s.principalOf(this.#request);
     // Every bad header is refused before anything is reserved.
     const priority = priorityOf(principal, this.#body.service_tier, this.#request.headers["x-flotilla-priority"]);
+    if (explainAsked(this.#request.raw, this.#s.explainAllowed)) this.#explained = [];
     const ticket = await this.#admit(principal, probe === undefined ? model.name : this.#body.model, probe !== undefined);
     const watch = this.#s.observer.start({ model: model.name, endpoint: this.#endpoint, stream: this.#body.stream === true, generation: this.#generation, tenant: principal?.tenantId, ticket, log: this.#request.log });
     this.#started = this.#s.clock.now();
@@ -150,7 +157,6 @@ class CompletionRun {
     turn: Turn,
   ): Promise<{ model: ServedModel; run: Run }> {
     const { dispatcher } = this.#s;
-    const routing = this.#routing();
     const onAttempt = (replica: Replica): void => {
       this.#lastReplica = replica.id;
       watch.attempt(replica);
@@ -159,7 +165,7 @@ class CompletionRun {
     let kept: (Verdict & { escalate: false }) | undefined;
     if (probe !== undefined) {
       await this.#admitTo(model, turn);
-      const verdict = await judgeLightLeg(probe, (g, onText) => dispatcher.run(model, g, onText, this.#cancel.signal, onAttempt, routing), this.#generation);
+      const verdict = await judgeLightLeg(probe, (g, onText) => dispatcher.run(model, g, onText, this.#cancel.signal, onAttempt, this.#routing(model)), this.#generation);
       if (!Number.isNaN(verdict.meanLogprob)) this.#cascadeInfo.light_mean_logprob = Number(verdict.meanLogprob.toFixed(4));
       if (verdict.escalate) {
         this.#earlier = [{ usage: verdict.light.usage, replica: verdict.light.replica.id, durationMs: this.#s.clock.now() - this.#started }];
@@ -179,16 +185,26 @@ class CompletionRun {
         onAttempt(r);
         attempt(r);
       };
-      return kept === undefined ? dispatcher.run(final, this.#generation, onText, this.#cancel.signal, both, routing) : Promise.resolve(replay(kept, onText, both));
+      return kept === undefined ? dispatcher.run(final, this.#generation, onText, this.#cancel.signal, both, this.#routing(final)) : Promise.resolve(replay(kept, onText, both));
     };
     return { model: final, run };
   }
 
-  /** Session affinity: the OpenAI `user` field, or a header for clients that cannot set it. */
-  #routing(): { readonly affinityKey?: string } {
+  /** Session affinity (the OpenAI `user` field, or a header for clients that cannot set it), and the explain listener on `m`'s replicas. */
+  #routing(m: ServedModel): Routing {
     const session = this.#request.headers["x-flotilla-session"];
     const affinityKey = typeof session === "string" && session.length > 0 ? session : this.#body.user;
-    return affinityKey === undefined ? {} : { affinityKey };
+    const out = this.#explained;
+    const ids = m.replicas.map((r) => r.id);
+    return {
+      ...(affinityKey === undefined ? {} : { affinityKey }),
+      ...(out === undefined ? {} : { explain: (d: Decision) => out.push(explainDecision(d, ids)) }),
+    };
+  }
+
+  /** The x-flotilla-explain response header, when asked for: the decisions made before the answer began. */
+  #explainHeader(): Record<string, string> {
+    return this.#explained === undefined ? {} : { "x-flotilla-explain": JSON.stringify(this.#explained) };
   }
 
   /** Past every replica's slots, requests wait their fair turn here; one turn per leg. */
@@ -222,7 +238,7 @@ class CompletionRun {
     const extension = (d: Dispatched): ServedBy => ({ ...ticket.price(d.usage, d.replica.id, this.#s.clock.now() - this.#started, this.#earlier), ...servedBy(d), ...this.#cascadeInfo });
     if (body.stream === true) {
       this.#result = await stream(this.#reply, meta, body.stream_options?.include_usage === true, extension, (err) => (this.#failure = err), (onText, attempt) =>
-        decided.run(watch.sink(this.#counted(onText)), attempt),
+        decided.run(watch.sink(this.#counted(onText)), attempt), () => this.#explainHeader(),
       );
       return;
     }
@@ -236,7 +252,7 @@ class CompletionRun {
       () => undefined,
     );
     this.#result = result;
-    void this.#reply.header("x-flotilla-replica", result.replica.id);
+    void this.#reply.header("x-flotilla-replica", result.replica.id).headers(this.#explainHeader());
     await this.#reply.send(completeResponse(meta, parts.join(""), result.finishReason, result.usage, extension(result), result.logprobs, meta.tokenIds === true ? ids.whole() : undefined));
   }
 
@@ -294,6 +310,7 @@ async function stream(
   extension: (d: Dispatched) => ServedBy,
   broke: (err: unknown) => void,
   run: (onText: TextSink, onAttempt: (replica: Replica) => void) => ReturnType<Dispatcher["run"]>,
+  extraHeaders: () => Record<string, string>,
 ): Promise<Dispatched | undefined> {
   const encoder = new ChunkEncoder(meta);
   const ids = meta.tokenIds === true ? new TokenIdsOut() : undefined;
@@ -309,6 +326,7 @@ async function stream(
       connection: "keep-alive",
       "x-request-id": String(reply.request.id),
       "x-flotilla-replica": replicaId,
+      ...extraHeaders(),
     });
     const start = encoder.start();
     if (start !== undefined) raw.write(start);

@@ -3,7 +3,7 @@ import { FlotillaError } from "../core/errors.js";
 import type { GenerationRequest, GenerationResult } from "../core/request.js";
 import type { TextSink } from "../engines/engine.js";
 import { candidatesOf, type Fleet, type Replica, type ServedModel } from "../fleet/fleet.js";
-import { route, type Candidate, type Policy, type RejectReason, type RouteOutcome, type RouteRequest } from "../scheduler/pipeline.js";
+import { newRouteTrace, route, type Candidate, type Policy, type RejectReason, type RouteOutcome, type RouteRequest } from "../scheduler/pipeline.js";
 import { promptBlockHashes } from "../scheduler/prefix.js";
 import { policyReadsPrefix } from "../scheduler/scorers.js";
 import { PrefixIndex } from "../scheduler/prefix-index.js";
@@ -13,6 +13,14 @@ import { markReady, type Readiness } from "../scheduler/readiness.js";
 import { readyIndices, type DecisionListener } from "../scheduler/decision.js";
 import { Answer, resumed, type Attempt } from "./answer.js";
 import type { RouteHints } from "../metering/pricing.js";
+
+/** What a caller tells the router of one request beyond the request itself. */
+export interface Routing {
+  /** Session key: equal keys go to the same replica where they can. */
+  readonly affinityKey?: string;
+  /** Hears this request's routing decisions, with their scores (x-flotilla-explain). */
+  readonly explain?: DecisionListener;
+}
 
 export interface Dispatched extends GenerationResult {
   /** The replica that finished the answer. */
@@ -72,7 +80,7 @@ export class Dispatcher {
       retry?: Partial<RetryPolicy>;
       /** The candidate rule (scheduler/readiness.ts); injectable so a test can show the twin and the fleet diverge without it. */
       readiness?: Readiness;
-      /** Hears every routing decision of a request's attempts. */
+      /** Hears every routing decision of every request, with its RouteTrace (plugin times, scores). */
       onDecision?: DecisionListener;
       random?: () => number;
       clock?: Clock;
@@ -160,7 +168,7 @@ export class Dispatcher {
     onText: TextSink,
     signal: AbortSignal,
     onAttempt?: (replica: Replica) => void,
-    routing: { readonly affinityKey?: string } = {},
+    routing: Routing = {},
   ): Promise<Dispatched> {
     const failed = new Set<number>();
     let lastError: unknown;
@@ -327,7 +335,7 @@ export class Dispatcher {
     /** `resume`: the rest of an answer the caller has begun to receive, which a draining replica may take. */
     tried: { readonly failed: ReadonlySet<number>; readonly attempt: number; readonly lastError: unknown; readonly resume: boolean },
     signal: AbortSignal,
-    routing: { readonly affinityKey?: string },
+    routing: Routing,
   ): Promise<Replica> {
     const { failed, attempt, lastError, resume } = tried;
     // Remote engines offer no tokenizer, so blocks are fixed-size character
@@ -348,12 +356,12 @@ export class Dispatcher {
       choice = this.#candidates(model, failed, blocks, resume);
     }
     let candidates = choice.candidates;
-    let outcome = this.#route(routeRequest, candidates, resume);
+    let outcome = this.#route(routeRequest, candidates, resume, routing.explain);
     const waitUntil = this.#clock.now() + this.#retry.readyWaitMs;
     while (!outcome.ok && outcome.reason === "no_ready_replica" && this.#clock.now() < waitUntil && !signal.aborted) {
       await this.#clock.sleep(this.#retry.readyPollMs, signal);
       candidates = this.#candidates(model, failed, blocks, resume).candidates;
-      outcome = this.#route(routeRequest, candidates, resume);
+      outcome = this.#route(routeRequest, candidates, resume, routing.explain);
     }
     if (!outcome.ok) throw lastError ?? rejection(outcome.reason, model, routeRequest, candidates, current.prompt.kind === "chat" ? "messages" : "prompt");
     if (blocks.length > 0) this.#prefixIndex(model).record(outcome.index, blocks);
@@ -369,16 +377,22 @@ export class Dispatcher {
     else this.#picked.set(replica, n);
   }
 
-  #route(request: RouteRequest, candidates: readonly Candidate[], resume: boolean): RouteOutcome {
-    const outcome = route(this.#policy, request, candidates, this.#random);
-    this.#onDecision?.({
+  /** route(), told to whoever listens: every decision to onDecision, a request's own to its `explain`. */
+  #route(request: RouteRequest, candidates: readonly Candidate[], resume: boolean, explain: DecisionListener | undefined): RouteOutcome {
+    if (this.#onDecision === undefined && explain === undefined) return route(this.#policy, request, candidates, this.#random);
+    const trace = newRouteTrace();
+    const outcome = route(this.#policy, request, candidates, this.#random, trace);
+    const decision = {
       atMs: this.#clock.now(),
       promptTokens: request.promptTokens,
       maxTokens: request.maxTokens,
       resume,
       ready: readyIndices(candidates),
       outcome: outcome.ok ? outcome.index : outcome.reason,
-    });
+      trace,
+    };
+    this.#onDecision?.(decision);
+    explain?.(decision);
     return outcome;
   }
 }

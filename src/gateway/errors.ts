@@ -15,6 +15,7 @@ export interface HttpError {
 const byCode: Record<FailureCode, { status: number; type: string }> = {
   invalid_request: { status: 400, type: "invalid_request_error" },
   unauthorized: { status: 401, type: "authentication_error" },
+  forbidden: { status: 403, type: "permission_error" },
   quota_exceeded: { status: 429, type: "rate_limit_error" },
   context_length_exceeded: { status: 400, type: "invalid_request_error" },
   model_not_found: { status: 404, type: "invalid_request_error" },

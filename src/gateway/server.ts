@@ -8,9 +8,11 @@ import { leastLoaded } from "../scheduler/policies.js";
 import { FlotillaError } from "../core/errors.js";
 import type { RouteHints } from "../metering/pricing.js";
 import { openTenancy, type Tenancy } from "../metering/tenancy.js";
-import { loggerOptions, registerObservability, type ObservabilityOptions } from "../obs/index.js";
+import { loggerOptions, registerObservability, type ObservabilityOptions, type Observatory } from "../obs/index.js";
+import { levelEnabled } from "../obs/logging.js";
+import { explainDecision, type DecisionListener } from "../scheduler/decision.js";
 import type { Cascade } from "../scheduler/cascade.js";
-import { enforceAccess, type RoutePolicy } from "./access.js";
+import { checkAdmin, enforceAccess, type RoutePolicy } from "./access.js";
 import { registerAdminRoutes } from "./admin.js";
 import { drainBody, guardExpectContinue, receivingOptions } from "./http-limits.js";
 import { AdmissionGate } from "./admission-gate.js";
@@ -81,7 +83,6 @@ export function createGatewayWithShutdown(opts: GatewayOptions): Gateway {
   const clock = opts.clock ?? wallClock;
   const tenancy = opts.tenancy ?? openTenancy;
   const work = new Work(clock);
-  const dispatcher = dispatcherFor(opts, clock);
   const gate = new AdmissionGate({
     clock,
     ...(opts.maxQueued === undefined ? {} : { maxQueued: opts.maxQueued }),
@@ -103,11 +104,22 @@ export function createGatewayWithShutdown(opts: GatewayOptions): Gateway {
   registerTenancyRoutes(app, tenancy, access.principalOf, clock);
   const observer = registerObservability(app, opts.fleet, { clock, ...opts.observability });
   observer.admissionQueue = () => gate.depths();
+  const dispatcher = dispatcherFor(opts, clock, decisionListener(app, observer, opts.policy ?? leastLoaded));
   registerErrorHandlers(app);
 
   const cascades = opts.cascades ?? new Map<string, Cascade>();
   registerModelRoutes(app, { fleet: opts.fleet, cascades, dispatcher, clock, ready: () => !work.closing && opts.fleet.anyReady() });
-  const services: CompletionServices = { clock, dispatcher, gate, tenancy, observer, cascades, principalOf: access.principalOf, maxTimeoutMs: opts.requestTimeoutMs ?? 600_000 };
+  const services: CompletionServices = {
+    clock,
+    dispatcher,
+    gate,
+    tenancy,
+    observer,
+    cascades,
+    principalOf: access.principalOf,
+    maxTimeoutMs: opts.requestTimeoutMs ?? 600_000,
+    explainAllowed: (raw) => checkAdmin(raw, raw.socket.remoteAddress, opts.adminToken) === undefined,
+  };
   app.post("/v1/chat/completions", { ...TENANT, schema: { body: chatCompletionSchema } }, work.track(completionHandler(services, "chat", chatRequest)));
   app.post("/v1/completions", { ...TENANT, schema: { body: completionSchema } }, work.track(completionHandler(services, "completion", completionRequest)));
 
@@ -163,9 +175,19 @@ class Work {
   }
 }
 
-function dispatcherFor(opts: GatewayOptions, clock: Clock): Dispatcher {
+/** Every routing decision: its plugins' times into /metrics, and the decision itself as a debug log line. */
+function decisionListener(app: FastifyInstance, observer: Observatory, policy: Policy): DecisionListener {
+  const debug = levelEnabled(app.log.level, "debug");
+  return (decision) => {
+    observer.routed(policy.name, decision);
+    if (debug) app.log.debug({ decision: explainDecision(decision) }, "routed");
+  };
+}
+
+function dispatcherFor(opts: GatewayOptions, clock: Clock, onDecision: DecisionListener): Dispatcher {
   return new Dispatcher(opts.fleet, opts.policy ?? leastLoaded, {
     clock,
+    onDecision,
     ...(opts.readyWaitMs === undefined ? {} : { retry: { readyWaitMs: opts.readyWaitMs } }),
     ...(opts.slowFirstTokenMs === undefined ? {} : { slowFirstTokenMs: opts.slowFirstTokenMs }),
     ...(opts.hedge === undefined ? {} : { hedge: { enabled: opts.hedge } }),

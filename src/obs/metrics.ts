@@ -11,7 +11,7 @@
  */
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
 import type { HealthState } from "../scheduler/health.js";
-import { E2E_BUCKETS_S, fleetShares, TPOT_BUCKETS_S, TTFT_BUCKETS_S, type HistogramSinks, type Observatory, type ReplicaStats, type TenantEnergy } from "./observatory.js";
+import { E2E_BUCKETS_S, ROUTER_PLUGIN_BUCKETS_S, fleetShares, TPOT_BUCKETS_S, TTFT_BUCKETS_S, type HistogramSinks, type Observatory, type ReplicaStats, type TenantEnergy } from "./observatory.js";
 
 const HEALTH_STATES: readonly HealthState[] = ["healthy", "half-open", "ejected", "draining", "terminating", "removed", "not-ready"];
 
@@ -104,6 +104,13 @@ function latencyHistograms(registry: Registry): HistogramSinks {
     ttft: new Histogram({ name: "flotilla_time_to_first_token_seconds", help: "Time from admission to the first output token, by the replica that produced it.", labelNames: BY_REPLICA, buckets: [...TTFT_BUCKETS_S], registers }),
     tpot: new Histogram({ name: "flotilla_time_per_output_token_seconds", help: "Mean time per output token after the first, per successful request of two or more tokens.", labelNames: BY_REPLICA, buckets: [...TPOT_BUCKETS_S], registers }),
     e2e: new Histogram({ name: "flotilla_request_duration_seconds", help: "End-to-end latency of successful requests, from admission to the last token, by the replica that finished.", labelNames: BY_REPLICA, buckets: [...E2E_BUCKETS_S], registers }),
+    routerPlugin: new Histogram({
+      name: "flotilla_router_plugin_duration_seconds",
+      help: "Time each routing plugin (filter:<name>, scorer:<name>, pick) took per decision, by policy.",
+      labelNames: ["policy", "plugin"],
+      buckets: [...ROUTER_PLUGIN_BUCKETS_S],
+      registers,
+    }),
   };
 }
 

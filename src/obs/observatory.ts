@@ -16,6 +16,7 @@ import type { TextSink } from "../engines/engine.js";
 import type { Fleet, Replica } from "../fleet/fleet.js";
 import type { HealthState } from "../scheduler/health.js";
 import type { Settlement, Ticket } from "../metering/tenancy.js";
+import type { Decision } from "../scheduler/decision.js";
 import type { RequestLog, RequestObserver, RequestStart, RequestWatch } from "./observer.js";
 
 /** TTFT bucket bounds in seconds, shared by Prometheus, the live view and sim reports. */
@@ -221,7 +222,12 @@ export interface HistogramSinks {
   readonly ttft: Histogram;
   readonly tpot: Histogram;
   readonly e2e: Histogram;
+  /** Each routing plugin's time per decision, by policy and plugin. */
+  readonly routerPlugin: Histogram;
 }
+
+/** A routing plugin runs in microseconds over tens of candidates; hundreds of µs means a slow scorer. */
+export const ROUTER_PLUGIN_BUCKETS_S = [1e-7, 2.5e-7, 5e-7, 1e-6, 2.5e-6, 5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 1e-3, 1e-2] as const;
 
 export interface ObservatoryOptions {
   readonly clock: Clock;
@@ -440,6 +446,13 @@ export class Observatory implements RequestObserver {
     const row = this.http.get(key);
     if (row === undefined) this.http.set(key, { method, route, code: String(code), count: 1 });
     else row.count++;
+  }
+
+  /** One routing decision of the live dispatcher: each plugin's time goes to the histogram. */
+  routed(policy: string, decision: Decision): void {
+    const sink = this.#histograms?.routerPlugin;
+    if (sink === undefined || decision.trace === undefined) return;
+    for (const p of decision.trace.plugins) sink.observe({ policy, plugin: p.name }, p.us / 1e6);
   }
 
   cascadeEscalated(model: string, reason: string): void {

@@ -105,6 +105,23 @@ export type RouteOutcome =
   | { readonly ok: true; readonly index: number }
   | { readonly ok: false; readonly reason: RejectReason };
 
+/**
+ * What one decision did, filled by route() when the caller passes one:
+ * explain (which scorer gave what to whom) and per-plugin latency. Costs a
+ * clock read per plugin and an array per candidate; left out, route() does
+ * neither.
+ */
+export interface RouteTrace {
+  /** Each plugin in the order it ran ("filter:ready", "scorer:least-loaded", "pick") and its wall time, µs. */
+  readonly plugins: { readonly name: string; readonly us: number }[];
+  /** Each candidate that passed the filters: its index, its score from each scorer in [0, 1] (policy order), the weighted total. */
+  readonly scored: { readonly index: number; readonly scores: number[]; total: number }[];
+}
+
+export function newRouteTrace(): RouteTrace {
+  return { plugins: [], scored: [] };
+}
+
 // Scratch for route(): survivor positions and scores, grown as needed and
 // reused, so a decision allocates nothing but its outcome. A nested call (a
 // scorer that routes) gets fresh arrays instead.
@@ -123,6 +140,7 @@ export function route(
   request: RouteRequest,
   candidates: readonly Candidate[],
   random: () => number = Math.random,
+  trace?: RouteTrace,
 ): RouteOutcome {
   const n = candidates.length;
   if (n === 0) return { ok: false, reason: "no_ready_replica" };
@@ -140,11 +158,13 @@ export function route(
     for (let i = 0; i < n; i++) idx[i] = i;
     let m = n;
     for (const filter of policy.filters) {
+      const t0 = trace === undefined ? 0 : performance.now();
       let kept = 0;
       for (let j = 0; j < m; j++) {
         const i = idx[j]!;
         if (filter.keep(candidates[i]!, request)) idx[kept++] = i;
       }
+      if (trace !== undefined) trace.plugins.push({ name: `filter:${filter.name}`, us: 1000 * (performance.now() - t0) });
       if (kept === 0) return { ok: false, reason: filter.rejects };
       m = kept;
     }
@@ -155,21 +175,47 @@ export function route(
       if (view === undefined) scoreViews[m] = view = scratchScores.subarray(0, m);
       scores = view;
     }
-    const scorers = policy.scorers;
-    for (let j = 0; j < m; j++) {
-      const c = candidates[idx[j]!]!;
-      let total = 0;
-      for (let s = 0; s < scorers.length; s++) {
-        const ws = scorers[s]!;
-        total += ws.weight * unit(ws.scorer.score(c, request));
-      }
-      scores[j] = total;
-    }
+    if (trace === undefined) score(policy.scorers, candidates, idx, m, request, scores);
+    else scoreTraced(policy.scorers, candidates, idx, m, request, scores, trace);
+    const t0 = trace === undefined ? 0 : performance.now();
     const pick = policy.pick(scores, m, random);
+    if (trace !== undefined) trace.plugins.push({ name: "pick", us: 1000 * (performance.now() - t0) });
     const chosen = Number.isInteger(pick) && pick >= 0 && pick < m ? candidates[idx[pick]!] : undefined;
     if (chosen === undefined) throw new RangeError(`picker of policy ${policy.name} returned an index out of range`);
     return { ok: true, index: chosen.index };
   } finally {
     routing = nested;
   }
+}
+
+/** scores[j] = the weighted sum of every scorer's unit score for candidate idx[j]. */
+function score(scorers: readonly WeightedScorer[], candidates: readonly Candidate[], idx: Int32Array, m: number, request: RouteRequest, scores: Float64Array): void {
+  for (let j = 0; j < m; j++) {
+    const c = candidates[idx[j]!]!;
+    let total = 0;
+    for (let s = 0; s < scorers.length; s++) {
+      const ws = scorers[s]!;
+      total += ws.weight * unit(ws.scorer.score(c, request));
+    }
+    scores[j] = total;
+  }
+}
+
+/** The same sums, one scorer at a time so each is timed, every score kept in `trace`. */
+function scoreTraced(scorers: readonly WeightedScorer[], candidates: readonly Candidate[], idx: Int32Array, m: number, request: RouteRequest, scores: Float64Array, trace: RouteTrace): void {
+  const first = trace.scored.length;
+  for (let j = 0; j < m; j++) {
+    scores[j] = 0;
+    trace.scored.push({ index: candidates[idx[j]!]!.index, scores: [], total: 0 });
+  }
+  for (const ws of scorers) {
+    const t0 = performance.now();
+    for (let j = 0; j < m; j++) {
+      const u = unit(ws.scorer.score(candidates[idx[j]!]!, request));
+      trace.scored[first + j]!.scores.push(u);
+      scores[j]! += ws.weight * u;
+    }
+    trace.plugins.push({ name: `scorer:${ws.scorer.name}`, us: 1000 * (performance.now() - t0) });
+  }
+  for (let j = 0; j < m; j++) trace.scored[first + j]!.total = scores[j]!;
 }

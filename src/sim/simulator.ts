@@ -24,7 +24,7 @@ import type { DecisionListener } from "../scheduler/decision.js";
 import { readyIndices } from "../scheduler/decision.js";
 import { ReplicaHealth } from "../scheduler/health.js";
 import type { Candidate, Policy, RejectReason, RouteOutcome, RouteRequest } from "../scheduler/pipeline.js";
-import { route } from "../scheduler/pipeline.js";
+import { newRouteTrace, route } from "../scheduler/pipeline.js";
 import { PrefixIndex } from "../scheduler/prefix-index.js";
 import { markReady, type Readiness, type ReadinessCandidate, type ReplicaStatus } from "../scheduler/readiness.js";
 import { DEFAULT_RETRY, attemptBudget, backoffMs, retryCandidates, type RetryPolicy } from "../scheduler/retry.js";
@@ -68,7 +68,7 @@ export interface SimulateOptions {
   readonly maxQueued?: number;
   /** How often the admission lane looks again while requests wait, ms (the gateway's default, 50). */
   readonly admissionPollMs?: number;
-  /** Hears every routing decision. */
+  /** Hears every routing decision, with its RouteTrace (scores, plugin times); costs a little per decision, so off unless given. */
   readonly onDecision?: DecisionListener;
 }
 
@@ -595,17 +595,20 @@ class Simulation {
       blockTokens: this.#fleet.blockTokens,
       ttftSloMs: this.#fleet.slo.ttftMs,
     };
-    const outcome = route(this.#policy, request, candidates, this.#random);
+    const { onDecision } = this.#opts;
+    const trace = onDecision === undefined ? undefined : newRouteTrace();
+    const outcome = route(this.#policy, request, candidates, this.#random, trace);
     if (outcome.ok && blocks.length > 0) this.#prefixIndex.record(outcome.index, blocks);
     this.#decisions++;
     this.#decisionMs += performance.now() - t0;
-    this.#opts.onDecision?.({
+    onDecision?.({
       atMs: t,
       promptTokens: request.promptTokens,
       maxTokens: request.maxTokens,
       resume: seq.generated > 0,
       ready: readyIndices(candidates),
       outcome: outcome.ok ? outcome.index : outcome.reason,
+      ...(trace === undefined ? {} : { trace }),
     });
     return outcome;
   }

@@ -83,6 +83,18 @@ describe("flotilla sim", () => {
     assert.ok(report.replicas.some((x) => x.failures > 0));
   });
 
+  it("--explain N prints the first N decisions: candidates, each scorer's score, the choice, each plugin's time", async () => {
+    const r = await sim(["--synthetic", "--requests", "30", "--rate", "10", "--model", "llama-3.1-8b", "--replicas", "3", "--policy", "cost-aware", "--explain", "2", "--json", "--no-progress"]);
+    assert.equal(r.exitCode, undefined, r.stderr);
+    JSON.parse(r.stdout); // the report stays the only thing on stdout
+    const lines = r.stderr.trimEnd().split("\n").map((l) => JSON.parse(l) as { decision: number; chosen: string; scores: { replica: string; by: Record<string, number> }[]; plugins_us: Record<string, number> });
+    assert.deepEqual(lines.map((l) => l.decision), [1, 2]);
+    assert.match(lines[0]!.chosen, /^replicas\/[0-2]$/);
+    assert.equal(lines[0]!.scores.length, 3);
+    assert.ok(Object.keys(lines[0]!.scores[0]!.by).length >= 2, "cost-aware has several scorers");
+    assert.ok(Object.keys(lines[0]!.plugins_us).some((p) => p.startsWith("scorer:")));
+  });
+
   it("--host-kv-gb sets every island's host tier; 0 turns it off", { skip: TRACES_ABSENT }, async () => {
     const args = ["--trace", MOONCAKE, "--truncate", "300", "--model", "llama-3.1-70b", "--precision", "fp8", "--tp", "2", "--replicas", "2", "--json", "--no-progress"];
     const on = JSON.parse((await sim(args)).stdout) as SimReport;
