@@ -106,8 +106,8 @@ export const simFleetSchema = z
         repair_s: z.number().gt(0).default(600),
         /** Failures at given times, on top of (or instead of) the random process. */
         schedule: z.array(failureEvent).optional(),
-        /** Wait before retrying a request no replica could take after a failure. */
-        retry_ms: z.number().gt(0).default(1000),
+        /** Gone: a displaced request follows the gateway's retry rules (scheduler/retry.ts), so a fleet file that sets it is told so. */
+        retry_ms: z.never({ error: "retry_ms is no longer read: a displaced request follows the gateway's retry rules (an attempt budget, backoff, 1 s waiting for a ready replica); remove it" }).optional(),
       })
       .strict()
       .optional(),
@@ -178,7 +178,7 @@ export interface SimFleet {
   readonly sample: number;
   readonly slo: { readonly ttftMs: number; readonly tpotMs: number };
   readonly failures:
-    | { readonly mtbfMs: number | undefined; readonly repairMs: number; readonly schedule: readonly ScheduledFailure[]; readonly retryMs: number }
+    | { readonly mtbfMs: number | undefined; readonly repairMs: number; readonly schedule: readonly ScheduledFailure[] }
     | undefined;
   readonly blockTokens: number;
   readonly chunkedPrefill: boolean;
@@ -241,7 +241,7 @@ export function resolveSimFleet(raw: unknown, source = "fleet file"): SimFleet {
     policy,
     sample: cfg.router.sample,
     slo: { ttftMs: cfg.slo.ttft_ms, tpotMs: cfg.slo.tpot_ms },
-    failures: f === undefined ? undefined : { mtbfMs: f.mtbf_s === undefined ? undefined : f.mtbf_s * 1000, repairMs: f.repair_s * 1000, schedule, retryMs: f.retry_ms },
+    failures: f === undefined ? undefined : { mtbfMs: f.mtbf_s === undefined ? undefined : f.mtbf_s * 1000, repairMs: f.repair_s * 1000, schedule },
     blockTokens: cfg.engine.block_tokens,
     chunkedPrefill: cfg.engine.chunked_prefill,
     stepTokens: cfg.engine.step_tokens,

@@ -1,6 +1,7 @@
 /**
  * The layer rule in eslint.config.js: an upward import fails the lint (and
- * so `npm test`), a downward one passes. Linted as if the fixture lived at
+ * so `npm test`), a downward one passes; and a function in src/ longer than
+ * 80 lines fails it too. Linted as if the fixture lived at
  * the path given, with the project's own configuration.
  */
 import assert from "node:assert/strict";
@@ -34,5 +35,17 @@ describe("layers", () => {
     assert.deepEqual(await importErrors("src/gateway/fixture.ts", "../obs/metrics.js"), []);
     assert.deepEqual(await importErrors("src/sim/fixture.ts", "../scheduler/pipeline.js"), []);
     assert.deepEqual(await importErrors("src/cli/fixture.ts", "../gateway/server.js"), []);
+  });
+});
+
+describe("function length", () => {
+  const fn = (lines: number): string => `export function f(): number {\n  let x = 0;\n${"  x++;\n".repeat(lines - 4)}  return x;\n}\n`;
+  const lengthErrors = async (filePath: string, text: string): Promise<number> =>
+    (await eslint.lintText(text, { filePath }))[0]!.messages.filter((m) => m.ruleId === "max-lines-per-function").length;
+
+  it("rejects a function of more than 80 lines in src/, blank lines and comments not counted", async () => {
+    assert.equal(await lengthErrors("src/sim/fixture.ts", fn(81)), 1);
+    assert.equal(await lengthErrors("src/sim/fixture.ts", fn(80)), 0);
+    assert.equal(await lengthErrors("src/sim/fixture.ts", fn(80).replace("let x = 0;", `let x = 0;\n${"  // why\n\n".repeat(30)}`)), 0);
   });
 });

@@ -68,6 +68,8 @@ describe("fleet file", () => {
     );
     assert.throws(() => resolveSimFleet({ islands: [], slo: { ttft: 1 } }), (e: Error) => /islands: /.test(e.message) && /slo: Unrecognized key: "ttft"/.test(e.message));
     assert.throws(() => resolveSimFleet({ islands: [{ hardware: "h100", count: 0, model: "llama-3.1-8b" }] }), /islands\.0\.count/);
+    // A key the simulator no longer reads says why, rather than being ignored.
+    assert.throws(() => resolveSimFleet({ islands: [{ hardware: "h100", count: 1, model: "llama-3.1-8b" }], failures: { retry_ms: 500 } }), /failures\.retry_ms: retry_ms is no longer read: .*gateway's retry rules/);
   });
 
   it("names the known ones when hardware, model, precision or policy is unknown", () => {

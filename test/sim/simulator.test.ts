@@ -149,7 +149,7 @@ describe("simulate: failures", () => {
 
   it("random failures and repairs: retries counted; lost only what found no replica within the gateway's ready wait", () => {
     const trace = syntheticTrace({ requests: 800, ratePerS: 8, seed: 9 });
-    const fleet = fleetOf(3, {}, { failures: { mtbf_s: 15, repair_s: 10, retry_ms: 500 } });
+    const fleet = fleetOf(3, {}, { failures: { mtbf_s: 15, repair_s: 10 } });
     const r = simulate({ fleet, trace });
     const failures = r.replicas.reduce((s, x) => s + x.failures, 0);
     assert.ok(failures >= 6, `${failures} failures`);
