@@ -40,8 +40,13 @@ interface Slot {
 
 let runtime: Promise<Llama> | undefined;
 
-/** One llama.cpp runtime per process, shared by every local replica. */
-function llamaRuntime(): Promise<Llama> {
+/**
+ * One llama.cpp runtime per process, shared by every local replica. Most of
+ * the second it takes to load is spent off the JS thread, so a caller that
+ * knows it will serve a local model starts it early (`flotilla serve`, while
+ * the gateway's modules load).
+ */
+export function llamaRuntime(): Promise<Llama> {
   runtime ??= getLlama({ gpu: false, logLevel: LlamaLogLevel.error });
   return runtime;
 }

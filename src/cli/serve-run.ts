@@ -1,0 +1,143 @@
+/**
+ * What `flotilla serve` does: the fleet, the tenancy and the gateway from the
+ * options or fleet file, listening until a signal drains it. Loaded on
+ * demand by serve.ts.
+ */
+import { readFile } from "node:fs/promises";
+import { basename, dirname, resolve } from "node:path";
+import { parse as parseYaml } from "yaml";
+import { isLoopbackHost } from "../core/loopback.js";
+import { buildCascades, buildFleet } from "../fleet/build.js";
+import type { Fleet } from "../fleet/fleet.js";
+import { parseFleetConfig, type FleetConfig } from "../fleet/config.js";
+import { createGatewayWithShutdown } from "../gateway/server.js";
+import { ensureDefaultModel } from "../gguf/default-model.js";
+import { rateBookFromConfig, tenancyFromConfig } from "../metering/config.js";
+import { hardwareByReplica } from "../obs/index.js";
+import type { Policy } from "../scheduler/pipeline.js";
+import { policyFromConfig } from "../scheduler/policies.js";
+import { DEFAULT_HOST, DEFAULT_PORT, type ServeOptions } from "./serve.js";
+
+export async function serve(opts: ServeOptions): Promise<void> {
+  if (opts.model !== undefined && opts.config !== undefined) {
+    throw new Error("give either --model or --config, not both");
+  }
+  const { config, baseDir } = await loadConfig(opts);
+  // A name, or in the fleet file a weighted mix: { scorers: [{ name, weight }], picker }.
+  const policy = policyFromConfig(opts.policy ?? config.server.policy ?? "least-loaded");
+
+  const fleet = buildFleet(config, { baseDir, env: process.env });
+  // Engines start while the rest is built: loading a model is mostly waiting
+  // on native code, which overlaps the stores opening and the gateway's setup.
+  const started = fleet.start((replica, err) => {
+    process.stderr.write(`flotilla: replica ${replica.id} did not start: ${(err as Error).message}\n`);
+  });
+  try {
+    await listen(opts, config, baseDir, fleet, policy, started);
+  } catch (err) {
+    await started;
+    await fleet.close();
+    throw err;
+  }
+}
+
+/** The rest of `serve` once the engines are starting: tenancy, gateway, listening, and the signals that stop it. */
+async function listen(opts: ServeOptions, config: FleetConfig, baseDir: string, fleet: Fleet, policy: Policy, started: Promise<void>): Promise<void> {
+  const adminToken = config.server.admin_token_env === undefined ? undefined : process.env[config.server.admin_token_env];
+  if (config.server.admin_token_env !== undefined && adminToken === undefined) {
+    throw new Error(`server.admin_token_env names ${config.server.admin_token_env}, which is not set`);
+  }
+  const host = opts.host ?? config.server.host ?? DEFAULT_HOST;
+  if (adminToken === undefined && !isLoopbackHost(host)) {
+    // Without a token the operator's routes answer loopback only, so they are safe but unreachable from elsewhere.
+    process.stderr.write(`flotilla: warning: bound to ${host} with no admin token: /admin, /metrics and /ui answer direct loopback clients only; set server.admin_token_env to manage this server from other hosts\n`);
+  }
+  const port = opts.port ?? config.server.port ?? DEFAULT_PORT;
+  // Each replica's hardware prices its requests and tells the router its speed, cost and energy.
+  const rates = await rateBookFromConfig(config, baseDir);
+  const tenancy = await tenancyFromConfig(config, { baseDir, env: process.env, host, fleet, rates });
+  const { app, shutdown } = createGatewayWithShutdown({
+    fleet,
+    ...(tenancy === undefined ? {} : { tenancy }),
+    policy,
+    routeHints: (id) => rates.hints(id),
+    cascades: buildCascades(config),
+    ...(config.server.max_queued === undefined ? {} : { maxQueued: config.server.max_queued }),
+    ...(config.server.max_queued_per_tenant === undefined ? {} : { maxQueuedPerTenant: config.server.max_queued_per_tenant }),
+    ...(config.server.ttft_slo_ms === undefined ? {} : { ttftSloMs: config.server.ttft_slo_ms }),
+    logLevel: opts.logLevel,
+    observability: { logPrompts: opts.logPrompts === true, simReports: opts.simReport ?? [], hardware: hardwareByReplica(config) },
+    requestTimeoutMs: config.server.request_timeout_ms,
+    readyWaitMs: config.server.ready_wait_ms,
+    ...(config.server.eject_slow_first_token_ms === undefined ? {} : { slowFirstTokenMs: config.server.eject_slow_first_token_ms }),
+    hedge: config.server.hedge_first_token,
+    ...(adminToken === undefined ? {} : { adminToken }),
+    metricsPublic: config.server.metrics_public,
+    ...(config.server.body_limit_bytes === undefined ? {} : { bodyLimit: config.server.body_limit_bytes }),
+    bodyTimeoutMs: config.server.body_timeout_ms,
+  });
+  await started;
+  const address = await app.listen({ host, port });
+
+  const lines = [...fleet.models()].map((m) => {
+    const ready = m.replicas.filter((r) => r.engine.isReady()).length;
+    return `  ${m.name}: ${ready}/${m.replicas.length} replicas ready`;
+  });
+  process.stdout.write(`flotilla listening on ${address}\n${lines.join("\n")}\n  dashboard: ${address}/ui   metrics: ${address}/metrics\n`);
+  process.stdout.write(tenancy === undefined ? "  usage ledger: off (server.store: none)\n" : `  usage ledger: ${tenancy.store.kind} ${tenancy.store.where}\n  api keys: ${await tenancy.authMode()}\n`);
+
+  // The first signal drains (in-flight requests finish, new ones get 503);
+  // a second one stops at once.
+  let stopping = false;
+  const stop = (): void => {
+    if (stopping) process.exit(1);
+    stopping = true;
+    process.stdout.write(`flotilla: shutting down, letting ${fleet.inFlight()} in-flight requests finish\n`);
+    void shutdown(config.server.shutdown_grace_ms).then(async () => {
+      await tenancy?.close();
+      process.stdout.write("flotilla: stopped\n");
+      process.exit(0);
+    });
+  };
+  process.on("SIGINT", stop);
+  process.on("SIGTERM", stop);
+}
+
+async function loadConfig(opts: ServeOptions): Promise<{ config: FleetConfig; baseDir: string }> {
+  if (opts.config !== undefined) {
+    const path = resolve(opts.config);
+    const text = await readFile(path, "utf8").catch((err: NodeJS.ErrnoException) => {
+      throw new Error(`cannot read fleet file ${path}: ${err.code === "ENOENT" ? "no such file" : err.message}`);
+    });
+    return { config: parseFleetConfig(parseYaml(text), path), baseDir: dirname(path) };
+  }
+  let path = opts.model;
+  if (path === undefined) {
+    const { path: defaultPath, created } = await ensureDefaultModel();
+    path = defaultPath;
+    process.stdout.write(banner(path, created));
+  }
+  const name = basename(path).replace(/\.gguf$/i, "");
+  const replica = {
+    engine: "local" as const,
+    path: resolve(path),
+    ...(opts.parallel === undefined ? {} : { parallel: opts.parallel }),
+    ...(opts.context === undefined ? {} : { context: opts.context }),
+  };
+  return { config: parseFleetConfig({ models: [{ name, replicas: [replica] }] }), baseDir: process.cwd() };
+}
+
+function banner(path: string, created: boolean): string {
+  return [
+    "",
+    "  ┌────────────────────────────────────────────────────────────────────┐",
+    "  │ Serving Flotilla's built-in tiny model: random weights, so its      │",
+    "  │ output is gibberish by design. It proves the whole path works.      │",
+    "  │ Serve a real model with:  flotilla serve --model PATH.gguf          │",
+    "  └────────────────────────────────────────────────────────────────────┘",
+    `  model file: ${path}${created ? " (written just now)" : ""}`,
+    "",
+    "",
+  ].join("\n");
+}
+
