@@ -10,6 +10,8 @@ export interface LoadSpec {
   readonly url: string;
   readonly path: string;
   readonly body: string;
+  /** Headers besides content-type (a peer's routing headers). */
+  readonly headers?: Readonly<Record<string, string>>;
   /** Requests per second for open-loop; omit for closed-loop at `concurrency`. */
   readonly rate?: number;
   readonly concurrency: number;
@@ -43,7 +45,7 @@ export async function runLoad(spec: LoadSpec): Promise<LoadResult> {
   const one = async (): Promise<void> => {
     const start = performance.now();
     try {
-      const res = await pool.request({ method: "POST", path: spec.path, headers: { "content-type": "application/json" }, body: spec.body });
+      const res = await pool.request({ method: "POST", path: spec.path, headers: { "content-type": "application/json", ...spec.headers }, body: spec.body });
       if (spec.readBody) await res.body.arrayBuffer();
       else await res.body.dump();
       if (res.statusCode !== 200) errors++;

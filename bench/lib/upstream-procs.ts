@@ -22,15 +22,22 @@ export class UpstreamProc {
     readonly ready: RegExp,
     readonly label: string,
     readonly env: NodeJS.ProcessEnv = process.env,
+    /** Where its stderr goes (a peer that logs a stack per failed request is quieter ignored). */
+    readonly stderr: "inherit" | "ignore" = "inherit",
   ) {}
 
   get url(): string {
     return `http://127.0.0.1:${this.port}`;
   }
 
+  /** The running process's id (for its CPU time), if it runs. */
+  get pid(): number | undefined {
+    return this.#child?.pid;
+  }
+
   /** Starts it and resolves once it prints its ready line; rejects if it exits first. */
   async start(): Promise<void> {
-    const child = spawn(process.execPath, [...this.argv], { env: this.env, stdio: ["ignore", "pipe", "inherit"] });
+    const child = spawn(process.execPath, [...this.argv], { env: this.env, stdio: ["ignore", "pipe", this.stderr] });
     this.#child = child;
     this.state = "starting";
     await new Promise<void>((ok, fail) => {
