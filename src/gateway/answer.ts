@@ -1,3 +1,4 @@
+import { follow } from "../core/abort.js";
 import type { Clock } from "../core/clock.js";
 import { likelyPromptTokens, promptTokenBound, type GenerationRequest, type GenerationResult } from "../core/request.js";
 import type { ChunkIds, TextSink } from "../engines/engine.js";
@@ -37,12 +38,15 @@ export class Attempt {
 
   /** Runs `generate`, recording how it ended; never rejects. */
   run(generate: (sink: TextSink, signal: AbortSignal) => Promise<GenerationResult>, signal: AbortSignal): void {
-    this.done = generate(this.sink, AbortSignal.any([signal, this.controller.signal])).then(
+    const unfollow = follow(this.controller, signal);
+    this.done = generate(this.sink, this.controller.signal).then(
       (result) => {
+        unfollow();
         this.result = result;
         this.settled = true;
       },
       (err: unknown) => {
+        unfollow();
         this.error = err;
         this.settled = true;
       },

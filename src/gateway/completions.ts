@@ -7,6 +7,7 @@
  */
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { FastifyReply, FastifyRequest } from "fastify";
+import { NO_LONGER_NEEDED } from "../core/abort.js";
 import type { Clock } from "../core/clock.js";
 import { FlotillaError } from "../core/errors.js";
 import { estimateTokens, type GenerationRequest } from "../core/request.js";
@@ -268,7 +269,7 @@ class CompletionRun {
   /** Exactly one ledger row, whatever happened; the capacity turn and the deadline are given back. */
   async #settle(watch: RequestWatch, ticket: Ticket): Promise<void> {
     this.#release?.();
-    this.#settled.abort();
+    this.#settled.abort(NO_LONGER_NEEDED);
     const ended = settlement(this.#result, this.#lastReplica, this.#s.clock.now() - this.#started, this.#cancel.signal.aborted, this.#timedOut, this.#failure);
     const settled: Settlement = { ...ended, streamedTokens: this.#streamedTokens, streamedEstimated: this.#streamedEstimated, ...(this.#earlier === undefined ? {} : { earlier: this.#earlier }) };
     watch.finish(settled);

@@ -1,3 +1,4 @@
+import { follow, NO_LONGER_NEEDED } from "../core/abort.js";
 import { wallClock, type Clock } from "../core/clock.js";
 import { FlotillaError } from "../core/errors.js";
 import type { GenerationRequest, GenerationResult } from "../core/request.js";
@@ -400,11 +401,13 @@ export class Dispatcher {
 /** Whether `work` settles within `ms` of `clock`'s time (false when the time runs out first, or the request is cancelled). */
 async function settlesWithin(work: Promise<unknown>, ms: number, clock: Clock, signal: AbortSignal): Promise<boolean> {
   const over = new AbortController();
-  const late = clock.sleep(ms, AbortSignal.any([signal, over.signal])).then(() => false);
+  const unfollow = follow(over, signal);
+  const late = clock.sleep(ms, over.signal).then(() => false);
   try {
     return await Promise.race([work.then(() => true), late]);
   } finally {
-    over.abort();
+    unfollow();
+    over.abort(NO_LONGER_NEEDED);
   }
 }
 
