@@ -17,7 +17,7 @@
  * (from /proc), warm-up included, over the requests it served.
  *
  *   npm install --prefix bench        # once, for the Portkey column
- *   node --import tsx bench/gateway-vs-peers.ts [--seconds 10] [--concurrency 32] [--rate 1000]
+ *   npm run build && node --import tsx bench/gateway-vs-peers.ts [--seconds 10] [--concurrency 32] [--rate 1000]
  */
 import { execFile } from "node:child_process";
 import { existsSync } from "node:fs";
@@ -55,7 +55,8 @@ async function flotilla(store: string, dir: string): Promise<Target["start"]> {
   return async (port, upstream) => {
     const fleet = join(dir, `fleet-${store.replace(/\W/g, "")}.yaml`);
     await writeFile(fleet, `models:\n  - name: m\n    replicas:\n      - { engine: openai, url: "${upstream}", parallel: 512, max_queue: 4096 }\nserver:\n  store: "${store}"\n`);
-    const proc = new UpstreamProc(port, [...TSX, join(ROOT, "src/cli/run.ts"), "serve", "--config", fleet, "--port", String(port), "--log-level", "error"], /flotilla listening on/, `flotilla (${store})`, { ...process.env, FLOTILLA_HOME: dir });
+    // The compiled CLI, as users run it.
+    const proc = new UpstreamProc(port, [join(ROOT, "bin/flotilla.js"), "serve", "--config", fleet, "--port", String(port), "--log-level", "error"], /flotilla listening on/, `flotilla (${store})`, { ...process.env, FLOTILLA_HOME: dir });
     await proc.start();
     return proc;
   };
@@ -155,6 +156,10 @@ function ratios(rows: readonly Row[]): string {
   return out.join("\n");
 }
 
+if (!existsSync(join(ROOT, "dist/cli/run.js"))) {
+  process.stderr.write("dist/ is missing: run `npm run build` first (Flotilla is measured as users run it, compiled)\n");
+  process.exit(2);
+}
 const dir = await mkdtemp(join(tmpdir(), "flotilla-peers-"));
 const upPort = await freePort();
 const upstream = new UpstreamProc(upPort, [...TSX, join(ROOT, "bench/lib/instant-upstream.ts"), "--port", String(upPort)], /instant upstream listening/, "instant upstream");

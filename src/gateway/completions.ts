@@ -330,39 +330,41 @@ async function stream(
       ...extraHeaders(),
     });
     const start = encoder.start();
-    if (start !== undefined) raw.write(start);
+    if (start !== undefined) append(start);
   };
-  // Text that arrives within one tick leaves in one write: an engine that
-  // yields several pieces at once costs one syscall, not one per piece, and
-  // no piece waits longer than the current tick.
-  let corked = false;
-  const uncork = (): void => {
-    corked = false;
-    raw.uncork();
+  // Text that arrives within one tick leaves in one write of one string: an
+  // engine that yields several pieces at once costs one syscall and no
+  // buffer per piece (a corked stream still hands the socket one buffer per
+  // write), and no piece waits longer than the current tick.
+  let batch = "";
+  const flush = (): void => {
+    const out = batch;
+    batch = "";
+    if (out !== "" && !raw.writableEnded && !raw.destroyed) raw.write(out);
+  };
+  const append = (chunk: string): void => {
+    if (batch === "") process.nextTick(flush);
+    batch += chunk;
   };
   try {
     const result = await run(
       (text, _tokens, _estimated, chunkIds) => {
         if (!open) openStream();
-        if (!corked) {
-          corked = true;
-          raw.cork();
-          process.nextTick(uncork);
-        }
-        raw.write(encoder.text(text, ids?.piece(chunkIds)));
+        append(encoder.text(text, ids?.piece(chunkIds)));
       },
       (replica) => {
         replicaId = replica.id;
       },
     );
     if (!open) openStream();
-    raw.write(encoder.finish(result.finishReason, result.logprobs));
-    if (includeUsage) raw.write(encoder.usage(result.usage, extension(result)));
-    raw.end(ChunkEncoder.done);
+    const tail = batch + encoder.finish(result.finishReason, result.logprobs) + (includeUsage ? encoder.usage(result.usage, extension(result)) : "") + ChunkEncoder.done;
+    batch = "";
+    raw.end(tail);
     return result;
   } catch (err) {
     if (!open) throw err; // the error handler answers with a status
     broke(err);
+    flush();
     endWithError(raw, toHttpError(err));
     return undefined;
   }
