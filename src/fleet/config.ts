@@ -144,6 +144,11 @@ export const fleetConfig = z
          * requests 'interrupted'. It heartbeats every sixth of this. Default 30,000.
          */
         instance_lease_ms: z.number().int().min(600).max(3_600_000).optional(),
+        /**
+         * SQLite: ledger writes (admissions, settlements) that arrive within this many ms commit together, in one
+         * transaction; none is acknowledged before its commit. Default 0: those of one event-loop turn.
+         */
+        ledger_commit_ms: z.number().int().min(0).max(10_000).optional(),
       })
       .strict()
       .prefault({}),

@@ -125,7 +125,11 @@ export async function tenancyFromConfig(config: FleetConfig, opts: TenancyFromCo
   const url = storeUrl(config, opts);
   if (url === undefined) return undefined;
   const rates = opts.rates ?? (await rateBookFromConfig(config, opts.baseDir));
-  const store = await openStore(url, { baseDir: opts.baseDir, ...(opts.log === undefined ? {} : { onError: (e: Error) => opts.log!(`store: ${e.message}`) }) });
+  const store = await openStore(url, {
+    baseDir: opts.baseDir,
+    ...(opts.log === undefined ? {} : { onError: (e: Error) => opts.log!(`store: ${e.message}`) }),
+    ...(config.server.ledger_commit_ms === undefined ? {} : { commitWindowMs: config.server.ledger_commit_ms }),
+  });
   try {
     const lease = config.server.instance_lease_ms;
     const publicBind = !isLoopbackHost(opts.host);

@@ -20,6 +20,8 @@ export interface OpenStoreOptions {
   /** Postgres: run buckets and heartbeats on the database's clock (default true). */
   readonly databaseClock?: boolean;
   readonly onError?: (err: Error) => void;
+  /** SQLite: how long a group of ledger writes stays open before its one commit, ms (default 0: the event-loop turn). */
+  readonly commitWindowMs?: number;
 }
 
 /**
@@ -40,7 +42,7 @@ export async function openStore(url: string, opts: OpenStoreOptions = {}): Promi
   if (path === "") throw new Error(`store "${url}" names no file; use sqlite:PATH or postgres://…`);
   if (path !== ":memory:" && !isAbsolute(path)) path = resolve(opts.baseDir ?? process.cwd(), path);
   try {
-    return new SqliteStore(path);
+    return new SqliteStore(path, opts.commitWindowMs === undefined ? {} : { commitWindowMs: opts.commitWindowMs });
   } catch (err) {
     throw new Error(`cannot open the SQLite store at ${path}: ${(err as Error).message}`, { cause: err });
   }

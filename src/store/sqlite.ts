@@ -52,6 +52,7 @@ import {
   usageFrom,
   usageSql,
 } from "./sql.js";
+import { CommitGroup } from "./commit-group.js";
 import { MIGRATIONS, type Store } from "./store.js";
 import type {
   AdmitInput,
@@ -81,9 +82,11 @@ export class SqliteStore implements Store {
   readonly where: string;
   readonly #db: Database.Database;
   readonly #statements = new Map<string, Database.Statement>();
+  /** Admissions and settlements commit in groups (commit-group.ts). */
+  readonly #group: CommitGroup;
 
   /** Opens (creating when needed) the database file and brings its schema up to date. */
-  constructor(path: string) {
+  constructor(path: string, opts: { readonly commitWindowMs?: number } = {}) {
     this.where = path;
     if (path !== ":memory:") mkdirSync(dirname(path), { recursive: true });
     this.#db = new Database(path);
@@ -92,6 +95,12 @@ export class SqliteStore implements Store {
     this.#db.pragma("busy_timeout = 10000");
     this.#db.pragma("foreign_keys = ON");
     this.#migrate();
+    this.#group = new CommitGroup({
+      transaction: (work) => this.#db.transaction(work).immediate(),
+      // A transaction function called inside another runs as a savepoint (better-sqlite3).
+      savepoint: (write) => this.#db.transaction(write)(),
+      ...(opts.commitWindowMs === undefined ? {} : { windowMs: opts.commitWindowMs }),
+    });
   }
 
   #migrate(): void {
@@ -181,7 +190,11 @@ export class SqliteStore implements Store {
     return this.#get(GET_KEYS_REQUIRED)?.value === "true";
   }
 
-  async admit(a: AdmitInput): Promise<AdmitOutcome> {
+  admit(a: AdmitInput): Promise<AdmitOutcome> {
+    return this.#group.run(() => this.#admitNow(a));
+  }
+
+  #admitNow(a: AdmitInput): AdmitOutcome {
     if (a.tenantId === ANONYMOUS_TENANT) {
       return this.#run(INSERT_REQUEST, ...insertRequestParams(a, null)) > 0 ? { ok: true } : { ok: false, reason: "instance_gone" };
     }
@@ -196,7 +209,11 @@ export class SqliteStore implements Store {
     });
   }
 
-  async settle(s: SettleInput): Promise<boolean> {
+  settle(s: SettleInput): Promise<boolean> {
+    return this.#group.run(() => this.#settleNow(s));
+  }
+
+  #settleNow(s: SettleInput): boolean {
     return this.#tx(() => {
       const row = this.#get(REQUEST_CLAIM, s.id);
       if (!settleable(row)) return false;
@@ -276,6 +293,8 @@ export class SqliteStore implements Store {
   }
 
   async close(): Promise<void> {
-    if (this.#db.open) this.#db.close();
+    if (!this.#db.open) return;
+    this.#group.flush();
+    this.#db.close();
   }
 }
