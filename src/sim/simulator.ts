@@ -178,6 +178,8 @@ class Requests {
   readonly pick: Uint8Array;
   readonly wakeAt: Float64Array;
   readonly waitUntil: Float64Array;
+  /** When a request began to wait at the front door (NaN: it did not). */
+  readonly queuedAt: Float64Array;
   readonly waiting = new Map<number, SimSeq>();
 
   constructor(n: number) {
@@ -191,6 +193,7 @@ class Requests {
     this.pick = new Uint8Array(n);
     this.wakeAt = new Float64Array(n).fill(NaN);
     this.waitUntil = new Float64Array(n).fill(NaN);
+    this.queuedAt = new Float64Array(n).fill(NaN);
   }
 }
 
@@ -473,7 +476,7 @@ class Simulation {
       return;
     }
     this.#admissionQueued++;
-    this.#req.waitUntil[i] = t; // arrival time, for the wait it reports
+    this.#req.queuedAt[i] = t;
     if (Number.isNaN(this.#pollDue)) this.#schedulePoll(t);
   }
 
@@ -494,8 +497,7 @@ class Simulation {
       t,
       this.#rep.servingSlots,
       ({ seq }) => {
-        this.#admissionMaxWaitMs = Math.max(this.#admissionMaxWaitMs, t - this.#req.waitUntil[seq.id]!);
-        this.#req.waitUntil[seq.id] = NaN;
+        this.#admissionMaxWaitMs = Math.max(this.#admissionMaxWaitMs, t - this.#req.queuedAt[seq.id]!);
         this.#pick(seq, t);
       },
       () => undefined, // arrivals carry no deadline
