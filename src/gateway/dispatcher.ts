@@ -240,9 +240,11 @@ export class Dispatcher {
       attempt.run((sink, s) => replica.engine.generate(current, sink, s), signal);
       return attempt;
     };
+    // From here to the engine call all is synchronous, so no decision comes between: the pick's count ends now,
+    // before anything that could throw.
+    this.#handedOver(first);
     onAttempt?.(first);
     let latest = start(first);
-    this.#handedOver(first);
     // Each attempt still silent past the delay brings in another, up to MAX_HEDGES, while the request has attempts left.
     while (attempts.length <= MAX_HEDGES && attempts.length < budgetLeft) {
       const silent = Promise.race([spoken, Promise.all(attempts.map((a) => a.done))]);
