@@ -1,3 +1,4 @@
+import type { Prompt } from "../core/request.js";
 import type { Engine } from "../engines/engine.js";
 import type { ReplicaHealth } from "../scheduler/health.js";
 import type { Candidate } from "../scheduler/pipeline.js";
@@ -81,6 +82,20 @@ export function candidatesOf(model: ServedModel, resume = false, readiness: Read
   });
   readiness(candidates, (i) => statusOf(model.replicas[i]!), resume);
   return candidates;
+}
+
+/**
+ * The prompt's length in the model's own tokens, from the first replica
+ * with a tokenizer at hand; undefined when none has one (remote engines). A
+ * tokenizer belongs to the model, so a replica whose engine is down still
+ * counts: the dispatcher's route and the tenancy's admission read the same.
+ */
+export function promptTokensOf(model: ServedModel, prompt: Prompt, continuation?: string): number | undefined {
+  for (const r of model.replicas) {
+    const n = r.engine.countPromptTokens(prompt, continuation);
+    if (n !== undefined) return n;
+  }
+  return undefined;
 }
 
 /** What the readiness rule reads of a replica. */

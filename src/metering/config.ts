@@ -9,7 +9,7 @@ import type { Prompt } from "../core/request.js";
 import { readGgufSpec, type GgufSpec } from "../engines/gguf-spec.js";
 import type { FleetConfig, ReplicaConfig } from "../fleet/config.js";
 import { ConfigError } from "../fleet/config.js";
-import type { Fleet } from "../fleet/fleet.js";
+import { promptTokensOf, type Fleet } from "../fleet/fleet.js";
 import { defaultCacheDir } from "../gguf/default-model.js";
 import { findHardware, findModel, findPrecision, type ModelSpec, type PrecisionSpec } from "../hardware/index.js";
 import { openStore } from "../store/index.js";
@@ -94,17 +94,11 @@ async function cardFor(
   return named("hardware", () => rateCard({ model: spec, hardware, precision: precision ?? findPrecision("bf16"), tp, slots: rc.parallel }));
 }
 
-/** Exact prompt tokens from the first ready replica of the model that has a tokenizer. */
+/** Exact prompt tokens from the model's tokenizer, where a replica has one (fleet.ts promptTokensOf). */
 export function promptCounter(fleet: Fleet): (model: string, prompt: Prompt, continuation?: string) => number | undefined {
   return (model, prompt, continuation) => {
     const m = fleet.model(model);
-    if (m === undefined) return undefined;
-    for (const r of m.replicas) {
-      if (!r.engine.isReady()) continue;
-      const n = r.engine.countPromptTokens(prompt, continuation);
-      if (n !== undefined) return n;
-    }
-    return undefined;
+    return m === undefined ? undefined : promptTokensOf(m, prompt, continuation);
   };
 }
 

@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
-import { createServer, type AddressInfo } from "node:net";
+import type { AddressInfo } from "node:net";
 import { resolve } from "node:path";
 import { buildFleet } from "../../src/fleet/build.js";
 import { parseFleetConfig } from "../../src/fleet/config.js";
@@ -58,13 +58,7 @@ export function usageOf(text: string): Usage {
   throw new Error(`no usage in ${text.slice(0, 200)}`);
 }
 
-export async function freePort(): Promise<number> {
-  const srv = createServer();
-  await new Promise<void>((r) => srv.listen(0, "127.0.0.1", r));
-  const { port } = srv.address() as AddressInfo;
-  await new Promise((r) => srv.close(r));
-  return port;
-}
+export { freePort } from "../../bench/lib/upstream-procs.js";
 
 /** A real engine: `flotilla serve` over the tiny model, as its own process. */
 export async function startEngineProcess(port: number): Promise<ChildProcess> {
