@@ -196,10 +196,9 @@ class CompletionRun {
     const session = this.#request.headers["x-flotilla-session"];
     const affinityKey = typeof session === "string" && session.length > 0 ? session : this.#body.user;
     const out = this.#explained;
-    const ids = m.replicas.map((r) => r.id);
     return {
       ...(affinityKey === undefined ? {} : { affinityKey }),
-      ...(out === undefined ? {} : { explain: (d: Decision) => out.push(explainDecision(d, ids)) }),
+      ...(out === undefined ? {} : { explain: (d: Decision) => out.push(explainDecision(d, m.replicas.map((r) => r.id))) }),
     };
   }
 

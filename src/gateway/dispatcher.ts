@@ -3,7 +3,7 @@ import { wallClock, type Clock } from "../core/clock.js";
 import { FlotillaError } from "../core/errors.js";
 import type { GenerationRequest, GenerationResult } from "../core/request.js";
 import type { TextSink } from "../engines/engine.js";
-import { candidatesOf, type Fleet, type Replica, type ServedModel } from "../fleet/fleet.js";
+import { candidatesOf, promptTokensOf, type Fleet, type Replica, type ServedModel } from "../fleet/fleet.js";
 import { newRouteTrace, route, type Candidate, type Policy, type RejectReason, type RouteOutcome, type RouteRequest } from "../scheduler/pipeline.js";
 import { promptBlockHashes } from "../scheduler/prefix.js";
 import { policyReadsPrefix } from "../scheduler/scorers.js";
@@ -51,6 +51,7 @@ export class Dispatcher {
   readonly #random: () => number;
   readonly #readiness: Readiness;
   readonly #onDecision: DecisionListener | undefined;
+  readonly #scoreEveryDecision: boolean;
   readonly #clock: Clock;
 
   readonly #slowFirstTokenMs: number;
@@ -81,8 +82,10 @@ export class Dispatcher {
       retry?: Partial<RetryPolicy>;
       /** The candidate rule (scheduler/readiness.ts); injectable so a test can show the twin and the fleet diverge without it. */
       readiness?: Readiness;
-      /** Hears every routing decision of every request, with its RouteTrace (plugin times, scores). */
+      /** Hears every routing decision of every request, with its plugin times (its RouteTrace). */
       onDecision?: DecisionListener;
+      /** onDecision hears every candidate's scores too (debug logging); otherwise only a request that asks (explain) gets them. */
+      scoreEveryDecision?: boolean;
       random?: () => number;
       clock?: Clock;
       slowFirstTokenMs?: number;
@@ -104,6 +107,7 @@ export class Dispatcher {
     this.#slowFirstTokenMs = opts.slowFirstTokenMs ?? Infinity;
     this.#readiness = opts.readiness ?? markReady;
     this.#onDecision = opts.onDecision;
+    this.#scoreEveryDecision = opts.scoreEveryDecision === true;
     this.#clock = opts.clock ?? wallClock;
     this.#fleet = fleet;
     this.#policy = policy;
@@ -383,7 +387,7 @@ export class Dispatcher {
   /** route(), told to whoever listens: every decision to onDecision, a request's own to its `explain`. */
   #route(request: RouteRequest, candidates: readonly Candidate[], resume: boolean, explain: DecisionListener | undefined): RouteOutcome {
     if (this.#onDecision === undefined && explain === undefined) return route(this.#policy, request, candidates, this.#random);
-    const trace = newRouteTrace();
+    const trace = newRouteTrace(explain !== undefined || this.#scoreEveryDecision);
     const outcome = route(this.#policy, request, candidates, this.#random, trace);
     const decision = {
       atMs: this.#clock.now(),
@@ -413,13 +417,9 @@ async function settlesWithin(work: Promise<unknown>, ms: number, clock: Clock, s
   }
 }
 
-/** Counted once with the first replica that has the tokenizer at hand: a tokenizer belongs to the model, so one whose engine is down still counts. */
+/** The request's prompt (and continuation) in the model's tokens, where a replica has a tokenizer. */
 function countPromptTokens(model: ServedModel, request: GenerationRequest): number | undefined {
-  for (const r of model.replicas) {
-    const n = r.engine.countPromptTokens(request.prompt, request.continuation);
-    if (n !== undefined) return n;
-  }
-  return undefined;
+  return promptTokensOf(model, request.prompt, request.continuation);
 }
 
 function rejection(reason: RejectReason, model: ServedModel, r: RouteRequest, candidates: readonly Candidate[], param: string): FlotillaError {

@@ -104,7 +104,7 @@ export function createGatewayWithShutdown(opts: GatewayOptions): Gateway {
   registerTenancyRoutes(app, tenancy, access.principalOf, clock);
   const observer = registerObservability(app, opts.fleet, { clock, ...opts.observability });
   observer.admissionQueue = () => gate.depths();
-  const dispatcher = dispatcherFor(opts, clock, decisionListener(app, observer, opts.policy ?? leastLoaded));
+  const dispatcher = dispatcherFor(opts, clock, decisionListener(app, observer, opts.policy ?? leastLoaded), levelEnabled(app.log.level, "debug"));
   registerErrorHandlers(app);
 
   const cascades = opts.cascades ?? new Map<string, Cascade>();
@@ -184,10 +184,11 @@ function decisionListener(app: FastifyInstance, observer: Observatory, policy: P
   };
 }
 
-function dispatcherFor(opts: GatewayOptions, clock: Clock, onDecision: DecisionListener): Dispatcher {
+function dispatcherFor(opts: GatewayOptions, clock: Clock, onDecision: DecisionListener, scoreEveryDecision: boolean): Dispatcher {
   return new Dispatcher(opts.fleet, opts.policy ?? leastLoaded, {
     clock,
     onDecision,
+    scoreEveryDecision,
     ...(opts.readyWaitMs === undefined ? {} : { retry: { readyWaitMs: opts.readyWaitMs } }),
     ...(opts.slowFirstTokenMs === undefined ? {} : { slowFirstTokenMs: opts.slowFirstTokenMs }),
     ...(opts.hedge === undefined ? {} : { hedge: { enabled: opts.hedge } }),

@@ -41,7 +41,7 @@ export function explainDecision(d: Decision, names?: readonly string[]): Record<
     ...(d.trace === undefined
       ? {}
       : {
-          scores: d.trace.scored.map((s) => ({ replica: id(s.index), total: round4(s.total), by: Object.fromEntries(s.scores.map((x, k) => [scorers[k] ?? k, round4(x)])) })),
+          scores: (d.trace.scored ?? []).map((s) => ({ replica: id(s.index), total: round4(s.total), by: Object.fromEntries(s.scores.map((x, k) => [scorers[k] ?? k, round4(x)])) })),
           plugins_us: Object.fromEntries(d.trace.plugins.map((p) => [p.name, round4(p.us)])),
           decision_us: round4(d.trace.plugins.reduce((sum, p) => sum + p.us, 0)),
         }),

@@ -114,12 +114,17 @@ export type RouteOutcome =
 export interface RouteTrace {
   /** Each plugin in the order it ran ("filter:ready", "scorer:least-loaded", "pick") and its wall time, µs. */
   readonly plugins: { readonly name: string; readonly us: number }[];
-  /** Each candidate that passed the filters: its index, its score from each scorer in [0, 1] (policy order), the weighted total. */
-  readonly scored: { readonly index: number; readonly scores: number[]; total: number }[];
+  /**
+   * Each candidate that passed the filters: its index, its score from each
+   * scorer in [0, 1] (policy order), the weighted total. Only when asked
+   * for: the per-plugin times alone allocate nothing per candidate.
+   */
+  readonly scored?: { readonly index: number; readonly scores: number[]; total: number }[];
 }
 
-export function newRouteTrace(): RouteTrace {
-  return { plugins: [], scored: [] };
+/** A trace to pass to route(): plugin times, and every score too when `scores`. */
+export function newRouteTrace(scores = true): RouteTrace {
+  return scores ? { plugins: [], scored: [] } : { plugins: [] };
 }
 
 // Scratch for route(): survivor positions and scores, grown as needed and
@@ -201,21 +206,22 @@ function score(scorers: readonly WeightedScorer[], candidates: readonly Candidat
   }
 }
 
-/** The same sums, one scorer at a time so each is timed, every score kept in `trace`. */
+/** The same sums, one scorer at a time so each is timed; every score kept when the trace keeps them. */
 function scoreTraced(scorers: readonly WeightedScorer[], candidates: readonly Candidate[], idx: Int32Array, m: number, request: RouteRequest, scores: Float64Array, trace: RouteTrace): void {
-  const first = trace.scored.length;
+  const scored = trace.scored;
+  const first = scored?.length ?? 0;
   for (let j = 0; j < m; j++) {
     scores[j] = 0;
-    trace.scored.push({ index: candidates[idx[j]!]!.index, scores: [], total: 0 });
+    scored?.push({ index: candidates[idx[j]!]!.index, scores: [], total: 0 });
   }
   for (const ws of scorers) {
     const t0 = performance.now();
     for (let j = 0; j < m; j++) {
       const u = unit(ws.scorer.score(candidates[idx[j]!]!, request));
-      trace.scored[first + j]!.scores.push(u);
+      scored?.[first + j]!.scores.push(u);
       scores[j]! += ws.weight * u;
     }
     trace.plugins.push({ name: `scorer:${ws.scorer.name}`, us: 1000 * (performance.now() - t0) });
   }
-  for (let j = 0; j < m; j++) trace.scored[first + j]!.total = scores[j]!;
+  if (scored !== undefined) for (let j = 0; j < m; j++) scored[first + j]!.total = scores[j]!;
 }

@@ -96,6 +96,7 @@ async function live(s: Scenario, rules: Rules = {}): Promise<Decision[]> {
     clock,
     random: seededRandom(fleetSpec.seed),
     hedge: { enabled: false },
+    scoreEveryDecision: true,
     routeHints: () => hints,
     ttftSloMs: TTFT_SLO_MS,
     ...rules,
@@ -162,7 +163,7 @@ describe("the twin decides as the fleet does", () => {
     assert.ok(sim.length > s.requests.length, `${sim.length} decisions for ${s.requests.length} requests`);
     // Everything but the plugins' wall times: the scores each scorer gave each candidate included.
     const comparable = (d: Decision | undefined): string => JSON.stringify(d === undefined ? d : { ...d, trace: { plugins: d.trace?.plugins.map((p) => p.name), scored: d.trace?.scored } });
-    assert.ok(sim.every((d) => d.trace !== undefined && (d.trace.scored.length > 0 || typeof d.outcome === "string")), "every decision is explained");
+    assert.ok(sim.every((d) => d.trace?.scored !== undefined && (d.trace.scored.length > 0 || typeof d.outcome === "string")), "every decision is explained");
     const first = sim.findIndex((d, i) => comparable(d) !== comparable(fleet[i]));
     assert.equal(first, -1, `decision ${first} differs:\n  simulator: ${JSON.stringify(sim[first])}\n  live:      ${JSON.stringify(fleet[first])}`);
     assert.equal(fleet.length, sim.length);
