@@ -12,7 +12,7 @@
  * started, and a settlement's row stays `running` until crash recovery
  * marks it `interrupted` and releases what it reserved. What it costs is
  * the window: an admission waits for the end of the current event-loop
- * turn (sub-millisecond), or `windowMs` when one is set.
+ * turn, or `windowMs` when one is set.
  */
 export interface CommitGroupOptions {
   /** Runs the group's work in one transaction (committing it before returning), or throws. */
@@ -34,7 +34,8 @@ interface Pending {
 export class CommitGroup {
   readonly #opts: CommitGroupOptions;
   #pending: Pending[] = [];
-  #timer: ReturnType<typeof setTimeout> | ReturnType<typeof setImmediate> | undefined;
+  /** Cancels the scheduled close of the open group; undefined when none is open. */
+  #cancelClose: (() => void) | undefined;
 
   constructor(opts: CommitGroupOptions) {
     this.#opts = opts;
@@ -45,20 +46,14 @@ export class CommitGroup {
     return new Promise<T>((resolve, reject) => {
       this.#pending.push({ write, resolve: resolve as (value: unknown) => void, reject });
       if (this.#pending.length >= (this.#opts.maxWrites ?? 512)) this.flush();
-      else if (this.#timer === undefined) {
-        const windowMs = this.#opts.windowMs ?? 0;
-        this.#timer = windowMs > 0 ? setTimeout(() => this.flush(), windowMs) : setImmediate(() => this.flush());
-      }
+      else if (this.#cancelClose === undefined) this.#cancelClose = this.#scheduleClose();
     });
   }
 
   /** Commits what is waiting now (closing: nothing acknowledged is left behind). */
   flush(): void {
-    if (this.#timer !== undefined) {
-      clearTimeout(this.#timer as ReturnType<typeof setTimeout>);
-      clearImmediate(this.#timer as ReturnType<typeof setImmediate>);
-      this.#timer = undefined;
-    }
+    this.#cancelClose?.();
+    this.#cancelClose = undefined;
     const group = this.#pending;
     if (group.length === 0) return;
     this.#pending = [];
@@ -79,5 +74,15 @@ export class CommitGroup {
       return;
     }
     group.forEach((p, i) => (outcomes[i]!.ok ? p.resolve(outcomes[i]!.value) : p.reject(outcomes[i]!.value)));
+  }
+
+  #scheduleClose(): () => void {
+    const windowMs = this.#opts.windowMs ?? 0;
+    if (windowMs > 0) {
+      const timer = setTimeout(() => this.flush(), windowMs);
+      return () => clearTimeout(timer);
+    }
+    const immediate = setImmediate(() => this.flush());
+    return () => clearImmediate(immediate);
   }
 }
