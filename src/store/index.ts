@@ -20,7 +20,7 @@ export interface OpenStoreOptions {
   /** Postgres: run buckets and heartbeats on the database's clock (default true). */
   readonly databaseClock?: boolean;
   readonly onError?: (err: Error) => void;
-  /** SQLite: how long a group of ledger writes stays open before its one commit, ms (default 0: the event-loop turn). */
+  /** How long a group of ledger writes stays open before its one commit, ms (default 0: the event-loop turn). */
   readonly commitWindowMs?: number;
 }
 
@@ -36,6 +36,7 @@ export async function openStore(url: string, opts: OpenStoreOptions = {}): Promi
       ...(opts.poolSize === undefined ? {} : { poolSize: opts.poolSize }),
       ...(opts.databaseClock === undefined ? {} : { databaseClock: opts.databaseClock }),
       ...(opts.onError === undefined ? {} : { onError: opts.onError }),
+      ...(opts.commitWindowMs === undefined ? {} : { commitWindowMs: opts.commitWindowMs }),
     });
   }
   let path = url.replace(/^sqlite:(\/\/)?/i, "");

@@ -51,6 +51,7 @@ import {
   usageFrom,
   usageSql,
 } from "./sql.js";
+import { CommitGroup, commitTogetherAsync } from "./commit-group.js";
 import { MIGRATIONS, redactUrl, type Store } from "./store.js";
 import type {
   AdmitInput,
@@ -71,6 +72,8 @@ import { ANONYMOUS_TENANT } from "./types.js";
 
 type Row = Record<string, unknown>;
 type Queryable = Pick<pg.PoolClient, "query">;
+/** An admission or a settlement, to run inside its group's transaction. */
+type LedgerWrite = { readonly admit: AdmitInput } | { readonly settle: SettleInput };
 
 /** Any fixed number: the advisory lock migrations hold. */
 const MIGRATION_LOCK = 7_301_947;
@@ -98,6 +101,8 @@ export interface PostgresStoreOptions {
    */
   readonly databaseClock?: boolean;
   readonly onError?: (err: Error) => void;
+  /** How long a group of ledger writes stays open, ms (0: one event-loop turn; see commit-group.ts). */
+  readonly commitWindowMs?: number;
 }
 
 export class PostgresStore implements Store {
@@ -105,11 +110,17 @@ export class PostgresStore implements Store {
   readonly where: string;
   readonly #pool: pg.Pool;
   readonly #databaseClock: boolean;
+  /** Admissions and settlements commit in groups, one transaction each (see #commitGroup). */
+  readonly #group: CommitGroup<LedgerWrite>;
 
-  private constructor(url: string, pool: pg.Pool, databaseClock: boolean) {
+  private constructor(url: string, pool: pg.Pool, opts: PostgresStoreOptions) {
     this.where = redactUrl(url);
     this.#pool = pool;
-    this.#databaseClock = databaseClock;
+    this.#databaseClock = opts.databaseClock ?? true;
+    this.#group = new CommitGroup({
+      commit: (writes) => commitTogetherAsync<LedgerWrite, Queryable>(writes, (work) => this.#tx(async (c) => this.#lockGroup(c, writes).then(() => work(c))), (w, c) => this.#apply(w, c)),
+      ...(opts.commitWindowMs === undefined ? {} : { windowMs: opts.commitWindowMs }),
+    });
   }
 
   /** Connects and brings the schema up to date. */
@@ -117,7 +128,7 @@ export class PostgresStore implements Store {
     const pool = new pg.Pool({ connectionString: url, max: opts.poolSize ?? 10, types, connectionTimeoutMillis: 10_000 });
     // An idle connection that breaks (a server restart) must not take the process down.
     pool.on("error", (err) => (opts.onError ?? ((e: Error) => process.stderr.write(`flotilla: postgres: ${e.message}\n`)))(err));
-    const store = new PostgresStore(url, pool, opts.databaseClock ?? true);
+    const store = new PostgresStore(url, pool, opts);
     try {
       await store.#migrate();
     } catch (err) {
@@ -217,34 +228,55 @@ export class PostgresStore implements Store {
     return r?.value === "true";
   }
 
+  admit(a: AdmitInput): Promise<AdmitOutcome> {
+    return this.#group.run({ admit: a });
+  }
+
+  settle(s: SettleInput): Promise<boolean> {
+    return this.#group.run({ settle: s });
+  }
+
   /**
    * Locks in the order every transaction here takes them: the instance's
    * row, then request rows, then tenants' rows (reaping deletes the
-   * instance first), so none waits for another in a cycle.
+   * instance first), so none waits for another in a cycle. A group takes
+   * the request rows it settles and then every tenant row it touches, each
+   * in id order, before its first write: two groups (of this process or
+   * another) never hold tenants in opposite orders.
    */
-  async admit(a: AdmitInput): Promise<AdmitOutcome> {
-    if (a.tenantId === ANONYMOUS_TENANT) {
-      return (await this.#count(this.#pool, INSERT_REQUEST, insertRequestParams(a, null))) > 0 ? { ok: true } : { ok: false, reason: "instance_gone" };
+  async #lockGroup(c: Queryable, writes: readonly LedgerWrite[]): Promise<void> {
+    const settled = writes.flatMap((w) => ("settle" in w ? [w.settle.id] : []));
+    const tenants = new Set(writes.flatMap((w) => ("admit" in w && w.admit.tenantId !== ANONYMOUS_TENANT ? [w.admit.tenantId] : [])));
+    if (settled.length > 0) {
+      const claims = await this.#rows(c, "SELECT tenant_id FROM requests WHERE id = ANY(?) ORDER BY id FOR UPDATE", [settled]);
+      for (const r of claims) if (r.tenant_id !== ANONYMOUS_TENANT) tenants.add(String(r.tenant_id));
     }
-    return this.#tx(async (c): Promise<AdmitOutcome> => {
-      if ((await this.#rows(c, INSTANCE_REGISTERED, [a.instanceId])).length === 0) return { ok: false, reason: "instance_gone" };
-      const [row] = await this.#rows(c, `SELECT *, ${DB_NOW} AS db_now FROM tenants WHERE id = ? FOR UPDATE`, [a.tenantId]);
-      const d = admitOnRow(a, row, (r) => this.#now(r, a.now));
-      if (d.refused !== undefined) return d.refused;
-      await this.#count(c, UPDATE_TENANT_STATE, [...stateValues(d.state), a.tenantId]);
-      await this.#count(c, INSERT_REQUEST, insertRequestParams(a, d.tenant.uid));
-      return { ok: true };
-    });
+    if (tenants.size > 1) await this.#rows(c, "SELECT id FROM tenants WHERE id = ANY(?) ORDER BY id FOR UPDATE", [[...tenants]]);
   }
 
-  async settle(s: SettleInput): Promise<boolean> {
-    return this.#tx(async (c) => {
-      const [row] = await this.#rows(c, `${REQUEST_CLAIM} FOR UPDATE`, [s.id]);
-      if (!settleable(row)) return false;
-      await this.#count(c, SETTLE_REQUEST, settleParams(s));
-      await this.#releaseTenant(c, row, releaseOf(row, s), s.now);
-      return true;
-    });
+  #apply(w: LedgerWrite, c: Queryable): Promise<AdmitOutcome | boolean> {
+    return "admit" in w ? this.#admitNow(w.admit, c) : this.#settleNow(w.settle, c);
+  }
+
+  async #admitNow(a: AdmitInput, c: Queryable): Promise<AdmitOutcome> {
+    if (a.tenantId === ANONYMOUS_TENANT) {
+      return (await this.#count(c, INSERT_REQUEST, insertRequestParams(a, null))) > 0 ? { ok: true } : { ok: false, reason: "instance_gone" };
+    }
+    if ((await this.#rows(c, INSTANCE_REGISTERED, [a.instanceId])).length === 0) return { ok: false, reason: "instance_gone" };
+    const [row] = await this.#rows(c, `SELECT *, ${DB_NOW} AS db_now FROM tenants WHERE id = ? FOR UPDATE`, [a.tenantId]);
+    const d = admitOnRow(a, row, (r) => this.#now(r, a.now));
+    if (d.refused !== undefined) return d.refused;
+    await this.#count(c, UPDATE_TENANT_STATE, [...stateValues(d.state), a.tenantId]);
+    await this.#count(c, INSERT_REQUEST, insertRequestParams(a, d.tenant.uid));
+    return { ok: true };
+  }
+
+  async #settleNow(s: SettleInput, c: Queryable): Promise<boolean> {
+    const [row] = await this.#rows(c, `${REQUEST_CLAIM} FOR UPDATE`, [s.id]);
+    if (!settleable(row)) return false;
+    await this.#count(c, SETTLE_REQUEST, settleParams(s));
+    await this.#releaseTenant(c, row, releaseOf(row, s), s.now);
+    return true;
   }
 
   /** Releases the claim of a row on the tenant it was admitted under, if that tenant still exists. */
@@ -328,6 +360,7 @@ export class PostgresStore implements Store {
   }
 
   async close(): Promise<void> {
+    await this.#group.flush();
     await this.#pool.end();
   }
 }

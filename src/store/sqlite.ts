@@ -52,7 +52,7 @@ import {
   usageFrom,
   usageSql,
 } from "./sql.js";
-import { CommitGroup } from "./commit-group.js";
+import { CommitGroup, commitTogether } from "./commit-group.js";
 import { MIGRATIONS, type Store } from "./store.js";
 import type {
   AdmitInput,
@@ -82,8 +82,10 @@ export class SqliteStore implements Store {
   readonly where: string;
   readonly #db: Database.Database;
   readonly #statements = new Map<string, Database.Statement>();
-  /** Admissions and settlements commit in groups (commit-group.ts). */
-  readonly #group: CommitGroup;
+  /** Runs its argument in a transaction (or, called inside one, a savepoint): made once, since making one per call costs. */
+  readonly #transaction: Database.Transaction<(work: () => unknown) => unknown>;
+  /** Admissions and settlements commit in groups (commit-group.ts); each write runs inside its group's transaction. */
+  readonly #group: CommitGroup<() => unknown>;
 
   /** Opens (creating when needed) the database file and brings its schema up to date. */
   constructor(path: string, opts: { readonly commitWindowMs?: number } = {}) {
@@ -95,10 +97,9 @@ export class SqliteStore implements Store {
     this.#db.pragma("busy_timeout = 10000");
     this.#db.pragma("foreign_keys = ON");
     this.#migrate();
+    this.#transaction = this.#db.transaction((work: () => unknown) => work());
     this.#group = new CommitGroup({
-      transaction: (work) => this.#db.transaction(work).immediate(),
-      // A transaction function called inside another runs as a savepoint (better-sqlite3).
-      savepoint: (write) => this.#db.transaction(write)(),
+      commit: (writes) => commitTogether(writes, (work) => this.#tx(work), (write) => write()),
       ...(opts.commitWindowMs === undefined ? {} : { windowMs: opts.commitWindowMs }),
     });
   }
@@ -140,7 +141,7 @@ export class SqliteStore implements Store {
   }
 
   #tx<T>(fn: () => T): T {
-    return this.#db.transaction(fn).immediate();
+    return this.#transaction.immediate(fn) as T;
   }
 
   async createTenant(t: NewTenant): Promise<Tenant> {
@@ -194,19 +195,18 @@ export class SqliteStore implements Store {
     return this.#group.run(() => this.#admitNow(a));
   }
 
+  /** Inside its group's transaction, like #settleNow. */
   #admitNow(a: AdmitInput): AdmitOutcome {
     if (a.tenantId === ANONYMOUS_TENANT) {
       return this.#run(INSERT_REQUEST, ...insertRequestParams(a, null)) > 0 ? { ok: true } : { ok: false, reason: "instance_gone" };
     }
-    return this.#tx((): AdmitOutcome => {
-      if (this.#get(INSTANCE_REGISTERED, a.instanceId) === undefined) return { ok: false, reason: "instance_gone" };
-      const row = this.#get("SELECT * FROM tenants WHERE id = ?", a.tenantId);
-      const d = admitOnRow(a, row, () => a.now);
-      if (d.refused !== undefined) return d.refused;
-      this.#run(UPDATE_TENANT_STATE, ...stateValues(d.state), a.tenantId);
-      this.#run(INSERT_REQUEST, ...insertRequestParams(a, d.tenant.uid));
-      return { ok: true };
-    });
+    if (this.#get(INSTANCE_REGISTERED, a.instanceId) === undefined) return { ok: false, reason: "instance_gone" };
+    const row = this.#get("SELECT * FROM tenants WHERE id = ?", a.tenantId);
+    const d = admitOnRow(a, row, () => a.now);
+    if (d.refused !== undefined) return d.refused;
+    this.#run(UPDATE_TENANT_STATE, ...stateValues(d.state), a.tenantId);
+    this.#run(INSERT_REQUEST, ...insertRequestParams(a, d.tenant.uid));
+    return { ok: true };
   }
 
   settle(s: SettleInput): Promise<boolean> {
@@ -214,13 +214,11 @@ export class SqliteStore implements Store {
   }
 
   #settleNow(s: SettleInput): boolean {
-    return this.#tx(() => {
-      const row = this.#get(REQUEST_CLAIM, s.id);
-      if (!settleable(row)) return false;
-      this.#run(SETTLE_REQUEST, ...settleParams(s));
-      this.#releaseTenant(row, releaseOf(row, s), s.now);
-      return true;
-    });
+    const row = this.#get(REQUEST_CLAIM, s.id);
+    if (!settleable(row)) return false;
+    this.#run(SETTLE_REQUEST, ...settleParams(s));
+    this.#releaseTenant(row, releaseOf(row, s), s.now);
+    return true;
   }
 
   /** Releases the claim of a row on the tenant it was admitted under, if that tenant still exists. */
@@ -294,7 +292,7 @@ export class SqliteStore implements Store {
 
   async close(): Promise<void> {
     if (!this.#db.open) return;
-    this.#group.flush();
+    void this.#group.flush(); // synchronous here: committed when it returns
     this.#db.close();
   }
 }

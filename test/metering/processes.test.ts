@@ -107,38 +107,40 @@ async function settledLedger(store: Store, tenantId: string, timeoutMs = 5000): 
   }
 }
 
-describe("group commit: a settlement still waiting for its group when the gateway dies", () => {
-  test("kill -9 between enqueue and commit: the row was never acknowledged as settled, so recovery marks it 'interrupted' and counts it once", async () => {
-    const db = await backends[0]!.fresh(); // SQLite: ledger_commit_ms groups its writes
-    const slow = fleetFile(db.url, { commitMs: 3_000 });
-    const store = await openStore(db.url);
-    let b: Proc | undefined;
-    try {
-      const a = await serve(slow);
-      const key = await tenantWithKey(a.url, "gc", { max_concurrent: 2, monthly_budget_usd: 1 });
-      // Its admission waits for its group (3 s) and commits before the engine runs; the answer comes whole.
-      assert.equal((await streamOnce(a.url, key, "first", 4)).status, 200);
-      // The settlement is now waiting for its own group: kill before it commits.
-      a.child.kill("SIGKILL");
-      await a.exited;
-      const rows = await store.ledger({ tenantId: "gc" });
-      assert.deepEqual(rows.map((r) => r.status), ["running"], "admitted (committed), never settled");
-      assert.equal((await store.getTenant("gc"))!.state.inFlight, 1);
+for (const backend of backends) {
+  describe(`group commit: a settlement still waiting for its group when the gateway dies (${backend.name})`, { skip: backend.skip }, () => {
+    test("kill -9 between enqueue and commit: the row was never acknowledged as settled, so recovery marks it 'interrupted' and counts it once", async () => {
+      const db = await backend.fresh();
+      const slow = fleetFile(db.url, { commitMs: 3_000 });
+      const store = await openStore(db.url);
+      let b: Proc | undefined;
+      try {
+        const a = await serve(slow);
+        const key = await tenantWithKey(a.url, "gc", { max_concurrent: 2, monthly_budget_usd: 1 });
+        // Its admission waits for its group (3 s) and commits before the engine runs; the answer comes whole.
+        assert.equal((await streamOnce(a.url, key, "first", 4)).status, 200);
+        // The settlement is now waiting for its own group: kill before it commits.
+        a.child.kill("SIGKILL");
+        await a.exited;
+        const rows = await store.ledger({ tenantId: "gc" });
+        assert.deepEqual(rows.map((r) => r.status), ["running"], "admitted (committed), never settled");
+        assert.equal((await store.getTenant("gc"))!.state.inFlight, 1);
 
-      b = await serve(fleetFile(db.url));
-      let after = rows;
-      await eventually(async () => (after = await store.ledger({ tenantId: "gc" })).some((r) => r.status === "interrupted"), "the unsettled request to be interrupted", 10_000);
-      assert.equal(after.length, 1, "one row for one admitted request");
-      assert.equal(after[0]!.errorCode, "gateway_exited");
-      const state = (await store.getTenant("gc"))!.state;
-      assert.deepEqual([state.inFlight, state.reservedNusd, state.spentNusd], [0, 0, 0], "the reservation is released, nothing is charged twice or at all");
-    } finally {
-      if (b !== undefined && b.child.exitCode === null) b.child.kill("SIGKILL");
-      await store.close();
-      await db.drop();
-    }
+        b = await serve(fleetFile(db.url));
+        let after = rows;
+        await eventually(async () => (after = await store.ledger({ tenantId: "gc" })).some((r) => r.status === "interrupted"), "the unsettled request to be interrupted", 10_000);
+        assert.equal(after.length, 1, "one row for one admitted request");
+        assert.equal(after[0]!.errorCode, "gateway_exited");
+        const state = (await store.getTenant("gc"))!.state;
+        assert.deepEqual([state.inFlight, state.reservedNusd, state.spentNusd], [0, 0, 0], "the reservation is released, nothing is charged twice or at all");
+      } finally {
+        if (b !== undefined && b.child.exitCode === null) b.child.kill("SIGKILL");
+        await store.close();
+        await db.drop();
+      }
+    });
   });
-});
+}
 
 for (const backend of backends) {
   describe(`a gateway killed mid-stream (${backend.name})`, { skip: backend.skip }, () => {
