@@ -3,12 +3,16 @@
  * simulator and tests can run the same code in virtual time. `now()` is
  * monotonic milliseconds for durations; `epochMs()` is calendar time for
  * timestamps users see; `sleep()` resolves once `ms` of this clock's time
- * has passed, or at once when `signal` aborts (a wait is never an error).
+ * has passed, or at once when `signal` aborts (a wait is never an error);
+ * `after()` calls back once `ms` have passed and returns what cancels it:
+ * the request path's deadlines, which a signal and a promise per request
+ * would make dearer than the work they guard.
  */
 export interface Clock {
   now(): number;
   epochMs(): number;
   sleep(ms: number, signal?: AbortSignal): Promise<void>;
+  after(ms: number, fn: () => void): () => void;
 }
 
 export const wallClock: Clock = {
@@ -25,6 +29,10 @@ export const wallClock: Clock = {
       const timer = setTimeout(done, Math.max(0, ms));
       signal?.addEventListener("abort", done, { once: true });
     }),
+  after: (ms, fn) => {
+    const timer = setTimeout(fn, Math.max(0, ms));
+    return () => clearTimeout(timer);
+  },
 };
 
 /** A clock that moves only when told to: the simulator's, and tests'. Sleepers wake, in time order, as it passes their time. */
@@ -63,6 +71,14 @@ export class ManualClock implements Clock {
       signal?.addEventListener("abort", onAbort, { once: true });
       this.#sleepers.push(sleeper);
     });
+  }
+
+  after(ms: number, fn: () => void): () => void {
+    const sleeper = { at: this.#now + Math.max(0, ms), wake: fn };
+    this.#sleepers.push(sleeper);
+    return () => {
+      this.#sleepers = this.#sleepers.filter((s) => s !== sleeper);
+    };
   }
 
   /** When the earliest sleeper wakes; Infinity when none sleeps. A driver steps the clock from one to the next. */

@@ -7,7 +7,6 @@
  */
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { FastifyReply, FastifyRequest } from "fastify";
-import { NO_LONGER_NEEDED } from "../core/abort.js";
 import type { Clock } from "../core/clock.js";
 import { FlotillaError } from "../core/errors.js";
 import { estimateTokens, type GenerationRequest } from "../core/request.js";
@@ -67,8 +66,8 @@ class CompletionRun {
   #started = 0;
   readonly #cancel = new AbortController();
   #timedOut = false;
-  /** Aborted once the request is settled: the deadline's wait ends with it. */
-  readonly #settled = new AbortController();
+  /** Cancels the deadline: called once the request is settled. */
+  #cancelDeadline: () => void = () => undefined;
   #lastReplica: string | undefined;
   /** What reached the client, so a request cut short mid-stream is metered for it; only a stream delivers before it ends. */
   #streamedTokens = 0;
@@ -139,8 +138,7 @@ class CompletionRun {
     this.#reply.raw.once("close", () => {
       if (!this.#reply.raw.writableFinished) this.#cancel.abort();
     });
-    void this.#s.clock.sleep(timeoutMs, this.#settled.signal).then(() => {
-      if (this.#settled.signal.aborted) return;
+    this.#cancelDeadline = this.#s.clock.after(timeoutMs, () => {
       this.#timedOut = true;
       this.#cancel.abort();
     });
@@ -268,7 +266,7 @@ class CompletionRun {
   /** Exactly one ledger row, whatever happened; the capacity turn and the deadline are given back. */
   async #settle(watch: RequestWatch, ticket: Ticket): Promise<void> {
     this.#release?.();
-    this.#settled.abort(NO_LONGER_NEEDED);
+    this.#cancelDeadline();
     const ended = settlement(this.#result, this.#lastReplica, this.#s.clock.now() - this.#started, this.#cancel.signal.aborted, this.#timedOut, this.#failure);
     const settled: Settlement = { ...ended, streamedTokens: this.#streamedTokens, streamedEstimated: this.#streamedEstimated, ...(this.#earlier === undefined ? {} : { earlier: this.#earlier }) };
     watch.finish(settled);

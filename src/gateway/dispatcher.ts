@@ -1,4 +1,3 @@
-import { follow, NO_LONGER_NEEDED } from "../core/abort.js";
 import { wallClock, type Clock } from "../core/clock.js";
 import { FlotillaError } from "../core/errors.js";
 import type { GenerationRequest, GenerationResult } from "../core/request.js";
@@ -405,16 +404,22 @@ export class Dispatcher {
 }
 
 /** Whether `work` settles within `ms` of `clock`'s time (false when the time runs out first, or the request is cancelled). */
-async function settlesWithin(work: Promise<unknown>, ms: number, clock: Clock, signal: AbortSignal): Promise<boolean> {
-  const over = new AbortController();
-  const unfollow = follow(over, signal);
-  const late = clock.sleep(ms, over.signal).then(() => false);
-  try {
-    return await Promise.race([work.then(() => true), late]);
-  } finally {
-    unfollow();
-    over.abort(NO_LONGER_NEEDED);
-  }
+function settlesWithin(work: Promise<unknown>, ms: number, clock: Clock, signal: AbortSignal): Promise<boolean> {
+  if (signal.aborted) return Promise.resolve(false);
+  return new Promise<boolean>((resolve) => {
+    const end = (settled: boolean): void => {
+      cancelTimer();
+      signal.removeEventListener("abort", onAbort);
+      resolve(settled);
+    };
+    const onAbort = (): void => end(false);
+    const cancelTimer = clock.after(ms, onAbort);
+    signal.addEventListener("abort", onAbort, { once: true });
+    work.then(
+      () => end(true),
+      () => end(true),
+    );
+  });
 }
 
 /** The request's prompt (and continuation) in the model's tokens, where a replica has a tokenizer. */
