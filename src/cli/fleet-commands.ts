@@ -5,9 +5,10 @@ interface AdminOptions {
 }
 
 /**
- * `flotilla fleet list|drain|resume`: the operator's view of a running
- * gateway, over its /admin routes (FLOTILLA_ADMIN_TOKEN, when the gateway
- * has an admin token).
+ * `flotilla fleet list|drain|resume|add|remove|update|reload`: the
+ * operator's view of a running gateway, over its /admin routes
+ * (FLOTILLA_ADMIN_TOKEN, when the gateway has an admin token). A replica is
+ * described as in the fleet file, so `add` and `update` take the same keys.
  */
 export function registerFleetCommands(program: Command): void {
   const fleet = program.command("fleet").description("inspect and steer the replicas of a running gateway");
@@ -31,6 +32,55 @@ export function registerFleetCommands(program: Command): void {
     const r = (await call(opts.url, "POST", "/admin/resume", { replica })) as { state: string };
     process.stdout.write(`${replica}: ${r.state}\n`);
   });
+  registerMembershipCommands(fleet, withUrl);
+}
+
+const collect = (value: string, prior: string[]): string[] => [...prior, value];
+
+/** add, remove, update, reload: the fleet changed while it serves (gateway/membership.ts). */
+function registerMembershipCommands(fleet: Command, withUrl: (c: Command) => Command): void {
+  withUrl(fleet.command("add <model> <setting...>").description("add replicas of a model, given as fleet-file keys, e.g.: engine=openai url=http://10.0.0.5:8000 count=2"))
+    .action(async (model: string, settings: string[], opts: AdminOptions) => {
+      const { data } = (await call(opts.url, "POST", "/admin/replicas", { model, replica: settingsObject(settings) })) as { data: { id: string; state: string }[] };
+      for (const r of data) process.stdout.write(`${r.id}: added (${r.state})\n`);
+    });
+
+  withUrl(fleet.command("remove <replica>").description("take a replica out: no new requests; running ones finish, or move to other replicas after --wait"))
+    .option("--wait <seconds>", "longest wait for its requests before they move on", "30")
+    .action(async (replica: string, opts: AdminOptions & { wait: string }) => {
+      const r = (await call(opts.url, "POST", "/admin/remove", { replica, wait_s: Number(opts.wait) })) as { moved_requests: number };
+      process.stdout.write(`${replica}: removed${r.moved_requests > 0 ? ` (${r.moved_requests} requests moved to other replicas)` : ""}\n`);
+    });
+
+  withUrl(fleet.command("update <replica>").description("replace a replica by one with changed settings: the new one serves before the old one drains"))
+    .option("--set <key=value>", "a fleet-file key to change (repeatable)", collect, [])
+    .option("--wait <seconds>", "longest wait for the old replica's requests", "30")
+    .action(async (replica: string, opts: AdminOptions & { set: string[]; wait: string }) => {
+      const r = (await call(opts.url, "POST", "/admin/update", { replica, set: settingsObject(opts.set), wait_s: Number(opts.wait) })) as { id: string };
+      process.stdout.write(`${replica}: replaced by ${r.id}\n`);
+    });
+
+  withUrl(fleet.command("reload").description("read the gateway's fleet file again and apply what changed (as SIGHUP does)")).action(async (opts: AdminOptions) => {
+    const r = (await call(opts.url, "POST", "/admin/reload", {})) as { added: string[]; removed: string[]; kept: number; needsRestart: string[] };
+    process.stdout.write(`added: ${r.added.join(", ") || "none"}\nremoved: ${r.removed.join(", ") || "none"}\nunchanged: ${r.kept}\n`);
+    if (r.needsRestart.length > 0) process.stdout.write(`take a restart: ${r.needsRestart.join(", ")}\n`);
+  });
+}
+
+/**
+ * `key=value` pairs as a replica entry. A value is read as YAML would read
+ * it in the fleet file (numbers, booleans), so the gateway checks it with
+ * the same schema and names the same keys.
+ */
+export function settingsObject(pairs: readonly string[]): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const pair of pairs) {
+    const eq = pair.indexOf("=");
+    if (eq <= 0) throw new Error(`"${pair}" is not key=value`);
+    const value = pair.slice(eq + 1);
+    out[pair.slice(0, eq)] = /^-?\d+(\.\d+)?$/.test(value) ? Number(value) : value === "true" || value === "false" ? value === "true" : value;
+  }
+  return out;
 }
 
 async function call(url: string, method: "GET" | "POST", path: string, body?: unknown): Promise<unknown> {

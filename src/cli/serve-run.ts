@@ -3,13 +3,15 @@
  * options or fleet file, listening until a signal drains it. Loaded on
  * demand by serve.ts.
  */
+import { watch } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { basename, dirname, resolve } from "node:path";
 import { parse as parseYaml } from "yaml";
 import { isLoopbackHost } from "../core/loopback.js";
-import { buildCascades, buildFleet } from "../fleet/build.js";
+import { breakerOf, buildCascades, buildFleet } from "../fleet/build.js";
 import type { Fleet } from "../fleet/fleet.js";
-import { parseFleetConfig, type FleetConfig } from "../fleet/config.js";
+import { ConfigError, parseFleetConfig, type FleetConfig } from "../fleet/config.js";
+import type { ReloadSummary } from "../gateway/membership.js";
 import { createGatewayWithShutdown } from "../gateway/server.js";
 import { ensureDefaultModel } from "../gguf/default-model.js";
 import { rateBookFromConfig, tenancyFromConfig } from "../metering/config.js";
@@ -56,8 +58,16 @@ async function listen(opts: ServeOptions, config: FleetConfig, baseDir: string, 
   // Each replica's hardware prices its requests and tells the router its speed, cost and energy.
   const rates = await rateBookFromConfig(config, baseDir);
   const tenancy = await tenancyFromConfig(config, { baseDir, env: process.env, host, fleet, rates });
-  const { app, shutdown } = createGatewayWithShutdown({
+  const fleetPath = opts.config === undefined ? undefined : resolve(opts.config);
+  const { app, shutdown, membership } = createGatewayWithShutdown({
     fleet,
+    membership: {
+      build: { baseDir, env: process.env },
+      breaker: breakerOf(config.server),
+      rates,
+      config,
+      ...(fleetPath === undefined ? {} : { load: async () => (await readFleetFile(fleetPath)).config }),
+    },
     ...(tenancy === undefined ? {} : { tenancy }),
     policy,
     routeHints: (id) => rates.hints(id),
@@ -101,16 +111,47 @@ async function listen(opts: ServeOptions, config: FleetConfig, baseDir: string, 
   };
   process.on("SIGINT", stop);
   process.on("SIGTERM", stop);
+  if (fleetPath !== undefined) watchFleetFile(fleetPath, async () => membership.reload((await readFleetFile(fleetPath)).config));
+}
+
+/**
+ * Reloads the fleet file on SIGHUP and when it changes on disk (editors and
+ * ConfigMap updates replace it, so the folder is watched, not the file). A
+ * file that no longer parses changes nothing: the error is reported and the
+ * fleet serves on as it was.
+ */
+function watchFleetFile(path: string, reload: () => Promise<ReloadSummary>): void {
+  let timer: NodeJS.Timeout | undefined;
+  const run = (why: string): void => {
+    void reload().then(
+      (r) => process.stdout.write(`flotilla: fleet file reloaded (${why}): ${r.added.length} added, ${r.removed.length} removed, ${r.kept} unchanged${r.needsRestart.length > 0 ? `; ${r.needsRestart.join(", ")} changed and take a restart` : ""}\n`),
+      (err: unknown) => process.stderr.write(`flotilla: fleet file not reloaded (${why}): ${(err as Error).message}\n`),
+    );
+  };
+  process.on("SIGHUP", () => run("SIGHUP"));
+  // Several events arrive for one save: act once they have settled.
+  watch(dirname(path), (_event, name) => {
+    if (name !== basename(path)) return;
+    clearTimeout(timer);
+    timer = setTimeout(() => run("file changed"), 200);
+  }).unref();
+}
+
+async function readFleetFile(path: string): Promise<{ config: FleetConfig; baseDir: string }> {
+  const text = await readFile(path, "utf8").catch((err: NodeJS.ErrnoException) => {
+    throw new ConfigError(`cannot read fleet file ${path}: ${err.code === "ENOENT" ? "no such file" : err.message}`);
+  });
+  let raw: unknown;
+  try {
+    raw = parseYaml(text);
+  } catch (err) {
+    throw new ConfigError(`fleet file ${path} is not valid YAML: ${(err as Error).message}`);
+  }
+  return { config: parseFleetConfig(raw, path), baseDir: dirname(path) };
 }
 
 async function loadConfig(opts: ServeOptions): Promise<{ config: FleetConfig; baseDir: string }> {
-  if (opts.config !== undefined) {
-    const path = resolve(opts.config);
-    const text = await readFile(path, "utf8").catch((err: NodeJS.ErrnoException) => {
-      throw new Error(`cannot read fleet file ${path}: ${err.code === "ENOENT" ? "no such file" : err.message}`);
-    });
-    return { config: parseFleetConfig(parseYaml(text), path), baseDir: dirname(path) };
-  }
+  if (opts.config !== undefined) return readFleetFile(resolve(opts.config));
   let path = opts.model;
   if (path === undefined) {
     const { path: defaultPath, created } = await ensureDefaultModel();

@@ -5,24 +5,37 @@ import { OpenAIEngine } from "../engines/openai.js";
 import { compileCascade, type Cascade } from "../scheduler/cascade.js";
 import { ConfigError, type FleetConfig, type ReplicaConfig } from "./config.js";
 import { Fleet, type Replica } from "./fleet.js";
-import { ReplicaHealth } from "../scheduler/health.js";
+import { ReplicaHealth, type BreakerOptions } from "../scheduler/health.js";
 import { wallClock, type Clock } from "../core/clock.js";
 
+export interface BuildOptions {
+  readonly baseDir: string;
+  readonly env: NodeJS.ProcessEnv;
+  readonly clock?: Clock;
+}
+
 /** Turns a validated fleet file into engines; nothing is started yet. */
-export function buildFleet(config: FleetConfig, opts: { baseDir: string; env: NodeJS.ProcessEnv; clock?: Clock }): Fleet {
-  const clock = opts.clock ?? wallClock;
-  const breaker = { failureThreshold: config.server.eject_after_failures, cooldownMs: config.server.eject_cooldown_ms };
+export function buildFleet(config: FleetConfig, opts: BuildOptions): Fleet {
+  const breaker = breakerOf(config.server);
   return new Fleet(
     config.models.map((m) => {
       const replicas: Replica[] = [];
       for (const rc of m.replicas) {
-        for (let i = 0; i < rc.count; i++) {
-          replicas.push({ id: `${m.name}/${replicas.length}`, model: m.name, engine: engineFor(rc, m.name, opts), health: new ReplicaHealth(clock, breaker) });
-        }
+        for (let i = 0; i < rc.count; i++) replicas.push(buildReplica(rc, m.name, `${m.name}/${replicas.length}`, breaker, opts));
       }
       return { name: m.name, replicas };
     }),
   );
+}
+
+/** The circuit breaker's settings from the fleet file's server section. */
+export function breakerOf(server: FleetConfig["server"]): BreakerOptions {
+  return { failureThreshold: server.eject_after_failures, cooldownMs: server.eject_cooldown_ms };
+}
+
+/** One replica of a fleet-file entry (its `count` aside), with its own engine and breaker; not started. */
+export function buildReplica(rc: ReplicaConfig, model: string, id: string, breaker: BreakerOptions, opts: BuildOptions): Replica {
+  return { id, model, engine: engineFor(rc, model, opts), health: new ReplicaHealth(opts.clock ?? wallClock, breaker), config: rc };
 }
 
 function engineFor(rc: ReplicaConfig, modelName: string, opts: { baseDir: string; env: NodeJS.ProcessEnv }): Engine {

@@ -1,4 +1,5 @@
 import type { Prompt } from "../core/request.js";
+import type { ReplicaConfig } from "./config.js";
 import type { Engine } from "../engines/engine.js";
 import type { ReplicaHealth } from "../scheduler/health.js";
 import type { Candidate } from "../scheduler/pipeline.js";
@@ -11,19 +12,82 @@ export interface Replica {
   readonly model: string;
   readonly engine: Engine;
   readonly health: ReplicaHealth;
+  /** The fleet-file entry it was made from (absent for replicas made in code): a reload compares it. */
+  readonly config?: ReplicaConfig;
 }
 
+/**
+ * One model's replicas at one moment. Membership changes make a new
+ * snapshot rather than editing this one: a decision, or a request retrying
+ * over several, reads one consistent list, in which an index means one
+ * replica. `version` grows with every change of the fleet.
+ */
 export interface ServedModel {
   readonly name: string;
   readonly replicas: readonly Replica[];
+  readonly version?: number;
 }
 
-/** The controller's view of everything it serves. */
+export type FleetChange = { readonly kind: "added" | "removed"; readonly replica: Replica };
+
+/** The controller's view of everything it serves; replicas come and go while it serves (gateway/membership.ts). */
 export class Fleet {
-  readonly #models: ReadonlyMap<string, ServedModel>;
+  readonly #models = new Map<string, ServedModel>();
+  #version = 0;
+  /** Per model, the number the next replica's id takes: ids are never reused, so a ledger row or a metric names one replica. */
+  readonly #nextNumber = new Map<string, number>();
+  readonly #listeners: ((change: FleetChange) => void)[] = [];
 
   constructor(models: readonly ServedModel[]) {
-    this.#models = new Map(models.map((m) => [m.name, m]));
+    for (const m of models) {
+      this.#models.set(m.name, { name: m.name, replicas: m.replicas, version: 0 });
+      this.#nextNumber.set(m.name, nextNumberAfter(m.name, m.replicas));
+    }
+  }
+
+  /** The id the next replica of `model` gets. */
+  nextId(model: string): string {
+    return `${model}/${this.#nextNumber.get(model) ?? 0}`;
+  }
+
+  /** Adds a replica (its model too, when new); it takes requests once its engine is ready. */
+  add(replica: Replica): void {
+    const prior = this.#models.get(replica.model);
+    if (prior?.replicas.some((r) => r.id === replica.id) === true) throw new Error(`replica ${replica.id} is already in the fleet`);
+    this.#nextNumber.set(replica.model, Math.max(this.#nextNumber.get(replica.model) ?? 0, nextNumberAfter(replica.model, [replica])));
+    this.#replace(replica.model, [...(prior?.replicas ?? []), replica]);
+    this.#emit({ kind: "added", replica });
+  }
+
+  /**
+   * Takes a replica out of every snapshot from now on; its engine is the
+   * caller's to close. A model left with none is still served (503 until a
+   * replica comes: discovery scaled it to zero) until `forget` drops it.
+   */
+  detach(replica: Replica): void {
+    const prior = this.#models.get(replica.model);
+    if (prior === undefined || !prior.replicas.includes(replica)) return;
+    this.#replace(replica.model, prior.replicas.filter((r) => r !== replica));
+    this.#emit({ kind: "removed", replica });
+  }
+
+  /** Stops serving a model that has no replicas left (404 from now on); false when it still has some. */
+  forget(model: string): boolean {
+    if ((this.#models.get(model)?.replicas.length ?? 0) > 0) return false;
+    return this.#models.delete(model);
+  }
+
+  /** Hears every replica added or removed, after the change. */
+  onChange(listener: (change: FleetChange) => void): void {
+    this.#listeners.push(listener);
+  }
+
+  #replace(model: string, replicas: readonly Replica[]): void {
+    this.#models.set(model, { name: model, replicas, version: ++this.#version });
+  }
+
+  #emit(change: FleetChange): void {
+    for (const l of this.#listeners) l(change);
   }
 
   models(): IterableIterator<ServedModel> {
@@ -96,6 +160,16 @@ export function promptTokensOf(model: ServedModel, prompt: Prompt, continuation?
     if (n !== undefined) return n;
   }
   return undefined;
+}
+
+/** One past the highest `model/N` id among `replicas`. */
+function nextNumberAfter(model: string, replicas: readonly Replica[]): number {
+  let next = 0;
+  for (const r of replicas) {
+    const n = r.id.startsWith(`${model}/`) ? Number(r.id.slice(model.length + 1)) : NaN;
+    if (Number.isInteger(n) && n >= next) next = n + 1;
+  }
+  return next;
 }
 
 /** What the readiness rule reads of a replica. */

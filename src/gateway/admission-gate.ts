@@ -37,11 +37,19 @@ export interface AdmissionGateOptions {
   readonly maxQueuedPerTenant?: number;
   /** How often waiting requests are checked for passed deadlines and new capacity, ms (default 50). */
   readonly pollMs?: number;
+  /** The model's replicas now (the fleet's latest snapshot): replicas added or removed change its capacity. */
+  readonly latest?: (model: string) => ServedModel | undefined;
 }
 
 interface Waiting extends Waiter {
   readonly admit: () => void;
   readonly refuse: (err: FlotillaError) => void;
+}
+
+/** One model's lane, and the snapshot of its replicas it was made for (replicas come and go; a lane outlives snapshots). */
+interface Entry {
+  readonly model: ServedModel;
+  readonly lane: AdmissionLane<Waiting>;
 }
 
 function laneFor(model: ServedModel, opts: AdmissionGateOptions, weights: ReadonlyMap<string, number>): AdmissionLane<Waiting> {
@@ -54,7 +62,8 @@ function laneFor(model: ServedModel, opts: AdmissionGateOptions, weights: Readon
 
 export class AdmissionGate {
   readonly #opts: AdmissionGateOptions;
-  readonly #lanes = new Map<ServedModel, AdmissionLane<Waiting>>();
+  /** By model name. */
+  readonly #lanes = new Map<string, Entry>();
   /** The latest weight each tenant was admitted with (weights change through the admin API). */
   readonly #weights = new Map<string, number>();
   /** Stops the poll loop (see #poll). */
@@ -67,13 +76,13 @@ export class AdmissionGate {
   /** Requests waiting, over every model. */
   queued(): number {
     let n = 0;
-    for (const lane of this.#lanes.values()) n += lane.queue.size;
+    for (const { lane } of this.#lanes.values()) n += lane.queue.size;
     return n;
   }
 
   /** Requests waiting by model and priority class, for the metrics. */
   depths(): { model: string; priority: PriorityClass; count: number }[] {
-    return [...this.#lanes].flatMap(([model, lane]) => PRIORITY_CLASSES.map((priority) => ({ model: model.name, priority, count: lane.queue.sizeOfClass(priority) })));
+    return [...this.#lanes].flatMap(([model, { lane }]) => PRIORITY_CLASSES.map((priority) => ({ model, priority, count: lane.queue.sizeOfClass(priority) })));
   }
 
   /**
@@ -83,12 +92,13 @@ export class AdmissionGate {
    * first, `cancelled` when `signal` aborts while it waits.
    */
   enter(model: ServedModel, request: GateRequest, signal: AbortSignal): Promise<() => void> {
-    const lane = this.#lane(model);
+    const entry = this.#entry(model);
+    const lane = entry.lane;
     if (request.weight !== undefined) this.#weights.set(request.tenant, request.weight);
     const now = this.#opts.clock.now();
-    if (lane.opensFor(capacity(model))) {
+    if (lane.opensFor(this.#capacity(entry))) {
       lane.start();
-      return Promise.resolve(this.#release(model, lane));
+      return Promise.resolve(this.#release(entry));
     }
     return new Promise<() => void>((resolve, reject) => {
       const onAbort = (): void => {
@@ -101,7 +111,7 @@ export class AdmissionGate {
         deadlineMs: request.deadlineMs,
         admit: () => {
           signal.removeEventListener("abort", onAbort);
-          resolve(this.#release(model, lane));
+          resolve(this.#release(entry));
         },
         refuse: (err) => {
           signal.removeEventListener("abort", onAbort);
@@ -125,30 +135,35 @@ export class AdmissionGate {
     this.#polling = undefined;
   }
 
-  #lane(model: ServedModel): AdmissionLane<Waiting> {
-    let lane = this.#lanes.get(model);
-    if (lane === undefined) {
-      lane = laneFor(model, this.#opts, this.#weights);
-      this.#lanes.set(model, lane);
+  #entry(model: ServedModel): Entry {
+    let entry = this.#lanes.get(model.name);
+    if (entry === undefined) {
+      entry = { model, lane: laneFor(model, this.#opts, this.#weights) };
+      this.#lanes.set(model.name, entry);
     }
-    return lane;
+    return entry;
   }
 
-  /** The release function of a request `lane` has started: call it exactly once, when the request ends. */
-  #release(model: ServedModel, lane: AdmissionLane<Waiting>): () => void {
+  #capacity(entry: Entry): number {
+    return capacity(this.#opts.latest?.(entry.model.name) ?? entry.model);
+  }
+
+  /** The release function of a request the entry's lane has started: call it exactly once, when the request ends. */
+  #release(entry: Entry): () => void {
     let released = false;
     return () => {
       if (released) return;
       released = true;
-      lane.finish();
-      this.#pump(model, lane);
+      entry.lane.finish();
+      this.#pump(entry);
     };
   }
 
-  #pump(model: ServedModel, lane: AdmissionLane<Waiting>): void {
+  #pump(entry: Entry): void {
+    const { model, lane } = entry;
     lane.pump(
       this.#opts.clock.now(),
-      capacity(model),
+      this.#capacity(entry),
       (item) => item.admit(),
       ({ item, waitedMs }) => item.refuse(new FlotillaError("deadline_exceeded", `the request waited ${Math.round(waitedMs)} ms for capacity on model "${model.name}" and ran out of time`)),
     );
@@ -166,7 +181,7 @@ export class AdmissionGate {
     void (async () => {
       while (!polling.signal.aborted && this.queued() > 0) {
         await clock.sleep(pollMs, polling.signal);
-        for (const [model, lane] of this.#lanes) this.#pump(model, lane);
+        for (const entry of this.#lanes.values()) this.#pump(entry);
       }
       if (this.#polling === polling) this.#polling = undefined;
     })();

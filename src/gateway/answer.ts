@@ -1,5 +1,6 @@
 import { follow } from "../core/abort.js";
 import type { Clock } from "../core/clock.js";
+import { FlotillaError } from "../core/errors.js";
 import { likelyPromptTokens, promptTokenBound, type GenerationRequest, type GenerationResult } from "../core/request.js";
 import type { ChunkIds, TextSink } from "../engines/engine.js";
 import type { Replica } from "../fleet/fleet.js";
@@ -20,6 +21,8 @@ export class Attempt {
   slow = false;
   /** Stopped because another attempt spoke first. */
   lost = false;
+  /** Stopped because its replica left the fleet: the answer goes on elsewhere. */
+  evicted = false;
   bytes = 0;
   result: GenerationResult | undefined;
   error: unknown;
@@ -47,10 +50,16 @@ export class Attempt {
       },
       (err: unknown) => {
         unfollow();
-        this.error = err;
+        this.error = this.evicted ? new FlotillaError("engine_unavailable", `replica ${this.replica.id} left the fleet`, { cause: err }) : err;
         this.settled = true;
       },
     );
+  }
+
+  /** Its replica left the fleet: stop it, as a failure of the replica, so the request resumes on another. */
+  evict(): void {
+    this.evicted = true;
+    this.controller.abort();
   }
 }
 

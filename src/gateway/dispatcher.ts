@@ -6,12 +6,12 @@ import { candidatesOf, promptTokensOf, type Fleet, type Replica, type ServedMode
 import { newRouteTrace, route, type Candidate, type Policy, type RejectReason, type RouteOutcome, type RouteRequest } from "../scheduler/pipeline.js";
 import { promptBlockHashes } from "../scheduler/prefix.js";
 import { policyReadsPrefix } from "../scheduler/scorers.js";
-import { PrefixIndex } from "../scheduler/prefix-index.js";
 import { DEFAULT_HEDGE, FirstTokenLatency, hedgeCandidates, hedgeDelayMs, type HedgePolicy } from "../scheduler/hedge.js";
 import { DEFAULT_RETRY, attemptBudget, backoffMs, bestRecord, isRetryable, retryCandidates, type RetryChoice, type RetryPolicy } from "../scheduler/retry.js";
 import { markReady, type Readiness } from "../scheduler/readiness.js";
 import { readyIndices, type DecisionListener } from "../scheduler/decision.js";
 import { Answer, resumed, type Attempt } from "./answer.js";
+import { ReplicaPrefixes } from "./replica-prefixes.js";
 import type { RouteHints } from "../metering/pricing.js";
 
 /** What a caller tells the router of one request beyond the request itself. */
@@ -32,7 +32,7 @@ export interface Dispatched extends GenerationResult {
 }
 
 const NO_BLOCKS: readonly number[] = [];
-const NO_FAILURES: ReadonlySet<number> = new Set();
+const NO_FAILURES: ReadonlySet<Replica> = new Set();
 /** Hedges one round may add to its first attempt: a hedge that lands on a silent replica too gets one more chance. */
 const MAX_HEDGES = 2;
 /** Blocks are characters, the TTFT scorer counts tokens: ~4 characters per token in English text. */
@@ -57,8 +57,9 @@ export class Dispatcher {
   readonly #blockChars: number;
   /** Hashing every prompt costs O(prompt) per request: only when the policy reads prefixes. */
   readonly #hashPrompts: boolean;
-  readonly #indexes = new Map<ServedModel, PrefixIndex>();
-  readonly #firstTokens = new Map<ServedModel, FirstTokenLatency>();
+  /** Per model name: outlive any one snapshot of its replicas. */
+  readonly #indexes = new Map<string, ReplicaPrefixes>();
+  readonly #firstTokens = new Map<string, FirstTokenLatency>();
   readonly #hedge: HedgePolicy;
   /** Each replica's speed, price and energy from the hardware model; fixed, so looked up once. */
   readonly #hints = new Map<Replica, RouteHints | undefined>();
@@ -72,6 +73,8 @@ export class Dispatcher {
    * instead of every request of the burst herding onto one replica.
    */
   readonly #picked = new Map<Replica, number>();
+  /** Attempts running, by replica: a replica that leaves the fleet hands them on (evict). */
+  readonly #running = new Map<Replica, Set<Attempt>>();
 
   constructor(
     fleet: Fleet,
@@ -112,6 +115,9 @@ export class Dispatcher {
     this.#policy = policy;
     this.#retry = { ...DEFAULT_RETRY, ...opts.retry };
     this.#random = opts.random ?? Math.random;
+    fleet.onChange((change) => {
+      if (change.kind === "removed") this.#forget(change.replica);
+    });
   }
 
   get policy(): Policy {
@@ -132,17 +138,26 @@ export class Dispatcher {
     return countPromptTokens(model, request);
   }
 
-  /** Live fleets are small (tens of replicas): every replica is a candidate, with what the index says it holds. */
-  #candidates(model: ServedModel, failed: ReadonlySet<number>, blocks: readonly number[], resume: boolean): RetryChoice {
-    const index = this.#prefixIndex(model);
-    const matched = blocks.length > 0 && index.resolve(blocks) > 0;
-    const all = candidatesOf(model, resume, this.#readiness).map((c) => ({
-      ...c,
-      queued: c.queued + (this.#picked.get(model.replicas[c.index]!) ?? 0),
-      ...this.#hintsFor(model.replicas[c.index]!),
-      prefixBlocks: matched ? index.leadingResolved(c.index) : 0,
-    }));
-    return retryCandidates(all, failed);
+  /**
+   * Live fleets are small (tens of replicas): every replica is a candidate,
+   * with what the index says it holds. Read from the model's latest
+   * snapshot (replicas come and go while a request waits or retries); the
+   * candidates' indices are into the snapshot returned with them.
+   */
+  #candidates(name: ServedModel, failed: ReadonlySet<Replica>, blocks: readonly number[], resume: boolean): RetryChoice & { readonly model: ServedModel } {
+    const model = this.#fleet.model(name.name) ?? name;
+    const prefixes = this.#prefixIndex(model.name);
+    const matched = blocks.length > 0 && prefixes.index.resolve(blocks) > 0;
+    const all = candidatesOf(model, resume, this.#readiness).map((c) => {
+      const replica = model.replicas[c.index]!;
+      return {
+        ...c,
+        queued: c.queued + (this.#picked.get(replica) ?? 0),
+        ...this.#hintsFor(replica),
+        prefixBlocks: matched ? prefixes.index.leadingResolved(prefixes.slot(replica)) : 0,
+      };
+    });
+    return { ...retryCandidates(all, indicesIn(model, failed)), model };
   }
 
   #hintsFor(replica: Replica): RouteHints | undefined {
@@ -150,13 +165,44 @@ export class Dispatcher {
     return this.#hints.get(replica);
   }
 
-  #prefixIndex(model: ServedModel): PrefixIndex {
+  #prefixIndex(model: string): ReplicaPrefixes {
     let index = this.#indexes.get(model);
     if (index === undefined) {
-      index = new PrefixIndex();
+      index = new ReplicaPrefixes();
       this.#indexes.set(model, index);
     }
     return index;
+  }
+
+  #track(attempt: Attempt): void {
+    let set = this.#running.get(attempt.replica);
+    if (set === undefined) this.#running.set(attempt.replica, (set = new Set()));
+    set.add(attempt);
+    void attempt.done.then(() => {
+      set.delete(attempt);
+      if (set.size === 0 && this.#running.get(attempt.replica) === set) this.#running.delete(attempt.replica);
+    });
+  }
+
+  /** Requests running on `replica` now (attempts of this gateway's). */
+  runningOn(replica: Replica): number {
+    return this.#running.get(replica)?.size ?? 0;
+  }
+
+  /**
+   * Stops every attempt on `replica` as its failure: each request goes on
+   * on another replica, resuming after the text it has already sent. For a
+   * replica leaving the fleet whose requests did not finish in time.
+   */
+  evict(replica: Replica): void {
+    for (const a of this.#running.get(replica) ?? []) a.evict();
+  }
+
+  /** A replica left the fleet: what the router kept about it goes. */
+  #forget(replica: Replica): void {
+    this.#indexes.get(replica.model)?.release(replica);
+    this.#hints.delete(replica);
+    this.#picked.delete(replica);
   }
 
   /**
@@ -174,7 +220,8 @@ export class Dispatcher {
     onAttempt?: (replica: Replica) => void,
     routing: Routing = {},
   ): Promise<Dispatched> {
-    const failed = new Set<number>();
+    /** Replicas that failed this request (not indices: the fleet may change between attempts). */
+    const failed = new Set<Replica>();
     let lastError: unknown;
     const answer = new Answer(request.sampling.maxTokens, onText, this.#clock, this.#slowFirstTokenMs);
     let continuations = 0;
@@ -187,8 +234,8 @@ export class Dispatcher {
         return { ...answer.cut(countPromptTokens(model, request), request), replica: lastReplica, attempts, continuations };
       }
       const current = answer.text.length === 0 ? request : resumed(request, answer);
-      const replica = await this.#pick(model, current, { failed, attempt: attempts + 1, lastError, resume: answer.text.length > 0 }, signal, routing);
-      const round = await this.#round(model, current, replica, answer, signal, failed, budget - attempts, onAttempt);
+      const { model: now, replica } = await this.#pick(model, current, { failed, attempt: attempts + 1, lastError, resume: answer.text.length > 0 }, signal, routing);
+      const round = await this.#round(now, current, replica, answer, signal, failed, budget - attempts, onAttempt);
       attempts += round.started;
       lastReplica = round.attempt.replica;
       const { result, error } = round.attempt;
@@ -218,7 +265,7 @@ export class Dispatcher {
     first: Replica,
     answer: Answer,
     signal: AbortSignal,
-    failed: Set<number>,
+    failed: Set<Replica>,
     budgetLeft: number,
     onAttempt: ((replica: Replica) => void) | undefined,
   ): Promise<{ attempt: Attempt; started: number }> {
@@ -241,6 +288,7 @@ export class Dispatcher {
       const attempt = answer.begin(replica);
       attempts.push(attempt);
       attempt.run((sink, s) => replica.engine.generate(current, sink, s), signal);
+      this.#track(attempt);
       return attempt;
     };
     // From here to the engine call all is synchronous, so no decision comes between: the pick's count ends now,
@@ -252,7 +300,7 @@ export class Dispatcher {
     while (attempts.length <= MAX_HEDGES && attempts.length < budgetLeft) {
       const silent = Promise.race([spoken, Promise.all(attempts.map((a) => a.done))]);
       if (!(await this.#late(model, latest, silent, signal))) break;
-      const hedge = this.#hedgeTarget(model, current, new Set([...failed, ...attempts.map((a) => model.replicas.indexOf(a.replica))]), answer.text.length > 0);
+      const hedge = this.#hedgeTarget(model, current, new Set([...failed, ...attempts.map((a) => a.replica)]), answer.text.length > 0);
       if (hedge === undefined) break;
       latest = start(hedge);
     }
@@ -267,7 +315,7 @@ export class Dispatcher {
       await Promise.race([spoken, ...running.map((a) => a.done)]);
     }
     await Promise.all(attempts.map((a) => a.done));
-    for (const a of attempts) this.#judge(model, a, answer, signal, failed);
+    for (const a of attempts) this.#judge(a, answer, signal, failed);
     return { attempt: answer.owner ?? attempts.at(-1)!, started: attempts.length };
   }
 
@@ -287,9 +335,8 @@ export class Dispatcher {
   }
 
   /** What one attempt says of its replica, for the breaker and for the rest of this request. */
-  #judge(model: ServedModel, a: Attempt, answer: Answer, signal: AbortSignal, failed: Set<number>): void {
+  #judge(a: Attempt, answer: Answer, signal: AbortSignal, failed: Set<Replica>): void {
     const health = a.replica.health;
-    const index = model.replicas.indexOf(a.replica);
     if (a.result !== undefined || (a === answer.owner && answer.capped && !signal.aborted)) {
       // A replica that answers, but far slower than it should, is an outlier too.
       if (a.slow) health.failed();
@@ -300,7 +347,7 @@ export class Dispatcher {
       // Beaten to the first token by a hedge it had a head start on: slow, and not asked again by this request.
       if (a.startedAt < (answer.owner?.startedAt ?? Infinity)) {
         health.failed();
-        failed.add(index);
+        failed.add(a.replica);
       } else health.released();
       return;
     }
@@ -310,21 +357,22 @@ export class Dispatcher {
       return;
     }
     health.failed();
-    failed.add(index);
+    failed.add(a.replica);
   }
 
   /** A replica for a hedge: one this request has not tried, with a free slot, the best record first; none when every slot is busy. */
-  #hedgeTarget(model: ServedModel, current: GenerationRequest, tried: ReadonlySet<number>, resume: boolean): Replica | undefined {
-    const candidates = bestRecord(hedgeCandidates(this.#candidates(model, NO_FAILURES, NO_BLOCKS, resume).candidates, tried));
+  #hedgeTarget(model: ServedModel, current: GenerationRequest, tried: ReadonlySet<Replica>, resume: boolean): Replica | undefined {
+    const choice = this.#candidates(model, NO_FAILURES, NO_BLOCKS, resume);
+    const candidates = bestRecord(hedgeCandidates(choice.candidates, indicesIn(choice.model, tried)));
     const outcome = route(this.#policy, { promptTokens: countPromptTokens(model, current), maxTokens: current.sampling.maxTokens }, candidates, this.#random);
-    return outcome.ok ? model.replicas[outcome.index] : undefined;
+    return outcome.ok ? choice.model.replicas[outcome.index] : undefined;
   }
 
   #firstToken(model: ServedModel): FirstTokenLatency {
-    let latency = this.#firstTokens.get(model);
+    let latency = this.#firstTokens.get(model.name);
     if (latency === undefined) {
       latency = new FirstTokenLatency();
-      this.#firstTokens.set(model, latency);
+      this.#firstTokens.set(model.name, latency);
     }
     return latency;
   }
@@ -339,10 +387,10 @@ export class Dispatcher {
     model: ServedModel,
     current: GenerationRequest,
     /** `resume`: the rest of an answer the caller has begun to receive, which a draining replica may take. */
-    tried: { readonly failed: ReadonlySet<number>; readonly attempt: number; readonly lastError: unknown; readonly resume: boolean },
+    tried: { readonly failed: ReadonlySet<Replica>; readonly attempt: number; readonly lastError: unknown; readonly resume: boolean },
     signal: AbortSignal,
     routing: Routing,
-  ): Promise<Replica> {
+  ): Promise<{ model: ServedModel; replica: Replica }> {
     const { failed, attempt, lastError, resume } = tried;
     // Remote engines offer no tokenizer, so blocks are fixed-size character
     // chunks of the whole rendered conversation: the same prefix, the same chain.
@@ -361,19 +409,21 @@ export class Dispatcher {
       await this.#clock.sleep(backoffMs(this.#retry, attempt), signal);
       choice = this.#candidates(model, failed, blocks, resume);
     }
-    let candidates = choice.candidates;
-    let outcome = this.#route(routeRequest, candidates, resume, routing.explain);
+    let outcome = this.#route(routeRequest, choice.candidates, resume, routing.explain);
     const waitUntil = this.#clock.now() + this.#retry.readyWaitMs;
     while (!outcome.ok && outcome.reason === "no_ready_replica" && this.#clock.now() < waitUntil && !signal.aborted) {
       await this.#clock.sleep(this.#retry.readyPollMs, signal);
-      candidates = this.#candidates(model, failed, blocks, resume).candidates;
-      outcome = this.#route(routeRequest, candidates, resume, routing.explain);
+      choice = this.#candidates(model, failed, blocks, resume);
+      outcome = this.#route(routeRequest, choice.candidates, resume, routing.explain);
     }
-    if (!outcome.ok) throw lastError ?? rejection(outcome.reason, model, routeRequest, candidates, current.prompt.kind === "chat" ? "messages" : "prompt");
-    if (blocks.length > 0) this.#prefixIndex(model).record(outcome.index, blocks);
-    const replica = model.replicas[outcome.index]!;
+    if (!outcome.ok) throw lastError ?? rejection(outcome.reason, choice.model, routeRequest, choice.candidates, current.prompt.kind === "chat" ? "messages" : "prompt");
+    const replica = choice.model.replicas[outcome.index]!;
+    if (blocks.length > 0) {
+      const prefixes = this.#prefixIndex(model.name);
+      prefixes.index.record(prefixes.slot(replica), blocks);
+    }
     this.#picked.set(replica, (this.#picked.get(replica) ?? 0) + 1);
-    return replica;
+    return { model: choice.model, replica };
   }
 
   /** The engine of a replica #pick chose has the request now: its own load counts it. */
@@ -420,6 +470,16 @@ function settlesWithin(work: Promise<unknown>, ms: number, clock: Clock, signal:
       () => end(true),
     );
   });
+}
+
+/** Where `replicas` stand in `model`'s snapshot (those no longer in it are left out). */
+function indicesIn(model: ServedModel, replicas: Iterable<Replica>): Set<number> {
+  const out = new Set<number>();
+  for (const r of replicas) {
+    const i = model.replicas.indexOf(r);
+    if (i >= 0) out.add(i);
+  }
+  return out;
 }
 
 /** The request's prompt (and continuation) in the model's tokens, where a replica has a tokenizer. */

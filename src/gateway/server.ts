@@ -14,6 +14,8 @@ import { explainDecision, type DecisionListener } from "../scheduler/decision.js
 import type { Cascade } from "../scheduler/cascade.js";
 import { checkAdmin, enforceAccess, type RoutePolicy } from "./access.js";
 import { registerAdminRoutes } from "./admin.js";
+import { Membership, type MembershipOptions } from "./membership.js";
+import type { FleetConfig } from "../fleet/config.js";
 import { drainBody, guardExpectContinue, receivingOptions } from "./http-limits.js";
 import { AdmissionGate } from "./admission-gate.js";
 import { registerTenancyRoutes } from "./tenancy-routes.js";
@@ -57,6 +59,11 @@ export interface GatewayOptions {
   readonly ttftSloMs?: number;
   /** Metrics, logs and the /ui dashboard: prompt logging, sim reports to open, log destination. */
   readonly observability?: ObservabilityOptions;
+  /**
+   * How replicas added while serving are built and priced (gateway/membership.ts); the fleet file as
+   * started, and how to read it again (POST /admin/reload, SIGHUP).
+   */
+  readonly membership?: Omit<MembershipOptions, "fleet" | "dispatcher" | "clock" | "cascades"> & { readonly config?: FleetConfig; readonly load?: () => Promise<FleetConfig> };
 }
 
 /** A running gateway, plus the graceful way to stop it. */
@@ -66,6 +73,8 @@ export interface Gateway {
   shutdown(graceMs: number): Promise<void>;
   /** Every route with who may call it. */
   routes(): readonly RoutePolicy[];
+  /** Replicas added, changed and removed while serving; reloads of the fleet file. */
+  readonly membership: Membership;
 }
 
 const REQUEST_ID = /^[\w.:-]{1,128}$/;
@@ -85,6 +94,7 @@ export function createGatewayWithShutdown(opts: GatewayOptions): Gateway {
   const work = new Work(clock);
   const gate = new AdmissionGate({
     clock,
+    latest: (name) => opts.fleet.model(name),
     ...(opts.maxQueued === undefined ? {} : { maxQueued: opts.maxQueued }),
     ...(opts.maxQueuedPerTenant === undefined ? {} : { maxQueuedPerTenant: opts.maxQueuedPerTenant }),
   });
@@ -100,7 +110,6 @@ export function createGatewayWithShutdown(opts: GatewayOptions): Gateway {
   });
   // Before any route: every route registered from here on must declare who may call it.
   const access = enforceAccess(app, { tenancy, adminToken: opts.adminToken, metricsPublic: opts.metricsPublic });
-  registerAdminRoutes(app, opts.fleet, clock);
   registerTenancyRoutes(app, tenancy, access.principalOf, clock);
   const observer = registerObservability(app, opts.fleet, { clock, ...opts.observability });
   observer.admissionQueue = () => gate.depths();
@@ -108,6 +117,9 @@ export function createGatewayWithShutdown(opts: GatewayOptions): Gateway {
   registerErrorHandlers(app);
 
   const cascades = opts.cascades ?? new Map<string, Cascade>();
+  const { config: fleetFile, load, ...building } = opts.membership ?? { build: { baseDir: process.cwd(), env: process.env } };
+  const membership = new Membership({ ...building, fleet: opts.fleet, dispatcher, clock, cascades, log: (m) => app.log.info(m) }, fleetFile);
+  registerAdminRoutes(app, opts.fleet, membership, clock, load === undefined ? undefined : async () => membership.reload(await load()));
   registerModelRoutes(app, { fleet: opts.fleet, cascades, dispatcher, clock, ready: () => !work.closing && opts.fleet.anyReady() });
   const services: CompletionServices = {
     clock,
@@ -140,7 +152,7 @@ export function createGatewayWithShutdown(opts: GatewayOptions): Gateway {
     await app.close();
   };
 
-  return { app, shutdown, routes: access.routes };
+  return { app, shutdown, routes: access.routes, membership };
 }
 
 const PUBLIC = { config: { access: "public" } } as const;

@@ -49,6 +49,11 @@ export async function rateBookFromConfig(config: FleetConfig, baseDir: string): 
   return new RateBook(replicas);
 }
 
+/** The rate card of one fleet-file replica entry; `path` names the entry in errors (e.g. models.0.replicas.1). */
+export function rateCardFor(rc: ReplicaConfig, modelName: string, path: string, baseDir: string): Promise<RateCard> {
+  return cardFor(rc, modelName, path, baseDir, new Map());
+}
+
 async function cardFor(
   rc: ReplicaConfig,
   modelName: string,

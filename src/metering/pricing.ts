@@ -173,30 +173,37 @@ export function routeHints(rate: RateCard): RouteHints | undefined {
   return { prefillMsPerToken: route.prefillMsPerToken, usdPerMTok: route.usdPerMTok, joulesPerToken: route.joulesPerToken };
 }
 
-/** Rate cards by replica id, and the dearest per model for admission (the replica is chosen later). */
+/**
+ * Rate cards by replica id, and the dearest per model for admission (the
+ * replica is chosen later). Replicas come and go while serving
+ * (gateway/membership.ts): `set` and `delete` keep the dearest current.
+ */
 export class RateBook {
-  readonly #byReplica: ReadonlyMap<string, RateCard>;
+  readonly #entries = new Map<string, { readonly model: string; readonly rate: RateCard }>();
   readonly #worstByModel = new Map<string, RateCard>();
-  readonly #worstOverall: RateCard;
+  #worstOverall: RateCard = unpriced(1);
 
   constructor(replicas: ReadonlyMap<string, { readonly model: string; readonly rate: RateCard }> = new Map()) {
-    this.#byReplica = new Map([...replicas].map(([id, r]) => [id, r.rate]));
-    let overall = unpriced(1);
-    for (const { model, rate } of replicas.values()) {
-      const prior = this.#worstByModel.get(model);
-      this.#worstByModel.set(model, prior === undefined ? rate : dearest(prior, rate));
-      overall = dearest(overall, rate);
-    }
-    this.#worstOverall = overall;
+    for (const [id, entry] of replicas) this.#entries.set(id, entry);
+    this.#recompute();
   }
 
   replica(id: string | undefined): RateCard | undefined {
-    return id === undefined ? undefined : this.#byReplica.get(id);
+    return id === undefined ? undefined : this.#entries.get(id)?.rate;
+  }
+
+  set(id: string, model: string, rate: RateCard): void {
+    this.#entries.set(id, { model, rate });
+    this.#recompute();
+  }
+
+  delete(id: string): void {
+    if (this.#entries.delete(id)) this.#recompute();
   }
 
   /** What the router should know of a replica's speed, price and energy. */
   hints(id: string): RouteHints | undefined {
-    const rate = this.#byReplica.get(id);
+    const rate = this.#entries.get(id)?.rate;
     return rate === undefined ? undefined : routeHints(rate);
   }
 
@@ -207,6 +214,17 @@ export class RateBook {
    */
   worstFor(model: string): RateCard {
     return this.#worstByModel.get(model) ?? this.#worstOverall;
+  }
+
+  #recompute(): void {
+    this.#worstByModel.clear();
+    let overall = unpriced(1);
+    for (const { model, rate } of this.#entries.values()) {
+      const prior = this.#worstByModel.get(model);
+      this.#worstByModel.set(model, prior === undefined ? rate : dearest(prior, rate));
+      overall = dearest(overall, rate);
+    }
+    this.#worstOverall = overall;
   }
 }
 

@@ -251,8 +251,9 @@ export class Observatory implements RequestObserver {
   readonly fleet: Fleet;
   readonly clock: Clock;
   readonly tickMs: number;
-  readonly replicas: readonly ReplicaStats[];
-  readonly #byId: ReadonlyMap<string, ReplicaStats>;
+  /** Every replica in the fleet now; a new array whenever one comes or goes. */
+  replicas: readonly ReplicaStats[];
+  readonly #byId = new Map<string, ReplicaStats>();
   readonly requests = new Map<string, RequestCount>();
   readonly energy = new Map<string, TenantEnergy>();
   readonly escalations = new Map<string, { readonly model: string; readonly reason: string; count: number }>();
@@ -288,8 +289,19 @@ export class Observatory implements RequestObserver {
     this.#logPrompts = opts.logPrompts ?? false;
     // Per-replica tokens/s spans about two seconds of ticks.
     const rateSamples = Math.max(2, Math.round(2_000 / this.tickMs) + 1);
-    this.replicas = fleet.replicas().map((r) => new ReplicaStats(r, rateSamples, opts.hardware?.[r.id]));
-    this.#byId = new Map(this.replicas.map((s) => [s.id, s]));
+    const statsOf = (r: Replica): ReplicaStats => new ReplicaStats(r, rateSamples, opts.hardware?.[r.id] ?? r.config?.hardware);
+    this.replicas = fleet.replicas().map(statsOf);
+    for (const s of this.replicas) this.#byId.set(s.id, s);
+    fleet.onChange(({ kind, replica }) => {
+      if (kind === "added") {
+        const stats = statsOf(replica);
+        this.#byId.set(stats.id, stats);
+        this.replicas = [...this.replicas, stats];
+      } else {
+        this.#byId.delete(replica.id);
+        this.replicas = this.replicas.filter((s) => s.id !== replica.id);
+      }
+    });
     this.#lastSampleAt = this.clock.now();
     this.refresh();
   }
