@@ -19,12 +19,13 @@
 import { mkdir, writeFile } from "node:fs/promises";
 import { resolve } from "node:path";
 import { prefillMs, type PerfProfile } from "../src/hardware/index.js";
+import { feasibleMask, memoised, perfectHits, probeOf, sustainable, type Probe } from "./lib/slo-rate.js";
 import { rowChart } from "../src/sim/charts.js";
 import { DEFAULT_HOST_KV_GB, resolvePolicy, resolveSimFleet, type SimFleet } from "../src/sim/fleet-file.js";
 import { seededRandom } from "../src/sim/random.js";
 import { hostTransfer } from "../src/sim/replica.js";
 import { buildReport, type SimReport } from "../src/sim/report.js";
-import { STATUS, simulate } from "../src/sim/simulator.js";
+import { simulate } from "../src/sim/simulator.js";
 import { loadTrace, scaleRate, spreadTies, type Trace } from "../src/sim/traces.js";
 
 const arg = (name: string, fallback: string): string => {
@@ -42,30 +43,6 @@ const fleetFor = (t: number, count: number): SimFleet =>
   resolveSimFleet({ islands: [{ name: "h100", hardware: "h100", count, model: "llama-3.1-70b", precision: "fp8", tp: t, host_kv_gb: hostKvGb }] });
 const fleet = fleetFor(tp, replicas);
 const pct = (x: number): string => `${(x * 100).toFixed(1)}%`;
-
-/** Prompt tokens request i could find cached with a perfect cache: the leading blocks any earlier request had. */
-function perfectHits(trace: Trace): Int32Array {
-  const seen = new Set<number>();
-  const cached = new Int32Array(trace.count);
-  for (let i = 0; i < trace.count; i++) {
-    const a = trace.blockOffsets[i]!;
-    const b = trace.blockOffsets[i + 1]!;
-    let h = a;
-    while (h < b && seen.has(trace.blockIds[h]!)) h++;
-    for (let j = a; j < b; j++) seen.add(trace.blockIds[j]!);
-    cached[i] = Math.min((h - a) * trace.blockTokens, trace.inputTokens[i]! - 1);
-  }
-  return cached;
-}
-
-/** Whether request i could meet the TTFT SLO alone on an idle replica with a perfect cache in HBM. */
-function feasibleMask(trace: Trace, f: SimFleet): Uint8Array {
-  const p = f.islands[0]!.profile;
-  const cached = perfectHits(trace);
-  const ok = new Uint8Array(trace.count);
-  for (let i = 0; i < trace.count; i++) ok[i] = prefillMs(p, trace.inputTokens[i]! - cached[i]!, cached[i]!) <= f.slo.ttftMs ? 1 : 0;
-  return ok;
-}
 
 /** Shares of requests whose TTFT alone on an idle replica exceeds the SLO: no cache, perfect cache in HBM, perfect cache loaded from host memory. */
 function infeasible(trace: Trace, f: SimFleet): { none: number; hbm: number; host: number } {
@@ -87,73 +64,8 @@ function infeasible(trace: Trace, f: SimFleet): { none: number; hbm: number; hos
   return { none: none / trace.count, hbm: hbm / trace.count, host: host / trace.count };
 }
 
-interface Probe {
-  readonly report: SimReport;
-  /** Share of all requests meeting the SLO, and of the feasible ones. */
-  readonly all: number;
-  readonly feasible: number;
-}
-
 function probe(trace: Trace, policy: string, scale: number, feasible: Uint8Array): Probe {
-  const result = simulate({ fleet, trace: scaleRate(trace, scale), policy: resolvePolicy(policy) });
-  const { firstTokenMs, finishMs, status } = result.requests;
-  let good = 0;
-  let total = 0;
-  for (let i = 0; i < trace.count; i++) {
-    if (feasible[i] !== 1) continue;
-    total++;
-    if (status[i] !== STATUS.done) continue;
-    const out = trace.outputTokens[i]!;
-    const ttft = firstTokenMs[i]! - result.trace.arrivalMs[i]!;
-    const tpot = out > 1 ? (finishMs[i]! - firstTokenMs[i]!) / (out - 1) : 0;
-    if (ttft <= fleet.slo.ttftMs && tpot <= fleet.slo.tpotMs) good++;
-  }
-  const report = buildReport(result);
-  return { report, all: report.goodput.share, feasible: total > 0 ? good / total : 0 };
-}
-
-/**
- * Highest scale in [1/64, 64] at which `meets` holds: from x1, doubling or
- * halving to bracket it, then `steps` bisections in log space inside the
- * factor-2 bracket (5 steps: about 2%). 0 when even x1/64 fails. Runs are
- * memoised by scale, so the two criteria share their probes.
- */
-function sustainable(run: (scale: number) => Probe, meets: (p: Probe) => boolean): { scale: number; at: Probe | undefined } {
-  let lo: number;
-  let hi: number;
-  let best: Probe | undefined;
-  const first = run(1);
-  if (meets(first)) {
-    best = first;
-    lo = 1;
-    for (hi = 2; hi <= 64; hi *= 2) {
-      const p = run(hi);
-      if (!meets(p)) break;
-      best = p;
-      lo = hi;
-    }
-    if (hi > 64) return { scale: 64, at: best };
-  } else {
-    hi = 1;
-    for (lo = 0.5; ; lo /= 2) {
-      const p = run(lo);
-      if (meets(p)) {
-        best = p;
-        break;
-      }
-      if (lo <= 1 / 64) return { scale: 0, at: undefined };
-      hi = lo;
-    }
-  }
-  for (let i = 0; i < steps; i++) {
-    const mid = Math.sqrt(lo * hi);
-    const p = run(mid);
-    if (meets(p)) {
-      lo = mid;
-      best = p;
-    } else hi = mid;
-  }
-  return { scale: lo, at: best };
+  return probeOf(simulate({ fleet, trace: scaleRate(trace, scale), policy: resolvePolicy(policy) }), trace, fleet, feasible);
 }
 
 const hitCells = (r: SimReport): string => `${pct(r.cache.hitRate)} (${pct(r.cache.hbmHitRate)} + ${pct(r.cache.hostHitRate)})`;
@@ -190,14 +102,9 @@ for (const v of views) {
   const rates = { all: new Map<string, number>(), feasible: new Map<string, number>() };
   for (const policy of policyNames) {
     const t = performance.now();
-    const memo = new Map<number, Probe>();
-    const run = (scale: number): Probe => {
-      let p = memo.get(scale);
-      if (p === undefined) memo.set(scale, (p = probe(trace, policy, scale, feasible)));
-      return p;
-    };
-    const all = sustainable(run, (p) => p.all >= 0.9);
-    const feas = sustainable(run, (p) => p.feasible >= 0.9);
+    const { run, runs } = memoised((scale) => probe(trace, policy, scale, feasible));
+    const all = sustainable(run, (p) => p.all >= 0.9, steps);
+    const feas = sustainable(run, (p) => p.feasible >= 0.9, steps);
     rates.all.set(policy, all.scale * baseRate);
     rates.feasible.set(policy, feas.scale * baseRate);
     bars.push({ label: `${v.short} ${policy}`, value: all.scale * baseRate });
@@ -208,7 +115,7 @@ for (const v of views) {
     console.log(
       `| ${policy} | ${(all.scale * baseRate).toFixed(2)} | ${all.scale.toFixed(3)} | ${cells.join(" | ")} | ${(feas.scale * baseRate).toFixed(2)} | ${feas.scale.toFixed(3)} | ${fr === undefined ? "-" : hitCells(fr)} |`,
     );
-    process.stderr.write(`  ${v.short} ${policy}: ${memo.size} runs, ${((performance.now() - t) / 1000).toFixed(1)} s\n`);
+    process.stderr.write(`  ${v.short} ${policy}: ${runs()} runs, ${((performance.now() - t) / 1000).toFixed(1)} s\n`);
   }
   for (const [what, m] of [["all requests", rates.all], ["feasible requests", rates.feasible]] as const) {
     const pa = m.get("prefix-aware")!;

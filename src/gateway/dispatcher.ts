@@ -5,6 +5,7 @@ import type { TextSink } from "../engines/engine.js";
 import { candidatesOf, promptTokensOf, type Fleet, type Replica, type ServedModel } from "../fleet/fleet.js";
 import { newRouteTrace, route, type Candidate, type Policy, type RejectReason, type RouteOutcome, type RouteRequest } from "../scheduler/pipeline.js";
 import { promptBlockHashes } from "../scheduler/prefix.js";
+import { hashString } from "../scheduler/hash.js";
 import { policyReadsPrefix } from "../scheduler/scorers.js";
 import { DEFAULT_HEDGE, FirstTokenLatency, hedgeCandidates, hedgeDelayMs, type HedgePolicy } from "../scheduler/hedge.js";
 import { DEFAULT_RETRY, attemptBudget, backoffMs, bestRecord, isRetryable, retryCandidates, type RetryChoice, type RetryPolicy } from "../scheduler/retry.js";
@@ -62,7 +63,7 @@ export class Dispatcher {
   readonly #firstTokens = new Map<string, FirstTokenLatency>();
   readonly #hedge: HedgePolicy;
   /** Each replica's speed, price and energy from the hardware model; fixed, so looked up once. */
-  readonly #hints = new Map<Replica, RouteHints | undefined>();
+  readonly #hints = new Map<Replica, ReplicaHints>();
   readonly #hintsOf: (replica: Replica) => RouteHints | undefined;
   readonly #ttftSloMs: number | undefined;
   /**
@@ -160,9 +161,21 @@ export class Dispatcher {
     return { ...retryCandidates(all, indicesIn(model, failed)), model };
   }
 
-  #hintsFor(replica: Replica): RouteHints | undefined {
-    if (!this.#hints.has(replica)) this.#hints.set(replica, this.#hintsOf(replica));
-    return this.#hints.get(replica);
+  /**
+   * What the router knows of a replica that does not change: its hardware's
+   * speed, price and energy, and its key for rendezvous hashing (session
+   * affinity, prefix owners), a hash of its engine's URL, so that every
+   * gateway in front of the same engines agrees on it, whatever order or
+   * ids its own fleet gives them.
+   */
+  #hintsFor(replica: Replica): ReplicaHints {
+    let hints = this.#hints.get(replica);
+    if (hints === undefined) {
+      const where = replica.config?.engine === "openai" ? replica.config.url : replica.id;
+      hints = { ...this.#hintsOf(replica), replicaKey: hashString(where) };
+      this.#hints.set(replica, hints);
+    }
+    return hints;
   }
 
   #prefixIndex(model: string): ReplicaPrefixes {
@@ -471,6 +484,8 @@ function settlesWithin(work: Promise<unknown>, ms: number, clock: Clock, signal:
     );
   });
 }
+
+type ReplicaHints = Partial<RouteHints> & { readonly replicaKey: number };
 
 /** Where `replicas` stand in `model`'s snapshot (those no longer in it are left out). */
 function indicesIn(model: ServedModel, replicas: Iterable<Replica>): Set<number> {

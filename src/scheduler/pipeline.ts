@@ -79,6 +79,12 @@ export interface Scorer {
   score(c: Candidate, r: RouteRequest): number;
   /** It reads the request's prefix blocks (directly, or to discount cached tokens): the caller must hash the prompt. */
   readonly readsPrefix?: boolean;
+  /**
+   * Looks at every surviving candidate once before any is scored: for a
+   * score relative to the others (the owner among those not overloaded).
+   * `idx[0..m)` are the survivors' positions in `candidates`.
+   */
+  prepare?(candidates: readonly Candidate[], idx: ArrayLike<number>, m: number, request: RouteRequest): void;
 }
 
 /** A score held to [0, 1]; NaN (a scorer dividing by zero) counts as 0, never poisoning the sum. */
@@ -195,6 +201,7 @@ export function route(
 
 /** scores[j] = the weighted sum of every scorer's unit score for candidate idx[j]. */
 function score(scorers: readonly WeightedScorer[], candidates: readonly Candidate[], idx: Int32Array, m: number, request: RouteRequest, scores: Float64Array): void {
+  for (const ws of scorers) ws.scorer.prepare?.(candidates, idx, m, request);
   for (let j = 0; j < m; j++) {
     const c = candidates[idx[j]!]!;
     let total = 0;
@@ -216,6 +223,7 @@ function scoreTraced(scorers: readonly WeightedScorer[], candidates: readonly Ca
   }
   for (const ws of scorers) {
     const t0 = performance.now();
+    ws.scorer.prepare?.(candidates, idx, m, request);
     for (let j = 0; j < m; j++) {
       const u = unit(ws.scorer.score(candidates[idx[j]!]!, request));
       scored?.[first + j]!.scores.push(u);

@@ -16,6 +16,7 @@ import {
   sloScorer,
   ttftScorer,
 } from "./scorers.js";
+import { prefixOwnerScorer, type PrefixOwnerOptions } from "./prefix-owner.js";
 
 export const leastLoaded: Policy = {
   name: "least-loaded",
@@ -76,6 +77,28 @@ export function prefixAware(opts: PrefixAwareOptions = {}): Policy {
 }
 export const prefixAwarePolicy: Policy = prefixAware();
 
+/**
+ * Prefix-aware with a coordination-free owner per conversation
+ * (prefix-owner.ts), for several gateways behind one load balancer:
+ *   prefix (local index) + least-loaded + 0.5 × owner (bound 1.1 × mean load).
+ * On Mooncake over 8 replicas (bench/router-instances.ts, 3 bisection
+ * steps) weight 0.5 and bound 1.1 sustained 2.86 req/s with one gateway and
+ * 2.40 with four, against 2.40 and 2.20 for weight 1 and bound 1.25; 0.25
+ * with 1.0 did no better than 0.5.
+ * Where a gateway's own index knows the conversation it agrees with the
+ * owner (everyone sent it there); where it does not (the turn before went
+ * through another gateway), the owner still sends it where the cache is.
+ */
+export function prefixOwner(opts: PrefixAwareOptions & PrefixOwnerOptions & { readonly ownerWeight?: number } = {}): Policy {
+  const base = prefixAware(opts);
+  return {
+    ...base,
+    name: "prefix-owner",
+    scorers: [...base.scorers, { scorer: prefixOwnerScorer({ ...(opts.blocks === undefined ? {} : { blocks: opts.blocks }), ...(opts.loadFactor === undefined ? {} : { loadFactor: opts.loadFactor }) }), weight: opts.ownerWeight ?? 0.5 }],
+  };
+}
+export const prefixOwnerPolicy: Policy = prefixOwner();
+
 export interface CostAwareOptions {
   /** TTFT objective when the request carries none (default 2000 ms). */
   readonly sloMs?: number;
@@ -110,6 +133,7 @@ const namedPolicies: Readonly<Record<string, () => Policy>> = {
   "round-robin": roundRobin,
   "power-of-two": () => powerOfTwoPolicy,
   "prefix-aware": () => prefixAwarePolicy,
+  "prefix-owner": () => prefixOwnerPolicy,
   "cost-aware": () => costAwarePolicy,
 };
 
@@ -164,6 +188,10 @@ const scorerRegistry: Readonly<Record<string, ScorerEntry>> = {
     make: (p) => energyScorer(p.scaleJoulesPerToken === undefined ? {} : { scaleJoulesPerToken: p.scaleJoulesPerToken }),
   },
   affinity: { params: {}, make: () => affinityScorer },
+  "prefix-owner": {
+    params: { blocks: "leading blocks that name a conversation (default 2)", loadFactor: "multiple of the mean load past which a replica is skipped (default 1.1)" },
+    make: (p) => prefixOwnerScorer({ ...(p.blocks === undefined ? {} : { blocks: p.blocks }), ...(p.loadFactor === undefined ? {} : { loadFactor: p.loadFactor }) }),
+  },
 };
 
 interface PickerEntry {

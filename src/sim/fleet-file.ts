@@ -88,6 +88,10 @@ export const simFleetSchema = z
         weights: z.record(z.string(), z.number().min(0)).optional(),
         /** Candidates drawn per decision in fleets larger than this (power of d choices). */
         sample: z.number().int().min(1).max(65_536).default(DEFAULT_SAMPLE_SIZE),
+        /** Gateways behind one load balancer, each with its own prefix index and view of load (sim/router-instances.ts). */
+        instances: z.number().int().min(1).max(1024).default(1),
+        /** How often engines report their load to the gateways, ms of virtual time (0: never). */
+        load_report_ms: z.number().min(0).max(3_600_000).default(1_000),
       })
       .strict()
       .prefault({}),
@@ -176,6 +180,8 @@ export interface SimFleet {
   readonly replicaCount: number;
   readonly policy: Policy;
   readonly sample: number;
+  /** Router instances and how often engines report load to them. */
+  readonly router: { readonly instances: number; readonly loadReportMs: number };
   readonly slo: { readonly ttftMs: number; readonly tpotMs: number };
   readonly failures:
     | { readonly mtbfMs: number | undefined; readonly repairMs: number; readonly schedule: readonly ScheduledFailure[] }
@@ -240,6 +246,7 @@ export function resolveSimFleet(raw: unknown, source = "fleet file"): SimFleet {
     replicaCount: first,
     policy,
     sample: cfg.router.sample,
+    router: { instances: cfg.router.instances, loadReportMs: cfg.router.load_report_ms },
     slo: { ttftMs: cfg.slo.ttft_ms, tpotMs: cfg.slo.tpot_ms },
     failures: f === undefined ? undefined : { mtbfMs: f.mtbf_s === undefined ? undefined : f.mtbf_s * 1000, repairMs: f.repair_s * 1000, schedule },
     blockTokens: cfg.engine.block_tokens,

@@ -19,13 +19,14 @@ import { ManualClock } from "../core/clock.js";
 import type { PriorityClass } from "../scheduler/admission.js";
 import { AdmissionLane } from "../scheduler/admission-lane.js";
 import { CandidateSelector } from "../scheduler/candidates.js";
+import { ownerBlocksOf } from "../scheduler/prefix-owner.js";
+import { RouterInstances, type Load, type RouterInstancesOptions } from "./router-instances.js";
 import { routeConstants, type RouteConstants } from "../scheduler/constants.js";
 import type { DecisionListener } from "../scheduler/decision.js";
 import { readyIndices } from "../scheduler/decision.js";
 import { ReplicaHealth } from "../scheduler/health.js";
 import type { Candidate, Policy, RejectReason, RouteOutcome, RouteRequest } from "../scheduler/pipeline.js";
 import { newRouteTrace, route } from "../scheduler/pipeline.js";
-import { PrefixIndex } from "../scheduler/prefix-index.js";
 import { markReady, type Readiness, type ReadinessCandidate, type ReplicaStatus } from "../scheduler/readiness.js";
 import { DEFAULT_RETRY, attemptBudget, backoffMs, retryCandidates, type RetryPolicy } from "../scheduler/retry.js";
 import { EventQueue } from "./events.js";
@@ -70,6 +71,8 @@ export interface SimulateOptions {
   readonly admissionPollMs?: number;
   /** Hears every routing decision, with its RouteTrace (scores, plugin times); costs a little per decision, so off unless given. */
   readonly onDecision?: DecisionListener;
+  /** Several gateways over the fleet, each with its own index and view of load (router-instances.ts); default: the fleet file's router section. */
+  readonly router?: RouterInstancesOptions;
 }
 
 /** Request outcome codes in `SimResult.requests.status`. */
@@ -276,7 +279,16 @@ class Simulation {
   // sample) over the router's approximate prefix index, as the live gateway
   // keeps it; not the simulated caches' exact state.
   readonly #selector: CandidateSelector;
-  readonly #prefixIndex = new PrefixIndex();
+  readonly #routers: RouterInstances;
+  /** The router instance each request arrived at. */
+  readonly #instanceOf: Int32Array;
+  /** The prefix-owner scorer's conversation depth, when the policy has one: its owners join the candidates. */
+  readonly #ownerBlocks: number | undefined;
+  readonly #load: Load = { active: 0, queued: 0 };
+  readonly #truth = (r: number, out: Load): void => {
+    out.active = this.#rep.active[r]!;
+    out.queued = this.#rep.queued[r]!;
+  };
   readonly #constantsOf = new Map<SimIsland, RouteConstants>();
   readonly #pool: MutableCandidate[] = [];
   readonly #candidates: MutableCandidate[] = [];
@@ -306,6 +318,9 @@ class Simulation {
     this.#bucketMs = niceBucket(lastArrival, opts.timelineBuckets ?? 240);
     this.#timeline = { bucketMs: this.#bucketMs, outputTokens: [], completed: [], queued: [], running: [], down: [] };
     this.#selector = new CandidateSelector({ sample: Math.min(this.#n, fleet.sample) });
+    this.#routers = new RouterInstances(this.#n, fleet.seed, opts.router ?? fleet.router);
+    this.#instanceOf = new Int32Array(trace.count);
+    this.#ownerBlocks = ownerBlocksOf(this.#policy);
     for (let j = 0; j < this.#selector.capacity; j++) this.#pool.push({ index: 0, ready: true, active: 0, queued: 0, slots: 1, maxQueue: 0, contextSize: undefined });
     // One object, refilled per call: the rule reads it at once, and a decision allocates nothing per candidate.
     const status = { engineReady: true, health: undefined as unknown as ReplicaHealth };
@@ -361,7 +376,7 @@ class Simulation {
         rep.context[r] = isl.contextSize;
         rep.servingSlots += isl.maxBatch;
         // Both tiers are hits, so the router remembers as many blocks per replica as HBM and host memory hold together.
-        this.#prefixIndex.setCapacity(r, Math.max(1, Math.floor(model.kvCapacityTokens / fleet.blockTokens) + model.hostCapacityBlocks));
+        this.#routers.setCapacity(r, Math.max(1, Math.floor(model.kvCapacityTokens / fleet.blockTokens) + model.hostCapacityBlocks));
         if (!this.#constantsOf.has(isl)) this.#constantsOf.set(isl, routeConstants(isl.profile, isl.energy, { usdPerHour: isl.usdPerHour }));
       }
     }
@@ -457,6 +472,7 @@ class Simulation {
   #arrive(i: number, t: number): void {
     const trace = this.#trace;
     const seq = new SimSeq(i, trace.inputTokens[i]!, trace.outputTokens[i]!, trace.blockIds, trace.blockOffsets[i]!, trace.blockOffsets[i + 1]!);
+    this.#instanceOf[i] = this.#routers.assign();
     if (this.#lane.opensFor(this.#rep.servingSlots)) {
       this.#lane.start();
       this.#pick(seq, t);
@@ -562,16 +578,21 @@ class Simulation {
     const n = this.#n;
     const rep = this.#rep;
     const blocks = blocksOf(seq);
-    const m = this.#selector.select(n, this.#random, blocks, this.#prefixIndex);
+    const instance = this.#instanceOf[seq.id]!;
+    const owner = this.#ownerBlocks === undefined || blocks.length === 0 ? undefined : blocks[Math.min(this.#ownerBlocks, blocks.length) - 1];
+    const m = this.#selector.select(n, this.#random, blocks, this.#routers.indexes[instance], owner);
     const candidates = this.#candidates;
     candidates.length = m;
+    const load = this.#load;
     for (let j = 0; j < m; j++) {
       const r = this.#selector.indices[j]!;
       const c = this.#pool[j]!;
       const k = this.#constantsOf.get(rep.islandOf[r]!)!;
       c.index = r;
-      c.active = rep.active[r]!;
-      c.queued = rep.queued[r]!;
+      if (this.#routers.count === 1) this.#truth(r, load);
+      else this.#routers.view(instance, r, rep.slots[r]!, this.#clock.now(), this.#truth, load);
+      c.active = load.active;
+      c.queued = load.queued;
       c.slots = rep.slots[r]!;
       c.maxQueue = rep.maxQueue[r]!;
       c.contextSize = rep.context[r]!;
@@ -600,7 +621,7 @@ class Simulation {
     const { onDecision } = this.#opts;
     const trace = onDecision === undefined ? undefined : newRouteTrace();
     const outcome = route(this.#policy, request, candidates, this.#random, trace);
-    if (outcome.ok && blocks.length > 0) this.#prefixIndex.record(outcome.index, blocks);
+    if (outcome.ok && blocks.length > 0) this.#routers.indexes[this.#instanceOf[seq.id]!]!.record(outcome.index, blocks);
     this.#decisions++;
     this.#decisionMs += performance.now() - t0;
     onDecision?.({
@@ -617,6 +638,7 @@ class Simulation {
 
   #dispatch(seq: SimSeq, r: number, t: number): void {
     this.#req.replica[seq.id] = r;
+    this.#routers.dispatched(this.#instanceOf[seq.id]!, r);
     this.#req.attempts[seq.id]!++;
     this.#rep.health[r]!.dispatched();
     this.#rep.models[r]!.enqueue(seq);
@@ -679,6 +701,7 @@ class Simulation {
 
   #finish(seq: SimSeq, r: number, t: number): void {
     const req = this.#req;
+    this.#routers.ended(this.#instanceOf[seq.id]!, r);
     req.finishMs[seq.id] = t;
     req.cachedTokens[seq.id] = seq.cachedTokens;
     req.status[seq.id] = STATUS.done;
@@ -702,12 +725,13 @@ class Simulation {
     rep.stepDue[r] = NaN;
     rep.health[r]!.observe(false);
     const displaced = rep.models[r]!.failAll();
-    this.#prefixIndex.removeReplica(r); // a failed replica's cache is gone
+    this.#routers.removeReplica(r); // a failed replica's cache is gone
     rep.active[r] = 0;
     rep.queued[r] = 0;
     // Every request on it hears of the failure before any routes again, as
     // the dispatcher's attempts settle before their requests pick anew.
     for (const seq of displaced) {
+      this.#routers.ended(this.#instanceOf[seq.id]!, r);
       rep.health[r]!.failed();
       let failed = this.#req.failed.get(seq.id);
       if (failed === undefined) this.#req.failed.set(seq.id, (failed = new Set()));

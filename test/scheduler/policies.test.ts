@@ -26,8 +26,8 @@ const lcg = (seed: number): (() => number) => {
 };
 
 describe("policies by name", () => {
-  it("knows least-loaded, round-robin, power-of-two, prefix-aware and cost-aware", () => {
-    assert.deepEqual([...knownPolicies].sort(), ["cost-aware", "least-loaded", "power-of-two", "prefix-aware", "round-robin"]);
+  it("knows least-loaded, round-robin, power-of-two, prefix-aware, prefix-owner and cost-aware", () => {
+    assert.deepEqual([...knownPolicies].sort(), ["cost-aware", "least-loaded", "power-of-two", "prefix-aware", "prefix-owner", "round-robin"]);
     for (const name of knownPolicies) assert.equal(policyByName(name).name, name);
     assert.equal(policyByName("least-loaded"), leastLoaded);
     assert.equal(policies["least-loaded"], leastLoaded);
