@@ -58,6 +58,10 @@ function describe(p: PerfParams): string {
     `allReduceLatencyUs     ${p.allReduceLatencyUs.toFixed(1)}`,
     `gemmPadTokens          ${p.gemmPadTokens.toFixed(1)}`,
     `fp4Efficiency          ${p.fp4Efficiency.toFixed(3)}  (FP4 rate relative to FP8's measured efficiency)`,
+    "not fitted to these rows (`flotilla calibrate` fits them to an engine):",
+    `allReduceStepUs        ${p.allReduceStepUs.toFixed(1)}`,
+    `allReduceBandwidthEfficiency ${p.allReduceBandwidthEfficiency.toFixed(3)}`,
+    `sequenceOverheadUs     ${p.sequenceOverheadUs.toFixed(1)}`,
   ].join("\n");
 }
 

@@ -3,6 +3,7 @@
  * command line. Formatting is pure (exported, testable without a process);
  * the action handlers only parse, call hardware/, and write.
  */
+import { readFile } from "node:fs/promises";
 import { InvalidArgumentError } from "commander";
 import type { Command } from "commander";
 import { readGgufSpec } from "../engines/gguf-spec.js";
@@ -17,9 +18,10 @@ import {
   findPrecision,
   kvBytesPerToken,
   modelStats,
+  paramsOn,
   smallestFittingTp,
 } from "../hardware/index.js";
-import type { Estimate, EstimateInput, HardwareSpec, KvFormat, ModelSpec, PrecisionSpec, Pricing } from "../hardware/index.js";
+import type { EngineParams, Estimate, EstimateInput, HardwareSpec, KvFormat, ModelSpec, PrecisionSpec, Pricing } from "../hardware/index.js";
 
 // ---------------------------------------------------------------------------
 // number formatting
@@ -231,6 +233,10 @@ export interface EstimateOptions {
   usdPerKwh?: number;
   requestsPerDay?: number;
   json?: boolean;
+  /** An engine profile file (`flotilla calibrate --out`); read into `engine` before runEstimate. */
+  profile?: string;
+  /** The engine's parameters; default the built-in ones. */
+  engine?: EngineParams;
 }
 
 /** Builds the estimates `flotilla estimate` prints; throws UnknownNameError for unknown names. */
@@ -254,6 +260,7 @@ export function runEstimate(o: EstimateOptions): ComparisonRow[] {
       ...(o.pue !== undefined ? { pue: o.pue } : {}),
       ...(o.usdPerKwh !== undefined ? { usdPerKwh: o.usdPerKwh } : {}),
       ...(o.requestsPerDay !== undefined ? { usage: { requestsPerDay: o.requestsPerDay } } : {}),
+      ...(o.engine !== undefined ? { params: paramsOn(o.engine, hw.id) } : {}),
     };
     // the smallest degree whose KV cache holds the requested batch (or one sequence)
     const tp = o.tp ?? smallestFittingTp(base, (o.batch ?? 1) * (o.input + o.output));
@@ -262,6 +269,28 @@ export function runEstimate(o: EstimateOptions): ComparisonRow[] {
     if (e.kvCapacityTokens < 1) return { hardware: hw.id, problem: `weights do not fit at tp ${tp}` };
     return { hardware: hw.id, estimate: e };
   });
+}
+
+/** A profile file that cannot be read or is not valid: the user's mistake (exit code 2). */
+export class ProfileReadError extends Error {
+  override readonly name = "ProfileReadError";
+}
+
+/**
+ * Reads an engine profile. The parser (and zod with it) loads only here, so
+ * `flotilla --help` and a plain `estimate` do not pay for it.
+ */
+export async function readProfile(path: string): Promise<EngineParams> {
+  const { parseEngineProfile, ProfileFileError } = await import("../hardware/profile-file.js");
+  const text = await readFile(path, "utf8").catch((err: NodeJS.ErrnoException) => {
+    throw new ProfileReadError(`cannot read profile ${path}: ${err.code === "ENOENT" ? "no such file" : err.message}`);
+  });
+  try {
+    return parseEngineProfile(text, path).engine;
+  } catch (err) {
+    if (err instanceof ProfileFileError) throw new ProfileReadError(err.message);
+    throw err;
+  }
 }
 
 function writer(cmd: Command): (s: string) => void {
@@ -288,20 +317,21 @@ export function registerHardwareCommands(program: Command): void {
     .option("--pue <x>", "data-centre PUE (default 1.2)", positiveNumber)
     .option("--usd-per-kwh <x>", "electricity price (default 0.10)", positiveNumber)
     .option("--requests-per-day <n>", "add cost per user-month for this many requests a day", positiveNumber)
+    .option("--profile <file>", "an engine profile fitted by `flotilla calibrate` (default: the built-in parameters)")
     .option("--json", "machine-readable output")
     .action(async function (this: Command, opts: EstimateOptions) {
       let rows: ComparisonRow[];
       try {
-        let run = opts;
+        let run = opts.profile !== undefined ? { ...opts, engine: await readProfile(opts.profile) } : opts;
         if (opts.gguf !== undefined) {
           if (opts.model !== undefined) throw new RangeError("give --model or --gguf, not both");
           const { spec, precision } = await readGgufSpec(opts.gguf);
           const explicit = this.getOptionValueSource("precision") !== "default";
-          run = { ...opts, model: spec, precision: explicit || precision === undefined ? opts.precision : precision };
+          run = { ...run, model: spec, precision: explicit || precision === undefined ? opts.precision : precision };
         }
         rows = runEstimate(run);
       } catch (err) {
-        if (err instanceof UnknownNameError || err instanceof RangeError) {
+        if (err instanceof UnknownNameError || err instanceof RangeError || err instanceof ProfileReadError) {
           this.error(`error: ${err.message}`, { exitCode: 2, code: "flotilla.invalidArgument" });
         }
         if (opts.gguf !== undefined && err instanceof Error) {

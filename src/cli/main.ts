@@ -1,4 +1,5 @@
 import { Command, CommanderError } from "commander";
+import { registerCalibrateCommand } from "./calibrate-command.js";
 import { registerFleetCommands } from "./fleet-commands.js";
 import { registerHardwareCommands } from "./hardware-commands.js";
 import { registerServeCommand } from "./serve.js";
@@ -15,6 +16,7 @@ export function buildProgram(): Command {
   registerSimCommand(program);
   registerFleetCommands(program);
   registerHardwareCommands(program);
+  registerCalibrateCommand(program);
   registerTenancyCommands(program);
   return program;
 }

@@ -56,6 +56,7 @@ export interface SimOptions {
   json?: boolean;
   out?: string;
   progress?: boolean;
+  profile?: string;
 }
 
 export interface SimIo {
@@ -121,6 +122,7 @@ export function registerSimCommand(program: Command, io: SimIo = { stdout: proce
     .option("--block-tokens <n>", "prefix-cache block size in tokens (default 512)", num("--block-tokens", { int: true, min: 1 }))
     .option("--host-kv-gb <gb>", "host-memory KV tier per GPU, GB, for every island (default 256; 0: none)", num("--host-kv-gb", { min: 0 }))
     .option("--no-chunked-prefill", "prefill whole prompts in their own passes")
+    .option("--profile <file>", "engine profile (`flotilla calibrate --out`) for every island without its own profile:")
     .option("--seed <n>", "random seed (default 1)", num("--seed", { int: true }))
     .option("--json", "print the report as JSON on stdout")
     .option("--out <dir>", `write ${OUTPUT_FILES.join(", ")} into this folder`)

@@ -3,12 +3,15 @@
  * trace, the simulation, and the report printed and written. Loaded on
  * demand by sim-command.ts.
  */
+import { readFileSync } from "node:fs";
 import { mkdir, readFile, writeFile } from "node:fs/promises";
-import { resolve } from "node:path";
+import { dirname, resolve } from "node:path";
 import { parse as parseYaml, YAMLParseError } from "yaml";
 import { renderCharts } from "../sim/charts.js";
 import { explainDecision, type DecisionListener } from "../scheduler/decision.js";
-import { FleetFileError, resolveSimFleet, type SimFleet } from "../sim/fleet-file.js";
+import { parseEngineProfile } from "../hardware/profile-file.js";
+import type { EngineParams } from "../hardware/index.js";
+import { FleetFileError, resolveSimFleet, type ProfileLoader, type SimFleet } from "../sim/fleet-file.js";
 import { renderMarkdown, renderSummary } from "../sim/markdown.js";
 import { progressBar } from "../sim/progress.js";
 import { buildReport, reportJson, requestsCsv } from "../sim/report.js";
@@ -84,6 +87,11 @@ async function rawFleet(opts: SimOptions): Promise<{ raw: Record<string, unknown
   if (opts.hostKvGb !== undefined && Array.isArray(raw.islands)) {
     raw.islands = raw.islands.map((isl: unknown) => (typeof isl === "object" && isl !== null ? { ...isl, host_kv_gb: opts.hostKvGb } : isl));
   }
+  // --profile: every island without its own; absolute, as it is relative to the working directory, not the fleet file
+  const profile = opts.profile;
+  if (profile !== undefined && Array.isArray(raw.islands)) {
+    raw.islands = raw.islands.map((isl: unknown) => (typeof isl === "object" && isl !== null && !("profile" in isl) ? { ...isl, profile: resolve(profile) } : isl));
+  }
   if (opts.seed !== undefined) raw.seed = opts.seed;
   return { raw, source };
 }
@@ -131,10 +139,35 @@ function decisionPrinter(fleet: SimFleet, n: number, out: { write(s: string): un
   };
 }
 
+/**
+ * Reads islands' `profile:` files, relative to the fleet file's folder (the
+ * working directory without one); each file is read once however many
+ * islands name it.
+ */
+function profileLoader(fleetPath: string | undefined): ProfileLoader {
+  const base = fleetPath === undefined ? process.cwd() : dirname(resolve(fleetPath));
+  const loaded = new Map<string, EngineParams>();
+  return (path) => {
+    const full = resolve(base, path);
+    const hit = loaded.get(full);
+    if (hit !== undefined) return hit;
+    let text: string;
+    try {
+      text = readFileSync(full, "utf8");
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      throw new Error(`cannot read profile ${full}: ${code === "ENOENT" ? "no such file" : (err as Error).message}`);
+    }
+    const engine = parseEngineProfile(text, path).engine;
+    loaded.set(full, engine);
+    return engine;
+  };
+}
+
 /** Runs the command: simulate, then print and write the report. Returns the report. */
 export async function runSim(opts: SimOptions, io: SimIo): Promise<SimReport> {
   const { raw, source } = await rawFleet(opts);
-  const fleet = resolveSimFleet(raw, source);
+  const fleet = resolveSimFleet(raw, source, { loadProfile: profileLoader(opts.fleet) });
   let trace: Trace;
   try {
     trace = await buildTrace(opts, fleet.blockTokens, fleet.seed);

@@ -482,6 +482,7 @@ const ALL: readonly HardwareSpec[] = [...HARDWARE, LPDDR_CHIP, ...CPUS];
 
 const ALIASES: Readonly<Record<string, string>> = {
   "h100-sxm": "h100",
+  "h100-80gb": "h100",
   "h200-sxm": "h200",
   "a100-80gb": "a100",
   "v5e": "tpu-v5e",

@@ -21,6 +21,7 @@ import { findPrecision } from "./precision.js";
 import type { PerfParams } from "./params.js";
 import { ENGINE_SETTINGS, FITTED_PARAMS } from "./params.js";
 import { decodeStepMs, makePerfProfile, maxBatch, prefillMs, servingPoint } from "./perf.js";
+import { minimise } from "./fit.js";
 
 export type Scenario =
   /** Offline / max-throughput: output tokens/s of `devices` devices in total. */
@@ -220,23 +221,23 @@ export function medianAbsError(results: readonly RowResult[]): number {
 // ---------------------------------------------------------------------------
 // Fitting
 
+/** The seven parameters the reference rows fit; the rest of PerfParams stay at their built-in values. */
+const FITTED_KEYS = ["computeEfficiency", "bandwidthEfficiency", "stepOverheadMs", "layerOverheadUs", "allReduceLatencyUs", "gemmPadTokens", "fp4Efficiency"] as const;
+/** Fractions of a peak rate: at most 1. */
+const FRACTIONS: ReadonlySet<string> = new Set(["computeEfficiency", "bandwidthEfficiency", "fp4Efficiency"]);
+
 /** The fitted parameters as a vector of logarithms (all are positive). */
 function toVector(p: PerfParams): number[] {
-  return [p.computeEfficiency, p.bandwidthEfficiency, p.stepOverheadMs, p.layerOverheadUs, p.allReduceLatencyUs, p.gemmPadTokens, p.fp4Efficiency].map((x) => Math.log(Math.max(x, 1e-6)));
+  return FITTED_KEYS.map((k) => Math.log(Math.max(p[k], 1e-6)));
 }
 
-function fromVector(v: readonly number[]): PerfParams {
-  const x = v.map((z) => Math.exp(z));
-  const at = (i: number): number => x[i] ?? 0;
-  return {
-    computeEfficiency: Math.min(1, at(0)),
-    bandwidthEfficiency: Math.min(1, at(1)),
-    stepOverheadMs: at(2),
-    layerOverheadUs: at(3),
-    allReduceLatencyUs: at(4),
-    gemmPadTokens: at(5),
-    fp4Efficiency: Math.min(1, at(6)),
-  };
+function fromVector(v: readonly number[], base: PerfParams): PerfParams {
+  const out: Record<string, number> = { ...base };
+  FITTED_KEYS.forEach((k, i) => {
+    const x = Math.exp(v[i] ?? 0);
+    out[k] = FRACTIONS.has(k) ? Math.min(1, x) : x;
+  });
+  return out as unknown as PerfParams;
 }
 
 /** Mean absolute log error: symmetric in over- and under-prediction, robust to one bad row. */
@@ -256,74 +257,11 @@ export interface FitResult {
 }
 
 /**
- * Nelder-Mead over the logarithms of the seven global parameters, minimising the
- * mean absolute log error of the calibration rows, restarted from its own result
- * until a restart gains less than 1e-5 (the simplex collapses early on this
- * landscape). Deterministic.
+ * Nelder-Mead (fit.ts) over the logarithms of the seven global parameters,
+ * minimising the mean absolute log error of the calibration rows, restarted
+ * from its own result until a restart gains less than 1e-5. Deterministic.
  */
 export function fitParams(rows: readonly CalibrationRow[] = CALIBRATION_ROWS, start: PerfParams = FITTED_PARAMS, maxRestarts = 8): FitResult {
-  let params = start;
-  let loss = fitLoss(start, rows);
-  let iterations = 0;
-  for (let r = 0; r < maxRestarts; r++) {
-    const run = nelderMead((v) => fitLoss(fromVector(v), rows), toVector(params), 800);
-    iterations += run.iterations;
-    const gain = loss - run.value;
-    if (gain > 0) {
-      params = fromVector(run.x);
-      loss = run.value;
-    }
-    if (gain < 1e-5) break;
-  }
-  return { params, loss, iterations };
-}
-
-function nelderMead(f: (x: readonly number[]) => number, x0: readonly number[], maxIterations: number): { x: number[]; value: number; iterations: number } {
-  const n = x0.length;
-  let simplex: number[][] = [[...x0]];
-  for (let i = 0; i < n; i++) {
-    const x = [...x0];
-    x[i] = (x[i] ?? 0) + 0.3;
-    simplex.push(x);
-  }
-  let values = simplex.map(f);
-  let it = 0;
-  for (; it < maxIterations; it++) {
-    const order = values.map((v, i) => [v, i] as const).sort((a, b) => a[0] - b[0]);
-    simplex = order.map(([, i]) => simplex[i] as number[]);
-    values = order.map(([v]) => v);
-    const best = values[0] as number;
-    const worst = values[n] as number;
-    if (worst - best < 1e-7) break;
-    const centroid = new Array<number>(n).fill(0);
-    for (let i = 0; i < n; i++) for (let j = 0; j < n; j++) centroid[j] = (centroid[j] as number) + (simplex[i]?.[j] ?? 0) / n;
-    const worstX = simplex[n] as number[];
-    const along = (t: number): number[] => centroid.map((c, j) => c + t * (c - (worstX[j] ?? 0)));
-    const xr = along(1);
-    const fr = f(xr);
-    if (fr < best) {
-      const xe = along(2);
-      const fe = f(xe);
-      simplex[n] = fe < fr ? xe : xr;
-      values[n] = fe < fr ? fe : fr;
-    } else if (fr < (values[n - 1] as number)) {
-      simplex[n] = xr;
-      values[n] = fr;
-    } else {
-      const xc = along(fr < worst ? 0.5 : -0.5);
-      const fc = f(xc);
-      if (fc < Math.min(fr, worst)) {
-        simplex[n] = xc;
-        values[n] = fc;
-      } else {
-        const xb = simplex[0] as number[];
-        for (let i = 1; i <= n; i++) {
-          simplex[i] = (simplex[i] as number[]).map((xj, j) => (xb[j] ?? 0) + 0.5 * (xj - (xb[j] ?? 0)));
-          values[i] = f(simplex[i] as number[]);
-        }
-      }
-    }
-  }
-  const bestIndex = values.indexOf(Math.min(...values));
-  return { x: simplex[bestIndex] as number[], value: values[bestIndex] as number, iterations: it };
+  const run = minimise((v) => fitLoss(fromVector(v, start), rows), toVector(start), { maxIterations: 800, maxRestarts, minGain: 1e-5 });
+  return { params: fromVector(run.x, start), loss: run.value, iterations: run.iterations };
 }

@@ -31,8 +31,8 @@ export type { DeviceKind, HardwareSpec, PeakTflops, ScaleUpLink, LpddrChipOption
 export { MODELS, allModels, knownModels, findModel, modelStats, attentionParamsPerLayer, modelSpecFromGguf } from "./models.js";
 export type { ModelSpec, MoeSpec, MlaSpec, ModelStats } from "./models.js";
 
-export { ENGINE_SETTINGS, FITTED_PARAMS } from "./params.js";
-export type { PerfParams } from "./params.js";
+export { ENGINE_SETTINGS, FITTED_PARAMS, paramsOn } from "./params.js";
+export type { EngineParams, PerfParams } from "./params.js";
 
 export { GIB, kvBytesPerToken, kvShards, memoryPlan, maxBatchForKv } from "./kv.js";
 export type { MemoryPlan, MemoryOptions } from "./kv.js";
@@ -71,3 +71,6 @@ export type { CalibrationRow, Scenario, RowResult, FitResult } from "./calibrati
 
 export { estimate, profileFor, smallestFittingTp } from "./estimate.js";
 export type { Estimate, EstimateInput } from "./estimate.js";
+
+// Not re-exported, each loaded only by what needs it (CLI start-up time): measurements.ts (CSV),
+// profile-fit.ts and calibrate.ts (fitting an engine, `flotilla calibrate`), profile-file.ts (zod).

@@ -17,6 +17,21 @@ export interface PerfParams {
   /** Software latency of one all-reduce or all-to-all, on top of link hops (microseconds). */
   readonly allReduceLatencyUs: number;
   /**
+   * Software latency of each step of an all-reduce, on top of the link hop (microseconds). A tree
+   * all-reduce over tp devices takes 2·log2(tp) steps, so this is the part of the latency that grows
+   * with tp: 0 for engines with one-shot all-reduce kernels, tens of microseconds for stacks whose
+   * time per token stops falling past tp 4.
+   */
+  readonly allReduceStepUs: number;
+  /** Fraction of the link's one-way bandwidth an all-reduce moves data at (NCCL "bus bandwidth"). */
+  readonly allReduceBandwidthEfficiency: number;
+  /**
+   * Per sequence in a pass (microseconds): block tables, sampling, stop checks and other host work
+   * done for each sequence. What makes time per token grow with batch while decode is still
+   * memory-bound.
+   */
+  readonly sequenceOverheadUs: number;
+  /**
    * Rows of padding every GEMM pays (tile quantisation and wave tails): a GEMM over m tokens
    * costs as if it had m + min(m, gemmPadTokens). Negligible for big prefill chunks, large for
    * decode at modest batch and for each expert of a fine-grained MoE.
@@ -38,6 +53,12 @@ export const FITTED_PARAMS: PerfParams = {
   allReduceLatencyUs: 31.51,
   gemmPadTokens: 73.64,
   fp4Efficiency: 0.6306,
+  // Not fitted to the reference rows (TensorRT-LLM and llama.cpp show no sign of them): the
+  // values under which the seven above were fitted. `flotilla calibrate` fits them to an engine.
+  allReduceStepUs: 0,
+  // assumption: NCCL bus bandwidth ~80% of NVLink's
+  allReduceBandwidthEfficiency: 0.8,
+  sequenceOverheadUs: 0,
 };
 
 /** Fixed settings, not fitted (each with its source or stated as an assumption). */
@@ -50,8 +71,6 @@ export const ENGINE_SETTINGS = {
   maxTokensPerPass: 8192,
   /** Cap on concurrent sequences when the batch is chosen from KV capacity (TRT-LLM default max_batch_size 2048). */
   maxBatch: 2048,
-  /** Achieved fraction of link bandwidth in all-reduce (assumption: NCCL bus bandwidth ~80% of NVLink's). */
-  linkEfficiency: 0.8,
   /** Bytes per activation element exchanged between devices (BF16). */
   activationBytes: 2,
   /**
@@ -63,3 +82,33 @@ export const ENGINE_SETTINGS = {
   /** Share of (TDP - static) a compute-bound pass draws; sets energy per FLOP where the catalog gives none (assumption). */
   computePowerShare: 0.9,
 } as const;
+
+/** The parameters that are software time (host work, launches, synchronisation) rather than rates. */
+export const OVERHEAD_KEYS = ["stepOverheadMs", "layerOverheadUs", "sequenceOverheadUs", "allReduceLatencyUs", "allReduceStepUs"] as const;
+
+/**
+ * `params` with every software-time parameter multiplied by `factor`: the same
+ * engine on a system whose host and kernel launches are faster or slower.
+ */
+function scaleOverheads(params: PerfParams, factor: number): PerfParams {
+  if (factor === 1) return params;
+  const out: Record<string, number> = { ...params };
+  for (const k of OVERHEAD_KEYS) out[k] = params[k] * factor;
+  return out as unknown as PerfParams;
+}
+
+/**
+ * An engine's parameters: one set for every device, and a software-overhead
+ * factor for each device it was measured on (absent: 1). The factor carries
+ * what differs between systems running the same engine: host CPU speed and
+ * kernel-launch latency, which the same code pays more of on an older system.
+ */
+export interface EngineParams {
+  readonly params: PerfParams;
+  readonly overheadScale: Readonly<Record<string, number>>;
+}
+
+/** The parameters the engine runs with on `hardwareId`. */
+export function paramsOn(engine: EngineParams, hardwareId: string): PerfParams {
+  return scaleOverheads(engine.params, engine.overheadScale[hardwareId] ?? 1);
+}

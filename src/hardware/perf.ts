@@ -10,7 +10,7 @@
  *     + max(A / R_attn, K / B)                     attention: compute or KV streaming
  *     + n·a / B                                     activations written and read between kernels
  *     + c_fix + n·c_tok                             all-reduce (or all-to-all) latency + bytes
- *     + o_step + L·o_layer                          per-pass and per-layer software overhead
+ *     + o_step + L·o_layer + s·o_seq                per-pass, per-layer and per-sequence software overhead
  *
  * W(n) = dense weights + E·w_e·(1 − (1 − k/E)^n): the expected number of distinct
  * routed experts n tokens touch under uniform top-k routing (all of them for a
@@ -75,6 +75,8 @@ export interface PerfProfile {
   readonly commBytesPerToken: number;
   /** Software overhead per pass. */
   readonly overheadMs: number;
+  /** Software overhead per sequence in a pass. */
+  readonly sequenceOverheadMs: number;
   readonly maxTokensPerPass: number;
 
   readonly weightBytesPerDevice: number;
@@ -123,8 +125,9 @@ export function makePerfProfile(model: ModelSpec, hw: HardwareSpec, precision: P
   let commFixedMs = 0;
   let commBytesPerToken = 0;
   if (tp > 1) {
-    const hopUs = hw.link.latencyUs * 2 * Math.log2(tp);
-    const latencyMs = (params.allReduceLatencyUs + hopUs) / 1000;
+    // a tree all-reduce: 2·log2(tp) steps, each a link hop plus the engine's own per-step latency
+    const stepsUs = (hw.link.latencyUs + params.allReduceStepUs) * 2 * Math.log2(tp);
+    const latencyMs = (params.allReduceLatencyUs + stepsUs) / 1000;
     const tokenBytes = model.hidden * ENGINE_SETTINGS.activationBytes;
     if (ep) {
       const moeLayers = s.moeLayers;
@@ -136,7 +139,7 @@ export function makePerfProfile(model: ModelSpec, hw: HardwareSpec, precision: P
       commBytesPerToken = (2 * model.layers * tokenBytes * 2 * (tp - 1)) / tp;
     }
   }
-  const linkBytesPerMs = ((hw.link.bidirGBs / 2) * 1e9 * ENGINE_SETTINGS.linkEfficiency) / 1000;
+  const linkBytesPerMs = ((hw.link.bidirGBs / 2) * 1e9 * params.allReduceBandwidthEfficiency) / 1000;
   const commMsPerToken = commBytesPerToken / linkBytesPerMs;
 
   const mem = memoryPlan(model, hw, precision, {
@@ -176,6 +179,7 @@ export function makePerfProfile(model: ModelSpec, hw: HardwareSpec, precision: P
     commMsPerToken,
     commBytesPerToken,
     overheadMs: params.stepOverheadMs + (model.layers * params.layerOverheadUs) / 1000,
+    sequenceOverheadMs: params.sequenceOverheadUs / 1000,
     maxTokensPerPass: ENGINE_SETTINGS.maxTokensPerPass,
     weightBytesPerDevice: mem.weightBytesPerDevice,
     kvCapacityTokens: mem.kvCapacityTokens,
@@ -194,11 +198,11 @@ export function gemmFlops(p: PerfProfile, tokens: number): number {
   return (tokens + Math.min(tokens, p.padTokens)) * p.denseFlopsPerToken + (tokens * p.activeExperts + Math.min(tokens * p.activeExperts, p.padTokens * touched)) * p.expertFlopsPerToken;
 }
 
-/** One forward pass over `tokens` tokens with the given attention FLOPs and KV bytes (per device). */
-export function passMs(p: PerfProfile, tokens: number, attnFlops: number, kvBytes: number): number {
+/** One forward pass over `tokens` tokens of `sequences` sequences with the given attention FLOPs and KV bytes (per device). */
+export function passMs(p: PerfProfile, tokens: number, attnFlops: number, kvBytes: number, sequences: number): number {
   const lin = linearMs(p, tokens);
   const att = attentionMs(p, attnFlops, kvBytes);
-  return lin + att + (tokens * p.activationBytesPerToken) / p.bytesPerMs + p.commFixedMs + tokens * p.commMsPerToken + p.overheadMs;
+  return lin + att + (tokens * p.activationBytesPerToken) / p.bytesPerMs + p.commFixedMs + tokens * p.commMsPerToken + p.overheadMs + sequences * p.sequenceOverheadMs;
 }
 
 /**
@@ -218,11 +222,14 @@ function attentionMs(p: PerfProfile, attnFlops: number, kvBytes: number): number
   return Math.max(attnFlops / p.attnFlopsPerMs, kvBytes / p.bytesPerMs);
 }
 
-/** `passes` prefill passes of `chunk` tokens each, `tokens` in all, with the attention FLOPs and KV bytes of them all. */
-function prefillPassesMs(p: PerfProfile, passes: number, chunk: number, tokens: number, attnFlops: number, kvBytes: number): number {
+/**
+ * `passes` prefill passes of `chunk` tokens each, `tokens` in all, with the attention FLOPs and KV bytes
+ * of them all; `sequenceSlots` is the sum over passes of the sequences each holds.
+ */
+function prefillPassesMs(p: PerfProfile, passes: number, chunk: number, tokens: number, attnFlops: number, kvBytes: number, sequenceSlots: number): number {
   const lin = passes * linearMs(p, chunk);
   const att = attentionMs(p, attnFlops, kvBytes);
-  return lin + att + (tokens * p.activationBytesPerToken) / p.bytesPerMs + passes * (p.commFixedMs + p.overheadMs) + tokens * p.commMsPerToken;
+  return lin + att + (tokens * p.activationBytesPerToken) / p.bytesPerMs + passes * (p.commFixedMs + p.overheadMs) + tokens * p.commMsPerToken + sequenceSlots * p.sequenceOverheadMs;
 }
 
 /**
@@ -233,7 +240,7 @@ export function decodeStepMs(p: PerfProfile, batch: number, totalContextTokens: 
   if (batch <= 0) return 0;
   const lin = linearMs(p, batch);
   const att = attentionMs(p, totalContextTokens * p.attnFlopsPerPairDecode, totalContextTokens * p.kvBytesPerToken);
-  return lin + att + (batch * p.activationBytesPerToken) / p.bytesPerMs + p.commFixedMs + batch * p.commMsPerToken + p.overheadMs;
+  return lin + att + (batch * p.activationBytesPerToken) / p.bytesPerMs + p.commFixedMs + batch * p.commMsPerToken + p.overheadMs + batch * p.sequenceOverheadMs;
 }
 
 /**
@@ -248,7 +255,8 @@ export function prefillMs(p: PerfProfile, tokens: number, cachedTokens = 0): num
   const attnFlops = p.attnFlopsPerPairPrefill * tokens * (cachedTokens + tokens / 2);
   // each chunk reads the KV written before it and writes its own
   const kvBytes = p.kvBytesPerToken * (passes * cachedTokens + (tokens * (passes - 1)) / 2 + tokens);
-  return prefillPassesMs(p, passes, chunk, tokens, attnFlops, kvBytes);
+  // one sequence, in every pass
+  return prefillPassesMs(p, passes, chunk, tokens, attnFlops, kvBytes, passes);
 }
 
 /**
@@ -262,7 +270,9 @@ export function batchPrefillMs(p: PerfProfile, sequences: number, tokens: number
   const chunk = total / passes;
   const attnFlops = p.attnFlopsPerPairPrefill * total * (cachedTokens + tokens / 2);
   const kvBytes = p.kvBytesPerToken * sequences * (cachedTokens + tokens);
-  return prefillPassesMs(p, passes, chunk, total, attnFlops, kvBytes);
+  // a prompt split across passes costs its per-sequence overhead in each
+  const slots = sequences + passes - 1;
+  return prefillPassesMs(p, passes, chunk, total, attnFlops, kvBytes, slots);
 }
 
 export interface ServingPoint {

@@ -12,6 +12,7 @@
  *       precision: fp8
  *       tp: 2
  *       host_kv_gb: 256        # host-memory KV tier per GPU (0: none)
+ *       profile: profiles/my-vllm.json   # engine profile (`flotilla calibrate`), relative to this file
  *   router: { policy: least-loaded }
  *   slo: { ttft_ms: 2000, tpot_ms: 100 }
  *   failures: { mtbf_s: 3600, repair_s: 600 }
@@ -21,6 +22,7 @@ import { z } from "zod";
 import {
   DEFAULT_PUE,
   DEFAULT_USD_PER_KWH,
+  FITTED_PARAMS,
   UnknownNameError,
   deviceUsdPerHour,
   findHardware,
@@ -28,9 +30,10 @@ import {
   findPrecision,
   makeEnergyProfile,
   makePerfProfile,
+  paramsOn,
   smallestFittingTp,
 } from "../hardware/index.js";
-import type { EnergyProfile, HardwareSpec, KvFormat, ModelSpec, PerfProfile, PrecisionSpec } from "../hardware/index.js";
+import type { EnergyProfile, EngineParams, HardwareSpec, KvFormat, ModelSpec, PerfParams, PerfProfile, PrecisionSpec } from "../hardware/index.js";
 import type { Policy } from "../scheduler/pipeline.js";
 import { policies } from "../scheduler/policies.js";
 import { DEFAULT_SAMPLE_SIZE } from "../scheduler/sample.js";
@@ -66,6 +69,8 @@ const island = z
     host_kv_gb: z.number().min(0).max(1_000_000).default(DEFAULT_HOST_KV_GB),
     /** Host-to-device bandwidth per device, GB/s (1e9 bytes/s, one way). */
     host_link_gb_s: z.number().gt(0).max(100_000).default(DEFAULT_HOST_LINK_GBS),
+    /** An engine profile (`flotilla calibrate --out`), as a path relative to the fleet file; default the built-in parameters. */
+    profile: z.string().min(1).optional(),
   })
   .strict();
 
@@ -167,6 +172,19 @@ export interface SimIsland {
   readonly usdPerHour: number;
   /** Index of the island's first replica in fleet order. */
   readonly firstReplica: number;
+  /** The engine parameters its replicas run with (the profile's on this hardware, or the built-in ones). */
+  readonly params: PerfParams;
+}
+
+/**
+ * Loads an island's `profile:` (the path as written in the fleet file);
+ * throws an Error whose message says what is wrong. The caller supplies it,
+ * so this module does no I/O.
+ */
+export type ProfileLoader = (path: string) => EngineParams;
+
+export interface ResolveOptions {
+  readonly loadProfile?: ProfileLoader;
 }
 
 export interface ScheduledFailure {
@@ -223,7 +241,7 @@ interface CatalogEntries {
 }
 
 /** Validates a parsed fleet file and resolves names against the catalogs. */
-export function resolveSimFleet(raw: unknown, source = "fleet file"): SimFleet {
+export function resolveSimFleet(raw: unknown, source = "fleet file", opts: ResolveOptions = {}): SimFleet {
   const parsed = simFleetSchema.safeParse(raw);
   if (!parsed.success) throw formatIssues(source, parsed.error.issues);
   const cfg = parsed.data;
@@ -232,7 +250,7 @@ export function resolveSimFleet(raw: unknown, source = "fleet file"): SimFleet {
   const islands: SimIsland[] = [];
   let first = 0;
   cfg.islands.forEach((isl, i) => {
-    const resolved = resolveIsland(isl, i, first, issues);
+    const resolved = resolveIsland(isl, i, first, issues, opts.loadProfile);
     if (resolved === undefined) return;
     islands.push(resolved);
     first += isl.count;
@@ -259,13 +277,15 @@ export function resolveSimFleet(raw: unknown, source = "fleet file"): SimFleet {
 }
 
 /** One island against the catalogs, its replicas numbered from `firstReplica`; undefined, with its issues recorded, when it cannot be. */
-function resolveIsland(isl: IslandFile, i: number, firstReplica: number, issues: Issue[]): SimIsland | undefined {
+function resolveIsland(isl: IslandFile, i: number, firstReplica: number, issues: Issue[], loadProfile: ProfileLoader | undefined): SimIsland | undefined {
   const report: Report = (key, message) => {
     issues.push({ path: ["islands", i, key], message });
   };
   const entries = catalogEntries(isl, report);
   if (entries === undefined) return undefined;
-  const fit = fittingProfile(isl, entries, report);
+  const params = engineParams(isl, entries.hardware, loadProfile, report);
+  if (params === undefined) return undefined;
+  const fit = fittingProfile(isl, entries, params, report);
   if (fit === undefined) return undefined;
   const { hardware, model, precision } = entries;
   const { tp, profile } = fit;
@@ -279,14 +299,30 @@ function resolveIsland(isl: IslandFile, i: number, firstReplica: number, issues:
     maxBatch: isl.max_batch,
     maxQueue: isl.max_queue,
     profile,
-    energy: makeEnergyProfile(profile, hardware, precision),
+    energy: makeEnergyProfile(profile, hardware, precision, params),
     contextSize: Math.min(model.contextLength, profile.kvCapacityTokens),
     // Each device keeps its own shard of every block, so the tier holds a device's GB over a device's KV bytes per token.
     hostKvTokens: Math.floor((isl.host_kv_gb * 1e9) / profile.kvBytesPerToken),
     hostLinkGBs: isl.host_link_gb_s,
     usdPerHour: tp * deviceUsdPerHour(hardware, { pricing: isl.pricing }),
     firstReplica,
+    params,
   };
+}
+
+/** The island's engine parameters on its hardware; undefined, reported, when its profile cannot be loaded. */
+function engineParams(isl: IslandFile, hardware: HardwareSpec, loadProfile: ProfileLoader | undefined, report: Report): PerfParams | undefined {
+  if (isl.profile === undefined) return FITTED_PARAMS;
+  if (loadProfile === undefined) {
+    report("profile", `cannot load ${isl.profile} here: this caller reads no profile files`);
+    return undefined;
+  }
+  try {
+    return paramsOn(loadProfile(isl.profile), hardware.id);
+  } catch (err) {
+    report("profile", (err as Error).message);
+    return undefined;
+  }
 }
 
 /** The island's hardware, model and precision; undefined when any is unknown, each unknown name reported. */
@@ -312,7 +348,7 @@ function catalogEntries(isl: IslandFile, report: Report): CatalogEntries | undef
  * The tensor-parallel degree (the island's, else the smallest that fits) and
  * the performance profile at it; undefined, reported, when the model does not fit.
  */
-function fittingProfile(isl: IslandFile, { hardware, model, precision }: CatalogEntries, report: Report): { tp: number; profile: PerfProfile } | undefined {
+function fittingProfile(isl: IslandFile, { hardware, model, precision }: CatalogEntries, params: PerfParams, report: Report): { tp: number; profile: PerfProfile } | undefined {
   const base = {
     model,
     hardware,
@@ -330,6 +366,7 @@ function fittingProfile(isl: IslandFile, { hardware, model, precision }: Catalog
   }
   const profile = makePerfProfile(model, hardware, precision, {
     tp,
+    params,
     ...(isl.kv_precision !== undefined ? { kvFormat: isl.kv_precision } : {}),
     ...(isl.expert_parallel !== undefined ? { expertParallel: isl.expert_parallel } : {}),
     ...(isl.kv_memory_fraction !== undefined ? { kvMemoryFraction: isl.kv_memory_fraction } : {}),
@@ -376,7 +413,7 @@ function replicaIndex(ref: number | string, islands: readonly SimIsland[], repli
 }
 
 /** Parses fleet-file YAML text; YAML syntax errors name the line. */
-export function parseSimFleetYaml(text: string, source = "fleet file"): SimFleet {
+export function parseSimFleetYaml(text: string, source = "fleet file", opts: ResolveOptions = {}): SimFleet {
   let raw: unknown;
   try {
     raw = parseYaml(text);
@@ -387,5 +424,5 @@ export function parseSimFleetYaml(text: string, source = "fleet file"): SimFleet
     }
     throw err;
   }
-  return resolveSimFleet(raw, source);
+  return resolveSimFleet(raw, source, opts);
 }

@@ -495,6 +495,7 @@ export class ReplicaModel {
     let prefillTokens = 0;
     let prefillAttnPairs = 0;
     let prefillKv = 0;
+    let prefillSeqs = 0;
     for (const seq of this.#prefilling) {
       if (budget <= 0) break;
       const chunk = Math.min(seq.promptTokens - seq.prefilled, budget);
@@ -503,6 +504,7 @@ export class ReplicaModel {
       prefillTokens += chunk;
       prefillAttnPairs += chunk * (seq.prefilled + chunk / 2);
       prefillKv += seq.prefilled + chunk;
+      prefillSeqs++;
     }
     while (budget > 0 && this.#waiting.length > 0 && this.#admitHead()) {
       const seq = this.#prefilling[this.#prefilling.length - 1]!;
@@ -512,6 +514,7 @@ export class ReplicaModel {
       prefillTokens += chunk;
       prefillAttnPairs += chunk * (seq.prefilled + chunk / 2);
       prefillKv += seq.prefilled + chunk;
+      prefillSeqs++;
     }
     const tokens = decoders + prefillTokens;
     if (tokens === 0) return -1;
@@ -522,7 +525,7 @@ export class ReplicaModel {
     }
     const attnFlops = this.#decodeContext * p.attnFlopsPerPairDecode + prefillAttnPairs * p.attnFlopsPerPairPrefill;
     const kvBytes = (this.#decodeContext + prefillKv) * p.kvBytesPerToken;
-    const ms = passMs(p, tokens, attnFlops, kvBytes);
+    const ms = passMs(p, tokens, attnFlops, kvBytes, decoders + prefillSeqs);
     this.#stepJoules = passJoules(p, this.energy, tokens, attnFlops, kvBytes, ms);
     return ms + this.#takeLoads();
   }

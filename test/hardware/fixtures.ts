@@ -58,4 +58,8 @@ export const IDEAL: PerfParams = {
   allReduceLatencyUs: 0,
   gemmPadTokens: 0,
   fp4Efficiency: 1,
+  allReduceStepUs: 0,
+  // the built-in value, which the communication tests below were written against
+  allReduceBandwidthEfficiency: 0.8,
+  sequenceOverheadUs: 0,
 };

@@ -19,6 +19,7 @@ import {
   makePerfProfile,
   maxBatchForKv,
   memoryPlan,
+  passMs,
   pjPerFlop,
   prefillMs,
   servingPoint,
@@ -102,6 +103,28 @@ test("overheads, GEMM padding and tensor-parallel communication, by hand", () =>
   // each device streams half the weights and half the KV heads; norms and residuals stay whole
   const act = (12_288 + 29_696 / 2) * 4;
   close(decodeStepMs(p2, 1, 1000), (62_865_408 / 2 + 2_048_000 / 2 + act) / 1e9 + 0.048 + 8192 / 160e6);
+});
+
+test("an engine's own overheads: per-sequence time, all-reduce steps and bandwidth, by hand", () => {
+  const base = makePerfProfile(TINY, ROUND_HW, BF16, { params: IDEAL });
+  const seq = makePerfProfile(TINY, ROUND_HW, BF16, { params: { ...IDEAL, sequenceOverheadUs: 50 } });
+  // 50 us for each of the 4 sequences a decode step carries
+  close(decodeStepMs(seq, 4, 4000) - decodeStepMs(base, 4, 4000), 0.2);
+  // one prompt alone: one sequence in its one pass
+  close(prefillMs(seq, 1000) - prefillMs(base, 1000), 0.05);
+  // 10 prompts packed into one pass: 10 sequences
+  close(batchPrefillMs(seq, 10, 100) - batchPrefillMs(base, 10, 100), 0.5);
+  // a pass of 3 sequences (the simulator's mixed prefill/decode pass)
+  close(passMs(seq, 300, 0, 0, 3) - passMs(base, 300, 0, 0, 3), 0.15);
+
+  const slow = makePerfProfile(TINY, ROUND_HW, BF16, { params: { ...IDEAL, allReduceLatencyUs: 10, allReduceStepUs: 5, allReduceBandwidthEfficiency: 0.4 }, tp: 2 });
+  // 4 all-reduces x (10 us + (1 us hop + 5 us step) x 2 x log2(2)) = 88 us
+  close(slow.commFixedMs, 0.088);
+  // 200 GB/s each way x 0.4 = 80 GB/s for the 8,192 B each token sends
+  close(slow.commMsPerToken, 8192 / 80e6);
+  // the step latency grows with log2(tp): 4 devices take twice the steps of 2
+  const tp4 = makePerfProfile(TINY, ROUND_HW, BF16, { params: { ...IDEAL, allReduceStepUs: 5 }, tp: 4 });
+  close(tp4.commFixedMs, (4 * (1 + 5) * 2 * 2) / 1000);
 });
 
 test("MoE streams the expected number of distinct experts", () => {

@@ -83,6 +83,25 @@ describe("flotilla sim", () => {
     assert.ok(report.replicas.some((x) => x.failures > 0));
   });
 
+  it("--profile runs every island without its own profile: with an engine profile; a fleet file's profile: is relative to it", async () => {
+    const profile = join(dir, "slow.json");
+    await writeFile(profile, JSON.stringify({ kind: "flotilla-engine-profile", version: 1, params: { sequenceOverheadUs: 2000 } }));
+    const args = ["--synthetic", "--requests", "60", "--rate", "5", "--model", "llama-3.1-8b", "--input-tokens", "256", "--output-tokens", "64", "--json", "--no-progress"];
+    const plain = JSON.parse((await sim(args)).stdout) as SimReport;
+    const slow = await sim([...args, "--profile", profile]);
+    assert.equal(slow.exitCode, undefined, slow.stderr);
+    const slowReport = JSON.parse(slow.stdout) as SimReport;
+    // 2 ms of host time per sequence per pass: every token comes at least 2 ms later
+    assert.ok(slowReport.latency.tpotMs.p50 > plain.latency.tpotMs.p50 + 2, `${slowReport.latency.tpotMs.p50} vs ${plain.latency.tpotMs.p50}`);
+    const fleet = join(dir, "profiled.yaml");
+    await writeFile(fleet, "islands:\n  - { hardware: h100, count: 1, model: llama-3.1-8b, profile: slow.json }\n");
+    const viaFleet = JSON.parse((await sim(["--fleet", fleet, ...args.slice(0, 5), ...args.slice(7)])).stdout) as SimReport;
+    assert.equal(viaFleet.latency.tpotMs.p50, slowReport.latency.tpotMs.p50);
+    const missing = await sim([...args, "--profile", join(dir, "nope.json")]);
+    assert.equal(missing.exitCode, 2);
+    assert.match(missing.stderr, /islands\.0\.profile: cannot read profile .*nope\.json: no such file/);
+  });
+
   it("--explain N prints the first N decisions: candidates, each scorer's score, the choice, each plugin's time", async () => {
     const r = await sim(["--synthetic", "--requests", "30", "--rate", "10", "--model", "llama-3.1-8b", "--replicas", "3", "--policy", "cost-aware", "--explain", "2", "--json", "--no-progress"]);
     assert.equal(r.exitCode, undefined, r.stderr);

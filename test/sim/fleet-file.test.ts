@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { knownHardware, makePerfProfile, findHardware, findModel, findPrecision } from "../../src/hardware/index.js";
+import { FITTED_PARAMS, decodeStepMs, knownHardware, makePerfProfile, findHardware, findModel, findPrecision } from "../../src/hardware/index.js";
 import { FleetFileError, parseSimFleetYaml, resolveSimFleet } from "../../src/sim/fleet-file.js";
 import { leastLoaded } from "../../src/scheduler/policies.js";
 
@@ -94,6 +94,27 @@ describe("fleet file", () => {
     assert.throws(
       () => resolveSimFleet({ islands: [{ name: "a", hardware: "h100", count: 1, model: "llama-3.1-8b" }, { name: "a", hardware: "h100", count: 1, model: "llama-3.1-8b" }] }),
       /islands\.1\.name: island "a" is listed twice/,
+    );
+  });
+
+  it("runs an island with its profile: the engine's parameters on that island's hardware", () => {
+    const engine = { params: { ...FITTED_PARAMS, sequenceOverheadUs: 300 }, overheadScale: { a100: 2 } };
+    const asked: string[] = [];
+    const f = resolveSimFleet(
+      { islands: [{ name: "a", hardware: "a100", count: 1, model: "llama-3.1-8b", profile: "p.json" }, { name: "h", hardware: "h100", count: 1, model: "llama-3.1-8b", profile: "p.json" }, { name: "plain", hardware: "h100", count: 1, model: "llama-3.1-8b" }] },
+      "fleet.yaml",
+      { loadProfile: (path) => (asked.push(path), engine) },
+    );
+    assert.deepEqual(asked, ["p.json", "p.json"]);
+    const [a, h, plain] = f.islands;
+    assert.equal(a!.params.sequenceOverheadUs, 600, "the A100's overhead factor applies");
+    assert.equal(h!.params.sequenceOverheadUs, 300);
+    assert.equal(plain!.params, FITTED_PARAMS);
+    assert.ok(decodeStepMs(h!.profile, 8, 8000) > decodeStepMs(plain!.profile, 8, 8000) + 2.3);
+    assert.throws(() => resolveSimFleet({ islands: [{ hardware: "h100", count: 1, model: "llama-3.1-8b", profile: "p.json" }] }), /islands\.0\.profile: cannot load p\.json here/);
+    assert.throws(
+      () => resolveSimFleet({ islands: [{ hardware: "h100", count: 1, model: "llama-3.1-8b", profile: "p.json" }] }, "fleet.yaml", { loadProfile: () => { throw new Error("p.json is not a valid engine profile"); } }),
+      /islands\.0\.profile: p\.json is not a valid engine profile/,
     );
   });
 

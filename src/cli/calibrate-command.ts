@@ -1,0 +1,55 @@
+/**
+ * `flotilla calibrate`: fit an engine profile to a table of measurements.
+ *
+ *   flotilla calibrate --measurements bench.csv --out profiles/my-vllm.json
+ *   flotilla calibrate --measurements bench.csv --hold-out-by hardware --json
+ *
+ * Only the command's definition lives here; the fit and its report load
+ * when the command runs (calibrate-run.ts), so `flotilla --help` does not
+ * pay for them.
+ */
+import type { Command } from "commander";
+import { InvalidArgumentError } from "commander";
+
+export interface CalibrateOptions {
+  measurements: string;
+  out?: string;
+  name?: string;
+  from?: string;
+  holdOutBy: string;
+  json?: boolean;
+}
+
+export interface CalibrateIo {
+  readonly stdout: { write(text: string): unknown };
+  readonly stderr: { write(text: string): unknown };
+}
+
+/** The same list as hardware/calibrate.ts's HOLD_OUT_KEYS (kept here so the definition loads nothing), plus "none". */
+const HOLD_OUT = ["tp", "hardware", "batch", "input_tokens", "output_tokens", "none"] as const;
+
+function holdOut(value: string): string {
+  if (!(HOLD_OUT as readonly string[]).includes(value)) throw new InvalidArgumentError(`expected one of ${HOLD_OUT.join(", ")}`);
+  return value;
+}
+
+export function registerCalibrateCommand(program: Command, io: CalibrateIo = { stdout: process.stdout, stderr: process.stderr }): void {
+  program
+    .command("calibrate")
+    .description("fit an engine profile (efficiencies and overheads) to measured TTFT and time per output token")
+    .requiredOption("--measurements <file>", "CSV: hardware, model, precision, tp, batch, input_tokens, output_tokens, ttft_ms and/or tpot_ms [, power_w, source]")
+    .option("--out <file>", "write the profile here (JSON), for estimate/sim --profile and a fleet file's profile:")
+    .option("--name <name>", "the profile's name (default: the --out file's name)")
+    .option("--from <profile>", "start from this profile instead of the built-in parameters")
+    .option("--hold-out-by <key>", `leave-one-group-out check: ${HOLD_OUT.join(", ")}`, holdOut, "tp")
+    .option("--json", "print the report as JSON")
+    .action(async (opts: CalibrateOptions, cmd: Command) => {
+      const { runCalibrate, isCalibrateUsageError } = await import("./calibrate-run.js");
+      try {
+        await runCalibrate(opts, io);
+      } catch (err) {
+        if (isCalibrateUsageError(err)) cmd.error(`flotilla calibrate: ${err.message}`, { exitCode: 2, code: "flotilla.calibrate.usage" });
+        throw err;
+      }
+    });
+}

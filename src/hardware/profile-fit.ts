@@ -1,0 +1,258 @@
+/**
+ * Fits an engine's parameters (PerfParams) to its measurements: the model's
+ * physics stays, and the engine's efficiencies and overheads are fitted, so a
+ * profile fitted at some tensor-parallel degrees, batches and prompt lengths
+ * predicts the others.
+ *
+ * - A row's TTFT is `batchPrefillMs(batch, input)` (all prompts prefilled
+ *   together) and its TPOT `decodeStepMs(batch, batch · (input + output/2))`,
+ *   the same figures `flotilla estimate` prints as "TTFT, batch prefilled
+ *   together" and "time per output token".
+ * - Repeats of one setup are merged into their median first, so a setup
+ *   measured five times weighs as much as one measured once.
+ * - The loss is the mean squared log error of every measured value, plus a
+ *   pull of each parameter towards its starting value, which settles what
+ *   the rows cannot tell apart (at one tp, a lower bandwidth efficiency and a
+ *   larger all-reduce latency give the same time per token; for one model the
+ *   per-pass and per-layer overheads are the same thing) instead of leaving
+ *   it to wherever the simplex stops. Efficiencies are pulled hard (0.1 per
+ *   squared e-fold): they are properties of kernels on the hardware (GEMMs,
+ *   weight streaming, NCCL) that engines largely share. Overheads are pulled
+ *   lightly (1e-4): host work and launches are what differs most between
+ *   engines. An overhead that starts at 0 is not pulled at all: there is no
+ *   value to pull it towards. Held-out errors on the Splitwise rows chose
+ *   these weights (docs/hardware-model.md).
+ * - Measured on several devices, each gets a factor on the software
+ *   overheads (EngineParams.overheadScale): the same engine pays more host
+ *   and launch time on an older system.
+ * - Parameters the data cannot inform are left out: the all-reduce ones
+ *   without tp > 1 rows, the FP4 one without FP4 rows. GEMM padding is never
+ *   fitted here (it needs throughput rows at large batch).
+ */
+import { batchPrefillEnergy, decodeStepEnergy, makeEnergyProfile } from "./energy.js";
+import type { Minimum } from "./fit.js";
+import { minimise } from "./fit.js";
+import type { MeasuredSetup, Measurement } from "./measurements.js";
+import { median } from "./calibration.js";
+import type { EngineParams, PerfParams } from "./params.js";
+import { OVERHEAD_KEYS, paramsOn } from "./params.js";
+import type { PerfProfile } from "./perf.js";
+import { batchPrefillMs, decodeStepMs, makePerfProfile } from "./perf.js";
+
+/** One setup with the median of its repeats. */
+export interface MeasurementGroup extends MeasuredSetup {
+  /** CSV lines merged into this group. */
+  readonly lines: readonly number[];
+  readonly ttftMs?: number;
+  readonly tpotMs?: number;
+  readonly powerW?: number;
+}
+
+export interface Prediction {
+  readonly ttftMs: number;
+  readonly tpotMs: number;
+}
+
+/** A fitted parameter: its bounds, and the scale below which the search moves it linearly rather than by factors. */
+interface FreeParameter {
+  readonly key: keyof PerfParams;
+  readonly scale: number;
+  readonly min: number;
+  readonly max: number;
+  /** Weight of the pull towards its starting value, per squared e-fold, against the mean squared log error. */
+  readonly pull: number;
+  /** Whether the measurements can inform it. */
+  readonly informed?: (groups: readonly MeasuredSetup[]) => boolean;
+}
+
+const multiDevice = (gs: readonly MeasuredSetup[]): boolean => gs.some((g) => g.tp > 1);
+
+/** Pull on an efficiency, and on an overhead (and a device's overhead factor), towards the start. */
+const EFFICIENCY_PULL = 0.1;
+const OVERHEAD_PULL = 1e-4;
+
+const FREE_PARAMETERS: readonly FreeParameter[] = [
+  { key: "computeEfficiency", scale: 0.01, min: 0.02, max: 1, pull: EFFICIENCY_PULL },
+  { key: "bandwidthEfficiency", scale: 0.01, min: 0.02, max: 1, pull: EFFICIENCY_PULL },
+  { key: "stepOverheadMs", scale: 0.01, min: 0, max: 1000, pull: OVERHEAD_PULL },
+  { key: "layerOverheadUs", scale: 1, min: 0, max: 100_000, pull: OVERHEAD_PULL },
+  { key: "sequenceOverheadUs", scale: 1, min: 0, max: 100_000, pull: OVERHEAD_PULL },
+  { key: "allReduceLatencyUs", scale: 1, min: 0, max: 100_000, pull: OVERHEAD_PULL, informed: multiDevice },
+  { key: "allReduceStepUs", scale: 1, min: 0, max: 100_000, pull: OVERHEAD_PULL, informed: multiDevice },
+  { key: "allReduceBandwidthEfficiency", scale: 0.01, min: 0.005, max: 1, pull: EFFICIENCY_PULL, informed: multiDevice },
+  { key: "fp4Efficiency", scale: 0.01, min: 0.02, max: 1, pull: EFFICIENCY_PULL, informed: (gs) => gs.some((g) => g.precision.compute === "fp4") },
+];
+
+function setupKey(s: MeasuredSetup): string {
+  return `${s.hardware.id}|${s.model.id}|${s.precision.id}|${s.tp}|${s.batch}|${s.inputTokens}|${s.outputTokens}`;
+}
+
+/** Merges repeats of one setup into their median, in the order setups first appear. */
+export function mergeRepeats(rows: readonly Measurement[]): MeasurementGroup[] {
+  const byKey = new Map<string, Measurement[]>();
+  for (const r of rows) {
+    const k = setupKey(r);
+    const list = byKey.get(k);
+    if (list === undefined) byKey.set(k, [r]);
+    else list.push(r);
+  }
+  return [...byKey.values()].map((rs) => {
+    const first = rs[0] as Measurement;
+    const med = (f: (r: Measurement) => number | undefined): number | undefined => {
+      const xs = rs.map(f).filter((x): x is number => x !== undefined);
+      return xs.length === 0 ? undefined : median(xs);
+    };
+    const ttftMs = med((r) => r.ttftMs);
+    const tpotMs = med((r) => r.tpotMs);
+    const powerW = med((r) => r.powerW);
+    const { hardware, model, precision, tp, batch, inputTokens, outputTokens } = first;
+    return {
+      hardware, model, precision, tp, batch, inputTokens, outputTokens,
+      lines: rs.map((r) => r.line),
+      ...(ttftMs !== undefined ? { ttftMs } : {}),
+      ...(tpotMs !== undefined ? { tpotMs } : {}),
+      ...(powerW !== undefined ? { powerW } : {}),
+    };
+  });
+}
+
+/** Predicts every setup, building each (hardware, model, precision, tp) profile once. */
+export function predictSetups(setups: readonly MeasuredSetup[], engine: EngineParams): Prediction[] {
+  const profiles = new Map<string, PerfProfile>();
+  return setups.map((s) => {
+    const key = `${s.hardware.id}|${s.model.id}|${s.precision.id}|${s.tp}`;
+    let p = profiles.get(key);
+    if (p === undefined) {
+      p = makePerfProfile(s.model, s.hardware, s.precision, { tp: s.tp, params: paramsOn(engine, s.hardware.id) });
+      profiles.set(key, p);
+    }
+    return {
+      ttftMs: batchPrefillMs(p, s.batch, s.inputTokens),
+      tpotMs: decodeStepMs(p, s.batch, s.batch * (s.inputTokens + s.outputTokens / 2)),
+    };
+  });
+}
+
+/**
+ * Average power per device over a run of the setup (the batch prefilled,
+ * then `output` decode steps), as `estimate` computes it.
+ */
+export function predictPowerW(s: MeasuredSetup, engine: EngineParams): number {
+  const params = paramsOn(engine, s.hardware.id);
+  const p = makePerfProfile(s.model, s.hardware, s.precision, { tp: s.tp, params });
+  const e = makeEnergyProfile(p, s.hardware, s.precision, params);
+  const pre = batchPrefillEnergy(p, e, s.batch, s.inputTokens);
+  const dec = decodeStepEnergy(p, e, s.batch, s.batch * (s.inputTokens + s.outputTokens / 2));
+  const seconds = (pre.ms + s.outputTokens * dec.ms) / 1000;
+  return (pre.joulesPerDevice + s.outputTokens * dec.joulesPerDevice) / seconds;
+}
+
+/** Mean squared log error of every measured value. */
+export function meanSquaredLogError(groups: readonly MeasurementGroup[], engine: EngineParams): number {
+  const predicted = predictSetups(groups, engine);
+  let sum = 0;
+  let n = 0;
+  const term = (pred: number, measured: number | undefined): void => {
+    if (measured === undefined) return;
+    const r = pred > 0 && Number.isFinite(pred) ? Math.log(pred / measured) : 10;
+    sum += r * r;
+    n++;
+  };
+  groups.forEach((g, i) => {
+    const p = predicted[i] as Prediction;
+    term(p.ttftMs, g.ttftMs);
+    term(p.tpotMs, g.tpotMs);
+  });
+  return n === 0 ? 0 : sum / n;
+}
+
+export interface EngineFit {
+  readonly engine: EngineParams;
+  /** Mean squared log error at the fitted parameters (without the prior). */
+  readonly msle: number;
+  /** The PerfParams fitted (the rest kept their starting values). */
+  readonly fitted: readonly (keyof PerfParams)[];
+  readonly iterations: number;
+}
+
+/** The fit's search space: the informed parameters, then one overhead factor per device where there are several. */
+function searchSpace(groups: readonly MeasurementGroup[], start: EngineParams) {
+  const free = FREE_PARAMETERS.filter((f) => f.informed === undefined || f.informed(groups));
+  const devices = [...new Set(groups.map((g) => g.hardware.id))];
+  // with one device its factor is the global overheads' own: only the factors' ratios are informed
+  const scaled = devices.length > 1 ? devices : [];
+  const v0 = [
+    ...free.map((f) => Math.asinh(clamp(start.params[f.key], f.min, f.max) / f.scale)),
+    ...scaled.map((d) => Math.log(start.overheadScale[d] ?? 1)),
+  ];
+  // an overhead that starts at 0 has no value to be pulled towards
+  const pulls = [...free.map((f) => (start.params[f.key] === 0 ? 0 : f.pull)), ...scaled.map(() => OVERHEAD_PULL)];
+  const decode = (v: readonly number[]): EngineParams => {
+    const params: Record<string, number> = { ...start.params };
+    free.forEach((f, i) => {
+      params[f.key] = clamp(f.scale * Math.sinh(v[i] ?? 0), f.min, f.max);
+    });
+    const overheadScale: Record<string, number> = { ...start.overheadScale };
+    scaled.forEach((d, j) => {
+      overheadScale[d] = clamp(Math.exp(v[free.length + j] ?? 0), 0.05, 20);
+    });
+    return { params: params as unknown as PerfParams, overheadScale };
+  };
+  return { free, v0, pulls, decode };
+}
+
+/**
+ * Fits the informed parameters (and, measured on several devices, each one's
+ * overhead factor) to the groups, starting from and pulled towards `start`. Each parameter is searched as asinh(x / scale): logarithmic above
+ * its scale, so efficiencies and overheads move by factors, and linear near
+ * 0, so an overhead the start leaves at 0 can grow from there. Two starts
+ * (the given one, and one with an engine's typical overheads) guard against
+ * a simplex that stalls where an overhead at 0 has no effect yet.
+ */
+export function fitEngineParams(groups: readonly MeasurementGroup[], start: EngineParams): EngineFit {
+  const { free, v0, pulls, decode } = searchSpace(groups, start);
+  const loss = (v: readonly number[]): number => {
+    let prior = 0;
+    v.forEach((x, i) => {
+      prior += (pulls[i] ?? 0) * (x - (v0[i] ?? 0)) ** 2;
+    });
+    return meanSquaredLogError(groups, decode(v)) + prior;
+  };
+  const busy = searchSpace(groups, { ...start, params: { ...start.params, ...BUSY_ENGINE } }).v0;
+  let best: Minimum | undefined;
+  let iterations = 0;
+  for (const x0 of [v0, busy]) {
+    const run = minimise(loss, x0, { maxIterations: 2000, maxRestarts: 12, minGain: 1e-7, step: 0.5 });
+    iterations += run.iterations;
+    if (best === undefined || run.value < best.value) best = run;
+  }
+  const engine = centreOverheadScales(decode((best as Minimum).x), free.map((f) => f.key));
+  return { engine, msle: meanSquaredLogError(groups, engine), fitted: free.map((f) => f.key), iterations };
+}
+
+/**
+ * Moves the geometric mean of the overhead factors into the fitted overheads
+ * themselves (the measured setups' predictions unchanged), so a device the profile was not
+ * measured on, at factor 1, gets the measured devices' typical overheads.
+ * Overheads the data did not inform (the all-reduce ones, without tp > 1
+ * rows) keep their starting values.
+ */
+function centreOverheadScales(engine: EngineParams, fitted: readonly (keyof PerfParams)[]): EngineParams {
+  const factors = Object.values(engine.overheadScale);
+  if (factors.length === 0) return engine;
+  const mean = Math.exp(factors.reduce((a, f) => a + Math.log(f), 0) / factors.length);
+  const params: Record<string, number> = { ...engine.params };
+  for (const k of OVERHEAD_KEYS) if (fitted.includes(k)) params[k] = engine.params[k] * mean;
+  const overheadScale = Object.fromEntries(Object.entries(engine.overheadScale).map(([d, f]) => [d, f / mean]));
+  return { params: params as unknown as PerfParams, overheadScale };
+}
+
+/**
+ * The second start: overheads of a Python-scheduled engine without CUDA graphs
+ * (order of magnitude; the fit moves from here).
+ */
+const BUSY_ENGINE: Partial<PerfParams> = { sequenceOverheadUs: 100, allReduceStepUs: 20 };
+
+function clamp(x: number, min: number, max: number): number {
+  return Math.min(max, Math.max(min, x));
+}
