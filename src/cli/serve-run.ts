@@ -129,9 +129,11 @@ function watchFleetFile(path: string, reload: () => Promise<ReloadSummary>): voi
     );
   };
   process.on("SIGHUP", () => run("SIGHUP"));
-  // Several events arrive for one save: act once they have settled.
+  // Several events arrive for one save: act once they have settled. The kubelet never writes the
+  // file itself: it writes a new hidden folder and swaps the `..data` link the file points through
+  // (Kubernetes' atomic_writer.go), so that link changing is a change of the file too.
   watch(dirname(path), (_event, name) => {
-    if (name !== basename(path)) return;
+    if (name !== basename(path) && name !== "..data") return;
     clearTimeout(timer);
     timer = setTimeout(() => run("file changed"), 200);
   }).unref();

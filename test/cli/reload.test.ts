@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { mkdtemp, rename, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, rename, rm, symlink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { after, before, describe, it } from "node:test";
@@ -76,5 +76,45 @@ describe("flotilla serve follows its fleet file", () => {
     assert.match(out.slice(out.lastIndexOf("fleet file reloaded")), /\(SIGHUP\): 0 added, 0 removed, 1 unchanged/);
     const r = await fetch(`${url}/v1/chat/completions`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ model: "m", messages: [{ role: "user", content: "hi" }], max_tokens: 5 }) });
     assert.equal(r.status, 200);
+  });
+});
+
+describe("flotilla serve follows a fleet file mounted from a ConfigMap", () => {
+  let dir: string;
+  let fakes: FakeUpstream[];
+  let child: ReturnType<typeof spawn>;
+  let out = "";
+  let url = "";
+
+  /** What the kubelet does (atomic_writer.go): the content in a new hidden folder, then the `..data` link swapped to it. */
+  const publish = async (version: number, text: string): Promise<void> => {
+    const folder = `..2026_12_04_${version}`;
+    await mkdir(join(dir, folder));
+    await writeFile(join(dir, folder, "fleet.yaml"), text);
+    await symlink(folder, join(dir, "..data_tmp"));
+    await rename(join(dir, "..data_tmp"), join(dir, "..data"));
+  };
+
+  before(async () => {
+    fakes = await Promise.all([startFakeUpstream(), startFakeUpstream()]);
+    dir = await mkdtemp(join(tmpdir(), "flotilla-configmap-"));
+    await publish(1, fleetFile([fakes[0]!.url]));
+    await symlink("..data/fleet.yaml", join(dir, "fleet.yaml"));
+    child = spawn(process.execPath, ["--import", "tsx", ENTRY, "serve", "--config", join(dir, "fleet.yaml"), "--port", "0"], { env: { ...process.env, FLOTILLA_HOME: dir } });
+    child.stdout!.setEncoding("utf8").on("data", (d: string) => (out += d));
+    await eventually(() => /listening on (http:\/\/[\d.:]+)/.test(out) || child.exitCode !== null, "the gateway to listen", 60_000);
+    url = /listening on (http:\/\/[\d.:]+)/.exec(out)?.[1] ?? assert.fail("did not start");
+  });
+  after(async () => {
+    child.kill("SIGKILL");
+    await Promise.all(fakes.map((f) => f.close()));
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it("a ConfigMap update (the ..data link swapped) is applied", async () => {
+    await publish(2, fleetFile([fakes[0]!.url, fakes[1]!.url]));
+    const ids = async (): Promise<string[]> => ((await (await fetch(`${url}/admin/replicas`)).json()) as { data: { id: string }[] }).data.map((r) => r.id);
+    await eventually(async () => (await ids()).length === 2, "the replica the new ConfigMap adds", 10_000);
+    assert.match(out, /fleet file reloaded \(file changed\): 1 added/);
   });
 });
