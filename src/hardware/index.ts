@@ -51,6 +51,8 @@ export {
 } from "./perf.js";
 export type { PerfProfile, ProfileOptions, ServingPoint } from "./perf.js";
 
+export { catalog } from "./catalog.js";
+export type { Catalog } from "./catalog.js";
 export { DEFAULT_PUE, pjPerFlop, makeEnergyProfile, decodeStepEnergy, batchPrefillEnergy, decodeStepJoules, prefillJoules } from "./energy.js";
 export type { EnergyProfile, PassEnergy } from "./energy.js";
 
