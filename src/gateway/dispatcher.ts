@@ -52,6 +52,8 @@ export class Dispatcher {
   readonly #readiness: Readiness;
   readonly #onDecision: DecisionListener | undefined;
   readonly #scoreEveryDecision: boolean;
+  readonly #decisionSample: number;
+  #decisions = 0;
   readonly #clock: Clock;
 
   readonly #slowFirstTokenMs: number;
@@ -89,6 +91,8 @@ export class Dispatcher {
       onDecision?: DecisionListener;
       /** onDecision hears every candidate's scores too (debug logging); otherwise only a request that asks (explain) gets them. */
       scoreEveryDecision?: boolean;
+      /** onDecision hears one decision in this many (default 1: all; the per-plugin latency histogram is a sample). Explained requests and debug logging always. */
+      decisionSample?: number;
       random?: () => number;
       clock?: Clock;
       slowFirstTokenMs?: number;
@@ -111,6 +115,7 @@ export class Dispatcher {
     this.#readiness = opts.readiness ?? markReady;
     this.#onDecision = opts.onDecision;
     this.#scoreEveryDecision = opts.scoreEveryDecision === true;
+    this.#decisionSample = this.#scoreEveryDecision ? 1 : Math.max(1, Math.floor(opts.decisionSample ?? 1));
     this.#clock = opts.clock ?? wallClock;
     this.#fleet = fleet;
     this.#policy = policy;
@@ -448,7 +453,8 @@ export class Dispatcher {
 
   /** route(), told to whoever listens: every decision to onDecision, a request's own to its `explain`. */
   #route(request: RouteRequest, candidates: readonly Candidate[], resume: boolean, explain: DecisionListener | undefined): RouteOutcome {
-    if (this.#onDecision === undefined && explain === undefined) return route(this.#policy, request, candidates, this.#random);
+    const heard = this.#onDecision !== undefined && this.#decisions++ % this.#decisionSample === 0;
+    if (!heard && explain === undefined) return route(this.#policy, request, candidates, this.#random);
     const trace = newRouteTrace(explain !== undefined || this.#scoreEveryDecision);
     const outcome = route(this.#policy, request, candidates, this.#random, trace);
     const decision = {
@@ -460,7 +466,7 @@ export class Dispatcher {
       outcome: outcome.ok ? outcome.index : outcome.reason,
       trace,
     };
-    this.#onDecision?.(decision);
+    if (heard) this.#onDecision?.(decision);
     explain?.(decision);
     return outcome;
   }

@@ -201,6 +201,9 @@ function dispatcherFor(opts: GatewayOptions, clock: Clock, onDecision: DecisionL
     clock,
     onDecision,
     scoreEveryDecision,
+    // Timing every plugin of every decision, and observing a histogram per plugin, showed in the request
+    // path's profile; one decision in 16 gives the same distribution. Debug logging hears every one.
+    decisionSample: 16,
     ...(opts.readyWaitMs === undefined ? {} : { retry: { readyWaitMs: opts.readyWaitMs } }),
     ...(opts.slowFirstTokenMs === undefined ? {} : { slowFirstTokenMs: opts.slowFirstTokenMs }),
     ...(opts.hedge === undefined ? {} : { hedge: { enabled: opts.hedge } }),

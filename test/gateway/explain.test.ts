@@ -69,4 +69,14 @@ describe("explainable routing", () => {
       assert.match(metrics, new RegExp(`flotilla_router_plugin_duration_seconds_count\\{policy="least-loaded",plugin="${plugin}"\\} [1-9]`));
     }
   });
+
+  it("below debug, one decision in 16 is timed into the histogram", async () => {
+    const timed = async (): Promise<number> => {
+      const metrics = await (await fetch(`${guarded.url}/metrics`, { headers: { authorization: "Bearer s3cret" } })).text();
+      return Number(/flotilla_router_plugin_duration_seconds_count\{policy="least-loaded",plugin="pick"\} (\d+)/.exec(metrics)?.[1] ?? 0);
+    };
+    const before = await timed();
+    for (let i = 0; i < 16; i++) assert.equal((await post(guarded.url, "/v1/completions", { model: "tiny", prompt: "hi", max_tokens: 1 })).status, 200);
+    assert.equal((await timed()) - before, 1, "16 decisions, one timed");
+  });
 });
