@@ -14,6 +14,7 @@
  *       host_kv_gb: 256        # host-memory KV tier per GPU (0: none)
  *       profile: profiles/my-vllm.json   # engine profile (`flotilla calibrate`), relative to this file
  *   router: { policy: least-loaded }
+ *   kv_transfer: { link: rdma-400g }   # prefill -> decode KV link, for islands with role: prefill / decode
  *   slo: { ttft_ms: 2000, tpot_ms: 100 }
  *   failures: { mtbf_s: 3600, repair_s: 600 }
  */
@@ -34,6 +35,7 @@ import {
   smallestFittingTp,
 } from "../hardware/index.js";
 import type { EnergyProfile, EngineParams, HardwareSpec, KvFormat, ModelSpec, PerfParams, PerfProfile, PrecisionSpec } from "../hardware/index.js";
+import { KV_LINK_IDS, type KvLinkId } from "../hardware/links.js";
 import type { Policy } from "../scheduler/pipeline.js";
 import { policies } from "../scheduler/policies.js";
 import { DEFAULT_SAMPLE_SIZE } from "../scheduler/sample.js";
@@ -71,8 +73,13 @@ const island = z
     host_link_gb_s: z.number().gt(0).max(100_000).default(DEFAULT_HOST_LINK_GBS),
     /** An engine profile (`flotilla calibrate --out`), as a path relative to the fleet file; default the built-in parameters. */
     profile: z.string().min(1).optional(),
+    /** Prefill/decode disaggregation: what the island's replicas do (default both: colocated). */
+    role: z.enum(["prefill", "decode", "both"]).default("both"),
   })
   .strict();
+
+/** The island roles, as the simulator numbers them. */
+export type IslandRole = "prefill" | "decode" | "both";
 
 const failureEvent = z
   .object({
@@ -132,6 +139,11 @@ export const simFleetSchema = z
       })
       .strict()
       .prefault({}),
+    /** The link a request's KV crosses from its prefill replica to its decode replica (disaggregated fleets). */
+    kv_transfer: z
+      .object({ link: z.enum(KV_LINK_IDS).default("rdma-400g") })
+      .strict()
+      .prefault({}),
     seed: z.number().int().default(1),
   })
   .strict()
@@ -142,7 +154,26 @@ export const simFleetSchema = z
       if (seen.has(name)) ctx.addIssue({ code: "custom", path: ["islands", i, "name"], message: `island "${name}" is listed twice` });
       seen.add(name);
     });
+    checkRoles(cfg.islands, (i, message) => ctx.addIssue({ code: "custom", path: ["islands", i, "role"], message }));
   });
+
+/**
+ * A fleet disaggregates when any island is `prefill` or `decode`: it then
+ * needs at least one of each, and no `both` island (a request's path would
+ * be ambiguous).
+ */
+function checkRoles(islands: readonly { role: IslandRole; name?: string | undefined; hardware: string }[], issue: (i: number, message: string) => void): void {
+  const first = (role: IslandRole): number => islands.findIndex((x) => x.role === role);
+  const prefill = first("prefill");
+  const decode = first("decode");
+  if (prefill < 0 && decode < 0) return;
+  const name = (i: number): string => islands[i]!.name ?? `${islands[i]!.hardware}-${i}`;
+  if (prefill < 0) issue(decode, `island "${name(decode)}" decodes, but no island prefills: give one island role: prefill (or make every island role: both)`);
+  if (decode < 0) issue(prefill, `island "${name(prefill)}" prefills, but no island decodes: give one island role: decode (or make every island role: both)`);
+  islands.forEach((x, i) => {
+    if (x.role === "both") issue(i, `island "${name(i)}" is role: both in a fleet that disaggregates: make it prefill or decode`);
+  });
+}
 
 export type SimFleetFile = z.infer<typeof simFleetSchema>;
 
@@ -174,6 +205,8 @@ export interface SimIsland {
   readonly firstReplica: number;
   /** The engine parameters its replicas run with (the profile's on this hardware, or the built-in ones). */
   readonly params: PerfParams;
+  /** Prefill, decode or both (colocated; the default, also where absent). */
+  readonly role?: IslandRole;
 }
 
 /**
@@ -210,6 +243,10 @@ export interface SimFleet {
   readonly pue: number;
   readonly usdPerKwh: number;
   readonly seed: number;
+  /** Some island is prefill or decode: requests prefill on one, decode on another (absent: false). */
+  readonly disaggregated?: boolean;
+  /** The link KV crosses between them (read only when disaggregated; absent: rdma-400g). */
+  readonly kvTransfer?: { readonly link: KvLinkId };
 }
 
 function formatIssues(source: string, issues: readonly { path: readonly PropertyKey[]; message: string }[]): FleetFileError {
@@ -257,6 +294,7 @@ export function resolveSimFleet(raw: unknown, source = "fleet file", opts: Resol
   });
   const policy = routerPolicy(cfg.router, issues);
   const schedule = failureSchedule(cfg.failures?.schedule ?? [], islands, first, issues);
+  sameModelAcrossStages(islands, cfg.islands, issues);
   if (issues.length > 0 || policy === undefined) throw formatIssues(source, issues);
   const f = cfg.failures;
   return {
@@ -273,7 +311,21 @@ export function resolveSimFleet(raw: unknown, source = "fleet file", opts: Resol
     pue: cfg.engine.pue,
     usdPerKwh: cfg.engine.usd_per_kwh,
     seed: cfg.seed,
+    disaggregated: islands.some((i) => (i.role ?? "both") !== "both"),
+    kvTransfer: { link: cfg.kv_transfer.link },
   };
+}
+
+/** A decode island must hold the KV its prefill islands send: the same model, in the same KV format. */
+function sameModelAcrossStages(islands: readonly SimIsland[], raw: readonly IslandFile[], issues: Issue[]): void {
+  const ref = islands.find((i) => i.role === "prefill");
+  if (ref === undefined) return;
+  islands.forEach((isl) => {
+    if (isl.role !== "decode") return;
+    const i = raw.findIndex((x, j) => (x.name ?? `${x.hardware}-${j}`) === isl.name);
+    if (isl.model.id !== ref.model.id) issues.push({ path: ["islands", i, "model"], message: `island "${isl.name}" runs ${isl.model.id} but prefill island "${ref.name}" runs ${ref.model.id}: a disaggregated fleet serves one model` });
+    else if (isl.profile.kvFormat !== ref.profile.kvFormat) issues.push({ path: ["islands", i, "kv_precision"], message: `island "${isl.name}" keeps KV in ${isl.profile.kvFormat} but prefill island "${ref.name}" in ${ref.profile.kvFormat}: set kv_precision alike` });
+  });
 }
 
 /** One island against the catalogs, its replicas numbered from `firstReplica`; undefined, with its issues recorded, when it cannot be. */
@@ -307,6 +359,7 @@ function resolveIsland(isl: IslandFile, i: number, firstReplica: number, issues:
     usdPerHour: tp * deviceUsdPerHour(hardware, { pricing: isl.pricing }),
     firstReplica,
     params,
+    role: isl.role,
   };
 }
 

@@ -52,6 +52,7 @@ export function renderMarkdown(r: SimReport, opts: MarkdownOptions = {}): string
     latencySection(r, charts.ttft),
     throughputSection(r, charts.timeline),
     cacheSection(r),
+    ...(r.kvTransfer === undefined ? [] : [kvTransferSection(r.kvTransfer)]),
     energySection(r),
     replicasSection(r, opts.maxReplicaRows ?? 32, charts.replicas),
     simulationSection(r),
@@ -82,8 +83,8 @@ function fleetSection(r: SimReport): string[] {
   return section(
     "Fleet",
     table(
-      ["island", "replicas", "hardware", "model", "precision", "tp", "max batch", "KV tokens", "$/h per replica"],
-      r.fleet.islands.map((i) => [i.name, int(i.count), i.hardware, i.model, i.precision, String(i.tp), int(i.maxBatch), int(i.kvCapacityTokens), `$${fmt(i.usdPerHour)}`]),
+      ["island", "replicas", "hardware", "model", "precision", "tp", "max batch", "KV tokens", "$/h per replica", ...(r.kvTransfer === undefined ? [] : ["role"])],
+      r.fleet.islands.map((i) => [i.name, int(i.count), i.hardware, i.model, i.precision, String(i.tp), int(i.maxBatch), int(i.kvCapacityTokens), `$${fmt(i.usdPerHour)}`, ...(r.kvTransfer === undefined ? [] : [i.role])]),
       new Set([1, 5, 6, 7, 8]),
     ),
   );
@@ -145,6 +146,26 @@ function cacheSection(r: SimReport): string[] {
   );
 }
 
+function kvTransferSection(x: NonNullable<SimReport["kvTransfer"]>): string[] {
+  return section(
+    "KV transfer (prefill to decode)",
+    table(
+      ["link", "transfers", "GB moved", "p50 (ms)", "p99 (ms)", "max (ms)", "energy (J, facility)"],
+      [[`${x.link}: ${x.linkName}`, int(x.transfers), fmt(x.bytes / 1e9), fmt(x.ms.p50), fmt(x.ms.p99), fmt(x.ms.max), fmt(x.joules)]],
+      new Set([1, 2, 3, 4, 5, 6]),
+    ),
+    "",
+    "The prefill replica emits the first token; the KV then crosses the link, so a request's second token (its TPOT) carries the transfer.",
+  );
+}
+
+/** The summary's line on KV transfers, where the fleet disaggregates. */
+function kvTransferLine(r: SimReport): string[] {
+  const x = r.kvTransfer;
+  if (x === undefined) return [];
+  return [`KV transfer over ${x.link}: ${int(x.transfers)} transfers, ${fmt(x.bytes / 1e9)} GB, p50/p99 ${fmt(x.ms.p50)}/${fmt(x.ms.p99)} ms, ${fmt(x.joules)} J`];
+}
+
 function energySection(r: SimReport): string[] {
   return section(
     "Energy and cost",
@@ -192,6 +213,7 @@ export function renderSummary(r: SimReport): string {
     `${r.trace.name}: ${int(r.requests.completed)}/${int(r.requests.total)} completed, ${int(r.requests.rejected)} rejected, ${int(r.requests.lost)} lost, ${int(r.requests.retries)} retries on ${int(r.fleet.replicas)} replicas (${r.policy})`,
     `TTFT p50/p90/p99 ${fmt(l.ttftMs.p50)}/${fmt(l.ttftMs.p90)}/${fmt(l.ttftMs.p99)} ms; TPOT ${fmt(l.tpotMs.p50)}/${fmt(l.tpotMs.p90)}/${fmt(l.tpotMs.p99)} ms; E2E ${fmt(l.e2eMs.p50)}/${fmt(l.e2eMs.p90)}/${fmt(l.e2eMs.p99)} ms`,
     `throughput ${fmt(r.throughput.outputTokensPerS)} output tok/s; goodput ${pct(r.goodput.share)}; cache hit ${pct(r.cache.hitRate)} of blocks`,
+    ...kvTransferLine(r),
     ...(r.availability.failures > 0 ? [`availability ${pct(r.availability.share)} of replica-time (${int(r.availability.failures)} failures)`] : []),
     `energy ${fmt(r.energy.joules / 3.6e6)} kWh (${fmt(r.energy.joulesPerToken)} J/token); cost $${fmt(r.cost.usd)} ($${fmt(r.cost.usdPerMTok)}/Mtok)`,
     `simulated ${fmt(r.simulation.simulatedS)} s in ${fmt(r.simulation.wallS)} s wall (${int(r.simulation.events)} events, ${int(r.simulation.eventsPerS)}/s; ${fmt(r.simulation.decisionUs)} µs per routing decision)`,

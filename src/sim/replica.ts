@@ -31,6 +31,12 @@
  * (and every sequence in it) takes the load time longer. Writing evicted
  * blocks to host memory runs the other way on a full-duplex link, overlapped
  * with compute, so it costs energy but no time.
+ *
+ * Disaggregation (`role`): a prefill replica hands a sequence off once its
+ * prompt is in KV and its first token is out (`ReplicaListener.prefilled`),
+ * releasing its KV to the prefix cache; a sequence whose KV arrives from
+ * elsewhere (`SimSeq.kvReady`) is admitted straight into decode, its KV
+ * private to it, and computes nothing before its next token.
  */
 import type { EnergyProfile, PerfProfile } from "../hardware/index.js";
 import { decodeStepJoules, decodeStepMs, gemmFlops, passMs, prefillJoules, prefillMs, weightBytesRead } from "../hardware/index.js";
@@ -81,6 +87,8 @@ export class SimSeq {
   admitOrder = 0;
   /** Position in the replica's decoding list. */
   slot = -1;
+  /** Its KV (prompt and output so far) arrived from a prefill replica: it is admitted straight into decode. */
+  kvReady = false;
 
   constructor(id: number, input: number, output: number, blocks: ArrayLike<number> = EMPTY_BLOCKS, blockStart = 0, blockEnd = blocks.length) {
     if (!(input >= 1) || !Number.isInteger(input)) throw new RangeError(`request ${id}: prompt tokens must be a positive integer, got ${input}`);
@@ -115,6 +123,8 @@ export interface ReplicaParams {
   readonly hostKvTokens?: number;
   /** Host-to-device bandwidth per device, GB/s: each device loads its own shard of a block (default DEFAULT_HOST_LINK_GBS). */
   readonly hostLinkGBs?: number;
+  /** Prefill replicas hand sequences off after their first token (default both: they decode here). */
+  readonly role?: "prefill" | "decode" | "both";
 }
 
 /** Hears what a step did. Called synchronously from `endStep` (and `failAll`/`cancel` never call it). */
@@ -123,6 +133,8 @@ export interface ReplicaListener {
   firstToken(seq: SimSeq, now: number): void;
   /** The request generated its last token at `now` and left the replica. */
   finished(seq: SimSeq, now: number): void;
+  /** A prefill replica's sequence has its prompt in KV and its latest token out at `now`, and left to decode elsewhere. */
+  prefilled?(seq: SimSeq, now: number): void;
 }
 
 /** Counters a replica keeps for reports. */
@@ -149,6 +161,8 @@ export interface ReplicaCounters {
   admissions: number;
   completed: number;
   preemptions: number;
+  /** Sequences a prefill replica handed off to decode elsewhere. */
+  handoffs: number;
 }
 
 const WAITING = 0;
@@ -227,6 +241,8 @@ export class ReplicaModel {
   /** Blocks the host tier holds (0: none). */
   readonly hostCapacityBlocks: number;
   readonly hostLinkGBs: number;
+  /** Hands sequences off after prefill (role: prefill). */
+  readonly prefillOnly: boolean;
   // Counters live on the replica itself (one object to touch per step, not two).
   #steps = 0;
   #busyMs = 0;
@@ -242,6 +258,7 @@ export class ReplicaModel {
   #admissions = 0;
   #completed = 0;
   #preemptions = 0;
+  #handoffs = 0;
 
   readonly #listener: ReplicaListener;
   readonly #cache = new PrefixCache();
@@ -293,6 +310,7 @@ export class ReplicaModel {
     this.#loadMsPerBlock = t.loadMs;
     this.#loadJoulesPerBlock = t.loadJoules;
     this.#storeJoulesPerBlock = t.storeJoules;
+    this.prefillOnly = params.role === "prefill";
     this.#listener = listener;
   }
 
@@ -313,6 +331,7 @@ export class ReplicaModel {
       admissions: this.#admissions,
       completed: this.#completed,
       preemptions: this.#preemptions,
+      handoffs: this.#handoffs,
     };
   }
   /** Output tokens so far (the counter the event loop reads after every pass). */
@@ -424,7 +443,12 @@ export class ReplicaModel {
         produced++;
         this.#privateTokens++;
         if (first) this.#listener.firstToken(seq, now);
-        if (seq.generated >= seq.output) {
+        if (this.prefillOnly && seq.generated < seq.output) {
+          this.#release(seq);
+          seq.phase = FINISHED;
+          this.#handoffs++;
+          this.#listener.prefilled?.(seq, now);
+        } else if (seq.generated >= seq.output) {
           this.#release(seq);
           seq.phase = FINISHED;
           this.#completed++;
@@ -461,6 +485,7 @@ export class ReplicaModel {
       seq.phase = WAITING;
       seq.chunk = 0;
       seq.slot = -1;
+      seq.kvReady = false; // its KV went with the device
     }
     return out;
   }
@@ -490,6 +515,7 @@ export class ReplicaModel {
   /** Chunked: decode tokens first, then prompt chunks (continuing ones, then new admissions) up to the budget. */
   #planChunked(): number {
     const p = this.profile;
+    this.#admitTransferred();
     const decoders = this.#decoding.length;
     let budget = this.stepTokens - decoders;
     let prefillTokens = 0;
@@ -548,6 +574,7 @@ export class ReplicaModel {
   /** Unchunked: admit and prefill whole prompts when any wait, else decode. */
   #planUnchunked(): number {
     const p = this.profile;
+    this.#admitTransferred();
     let ms = 0;
     let joules = 0;
     let tokens = 0;
@@ -585,6 +612,7 @@ export class ReplicaModel {
   #admitHead(): boolean {
     if (this.active >= this.maxBatch) return false;
     const seq = this.#waiting.peek()!;
+    if (seq.kvReady) return false; // waits for #admitTransferred at the next pass
     const bs = this.blockTokens;
     const cache = this.#cache;
     const { blocks, blockStart, blockEnd } = seq;
@@ -632,9 +660,38 @@ export class ReplicaModel {
     return true;
   }
 
+  /**
+   * Admits the sequences at the head of the queue whose KV arrived from a
+   * prefill replica, while a slot is free and their KV fits (the first always,
+   * when nothing else runs): straight into decode, so the pass being planned
+   * carries their next token. Their KV is private (no prefix blocks pinned).
+   */
+  #admitTransferred(): void {
+    const waiting = this.#waiting;
+    for (let seq = waiting.peek(); seq?.kvReady === true && this.active < this.maxBatch; seq = waiting.peek()) {
+      const tokens = seq.input + seq.generated;
+      if (this.kvCapacityTokens !== Infinity && this.active > 0 && this.committedKvTokens + tokens > this.kvCapacityTokens) return;
+      waiting.shift();
+      this.#admissions++;
+      seq.promptTokens = tokens;
+      seq.prefilled = tokens;
+      seq.cachedTokens = 0;
+      seq.coveredTokens = 0;
+      seq.generatedAtAdmit = seq.generated;
+      seq.chunk = 0;
+      seq.admitOrder = this.#admitCounter++;
+      this.#privateTokens += tokens;
+      seq.phase = DECODING;
+      seq.slot = this.#decoding.length;
+      this.#decoding.push(seq);
+      this.#decodeContext += tokens;
+      this.#evictToFit();
+    }
+  }
+
   /** Frees a sequence's KV: its blocks become cached (if no one else pins them), its private tokens go. */
   #release(seq: SimSeq): void {
-    this.#cache.release(seq.blocks, seq.blockStart, seq.blockEnd);
+    if (!seq.kvReady) this.#cache.release(seq.blocks, seq.blockStart, seq.blockEnd);
     this.#resident = this.#cache.residentBlocks;
     this.#privateTokens -= seq.promptTokens - seq.coveredTokens + (seq.generated - seq.generatedAtAdmit);
   }
@@ -697,6 +754,7 @@ export class ReplicaModel {
     if (victim.phase === PREFILLING) this.#prefilling.splice(this.#prefilling.indexOf(victim), 1);
     else this.#removeDecoding(victim);
     this.#release(victim);
+    victim.kvReady = false; // recomputed here: prompt and output so far
     victim.phase = WAITING;
     victim.chunk = 0;
     this.#waiting.unshift(victim);

@@ -53,6 +53,8 @@ export interface SimReport {
       readonly kvCapacityTokens: number;
       readonly contextSize: number;
       readonly usdPerHour: number;
+      /** prefill, decode or both (colocated). */
+      readonly role: string;
     }[];
   };
   readonly policy: string;
@@ -92,6 +94,19 @@ export interface SimReport {
     readonly hostStores: number;
     readonly cachedPromptTokens: number;
     readonly computedPromptTokens: number;
+  };
+  /**
+   * KV moved from prefill to decode replicas (disaggregated fleets only):
+   * transfers, bytes, each transfer's time, and the links' energy (facility,
+   * x PUE; included in `energy.joules`).
+   */
+  readonly kvTransfer?: {
+    readonly link: string;
+    readonly linkName: string;
+    readonly transfers: number;
+    readonly bytes: number;
+    readonly ms: Distribution;
+    readonly joules: number;
   };
   readonly energy: { readonly joules: number; readonly joulesPerToken: number; readonly busyJoules: number; readonly idleJoules: number; readonly pue: number };
   readonly cost: { readonly usd: number; readonly usdPerMTok: number; readonly deviceUsd: number; readonly energyUsd: number };
@@ -188,7 +203,8 @@ export function buildReport(result: SimResult): SimReport {
   const rows = result.replicas.map((rep) => replicaRow(result, rep, islandByName.get(rep.island)!));
   const replicas = rows.map((r) => r.report);
   const { busyJ, idleJ, deviceUsd } = sums(rows, ["busyJ", "idleJ", "deviceUsd"]);
-  const joules = busyJ + idleJ;
+  const kvTransfer = kvTransferOf(result);
+  const joules = busyJ + idleJ + (kvTransfer?.joules ?? 0);
   const energyUsd = (joules / 3.6e6) * fleet.usdPerKwh;
   const usd = deviceUsd + energyUsd;
   const outputTokens = totals.outputTokens;
@@ -206,12 +222,19 @@ export function buildReport(result: SimResult): SimReport {
     goodput: { requests: lat.good, share: trace.count > 0 ? lat.good / trace.count : 0, requestsPerS: perS(lat.good) },
     availability: availabilityOf(replicas, spanS),
     cache: cacheOf(totals),
+    ...(kvTransfer === undefined ? {} : { kvTransfer }),
     energy: { joules, joulesPerToken: outputTokens > 0 ? joules / outputTokens : NaN, busyJoules: busyJ, idleJoules: idleJ, pue: fleet.pue },
     cost: { usd, usdPerMTok: outputTokens > 0 ? (usd / outputTokens) * 1e6 : NaN, deviceUsd, energyUsd },
     replicas,
     timeline: timelineOf(result.timeline),
     simulation: simulationOf(result, spanS),
   };
+}
+
+function kvTransferOf(result: SimResult): SimReport["kvTransfer"] {
+  const x = result.kvTransfer;
+  if (x === undefined) return undefined;
+  return { link: x.link, linkName: x.linkName, transfers: x.transfers, bytes: x.bytes, ms: distribution(x.ms.slice()), joules: x.joules * result.fleet.pue };
 }
 
 function completedCount(result: SimResult): number {
@@ -265,6 +288,7 @@ function fleetOf(fleet: SimFleet): SimReport["fleet"] {
       kvCapacityTokens: i.profile.kvCapacityTokens,
       contextSize: i.contextSize,
       usdPerHour: i.usdPerHour,
+      role: i.role ?? "both",
     })),
   };
 }

@@ -29,6 +29,8 @@ import type { Candidate, Policy, RejectReason, RouteOutcome, RouteRequest } from
 import { newRouteTrace, route } from "../scheduler/pipeline.js";
 import { markReady, type Readiness, type ReadinessCandidate, type ReplicaStatus } from "../scheduler/readiness.js";
 import { DEFAULT_RETRY, attemptBudget, backoffMs, retryCandidates, type RetryPolicy } from "../scheduler/retry.js";
+import { kvBytesPerToken } from "../hardware/index.js";
+import { kvLanes, kvLink, kvTransferJoules, kvTransferMs, type KvLink } from "../hardware/links.js";
 import { EventQueue } from "./events.js";
 import type { SimFleet, SimIsland } from "./fleet-file.js";
 import { exponential, seededRandom } from "./random.js";
@@ -100,6 +102,18 @@ export interface SimTimeline {
   readonly down: number[];
 }
 
+export interface SimKvTransfer {
+  /** The fleet file's kv_transfer.link, and the first transfer's link as resolved (its name). */
+  readonly link: string;
+  readonly linkName: string;
+  readonly transfers: number;
+  readonly bytes: number;
+  /** The links' energy, before PUE. */
+  readonly joules: number;
+  /** Each transfer's time, ms, in the order they started. */
+  readonly ms: Float64Array;
+}
+
 export interface SimResult {
   readonly fleet: SimFleet;
   readonly trace: Trace;
@@ -114,6 +128,8 @@ export interface SimResult {
   };
   readonly replicas: readonly SimReplicaResult[];
   readonly timeline: SimTimeline;
+  /** KV moved from prefill to decode replicas (disaggregated fleets only). */
+  readonly kvTransfer?: SimKvTransfer;
   /** Requests that waited at the front door, and the longest wait, ms. */
   readonly admission: { readonly queued: number; readonly maxWaitMs: number };
   readonly rejected: Readonly<Record<RejectReason, number>>;
@@ -138,6 +154,14 @@ const WAKE = 3;
 const SCHEDULED_FAIL = 4;
 /** The admission lane looks at deadlines and capacity again. */
 const ADMISSION_POLL = 5;
+/** A request's KV has reached its decode replica. */
+const TRANSFER_DONE = 6;
+
+/** Replica roles (fleet-file `role`), and which a request routes to next. */
+const ROLE_BOTH = 0;
+const ROLE_PREFILL = 1;
+const ROLE_DECODE = 2;
+const ROLE_CODE = { both: ROLE_BOTH, prefill: ROLE_PREFILL, decode: ROLE_DECODE } as const;
 
 /** Where a request's pick stands between events. */
 const PICK_BACKOFF = 1;
@@ -184,8 +208,14 @@ class Requests {
   /** When a request began to wait at the front door (NaN: it did not). */
   readonly queuedAt: Float64Array;
   readonly waiting = new Map<number, SimSeq>();
+  /** The role a request routes to next: ROLE_BOTH in a colocated fleet, else ROLE_PREFILL or ROLE_DECODE. */
+  readonly stage: Uint8Array;
+  /** Its decode replica's failure count when its KV set out (a failure since loses the KV). */
+  readonly transferEpoch: Int32Array;
+  /** Requests whose KV is on its way, by id. */
+  readonly inFlight: (SimSeq | undefined)[];
 
-  constructor(n: number) {
+  constructor(n: number, firstStage: number) {
     this.firstTokenMs = new Float64Array(n).fill(NaN);
     this.finishMs = new Float64Array(n).fill(NaN);
     this.replica = new Int32Array(n).fill(-1);
@@ -197,6 +227,29 @@ class Requests {
     this.wakeAt = new Float64Array(n).fill(NaN);
     this.waitUntil = new Float64Array(n).fill(NaN);
     this.queuedAt = new Float64Array(n).fill(NaN);
+    this.stage = new Uint8Array(n).fill(firstStage);
+    this.transferEpoch = new Int32Array(firstStage === ROLE_BOTH ? 0 : n);
+    this.inFlight = firstStage === ROLE_BOTH ? [] : new Array<SimSeq | undefined>(n).fill(undefined);
+  }
+}
+
+/** Transfers' durations (a growing buffer) and totals. */
+class Transfers {
+  ms = new Float64Array(64);
+  count = 0;
+  bytes = 0;
+  joules = 0;
+  linkName = "";
+
+  add(ms: number, bytes: number, joules: number): void {
+    if (this.count === this.ms.length) {
+      const grown = new Float64Array(this.ms.length * 2);
+      grown.set(this.ms);
+      this.ms = grown;
+    }
+    this.ms[this.count++] = ms;
+    this.bytes += bytes;
+    this.joules += joules;
   }
 }
 
@@ -206,6 +259,11 @@ class Replicas {
   readonly health: ReplicaHealth[] = [];
   readonly islandOf: SimIsland[] = [];
   readonly names: string[] = [];
+  /** Island index in fleet order, and role (ROLE_*). */
+  readonly islandNo: Int32Array;
+  readonly role: Uint8Array;
+  /** Requests whose KV is on its way here: the router counts them as queued. */
+  readonly incoming: Int32Array;
   readonly up: Uint8Array;
   readonly active: Int32Array;
   readonly queued: Int32Array;
@@ -231,6 +289,9 @@ class Replicas {
   servingSlots = 0;
 
   constructor(n: number) {
+    this.islandNo = new Int32Array(n);
+    this.role = new Uint8Array(n);
+    this.incoming = new Int32Array(n);
     this.up = new Uint8Array(n).fill(1);
     this.active = new Int32Array(n);
     this.queued = new Int32Array(n);
@@ -267,6 +328,15 @@ class Simulation {
   #nextBoundary = 0;
   /** Requests a pass finished, released at the front door once the pass is over. */
   readonly #finished: SimSeq[] = [];
+  /** Requests a prefill replica's pass handed off, routed to decode once the pass is over. */
+  readonly #handed: SimSeq[] = [];
+  /** KV links by [prefill island][decode island] (disaggregated fleets). */
+  readonly #links: KvLink[][] = [];
+  readonly #transfers = new Transfers();
+  /** KV bytes per token of the whole model (every device's shard), by island: what a transfer moves. */
+  readonly #kvBytes: number[] = [];
+  /** Longest request (prompt + output) some decode replica holds; Infinity in a colocated fleet. */
+  #decodeContextMax = Infinity;
   #resolved = 0;
   readonly #rejected: Record<RejectReason, number> = { no_ready_replica: 0, context_length_exceeded: 0, overloaded: 0 };
   #lost = 0;
@@ -287,7 +357,7 @@ class Simulation {
   readonly #load: Load = { active: 0, queued: 0 };
   readonly #truth = (r: number, out: Load): void => {
     out.active = this.#rep.active[r]!;
-    out.queued = this.#rep.queued[r]!;
+    out.queued = this.#rep.queued[r]! + this.#rep.incoming[r]!;
   };
   readonly #constantsOf = new Map<SimIsland, RouteConstants>();
   readonly #pool: MutableCandidate[] = [];
@@ -312,7 +382,7 @@ class Simulation {
     this.#random = seededRandom(fleet.seed);
     this.#failRandom = seededRandom(fleet.seed ^ 0x5bd1e995);
     this.#events = new EventQueue(Math.min(1 << 20, 2 * this.#n + 64));
-    this.#req = new Requests(trace.count);
+    this.#req = new Requests(trace.count, fleet.disaggregated === true ? ROLE_PREFILL : ROLE_BOTH);
     this.#rep = new Replicas(this.#n);
     const lastArrival = trace.count > 0 ? trace.arrivalMs[trace.count - 1]! : 0;
     this.#bucketMs = niceBucket(lastArrival, opts.timelineBuckets ?? 240);
@@ -349,8 +419,11 @@ class Simulation {
       finished: (seq: SimSeq): void => {
         this.#finished.push(seq);
       },
+      prefilled: (seq: SimSeq): void => {
+        this.#handed.push(seq);
+      },
     };
-    for (const isl of fleet.islands) {
+    fleet.islands.forEach((isl, k) => {
       for (let j = 0; j < isl.count; j++) {
         const r = rep.models.length;
         const model = new ReplicaModel(
@@ -361,6 +434,7 @@ class Simulation {
             kvCapacityTokens: this.#opts.kvCapacityTokens ?? isl.profile.kvCapacityTokens,
             hostKvTokens: this.#opts.hostKvTokens ?? isl.hostKvTokens,
             hostLinkGBs: isl.hostLinkGBs,
+            role: isl.role ?? "both",
             blockTokens: fleet.blockTokens,
             chunkedPrefill: fleet.chunkedPrefill,
             ...(fleet.stepTokens !== undefined ? { stepTokens: fleet.stepTokens } : {}),
@@ -370,6 +444,8 @@ class Simulation {
         rep.models.push(model);
         rep.health.push(new ReplicaHealth(this.#clock));
         rep.islandOf.push(isl);
+        rep.islandNo[r] = k;
+        rep.role[r] = ROLE_CODE[isl.role ?? "both"];
         rep.names.push(`${isl.name}/${j}`);
         rep.slots[r] = isl.maxBatch;
         rep.maxQueue[r] = isl.maxQueue;
@@ -379,6 +455,18 @@ class Simulation {
         this.#routers.setCapacity(r, Math.max(1, Math.floor(model.kvCapacityTokens / fleet.blockTokens) + model.hostCapacityBlocks));
         if (!this.#constantsOf.has(isl)) this.#constantsOf.set(isl, routeConstants(isl.profile, isl.energy, { usdPerHour: isl.usdPerHour }));
       }
+    });
+    if (fleet.disaggregated === true) this.#buildLinks();
+  }
+
+  /** The KV link between every pair of islands, and the longest request a decode island holds. */
+  #buildLinks(): void {
+    const islands = this.#fleet.islands;
+    this.#decodeContextMax = 0;
+    for (const from of islands) {
+      this.#kvBytes.push(kvBytesPerToken(from.model, from.profile.kvFormat));
+      this.#links.push(islands.map((to) => kvLink(this.#fleet.kvTransfer?.link ?? "rdma-400g", from.hardware, to.hardware)));
+      if (from.role === "decode") this.#decodeContextMax = Math.max(this.#decodeContextMax, from.contextSize);
     }
   }
 
@@ -464,6 +552,9 @@ class Simulation {
       case ADMISSION_POLL:
         if (this.#pollDue === t) this.#poll(t);
         return;
+      case TRANSFER_DONE:
+        this.#transferred(target, t);
+        return;
     }
   }
 
@@ -473,6 +564,11 @@ class Simulation {
     const trace = this.#trace;
     const seq = new SimSeq(i, trace.inputTokens[i]!, trace.outputTokens[i]!, trace.blockIds, trace.blockOffsets[i]!, trace.blockOffsets[i + 1]!);
     this.#instanceOf[i] = this.#routers.assign();
+    if (seq.input + seq.output > this.#decodeContextMax) {
+      // No decode replica could hold it: refused before any prefill, as the gateway's 400.
+      this.#reject(seq, "context_length_exceeded");
+      return;
+    }
     if (this.#lane.opensFor(this.#rep.servingSlots)) {
       this.#lane.start();
       this.#pick(seq, t);
@@ -577,16 +673,19 @@ class Simulation {
   #choose(seq: SimSeq, failed: ReadonlySet<number> | undefined): { candidates: readonly Candidate[]; revisiting: boolean } {
     const n = this.#n;
     const rep = this.#rep;
-    const blocks = blocksOf(seq);
+    const want = this.#req.stage[seq.id]!;
+    const blocks = stageBlocks(seq, want);
     const instance = this.#instanceOf[seq.id]!;
     const owner = this.#ownerBlocks === undefined || blocks.length === 0 ? undefined : blocks[Math.min(this.#ownerBlocks, blocks.length) - 1];
     const m = this.#selector.select(n, this.#random, blocks, this.#routers.indexes[instance], owner);
     const candidates = this.#candidates;
     candidates.length = m;
     const load = this.#load;
+    let kept = 0;
     for (let j = 0; j < m; j++) {
       const r = this.#selector.indices[j]!;
-      const c = this.#pool[j]!;
+      if (rep.role[r] !== want) continue; // a disaggregated fleet's other stage
+      const c = this.#pool[kept]!;
       const k = this.#constantsOf.get(rep.islandOf[r]!)!;
       c.index = r;
       if (this.#routers.count === 1) this.#truth(r, load);
@@ -601,8 +700,9 @@ class Simulation {
       c.usdPerMTok = k.usdPerMTok;
       c.joulesPerToken = k.joulesPerToken;
       c.kvCapacityTokens = k.kvCapacityTokens;
-      candidates[j] = c;
+      candidates[kept++] = c;
     }
+    candidates.length = kept;
     this.#readiness(candidates, this.#statusOf, seq.generated > 0);
     return failed === undefined ? { candidates, revisiting: false } : retryCandidates(candidates, failed);
   }
@@ -610,7 +710,7 @@ class Simulation {
   #decide(seq: SimSeq, t: number): RouteOutcome {
     const t0 = performance.now();
     const { candidates } = this.#choose(seq, this.#req.failed.get(seq.id));
-    const blocks = blocksOf(seq);
+    const blocks = stageBlocks(seq, this.#req.stage[seq.id]!);
     const request: RouteRequest = {
       promptTokens: seq.input + seq.generated,
       maxTokens: seq.output - seq.generated,
@@ -637,11 +737,68 @@ class Simulation {
   }
 
   #dispatch(seq: SimSeq, r: number, t: number): void {
+    if (this.#req.stage[seq.id] === ROLE_DECODE) {
+      this.#sendKv(seq, r, t);
+      return;
+    }
     this.#req.replica[seq.id] = r;
     this.#routers.dispatched(this.#instanceOf[seq.id]!, r);
     this.#req.attempts[seq.id]!++;
     this.#rep.health[r]!.dispatched();
     this.#rep.models[r]!.enqueue(seq);
+    this.#startStep(r, t);
+  }
+
+  // --- disaggregation: prefill hands off, KV crosses the link, decode takes over
+
+  /** A prefill replica's pass put `seq`'s prompt in KV and its token out: it routes to a decode replica. */
+  #handoff(seq: SimSeq, r: number, t: number): void {
+    this.#routers.ended(this.#instanceOf[seq.id]!, r);
+    this.#rep.health[r]!.succeeded();
+    this.#req.stage[seq.id] = ROLE_DECODE;
+    this.#pick(seq, t);
+  }
+
+  /**
+   * Sends `seq`'s KV (its prefill's tokens x the model's KV bytes per token)
+   * from the replica that prefilled it to decode replica r: it arrives after
+   * latency + bytes / (lanes x bandwidth). The same attempt goes on: no
+   * attempt is counted against the budget.
+   */
+  #sendKv(seq: SimSeq, r: number, t: number): void {
+    const req = this.#req;
+    const rep = this.#rep;
+    const from = req.replica[seq.id]!;
+    const src = rep.islandOf[from]!;
+    const link = this.#links[rep.islandNo[from]!]![rep.islandNo[r]!]!;
+    const bytes = seq.promptTokens * this.#kvBytes[rep.islandNo[from]!]!;
+    const ms = kvTransferMs(link, bytes, kvLanes(link, src.tp, rep.islandOf[r]!.tp));
+    if (this.#transfers.count === 0) this.#transfers.linkName = link.name;
+    this.#transfers.add(ms, bytes, kvTransferJoules(link, bytes));
+    req.replica[seq.id] = r;
+    req.transferEpoch[seq.id] = rep.failures[r]!;
+    req.inFlight[seq.id] = seq;
+    this.#routers.dispatched(this.#instanceOf[seq.id]!, r);
+    rep.health[r]!.dispatched();
+    rep.incoming[r]!++;
+    this.#events.push(t + ms, TRANSFER_DONE, seq.id);
+  }
+
+  /** `seq`'s KV has arrived: it queues to decode, unless its replica failed meanwhile (the KV is lost: it prefills again). */
+  #transferred(id: number, t: number): void {
+    const req = this.#req;
+    const rep = this.#rep;
+    const seq = req.inFlight[id]!;
+    req.inFlight[id] = undefined;
+    const r = req.replica[id]!;
+    rep.incoming[r]!--;
+    if (rep.up[r] === 0 || rep.failures[r] !== req.transferEpoch[id]) {
+      this.#displaced(seq, r);
+      this.#reroute(seq, t);
+      return;
+    }
+    seq.kvReady = true;
+    rep.models[r]!.enqueue(seq);
     this.#startStep(r, t);
   }
 
@@ -696,6 +853,9 @@ class Simulation {
     // released, as the live engine does: their places at the front door go
     // to requests that find this pass already under way.
     this.#startStep(r, t);
+    const handed = this.#handed;
+    for (let j = 0; j < handed.length; j++) this.#handoff(handed[j]!, r, t);
+    handed.length = 0;
     for (const seq of this.#finished.splice(0)) this.#finish(seq, r, t);
   }
 
@@ -730,22 +890,30 @@ class Simulation {
     rep.queued[r] = 0;
     // Every request on it hears of the failure before any routes again, as
     // the dispatcher's attempts settle before their requests pick anew.
-    for (const seq of displaced) {
-      this.#routers.ended(this.#instanceOf[seq.id]!, r);
-      rep.health[r]!.failed();
-      let failed = this.#req.failed.get(seq.id);
-      if (failed === undefined) this.#req.failed.set(seq.id, (failed = new Set()));
-      failed.add(r);
+    for (const seq of displaced) this.#displaced(seq, r);
+    for (const seq of displaced) this.#reroute(seq, now);
+  }
+
+  /** `seq` lost its place (and its KV) on replica r: the router and the breaker hear of it, and it prefills again. */
+  #displaced(seq: SimSeq, r: number): void {
+    this.#routers.ended(this.#instanceOf[seq.id]!, r);
+    this.#rep.health[r]!.failed();
+    let failed = this.#req.failed.get(seq.id);
+    if (failed === undefined) this.#req.failed.set(seq.id, (failed = new Set()));
+    failed.add(r);
+    seq.kvReady = false;
+    if (this.#fleet.disaggregated === true) this.#req.stage[seq.id] = ROLE_PREFILL;
+  }
+
+  /** A displaced request routes again, within its attempt budget; past it, it is lost. */
+  #reroute(seq: SimSeq, now: number): void {
+    if (this.#req.attempts[seq.id]! >= this.#budget) {
+      this.#giveUp(seq, "no_ready_replica", now);
+      return;
     }
-    for (const seq of displaced) {
-      if (this.#req.attempts[seq.id]! >= this.#budget) {
-        this.#giveUp(seq, "no_ready_replica", now);
-        continue;
-      }
-      this.#req.retries[seq.id]!++;
-      this.#totalRetries++;
-      this.#pick(seq, now);
-    }
+    this.#req.retries[seq.id]!++;
+    this.#totalRetries++;
+    this.#pick(seq, now);
   }
 
   #scheduleRepair(r: number, at: number): void {
@@ -778,7 +946,7 @@ class Simulation {
       let queued = this.#req.waiting.size + this.#lane.queue.size;
       let running = 0;
       for (let r = 0; r < this.#n; r++) {
-        queued += rep.queued[r]!;
+        queued += rep.queued[r]! + rep.incoming[r]!;
         running += rep.active[r]!;
       }
       timeline.queued.push(queued);
@@ -786,6 +954,11 @@ class Simulation {
       timeline.down.push(rep.downCount);
       this.#nextBoundary += this.#bucketMs;
     }
+  }
+
+  #kvTransferResult(): SimKvTransfer {
+    const x = this.#transfers;
+    return { link: this.#fleet.kvTransfer?.link ?? "rdma-400g", linkName: x.linkName, transfers: x.count, bytes: x.bytes, joules: x.joules, ms: x.ms.slice(0, x.count) };
   }
 
   #result(now: number, events: number, wallMs: number): SimResult {
@@ -804,6 +977,7 @@ class Simulation {
       requests: { firstTokenMs: req.firstTokenMs, finishMs: req.finishMs, replica: req.replica, retries: req.retries, cachedTokens: req.cachedTokens, status: req.status },
       replicas: rep.models.map((m, r) => ({ name: rep.names[r]!, island: rep.islandOf[r]!.name, counters: { ...m.counters }, failures: rep.failures[r]!, downMs: rep.downMs[r]! })),
       timeline,
+      ...(this.#fleet.disaggregated === true ? { kvTransfer: this.#kvTransferResult() } : {}),
       admission: { queued: this.#admissionQueued, maxWaitMs: this.#admissionMaxWaitMs },
       rejected: this.#rejected,
       retries: this.#totalRetries,
@@ -819,6 +993,11 @@ class Simulation {
 }
 
 const NO_BLOCKS = new Int32Array(0);
+
+/** The blocks a stage's routing sees: a decode replica keeps transferred KV private, so prefixes matter only where prompts are computed. */
+function stageBlocks(seq: SimSeq, stage: number): ArrayLike<number> {
+  return stage === ROLE_DECODE ? NO_BLOCKS : blocksOf(seq);
+}
 
 /** A request's prefix blocks as a view of the trace's columns (no copy). */
 function blocksOf(seq: SimSeq): ArrayLike<number> {
