@@ -68,8 +68,13 @@ export async function eventually(check: () => boolean | Promise<boolean>, what =
   }
 }
 
+/** This gateway's own requests running or waiting on its replicas; not the load a remote engine reports from other clients. */
 export function totalActive(fleet: Fleet): number {
-  return fleet.replicas().reduce((n, r) => n + r.engine.load().active + r.engine.load().queued, 0);
+  return fleet.replicas().reduce((n, r) => {
+    const load = r.engine.load();
+    const own = load.own ?? load;
+    return n + own.active + own.queued;
+  }, 0);
 }
 
 /** Requests waiting in the gateway's admission queue for `model` in a priority class, read from /metrics as an operator would. */

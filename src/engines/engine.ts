@@ -12,6 +12,24 @@ export interface EngineLoad {
   readonly slots: number;
   /** Waiting requests the engine accepts before it refuses with `overloaded`. */
   readonly maxQueue: number;
+  /**
+   * This gateway's own requests, present where `active` and `queued` also
+   * count load the engine reported from other clients (engine-metrics.ts
+   * `withReport`): what a drain or a shutdown waits for.
+   */
+  readonly own?: { readonly active: number; readonly queued: number };
+  /** The engine's own last account of itself (its /metrics), while fresh; absent where it gives none. */
+  readonly reported?: ReportedLoad;
+}
+
+/** An engine's report of its load, as scraped: every client's requests, not only this gateway's. */
+export interface ReportedLoad {
+  readonly running: number;
+  readonly waiting: number;
+  /** Share of the KV cache in use, 0..1; undefined where the engine does not report it. */
+  readonly kvUsage: number | undefined;
+  /** How long ago the report was taken. */
+  readonly ageMs: number;
 }
 
 /**

@@ -2,6 +2,8 @@ import { Pool, errors as undiciErrors } from "undici";
 import { FlotillaError } from "../core/errors.js";
 import type { FinishReason, GenerationRequest, GenerationResult, TokenLogprob } from "../core/request.js";
 import type { ChunkIds, Engine, EngineLoad, TextSink } from "./engine.js";
+import { withReport } from "./engine-metrics.js";
+import { MetricsScraper } from "./metrics-scraper.js";
 import { SlotPool } from "./slots.js";
 import { SseLineDecoder } from "./sse-decoder.js";
 
@@ -19,6 +21,17 @@ export interface OpenAIEngineOptions {
   readonly connections?: number;
   readonly probeIntervalMs?: number;
   readonly requestTimeoutMs?: number;
+  /**
+   * How often the server's own /metrics is scraped for the load other
+   * clients put on it (engine-metrics.ts); 0 turns scraping off. Default 1000.
+   */
+  readonly metricsIntervalMs?: number;
+  /** Bearer token for /metrics where it differs from apiKey: a Flotilla upstream's admin token. */
+  readonly metricsToken?: string;
+  /** The replica's name in log lines (they give the server's URL too); default the upstream model's name. */
+  readonly name?: string;
+  /** Where scrape problems are reported (default stderr). */
+  readonly log?: (message: string) => void;
 }
 
 type UpstreamLogprobs = {
@@ -64,6 +77,9 @@ export class OpenAIEngine implements Engine {
   #closed = false;
   /** Ask for vLLM's extensions (token ids, running usage) until the server refuses them by name. */
   #extensions = true;
+  readonly #scraper: MetricsScraper | undefined;
+  /** Requests sent since start: with the active count, bounds how many of the engine's reported requests are ours. */
+  #sent = 0;
 
   constructor(opts: OpenAIEngineOptions) {
     this.#opts = opts;
@@ -79,6 +95,23 @@ export class OpenAIEngine implements Engine {
     this.#slots = new SlotPool(Array.from({ length: parallel }, (_, i) => i), opts.maxQueue ?? 256);
     this.#headers = { "content-type": "application/json", accept: "text/event-stream" };
     if (opts.apiKey !== undefined) this.#headers.authorization = `Bearer ${opts.apiKey}`;
+    this.#scraper = this.#scraperFor(opts, origin.origin);
+  }
+
+  #scraperFor(opts: OpenAIEngineOptions, origin: string): MetricsScraper | undefined {
+    const intervalMs = opts.metricsIntervalMs ?? 1_000;
+    if (intervalMs <= 0) return undefined;
+    const token = opts.metricsToken ?? opts.apiKey;
+    return new MetricsScraper({
+      pool: this.#pool,
+      origin,
+      model: opts.upstreamModel,
+      intervalMs,
+      ...(token === undefined ? {} : { token }),
+      name: opts.name ?? opts.upstreamModel,
+      log: opts.log ?? ((m) => process.stderr.write(`flotilla: ${m}\n`)),
+      own: () => ({ active: this.#slots.active, sent: this.#sent }),
+    });
   }
 
   get contextSize(): number | undefined {
@@ -86,6 +119,7 @@ export class OpenAIEngine implements Engine {
   }
 
   async start(): Promise<void> {
+    this.#scraper?.start();
     this.#ready = await this.#probe();
     this.#scheduleProbe();
   }
@@ -121,9 +155,12 @@ export class OpenAIEngine implements Engine {
     return this.#ready && !this.#closed;
   }
 
+  /** Its own slots' load, joined by the engine's last fresh report of what other clients run there (engine-metrics.ts withReport). */
   load(): EngineLoad {
     const s = this.#slots;
-    return { active: s.active, queued: s.queued, slots: s.size, maxQueue: s.maxQueue };
+    const own = { active: s.active, queued: s.queued, slots: s.size, maxQueue: s.maxQueue };
+    const fresh = this.#scraper?.fresh();
+    return fresh === undefined ? own : withReport(own, fresh.report, fresh.ownAtReport, fresh.ageMs);
   }
 
   countPromptTokens(): number | undefined {
@@ -133,6 +170,7 @@ export class OpenAIEngine implements Engine {
   async generate(request: GenerationRequest, onText: TextSink, signal: AbortSignal): Promise<GenerationResult> {
     if (this.#closed) throw new FlotillaError("engine_unavailable", "the engine is shut down");
     const slot = await this.#slots.acquire(signal);
+    this.#sent++;
     try {
       try {
         return await this.#stream(request, onText, signal);
@@ -315,6 +353,7 @@ export class OpenAIEngine implements Engine {
   async close(): Promise<void> {
     this.#closed = true;
     clearTimeout(this.#probeTimer);
+    this.#scraper?.stop();
     this.#slots.rejectWaiters(new FlotillaError("engine_unavailable", "the engine is shutting down"));
     await this.#pool.close();
   }
