@@ -16,7 +16,8 @@ export function registerFleetCommands(program: Command): void {
 
   withUrl(fleet.command("list").description("replicas with their state and load")).action(async (opts: AdminOptions) => {
     const { data } = (await call(opts.url, "GET", "/admin/replicas")) as { data: Record<string, unknown>[] };
-    const rows = data.map((r) => [r.id, r.model, r.engine, r.state, `${r.active}/${r.slots}`, r.queued].map(String));
+    // A discovered replica's engine names its provider too: "openai (kubernetes)".
+    const rows = data.map((r) => [r.id, r.model, r.source === undefined ? r.engine : `${String(r.engine)} (${String(r.source)})`, r.state, `${r.active}/${r.slots}`, r.queued].map(String));
     process.stdout.write(table(["replica", "model", "engine", "state", "active", "queued"], rows));
   });
 
@@ -61,9 +62,10 @@ function registerMembershipCommands(fleet: Command, withUrl: (c: Command) => Com
     });
 
   withUrl(fleet.command("reload").description("read the gateway's fleet file again and apply what changed (as SIGHUP does)")).action(async (opts: AdminOptions) => {
-    const r = (await call(opts.url, "POST", "/admin/reload", {})) as { added: string[]; removed: string[]; kept: number; needsRestart: string[] };
+    const r = (await call(opts.url, "POST", "/admin/reload", {})) as { added: string[]; removed: string[]; kept: number; needsRestart: string[]; discovery?: string[] };
     process.stdout.write(`added: ${r.added.join(", ") || "none"}\nremoved: ${r.removed.join(", ") || "none"}\nunchanged: ${r.kept}\n`);
     if (r.needsRestart.length > 0) process.stdout.write(`take a restart: ${r.needsRestart.join(", ")}\n`);
+    if ((r.discovery ?? []).length > 0) process.stdout.write(`discovery restarted: ${r.discovery!.join(", ")}\n`);
   });
 }
 

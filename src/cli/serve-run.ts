@@ -4,13 +4,13 @@
  * demand by serve.ts.
  */
 import { watch } from "node:fs";
-import { readFile } from "node:fs/promises";
 import { basename, dirname, resolve } from "node:path";
-import { parse as parseYaml } from "yaml";
 import { isLoopbackHost } from "../core/loopback.js";
 import { breakerOf, buildCascades, buildFleet } from "../fleet/build.js";
 import type { Fleet } from "../fleet/fleet.js";
-import { ConfigError, parseFleetConfig, type FleetConfig } from "../fleet/config.js";
+import { parseFleetConfig, type FleetConfig } from "../fleet/config.js";
+import { readFleetFile } from "../fleet/load.js";
+import { Discovery } from "../gateway/discovery/index.js";
 import type { ReloadSummary } from "../gateway/membership.js";
 import { createGatewayWithShutdown } from "../gateway/server.js";
 import { ensureDefaultModel } from "../gguf/default-model.js";
@@ -76,7 +76,7 @@ async function listen(opts: ServeOptions, config: FleetConfig, baseDir: string, 
     ...(config.server.max_queued_per_tenant === undefined ? {} : { maxQueuedPerTenant: config.server.max_queued_per_tenant }),
     ...(config.server.ttft_slo_ms === undefined ? {} : { ttftSloMs: config.server.ttft_slo_ms }),
     logLevel: opts.logLevel,
-    observability: { logPrompts: opts.logPrompts === true, simReports: opts.simReport ?? [], hardware: hardwareByReplica(config) },
+    observability: { logPrompts: opts.logPrompts === true, simReports: opts.simReport ?? [], hardware: hardwareByReplica(config)},
     requestTimeoutMs: config.server.request_timeout_ms,
     readyWaitMs: config.server.ready_wait_ms,
     ...(config.server.eject_slow_first_token_ms === undefined ? {} : { slowFirstTokenMs: config.server.eject_slow_first_token_ms }),
@@ -86,12 +86,24 @@ async function listen(opts: ServeOptions, config: FleetConfig, baseDir: string, 
     ...(config.server.body_limit_bytes === undefined ? {} : { bodyLimit: config.server.body_limit_bytes }),
     bodyTimeoutMs: config.server.body_timeout_ms,
   });
+  // Health signals (a name that does not resolve, an API server down) on stderr, as a replica that did not start is.
+  const discovery = await Discovery.create(config, {
+    membership,
+    fleet,
+    baseDir,
+    env: process.env,
+    log: (level, message) => (level === "warn" ? process.stderr.write(`flotilla: ${message}\n`) : app.log.info(message)),
+  });
   await started;
   const address = await app.listen({ host, port });
+  // Discovered replicas join once the gateway serves; a reload restarts the providers whose section changed.
+  discovery.start();
+  membership.onReload(discovery);
 
   const lines = [...fleet.models()].map((m) => {
     const ready = m.replicas.filter((r) => r.engine.isReady()).length;
-    return `  ${m.name}: ${ready}/${m.replicas.length} replicas ready`;
+    const follows = discovery.labels.get(m.name);
+    return `  ${m.name}: ${ready}/${m.replicas.length} replicas ready${follows === undefined ? "" : `, more from ${follows}`}`;
   });
   process.stdout.write(`flotilla listening on ${address}\n${lines.join("\n")}\n  dashboard: ${address}/ui   metrics: ${address}/metrics\n`);
   process.stdout.write(tenancy === undefined ? "  usage ledger: off (server.store: none)\n" : `  usage ledger: ${tenancy.store.kind} ${tenancy.store.where}\n  api keys: ${await tenancy.authMode()}\n`);
@@ -103,7 +115,9 @@ async function listen(opts: ServeOptions, config: FleetConfig, baseDir: string, 
     if (stopping) process.exit(1);
     stopping = true;
     process.stdout.write(`flotilla: shutting down, letting ${fleet.inFlight()} in-flight requests finish\n`);
-    void shutdown(config.server.shutdown_grace_ms).then(async () => {
+    // Discovery first, so no replica joins while the gateway drains.
+    void discovery.stop().then(async () => {
+      await shutdown(config.server.shutdown_grace_ms);
       await tenancy?.close();
       process.stdout.write("flotilla: stopped\n");
       process.exit(0);
@@ -124,7 +138,7 @@ function watchFleetFile(path: string, reload: () => Promise<ReloadSummary>): voi
   let timer: NodeJS.Timeout | undefined;
   const run = (why: string): void => {
     void reload().then(
-      (r) => process.stdout.write(`flotilla: fleet file reloaded (${why}): ${r.added.length} added, ${r.removed.length} removed, ${r.kept} unchanged${r.needsRestart.length > 0 ? `; ${r.needsRestart.join(", ")} changed and take a restart` : ""}\n`),
+      (r) => process.stdout.write(`flotilla: fleet file reloaded (${why}): ${r.added.length} added, ${r.removed.length} removed, ${r.kept} unchanged${r.needsRestart.length > 0 ? `; ${r.needsRestart.join(", ")} changed and take a restart` : ""}${r.discovery.length > 0 ? `; discovery restarted for ${r.discovery.join(", ")}` : ""}\n`),
       (err: unknown) => process.stderr.write(`flotilla: fleet file not reloaded (${why}): ${(err as Error).message}\n`),
     );
   };
@@ -137,19 +151,6 @@ function watchFleetFile(path: string, reload: () => Promise<ReloadSummary>): voi
     clearTimeout(timer);
     timer = setTimeout(() => run("file changed"), 200);
   }).unref();
-}
-
-async function readFleetFile(path: string): Promise<{ config: FleetConfig; baseDir: string }> {
-  const text = await readFile(path, "utf8").catch((err: NodeJS.ErrnoException) => {
-    throw new ConfigError(`cannot read fleet file ${path}: ${err.code === "ENOENT" ? "no such file" : err.message}`);
-  });
-  let raw: unknown;
-  try {
-    raw = parseYaml(text);
-  } catch (err) {
-    throw new ConfigError(`fleet file ${path} is not valid YAML: ${(err as Error).message}`);
-  }
-  return { config: parseFleetConfig(raw, path), baseDir: dirname(path) };
 }
 
 async function loadConfig(opts: ServeOptions): Promise<{ config: FleetConfig; baseDir: string }> {

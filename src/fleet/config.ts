@@ -57,12 +57,73 @@ const openaiReplica = z
 
 export const replicaConfig = z.discriminatedUnion("engine", [localReplica, openaiReplica]);
 
+/**
+ * What every discovered replica of a model is: an `openai` entry without
+ * `url` (discovery supplies one per address) or `count` (one per address).
+ */
+const replicaTemplate = openaiReplica.omit({ url: true, count: true }).extend({ engine: z.literal("openai").default("openai") });
+
+/** How long a replica whose endpoint went away lets its running requests finish before they move on, ms. */
+const removeWaitMs = z.number().int().min(0).max(3_600_000).default(30_000);
+
+/** Replicas from the addresses a DNS name resolves to, re-resolved on an interval. */
+const dnsDiscovery = z
+  .object({
+    kind: z.literal("dns"),
+    name: z.string({ error: "required: the DNS name whose addresses are the replicas" }).regex(/^[\w.-]+$/, "a DNS name: letters, digits and . _ - only"),
+    /** The engines' port; with `srv: true` each SRV record gives its own. */
+    port: z.number().int().min(1).max(65_535).optional(),
+    /** Read SRV records (target and port) instead of A/AAAA records of `name`. */
+    srv: z.boolean().default(false),
+    interval_ms: z.number().int().min(100).default(5_000),
+    remove_wait_ms: removeWaitMs,
+    replica: replicaTemplate.prefault({}),
+  })
+  .strict()
+  .superRefine((d, ctx) => {
+    if (d.srv && d.port !== undefined) ctx.addIssue({ code: "custom", path: ["port"], message: "srv: true takes each replica's port from its SRV record; drop port" });
+    if (!d.srv && d.port === undefined) ctx.addIssue({ code: "custom", path: ["port"], message: "required: the port the engines listen on (or srv: true to read ports from SRV records)" });
+  });
+
+/** Replicas from the ready endpoints of Kubernetes EndpointSlices, watched. */
+const kubernetesDiscovery = z
+  .object({
+    kind: z.literal("kubernetes"),
+    /** The Service whose EndpointSlices to watch (label kubernetes.io/service-name); or `selector`. */
+    service: z.string().min(1).optional(),
+    /** A label selector for the EndpointSlices, e.g. "app=vllm,tier=gpu"; or `service`. */
+    selector: z.string().min(1).optional(),
+    /** Default: the kubeconfig context's namespace (in a pod, the pod's own), else "default". */
+    namespace: z.string().min(1).optional(),
+    /** The slices' port to use, by name; required when a slice lists more than one. */
+    port_name: z.string().min(1).optional(),
+    /** A kubeconfig file (relative to the fleet file); default: the pod's service account in a cluster, else $KUBECONFIG or ~/.kube/config. */
+    kubeconfig: z.string().min(1).optional(),
+    remove_wait_ms: removeWaitMs,
+    replica: replicaTemplate.prefault({}),
+  })
+  .strict()
+  .superRefine((k, ctx) => {
+    if ((k.service === undefined) === (k.selector === undefined)) {
+      ctx.addIssue({ code: "custom", path: ["service"], message: "required: service (the Service whose EndpointSlices to watch) or selector (a label selector), one of the two" });
+    }
+  });
+
+export const discoveryConfig = z.discriminatedUnion("kind", [dnsDiscovery, kubernetesDiscovery]);
+
 export const modelConfig = z
   .object({
     name: z.string().min(1).regex(/^[\w.:/-]+$/, "use letters, digits and . _ : / - only"),
-    replicas: z.array(replicaConfig).min(1),
+    replicas: z.array(replicaConfig).default([]),
+    /** Where more replicas come from while serving: DNS or Kubernetes EndpointSlices (gateway/discovery/). */
+    discovery: discoveryConfig.optional(),
   })
-  .strict();
+  .strict()
+  .superRefine((m, ctx) => {
+    if (m.replicas.length === 0 && m.discovery === undefined) {
+      ctx.addIssue({ code: "custom", path: ["replicas"], message: "a model needs replicas, a discovery section, or both" });
+    }
+  });
 
 /** A model alias served by a light model first, and a heavy one when the request looks hard. */
 export const cascadeConfig = z
@@ -175,6 +236,10 @@ export const fleetConfig = z
 export type FleetConfig = z.infer<typeof fleetConfig>;
 export type ModelConfig = z.infer<typeof modelConfig>;
 export type ReplicaConfig = z.infer<typeof replicaConfig>;
+export type DiscoveryConfig = z.infer<typeof discoveryConfig>;
+export type DnsDiscoveryConfig = z.infer<typeof dnsDiscovery>;
+export type KubernetesDiscoveryConfig = z.infer<typeof kubernetesDiscovery>;
+export type ReplicaTemplate = z.infer<typeof replicaTemplate>;
 export type CascadeFileConfig = z.infer<typeof cascadeConfig>;
 
 export class ConfigError extends Error {

@@ -14,6 +14,8 @@ export interface Replica {
   readonly health: ReplicaHealth;
   /** The fleet-file entry it was made from (absent for replicas made in code): a reload compares it. */
   readonly config?: ReplicaConfig;
+  /** The discovery provider that made it ("dns", "kubernetes"); absent for the file's and the admin API's. A reload leaves these to their provider. */
+  readonly source?: string;
 }
 
 /**
@@ -71,6 +73,11 @@ export class Fleet {
     this.#emit({ kind: "removed", replica });
   }
 
+  /** Serves a model before it has any replica (503 until one comes), as the constructor does for each model it is given. */
+  declare(model: string): void {
+    if (!this.#models.has(model)) this.#replace(model, []);
+  }
+
   /** Stops serving a model that has no replicas left (404 from now on); false when it still has some. */
   forget(model: string): boolean {
     if ((this.#models.get(model)?.replicas.length ?? 0) > 0) return false;
@@ -112,11 +119,13 @@ export class Fleet {
   }
 
   /** Requests running or waiting on any replica. */
+  /** Requests this gateway has running or waiting on any replica (not what engines report of other clients). */
   inFlight(): number {
     let n = 0;
     for (const r of this.replicas()) {
       const load = r.engine.load();
-      n += load.active + load.queued;
+      const own = load.own ?? load;
+      n += own.active + own.queued;
     }
     return n;
   }

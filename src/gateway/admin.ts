@@ -47,6 +47,9 @@ function describe(r: Replica): Record<string, unknown> {
     queued: load.queued,
     slots: load.slots,
     context_size: r.engine.contextSize ?? null,
+    ...(r.config?.engine === "openai" ? { url: r.config.url } : {}),
+    // Which discovery provider made it (gateway/discovery/); absent for the file's and this API's.
+    ...(r.source === undefined ? {} : { source: r.source }),
   };
 }
 
@@ -107,9 +110,11 @@ function waitMs(waitS: number | undefined): number | undefined {
   return waitS === undefined ? undefined : waitS * 1000;
 }
 
+/** This gateway's own requests on the replica: what a drain waits for (others' load, engine-reported, is not ours to wait on). */
 function inFlight(r: Replica): number {
   const load = r.engine.load();
-  return load.active + load.queued;
+  const own = load.own ?? load;
+  return own.active + own.queued;
 }
 
 function find(fleet: Fleet, id: string): Replica {

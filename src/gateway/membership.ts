@@ -11,7 +11,11 @@
  *   replica after the text it has already sent (dispatcher.evict). Only
  *   then does its engine close;
  * - a change is an add of the new replica and then a remove of the old one,
- *   so a rolling change of every replica keeps serving throughout.
+ *   so a rolling change of every replica keeps serving throughout;
+ * - replicas a discovery provider made (gateway/discovery/) are its own: a
+ *   reload of the file leaves them alone and tells the provider instead
+ *   (`onReload`), and they leave by `release`, whose wait holds up no other
+ *   change, so a scale-down and a scale-up overlap.
  *
  * Changes run one at a time, in order.
  */
@@ -24,6 +28,7 @@ import { rateCardFor } from "../metering/config.js";
 import type { RateBook } from "../metering/pricing.js";
 import type { Cascade } from "../scheduler/cascade.js";
 import { DEFAULT_BREAKER, type BreakerOptions } from "../scheduler/health.js";
+import type { ReplicaPhase } from "../scheduler/replica-state.js";
 import type { Dispatcher } from "./dispatcher.js";
 
 export interface MembershipOptions {
@@ -47,6 +52,27 @@ export interface ReloadSummary {
   readonly kept: number;
   /** Settings that changed in the file but apply only at the next start. */
   readonly needsRestart: readonly string[];
+  /** Models whose discovery section changed: their provider restarted (or stopped, where the section is gone). */
+  readonly discovery: readonly string[];
+}
+
+/** How a replica from a discovery provider joins. */
+export interface Joining {
+  /** The provider that made it (Replica.source): a reload of the file leaves it alone. */
+  readonly source?: string;
+  /** Its phase from the start, e.g. "terminating" for an endpoint already on its way out. */
+  readonly phase?: Exclude<ReplicaPhase, "removed">;
+}
+
+/** A source of replicas besides the file (discovery), told of each reload. */
+export interface ReloadHook {
+  /**
+   * Checks the new file's part for this source before anything changes (a
+   * ConfigError refuses the whole reload) and returns how to apply it; the
+   * reload applies it before it removes the file's dropped replicas, and it
+   * returns the models whose source it restarted.
+   */
+  prepare(config: FleetConfig): Promise<() => readonly string[]>;
 }
 
 /** How long a removed replica's requests get to finish by default before they move on, ms. */
@@ -58,6 +84,7 @@ export class Membership {
   #queue: Promise<unknown> = Promise.resolve();
   /** The fleet file as last applied (server and cascades: what a reload cannot change live). */
   #applied: FleetConfig | undefined;
+  #hook: ReloadHook | undefined;
 
   constructor(opts: MembershipOptions, applied?: FleetConfig) {
     this.#o = opts;
@@ -65,10 +92,34 @@ export class Membership {
   }
 
   /** Adds `count` replicas (1 by default) of `model` from a fleet-file replica entry; resolves once they are in the fleet. */
-  add(model: string, raw: unknown): Promise<Replica[]> {
+  add(model: string, raw: unknown, joining: Joining = {}): Promise<Replica[]> {
     const rc = parseReplica(raw, "replica");
     this.#checkModelName(model);
-    return this.#serial(() => this.#add(model, rc, rc.count));
+    return this.#serial(() => this.#add(model, rc, rc.count, joining));
+  }
+
+  /**
+   * Takes a discovered replica out: no new request from now on, its running
+   * ones get `waitMs` to finish and then go on elsewhere. Unlike `remove`, the
+   * wait holds up no other change. One already removed is left as it is.
+   */
+  async release(replica: Replica, waitMs = DEFAULT_REMOVE_WAIT_MS): Promise<void> {
+    if (replica.health.phase === "removed") return;
+    replica.health.phase = "removed";
+    await this.#drain(replica, waitMs);
+    await this.#serial(() => this.#detach(replica));
+  }
+
+  /** Moves a replica between serving, draining and terminating (scheduler/replica-state.ts says what each admits); a removed one stays removed. */
+  setPhase(replica: Replica, phase: Exclude<ReplicaPhase, "removed">): void {
+    if (replica.health.phase === "removed" || replica.health.phase === phase) return;
+    replica.health.phase = phase;
+    this.#log(`replica ${replica.id} is ${phase}`);
+  }
+
+  /** Tells `hook` of every reload from now on (the discovery providers). */
+  onReload(hook: ReloadHook): void {
+    this.#hook = hook;
   }
 
   /** Takes a replica out: no new requests at once; those running get `waitMs` to finish, then go on elsewhere. */
@@ -80,6 +131,9 @@ export class Membership {
   /** Replaces a replica by one with `changes` applied to its entry: the new one serves before the old one drains. */
   update(id: string, changes: unknown, waitMs = DEFAULT_REMOVE_WAIT_MS): Promise<Replica> {
     const old = this.#find(id);
+    if (old.source !== undefined) {
+      throw new FlotillaError("invalid_request", `replica ${id} comes from ${old.source} discovery; change the replica settings of its model's discovery section in the fleet file instead`, { param: "replica" });
+    }
     if (typeof changes !== "object" || changes === null || Array.isArray(changes)) throw new FlotillaError("invalid_request", "set must be an object of replica settings", { param: "set" });
     if ("count" in changes) throw new FlotillaError("invalid_request", "count cannot be updated on one replica; add or remove replicas instead", { param: "set.count" });
     const rc = parseReplica({ ...(old.config ?? {}), ...changes }, "set");
@@ -94,22 +148,26 @@ export class Membership {
    * Brings the fleet to what `config` lists: replicas whose entry is
    * unchanged stay (their load and history with them), new entries are
    * added, entries gone are removed. Server settings and cascades apply at
-   * the next start; a change to them is reported, not applied.
+   * the next start; a change to them is reported, not applied. Discovered
+   * replicas are their provider's: a changed discovery section restarts it.
    */
   reload(config: FleetConfig, waitMs = DEFAULT_REMOVE_WAIT_MS): Promise<ReloadSummary> {
     return this.#serial(async () => {
       const needsRestart = this.#applied === undefined ? [] : restartOnly(this.#applied, config);
+      const applyDiscovery = await this.#hook?.prepare(config);
       const plan = planReload(this.#o.fleet, config);
       for (const [alias, c] of this.#o.cascades ?? []) {
         const gone = [c.config.light, c.config.heavy].find((leg) => plan.forget.includes(leg));
         if (gone !== undefined) throw new FlotillaError("invalid_request", `the fleet file drops model "${gone}", which cascade "${alias}" runs on; cascades change at the next start`, { param: "models" });
       }
+      // First, so a dropped model's provider adds nothing more while its replicas leave.
+      const discovery = applyDiscovery?.() ?? [];
       const added: string[] = [];
       for (const { model, rc } of plan.add) added.push(...(await this.#add(model, rc, 1)).map((r) => r.id));
       await Promise.all(plan.remove.map((r) => this.#remove(r, waitMs)));
       for (const model of plan.forget) this.#o.fleet.forget(model);
       if (needsRestart.length === 0) this.#applied = config;
-      return { added, removed: plan.remove.map((r) => r.id), kept: plan.kept, needsRestart };
+      return { added, removed: plan.remove.map((r) => r.id), kept: plan.kept, needsRestart, discovery };
     });
   }
 
@@ -119,13 +177,15 @@ export class Membership {
     return run;
   }
 
-  async #add(model: string, rc: ReplicaConfig, count: number): Promise<Replica[]> {
+  async #add(model: string, rc: ReplicaConfig, count: number, joining: Joining = {}): Promise<Replica[]> {
     const { fleet, rates, build } = this.#o;
     // Priced (and its hardware checked) as the fleet file's replicas are at startup, before it serves.
     const card = await rateCardFor(rc, model, "replica", build.baseDir).catch(asInvalid);
     const replicas: Replica[] = [];
     for (let i = 0; i < count; i++) {
-      const replica = buildReplica(rc, model, fleet.nextId(model), this.#o.breaker ?? DEFAULT_BREAKER, build);
+      const built = buildReplica(rc, model, fleet.nextId(model), this.#o.breaker ?? DEFAULT_BREAKER, build);
+      const replica = joining.source === undefined ? built : { ...built, source: joining.source };
+      if (joining.phase !== undefined) replica.health.phase = joining.phase;
       rates?.set(replica.id, model, card);
       try {
         await replica.engine.start();
@@ -141,10 +201,21 @@ export class Membership {
   }
 
   async #remove(replica: Replica, waitMs: number): Promise<{ replica: Replica; evicted: number }> {
-    const { fleet, dispatcher, clock } = this.#o;
     replica.health.phase = "removed";
+    await this.#drain(replica, waitMs);
+    return this.#detach(replica);
+  }
+
+  /** Waits up to `waitMs` for a removed replica's running requests to finish. */
+  async #drain(replica: Replica, waitMs: number): Promise<void> {
+    const { dispatcher, clock } = this.#o;
     const until = clock.now() + waitMs;
     while (dispatcher.runningOn(replica) > 0 && clock.now() < until) await clock.sleep(Math.min(POLL_MS, until - clock.now()));
+  }
+
+  /** Moves what still runs on a removed replica to others, takes it out of the fleet and closes its engine. */
+  async #detach(replica: Replica): Promise<{ replica: Replica; evicted: number }> {
+    const { fleet, dispatcher } = this.#o;
     const evicted = dispatcher.runningOn(replica);
     dispatcher.evict(replica);
     fleet.detach(replica);
@@ -201,7 +272,8 @@ export function planReload(fleet: Fleet, config: FleetConfig): { add: { model: s
   let kept = 0;
   const listed = new Set(config.models.map((m) => m.name));
   for (const m of config.models) {
-    const current = (fleet.model(m.name)?.replicas ?? []).filter((r) => r.health.phase !== "removed");
+    // Discovered replicas are their provider's, not the file's.
+    const current = (fleet.model(m.name)?.replicas ?? []).filter((r) => r.health.phase !== "removed" && r.source === undefined);
     const unmatched = new Set(current);
     for (const rc of m.replicas) {
       const key = entryKey(rc);
