@@ -1,5 +1,8 @@
 /** What one generation asks for, independent of HTTP and of any engine. */
 
+/** The HTTP API a request came in through: a bounded label for the usage ledger and the metrics. */
+export type ApiEndpoint = "chat" | "completion" | "messages";
+
 export type ChatRole = "system" | "developer" | "user" | "assistant" | "tool";
 
 export interface ChatMessage {
@@ -26,6 +29,8 @@ export interface Sampling {
   readonly maxTokens?: number;
   readonly temperature?: number;
   readonly topP?: number;
+  /** Sample only among the k likeliest tokens (Anthropic's top_k; engines that read it: local, vLLM, SGLang, llama-server, Ollama). */
+  readonly topK?: number;
   readonly seed?: number;
   readonly stop?: readonly string[];
   /** Report each generated token's log-probability, with this many most likely alternatives (0 for none). */
@@ -69,6 +74,8 @@ export interface TokenLogprob {
 
 export interface GenerationResult {
   readonly finishReason: FinishReason;
+  /** The caller's stop string the answer ended at, where the engine can tell which (Anthropic's stop_sequence). */
+  readonly stopSequence?: string;
   readonly usage: TokenUsage;
   /** The usage is a bounded estimate, not the engine's count (an upstream that reported none). */
   readonly usageEstimated?: boolean;

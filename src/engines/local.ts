@@ -153,6 +153,7 @@ export class LocalEngine implements Engine {
         stopOnAbortSignal: true,
         ...(sampling.temperature === undefined ? {} : { temperature: sampling.temperature }),
         ...(sampling.topP === undefined ? {} : { topP: sampling.topP }),
+        ...(sampling.topK === undefined ? {} : { topK: sampling.topK }),
         ...(sampling.seed === undefined ? {} : { seed: sampling.seed }),
       };
       const customStopTriggers = plan.stops.length === 0 ? {} : { customStopTriggers: plan.stops };
@@ -177,6 +178,7 @@ export class LocalEngine implements Engine {
       return {
         ...(logprobs === undefined ? {} : { logprobs }),
         finishReason: pieces.stopped ? "stop" : finishReason(stopReason),
+        ...(pieces.stopSequence === undefined ? {} : { stopSequence: pieces.stopSequence }),
         usage: {
           promptTokens,
           completionTokens: after.usedOutputTokens - before.usedOutputTokens,
@@ -318,6 +320,10 @@ class Pieces {
 
   get stopped(): boolean {
     return this.#stop.stopped;
+  }
+
+  get stopSequence(): string | undefined {
+    return this.#stop.matched;
   }
 
   /** node-llama-cpp hands each released run of tokens to onToken, then its text to onTextChunk. */

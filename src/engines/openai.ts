@@ -299,6 +299,7 @@ export class OpenAIEngine implements Engine {
     if (sampling.maxTokens !== undefined) body.max_tokens = sampling.maxTokens;
     if (sampling.temperature !== undefined) body.temperature = sampling.temperature;
     if (sampling.topP !== undefined) body.top_p = sampling.topP;
+    if (sampling.topK !== undefined) body.top_k = sampling.topK;
     if (sampling.seed !== undefined) body.seed = sampling.seed;
     if (sampling.stop !== undefined && sampling.stop.length > 0) body.stop = sampling.stop;
     if (sampling.logprobs !== undefined) {

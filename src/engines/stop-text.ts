@@ -10,6 +10,8 @@ export class StopText {
   readonly #stops: readonly string[];
   #held = "";
   stopped = false;
+  /** The stop string the answer ended at. */
+  matched: string | undefined;
 
   constructor(stops: readonly string[]) {
     this.#stops = stops.filter((s) => s.length > 0);
@@ -22,7 +24,10 @@ export class StopText {
     let cut = -1;
     for (const stop of this.#stops) {
       const at = buffer.indexOf(stop);
-      if (at >= 0 && (cut < 0 || at < cut)) cut = at;
+      if (at >= 0 && (cut < 0 || at < cut)) {
+        cut = at;
+        this.matched = stop;
+      }
     }
     if (cut >= 0) {
       this.stopped = true;

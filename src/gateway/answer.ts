@@ -149,6 +149,7 @@ export class Answer {
       // After a continuation, only the resuming replica's tokens: the one that failed never scored its part.
       ...(result.logprobs === undefined ? {} : { logprobs: result.logprobs }),
       finishReason: result.finishReason,
+      ...(result.stopSequence === undefined ? {} : { stopSequence: result.stopSequence }),
       usage: { promptTokens, completionTokens, cachedTokens: Math.min(result.usage.cachedTokens, promptTokens) },
       ...(attempt.estimatedBefore || result.usageEstimated === true ? { usageEstimated: true } : {}),
     };

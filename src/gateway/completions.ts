@@ -1,16 +1,18 @@
 /**
- * One OpenAI completion request, chat or legacy, from a validated body to a
- * settled ledger row, in four steps: admit (the tenant's limits and the
- * ticket), decide (the cascade's leg, then a fair turn for capacity), respond
- * (streamed or whole), settle (exactly one ledger row, whatever happened).
- * The routing and the engines are the dispatcher's.
+ * One completion request, from a validated body to a settled ledger row, in
+ * four steps: admit (the tenant's limits and the ticket), decide (the
+ * cascade's leg, then a fair turn for capacity), respond (streamed or
+ * whole), settle (exactly one ledger row, whatever happened). The routing and
+ * the engines are the dispatcher's. Every API takes this path: OpenAI's chat
+ * and legacy completions, Anthropic's messages (anthropic-messages.ts); each
+ * reads its own body into an ApiRequest and writes its own answer.
  */
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { FastifyReply, FastifyRequest } from "fastify";
 import type { Clock } from "../core/clock.js";
 import { FlotillaError } from "../core/errors.js";
-import { estimateTokens, type GenerationRequest } from "../core/request.js";
-import type { TextSink } from "../engines/engine.js";
+import { estimateTokens, type ApiEndpoint, type GenerationRequest } from "../core/request.js";
+import type { ChunkIds, TextSink } from "../engines/engine.js";
 import type { Replica, ServedModel } from "../fleet/fleet.js";
 import type { EarlierLeg, Principal, Settlement, Tenancy, Ticket } from "../metering/tenancy.js";
 import type { RequestObserver, RequestWatch } from "../obs/observer.js";
@@ -22,7 +24,8 @@ import { judgeLightLeg, replay, target, type Verdict } from "./cascades.js";
 import type { Dispatched, Dispatcher, Routing } from "./dispatcher.js";
 import { toHttpError, type HttpError } from "./errors.js";
 import { explainAsked } from "./explain.js";
-import { ChunkEncoder, TokenIdsOut, completeResponse, type Endpoint, type ResponseMeta, type ServedBy } from "./responses.js";
+import type { AnswerHead, AnswerWriter, StreamWriter } from "./answer-writer.js";
+import { openAiWriter, type Endpoint, type ServedBy } from "./responses.js";
 import type { ChatCompletionBody, CompletionBody } from "./schemas.js";
 
 /** What a completion request uses of the gateway around it. */
@@ -40,15 +43,51 @@ export interface CompletionServices {
   readonly explainAllowed: (raw: IncomingMessage) => boolean;
 }
 
+/** What one API makes of a request: what the run reads of it, and how the answer is written. */
+export interface ApiRequest {
+  /** The ledger's and the metrics' name for the API. */
+  readonly endpoint: ApiEndpoint;
+  readonly generation: GenerationRequest;
+  /** The model (or cascade alias) asked for. */
+  readonly model: string;
+  readonly stream: boolean;
+  /** The body's session affinity key (OpenAI's user, Anthropic's metadata.user_id); x-flotilla-session wins over it. */
+  readonly sessionKey: string | undefined;
+  /** OpenAI's service_tier: "flex" waits behind interactive traffic. */
+  readonly serviceTier?: string | null | undefined;
+  /** OpenAI's reasoning_effort, read by model cascades. */
+  readonly reasoningEffort?: string | null | undefined;
+  /** Headers every answer carries, streamed or whole. */
+  readonly headers?: Readonly<Record<string, string>>;
+  readonly writer: AnswerWriter;
+}
+
 type Body = ChatCompletionBody | CompletionBody;
 type Run = (onText: TextSink, onAttempt: (replica: Replica) => void) => Promise<Dispatched>;
 /** Who waits for capacity, in which class, until when. */
 type Turn = { readonly principal: Principal | undefined; readonly priority: PriorityClass; readonly deadlineMs: number };
 
-/** The route handler for one endpoint. */
+/** The route handler for one OpenAI endpoint. */
 export function completionHandler(services: CompletionServices, endpoint: Endpoint, toRequest: (id: string, body: never) => GenerationRequest) {
-  return async (request: FastifyRequest<{ Body: Body }>, reply: FastifyReply): Promise<void> => {
-    const run = new CompletionRun(services, endpoint, request, reply, toRequest(request.id, request.body as never));
+  return apiHandler(services, (request: FastifyRequest<{ Body: Body }>): ApiRequest => {
+    const body = request.body;
+    return {
+      endpoint,
+      generation: toRequest(request.id, body as never),
+      model: body.model,
+      stream: body.stream === true,
+      sessionKey: body.user,
+      serviceTier: body.service_tier,
+      reasoningEffort: "reasoning_effort" in body ? body.reasoning_effort : undefined,
+      writer: openAiWriter(endpoint, { tokenIds: body.return_token_ids === true, includeUsage: body.stream_options?.include_usage === true }),
+    };
+  });
+}
+
+/** The route handler for any API: `read` turns its request into what the run needs (and throws to refuse it). */
+export function apiHandler<R extends FastifyRequest>(services: CompletionServices, read: (request: R) => ApiRequest) {
+  return async (request: R, reply: FastifyReply): Promise<void> => {
+    const run = new CompletionRun(services, request, reply, read(request));
     await run.serve();
   };
 }
@@ -58,10 +97,9 @@ const DEFAULT_OUTPUT_ESTIMATE = 256;
 
 class CompletionRun {
   readonly #s: CompletionServices;
-  readonly #endpoint: Endpoint;
-  readonly #request: FastifyRequest<{ Body: Body }>;
+  readonly #request: FastifyRequest;
   readonly #reply: FastifyReply;
-  readonly #body: Body;
+  readonly #api: ApiRequest;
   readonly #generation: GenerationRequest;
   #started = 0;
   readonly #cancel = new AbortController();
@@ -80,28 +118,28 @@ class CompletionRun {
   /** The routing decisions, explained, when the client asked for them (x-flotilla-explain). */
   #explained: Record<string, unknown>[] | undefined;
 
-  constructor(services: CompletionServices, endpoint: Endpoint, request: FastifyRequest<{ Body: Body }>, reply: FastifyReply, generation: GenerationRequest) {
+  constructor(services: CompletionServices, request: FastifyRequest, reply: FastifyReply, api: ApiRequest) {
     this.#s = services;
-    this.#endpoint = endpoint;
     this.#request = request;
     this.#reply = reply;
-    this.#body = request.body;
-    this.#generation = generation;
+    this.#api = api;
+    this.#generation = api.generation;
   }
 
   async serve(): Promise<void> {
-    const { model, leg, probe } = target(this.#s.cascades, this.#s.dispatcher, this.#body.model, this.#request.headers["x-flotilla-cascade"], "reasoning_effort" in this.#body ? this.#body.reasoning_effort : undefined, this.#generation);
+    const api = this.#api;
+    const { model, leg, probe } = target(this.#s.cascades, this.#s.dispatcher, api.model, this.#request.headers["x-flotilla-cascade"], api.reasoningEffort, this.#generation);
     if (leg !== undefined) {
-      if (leg.leg === "heavy") this.#s.observer.cascadeEscalated(this.#body.model, leg.reason);
-      this.#cascadeInfo = { cascade: this.#body.model, cascade_leg: leg.leg, cascade_reason: leg.reason };
+      if (leg.leg === "heavy") this.#s.observer.cascadeEscalated(api.model, leg.reason);
+      this.#cascadeInfo = { cascade: api.model, cascade_leg: leg.leg, cascade_reason: leg.reason };
     }
     const timeoutMs = requestTimeout(this.#request.headers["x-flotilla-timeout-ms"], this.#s.maxTimeoutMs);
     const principal = this.#s.principalOf(this.#request);
     // Every bad header is refused before anything is reserved.
-    const priority = priorityOf(principal, this.#body.service_tier, this.#request.headers["x-flotilla-priority"]);
+    const priority = priorityOf(principal, api.serviceTier, this.#request.headers["x-flotilla-priority"]);
     if (explainAsked(this.#request.raw, this.#s.explainAllowed)) this.#explained = [];
-    const ticket = await this.#admit(principal, probe === undefined ? model.name : this.#body.model, probe !== undefined);
-    const watch = this.#s.observer.start({ model: model.name, endpoint: this.#endpoint, stream: this.#body.stream === true, generation: this.#generation, tenant: principal?.tenantId, ticket, log: this.#request.log });
+    const ticket = await this.#admit(principal, probe === undefined ? model.name : api.model, probe !== undefined);
+    const watch = this.#s.observer.start({ model: model.name, endpoint: api.endpoint, stream: api.stream, generation: this.#generation, tenant: principal?.tenantId, ticket, log: this.#request.log });
     this.#started = this.#s.clock.now();
     this.#watchClient(timeoutMs);
     try {
@@ -125,8 +163,8 @@ class CompletionRun {
       principal,
       model,
       ...(twoLegs ? { legs: 2 } : {}),
-      endpoint: this.#endpoint,
-      stream: this.#body.stream === true,
+      endpoint: this.#api.endpoint,
+      stream: this.#api.stream,
       maxTokens: generation.sampling.maxTokens,
       prompt: generation.prompt,
       continuation: generation.continuation,
@@ -172,7 +210,7 @@ class CompletionRun {
         this.#cascadeInfo = { ...this.#cascadeInfo, cascade_leg: "heavy", cascade_reason: "low_confidence" };
         // An escalation is no failure: the heavy leg's first attempt is not a failover of the light one.
         watch.nextLeg();
-        this.#s.observer.cascadeEscalated(this.#body.model, "low_confidence");
+        this.#s.observer.cascadeEscalated(this.#api.model, "low_confidence");
       } else {
         kept = verdict;
       }
@@ -189,10 +227,10 @@ class CompletionRun {
     return { model: final, run };
   }
 
-  /** Session affinity (the OpenAI `user` field, or a header for clients that cannot set it), and the explain listener on `m`'s replicas. */
+  /** Session affinity (the body's session key, or a header for clients that cannot set it), and the explain listener on `m`'s replicas. */
   #routing(m: ServedModel): Routing {
     const session = this.#request.headers["x-flotilla-session"];
-    const affinityKey = typeof session === "string" && session.length > 0 ? session : this.#body.user;
+    const affinityKey = typeof session === "string" && session.length > 0 ? session : this.#api.sessionKey;
     const out = this.#explained;
     return {
       ...(affinityKey === undefined ? {} : { affinityKey }),
@@ -200,9 +238,9 @@ class CompletionRun {
     };
   }
 
-  /** The x-flotilla-explain response header, when asked for: the decisions made before the answer began. */
-  #explainHeader(): Record<string, string> {
-    return this.#explained === undefined ? {} : { "x-flotilla-explain": JSON.stringify(this.#explained) };
+  /** The API's own headers, and x-flotilla-explain when asked for: the decisions made before the answer began. */
+  #answerHeaders(): Record<string, string> {
+    return this.#explained === undefined ? { ...this.#api.headers } : { ...this.#api.headers, "x-flotilla-explain": JSON.stringify(this.#explained) };
   }
 
   /** Past every replica's slots, requests wait their fair turn here; one turn per leg. */
@@ -225,33 +263,22 @@ class CompletionRun {
 
   /** The answer, streamed as it comes or sent whole. */
   async #respond(decided: { model: ServedModel; run: Run }, watch: RequestWatch, ticket: Ticket): Promise<void> {
-    const body = this.#body;
-    const meta: ResponseMeta = {
-      endpoint: this.#endpoint,
-      id: `${this.#endpoint === "chat" ? "chatcmpl" : "cmpl"}-${this.#request.id}`,
-      created: Math.floor(this.#s.clock.epochMs() / 1000),
-      model: decided.model.name,
-      tokenIds: body.return_token_ids === true,
-    };
+    const head: AnswerHead = { requestId: this.#request.id, created: Math.floor(this.#s.clock.epochMs() / 1000), model: decided.model.name };
     const extension = (d: Dispatched): ServedBy => ({ ...ticket.price(d.usage, d.replica.id, this.#s.clock.now() - this.#started, this.#earlier), ...servedBy(d), ...this.#cascadeInfo });
-    if (body.stream === true) {
-      this.#result = await stream(this.#reply, meta, body.stream_options?.include_usage === true, extension, (err) => (this.#failure = err), (onText, attempt) =>
-        decided.run(watch.sink(this.#counted(onText)), attempt), () => this.#explainHeader(),
+    if (this.#api.stream) {
+      this.#result = await stream(this.#reply, this.#api.writer.stream(head), extension, (err) => (this.#failure = err), (onText, attempt) =>
+        decided.run(watch.sink(this.#counted(onText)), attempt), () => this.#answerHeaders(),
       );
       return;
     }
-    const parts: string[] = [];
-    const ids = new TokenIdsOut();
+    const whole = this.#api.writer.whole(head);
     const result = await decided.run(
-      watch.sink((t, _n, _e, chunkIds) => {
-        parts.push(t);
-        ids.piece(chunkIds);
-      }),
+      watch.sink((t, _n, _e, chunkIds) => whole.text(t, chunkIds)),
       () => undefined,
     );
     this.#result = result;
-    void this.#reply.header("x-flotilla-replica", result.replica.id).headers(this.#explainHeader());
-    await this.#reply.send(completeResponse(meta, parts.join(""), result.finishReason, result.usage, extension(result), result.logprobs, meta.tokenIds === true ? ids.whole() : undefined));
+    void this.#reply.header("x-flotilla-replica", result.replica.id).headers(this.#answerHeaders());
+    await this.#reply.send(whole.body(result, extension(result)));
   }
 
   /** Counts what a stream delivers, so a request cut short is billed for it. */
@@ -269,6 +296,7 @@ class CompletionRun {
     this.#cancelDeadline();
     const ended = settlement(this.#result, this.#lastReplica, this.#s.clock.now() - this.#started, this.#cancel.signal.aborted, this.#timedOut, this.#failure);
     const settled: Settlement = { ...ended, streamedTokens: this.#streamedTokens, streamedEstimated: this.#streamedEstimated, ...(this.#earlier === undefined ? {} : { earlier: this.#earlier }) };
+    // The ledger records what the watch measured of the answering generation too (the twin's calibration).
     watch.finish(settled);
     await ticket.settle(settled);
   }
@@ -303,19 +331,16 @@ function requestTimeout(header: string | string[] | undefined, maxMs: number): n
  */
 async function stream(
   reply: FastifyReply,
-  meta: ResponseMeta,
-  includeUsage: boolean,
+  writer: StreamWriter,
   extension: (d: Dispatched) => ServedBy,
   broke: (err: unknown) => void,
   run: (onText: TextSink, onAttempt: (replica: Replica) => void) => ReturnType<Dispatcher["run"]>,
   extraHeaders: () => Record<string, string>,
 ): Promise<Dispatched | undefined> {
-  const encoder = new ChunkEncoder(meta);
-  const ids = meta.tokenIds === true ? new TokenIdsOut() : undefined;
   const raw = reply.raw;
   let open = false;
   let replicaId = "";
-  const openStream = (): void => {
+  const openStream = (first: ChunkIds | undefined): void => {
     open = true;
     reply.hijack();
     raw.writeHead(200, {
@@ -326,8 +351,8 @@ async function stream(
       "x-flotilla-replica": replicaId,
       ...extraHeaders(),
     });
-    const start = encoder.start();
-    if (start !== undefined) append(start);
+    const start = writer.open(first);
+    if (start !== "") append(start);
   };
   // Text that arrives within one tick leaves in one write of one string: an
   // engine that yields several pieces at once costs one syscall and no
@@ -346,15 +371,15 @@ async function stream(
   try {
     const result = await run(
       (text, _tokens, _estimated, chunkIds) => {
-        if (!open) openStream();
-        append(encoder.text(text, ids?.piece(chunkIds)));
+        if (!open) openStream(chunkIds);
+        append(writer.text(text, chunkIds));
       },
       (replica) => {
         replicaId = replica.id;
       },
     );
-    if (!open) openStream();
-    const tail = batch + encoder.finish(result.finishReason, result.logprobs) + (includeUsage ? encoder.usage(result.usage, extension(result)) : "") + ChunkEncoder.done;
+    if (!open) openStream(undefined);
+    const tail = batch + writer.close(result, () => extension(result));
     batch = "";
     raw.end(tail);
     return result;
@@ -362,7 +387,7 @@ async function stream(
     if (!open) throw err; // the error handler answers with a status
     broke(err);
     flush();
-    endWithError(raw, toHttpError(err));
+    endWithError(raw, writer, toHttpError(err));
     return undefined;
   }
 }
@@ -379,10 +404,10 @@ function settlement(result: Dispatched | undefined, lastReplica: string | undefi
   return { status, usage: undefined, replica: lastReplica, attempts: lastReplica === undefined ? 0 : 1, continuations: 0, durationMs, errorCode };
 }
 
-/** Once a stream has begun the status is spent; the error travels as an event, as OpenAI's does. */
-function endWithError(raw: ServerResponse, http: HttpError): void {
+/** Once a stream has begun the status is spent; the error travels as the API's error event. */
+function endWithError(raw: ServerResponse, writer: StreamWriter, http: HttpError): void {
   if (raw.destroyed || raw.writableEnded) return;
-  raw.end(ChunkEncoder.error(http.body) + ChunkEncoder.done);
+  raw.end(writer.broke(http));
 }
 
 function servedBy(d: Dispatched): ServedBy {

@@ -1,5 +1,7 @@
-import type { FinishReason, TokenLogprob, TokenUsage } from "../core/request.js";
+import type { FinishReason, GenerationResult, TokenLogprob, TokenUsage } from "../core/request.js";
 import type { ChunkIds } from "../engines/engine.js";
+import type { AnswerHead, AnswerWriter, StreamWriter, WholeWriter } from "./answer-writer.js";
+import type { HttpError } from "./errors.js";
 
 /**
  * OpenAI response shapes. Stream chunks are built by string concatenation
@@ -165,5 +167,68 @@ export class ChunkEncoder {
 
   static error(body: unknown): string {
     return `data: ${JSON.stringify(body)}\n\n`;
+  }
+}
+
+/** OpenAI's answers for one request: chat or legacy completion, as chunks or whole. */
+export function openAiWriter(endpoint: Endpoint, opts: { readonly tokenIds: boolean; readonly includeUsage: boolean }): AnswerWriter {
+  const meta = (head: AnswerHead): ResponseMeta => ({
+    endpoint,
+    id: `${endpoint === "chat" ? "chatcmpl" : "cmpl"}-${head.requestId}`,
+    created: head.created,
+    model: head.model,
+    tokenIds: opts.tokenIds,
+  });
+  return { stream: (head) => new OpenAIStream(meta(head), opts.includeUsage), whole: (head) => new OpenAIWhole(meta(head)) };
+}
+
+class OpenAIStream implements StreamWriter {
+  readonly #encoder: ChunkEncoder;
+  readonly #ids: TokenIdsOut | undefined;
+  readonly #includeUsage: boolean;
+
+  constructor(meta: ResponseMeta, includeUsage: boolean) {
+    this.#encoder = new ChunkEncoder(meta);
+    this.#ids = meta.tokenIds === true ? new TokenIdsOut() : undefined;
+    this.#includeUsage = includeUsage;
+  }
+
+  open(): string {
+    return this.#encoder.start() ?? "";
+  }
+
+  text(text: string, ids: ChunkIds | undefined): string {
+    return this.#encoder.text(text, this.#ids?.piece(ids));
+  }
+
+  /** The finish chunk, the usage chunk where the client asked for it (stream_options.include_usage), then [DONE]. */
+  close(result: GenerationResult, servedBy: () => ServedBy): string {
+    const usage = this.#includeUsage ? this.#encoder.usage(result.usage, servedBy()) : "";
+    return this.#encoder.finish(result.finishReason, result.logprobs) + usage + ChunkEncoder.done;
+  }
+
+  /** As OpenAI's streams do: the error body as a data event, then [DONE]. */
+  broke(http: HttpError): string {
+    return ChunkEncoder.error(http.body) + ChunkEncoder.done;
+  }
+}
+
+class OpenAIWhole implements WholeWriter {
+  readonly #meta: ResponseMeta;
+  readonly #parts: string[] = [];
+  readonly #ids = new TokenIdsOut();
+
+  constructor(meta: ResponseMeta) {
+    this.#meta = meta;
+  }
+
+  text(text: string, ids: ChunkIds | undefined): void {
+    this.#parts.push(text);
+    this.#ids.piece(ids);
+  }
+
+  body(result: GenerationResult, servedBy: ServedBy): Record<string, unknown> {
+    const ids = this.#meta.tokenIds === true ? this.#ids.whole() : undefined;
+    return completeResponse(this.#meta, this.#parts.join(""), result.finishReason, result.usage, servedBy, result.logprobs, ids);
   }
 }

@@ -222,7 +222,7 @@ export class StoreTenancy implements Tenancy, TenancyAdmin {
     if (reservedTokens > MAX_LEDGER_TOKENS) {
       // Reachable only with a body limit raised far past the default: the ledger counts tokens in 32 bits.
       throw new FlotillaError("invalid_request", `this request may use up to ${reservedTokens} tokens (prompt + max_tokens), more than the ${MAX_LEDGER_TOKENS} one request may reserve; shorten it`, {
-        param: req.endpoint === "chat" ? "messages" : "prompt",
+        param: req.endpoint === "completion" ? "prompt" : "messages",
       });
     }
     const tenantId = req.principal?.tenantId ?? ANONYMOUS_TENANT;

@@ -1,4 +1,4 @@
-import type { Prompt, TokenUsage } from "../core/request.js";
+import type { ApiEndpoint, Prompt, TokenUsage } from "../core/request.js";
 import type { TenancyAdmin } from "./admin-api.js";
 
 /**
@@ -23,7 +23,7 @@ export interface AdmissionRequest {
   readonly requestId: string;
   readonly principal: Principal | undefined;
   readonly model: string;
-  readonly endpoint: "chat" | "completion";
+  readonly endpoint: ApiEndpoint;
   readonly stream: boolean;
   /** Upper bound on output tokens, when the request gave one. */
   readonly maxTokens: number | undefined;

@@ -4,7 +4,7 @@
  * metrics, logs and the dashboard's numbers. It never changes what the
  * request does.
  */
-import type { GenerationRequest } from "../core/request.js";
+import type { ApiEndpoint, GenerationRequest } from "../core/request.js";
 import type { TextSink } from "../engines/engine.js";
 import type { Replica } from "../fleet/fleet.js";
 import type { Settlement, Ticket } from "../metering/tenancy.js";
@@ -22,7 +22,7 @@ export interface RequestLog {
 export interface RequestStart {
   /** The model as served (a name in the fleet file, so a bounded label). */
   readonly model: string;
-  readonly endpoint: "chat" | "completion";
+  readonly endpoint: ApiEndpoint;
   readonly stream: boolean;
   readonly generation: GenerationRequest;
   /** The caller's tenant, when the tenancy knows one. */

@@ -19,6 +19,7 @@ interface Target {
 const TENANT_ROUTES: readonly Target[] = [
   { method: "POST", path: "/v1/chat/completions", body: CHAT_BODY },
   { method: "POST", path: "/v1/completions", body: COMPLETION_BODY },
+  { method: "POST", path: "/v1/messages", body: JSON.stringify({ model: "m", max_tokens: 4, messages: [{ role: "user", content: "hi" }] }) },
   { method: "GET", path: "/v1/models" },
   { method: "GET", path: "/v1/models/m" },
   { method: "GET", path: "/v1/usage" },

@@ -21,6 +21,7 @@ const EXPECTED: Readonly<Record<string, Access>> = {
   "/v1/models/*": "tenant",
   "/v1/chat/completions": "tenant",
   "/v1/completions": "tenant",
+  "/v1/messages": "tenant",
   "/v1/usage": "tenant",
   "/admin/replicas": "admin",
   "/admin/drain": "admin",
