@@ -13,6 +13,7 @@ const MEANING: Readonly<Record<keyof PerfParams, string>> = {
   stepOverheadMs: "ms per pass",
   layerOverheadUs: "µs per layer per pass",
   sequenceOverheadUs: "µs per sequence per pass",
+  prefillOverheadMs: "ms per pass that evaluates prompt tokens",
   allReduceLatencyUs: "µs per all-reduce",
   allReduceStepUs: "µs per all-reduce step (2·log2(tp) steps)",
   allReduceBandwidthEfficiency: "share of link bandwidth an all-reduce moves data at",

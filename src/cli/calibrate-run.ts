@@ -35,7 +35,7 @@ async function readMeasurements(path: string): Promise<string> {
 }
 
 /** Writes `text` to `path` whole or not at all. */
-async function writeAtomically(path: string, text: string): Promise<void> {
+export async function writeAtomically(path: string, text: string): Promise<void> {
   const target = resolve(path);
   await mkdir(dirname(target), { recursive: true });
   const tmp = `${target}.${process.pid}.tmp`;
@@ -43,22 +43,34 @@ async function writeAtomically(path: string, text: string): Promise<void> {
   await rename(tmp, target);
 }
 
+/** Where the fit starts (and what it is pulled towards): --from's profile, else the built-in parameters. */
+export async function startParams(opts: CalibrateOptions): Promise<EngineParams> {
+  return opts.from !== undefined ? readProfile(opts.from) : { params: FITTED_PARAMS, overheadScale: {} };
+}
+
+export function holdOutOf(opts: CalibrateOptions): HoldOutKey | undefined {
+  return opts.holdOutBy === "none" ? undefined : (opts.holdOutBy as HoldOutKey);
+}
+
 /** Runs the command; returns the report (for tests and callers that want the numbers). */
 export async function runCalibrate(opts: CalibrateOptions, io: CalibrateIo): Promise<CalibrationReport> {
-  const text = await readMeasurements(opts.measurements);
-  const { rows, ignoredColumns } = parseMeasurementsCsv(text, opts.measurements);
+  const source = opts.measurements;
+  if (source === undefined) throw new CalibrateUsageError("give the measurements: --measurements FILE (a CSV), or --from-ledger (the requests the fleet served)");
+  const ledgerOnly = (["store", "config", "since", "replica", "hardware"] as const).filter((k) => opts[k] !== undefined);
+  if (ledgerOnly.length > 0) throw new CalibrateUsageError(`${ledgerOnly.map((k) => `--${k}`).join(", ")} ${ledgerOnly.length > 1 ? "go" : "goes"} with --from-ledger`);
+  const text = await readMeasurements(source);
+  const { rows, ignoredColumns } = parseMeasurementsCsv(text, source);
   if (ignoredColumns.length > 0) io.stderr.write(`flotilla calibrate: ignoring column${ignoredColumns.length > 1 ? "s" : ""} ${ignoredColumns.map((c) => `"${c}"`).join(", ")} (not a measurement column)\n`);
-  const start: EngineParams = opts.from !== undefined ? await readProfile(opts.from) : { params: FITTED_PARAMS, overheadScale: {} };
-  const holdOutBy = opts.holdOutBy === "none" ? undefined : (opts.holdOutBy as HoldOutKey);
-  const report = calibrateEngine(rows, start, holdOutBy);
-  const name = opts.name ?? basename(opts.out ?? opts.measurements).replace(/\.(json|csv)$/i, "");
-  const fit = fitRecord(report, opts.measurements);
+  const start = await startParams(opts);
+  const report = calibrateEngine(rows, start, holdOutOf(opts));
+  const name = opts.name ?? basename(opts.out ?? source).replace(/\.(json|csv)$/i, "");
+  const fit = fitRecord(report, source);
   const profileText = serializeEngineProfile({ name, engine: report.engine, fit });
   if (opts.out !== undefined) await writeAtomically(opts.out, profileText);
   if (opts.json === true) {
     io.stdout.write(`${JSON.stringify({ profile: JSON.parse(profileText) as unknown, setups: setupsJson(report.setups) }, null, 2)}\n`);
   } else {
-    io.stdout.write(`${formatCalibration(report, start, opts.measurements)}\n`);
+    io.stdout.write(`${formatCalibration(report, start, source)}\n`);
     if (opts.out !== undefined) io.stdout.write(`\nprofile written to ${resolve(opts.out)}\n`);
   }
   return report;

@@ -297,8 +297,7 @@ class CompletionRun {
     const ended = settlement(this.#result, this.#lastReplica, this.#s.clock.now() - this.#started, this.#cancel.signal.aborted, this.#timedOut, this.#failure);
     const settled: Settlement = { ...ended, streamedTokens: this.#streamedTokens, streamedEstimated: this.#streamedEstimated, ...(this.#earlier === undefined ? {} : { earlier: this.#earlier }) };
     // The ledger records what the watch measured of the answering generation too (the twin's calibration).
-    watch.finish(settled);
-    await ticket.settle(settled);
+    await ticket.settle(watch.finish(settled));
   }
 }
 

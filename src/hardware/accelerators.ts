@@ -474,6 +474,21 @@ export const CPUS: readonly HardwareSpec[] = [
     rentUsdPerHour: 1.2, // assumption
     ...EPYC_9175F,
   }),
+  // One core of the same server: what the local engine runs a small model on (one thread below 256 MB of weights,
+  // src/engines/local.ts), e.g. the built-in tiny model. Its share of the socket: a channel of the twelve, a
+  // sixteenth of the TDP and the price.
+  cpuProfile({
+    id: "cpu-zen5-core",
+    name: "one Zen 5 core of an EPYC 9175F, one DDR5-6400 channel",
+    sockets: 1,
+    channels: 1,
+    capacityGiB: 64, // assumption: one 64 GiB RDIMM
+    rentUsdPerHour: 0.6 / 16, // assumption: a sixteenth of the socket's
+    ...EPYC_9175F,
+    coresPerSocket: 1,
+    tdpPerSocketW: EPYC_9175F.tdpPerSocketW / 16,
+    purchaseUsdPerSocket: EPYC_9175F.purchaseUsdPerSocket / 16,
+  }),
 ];
 
 export const LPDDR_CHIP: HardwareSpec = lpddrChipProfile();

@@ -71,6 +71,9 @@ export {
 } from "./calibration.js";
 export type { CalibrationRow, Scenario, RowResult, FitResult } from "./calibration.js";
 
+export { servedTtftMs, servedTpotMs } from "./served.js";
+export type { ServedRequest } from "./served.js";
+
 export { estimate, profileFor, smallestFittingTp } from "./estimate.js";
 export type { Estimate, EstimateInput } from "./estimate.js";
 

@@ -33,6 +33,14 @@ export interface MeasuredSetup {
   readonly batch: number;
   readonly inputTokens: number;
   readonly outputTokens: number;
+  /**
+   * Present for a request served by a live replica (a usage-ledger row),
+   * absent for a benchmark's setup. A benchmark's TTFT is `batch` prompts
+   * arriving and prefilled together; a served request's is its prompt
+   * joining `batch - 1` running sequences, and its TPOT a decode among
+   * `batch` whose prompts come and go (served.ts).
+   */
+  readonly served?: { readonly cachedTokens: number };
 }
 
 export interface Measurement extends MeasuredSetup {

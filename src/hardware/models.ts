@@ -233,6 +233,9 @@ export const MODELS: readonly ModelSpec[] = [
     moe: { experts: 256, activeExperts: 8, sharedExperts: 1, expertFfn: 2048, denseLayers: 3 },
     mla: { qLoraRank: 1536, kvLoraRank: 512, ropeHeadDim: 64, nopeHeadDim: 128, vHeadDim: 128 },
   },
+  // The built-in model `flotilla serve` runs with no other (src/gguf DEFAULT_TINY_SHAPE, a 259-token byte vocabulary,
+  // output head written apart): its GGUF metadata reads as this shape, so rows a gateway served it with find it here.
+  dense({ id: "flotilla-tiny-random-v1", name: "flotilla-tiny-random-v1", layers: 2, hidden: 64, heads: 4, kvHeads: 2, ffn: 256, vocab: 259, contextLength: 4096, source: "src/gguf/random-llama.ts DEFAULT_TINY_SHAPE" }),
 ];
 
 const ALIASES: Readonly<Record<string, string>> = {

@@ -32,6 +32,13 @@ export interface PerfParams {
    */
   readonly sequenceOverheadUs: number;
   /**
+   * Fixed cost of a pass that evaluates prompt tokens, beyond a decode step's (ms): the host work an
+   * engine does for a prompt before its first token (a sampler, the sequence's KV made ready, the
+   * prompt's batch built). Paid once per prefill pass, so a short prompt's TTFT carries it and a decode
+   * step does not.
+   */
+  readonly prefillOverheadMs: number;
+  /**
    * Rows of padding every GEMM pays (tile quantisation and wave tails): a GEMM over m tokens
    * costs as if it had m + min(m, gemmPadTokens). Negligible for big prefill chunks, large for
    * decode at modest batch and for each expert of a fine-grained MoE.
@@ -56,6 +63,7 @@ export const FITTED_PARAMS: PerfParams = {
   // Not fitted to the reference rows (TensorRT-LLM and llama.cpp show no sign of them): the
   // values under which the seven above were fitted. `flotilla calibrate` fits them to an engine.
   allReduceStepUs: 0,
+  prefillOverheadMs: 0,
   // assumption: NCCL bus bandwidth ~80% of NVLink's
   allReduceBandwidthEfficiency: 0.8,
   sequenceOverheadUs: 0,
@@ -84,7 +92,7 @@ export const ENGINE_SETTINGS = {
 } as const;
 
 /** The parameters that are software time (host work, launches, synchronisation) rather than rates. */
-export const OVERHEAD_KEYS = ["stepOverheadMs", "layerOverheadUs", "sequenceOverheadUs", "allReduceLatencyUs", "allReduceStepUs"] as const;
+export const OVERHEAD_KEYS = ["stepOverheadMs", "layerOverheadUs", "sequenceOverheadUs", "allReduceLatencyUs", "allReduceStepUs", "prefillOverheadMs"] as const;
 
 /**
  * `params` with every software-time parameter multiplied by `factor`: the same

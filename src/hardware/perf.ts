@@ -77,6 +77,8 @@ export interface PerfProfile {
   readonly overheadMs: number;
   /** Software overhead per sequence in a pass. */
   readonly sequenceOverheadMs: number;
+  /** Software overhead of a pass that evaluates prompt tokens (params.prefillOverheadMs). */
+  readonly prefillOverheadMs: number;
   readonly maxTokensPerPass: number;
 
   readonly weightBytesPerDevice: number;
@@ -180,6 +182,7 @@ export function makePerfProfile(model: ModelSpec, hw: HardwareSpec, precision: P
     commBytesPerToken,
     overheadMs: params.stepOverheadMs + (model.layers * params.layerOverheadUs) / 1000,
     sequenceOverheadMs: params.sequenceOverheadUs / 1000,
+    prefillOverheadMs: params.prefillOverheadMs,
     maxTokensPerPass: ENGINE_SETTINGS.maxTokensPerPass,
     weightBytesPerDevice: mem.weightBytesPerDevice,
     kvCapacityTokens: mem.kvCapacityTokens,
@@ -198,11 +201,16 @@ export function gemmFlops(p: PerfProfile, tokens: number): number {
   return (tokens + Math.min(tokens, p.padTokens)) * p.denseFlopsPerToken + (tokens * p.activeExperts + Math.min(tokens * p.activeExperts, p.padTokens * touched)) * p.expertFlopsPerToken;
 }
 
-/** One forward pass over `tokens` tokens of `sequences` sequences with the given attention FLOPs and KV bytes (per device). */
+/**
+ * One forward pass over `tokens` tokens of `sequences` sequences with the given attention FLOPs and KV
+ * bytes (per device). A pass over more tokens than sequences evaluates some prompt, and pays the prefill
+ * overhead (a decoding sequence brings one token).
+ */
 export function passMs(p: PerfProfile, tokens: number, attnFlops: number, kvBytes: number, sequences: number): number {
   const lin = linearMs(p, tokens);
   const att = attentionMs(p, attnFlops, kvBytes);
-  return lin + att + (tokens * p.activationBytesPerToken) / p.bytesPerMs + p.commFixedMs + tokens * p.commMsPerToken + p.overheadMs + sequences * p.sequenceOverheadMs;
+  const prefill = tokens > sequences ? p.prefillOverheadMs : 0;
+  return lin + att + (tokens * p.activationBytesPerToken) / p.bytesPerMs + p.commFixedMs + tokens * p.commMsPerToken + p.overheadMs + prefill + sequences * p.sequenceOverheadMs;
 }
 
 /**
@@ -229,7 +237,7 @@ function attentionMs(p: PerfProfile, attnFlops: number, kvBytes: number): number
 function prefillPassesMs(p: PerfProfile, passes: number, chunk: number, tokens: number, attnFlops: number, kvBytes: number, sequenceSlots: number): number {
   const lin = passes * linearMs(p, chunk);
   const att = attentionMs(p, attnFlops, kvBytes);
-  return lin + att + (tokens * p.activationBytesPerToken) / p.bytesPerMs + passes * (p.commFixedMs + p.overheadMs) + tokens * p.commMsPerToken + sequenceSlots * p.sequenceOverheadMs;
+  return lin + att + (tokens * p.activationBytesPerToken) / p.bytesPerMs + passes * (p.commFixedMs + p.overheadMs + p.prefillOverheadMs) + tokens * p.commMsPerToken + sequenceSlots * p.sequenceOverheadMs;
 }
 
 /**

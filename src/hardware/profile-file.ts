@@ -40,6 +40,7 @@ const paramsSchema = z
     allReduceStepUs: nonNegative,
     allReduceBandwidthEfficiency: fraction,
     sequenceOverheadUs: nonNegative,
+    prefillOverheadMs: nonNegative,
     gemmPadTokens: nonNegative,
     fp4Efficiency: fraction,
   } satisfies Record<keyof PerfParams, z.ZodType>)

@@ -7,7 +7,9 @@
  * - A row's TTFT is `batchPrefillMs(batch, input)` (all prompts prefilled
  *   together) and its TPOT `decodeStepMs(batch, batch · (input + output/2))`,
  *   the same figures `flotilla estimate` prints as "TTFT, batch prefilled
- *   together" and "time per output token".
+ *   together" and "time per output token". A served request's (a row from
+ *   the usage ledger) are served.ts's: its prompt joining a running batch,
+ *   and its decode among prompts that come and go.
  * - Repeats of one setup are merged into their median first, so a setup
  *   measured five times weighs as much as one measured once.
  * - The loss is the mean squared log error of every measured value, plus a
@@ -38,6 +40,7 @@ import type { EngineParams, PerfParams } from "./params.js";
 import { OVERHEAD_KEYS, paramsOn } from "./params.js";
 import type { PerfProfile } from "./perf.js";
 import { batchPrefillMs, decodeStepMs, makePerfProfile } from "./perf.js";
+import { servedTtftMs, servedTpotMs } from "./served.js";
 
 /** One setup with the median of its repeats. */
 export interface MeasurementGroup extends MeasuredSetup {
@@ -63,6 +66,8 @@ interface FreeParameter {
   readonly pull: number;
   /** Whether the measurements can inform it. */
   readonly informed?: (groups: readonly MeasuredSetup[]) => boolean;
+  /** Pulled towards its start even when that is 0: a cost most engines do not have, taken up only where the rows show it. */
+  readonly pullAtZero?: boolean;
 }
 
 const multiDevice = (gs: readonly MeasuredSetup[]): boolean => gs.some((g) => g.tp > 1);
@@ -70,6 +75,14 @@ const multiDevice = (gs: readonly MeasuredSetup[]): boolean => gs.some((g) => g.
 /** Pull on an efficiency, and on an overhead (and a device's overhead factor), towards the start. */
 const EFFICIENCY_PULL = 0.1;
 const OVERHEAD_PULL = 1e-4;
+/**
+ * The setups the pulls were chosen at (Splitwise's). The loss is a mean over
+ * setups while a prior weighs against their sum, so past this many the pulls
+ * shrink in proportion: a large set of measurements (a usage ledger's) then
+ * outweighs the start as it should, instead of staying a few percent off
+ * towards it however much was measured.
+ */
+const PULL_SETUPS = 112;
 
 const FREE_PARAMETERS: readonly FreeParameter[] = [
   { key: "computeEfficiency", scale: 0.01, min: 0.02, max: 1, pull: EFFICIENCY_PULL },
@@ -81,10 +94,14 @@ const FREE_PARAMETERS: readonly FreeParameter[] = [
   { key: "allReduceStepUs", scale: 1, min: 0, max: 100_000, pull: OVERHEAD_PULL, informed: multiDevice },
   { key: "allReduceBandwidthEfficiency", scale: 0.01, min: 0.005, max: 1, pull: EFFICIENCY_PULL, informed: multiDevice },
   { key: "fp4Efficiency", scale: 0.01, min: 0.02, max: 1, pull: EFFICIENCY_PULL, informed: (gs) => gs.some((g) => g.precision.compute === "fp4") },
+  // Fitted to served requests only: the benchmark rows the pulls were chosen on are fitted as before. Pulled
+  // towards none (1e-3: a millisecond costs about 0.009), or it stands in for a prompt's per-token cost wherever
+  // the pull holds the compute efficiency up.
+  { key: "prefillOverheadMs", scale: 0.1, min: 0, max: 1000, pull: 1e-3, pullAtZero: true, informed: (gs) => gs.some((g) => g.served !== undefined) },
 ];
 
 function setupKey(s: MeasuredSetup): string {
-  return `${s.hardware.id}|${s.model.id}|${s.precision.id}|${s.tp}|${s.batch}|${s.inputTokens}|${s.outputTokens}`;
+  return `${s.hardware.id}|${s.model.id}|${s.precision.id}|${s.tp}|${s.batch}|${s.inputTokens}|${s.outputTokens}|${s.served?.cachedTokens ?? "-"}`;
 }
 
 /** Merges repeats of one setup into their median, in the order setups first appear. */
@@ -105,9 +122,10 @@ export function mergeRepeats(rows: readonly Measurement[]): MeasurementGroup[] {
     const ttftMs = med((r) => r.ttftMs);
     const tpotMs = med((r) => r.tpotMs);
     const powerW = med((r) => r.powerW);
-    const { hardware, model, precision, tp, batch, inputTokens, outputTokens } = first;
+    const { hardware, model, precision, tp, batch, inputTokens, outputTokens, served } = first;
     return {
       hardware, model, precision, tp, batch, inputTokens, outputTokens,
+      ...(served !== undefined ? { served } : {}),
       lines: rs.map((r) => r.line),
       ...(ttftMs !== undefined ? { ttftMs } : {}),
       ...(tpotMs !== undefined ? { tpotMs } : {}),
@@ -126,11 +144,17 @@ export function predictSetups(setups: readonly MeasuredSetup[], engine: EnginePa
       p = makePerfProfile(s.model, s.hardware, s.precision, { tp: s.tp, params: paramsOn(engine, s.hardware.id) });
       profiles.set(key, p);
     }
-    return {
+    return s.served !== undefined ? predictServed(p, s, s.served.cachedTokens) : {
       ttftMs: batchPrefillMs(p, s.batch, s.inputTokens),
       tpotMs: decodeStepMs(p, s.batch, s.batch * (s.inputTokens + s.outputTokens / 2)),
     };
   });
+}
+
+/** A served request's timings (served.ts). */
+function predictServed(p: PerfProfile, s: MeasuredSetup, cachedTokens: number): Prediction {
+  const r = { promptTokens: s.inputTokens, cachedTokens, batch: s.batch, outputTokens: s.outputTokens };
+  return { ttftMs: servedTtftMs(p, r), tpotMs: servedTpotMs(p, r) };
 }
 
 /**
@@ -186,7 +210,8 @@ function searchSpace(groups: readonly MeasurementGroup[], start: EngineParams) {
     ...scaled.map((d) => Math.log(start.overheadScale[d] ?? 1)),
   ];
   // an overhead that starts at 0 has no value to be pulled towards
-  const pulls = [...free.map((f) => (start.params[f.key] === 0 ? 0 : f.pull)), ...scaled.map(() => OVERHEAD_PULL)];
+  const shrink = Math.min(1, PULL_SETUPS / Math.max(1, groups.length));
+  const pulls = [...free.map((f) => (start.params[f.key] === 0 && f.pullAtZero !== true ? 0 : f.pull * shrink)), ...scaled.map(() => OVERHEAD_PULL * shrink)];
   const decode = (v: readonly number[]): EngineParams => {
     const params: Record<string, number> = { ...start.params };
     free.forEach((f, i) => {

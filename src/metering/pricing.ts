@@ -33,9 +33,11 @@ import {
   profileFor,
   type HardwareSpec,
   type ModelSpec,
+  type PerfProfile,
   type Pricing,
   type PrecisionSpec,
 } from "../hardware/index.js";
+import type { ReplicaSetup } from "../store/types.js";
 
 export const UNKNOWN_HARDWARE = "unknown";
 
@@ -56,6 +58,10 @@ export interface RateCard {
   readonly joulesPerOutputToken: number;
   /** What the router reads about this replica, from the same function the simulator uses (absent when unpriced). */
   readonly route?: RouteConstants;
+  /** The setup priced, as the ledger records it on each row (absent when unpriced). */
+  readonly setup?: ReplicaSetup;
+  /** The hardware model of the replica at that setup: what flotilla_twin_error_ratio predicts its requests' timings with (absent when unpriced). */
+  readonly perf?: PerfProfile;
 }
 
 /** A replica without hardware in the fleet file: metered in tokens and device-seconds, priced at zero. */
@@ -118,6 +124,8 @@ export function rateCard(input: RateCardInput): RateCard {
     joulesPerCachedToken: cachedJ,
     joulesPerOutputToken: outJ,
     route: routeConstants(p, e, { usdPerHour: replicaUsdPerS * 3600, pue, usdPerKwh }),
+    setup: { spec: input.model.id, precision: input.precision.id, tp },
+    perf: p,
   };
 }
 

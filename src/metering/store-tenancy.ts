@@ -34,7 +34,9 @@ import {
   type AdmitInput,
   type AdmitOutcome,
   type ApiKeyRecord,
+  type GenerationTiming,
   type InstanceRecord,
+  type ReplicaSetup,
   type TenantWithState,
   type UsageQuery,
   type UsageRow,
@@ -268,6 +270,11 @@ export class StoreTenancy implements Tenancy, TenancyAdmin {
     return this.store.admit(input);
   }
 
+  /** What `replica` runs, as its rate card names it; undefined for a replica without hardware. */
+  setupOf(replica: string | undefined): ReplicaSetup | undefined {
+    return this.#rates.replica(replica)?.setup;
+  }
+
   /** Energy, cost and device-seconds of `usage` on `replica`, billed at most `cap` (nano-USD). */
   meter(usage: TokenUsage, replica: string | undefined, durationMs: number, cap: number | undefined): Metered {
     const rate: RateCard = this.#rates.replica(replica) ?? unpriced(1);
@@ -473,7 +480,14 @@ class StoreTicket implements Ticket {
       attempts: s.attempts,
       continuations: s.continuations,
       now: this.#owner.now(),
+      ...this.#twinColumns(s),
     });
+  }
+
+  /** What the twin needs of the row: the answering replica's setup and, where measured, the generation's timing. */
+  #twinColumns(s: Settlement): { setup?: ReplicaSetup; timing?: GenerationTiming } {
+    const setup = this.#owner.setupOf(s.replica);
+    return { ...(setup === undefined ? {} : { setup }), ...(s.timing === undefined ? {} : { timing: s.timing }) };
   }
 }
 

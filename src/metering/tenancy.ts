@@ -1,5 +1,6 @@
 import type { ApiEndpoint, Prompt, TokenUsage } from "../core/request.js";
 import type { TenancyAdmin } from "./admin-api.js";
+import type { GenerationTiming } from "../store/types.js";
 
 /**
  * The seam between the gateway and multi-tenancy: who is calling, may they
@@ -62,6 +63,8 @@ export interface Settlement {
   readonly usageEstimated?: boolean;
   /** Generations that ran before the final one; their tokens, energy and cost count too. */
   readonly earlier?: readonly EarlierLeg[];
+  /** The answering generation's timing on its replica, where the observer measured one (RequestWatch.finish). */
+  readonly timing?: GenerationTiming;
 }
 
 /** Flotilla's usage extension in responses (`x_flotilla`), beyond who served it. */

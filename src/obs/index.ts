@@ -8,7 +8,7 @@ import type { Clock } from "../core/clock.js";
 import type { Fleet } from "../fleet/fleet.js";
 import { levelEnabled } from "./logging.js";
 import { createMetrics } from "./metrics.js";
-import { Observatory } from "./observatory.js";
+import { Observatory, type ObservatoryOptions } from "./observatory.js";
 import type { LogDestination } from "./observer.js";
 import { registerObsRoutes } from "./routes.js";
 import { SimReports } from "./sim-reports.js";
@@ -28,6 +28,8 @@ export interface ObservabilityOptions {
   readonly tickMs?: number;
   /** Hardware of replicas by id, where the fleet file names it (hardwareByReplica(config)); labels and dashboard groups. */
   readonly hardware?: Readonly<Record<string, string>>;
+  /** A replica's hardware model (its rate card's `perf`), for flotilla_twin_error_ratio; replicas without one get no series. */
+  readonly perfProfile?: ObservatoryOptions["perfProfile"];
 }
 
 /**
@@ -39,6 +41,7 @@ export function registerObservability(app: FastifyInstance, fleet: Fleet, opts: 
     clock: opts.clock,
     ...(opts.tickMs === undefined ? {} : { tickMs: opts.tickMs }),
     ...(opts.hardware === undefined ? {} : { hardware: opts.hardware }),
+    ...(opts.perfProfile === undefined ? {} : { perfProfile: opts.perfProfile }),
     logRequests: levelEnabled(app.log.level, "info"),
     logPrompts: opts.logPrompts === true,
   });

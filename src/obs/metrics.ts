@@ -11,6 +11,7 @@
  */
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
 import type { HealthState } from "../scheduler/health.js";
+import { WINDOW_MS, WINDOW_REQUESTS } from "./twin-error.js";
 import { E2E_BUCKETS_S, ROUTER_PLUGIN_BUCKETS_S, fleetShares, TPOT_BUCKETS_S, TTFT_BUCKETS_S, type HistogramSinks, type Observatory, type ReplicaStats, type TenantEnergy } from "./observatory.js";
 
 const HEALTH_STATES: readonly HealthState[] = ["healthy", "half-open", "ejected", "draining", "terminating", "removed", "not-ready"];
@@ -94,6 +95,7 @@ export function createMetrics(obs: Observatory): Registry {
   workMetrics(obs, pull);
   replicaMetrics(obs, pull);
   fleetMetrics(obs, pull);
+  twinMetrics(obs, pull);
   return registry;
 }
 
@@ -207,6 +209,18 @@ function fleetMetrics(obs: Observatory, pull: Pull): void {
     const { availability, utilization } = fleetShares(obs.replicas);
     return availability * utilization;
   });
+}
+
+/** The hardware model against the live replicas (twin-error.ts): 1 is a perfect twin. */
+function twinMetrics(obs: Observatory, pull: Pull): void {
+  pull.gauge(
+    "flotilla_twin_error_ratio",
+    `Predicted / measured time to first token (metric="ttft") and per output token ("tpot") of the replica's last ${WINDOW_REQUESTS} timed requests of the last ${WINDOW_MS / 60_000} minutes (median), the prediction from the hardware model for each request's prompt, cached tokens and batch: 1 is a perfect model, below 1 the engine is slower. Only replicas with hardware in the fleet file.`,
+    ["replica", "metric"],
+    () => obs.twin.rows(obs.clock.now()),
+    (r) => ({ replica: r.replica, metric: r.metric }),
+    (r) => r.value,
+  );
 }
 
 let processRegistry: Registry | undefined;

@@ -17,7 +17,10 @@ import type { Fleet, Replica } from "../fleet/fleet.js";
 import type { HealthState } from "../scheduler/health.js";
 import type { Settlement, Ticket } from "../metering/tenancy.js";
 import type { Decision } from "../scheduler/decision.js";
+import type { PerfProfile } from "../hardware/index.js";
+import { RunningCount, TimingProbe } from "./generation-timing.js";
 import type { RequestLog, RequestObserver, RequestStart, RequestWatch } from "./observer.js";
+import { TwinError } from "./twin-error.js";
 
 /** TTFT bucket bounds in seconds, shared by Prometheus, the live view and sim reports. */
 export const TTFT_BUCKETS_S = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60] as const;
@@ -76,6 +79,8 @@ export class ReplicaStats {
   continuations = 0;
   /** Estimated tokens held in its KV cache by requests in flight (prompt + output so far). */
   resident = 0;
+  /** Requests this gateway has running on it, counted at each attempt and finish (not sampled): the batch a request's timing records. */
+  readonly running = new RunningCount();
   // Integrals over sampler ticks, in seconds.
   busySlotS = 0;
   /** Seconds up with at least one request running. */
@@ -241,6 +246,8 @@ export interface ObservatoryOptions {
   readonly historyPoints?: number;
   /** Hardware of replicas by id, where the fleet file names it. */
   readonly hardware?: Readonly<Record<string, string>>;
+  /** The hardware model of a replica (its rate card's), which flotilla_twin_error_ratio predicts its requests with. */
+  readonly perfProfile?: (replicaId: string) => PerfProfile | undefined;
 }
 
 const RATE_WINDOW_MS = 10_000;
@@ -279,6 +286,8 @@ export class Observatory implements RequestObserver {
   #histograms: HistogramSinks | undefined;
   readonly #logRequests: boolean;
   readonly #logPrompts: boolean;
+  /** The hardware model against the live replicas (flotilla_twin_error_ratio). */
+  readonly twin: TwinError;
 
   constructor(fleet: Fleet, opts: ObservatoryOptions) {
     this.fleet = fleet;
@@ -287,6 +296,7 @@ export class Observatory implements RequestObserver {
     this.#historyPoints = opts.historyPoints ?? 900;
     this.#logRequests = opts.logRequests ?? false;
     this.#logPrompts = opts.logPrompts ?? false;
+    this.twin = new TwinError(opts.perfProfile ?? (() => undefined));
     // Per-replica tokens/s spans about two seconds of ticks.
     const rateSamples = Math.max(2, Math.round(2_000 / this.tickMs) + 1);
     const statsOf = (r: Replica): ReplicaStats => new ReplicaStats(r, rateSamples, opts.hardware?.[r.id] ?? r.config?.hardware);
@@ -300,6 +310,7 @@ export class Observatory implements RequestObserver {
       } else {
         this.#byId.delete(replica.id);
         this.replicas = this.replicas.filter((s) => s.id !== replica.id);
+        this.twin.forget(replica.id);
       }
     });
     this.#lastSampleAt = this.clock.now();
@@ -489,6 +500,7 @@ export class Observatory implements RequestObserver {
       // The engine's count is authoritative; tokens without text (a stop string) show up only here.
       const missing = s.usage.completionTokens - w.tokens;
       if (missing > 0) finisher.outputTokens += missing;
+      if (s.timing !== undefined) this.twin.observe(finisher.id, s.usage, s.timing, endedAt);
       const labels = { model: w.model, replica: finisher.id };
       const h = this.#histograms;
       if (h !== undefined) {
@@ -578,6 +590,7 @@ class Watch implements RequestWatch {
   #resident = 0;
   #error: string | undefined;
   #done = false;
+  readonly #probe = new TimingProbe();
 
   constructor(obs: Observatory, r: RequestStart) {
     this.#obs = obs;
@@ -593,21 +606,29 @@ class Watch implements RequestWatch {
   }
 
   nextLeg(): void {
-    if (this.#current !== undefined) this.#current.resident -= this.#resident;
+    if (this.#current !== undefined) {
+      this.#current.resident -= this.#resident;
+      this.#current.running.add(-1, this.#obs.clock.now());
+    }
     this.#current = undefined;
     this.#resident = 0;
+    this.#probe.nextLeg();
   }
 
   attempt(replica: Replica): void {
+    const now = this.#obs.clock.now();
     const prev = this.#current;
     if (prev !== undefined) {
       // The dispatcher tries another replica only after this one failed.
       if (this.tokens > 0) prev.continuations++;
       else prev.failovers++;
       prev.resident -= this.#resident;
+      prev.running.add(-1, now);
     }
     const stats = this.#obs.stats(replica.id);
     this.#current = stats;
+    stats?.running.add(1, now);
+    this.#probe.attempt(now, stats?.running.count ?? 0);
     if (stats === undefined) return;
     if (this.#promptTokens < 0) this.#promptTokens = promptTokensOf(replica, this.#generation);
     this.#resident = this.#promptTokens + this.tokens;
@@ -617,6 +638,7 @@ class Watch implements RequestWatch {
   sink(onText: TextSink): TextSink {
     return (text, tokens, estimated, ids) => {
       if (this.firstAt < 0) this.#first();
+      this.#probe.piece(this.#obs.clock.now(), tokens, this.#current?.running);
       this.tokens += tokens;
       const s = this.#current;
       if (s !== undefined) {
@@ -638,14 +660,22 @@ class Watch implements RequestWatch {
     this.#error = err instanceof FlotillaError ? err.code : "failed";
   }
 
-  finish(settlement: Settlement): void {
-    if (this.#done) return;
+  finish(settlement: Settlement): Settlement {
+    if (this.#done) return settlement;
     this.#done = true;
     const obs = this.#obs;
+    const now = obs.clock.now();
     obs.inFlight--;
-    if (this.#current !== undefined) this.#current.resident -= this.#resident;
+    const current = this.#current;
+    const timing = this.#probe.timing(settlement, current?.running);
+    if (current !== undefined) {
+      current.resident -= this.#resident;
+      current.running.add(-1, now);
+    }
     this.#resident = 0;
+    const settled = timing === undefined ? settlement : { ...settlement, timing };
     const status = settlement.status === "failed" ? (settlement.errorCode ?? this.#error ?? "failed") : settlement.status;
-    obs.record(this, settlement, status, obs.clock.now());
+    obs.record(this, settled, status, now);
+    return settled;
   }
 }

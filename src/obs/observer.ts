@@ -43,8 +43,12 @@ export interface RequestWatch {
   sink(onText: TextSink): TextSink;
   /** The request failed with `err` (its FailureCode becomes the status label). */
   failed(err: unknown): void;
-  /** The request ended; called exactly once, with what the ledger is told. */
-  finish(settlement: Settlement): void;
+  /**
+   * The request ended; called exactly once, with what the ledger is told.
+   * Returns it with the answering generation's timing added where one was
+   * measured (Settlement.timing), which is what the ledger should record.
+   */
+  finish(settlement: Settlement): Settlement;
 }
 
 export interface RequestObserver {

@@ -7,9 +7,11 @@ import type {
   InstanceRecord,
   LedgerFilter,
   LedgerRow,
+  GenerationTiming,
   LedgerStatus,
   NewApiKey,
   PriorityClass,
+  ReplicaSetup,
   RequestUsage,
   SettleInput,
   Tenant,
@@ -122,7 +124,14 @@ export function ledgerFrom(r: Row): LedgerRow {
     instanceId: String(r.instance_id),
     startedAt: num(r.started_at),
     finishedAt: numOrNull(r.finished_at),
+    setup: r.spec === null || r.spec === undefined ? null : { spec: String(r.spec), precision: String(r.precision), tp: num(r.tp) },
+    timing: timingFrom(r),
   };
+}
+
+function timingFrom(r: Row): GenerationTiming | null {
+  if (r.ttft_ms === null || r.ttft_ms === undefined) return null;
+  return { batch: num(r.batch_start), batchMean: numOrNull(r.batch_mean), ttftMs: num(r.ttft_ms), tpotMs: numOrNull(r.tpot_ms) };
 }
 
 /** The usage columns of a ledger row, or their sums in a usage row. */
@@ -180,10 +189,22 @@ export function instanceRegisteredSql(d: Dialect): string {
 }
 
 export const SETTLE_REQUEST = `UPDATE requests SET status = ?, error_code = ?, replica = ?, hardware = ?, input_tokens = ?, cached_tokens = ?,
-  output_tokens = ?, estimated = ?, device_seconds = ?, energy_j = ?, cost_nusd = ?, attempts = ?, continuations = ?, finished_at = ? WHERE id = ?`;
+  output_tokens = ?, estimated = ?, device_seconds = ?, energy_j = ?, cost_nusd = ?, attempts = ?, continuations = ?, finished_at = ?,
+  spec = ?, precision = ?, tp = ?, batch_start = ?, batch_mean = ?, ttft_ms = ?, tpot_ms = ? WHERE id = ?`;
 
 export function settleParams(s: SettleInput): unknown[] {
-  return [s.status, s.errorCode, s.replica, s.hardware, s.inputTokens, s.cachedTokens, s.outputTokens, s.estimated ? 1 : 0, s.deviceSeconds, s.energyJ, s.costNusd, s.attempts, s.continuations, s.now, s.id];
+  return [
+    s.status, s.errorCode, s.replica, s.hardware, s.inputTokens, s.cachedTokens, s.outputTokens, s.estimated ? 1 : 0, s.deviceSeconds, s.energyJ, s.costNusd, s.attempts, s.continuations, s.now,
+    ...setupValues(s.setup), ...timingValues(s.timing), s.id,
+  ];
+}
+
+function setupValues(s: ReplicaSetup | undefined): unknown[] {
+  return s === undefined ? [null, null, null] : [s.spec, s.precision, s.tp];
+}
+
+function timingValues(t: GenerationTiming | undefined): unknown[] {
+  return t === undefined ? [null, null, null, null] : [t.batch, t.batchMean, t.ttftMs, t.tpotMs];
 }
 
 /** What settlement reads of the row it settles. */
@@ -329,10 +350,17 @@ export function ledgerSql(f: LedgerFilter): { sql: string; params: unknown[] } {
     where.push("tenant_id = ?");
     params.push(f.tenantId);
   }
-  if (f.status !== undefined) {
-    where.push("status = ?");
-    params.push(f.status);
+  const equal: readonly [string, unknown][] = [["status", f.status], ["replica", f.replica], ["hardware", f.hardware]];
+  for (const [column, value] of equal) {
+    if (value === undefined) continue;
+    where.push(`${column} = ?`);
+    params.push(value);
   }
+  if (f.since !== undefined) {
+    where.push("started_at >= ?");
+    params.push(f.since);
+  }
+  if (f.timed === true) where.push("ttft_ms IS NOT NULL");
   params.push(f.limit ?? 1_000_000);
   return { sql: `SELECT * FROM requests${where.length > 0 ? ` WHERE ${where.join(" AND ")}` : ""} ORDER BY started_at, id LIMIT ?`, params };
 }

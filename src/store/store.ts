@@ -202,6 +202,19 @@ export const MIGRATIONS: readonly { readonly version: number; readonly statement
       `ALTER TABLE requests ADD COLUMN estimated INTEGER NOT NULL DEFAULT 0`,
     ],
   },
+  {
+    // What the twin needs of each request (types.ts ReplicaSetup, GenerationTiming); null on older rows.
+    version: 3,
+    statements: [
+      `ALTER TABLE requests ADD COLUMN spec TEXT`,
+      `ALTER TABLE requests ADD COLUMN precision TEXT`,
+      `ALTER TABLE requests ADD COLUMN tp INTEGER`,
+      `ALTER TABLE requests ADD COLUMN batch_start INTEGER`,
+      `ALTER TABLE requests ADD COLUMN batch_mean DOUBLE PRECISION`,
+      `ALTER TABLE requests ADD COLUMN ttft_ms DOUBLE PRECISION`,
+      `ALTER TABLE requests ADD COLUMN tpot_ms DOUBLE PRECISION`,
+    ],
+  },
 ];
 
 /** Redacts the password of a connection URL. */

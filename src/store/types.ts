@@ -119,6 +119,42 @@ export interface RequestOutcome extends RequestUsage {
   readonly continuations: number;
 }
 
+/**
+ * What the replica that answered runs, as the hardware model names it, when
+ * the fleet file gives its hardware: rows are grouped by it (with `hardware`)
+ * when a profile is calibrated from the ledger. Kept on the row, not looked up
+ * in the fleet file later, because replica ids are positions in that file and
+ * an edited file would give old rows another replica's setup.
+ */
+export interface ReplicaSetup {
+  /** The model's shape: a catalog id, or the id of the shape read from a GGUF file. */
+  readonly spec: string;
+  readonly precision: string;
+  /** Devices per replica (tensor parallelism). */
+  readonly tp: number;
+}
+
+/**
+ * One generation's timing on the replica that answered it: what the twin is
+ * calibrated from (`flotilla calibrate --from-ledger`) and checked against
+ * (flotilla_twin_error_ratio). Measured by the gateway, so it includes the
+ * replica's own queueing but not the gateway's.
+ */
+export interface GenerationTiming {
+  /** Requests this gateway had running on the replica when the request started there, itself included. */
+  readonly batch: number;
+  /** Their mean over the time the request decoded (first token to last); null with fewer than two output tokens. */
+  readonly batchMean: number | null;
+  /** From the replica taking the request to its first token, ms. */
+  readonly ttftMs: number;
+  /**
+   * Decode time (first token to last) / (output tokens - 1), ms; null unless the request ended ok with at
+   * least two output tokens. Not to the end of the request: the gateway's own work after the last token is no
+   * engine's time per token.
+   */
+  readonly tpotMs: number | null;
+}
+
 export interface LedgerRow extends RequestIdentity, RequestOutcome {
   /** The uid of the tenant it was admitted under (null for anonymous and older settled rows). */
   readonly tenantUid: string | null;
@@ -129,6 +165,10 @@ export interface LedgerRow extends RequestIdentity, RequestOutcome {
   readonly instanceId: string;
   readonly startedAt: number;
   readonly finishedAt: number | null;
+  /** Null where the replica has no hardware in the fleet file (or the row is not settled). */
+  readonly setup: ReplicaSetup | null;
+  /** Null for a request that never got a first token, and for one whose time is not one generation's on one replica (see SettleInput). */
+  readonly timing: GenerationTiming | null;
 }
 
 export interface AdmitInput extends RequestIdentity {
@@ -153,6 +193,14 @@ export interface SettleInput extends RequestOutcome {
   readonly id: string;
   readonly status: Exclude<LedgerStatus, "running" | "interrupted">;
   readonly now: number;
+  readonly setup?: ReplicaSetup;
+  /**
+   * Absent for a request that failed before its first token, and for one
+   * answered by more than one generation or replica (a failover, a hedge, a
+   * mid-stream continuation, a cascade's second leg): its time is no one
+   * replica's.
+   */
+  readonly timing?: GenerationTiming;
 }
 
 export const USAGE_GROUPS = ["tenant", "key", "model", "replica", "hardware", "status", "endpoint", "day", "hour", "month"] as const;
@@ -178,4 +226,10 @@ export interface LedgerFilter {
   readonly tenantId?: string;
   readonly status?: LedgerStatus;
   readonly limit?: number;
+  /** Rows of requests started at or after this (epoch ms). */
+  readonly since?: number;
+  readonly replica?: string;
+  readonly hardware?: string;
+  /** Only rows with a timing (GenerationTiming). */
+  readonly timed?: boolean;
 }

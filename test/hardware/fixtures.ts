@@ -62,4 +62,5 @@ export const IDEAL: PerfParams = {
   // the built-in value, which the communication tests below were written against
   allReduceBandwidthEfficiency: 0.8,
   sequenceOverheadUs: 0,
+  prefillOverheadMs: 0,
 };

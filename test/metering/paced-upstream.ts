@@ -1,0 +1,53 @@
+/**
+ * An OpenAI-compatible upstream that answers at a set pace: its first token
+ * `firstMs` after the request, then one every `everyMs`, `tokens` in all,
+ * reporting `promptTokens` prompt tokens. The pace may be changed between
+ * requests (an engine that slows down). For tests of what the gateway
+ * measures of an engine's timing.
+ */
+import { createServer, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
+
+export interface Pace {
+  firstMs: number;
+  everyMs: number;
+  tokens: number;
+  promptTokens: number;
+}
+
+export interface PacedUpstream {
+  readonly url: string;
+  readonly pace: Pace;
+  close(): void;
+}
+
+const chunk = (body: unknown): string => `data: ${JSON.stringify(body)}\n\n`;
+
+export async function pacedUpstream(initial: Pace): Promise<PacedUpstream> {
+  const pace = { ...initial };
+  const server: Server = createServer((req, res) => {
+    req.resume();
+    if (req.method === "GET") return void res.end("ok");
+    const { firstMs, everyMs, tokens, promptTokens } = pace;
+    res.writeHead(200, { "content-type": "text/event-stream" });
+    let sent = 0;
+    const next = (): void => {
+      if (res.destroyed) return;
+      sent++;
+      const last = sent >= tokens;
+      res.write(chunk({ choices: [{ index: 0, text: " x", finish_reason: last ? "length" : null }] }));
+      if (!last) return void setTimeout(next, everyMs);
+      res.end(chunk({ choices: [], usage: { prompt_tokens: promptTokens, completion_tokens: tokens, total_tokens: promptTokens + tokens } }) + "data: [DONE]\n\n");
+    };
+    setTimeout(next, firstMs);
+  });
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    pace,
+    close: () => {
+      server.closeAllConnections();
+      server.close();
+    },
+  };
+}

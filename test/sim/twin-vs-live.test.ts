@@ -1,0 +1,46 @@
+/**
+ * The twin against the live engine, small (bench/twin-vs-live.ts is the full
+ * form): the real local llama.cpp engine serves the built-in tiny model (no
+ * file from ../shared needed); its profile is fitted to one run's ledger
+ * rows; a run of other prompts and answers is replayed through the
+ * simulator on that profile, and its median TTFT and TPOT must come within
+ * 50% of the live ones. Loose, since the live figures move with whatever
+ * else the machine runs; it catches a broken twin (a calibration that does
+ * not reach the simulator, predictions off by multiples), not a drift of
+ * ten percent. One request at a time: under concurrency this engine admits
+ * new prompts only between batches, which the twin does not model
+ * (docs/hardware-model.md, "Calibrating from the live fleet").
+ */
+import assert from "node:assert/strict";
+import { after, before, test } from "node:test";
+import { calibrate, driveAlternating, errors, liveLatencies, rowsOf, startLive, traceOf, twinFleet, twinLatencies, type LiveGateway } from "../../bench/lib/twin-live.js";
+
+const PARALLEL = 4;
+let live: LiveGateway;
+
+before(async () => {
+  live = await startLive({ parallel: PARALLEL });
+});
+after(async () => {
+  await live?.close();
+});
+
+test("a profile calibrated from one run's ledger rows replays another run within 50% (medians)", async () => {
+  const { a, b } = await driveAlternating(
+    live.url,
+    [{ concurrency: 1, requests: 48, prompt: [200, 480], output: [16, 96], thinkMs: [20, 80] }],
+    [{ concurrency: 1, requests: 24, prompt: [250, 450], output: [32, 96], thinkMs: [20, 80] }],
+    4,
+    1,
+  );
+  // A response reaches its client just before its row is settled.
+  await new Promise((r) => setTimeout(r, 300));
+  const rowsA = await rowsOf(live.store, a);
+  const rowsB = await rowsOf(live.store, b);
+  assert.ok(rowsA.length >= 40 && rowsB.length >= 20, `timed rows: ${rowsA.length} and ${rowsB.length}`);
+  const report = calibrate(rowsA);
+  const twin = twinLatencies(twinFleet(report.engine, PARALLEL), traceOf(b, rowsB));
+  for (const e of errors(liveLatencies(rowsB), twin).filter((x) => x.metric.endsWith("p50"))) {
+    assert.ok(Math.abs(e.error) <= 0.5, `${e.metric}: live ${e.live.toFixed(2)} ms, twin ${e.twin.toFixed(2)} ms (${(e.error * 100).toFixed(0)}%)`);
+  }
+});
