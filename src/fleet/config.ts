@@ -6,6 +6,9 @@ import { z } from "zod";
  * rather than a silently ignored setting.
  */
 
+/** The name of a model or cascade: what clients send as `model`, and the prefix of replica ids. */
+export const modelName = z.string().min(1).regex(/^[\w.:/-]+$/, "use letters, digits and . _ : / - only");
+
 const count = z.number().int().min(1).max(1024).default(1);
 
 const localReplica = z
@@ -113,7 +116,7 @@ export const discoveryConfig = z.discriminatedUnion("kind", [dnsDiscovery, kuber
 
 export const modelConfig = z
   .object({
-    name: z.string().min(1).regex(/^[\w.:/-]+$/, "use letters, digits and . _ : / - only"),
+    name: modelName,
     replicas: z.array(replicaConfig).default([]),
     /** Where more replicas come from while serving: DNS or Kubernetes EndpointSlices (gateway/discovery/). */
     discovery: discoveryConfig.optional(),
@@ -128,7 +131,7 @@ export const modelConfig = z
 /** A model alias served by a light model first, and a heavy one when the request looks hard. */
 export const cascadeConfig = z
   .object({
-    name: z.string().min(1).regex(/^[\w.:/-]+$/, "use letters, digits and . _ : / - only"),
+    name: modelName,
     light: z.string().min(1),
     heavy: z.string().min(1),
     escalate: z

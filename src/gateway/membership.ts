@@ -22,7 +22,7 @@
 import type { Clock } from "../core/clock.js";
 import { FlotillaError } from "../core/errors.js";
 import { buildReplica, type BuildOptions } from "../fleet/build.js";
-import { replicaConfig, type FleetConfig, type ReplicaConfig } from "../fleet/config.js";
+import { modelName, replicaConfig, type FleetConfig, type ReplicaConfig } from "../fleet/config.js";
 import type { Fleet, Replica } from "../fleet/fleet.js";
 import { rateCardFor } from "../metering/config.js";
 import type { RateBook } from "../metering/pricing.js";
@@ -235,9 +235,8 @@ export class Membership {
   }
 
   #checkModelName(model: string): void {
-    if (typeof model !== "string" || !/^[\w.:/-]+$/.test(model)) {
-      throw new FlotillaError("invalid_request", "model must be a name of letters, digits and . _ : / - only", { param: "model" });
-    }
+    const checked = modelName.safeParse(model);
+    if (!checked.success) throw new FlotillaError("invalid_request", `model: ${checked.error.issues[0]!.message}`, { param: "model" });
     if (this.#o.cascades?.has(model) === true) throw new FlotillaError("invalid_request", `"${model}" is a cascade; replicas belong to its light or heavy model`, { param: "model" });
   }
 
