@@ -3,21 +3,20 @@
  * options or fleet file, listening until a signal drains it. Loaded on
  * demand by serve.ts.
  */
-import { watch } from "node:fs";
-import { basename, dirname, resolve } from "node:path";
+import { basename, resolve } from "node:path";
 import { isLoopbackHost } from "../core/loopback.js";
 import { breakerOf, buildCascades, buildFleet } from "../fleet/build.js";
 import type { Fleet } from "../fleet/fleet.js";
 import { parseFleetConfig, type FleetConfig } from "../fleet/config.js";
 import { readFleetFile } from "../fleet/load.js";
 import { Discovery } from "../gateway/discovery/index.js";
-import type { ReloadSummary } from "../gateway/membership.js";
 import { createGatewayWithShutdown } from "../gateway/server.js";
 import { ensureDefaultModel } from "../gguf/default-model.js";
 import { rateBookFromConfig, tenancyFromConfig } from "../metering/config.js";
 import { hardwareByReplica } from "../obs/index.js";
 import type { Policy } from "../scheduler/pipeline.js";
 import { policyFromConfig } from "../scheduler/policies.js";
+import { watchFleetFile } from "./fleet-file-watch.js";
 import { DEFAULT_HOST, DEFAULT_PORT, type ServeOptions } from "./serve.js";
 
 export async function serve(opts: ServeOptions): Promise<void> {
@@ -126,31 +125,6 @@ async function listen(opts: ServeOptions, config: FleetConfig, baseDir: string, 
   process.on("SIGINT", stop);
   process.on("SIGTERM", stop);
   if (fleetPath !== undefined) watchFleetFile(fleetPath, async () => membership.reload((await readFleetFile(fleetPath)).config));
-}
-
-/**
- * Reloads the fleet file on SIGHUP and when it changes on disk (editors and
- * ConfigMap updates replace it, so the folder is watched, not the file). A
- * file that no longer parses changes nothing: the error is reported and the
- * fleet serves on as it was.
- */
-function watchFleetFile(path: string, reload: () => Promise<ReloadSummary>): void {
-  let timer: NodeJS.Timeout | undefined;
-  const run = (why: string): void => {
-    void reload().then(
-      (r) => process.stdout.write(`flotilla: fleet file reloaded (${why}): ${r.added.length} added, ${r.removed.length} removed, ${r.kept} unchanged${r.needsRestart.length > 0 ? `; ${r.needsRestart.join(", ")} changed and take a restart` : ""}${r.discovery.length > 0 ? `; discovery restarted for ${r.discovery.join(", ")}` : ""}\n`),
-      (err: unknown) => process.stderr.write(`flotilla: fleet file not reloaded (${why}): ${(err as Error).message}\n`),
-    );
-  };
-  process.on("SIGHUP", () => run("SIGHUP"));
-  // Several events arrive for one save: act once they have settled. The kubelet never writes the
-  // file itself: it writes a new hidden folder and swaps the `..data` link the file points through
-  // (Kubernetes' atomic_writer.go), so that link changing is a change of the file too.
-  watch(dirname(path), (_event, name) => {
-    if (name !== basename(path) && name !== "..data") return;
-    clearTimeout(timer);
-    timer = setTimeout(() => run("file changed"), 200);
-  }).unref();
 }
 
 async function loadConfig(opts: ServeOptions): Promise<{ config: FleetConfig; baseDir: string }> {
