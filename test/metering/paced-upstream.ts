@@ -18,6 +18,8 @@ export interface Pace {
 export interface PacedUpstream {
   readonly url: string;
   readonly pace: Pace;
+  /** Tokens written so far, over every request: what a test waits on to know a request is decoding. */
+  readonly tokensSent: number;
   close(): void;
 }
 
@@ -25,6 +27,7 @@ const chunk = (body: unknown): string => `data: ${JSON.stringify(body)}\n\n`;
 
 export async function pacedUpstream(initial: Pace): Promise<PacedUpstream> {
   const pace = { ...initial };
+  let tokensSent = 0;
   const server: Server = createServer((req, res) => {
     req.resume();
     if (req.method === "GET") return void res.end("ok");
@@ -34,6 +37,7 @@ export async function pacedUpstream(initial: Pace): Promise<PacedUpstream> {
     const next = (): void => {
       if (res.destroyed) return;
       sent++;
+      tokensSent++;
       const last = sent >= tokens;
       res.write(chunk({ choices: [{ index: 0, text: " x", finish_reason: last ? "length" : null }] }));
       if (!last) return void setTimeout(next, everyMs);
@@ -45,6 +49,9 @@ export async function pacedUpstream(initial: Pace): Promise<PacedUpstream> {
   return {
     url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
     pace,
+    get tokensSent() {
+      return tokensSent;
+    },
     close: () => {
       server.closeAllConnections();
       server.close();

@@ -126,10 +126,11 @@ for (const backend of backends) {
     });
 
     test("overlapping requests record the batch they joined and the mean batch they decoded among", async () => {
-      // 20 tokens 10 ms apart: the first is still decoding when the second, sent 60 ms later, arrives.
+      // 20 tokens 10 ms apart: the second is sent once the first has 5, so it joins mid-decode and outlasts it.
       const send = (): Promise<Response> => post(gw.url, "/v1/completions", { model: "paced", prompt: "Two at once", max_tokens: 20 }, undefined);
+      const sentBefore = paced.tokensSent;
       const first = send();
-      await new Promise((r) => setTimeout(r, 60));
+      await eventually(() => paced.tokensSent >= sentBefore + 5, "the first request to be decoding", 10_000);
       const responses = await Promise.all([first, send()]);
       for (const r of responses) assert.equal(r.status, 200);
       const rows = await settledRows(gw.store, { tenantId: "anonymous", timed: true, replica: "paced/0" }, 2);
