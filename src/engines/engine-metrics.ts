@@ -143,6 +143,17 @@ function meanOver(series: readonly Sample[], repeats: readonly string[]): number
 const count = (x: number): number => Math.max(0, Math.round(x));
 
 /**
+ * Requests other clients had on a replica when it reported `running` and
+ * `waiting`, this gateway having sent it `ownAtReport` then and not seen
+ * them end: never below zero. The one rule for combining a report with a
+ * gateway's own count, live (withReport) and in the twin
+ * (sim/router-instances.ts).
+ */
+export function othersOnReplica(running: number, waiting: number, ownAtReport: number): number {
+  return Math.max(0, running + waiting - ownAtReport);
+}
+
+/**
  * The load the router sees once the engine has reported: this gateway's own
  * requests plus what others (another gateway, a client calling the engine
  * directly) put on it.
@@ -164,7 +175,7 @@ const count = (x: number): number => Math.max(0, Math.round(x));
  */
 export function withReport(own: EngineLoad, report: EngineReport, ownAtReport: number, ageMs: number): EngineLoad {
   const othersRunning = Math.max(0, report.running - ownAtReport);
-  const othersWaiting = Math.max(0, report.running + report.waiting - ownAtReport) - othersRunning;
+  const othersWaiting = othersOnReplica(report.running, report.waiting, ownAtReport) - othersRunning;
   const room = Math.max(0, own.slots + own.maxQueue - 1 - own.active - own.queued);
   const running = Math.min(othersRunning, room);
   const waiting = Math.min(othersWaiting, room - running);

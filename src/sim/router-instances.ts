@@ -6,16 +6,18 @@
  * gateways share: nothing but what the engines report of themselves.
  *
  * A gateway counts what it sent each replica and has not seen end; with
- * engine-reported load (engines/metrics-scraper.ts), it also sees every
- * replica's running and waiting requests as of the last scrape, to which it
- * adds what it has sent there since (never less than its own count). The
- * report alone would herd: every gateway reads the same stale snapshot and
- * sends its requests to the same replica until the next one (on Mooncake
- * over 8 replicas with 4 gateways, reports each second and nothing else
- * sustained 1.31 req/s where each gateway's own counts alone did 2.02).
+ * engine-reported load (engines/metrics-scraper.ts), it adds what others
+ * had there at the last scrape: the report less its own count then, by the
+ * live gateway's rule (engines/engine-metrics.ts othersOnReplica). Its own
+ * requests count at once, others' as fast as the engines report. The report
+ * alone would herd: every gateway reads the same stale snapshot and sends
+ * its requests to the same replica until the next one (on Mooncake over 8
+ * replicas with 4 gateways, reports each second and nothing else sustained
+ * 1.31 req/s where each gateway's own counts alone did 2.02).
  * With one instance the view is the fleet's true load and its one index:
  * exactly the single router the simulator always had, decision for decision.
  */
+import { othersOnReplica } from "../engines/engine-metrics.js";
 import { PrefixIndex } from "../scheduler/prefix-index.js";
 import { seededRandom } from "./random.js";
 
@@ -35,9 +37,9 @@ export class RouterInstances {
   readonly count: number;
   readonly indexes: PrefixIndex[];
   readonly #reportMs: number;
-  /** Per instance, requests it sent each replica that have not ended; and its dispatches to each since the last report. */
+  /** Per instance, requests it sent each replica that have not ended; and that count when the engines last reported. */
   readonly #sent: Int32Array[];
-  readonly #sinceReport: Int32Array[];
+  readonly #sentAtReport: Int32Array[];
   readonly #reportedActive: Int32Array;
   readonly #reportedQueued: Int32Array;
   #reportedAt = -Infinity;
@@ -51,7 +53,7 @@ export class RouterInstances {
     if (!(this.#reportMs >= 0) || !Number.isFinite(this.#reportMs)) throw new RangeError(`router load_report_ms must be a non-negative number, got ${this.#reportMs}`);
     this.indexes = Array.from({ length: n }, () => new PrefixIndex());
     this.#sent = Array.from({ length: n }, () => new Int32Array(replicas));
-    this.#sinceReport = Array.from({ length: n }, () => new Int32Array(replicas));
+    this.#sentAtReport = Array.from({ length: n }, () => new Int32Array(replicas));
     this.#reportedActive = new Int32Array(replicas);
     this.#reportedQueued = new Int32Array(replicas);
     // Its own stream, so one instance draws nothing and leaves every other random choice as it was.
@@ -75,7 +77,6 @@ export class RouterInstances {
   dispatched(instance: number, replica: number): void {
     if (this.count === 1) return;
     this.#sent[instance]![replica]!++;
-    this.#sinceReport[instance]![replica]!++;
   }
 
   ended(instance: number, replica: number): void {
@@ -90,14 +91,15 @@ export class RouterInstances {
    */
   view(instance: number, r: number, slots: number, now: number, truth: (r: number, out: Load) => void, out: Load): void {
     if (this.#reportMs > 0 && now - this.#reportedAt >= this.#reportMs) this.#report(now, truth);
-    const total = Math.max(this.#sent[instance]![r]!, this.#reportedActive[r]! + this.#reportedQueued[r]! + this.#sinceReport[instance]![r]!);
+    const own = this.#sent[instance]![r]!;
+    const total = own + othersOnReplica(this.#reportedActive[r]!, this.#reportedQueued[r]!, this.#sentAtReport[instance]![r]!);
     out.active = Math.min(total, slots);
     out.queued = total - out.active;
   }
 
   #report(now: number, truth: (r: number, out: Load) => void): void {
     this.#reportedAt = now;
-    for (const since of this.#sinceReport) since.fill(0);
+    for (let i = 0; i < this.count; i++) this.#sentAtReport[i]!.set(this.#sent[i]!);
     const out = { active: 0, queued: 0 };
     for (let r = 0; r < this.#reportedActive.length; r++) {
       truth(r, out);
