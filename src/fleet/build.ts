@@ -35,10 +35,10 @@ export function breakerOf(server: FleetConfig["server"]): BreakerOptions {
 
 /** One replica of a fleet-file entry (its `count` aside), with its own engine and breaker; not started. */
 export function buildReplica(rc: ReplicaConfig, model: string, id: string, breaker: BreakerOptions, opts: BuildOptions): Replica {
-  return { id, model, engine: engineFor(rc, model, opts), health: new ReplicaHealth(opts.clock ?? wallClock, breaker), config: rc };
+  return { id, model, engine: engineFor(rc, model, id, opts), health: new ReplicaHealth(opts.clock ?? wallClock, breaker), config: rc };
 }
 
-function engineFor(rc: ReplicaConfig, modelName: string, opts: { baseDir: string; env: NodeJS.ProcessEnv }): Engine {
+function engineFor(rc: ReplicaConfig, modelName: string, id: string, opts: { baseDir: string; env: NodeJS.ProcessEnv }): Engine {
   if (rc.engine === "local") {
     return new LocalEngine({
       modelPath: isAbsolute(rc.path) ? rc.path : resolve(opts.baseDir, rc.path),
@@ -48,13 +48,13 @@ function engineFor(rc: ReplicaConfig, modelName: string, opts: { baseDir: string
       ...(rc.threads === undefined ? {} : { threads: rc.threads }),
     });
   }
-  let apiKey: string | undefined;
-  if (rc.api_key_env !== undefined) {
-    apiKey = opts.env[rc.api_key_env];
-    if (apiKey === undefined) throw new ConfigError(`model ${modelName}: environment variable ${rc.api_key_env} (api_key_env) is not set`);
-  }
+  const apiKey = secretOf(rc.api_key_env, "api_key_env", modelName, opts.env);
+  const metricsToken = secretOf(rc.metrics_token_env, "metrics_token_env", modelName, opts.env);
   return new OpenAIEngine({
     url: rc.url,
+    name: id,
+    metricsIntervalMs: rc.metrics_interval_ms,
+    ...(metricsToken === undefined ? {} : { metricsToken }),
     upstreamModel: rc.upstream_model ?? modelName,
     parallel: rc.parallel,
     maxQueue: rc.max_queue,
@@ -63,6 +63,14 @@ function engineFor(rc: ReplicaConfig, modelName: string, opts: { baseDir: string
     ...(apiKey === undefined ? {} : { apiKey }),
     ...(rc.context === undefined ? {} : { contextSize: rc.context }),
   });
+}
+
+/** A secret named by an `*_env` field: keys stay out of files, and a variable named but unset is an error, not an anonymous request. */
+function secretOf(envName: string | undefined, field: string, modelName: string, env: NodeJS.ProcessEnv): string | undefined {
+  if (envName === undefined) return undefined;
+  const value = env[envName];
+  if (value === undefined) throw new ConfigError(`model ${modelName}: environment variable ${envName} (${field}) is not set`);
+  return value;
 }
 
 /** The fleet file's cascades by alias, validated and compiled once. */

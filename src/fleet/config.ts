@@ -46,6 +46,10 @@ const openaiReplica = z
     timeout_ms: z.number().int().min(100).default(60_000),
     /** How often /health is asked whether the server is ready. */
     probe_interval_ms: z.number().int().min(50).default(5_000),
+    /** How often the server's /metrics is read for the load other clients put on it (docs/routing.md "Engine-reported load"); 0: never. */
+    metrics_interval_ms: z.number().int().max(3_600_000).refine((ms) => ms === 0 || ms >= 100, "must be 0 (off) or at least 100 ms").default(1_000),
+    /** Name of the environment variable holding the bearer token for /metrics, where it is not the API key's (a Flotilla upstream's admin token). */
+    metrics_token_env: z.string().min(1).optional(),
     /** Accelerator (hardware catalog id, e.g. h100) the replica runs on: prices its requests' energy and cost. */
     hardware: z.string().min(1).optional(),
     /** Weight precision for the hardware model (bf16, fp8, fp4, q4_k_m, ...); default from the GGUF file, else bf16. */

@@ -151,7 +151,8 @@ export class Fleet {
 export function candidatesOf(model: ServedModel, resume = false, readiness: Readiness = markReady): Candidate[] {
   const candidates = model.replicas.map((r, index) => {
     const load = r.engine.load();
-    return { index, ready: false, active: load.active, queued: load.queued, slots: load.slots, maxQueue: load.maxQueue, contextSize: r.engine.contextSize };
+    const kvUsage = load.reported?.kvUsage;
+    return { index, ready: false, active: load.active, queued: load.queued, slots: load.slots, maxQueue: load.maxQueue, contextSize: r.engine.contextSize, ...(kvUsage === undefined ? {} : { kvUsage }) };
   });
   readiness(candidates, (i) => statusOf(model.replicas[i]!), resume);
   return candidates;

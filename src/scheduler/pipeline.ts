@@ -28,6 +28,8 @@ export interface Candidate {
   /** KV-cache tokens in use, and the replica's KV capacity in tokens. */
   readonly kvUsedTokens?: number;
   readonly kvCapacityTokens?: number;
+  /** Share of the KV cache in use, 0..1, as an engine reports it (its /metrics) where tokens are not known. */
+  readonly kvUsage?: number;
   /** Prefill time per uncached prompt token on this replica, in ms (hardware model or measured). */
   readonly prefillMsPerToken?: number;
   /** Prompt tokens admitted or waiting but not yet prefilled; the queue the request waits behind. */

@@ -63,14 +63,14 @@ export function prefixScorer(opts: { loadCap?: number; minMatch?: number } = {})
   };
 }
 
-/** Free KV-cache share: 1 − kvUsedTokens / kvCapacityTokens, clamped to [0, 1]; NEUTRAL when unknown. */
+/** Free KV-cache share: 1 − kvUsedTokens / kvCapacityTokens, else 1 − the reported kvUsage, clamped to [0, 1]; NEUTRAL when unknown. */
 export const kvScorer: Scorer = {
   name: "kv",
   score: (c) => {
     const used = c.kvUsedTokens;
     const cap = c.kvCapacityTokens;
-    if (used === undefined || cap === undefined || !(cap > 0)) return NEUTRAL;
-    const u = used / cap;
+    const u = used !== undefined && cap !== undefined && cap > 0 ? used / cap : c.kvUsage;
+    if (u === undefined || Number.isNaN(u)) return NEUTRAL;
     return u <= 0 ? 1 : u >= 1 ? 0 : 1 - u;
   },
 };

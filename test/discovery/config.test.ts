@@ -39,7 +39,7 @@ describe("discovery in the fleet file", () => {
       srv: false,
       interval_ms: 5_000,
       remove_wait_ms: 30_000,
-      replica: { engine: "openai", parallel: 64, max_queue: 256, timeout_ms: 60_000, probe_interval_ms: 5_000 },
+      replica: { engine: "openai", parallel: 64, max_queue: 256, timeout_ms: 60_000, probe_interval_ms: 5_000, metrics_interval_ms: 1_000 },
     });
   });
 

@@ -9,7 +9,7 @@ import type { Replica } from "../../src/fleet/fleet.js";
 import { DiscoveredReplicas, type Section } from "../../src/gateway/discovery/reconcile.js";
 import type { ReplicaPhase } from "../../src/scheduler/replica-state.js";
 
-const SECTION: Section = { source: "dns", label: "dns discovery of t", template: { engine: "openai", parallel: 1, max_queue: 1, timeout_ms: 1000, probe_interval_ms: 100 }, removeWaitMs: 0 };
+const SECTION: Section = { source: "dns", label: "dns discovery of t", template: { engine: "openai", parallel: 1, max_queue: 1, timeout_ms: 1000, probe_interval_ms: 100, metrics_interval_ms: 0 }, removeWaitMs: 0 };
 
 /** A Membership whose adds wait for `finish()`, recording what happens. */
 function slowMembership() {

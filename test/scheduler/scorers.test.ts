@@ -75,6 +75,11 @@ describe("kv scorer", () => {
     assert.equal(kvScorer.score(cand({ kvCapacityTokens: 10 }), req()), NEUTRAL);
     assert.equal(kvScorer.score(cand({ kvUsedTokens: 1, kvCapacityTokens: 0 }), req()), NEUTRAL);
   });
+  it("reads an engine's reported share where tokens are unknown; tokens win where both are given", () => {
+    assert.equal(kvScorer.score(cand({ kvUsage: 0.75 }), req()), 0.25);
+    assert.equal(kvScorer.score(cand({ kvUsage: 1.2 }), req()), 0);
+    assert.equal(kvScorer.score(cand({ kvUsage: 0.75, kvUsedTokens: 100, kvCapacityTokens: 1000 }), req()), 0.9);
+  });
 });
 
 describe("TTFT prediction and scorers", () => {
