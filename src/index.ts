@@ -6,6 +6,7 @@
  */
 export { createGateway, createGatewayWithShutdown, type Gateway, type GatewayOptions } from "./gateway/server.js";
 export { Membership, type ReloadSummary } from "./gateway/membership.js";
+export { Discovery, type DiscoveryOptions } from "./gateway/discovery/index.js";
 export { loadFleet, readFleetFile } from "./fleet/load.js";
 export { buildFleet } from "./fleet/build.js";
 export { ConfigError, parseFleetConfig, type FleetConfig, type ModelConfig, type ReplicaConfig } from "./fleet/config.js";

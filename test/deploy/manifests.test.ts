@@ -161,25 +161,28 @@ describe("deploy/kubernetes, the manifests against each other", () => {
     }
   });
 
-  it("the fleet file in the ConfigMap parses with parseFleetConfig and its replicas are the vLLM Service", () => {
+  it("the fleet file in the ConfigMap parses with parseFleetConfig and discovers the vLLM Service's pods", () => {
     const { config } = fleetFile();
-    const remotes = config.models.flatMap((m) => m.replicas).filter((r) => r.engine === "openai");
-    assert.ok(remotes.length > 0, "the fleet file has remote replicas");
+    const sections = config.models.flatMap((m) => (m.discovery === undefined ? [] : [m.discovery]));
+    assert.ok(sections.length > 0, "the fleet file discovers its replicas");
+    assert.deepEqual(config.models.flatMap((m) => m.replicas), [], "no static replica bypasses discovery");
     const servicePort = vllmService.spec!.ports![0]!;
-    const names = [vllmService.metadata!.name!, ...[".", ".svc", ".svc.cluster.local"].map((s) => `${vllmService.metadata!.name}.${kustomization.namespace}${s === "." ? "" : s}`)];
-    for (const r of remotes) {
-      const url = new URL(r.url);
-      assert.equal(url.protocol, "http:");
-      assert.ok(names.includes(url.hostname), `${r.url} names the Service ${vllmService.metadata!.name}`);
-      assert.equal(Number(url.port), servicePort.port, `${r.url} uses the Service's port`);
+    for (const d of sections) {
+      assert.equal(d.kind, "kubernetes");
+      if (d.kind !== "kubernetes") continue;
+      assert.equal(d.service, vllmService.metadata!.name, "it watches the vLLM Service's EndpointSlices");
+      assert.equal(d.namespace, undefined, "in the pod's own namespace (the Role's)");
+      // EndpointSlices name their ports as the Service does, and carry the pod's port number.
+      assert.equal(d.port_name, servicePort.name, "port_name is the Service port's name");
+      assert.equal(containerPort(vllmContainer, servicePort.targetPort!), Number(flag(vllmContainer, "--port")));
       // What vLLM is started with is what the gateway expects of it.
+      const r = d.replica;
       assert.equal(r.upstream_model, vllmContainer.args![0], "upstream_model is the model vLLM serves");
       assert.equal(r.context, Number(flag(vllmContainer, "--max-model-len")), "context is vLLM's --max-model-len");
       assert.ok(r.parallel <= Number(flag(vllmContainer, "--max-num-seqs")), "parallel is within vLLM's --max-num-seqs");
     }
-    // The Service reaches the vLLM pods, on the port vLLM listens on.
+    // The Service selects the vLLM pods: its EndpointSlices list them.
     assert.ok(selects(vllmService.spec!.selector, vllm), "the vllm Service selects the vllm pods");
-    assert.equal(containerPort(vllmContainer, servicePort.targetPort!), Number(flag(vllmContainer, "--port")));
   });
 
   it("the gateway mounts the ConfigMap, as a whole directory, at the path its args name", () => {
