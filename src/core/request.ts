@@ -32,6 +32,9 @@ export interface Sampling {
   /** Sample only among the k likeliest tokens (Anthropic's top_k; engines that read it: local, vLLM, SGLang, llama-server, Ollama). */
   readonly topK?: number;
   readonly seed?: number;
+  /** OpenAI's penalties, -2..2: per occurrence of a token already in the answer, and once for any that occurs. */
+  readonly frequencyPenalty?: number;
+  readonly presencePenalty?: number;
   readonly stop?: readonly string[];
   /** Report each generated token's log-probability, with this many most likely alternatives (0 for none). */
   readonly logprobs?: number;

@@ -15,7 +15,7 @@ import {
   type Token,
 } from "node-llama-cpp";
 import { FlotillaError } from "../core/errors.js";
-import type { FinishReason, GenerationRequest, GenerationResult, Prompt, TokenLogprob } from "../core/request.js";
+import type { FinishReason, GenerationRequest, GenerationResult, Prompt, Sampling, TokenLogprob } from "../core/request.js";
 import type { Engine, EngineLoad, TextSink } from "./engine.js";
 import { SlotPool } from "./slots.js";
 import { StopText } from "./stop-text.js";
@@ -155,6 +155,7 @@ export class LocalEngine implements Engine {
         ...(sampling.topP === undefined ? {} : { topP: sampling.topP }),
         ...(sampling.topK === undefined ? {} : { topK: sampling.topK }),
         ...(sampling.seed === undefined ? {} : { seed: sampling.seed }),
+        ...repeatPenaltyOf(sampling),
       };
       const customStopTriggers = plan.stops.length === 0 ? {} : { customStopTriggers: plan.stops };
       const stopReason =
@@ -235,6 +236,22 @@ export class LocalEngine implements Engine {
     await this.#context?.dispose();
     await this.#model?.dispose();
   }
+}
+
+/**
+ * OpenAI's penalties as llama.cpp's: over the tokens generated so far (its
+ * default window, the last 64), without its multiplicative repeat penalty
+ * (1: off), which OpenAI's API does not have.
+ */
+function repeatPenaltyOf(s: Sampling): { repeatPenalty?: { penalty: number; frequencyPenalty?: number; presencePenalty?: number } } {
+  if (s.frequencyPenalty === undefined && s.presencePenalty === undefined) return {};
+  return {
+    repeatPenalty: {
+      penalty: 1,
+      ...(s.frequencyPenalty === undefined ? {} : { frequencyPenalty: s.frequencyPenalty }),
+      ...(s.presencePenalty === undefined ? {} : { presencePenalty: s.presencePenalty }),
+    },
+  };
 }
 
 /**

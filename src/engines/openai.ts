@@ -298,6 +298,8 @@ export class OpenAIEngine implements Engine {
     }
     if (sampling.maxTokens !== undefined) body.max_tokens = sampling.maxTokens;
     if (sampling.temperature !== undefined) body.temperature = sampling.temperature;
+    if (sampling.frequencyPenalty !== undefined) body.frequency_penalty = sampling.frequencyPenalty;
+    if (sampling.presencePenalty !== undefined) body.presence_penalty = sampling.presencePenalty;
     if (sampling.topP !== undefined) body.top_p = sampling.topP;
     if (sampling.topK !== undefined) body.top_k = sampling.topK;
     if (sampling.seed !== undefined) body.seed = sampling.seed;

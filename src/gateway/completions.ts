@@ -76,7 +76,7 @@ export function completionHandler(services: CompletionServices, endpoint: Endpoi
       generation: toRequest(request.id, body as never),
       model: body.model,
       stream: body.stream === true,
-      sessionKey: body.user,
+      sessionKey: body.prompt_cache_key ?? body.user,
       serviceTier: body.service_tier,
       reasoningEffort: "reasoning_effort" in body ? body.reasoning_effort : undefined,
       writer: openAiWriter(endpoint, { tokenIds: body.return_token_ids === true, includeUsage: body.stream_options?.include_usage === true }),

@@ -109,6 +109,28 @@ function paramPath(instancePath: string, extra?: string): string | null {
   return parts.map((p, i) => (/^\d+$/.test(p) ? `[${p}]` : i === 0 ? p : `.${p}`)).join("");
 }
 
+/** What to do about a field Flotilla would otherwise ignore; the well-known ones say what Flotilla offers instead. */
+const UNSUPPORTED: Readonly<Record<string, string>> = {
+  tools: "tool calling is not served yet",
+  tool_choice: "tool calling is not served yet",
+  parallel_tool_calls: "tool calling is not served yet",
+  functions: "function calling is not served (its successor, tools, is not served yet either)",
+  function_call: "function calling is not served (its successor, tools, is not served yet either)",
+  response_format: "structured output (JSON mode, JSON schema) is not served yet; ask for JSON in the prompt",
+  logit_bias: "token biases are not applied",
+  audio: "audio output is not served",
+  modalities: "only text output is served",
+  prediction: "predicted outputs are not served",
+  web_search_options: "web search is not offered",
+  best_of: "one choice per request is served; send more requests for more",
+  suffix: "insertion (suffix) is not served",
+};
+
+function unsupportedField(field: string): string {
+  const why = UNSUPPORTED[field];
+  return `${field} is not supported by Flotilla${why === undefined ? "" : `: ${why}`}; remove it (a field that would be ignored is refused, not dropped)`;
+}
+
 function describeValidation(v: AjvError): { param: string | null; message: string } {
   if (v.keyword === "required") {
     const param = paramPath(v.instancePath, String(v.params.missingProperty));
@@ -118,11 +140,15 @@ function describeValidation(v: AjvError): { param: string | null; message: strin
   const subject = param ?? "the request body";
   switch (v.keyword) {
     case "enum":
-      return { param, message: `${subject} must be one of: ${(v.params.allowedValues as unknown[]).join(", ")}` };
+      return { param, message: `${subject} must be one of: ${(v.params.allowedValues as unknown[]).map(String).join(", ")}` };
     case "const":
       return { param, message: `${subject} must be ${JSON.stringify(v.params.allowedValue)}${param === "n" ? " (one choice per request; send more requests for more)" : ""}` };
     case "anyOf":
       return { param, message: `${subject} has the wrong type or shape; see the OpenAI API reference for ${param ?? "this endpoint"}` };
+    case "additionalProperties": {
+      const field = paramPath(v.instancePath, String(v.params.additionalProperty));
+      return { param: field, message: unsupportedField(field ?? "") };
+    }
     default:
       return { param, message: `${subject} ${v.message ?? "is invalid"}` };
   }

@@ -1,8 +1,10 @@
 /**
  * JSON schemas of the OpenAI request bodies Flotilla accepts. Fastify compiles
- * them once with ajv; a body that fails gets a 400 naming the field. Fields
- * OpenAI defines that do not change what Flotilla does (user, metadata,
- * penalties, ...) are allowed through untouched, as clients send them freely.
+ * them once with ajv; a body that fails gets a 400 naming the field. Every
+ * field is listed: one Flotilla does not know is refused by name
+ * (errors.ts explains the well-known ones), never silently dropped, since a
+ * client that sends `tools` or `response_format` expects them to act. Fields
+ * that only label the request (user, metadata) are accepted as such.
  */
 
 /**
@@ -33,6 +35,13 @@ const samplingProperties = {
     ],
   },
   user: { type: "string" },
+  frequency_penalty: { type: ["number", "null"], minimum: -2, maximum: 2 },
+  presence_penalty: { type: ["number", "null"], minimum: -2, maximum: 2 },
+  // Labels only: what they change at OpenAI (storage, abuse tracking) Flotilla does not do.
+  metadata: { type: ["object", "null"], maxProperties: 16, additionalProperties: { type: "string", maxLength: 512 } },
+  safety_identifier: { type: "string", maxLength: 64 },
+  // OpenAI's cache-routing hint is what Flotilla's session affinity is: requests with one key go to one replica.
+  prompt_cache_key: { type: "string", minLength: 1, maxLength: 1024 },
   // vLLM's extension: the answer's token ids with its text, and the prompt's as the model read them.
   return_token_ids: { type: "boolean" },
   // OpenAI's processing tiers; "flex" (cheaper, slower) waits behind interactive traffic here.
@@ -61,6 +70,7 @@ const message = {
 export const chatCompletionSchema = {
   type: "object",
   required: ["model", "messages"],
+  additionalProperties: false,
   properties: {
     ...samplingProperties,
     messages: { type: "array", minItems: 1, items: message },
@@ -72,12 +82,15 @@ export const chatCompletionSchema = {
     top_logprobs: { type: ["integer", "null"], minimum: 0, maximum: 20 },
     // Read by model cascades: a high effort can go straight to the heavy model.
     reasoning_effort: { enum: ["none", "minimal", "low", "medium", "high", null] },
+    // Nothing is stored for OpenAI's evals and distillation; a request that asks for it is told so.
+    store: { type: ["boolean", "null"], enum: [false, null] },
   },
 } as const;
 
 export const completionSchema = {
   type: "object",
   required: ["model", "prompt"],
+  additionalProperties: false,
   properties: {
     ...samplingProperties,
     // One prompt: text, or the model's token ids (read exactly as given; one list, not several).
@@ -103,6 +116,9 @@ interface SamplingBody {
   stream_options?: { include_usage?: boolean } | null;
   stop?: string | string[] | null;
   user?: string;
+  frequency_penalty?: number | null;
+  presence_penalty?: number | null;
+  prompt_cache_key?: string;
   return_token_ids?: boolean;
   service_tier?: "auto" | "default" | "flex" | "scale" | "priority" | null;
 }

@@ -40,6 +40,8 @@ function sampling(body: ChatCompletionBody | CompletionBody, maxTokens: number |
     ...(body.temperature === undefined ? {} : { temperature: body.temperature }),
     ...(body.top_p === undefined ? {} : { topP: body.top_p }),
     ...(body.seed === undefined ? {} : { seed: body.seed }),
+    ...(body.frequency_penalty == null || body.frequency_penalty === 0 ? {} : { frequencyPenalty: body.frequency_penalty }),
+    ...(body.presence_penalty == null || body.presence_penalty === 0 ? {} : { presencePenalty: body.presence_penalty }),
     ...(stop === undefined ? {} : { stop }),
     ...(logprobs === undefined ? {} : { logprobs }),
   };

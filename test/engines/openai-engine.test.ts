@@ -48,6 +48,16 @@ describe("the openai engine against a second Flotilla", () => {
     assert.equal(d.choices[0]!.logprobs!.tokens!.length, d.usage?.completion_tokens);
   });
 
+  it("applies OpenAI's penalties locally and passes them upstream", async () => {
+    const ask = { messages: [{ role: "user" as const, content: "Say it again and again." }], max_tokens: 32, temperature: 0 };
+    const plain = await direct.chat.completions.create({ model: "tiny", ...ask });
+    const penalised = { ...ask, frequency_penalty: 2, presence_penalty: 2 };
+    const a = await direct.chat.completions.create({ model: "tiny", ...penalised });
+    const b = await viaFront.chat.completions.create({ model: "remote-tiny", ...penalised });
+    assert.notEqual(a.choices[0]!.message.content, plain.choices[0]!.message.content, "the penalties change the answer");
+    assert.equal(b.choices[0]!.message.content, a.choices[0]!.message.content, "the front's upstream got them");
+  });
+
   it("streams completions through, token for token", async () => {
     const ask = { prompt: "Stream me", max_tokens: 20, temperature: 0 };
     const a = await direct.completions.create({ model: "tiny", ...ask });

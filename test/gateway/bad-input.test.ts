@@ -43,6 +43,11 @@ describe("every bad input gets a clear OpenAI-style error and changes nothing", 
     { name: "a prompt over the context window", body: () => chat({ messages: [{ role: "user", content: "word ".repeat(400) }] }), status: 400, param: "messages", code: "context_length_exceeded", message: /context window is \d+ tokens; the prompt is \d+ tokens/ },
     { name: "max_tokens past the context window", body: () => chat({ max_tokens: 1000 }), status: 400, code: "context_length_exceeded", message: /plus max_tokens 1000/ },
     { name: "a body over the limit", body: () => chat({ messages: [{ role: "user", content: "x".repeat(100 * 1024) }] }), status: 413, code: "body_too_large", message: /larger than this server accepts/ },
+    { name: "tools, which would otherwise be ignored", body: () => chat({ tools: [{ type: "function", function: { name: "f" } }] }), status: 400, param: "tools", message: /tools is not supported by Flotilla: tool calling is not served yet; remove it/ },
+    { name: "response_format", body: () => chat({ response_format: { type: "json_object" } }), status: 400, param: "response_format", message: /structured output/ },
+    { name: "a field no API has", body: () => chat({ temprature: 0.5 }), status: 400, param: "temprature", message: /temprature is not supported by Flotilla; remove it/ },
+    { name: "store: true", body: () => chat({ store: true }), status: 400, param: "store", message: /must be one of: false/ },
+    { name: "a penalty out of range", body: () => chat({ frequency_penalty: 3 }), status: 400, param: "frequency_penalty", message: /<= 2/ },
     { name: "a form-encoded body", body: () => "model=tiny", headers: { "content-type": "application/x-www-form-urlencoded" }, status: 415, message: /Content-Type: application\/json/ },
   ];
 

@@ -37,6 +37,16 @@ describe("the official openai client against the local engine", () => {
     assert.equal(choice.finish_reason, res.usage.completion_tokens === 12 ? "length" : "stop");
   });
 
+  it("refuses tools by name rather than answering without them; labels are accepted", async () => {
+    await assert.rejects(
+      client.chat.completions.create({ model: "tiny", messages: [{ role: "user", content: "Weather?" }], max_tokens: 4, tools: [{ type: "function", function: { name: "weather", parameters: { type: "object" } } }] }),
+      (err: unknown) => err instanceof OpenAI.BadRequestError && err.param === "tools" && /tool calling is not served yet/.test(err.message),
+    );
+    const res = await client.chat.completions.create({ model: "tiny", messages: [{ role: "user", content: "Hi" }], max_tokens: 4, metadata: { app: "test" }, store: false, prompt_cache_key: "conversation-1", safety_identifier: "u1" });
+    assert.equal(res.object, "chat.completion");
+    assert.equal(totalActive(gw.fleet), 0);
+  });
+
   it("streams exactly the text it returns without streaming, then usage", async () => {
     const request = { model: "tiny", messages: [{ role: "user" as const, content: "Count to ten." }], max_tokens: 24, temperature: 0 };
     const whole = await client.chat.completions.create(request);
