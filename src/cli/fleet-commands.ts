@@ -1,4 +1,5 @@
 import type { Command } from "commander";
+import { withGatewayUrl } from "./gateway-url.js";
 
 interface AdminOptions {
   url: string;
@@ -12,7 +13,7 @@ interface AdminOptions {
  */
 export function registerFleetCommands(program: Command): void {
   const fleet = program.command("fleet").description("inspect and steer the replicas of a running gateway");
-  const withUrl = (c: Command): Command => c.option("--url <url>", "the gateway", "http://127.0.0.1:8080");
+  const withUrl = withGatewayUrl;
 
   withUrl(fleet.command("list").description("replicas with their state and load")).action(async (opts: AdminOptions) => {
     const { data } = (await call(opts.url, "GET", "/admin/replicas")) as { data: Record<string, unknown>[] };

@@ -1,5 +1,6 @@
 import type { Command } from "commander";
 import { InvalidArgumentError } from "commander";
+import { withGatewayUrl } from "./gateway-url.js";
 
 interface UrlOption {
   url: string;
@@ -17,7 +18,7 @@ export function registerTenancyCommands(program: Command): void {
   registerUsageCommand(program);
 }
 
-const withUrl = (c: Command): Command => c.option("--url <url>", "the gateway", "http://127.0.0.1:8080");
+const withUrl = withGatewayUrl;
 
 function registerTenantCommands(program: Command): void {
   const tenants = program.command("tenants").description("create, list and delete tenants (who may use the fleet, with what limits)");
