@@ -23,12 +23,15 @@ export class FlotillaError extends Error {
   readonly param: string | null;
   /** Seconds a client should wait before retrying, where waiting helps. */
   readonly retryAfterS: number | undefined;
+  /** The client's own doing (a deadline it set, shorter than the server's): no fault of the fleet, logged as such. */
+  readonly clientCaused: boolean;
 
-  constructor(code: FailureCode, message: string, opts: { param?: string | null; retryAfterS?: number; cause?: unknown } = {}) {
+  constructor(code: FailureCode, message: string, opts: { param?: string | null; retryAfterS?: number; cause?: unknown; clientCaused?: boolean } = {}) {
     super(message, opts.cause === undefined ? undefined : { cause: opts.cause });
     this.name = "FlotillaError";
     this.code = code;
     this.param = opts.param ?? null;
     this.retryAfterS = opts.retryAfterS;
+    this.clientCaused = opts.clientCaused ?? false;
   }
 }

@@ -15,7 +15,7 @@ import { anthropicError } from "./anthropic-errors.js";
 import { messagesWriter } from "./anthropic-events.js";
 import { messagesRequest } from "./anthropic-request.js";
 import { apiHandler, type ApiRequest, type CompletionServices } from "./completions.js";
-import { toHttpError } from "./errors.js";
+import { logFailure, toHttpError } from "./errors.js";
 import { drainBody } from "./http-limits.js";
 
 /**
@@ -61,7 +61,7 @@ function apiVersion(headers: IncomingHttpHeaders): string | undefined {
  */
 export async function messagesErrorHandler(err: unknown, request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> {
   const http = toHttpError(err);
-  if (http.status >= 500) request.log.error({ err }, "request failed");
+  logFailure(request.log, err, http);
   if (http.status === 413) void reply.header("connection", (await drainBody(request.raw)) ? "keep-alive" : "close");
   const answer = anthropicError(http, request.id);
   if (answer.retryAfterS !== undefined) void reply.header("retry-after", String(answer.retryAfterS));

@@ -149,7 +149,8 @@ class CompletionRun {
       this.#failure = err;
       watch.failed(err);
       if (!this.#timedOut) throw err;
-      throw new FlotillaError("deadline_exceeded", `the request ran past its ${timeoutMs} ms deadline and was cancelled`, { cause: err });
+      const asked = Number(this.#request.headers["x-flotilla-timeout-ms"]);
+      throw new FlotillaError("deadline_exceeded", `the request ran past its ${timeoutMs} ms deadline and was cancelled`, { cause: err, clientCaused: asked <= this.#s.maxTimeoutMs });
     } finally {
       await this.#settle(watch, ticket);
     }

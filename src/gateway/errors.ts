@@ -87,6 +87,17 @@ export function toHttpError(err: unknown): HttpError {
 }
 
 /**
+ * A refusal (4xx) is the client's to read, not the operator's: not logged.
+ * A 5xx the client caused (its own deadline) is logged at info without a
+ * stack; the rest are faults of the fleet, logged at error with the stack.
+ */
+export function logFailure(log: { error(obj: object, msg: string): void; info(obj: object, msg: string): void }, err: unknown, http: HttpError): void {
+  if (http.status < 500) return;
+  if (err instanceof FlotillaError && err.clientCaused) log.info({ code: err.code, reason: err.message }, "request ended by the client's own limit");
+  else log.error({ err }, "request failed");
+}
+
+/**
  * ajv reports every failed branch of an anyOf; the deepest error says most
  * precisely what to fix (content[0].type must be "text"), and at equal depth
  * the anyOf summary beats one arbitrary branch's complaint.

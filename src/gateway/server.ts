@@ -20,7 +20,7 @@ import { drainBody, guardExpectContinue, receivingOptions } from "./http-limits.
 import { AdmissionGate } from "./admission-gate.js";
 import { registerTenancyRoutes } from "./tenancy-routes.js";
 import { Dispatcher } from "./dispatcher.js";
-import { toHttpError, type HttpError } from "./errors.js";
+import { logFailure, toHttpError, type HttpError } from "./errors.js";
 import { completionHandler, type CompletionServices } from "./completions.js";
 import { messagesErrorHandler, messagesHandler } from "./anthropic-messages.js";
 import { chatCompletionSchema, completionSchema } from "./schemas.js";
@@ -229,13 +229,15 @@ function fastifyFor(opts: GatewayOptions): FastifyInstance {
     return503OnClosing: true,
   });
   guardExpectContinue(app, bodyLimit);
+  // Every body is JSON: a text/plain one is the 415 the API documents, not a string that fails the schema.
+  app.removeContentTypeParser("text/plain");
   return app;
 }
 
 function registerErrorHandlers(app: FastifyInstance): void {
   app.setErrorHandler(async (err, request, reply) => {
     const http = toHttpError(err);
-    if (http.status >= 500) request.log.error({ err }, "request failed");
+    logFailure(request.log, err, http);
     // The sender of an oversized body is still writing it: let it finish, or it never reads the 413.
     if (http.status === 413) void reply.header("connection", (await drainBody(request.raw)) ? "keep-alive" : "close");
     return sendError(reply, http);

@@ -48,6 +48,7 @@ describe("every bad input gets a clear OpenAI-style error and changes nothing", 
     { name: "a field no API has", body: () => chat({ temprature: 0.5 }), status: 400, param: "temprature", message: /temprature is not supported by Flotilla; remove it/ },
     { name: "store: true", body: () => chat({ store: true }), status: 400, param: "store", message: /must be one of: false/ },
     { name: "a penalty out of range", body: () => chat({ frequency_penalty: 3 }), status: 400, param: "frequency_penalty", message: /<= 2/ },
+    { name: "a text/plain body", body: () => chat({}), headers: { "content-type": "text/plain" }, status: 415, code: "unsupported_media_type", message: /Content-Type: application\/json/ },
     { name: "a form-encoded body", body: () => "model=tiny", headers: { "content-type": "application/x-www-form-urlencoded" }, status: 415, message: /Content-Type: application\/json/ },
   ];
 
