@@ -98,6 +98,15 @@ export class OpenAIEngine implements Engine {
     this.#scraper = this.#scraperFor(opts, origin.origin);
   }
 
+  /**
+   * The replica as clients may read of it in an error. Never its URL: an
+   * engine's address is the operator's, and the cause (kept for the log) may
+   * name it too.
+   */
+  get #name(): string {
+    return this.#opts.name ?? this.#opts.upstreamModel;
+  }
+
   #scraperFor(opts: OpenAIEngineOptions, origin: string): MetricsScraper | undefined {
     const intervalMs = opts.metricsIntervalMs ?? 1_000;
     if (intervalMs <= 0) return undefined;
@@ -186,9 +195,9 @@ export class OpenAIEngine implements Engine {
       if (isConnectionError(err)) {
         this.#ready = false;
         this.#probeSoon();
-        throw new FlotillaError("engine_unavailable", `cannot reach ${this.#opts.url}: ${(err as Error).message}`, { cause: err });
+        throw new FlotillaError("engine_unavailable", `cannot reach replica ${this.#name} (${failureKind(err)})`, { cause: err });
       }
-      throw new FlotillaError("engine_error", `upstream ${this.#opts.url} failed: ${(err as Error).message}`, { cause: err });
+      throw new FlotillaError("engine_error", `replica ${this.#name} failed (${failureKind(err)})`, { cause: err });
     } finally {
       this.#slots.release(slot);
     }
@@ -237,7 +246,7 @@ export class OpenAIEngine implements Engine {
     };
     for await (const bytes of res.body) decoder.push(bytes as Buffer, onData);
     if (finish === undefined) {
-      throw new FlotillaError("engine_error", `upstream ${this.#opts.url} closed the stream before it finished`);
+      throw new FlotillaError("engine_error", `replica ${this.#name} closed the stream before it finished`);
     }
     const reported = usage?.completion_tokens != null;
     return {
@@ -437,7 +446,6 @@ function isConnectionError(err: unknown): boolean {
   return code === "ECONNREFUSED" || code === "ECONNRESET" || code === "EHOSTUNREACH" || code === "ENOTFOUND";
 }
 
-/** Maps an upstream HTTP error to the gateway's vocabulary, keeping its message. */
 /** Appends a chunk's logprobs, in either of OpenAI's two shapes, to `into`. */
 function collectLogprobs(lp: UpstreamLogprobs, into: TokenLogprob[]): void {
   for (const c of lp.content ?? []) into.push({ token: c.token, logprob: c.logprob, top: c.top_logprobs ?? [] });
@@ -448,6 +456,7 @@ function collectLogprobs(lp: UpstreamLogprobs, into: TokenLogprob[]): void {
   }
 }
 
+/** Maps an upstream HTTP error to the gateway's vocabulary, keeping its message. */
 function upstreamError(status: number, body: string): FlotillaError {
   let message = body.slice(0, 500);
   try {
@@ -463,4 +472,10 @@ function upstreamError(status: number, body: string): FlotillaError {
   if (status === 429) return new FlotillaError("overloaded", `upstream is overloaded: ${message}`, { retryAfterS: 1 });
   if (status >= 400 && status < 500) return new FlotillaError("invalid_request", `upstream rejected the request (${status}): ${message}`);
   return new FlotillaError("engine_error", `upstream failed (${status}): ${message}`);
+}
+
+/** What went wrong with a connection, without the addresses a message like "connect ECONNREFUSED 10.0.0.7:8000" holds. */
+function failureKind(err: unknown): string {
+  const code = (err as { code?: unknown }).code;
+  return typeof code === "string" ? code : err instanceof Error ? err.name : "unknown error";
 }

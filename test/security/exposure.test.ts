@@ -11,6 +11,9 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { Writable } from "node:stream";
 import { after, describe, it } from "node:test";
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
+import { startGateway } from "../helpers.js";
 import { ADMIN_TOKEN, securedGateway } from "./harness.js";
 
 const ENTRY = resolve(import.meta.dirname, "../../src/cli/run.ts");
@@ -84,5 +87,27 @@ describe("flotilla serve on a public address", () => {
     await new Promise((resolve) => child.on("close", resolve));
     assert.match(out, /listening on/);
     assert.match(out, /warning: bound to 0\.0\.0\.0 with no admin token/);
+  });
+});
+
+describe("an engine's address", () => {
+  it("never reaches a client: a failed replica is named by its id", async () => {
+    // Ready on /health; every generation's connection is cut before an answer.
+    const upstream = createServer((req, res) => (req.method === "GET" ? res.end("ok") : req.socket.destroy()));
+    await new Promise<void>((done) => upstream.listen(0, "127.0.0.1", done));
+    const address = `127.0.0.1:${(upstream.address() as AddressInfo).port}`;
+    const gw = await startGateway({ models: [{ name: "m", replicas: [{ engine: "openai", url: `http://${address}`, metrics_interval_ms: 0 }] }] });
+    try {
+      for (const stream of [false, true]) {
+        const res = await fetch(`${gw.url}/v1/completions`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ model: "m", prompt: "x", max_tokens: 4, stream }) });
+        const text = await res.text();
+        assert.ok(res.status >= 500, `${res.status} ${text}`);
+        assert.match(text, /(cannot reach replica|replica) m\/0 /);
+        assert.ok(!text.includes(address) && !text.includes("127.0.0.1"), `the answer names the engine's address: ${text}`);
+      }
+    } finally {
+      await gw.close();
+      upstream.close();
+    }
   });
 });
