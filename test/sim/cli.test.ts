@@ -67,6 +67,13 @@ describe("flotilla sim", () => {
     assert.equal(r.stderr.split("\n").filter(Boolean).length, 1);
   });
 
+  it("the README's example runs as written on the shipped examples/fleet-sim.yaml", async () => {
+    const fleet = join(import.meta.dirname, "../../examples/fleet-sim.yaml");
+    const r = await sim(["--fleet", fleet, "--synthetic", "--requests", "2000", "--rate", "200", "--mtbf", "3600", "--repair", "600"]);
+    assert.equal(r.exitCode, undefined, r.stderr);
+    assert.match(r.stdout, /2,000\/2,000 completed, 0 rejected, 0 lost, \d+ retries on 16 replicas \(prefix-aware\)/);
+  });
+
   it("runs synthetic load over a fleet file, with command-line overrides, and prints JSON", async () => {
     const fleet = join(dir, "fleet.yaml");
     await writeFile(fleet, "islands:\n  - name: a\n    hardware: h100\n    count: 3\n    model: llama-3.1-8b\nslo: { ttft_ms: 500 }\n");
