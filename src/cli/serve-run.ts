@@ -3,6 +3,7 @@
  * options or fleet file, listening until a signal drains it. Loaded on
  * demand by serve.ts.
  */
+import { existsSync } from "node:fs";
 import { basename, resolve } from "node:path";
 import { isLoopbackHost } from "../core/loopback.js";
 import { breakerOf, buildCascades, buildFleet } from "../fleet/build.js";
@@ -30,13 +31,18 @@ export async function serve(opts: ServeOptions): Promise<void> {
   const fleet = buildFleet(config, { baseDir, env: process.env });
   // Engines start while the rest is built: loading a model is mostly waiting
   // on native code, which overlaps the stores opening and the gateway's setup.
+  const failed: string[] = [];
   const started = fleet.start((replica, err) => {
     process.stderr.write(`flotilla: replica ${replica.id} did not start: ${(err as Error).message}\n`);
+    failed.push((err as Error).message);
+  }).then(() => {
+    // One model from the command line that did not load is nothing to serve; a fleet file may start degraded, and says so.
+    if (opts.config === undefined && failed.length > 0) throw new Error(`the model did not load (${failed[0]}); give --model the path of a GGUF file llama.cpp can read`);
   });
   try {
     await listen(opts, config, baseDir, fleet, policy, started);
   } catch (err) {
-    await started;
+    await started.catch(() => undefined);
     await fleet.close();
     throw err;
   }
@@ -135,6 +141,7 @@ async function loadConfig(opts: ServeOptions): Promise<{ config: FleetConfig; ba
     path = defaultPath;
     process.stdout.write(banner(path, created));
   }
+  if (!existsSync(path)) throw new Error(`--model ${path}: no such file; give the path of a GGUF model file, or leave --model out to serve the built-in one`);
   const name = basename(path).replace(/\.gguf$/i, "");
   const replica = {
     engine: "local" as const,

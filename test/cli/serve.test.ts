@@ -97,6 +97,22 @@ describe("flotilla serve, sad paths", () => {
     assert.match(cli.stderr(), /cannot read fleet file .*nope\.yaml: no such file/);
   });
 
+  it("--model with no such file exits with the reason instead of serving nothing", async () => {
+    const cli = flotilla(["serve", "--model", join(dir, "nope.gguf"), "--port", "0"]);
+    assert.equal(await cli.exited, 1);
+    assert.match(cli.stderr(), /--model .*nope\.gguf: no such file; give the path of a GGUF model file/);
+    assert.doesNotMatch(cli.stdout(), /listening/);
+  });
+
+  it("--model with a file llama.cpp cannot read exits non-zero, saying so", async () => {
+    const file = join(dir, "broken.gguf");
+    await writeFile(file, "not a model");
+    const cli = flotilla(["serve", "--model", file, "--port", "0"]);
+    assert.equal(await cli.exited, 1);
+    assert.match(cli.stderr(), /the model did not load \(.*GGUF.*\); give --model the path of a GGUF file/);
+    assert.doesNotMatch(cli.stdout(), /listening/);
+  });
+
   it("rejects a bad port before starting anything", async () => {
     const cli = flotilla(["serve", "--port", "http"]);
     assert.notEqual(await cli.exited, 0);
