@@ -238,13 +238,17 @@ export const MODELS: readonly ModelSpec[] = [
   dense({ id: "flotilla-tiny-random-v1", name: "flotilla-tiny-random-v1", layers: 2, hidden: 64, heads: 4, kvHeads: 2, ffn: 256, vocab: 259, contextLength: 4096, source: "src/gguf/random-llama.ts DEFAULT_TINY_SHAPE" }),
 ];
 
+/**
+ * Other names of the same shape only: another spelling, or a release whose
+ * config.json is the same architecture (Llama 3.3 70B is 3.1 70B's; DeepSeek
+ * R1 is V3's). A different model is never an alias, however close: Llama 3
+ * 70B has an 8K window where 3.1 has 128K, and "mixtral" could be 8x7b or
+ * 8x22b; such names are refused with the near ones suggested.
+ */
 const ALIASES: Readonly<Record<string, string>> = {
   "llama-3.3-70b": "llama-3.1-70b",
-  "llama-3-70b": "llama-3.1-70b",
-  "llama-3-8b": "llama-3.1-8b",
   "llama2-70b": "llama-2-70b",
   "llama2-7b": "llama-2-7b",
-  "mixtral": "mixtral-8x7b",
   "deepseek-r1": "deepseek-v3",
 };
 

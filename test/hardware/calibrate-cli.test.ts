@@ -132,8 +132,8 @@ describe("flotilla calibrate", () => {
 
   const bad: [string, string, RegExp][] = [
     ["a missing column", "hardware,model,precision,batch,input_tokens,output_tokens,tpot_ms\nh100,llama-2-70b,fp16,1,512,128,30\n", /bad\.csv:1: missing column "tp"/],
-    ["an unknown hardware id", `${HEADER}\nh900,llama-2-70b,fp16,2,1,512,128,80,37\n`, /bad\.csv:2: column "hardware": unknown hardware "h900"; known: /],
-    ["an unknown model id", `${HEADER}\nh100,llama-2-700b,fp16,2,1,512,128,80,37\n`, /bad\.csv:2: column "model": unknown model "llama-2-700b"; known: /],
+    ["an unknown hardware id", `${HEADER}\nh900,llama-2-70b,fp16,2,1,512,128,80,37\n`, /bad\.csv:2: column "hardware": unknown hardware "h900" \(did you mean h100, h200 or a100\?\); known: /],
+    ["an unknown model id", `${HEADER}\nh100,llama-2-700b,fp16,2,1,512,128,80,37\n`, /bad\.csv:2: column "model": unknown model "llama-2-700b" \(did you mean llama-2-70b, llama-2-7b or llama-3.1-70b\?\); known: /],
     ["a value that is not a number", `${HEADER}\nh100,llama-2-70b,fp16,2,1,512,128,80,3O\n`, /bad\.csv:2: column "tpot_ms": "3O" is not a number/],
     ["an empty file", "", /bad\.csv is empty: expected a header line/],
   ];

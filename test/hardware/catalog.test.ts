@@ -110,6 +110,21 @@ test("catalog models match their published sizes", () => {
   assert.throws(() => findModel("gpt-9"), (e: unknown) => e instanceof UnknownNameError && e.kind === "model" && e.known.includes("deepseek-v3"));
 });
 
+test("a name not known exactly is never taken for a nearby one: the near ones are suggested", () => {
+  const cases: [string, () => unknown, RegExp][] = [
+    // Llama 3 70B has an 8K window, 3.1 a 128K one: not the same model for the hardware model.
+    ["llama-3-70b", () => findModel("llama-3-70b"), /unknown model "llama-3-70b" \(did you mean llama-3\.1-70b, llama-2-70b or llama-2-7b\?\); known: /],
+    ["mixtral", () => findModel("mixtral"), /unknown model "mixtral" \(did you mean mixtral-8x7b or mixtral-8x22b\?\)/],
+    ["h1000", () => findHardware("h1000"), /unknown hardware "h1000" \(did you mean h100, a100 or h200\?\)/],
+    ["gpt-9", () => findModel("gpt-9"), /unknown model "gpt-9"; known: /],
+  ];
+  for (const [name, find, message] of cases) assert.throws(find, message, name);
+  // Other spellings of one model, and releases of the same architecture, still resolve.
+  assert.equal(findModel("llama2-70b").id, "llama-2-70b");
+  assert.equal(findModel("DeepSeek-R1").id, "deepseek-v3");
+  assert.equal(findHardware("H100-SXM").id, "h100");
+});
+
 test("modelSpecFromGguf reads flat dotted keys", () => {
   const spec = modelSpecFromGguf({
     "general.architecture": "llama",

@@ -46,8 +46,8 @@ test("a missing column is named, with the header as it is", () => {
 });
 
 test("unknown hardware and models name the row, the column and the known ids", () => {
-  fails(`${HEADER}\nh900,llama-2-70b,bf16,1,1,512,128,50,30\n`, /bench\.csv:2: column "hardware": unknown hardware "h900"; known: .*h100/);
-  fails(`${HEADER}\nh100,llama-9,bf16,1,1,512,128,50,30\n`, /bench\.csv:2: column "model": unknown model "llama-9"; known: /);
+  fails(`${HEADER}\nh900,llama-2-70b,bf16,1,1,512,128,50,30\n`, /bench\.csv:2: column "hardware": unknown hardware "h900" \(did you mean h100, h200 or a100\?\); known: .*h100/);
+  fails(`${HEADER}\nh100,llama-9,bf16,1,1,512,128,50,30\n`, /bench\.csv:2: column "model": unknown model "llama-9" \(did you mean llama-7b\?\); known: /);
   fails(`${HEADER}\nh100,llama-2-70b,int3,1,1,512,128,50,30\n`, /bench\.csv:2: column "precision": unknown precision "int3"/);
 });
 

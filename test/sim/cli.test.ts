@@ -148,7 +148,7 @@ describe("flotilla sim", () => {
   it("exits with 2 and names the known ones for an unknown hardware or model", async () => {
     const r = await sim(["--synthetic", "--hw", "h1000", "--model", "llama-3.1-8b"]);
     assert.equal(r.exitCode, 2);
-    assert.ok(r.stderr.includes(`unknown hardware "h1000"; known: ${knownHardware().join(", ")}`), r.stderr);
+    assert.ok(r.stderr.includes(`unknown hardware "h1000" (did you mean h100, a100 or h200?); known: ${knownHardware().join(", ")}`), r.stderr);
     const m = await sim(["--synthetic", "--model", "gpt-9"]);
     assert.equal(m.exitCode, 2);
     assert.match(m.stderr, /unknown model "gpt-9"; known: .*llama-3\.1-8b/);

@@ -98,7 +98,7 @@ describe("SimEngine", () => {
   });
 
   it("names the known hardware when given an unknown one", () => {
-    assert.throws(() => new SimEngine({ hardware: "h1000", model: "llama-3.1-8b" }), /unknown hardware "h1000"; known: h100/);
+    assert.throws(() => new SimEngine({ hardware: "h1000", model: "llama-3.1-8b" }), /unknown hardware "h1000" \(did you mean h100, a100 or h200\?\); known: h100/);
   });
 });
 

@@ -75,7 +75,7 @@ describe("fleet file", () => {
   it("names the known ones when hardware, model, precision or policy is unknown", () => {
     assert.throws(
       () => resolveSimFleet({ islands: [{ hardware: "h1000", count: 1, model: "llama-3.1-8b" }] }),
-      (e: Error) => e.message.includes(`islands.0.hardware: unknown hardware "h1000"; known: ${knownHardware().join(", ")}`),
+      (e: Error) => e.message.includes(`islands.0.hardware: unknown hardware "h1000" (did you mean h100, a100 or h200?); known: ${knownHardware().join(", ")}`),
     );
     assert.throws(() => resolveSimFleet({ islands: [{ hardware: "h100", count: 1, model: "gpt-9" }] }), /islands\.0\.model: unknown model "gpt-9"; known: .*llama-3\.1-70b/);
     assert.throws(() => resolveSimFleet({ islands: [{ hardware: "h100", count: 1, model: "llama-3.1-8b", precision: "fp3" }] }), /islands\.0\.precision: unknown precision "fp3"/);
