@@ -10,6 +10,8 @@ import { z } from "zod";
 export const modelName = z.string().min(1).regex(/^[\w.:/-]+$/, "use letters, digits and . _ : / - only");
 
 const count = z.number().int().min(1).max(1024).default(1);
+/** An engine profile (`flotilla calibrate --out`), relative to the fleet file: prices and the twin's timing predictions use it. Needs `hardware`. */
+const profile = z.string().min(1).optional();
 
 const localReplica = z
   .object({
@@ -28,6 +30,7 @@ const localReplica = z
     tp: z.number().int().min(1).max(1024).optional(),
     /** Model catalog id for the hardware model; default: the GGUF file's shape (local), else the model's name. */
     spec: z.string().min(1).optional(),
+    profile,
     count,
   })
   .strict();
@@ -58,6 +61,7 @@ const openaiReplica = z
     tp: z.number().int().min(1).max(1024).optional(),
     /** Model catalog id for the hardware model; default: the GGUF file's shape (local), else the model's name. */
     spec: z.string().min(1).optional(),
+    profile,
     count,
   })
   .strict();

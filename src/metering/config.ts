@@ -14,6 +14,7 @@ import { defaultCacheDir } from "../gguf/default-model.js";
 import { findHardware, findModel, findPrecision, type ModelSpec, type PrecisionSpec } from "../hardware/index.js";
 import { openStore } from "../store/index.js";
 import { RateBook, rateCard, unpriced, type RateCard } from "./pricing.js";
+import { replicaParams } from "./replica-profile.js";
 import { openStoreTenancy, type StoreTenancy } from "./store-tenancy.js";
 
 export const DEFAULT_STORE_FILE = "flotilla.db";
@@ -62,7 +63,10 @@ async function cardFor(
   gguf: Map<string, Promise<GgufSpec>>,
 ): Promise<RateCard> {
   const tp = rc.tp ?? 1;
-  if (rc.hardware === undefined) return unpriced(rc.parallel, tp);
+  if (rc.hardware === undefined) {
+    await replicaParams(rc, undefined, path, baseDir);
+    return unpriced(rc.parallel, tp);
+  }
   const named = <T>(what: string, f: () => T): T => {
     try {
       return f();
@@ -96,7 +100,8 @@ async function cardFor(
       }
     });
   }
-  return named("hardware", () => rateCard({ model: spec, hardware, precision: precision ?? findPrecision("bf16"), tp, slots: rc.parallel }));
+  const params = await replicaParams(rc, hardware, path, baseDir);
+  return named("hardware", () => rateCard({ model: spec, hardware, precision: precision ?? findPrecision("bf16"), tp, slots: rc.parallel, ...(params === undefined ? {} : { params }) }));
 }
 
 /** Exact prompt tokens from the model's tokenizer, where a replica has one (fleet.ts promptTokensOf). */

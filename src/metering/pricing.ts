@@ -33,6 +33,7 @@ import {
   profileFor,
   type HardwareSpec,
   type ModelSpec,
+  type PerfParams,
   type PerfProfile,
   type Pricing,
   type PrecisionSpec,
@@ -89,6 +90,8 @@ export interface RateCardInput {
   readonly pue?: number;
   readonly usdPerKwh?: number;
   readonly pricing?: Pricing;
+  /** The engine's parameters (a replica's calibrated profile); default the built-in fit. */
+  readonly params?: PerfParams;
 }
 
 const CHUNK = 1024;
@@ -96,8 +99,8 @@ const CONTEXT_PER_SEQUENCE = 1024;
 
 export function rateCard(input: RateCardInput): RateCard {
   const { tp } = input;
-  const p = profileFor({ model: input.model, hardware: input.hardware, precision: input.precision, tp });
-  const e = makeEnergyProfile(p, input.hardware, input.precision);
+  const p = profileFor({ model: input.model, hardware: input.hardware, precision: input.precision, tp, ...(input.params === undefined ? {} : { params: input.params }) });
+  const e = makeEnergyProfile(p, input.hardware, input.precision, input.params);
   const pue = input.pue ?? DEFAULT_PUE;
   const usdPerKwh = input.usdPerKwh ?? DEFAULT_USD_PER_KWH;
   const replicaUsdPerS = (tp * deviceUsdPerHour(input.hardware, input.pricing === undefined ? {} : { pricing: input.pricing })) / 3600;

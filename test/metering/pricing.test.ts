@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, test } from "node:test";
@@ -121,6 +121,23 @@ describe("tenancy settings in the fleet file", () => {
     await assert.rejects(rateBookFromConfig(bad, dir), (err: Error) => err instanceof ConfigError && /models\.0\.replicas\.0\.hardware: unknown hardware "h1000"/.test(err.message));
     const noSpec = parseFleetConfig({ models: [{ name: "mystery", replicas: [{ engine: "openai", url: "http://127.0.0.1:1/v1", hardware: "h100" }] }] });
     await assert.rejects(rateBookFromConfig(noSpec, dir), /set spec/);
+  });
+
+  test("a replica's profile: sets the engine its prices and timing predictions assume; one fitted elsewhere is refused", async () => {
+    const profile = (fit?: Record<string, unknown>) =>
+      JSON.stringify({ kind: "flotilla-engine-profile", version: 1, name: "slow", params: { computeEfficiency: 0.2, bandwidthEfficiency: 0.3 }, ...(fit === undefined ? {} : { fit }) });
+    writeFileSync(join(dir, "slow.json"), profile({ hardware: ["h100"] }));
+    writeFileSync(join(dir, "a100-only.json"), profile({ hardware: ["a100"] }));
+    const replica = (extra: Record<string, unknown>) => ({ engine: "openai", url: "http://127.0.0.1:1/v1", hardware: "h100", spec: "llama-3.1-8b", ...extra });
+    const book = await rateBookFromConfig(parseFleetConfig({ models: [{ name: "m", replicas: [replica({}), replica({ profile: "slow.json" })] }] }), dir);
+    const [plain, slow] = [book.replica("m/0")!, book.replica("m/1")!];
+    assert.ok(slow.msPerInputToken > 2 * plain.msPerInputToken, `${slow.msPerInputToken} vs ${plain.msPerInputToken} ms per prompt token`);
+    assert.ok(slow.perf!.gemmFlopsPerMs < plain.perf!.gemmFlopsPerMs / 2, "the twin's timing predictions use the profile");
+    const refused = async (extra: Record<string, unknown>, message: RegExp) =>
+      assert.rejects(rateBookFromConfig(parseFleetConfig({ models: [{ name: "m", replicas: [replica(extra)] }] }), dir), (err: Error) => err instanceof ConfigError && message.test(err.message));
+    await refused({ profile: "a100-only.json" }, /models\.0\.replicas\.0\.profile: a100-only\.json was fitted on a100, not on h100 \(this replica's hardware\)/);
+    await refused({ profile: "nope.json" }, /models\.0\.replicas\.0\.profile: cannot read .*nope\.json: no such file/);
+    await refused({ profile: "slow.json", hardware: undefined }, /models\.0\.replicas\.0\.profile: a profile describes an engine on its hardware; set models\.0\.replicas\.0\.hardware too/);
   });
 
   test("the store: default SQLite in FLOTILLA_HOME, a path relative to the file, a URL from the environment, or none", () => {
