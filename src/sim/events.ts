@@ -7,12 +7,12 @@
  * Events at the same time pop in the order they were pushed, which keeps a
  * run deterministic.
  *
- * An event is a kind (0-7) and a target (a non-negative integer: a replica or
+ * An event is a kind (0-15) and a target (a non-negative integer: a replica or
  * request index); the loop that pops it knows what they mean.
  */
 const STRIDE = 3;
 const ARITY = 4;
-const KINDS = 8;
+const KINDS = 16;
 
 export class EventQueue {
   #heap: Float64Array;

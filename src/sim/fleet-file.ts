@@ -90,6 +90,18 @@ const failureEvent = z
   })
   .strict();
 
+const membershipChange = z
+  .object({
+    /** Replica index in fleet order, or its name ("h100-pool/3"). */
+    replica: z.union([z.number().int().min(0), z.string().min(1)]),
+    at_s: z.number().min(0),
+    /** add: the replica joins then (absent, and unpaid, before); remove: it takes no new request from then on, and leaves. */
+    change: z.enum(["add", "remove"]),
+    /** remove: how long its running requests get to finish before they resume elsewhere (the gateway's remove_wait_ms). */
+    remove_wait_s: z.number().min(0).max(3600).default(30),
+  })
+  .strict();
+
 export const simFleetSchema = z
   .object({
     islands: z.array(island).min(1),
@@ -114,6 +126,8 @@ export const simFleetSchema = z
       })
       .strict()
       .prefault({}),
+    /** Replicas joining and leaving while the trace runs: a rolling update, a scale-out, a scale-in. */
+    membership: z.array(membershipChange).optional(),
     failures: z
       .object({
         /** Mean time between failures of one replica (exponential). */
@@ -226,6 +240,14 @@ export interface ScheduledFailure {
   readonly downMs: number;
 }
 
+/** A replica joining (`add`: absent before) or leaving (`remove`: no new requests, then evicted after `waitMs`). */
+export interface MembershipChange {
+  readonly replica: number;
+  readonly atMs: number;
+  readonly change: "add" | "remove";
+  readonly waitMs: number;
+}
+
 export interface SimFleet {
   readonly islands: readonly SimIsland[];
   readonly replicaCount: number;
@@ -237,6 +259,8 @@ export interface SimFleet {
   readonly failures:
     | { readonly mtbfMs: number | undefined; readonly repairMs: number; readonly schedule: readonly ScheduledFailure[] }
     | undefined;
+  /** Replicas joining and leaving, in time order (absent: none). */
+  readonly membership?: readonly MembershipChange[];
   readonly blockTokens: number;
   readonly chunkedPrefill: boolean;
   readonly stepTokens: number | undefined;
@@ -294,6 +318,7 @@ export function resolveSimFleet(raw: unknown, source = "fleet file", opts: Resol
   });
   const policy = routerPolicy(cfg.router, issues);
   const schedule = failureSchedule(cfg.failures?.schedule ?? [], islands, first, issues);
+  const membership = membershipChanges(cfg.membership ?? [], islands, first, issues);
   sameModelAcrossStages(islands, cfg.islands, issues);
   if (issues.length > 0 || policy === undefined) throw formatIssues(source, issues);
   const f = cfg.failures;
@@ -305,6 +330,7 @@ export function resolveSimFleet(raw: unknown, source = "fleet file", opts: Resol
     router: { instances: cfg.router.instances, loadReportMs: cfg.router.load_report_ms },
     slo: { ttftMs: cfg.slo.ttft_ms, tpotMs: cfg.slo.tpot_ms },
     failures: f === undefined ? undefined : { mtbfMs: f.mtbf_s === undefined ? undefined : f.mtbf_s * 1000, repairMs: f.repair_s * 1000, schedule },
+    ...(membership.length === 0 ? {} : { membership }),
     blockTokens: cfg.engine.block_tokens,
     chunkedPrefill: cfg.engine.chunked_prefill,
     stepTokens: cfg.engine.step_tokens,
@@ -454,6 +480,29 @@ function failureSchedule(events: readonly z.infer<typeof failureEvent>[], island
     schedule.push({ replica, atMs: f.at_s * 1000, downMs: f.down_s * 1000 });
   });
   return schedule;
+}
+
+/**
+ * Membership changes by replica index, in time order. A replica joins at
+ * most once and leaves at most once, and not before it joined; anything
+ * else is recorded as an issue naming the change.
+ */
+function membershipChanges(events: readonly z.infer<typeof membershipChange>[], islands: readonly SimIsland[], replicaCount: number, issues: Issue[]): MembershipChange[] {
+  const out: MembershipChange[] = [];
+  const seen = new Map<string, number>();
+  events.forEach((e, j) => {
+    const replica = replicaIndex(e.replica, islands, replicaCount);
+    if (replica === undefined) return void issues.push({ path: ["membership", j, "replica"], message: `no replica ${JSON.stringify(e.replica)} (the fleet has ${replicaCount})` });
+    const key = `${replica}:${e.change}`;
+    if (seen.has(key)) return void issues.push({ path: ["membership", j, "change"], message: `replica ${JSON.stringify(e.replica)} already has a${e.change === "add" ? "n add" : " remove"} (membership.${seen.get(key)}); one of each per replica` });
+    seen.set(key, j);
+    out.push({ replica, atMs: e.at_s * 1000, change: e.change, waitMs: e.remove_wait_s * 1000 });
+  });
+  for (const add of out.filter((c) => c.change === "add")) {
+    const remove = out.find((c) => c.change === "remove" && c.replica === add.replica);
+    if (remove !== undefined && remove.atMs <= add.atMs) issues.push({ path: ["membership", seen.get(`${add.replica}:remove`)!, "at_s"], message: `replica ${add.replica} leaves at ${remove.atMs / 1000} s, before it joins at ${add.atMs / 1000} s` });
+  }
+  return out.sort((a, b) => a.atMs - b.atMs);
 }
 
 /** A replica's index in fleet order, from its index or its name ("island/3"); undefined when the fleet has none such. */

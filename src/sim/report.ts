@@ -29,6 +29,8 @@ export interface ReplicaReport {
   readonly outputTokens: number;
   readonly busyS: number;
   readonly downS: number;
+  /** Seconds it was part of the fleet: the run's span, unless membership changes added or removed it. */
+  readonly memberS: number;
   readonly failures: number;
   readonly preemptions: number;
   readonly cacheHitRate: number;
@@ -220,7 +222,7 @@ export function buildReport(result: SimResult): SimReport {
     latency: { ttftMs: distribution(lat.ttft), tpotMs: distribution(lat.tpot), e2eMs: distribution(lat.e2e) },
     throughput: { spanS, requestsPerS: perS(completed), outputTokensPerS: perS(outputTokens), inputTokensPerS: perS(totals.cachedTokens + totals.prefillTokens) },
     goodput: { requests: lat.good, share: trace.count > 0 ? lat.good / trace.count : 0, requestsPerS: perS(lat.good) },
-    availability: availabilityOf(replicas, spanS),
+    availability: availabilityOf(replicas),
     cache: cacheOf(totals),
     ...(kvTransfer === undefined ? {} : { kvTransfer }),
     energy: { joules, joulesPerToken: outputTokens > 0 ? joules / outputTokens : NaN, busyJoules: busyJ, idleJoules: idleJ, pue: fleet.pue },
@@ -246,14 +248,15 @@ function completedCount(result: SimResult): number {
 /** A replica's row, and the energy and device cost the fleet's totals add up. */
 function replicaRow(result: SimResult, rep: SimReplicaResult, isl: SimIsland): { readonly report: ReplicaReport; readonly busyJ: number; readonly idleJ: number; readonly deviceUsd: number } {
   const { fleet } = result;
-  const spanMs = result.endMs;
+  // Its time in the fleet: the whole run, unless it joined late or left (membership changes).
+  const spanMs = rep.memberMs;
   const c = rep.counters;
   const upMs = Math.max(0, spanMs - rep.downMs);
   const idleMs = Math.max(0, upMs - c.busyMs);
   // Facility joules: passes' energy plus idle draw while up (a replica down for repair draws nothing), x tp x PUE.
   const busy = c.joulesPerDevice * isl.tp * fleet.pue;
   const idle = (idleMs / 1000) * isl.hardware.idleW * isl.tp * fleet.pue;
-  // Devices are paid for the whole span, up or down.
+  // Devices are paid while in the fleet, up or down.
   const usd = (isl.usdPerHour * spanMs) / 3.6e6;
   const report: ReplicaReport = {
     name: rep.name,
@@ -263,6 +266,7 @@ function replicaRow(result: SimResult, rep: SimReplicaResult, isl: SimIsland): {
     outputTokens: c.outputTokens,
     busyS: c.busyMs / 1000,
     downS: rep.downMs / 1000,
+    memberS: spanMs / 1000,
     failures: rep.failures,
     preemptions: c.preemptions,
     cacheHitRate: c.blockRefs > 0 ? c.blockHits / c.blockRefs : 0,
@@ -387,13 +391,15 @@ function share(part: number, whole: number): number {
   return whole > 0 ? part / whole : 0;
 }
 
-function availabilityOf(replicas: readonly ReplicaReport[], spanS: number): SimReport["availability"] {
+/** Up time over the time replicas were in the fleet (a replica added late or removed counts only while a member). */
+function availabilityOf(replicas: readonly ReplicaReport[]): SimReport["availability"] {
   let downReplicaS = 0;
   let failures = 0;
+  let total = 0;
   for (const r of replicas) {
     downReplicaS += r.downS;
     failures += r.failures;
+    total += r.memberS;
   }
-  const total = replicas.length * spanS;
   return { share: total > 0 ? 1 - downReplicaS / total : 1, failures, downReplicaS };
 }

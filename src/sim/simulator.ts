@@ -32,7 +32,7 @@ import { DEFAULT_RETRY, attemptBudget, backoffMs, retryCandidates, type RetryPol
 import { kvBytesPerToken } from "../hardware/index.js";
 import { kvLanes, kvLink, kvTransferJoules, kvTransferMs, type KvLink } from "../hardware/links.js";
 import { EventQueue } from "./events.js";
-import type { SimFleet, SimIsland } from "./fleet-file.js";
+import type { MembershipChange, SimFleet, SimIsland } from "./fleet-file.js";
 import { exponential, seededRandom } from "./random.js";
 import type { ReplicaCounters } from "./replica.js";
 import { ReplicaModel, SimSeq } from "./replica.js";
@@ -86,6 +86,8 @@ export interface SimReplicaResult {
   readonly counters: Readonly<ReplicaCounters>;
   readonly failures: number;
   readonly downMs: number;
+  /** How long it was part of the fleet (the whole run, unless membership changes added or removed it). */
+  readonly memberMs: number;
 }
 
 export interface SimTimeline {
@@ -156,6 +158,10 @@ const SCHEDULED_FAIL = 4;
 const ADMISSION_POLL = 5;
 /** A request's KV has reached its decode replica. */
 const TRANSFER_DONE = 6;
+/** A replica joins the fleet, or leaves it (membership changes), or its last running requests are moved off it. */
+const MEMBER_ADD = 7;
+const MEMBER_REMOVE = 8;
+const EVICT = 9;
 
 /** Replica roles (fleet-file `role`), and which a request routes to next. */
 const ROLE_BOTH = 0;
@@ -276,6 +282,10 @@ class Replicas {
   readonly downSince: Float64Array;
   readonly downMs: Float64Array;
   readonly failures: Int32Array;
+  /** 1 while the replica is part of the fleet (membership changes); when it joined and left, NaN for never. */
+  readonly member: Uint8Array;
+  readonly joinedAt: Float64Array;
+  readonly leftAt: Float64Array;
   downCount = 0;
   /**
    * Sequences of the replicas up: the admission lane's capacity. The
@@ -304,6 +314,14 @@ class Replicas {
     this.downSince = new Float64Array(n);
     this.downMs = new Float64Array(n);
     this.failures = new Int32Array(n);
+    this.member = new Uint8Array(n).fill(1);
+    this.joinedAt = new Float64Array(n);
+    this.leftAt = new Float64Array(n).fill(NaN);
+  }
+
+  /** Whether replica r's sequences count toward the admission lane's capacity: a member, up, and taking new requests. */
+  serving(r: number): boolean {
+    return this.member[r] === 1 && this.up[r] === 1 && this.health[r]!.phase !== "removed";
   }
 }
 
@@ -406,6 +424,7 @@ class Simulation {
     for (let r = 0; r < this.#n; r++) maxQueued += this.#rep.maxQueue[r]!;
     this.#lane = new AdmissionLane<Arrival>({ maxQueued: opts.maxQueued ?? maxQueued, weights: (t) => weights.get(t) ?? 1 });
     this.#scheduleFailures();
+    this.#scheduleMembership();
   }
 
   #buildReplicas(): void {
@@ -482,6 +501,22 @@ class Simulation {
     fp.schedule.forEach((s, j) => this.#events.push(s.atMs, SCHEDULED_FAIL, j));
   }
 
+  /** Replicas that join later are absent (not up, not paid) until they do; every change is an event. */
+  #scheduleMembership(): void {
+    const rep = this.#rep;
+    (this.#fleet.membership ?? []).forEach((c, j) => {
+      if (c.change === "add") {
+        const r = c.replica;
+        if (rep.serving(r)) rep.servingSlots -= rep.slots[r]!;
+        rep.member[r] = 0;
+        rep.up[r] = 0;
+        rep.joinedAt[r] = NaN;
+        rep.failAt[r] = NaN;
+      }
+      this.#events.push(c.atMs, c.change === "add" ? MEMBER_ADD : MEMBER_REMOVE, j);
+    });
+  }
+
   run(): SimResult {
     const wallStart = performance.now();
     const { onProgress } = this.#opts;
@@ -554,6 +589,15 @@ class Simulation {
         return;
       case TRANSFER_DONE:
         this.#transferred(target, t);
+        return;
+      case MEMBER_ADD:
+        this.#join(this.#fleet.membership![target]!.replica, t);
+        return;
+      case MEMBER_REMOVE:
+        this.#leave(this.#fleet.membership![target]!, t);
+        return;
+      case EVICT:
+        this.#evict(target, t);
         return;
     }
   }
@@ -877,9 +921,9 @@ class Simulation {
   #fail(r: number, now: number): void {
     const rep = this.#rep;
     if (rep.up[r] === 0) return;
+    if (rep.serving(r)) rep.servingSlots -= rep.slots[r]!;
     rep.up[r] = 0;
     rep.downCount++;
-    rep.servingSlots -= rep.slots[r]!;
     rep.downSince[r] = now;
     rep.failures[r]!++;
     rep.stepDue[r] = NaN;
@@ -923,10 +967,10 @@ class Simulation {
 
   #repair(r: number, now: number): void {
     const rep = this.#rep;
-    if (rep.up[r] === 1) return;
+    if (rep.up[r] === 1 || rep.member[r] === 0) return;
     rep.up[r] = 1;
     rep.downCount--;
-    rep.servingSlots += rep.slots[r]!;
+    if (rep.serving(r)) rep.servingSlots += rep.slots[r]!;
     rep.downMs[r]! += now - rep.downSince[r]!;
     rep.repairAt[r] = NaN;
     const mtbf = this.#fleet.failures?.mtbfMs;
@@ -935,6 +979,68 @@ class Simulation {
       this.#events.push(rep.failAt[r]!, FAIL, r);
     }
     rep.health[r]!.observe(true); // a new process: its breaker closes (the gateway sees it at its next look)
+  }
+
+  // --- membership (a replica added, removed, or replaced: live membership's rules)
+
+  /** Replica r joins: up, serving, with an empty cache. */
+  #join(r: number, now: number): void {
+    const rep = this.#rep;
+    if (rep.member[r] === 1) return;
+    rep.member[r] = 1;
+    rep.up[r] = 1;
+    rep.joinedAt[r] = now;
+    rep.health[r]!.observe(true);
+    if (rep.serving(r)) rep.servingSlots += rep.slots[r]!;
+    const mtbf = this.#fleet.failures?.mtbfMs;
+    if (mtbf !== undefined) {
+      rep.failAt[r] = now + exponential(this.#failRandom, mtbf);
+      this.#events.push(rep.failAt[r]!, FAIL, r);
+    }
+  }
+
+  /**
+   * Replica r leaves: no new request from now on, no further failure or
+   * repair; its running requests get `waitMs` to finish, then the rest
+   * resume elsewhere. One down for repair has nothing running and leaves at once.
+   */
+  #leave(c: MembershipChange, now: number): void {
+    const rep = this.#rep;
+    const r = c.replica;
+    if (rep.member[r] === 0 || rep.health[r]!.phase === "removed") return;
+    if (rep.serving(r)) rep.servingSlots -= rep.slots[r]!;
+    rep.health[r]!.phase = "removed";
+    rep.failAt[r] = NaN;
+    rep.repairAt[r] = NaN;
+    if (rep.up[r] === 1) {
+      this.#events.push(now + c.waitMs, EVICT, r);
+      return;
+    }
+    rep.downMs[r]! += now - rep.downSince[r]!;
+    rep.downCount--;
+    rep.member[r] = 0;
+    rep.leftAt[r] = now;
+  }
+
+  /** The end of a removed replica's wait: what still runs there moves on, resuming after what it already generated. */
+  #evict(r: number, now: number): void {
+    const rep = this.#rep;
+    if (rep.member[r] === 0) return;
+    rep.member[r] = 0;
+    rep.leftAt[r] = now;
+    if (rep.up[r] === 0) {
+      // It failed while draining: its down time ends with its membership.
+      rep.downMs[r]! += now - rep.downSince[r]!;
+      rep.downCount--;
+    }
+    rep.up[r] = 0;
+    rep.stepDue[r] = NaN;
+    const displaced = rep.models[r]!.failAll();
+    this.#routers.removeReplica(r);
+    rep.active[r] = 0;
+    rep.queued[r] = 0;
+    for (const seq of displaced) this.#displaced(seq, r);
+    for (const seq of displaced) this.#reroute(seq, now);
   }
 
   // --- results
@@ -965,7 +1071,7 @@ class Simulation {
     this.#recordBoundaries(now);
     const rep = this.#rep;
     const req = this.#req;
-    for (let r = 0; r < this.#n; r++) if (rep.up[r] === 0) rep.downMs[r]! += now - rep.downSince[r]!;
+    for (let r = 0; r < this.#n; r++) if (rep.up[r] === 0 && rep.member[r] === 1) rep.downMs[r]! += now - rep.downSince[r]!;
     const timeline = this.#timeline;
     const nb = timeline.queued.length;
     while (timeline.outputTokens.length < nb) timeline.outputTokens.push(0);
@@ -975,7 +1081,7 @@ class Simulation {
       trace: this.#trace,
       policy: this.#policy.name,
       requests: { firstTokenMs: req.firstTokenMs, finishMs: req.finishMs, replica: req.replica, retries: req.retries, cachedTokens: req.cachedTokens, status: req.status },
-      replicas: rep.models.map((m, r) => ({ name: rep.names[r]!, island: rep.islandOf[r]!.name, counters: { ...m.counters }, failures: rep.failures[r]!, downMs: rep.downMs[r]! })),
+      replicas: rep.models.map((m, r) => ({ name: rep.names[r]!, island: rep.islandOf[r]!.name, counters: { ...m.counters }, failures: rep.failures[r]!, downMs: rep.downMs[r]!, memberMs: memberMs(rep, r, now) })),
       timeline,
       ...(this.#fleet.disaggregated === true ? { kvTransfer: this.#kvTransferResult() } : {}),
       admission: { queued: this.#admissionQueued, maxWaitMs: this.#admissionMaxWaitMs },
@@ -1005,4 +1111,11 @@ function blocksOf(seq: SimSeq): ArrayLike<number> {
   const b = seq.blocks;
   if (b instanceof Int32Array) return b.subarray(seq.blockStart, seq.blockEnd);
   return Array.prototype.slice.call(b, seq.blockStart, seq.blockEnd) as number[];
+}
+
+/** Replica r's time in the fleet up to `end`: from joining (0 unless added later) to leaving; 0 if it never joined. */
+function memberMs(rep: Replicas, r: number, end: number): number {
+  const from = rep.joinedAt[r]!;
+  const to = Number.isNaN(rep.leftAt[r]!) ? end : rep.leftAt[r]!;
+  return Number.isNaN(from) ? 0 : Math.max(0, to - from);
 }
