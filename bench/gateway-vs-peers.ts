@@ -150,7 +150,7 @@ function ratios(rows: readonly Row[]): string {
     const none = rps("Flotilla, store: none", mode);
     const bare = rps("bare", mode);
     const portkey = rps("Portkey", mode);
-    const ratio = (a: number | undefined, b: number | undefined): string => (a === undefined || b === undefined ? "n/a" : `${(a / b).toFixed(2)}x`);
+    const ratio = (a: number | undefined, b: number | undefined): string => (a === undefined || b === undefined || !(b > 0) ? "n/a" : `${(a / b).toFixed(2)}x`);
     out.push(`${mode}: ledger on / Portkey ${ratio(sqlite, portkey)}; ledger on / bare proxy ${ratio(sqlite, bare)}; ledger on / store none ${ratio(sqlite, none)}`);
   }
   return out.join("\n");
