@@ -40,10 +40,21 @@ export interface Sampling {
   readonly logprobs?: number;
 }
 
+/**
+ * What the answer must be (OpenAI's `response_format`): any JSON object, or
+ * JSON valid against `schema`. An engine that cannot enforce a schema
+ * refuses the request naming what it cannot.
+ */
+export type ResponseFormat =
+  | { readonly type: "json_object" }
+  | { readonly type: "json_schema"; readonly name: string; readonly schema: Readonly<Record<string, unknown>>; readonly strict: boolean };
+
 export interface GenerationRequest {
   readonly id: string;
   readonly prompt: Prompt;
   readonly sampling: Sampling;
+  /** The answer's required shape; absent: free text. */
+  readonly format?: ResponseFormat;
   /**
    * The start of the answer, already written (by a replica that then failed,
    * or by the client as an assistant prefill). The engine resumes after it as

@@ -6,6 +6,7 @@ import {
   LlamaLogLevel,
   LlamaVocabularyType,
   type ChatHistoryItem,
+  type LlamaGrammar,
   type LlamaText,
   type Llama,
   type LlamaContext,
@@ -15,8 +16,9 @@ import {
   type Token,
 } from "node-llama-cpp";
 import { FlotillaError } from "../core/errors.js";
-import type { FinishReason, GenerationRequest, GenerationResult, Prompt, Sampling, TokenLogprob } from "../core/request.js";
+import type { FinishReason, GenerationRequest, GenerationResult, Prompt, ResponseFormat, Sampling, TokenLogprob } from "../core/request.js";
 import type { Engine, EngineLoad, TextSink } from "./engine.js";
+import { grammarSchema } from "./json-schema-grammar.js";
 import { SlotPool } from "./slots.js";
 import { StopText } from "./stop-text.js";
 
@@ -62,6 +64,8 @@ export class LocalEngine implements Engine {
   #closing = false;
   /** Ids at or past it abort the process inside llama.cpp: every id from outside is checked against it. */
   #vocabularySize = 0;
+  /** Grammars by schema (response_format), oldest first. */
+  readonly #grammars = new Map<string, Promise<LlamaGrammar>>();
 
   constructor(opts: LocalEngineOptions) {
     this.#opts = opts;
@@ -107,6 +111,34 @@ export class LocalEngine implements Engine {
     return { active: s.active, queued: s.queued, slots: s.size, maxQueue: s.maxQueue };
   }
 
+  /**
+   * The grammar that holds the answer to `format`, built once per schema.
+   * A grammar constrains what the engine generates from the start of the
+   * answer, so an answer that must continue a given start (an assistant
+   * prefill, or the rest of one a failed replica began) is refused: the
+   * engine cannot put the grammar where that start left it.
+   */
+  async #grammarFor(format: ResponseFormat, continuation: string | undefined): Promise<LlamaGrammar> {
+    if ((continuation ?? "").length > 0) {
+      throw new FlotillaError("invalid_request", "an answer with response_format cannot continue a given start (continue_final_message): the grammar holds the whole answer", { param: "response_format" });
+    }
+    const schema = format.type === "json_schema" ? grammarSchema(format.schema) : undefined;
+    const key = schema === undefined ? "json" : JSON.stringify(schema);
+    let grammar = this.#grammars.get(key);
+    if (grammar === undefined) {
+      const llama = await llamaRuntime();
+      // `as never`: the generator's static type is for literal schemas; grammarSchema checked this one at run time.
+      grammar = schema === undefined ? llama.getGrammarFor("json") : llama.createGrammarForJsonSchema(schema as never);
+      // A few schemas serve most traffic; an unbounded map would grow with every distinct one a client sends.
+      if (this.#grammars.size >= 64) this.#grammars.delete(this.#grammars.keys().next().value!);
+      this.#grammars.set(key, grammar);
+      grammar.catch(() => this.#grammars.delete(key));
+    }
+    return grammar.catch((err: unknown) => {
+      throw new FlotillaError("invalid_request", `response_format.json_schema.schema: ${(err as Error).message}`, { param: "response_format", cause: err });
+    });
+  }
+
   countPromptTokens(prompt: Prompt, continuation = ""): number | undefined {
     const model = this.#model;
     if (model === undefined) return undefined;
@@ -131,6 +163,7 @@ export class LocalEngine implements Engine {
     if (slots === undefined || context === undefined || model === undefined || this.#closing) {
       throw new FlotillaError("engine_unavailable", "the local engine is not running");
     }
+    const grammar = request.format === undefined ? undefined : await this.#grammarFor(request.format, request.continuation);
     const plan = this.#plan(request);
     const promptTokens = plan.input?.length ?? this.countPromptTokens(request.prompt) ?? 0;
     const room = context.contextSize - promptTokens;
@@ -148,6 +181,7 @@ export class LocalEngine implements Engine {
       const pieces = new Pieces(slot.sequence, model, onText, sampling.logprobs !== undefined, sampling.stop ?? []);
       const options = {
         maxTokens: Math.min(sampling.maxTokens ?? room, room),
+        ...(grammar === undefined ? {} : { grammar }),
         // A stop string ends the generation as an abort does; the request's own abort still cancels.
         signal: AbortSignal.any([signal, pieces.halt.signal]),
         stopOnAbortSignal: true,

@@ -1,6 +1,6 @@
 import { Pool, errors as undiciErrors } from "undici";
 import { FlotillaError } from "../core/errors.js";
-import type { FinishReason, GenerationRequest, GenerationResult, TokenLogprob } from "../core/request.js";
+import type { FinishReason, GenerationRequest, GenerationResult, ResponseFormat, TokenLogprob } from "../core/request.js";
 import type { ChunkIds, Engine, EngineLoad, TextSink } from "./engine.js";
 import { withReport } from "./engine-metrics.js";
 import { MetricsScraper } from "./metrics-scraper.js";
@@ -307,6 +307,7 @@ export class OpenAIEngine implements Engine {
     }
     if (sampling.maxTokens !== undefined) body.max_tokens = sampling.maxTokens;
     if (sampling.temperature !== undefined) body.temperature = sampling.temperature;
+    if (request.format !== undefined) body.response_format = responseFormatBody(request.format);
     if (sampling.frequencyPenalty !== undefined) body.frequency_penalty = sampling.frequencyPenalty;
     if (sampling.presencePenalty !== undefined) body.presence_penalty = sampling.presencePenalty;
     if (sampling.topP !== undefined) body.top_p = sampling.topP;
@@ -478,4 +479,9 @@ function upstreamError(status: number, body: string): FlotillaError {
 function failureKind(err: unknown): string {
   const code = (err as { code?: unknown }).code;
   return typeof code === "string" ? code : err instanceof Error ? err.name : "unknown error";
+}
+
+/** The request's response_format as OpenAI-compatible servers take it (vLLM and SGLang enforce it with their guided decoding). */
+function responseFormatBody(f: ResponseFormat): Record<string, unknown> {
+  return f.type === "json_object" ? { type: "json_object" } : { type: "json_schema", json_schema: { name: f.name, schema: f.schema, strict: f.strict } };
 }

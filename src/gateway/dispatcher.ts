@@ -262,6 +262,10 @@ export class Dispatcher {
       if (result !== undefined) return { ...answer.finished(round.attempt, result, current), replica: lastReplica, attempts, continuations };
       const code = error instanceof FlotillaError ? error.code : "engine_error";
       if (signal.aborted || !isRetryable(code, answer.text.length > 0)) throw error;
+      // An engine enforces response_format from the start of an answer: none can resume one half-written.
+      if (answer.text.length > 0 && request.format !== undefined) {
+        throw new FlotillaError("engine_error", `replica ${lastReplica.id} failed mid-answer, and an answer held to response_format cannot be resumed where it stopped; send the request again`, { cause: error });
+      }
       if (answer.text.length > 0) continuations++;
       lastError = error;
     }

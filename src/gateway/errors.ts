@@ -127,7 +127,6 @@ const UNSUPPORTED: Readonly<Record<string, string>> = {
   parallel_tool_calls: "tool calling is not served yet",
   functions: "function calling is not served (its successor, tools, is not served yet either)",
   function_call: "function calling is not served (its successor, tools, is not served yet either)",
-  response_format: "structured output (JSON mode, JSON schema) is not served yet; ask for JSON in the prompt",
   logit_bias: "token biases are not applied",
   audio: "audio output is not served",
   modalities: "only text output is served",

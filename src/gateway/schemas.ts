@@ -67,6 +67,33 @@ const message = {
   },
 } as const;
 
+/** OpenAI's three shapes; the schema itself is checked by the engine that enforces it (engines/json-schema-grammar.ts). */
+const responseFormat = {
+  type: "object",
+  required: ["type"],
+  properties: { type: { enum: ["text", "json_object", "json_schema"] } },
+  if: { properties: { type: { const: "json_schema" } } },
+  then: {
+    required: ["type", "json_schema"],
+    additionalProperties: false,
+    properties: {
+      type: { const: "json_schema" },
+      json_schema: {
+        type: "object",
+        required: ["name"],
+        additionalProperties: false,
+        properties: {
+          name: { type: "string", pattern: "^[A-Za-z0-9_-]{1,64}$" },
+          description: { type: "string" },
+          schema: { type: "object" },
+          strict: { type: ["boolean", "null"] },
+        },
+      },
+    },
+  },
+  else: { additionalProperties: false, properties: { type: { enum: ["text", "json_object"] } } },
+} as const;
+
 export const chatCompletionSchema = {
   type: "object",
   required: ["model", "messages"],
@@ -84,6 +111,7 @@ export const chatCompletionSchema = {
     reasoning_effort: { enum: ["none", "minimal", "low", "medium", "high", null] },
     // Nothing is stored for OpenAI's evals and distillation; a request that asks for it is told so.
     store: { type: ["boolean", "null"], enum: [false, null] },
+    response_format: responseFormat,
   },
 } as const;
 
@@ -130,6 +158,7 @@ export interface ChatCompletionBody extends SamplingBody {
   reasoning_effort?: "none" | "minimal" | "low" | "medium" | "high" | null;
   logprobs?: boolean | null;
   top_logprobs?: number | null;
+  response_format?: { type: "text" | "json_object" } | { type: "json_schema"; json_schema: { name: string; description?: string; schema?: Record<string, unknown>; strict?: boolean | null } };
 }
 
 export interface CompletionBody extends SamplingBody {

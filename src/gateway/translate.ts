@@ -1,5 +1,5 @@
 import { FlotillaError } from "../core/errors.js";
-import type { ChatMessage, GenerationRequest, Prompt, Sampling } from "../core/request.js";
+import type { ChatMessage, GenerationRequest, Prompt, ResponseFormat, Sampling } from "../core/request.js";
 import type { ChatCompletionBody, CompletionBody } from "./schemas.js";
 
 /** Turns a validated OpenAI body into the engine-neutral request. */
@@ -10,7 +10,8 @@ export function chatRequest(id: string, body: ChatCompletionBody): GenerationReq
     throw new FlotillaError("invalid_request", "top_logprobs needs logprobs: true", { param: "top_logprobs" });
   }
   const logprobs = body.logprobs === true ? (body.top_logprobs ?? 0) : undefined;
-  const request = { id, prompt: { kind: "chat" as const, messages }, sampling: sampling(body, maxTokens, logprobs) };
+  const format = formatOf(body.response_format);
+  const request = { id, prompt: { kind: "chat" as const, messages }, sampling: sampling(body, maxTokens, logprobs), ...(format === undefined ? {} : { format }) };
   if (body.continue_final_message !== true) return request;
   const last = messages.at(-1);
   if (last?.role !== "assistant") {
@@ -45,4 +46,14 @@ function sampling(body: ChatCompletionBody | CompletionBody, maxTokens: number |
     ...(stop === undefined ? {} : { stop }),
     ...(logprobs === undefined ? {} : { logprobs }),
   };
+}
+
+/** OpenAI's response_format as the engines read it; "text" (or none) is free text. */
+function formatOf(rf: ChatCompletionBody["response_format"]): ResponseFormat | undefined {
+  if (rf === undefined || rf.type === "text") return undefined;
+  if (!("json_schema" in rf)) return { type: "json_object" };
+  const js = rf.json_schema;
+  // Without a schema any JSON is valid: JSON mode.
+  if (js.schema === undefined) return { type: "json_object" };
+  return { type: "json_schema", name: js.name, schema: js.schema, strict: js.strict === true };
 }
