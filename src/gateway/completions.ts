@@ -24,6 +24,7 @@ import { judgeLightLeg, replay, target, type Verdict } from "./cascades.js";
 import type { Dispatched, Dispatcher, Routing } from "./dispatcher.js";
 import { toHttpError, type HttpError } from "./errors.js";
 import { explainAsked } from "./explain.js";
+import { formatViolation } from "./format-check.js";
 import type { AnswerHead, AnswerWriter, StreamWriter } from "./answer-writer.js";
 import { openAiWriter, type Endpoint, type ServedBy } from "./responses.js";
 import type { ChatCompletionBody, CompletionBody } from "./schemas.js";
@@ -225,7 +226,7 @@ class CompletionRun {
       };
       return kept === undefined ? dispatcher.run(final, this.#generation, onText, this.#cancel.signal, both, this.#routing(final)) : Promise.resolve(replay(kept, onText, both));
     };
-    return { model: final, run };
+    return { model: final, run: strictly(this.#generation, run) };
   }
 
   /** Session affinity (the body's session key, or a header for clients that cannot set it), and the explain listener on `m`'s replicas. */
@@ -390,6 +391,26 @@ async function stream(
     endWithError(raw, writer, toHttpError(err));
     return undefined;
   }
+}
+
+/**
+ * The run, checked: an answer that finished ("stop") but breaks the JSON
+ * schema it was held to with `strict` is the engine's failure (502), not an
+ * answer. One cut at max_tokens is left as it is: it says it was cut.
+ */
+function strictly(generation: GenerationRequest, run: Run): Run {
+  const format = generation.format;
+  if (format?.type !== "json_schema" || !format.strict) return run;
+  return async (onText, attempt) => {
+    let text = "";
+    const result = await run((t, n, e, ids) => {
+      text += t;
+      onText(t, n, e, ids);
+    }, attempt);
+    const why = result.finishReason === "stop" ? formatViolation(format, text) : undefined;
+    if (why !== undefined) throw new FlotillaError("engine_error", `replica ${result.replica.id} answered outside response_format.json_schema "${format.name}": ${why}; its engine did not enforce the schema`);
+    return result;
+  };
 }
 
 /** What the ledger is told: every request ends in exactly one of these. */

@@ -91,7 +91,7 @@ const responseFormat = {
       },
     },
   },
-  else: { additionalProperties: false, properties: { type: { enum: ["text", "json_object"] } } },
+  else: { additionalProperties: false, properties: { type: true } },
 } as const;
 
 export const chatCompletionSchema = {

@@ -232,6 +232,27 @@ describe("a replica restarting during a request", () => {
 });
 
 describe("an answer held to response_format", () => {
+  it("strict: an engine that ignored the schema fails the request (502, or the stream's error event); without strict its answer stands", async () => {
+    // The fake upstream never enforces response_format: its answers are not JSON.
+    const fake = await startFakeUpstream({});
+    const front = await frontOver([fake]);
+    try {
+      const format = (strict: boolean) => ({ type: "json_schema", json_schema: { name: "reply", strict, schema: { type: "object", properties: { ok: { type: "boolean" } }, required: ["ok"] } } });
+      const post = (body: Record<string, unknown>) => fetch(`${front.url}/v1/chat/completions`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ model: "m", messages: chatPrompt(400, 10), max_tokens: 1000, ...body }) });
+      const whole = await post({ response_format: format(true) });
+      assert.equal(whole.status, 502);
+      assert.match(((await whole.json()) as { error: { message: string } }).error.message, /replica m\/0 answered outside response_format\.json_schema "reply": it is not JSON; its engine did not enforce the schema/);
+      const streamed = await (await post({ response_format: format(true), stream: true })).text();
+      assert.match(streamed, /"error":\{"message":"replica m\/0 answered outside response_format/);
+      assert.ok(streamed.endsWith("data: [DONE]\n\n"));
+      assert.equal((await post({ response_format: format(false) })).status, 200);
+      assert.equal(totalActive(front.fleet), 0);
+    } finally {
+      await front.close();
+      await fake.close();
+    }
+  });
+
   it("is not resumed half-written: the replica dying mid-answer ends it with a 502 that says so; nothing is left running", async () => {
     const bad = await startFakeUpstream({ mode: "die-mid-stream", afterPieces: 5 });
     const good = await startFakeUpstream({});
