@@ -73,6 +73,37 @@ describe("live membership", () => {
     assert.equal(totalActive(front.fleet), 0);
   });
 
+  it("a rolling reload of the fleet file during 500 requests drops none, and every answer is exact", async () => {
+    fakes = await startFakes(4, { tokenDelayMs: 2 });
+    const [a, b, c, d] = fakes as [FakeUpstream, FakeUpstream, FakeUpstream, FakeUpstream];
+    const file = (...fs: FakeUpstream[]) => parseFleetConfig({ models: [{ name: "m", replicas: fs.map(entry) }] });
+    let current = file(a, b);
+    front = await frontOver([a, b], { gateway: { membership: { build: { baseDir: ".", env: {} }, config: current, load: () => Promise.resolve(current) } } });
+    const url = front.url;
+    let sent = 0;
+    const clients: Promise<void>[] = [];
+    for (let k = 0; k < 16; k++) {
+      clients.push((async () => {
+        while (sent < 500) {
+          const messages = chatPrompt(50_000 + k * 1000 + sent++, 30);
+          assertExact(await stream(url, messages, 200), expectedAnswer(messages, 200), `request ${sent}`);
+        }
+      })());
+    }
+    // The file changes three times under load, each change reloaded: a replica added, then the old ones replaced.
+    for (const [i, next] of [file(a, b, c), file(b, c, d), file(c, d)].entries()) {
+      const at = 100 * (i + 1);
+      while (sent < at) await new Promise((r) => setImmediate(r));
+      current = next;
+      const r = await post(url, "/admin/reload", {});
+      assert.equal(r.status, 200, JSON.stringify(r.json));
+    }
+    await Promise.all(clients);
+    assert.ok(sent >= 500);
+    assert.equal((await replicaIds(url)).length, 2, "the last file's two replicas serve");
+    assert.equal(totalActive(front.fleet), 0);
+  });
+
   it("bad changes are 400s naming the field, and change nothing", async () => {
     fakes = await startFakes(1);
     front = await frontOver(fakes);
