@@ -19,51 +19,54 @@ const ANNOTATIONS = new Set(["title", "default", "examples", "$schema", "$commen
 const KEEP = new Set(["type", "description", "const", "enum", "minLength", "maxLength", "minProperties", "maxProperties", "required", "minItems", "maxItems", "$ref"]);
 const SCALAR_TYPES = new Set(["string", "number", "integer", "boolean", "null"]);
 const FORMATS = new Set(["date-time", "time", "date"]);
+/** Deeper than any real answer shape; a limit, so a schema nested thousands deep is refused instead of exhausting the stack. */
+const MAX_DEPTH = 32;
 
 /** The schema the grammar generator takes; throws invalid_request (param response_format) naming the first keyword it cannot enforce. */
 export function grammarSchema(schema: Json): Json {
-  return translate(schema, "response_format.json_schema.schema");
+  return translate(schema, "response_format.json_schema.schema", 0);
 }
 
 function refuse(path: string, why: string): never {
   throw new FlotillaError("invalid_request", `${path}: ${why}; remove it, or serve this model from an engine that enforces it (vLLM, SGLang)`, { param: "response_format" });
 }
 
-function translate(node: unknown, path: string): Json {
+function translate(node: unknown, path: string, depth: number): Json {
   if (node === null || typeof node !== "object" || Array.isArray(node)) refuse(path, "a schema must be an object here");
+  if (depth > MAX_DEPTH) refuse(path, `schemas nest more than ${MAX_DEPTH} deep here`);
   const s = node as Json;
   const types = s["type"];
   if (Array.isArray(types) && types.some((t) => !SCALAR_TYPES.has(t as string))) {
     const { type: _type, ...rest } = s;
-    return { oneOf: types.map((t, i) => translate({ ...rest, type: t }, `${path}.type[${i}]`)) };
+    return { oneOf: types.map((t, i) => translate({ ...rest, type: t }, `${path}.type[${i}]`, depth + 1)) };
   }
   const out: Record<string, unknown> = {};
   for (const [key, value] of Object.entries(s)) {
     if (ANNOTATIONS.has(key)) continue;
     if (KEEP.has(key)) out[key] = value;
-    else out[nameOf(key)] = translateKeyword(key, value, `${path}.${key}`);
+    else out[nameOf(key)] = translateKeyword(key, value, `${path}.${key}`, depth + 1);
   }
   if (typeof out["$ref"] === "string") out["$ref"] = (out["$ref"] as string).replace(/^#\/definitions\//, "#/$defs/");
   return out;
 }
 
 /** A keyword whose value is itself schemas, or a refusal. */
-function translateKeyword(key: string, value: unknown, path: string): unknown {
+function translateKeyword(key: string, value: unknown, path: string, depth: number): unknown {
   switch (key) {
     case "anyOf":
     case "oneOf":
       if (!Array.isArray(value)) refuse(path, `${key} must be a list of schemas`);
-      return value.map((v, i) => translate(v, `${path}[${i}]`));
+      return value.map((v, i) => translate(v, `${path}[${i}]`, depth));
     case "properties":
     case "$defs":
     case "definitions":
-      return Object.fromEntries(Object.entries(objectOf(value, path)).map(([k, v]) => [k, translate(v, `${path}.${k}`)]));
+      return Object.fromEntries(Object.entries(objectOf(value, path)).map(([k, v]) => [k, translate(v, `${path}.${k}`, depth)]));
     case "items":
     case "additionalProperties":
-      return typeof value === "boolean" ? value : translate(value, path);
+      return typeof value === "boolean" ? value : translate(value, path, depth);
     case "prefixItems":
       if (!Array.isArray(value)) refuse(path, "prefixItems must be a list of schemas");
-      return value.map((v, i) => translate(v, `${path}[${i}]`));
+      return value.map((v, i) => translate(v, `${path}[${i}]`, depth));
     case "format":
       if (!FORMATS.has(value as string)) refuse(path, `format "${String(value)}" cannot be enforced by the local engine (it enforces ${[...FORMATS].join(", ")})`);
       return value;

@@ -26,6 +26,7 @@ describe("grammarSchema", () => {
       [{ type: "string", format: "uuid" }, /schema\.format: format "uuid" cannot be enforced/],
       [{ type: "array", items: [{ type: "string" }] }, /schema\.items: a schema must be an object here/],
       [{ oneOf: "x" }, /schema\.oneOf: oneOf must be a list of schemas/],
+      [Array.from({ length: 200 }).reduce<Record<string, unknown>>((inner) => ({ type: "array", items: inner }), { type: "null" }), /schemas nest more than 32 deep here/],
     ];
     for (const [input, message] of cases) {
       assert.throws(() => grammarSchema(input), (e: unknown) => e instanceof FlotillaError && e.code === "invalid_request" && e.param === "response_format" && message.test(e.message), JSON.stringify(input));
