@@ -124,6 +124,7 @@ function paramPath(instancePath: string, extra?: string): string | null {
 const UNSUPPORTED: Readonly<Record<string, string>> = {
   tools: "tool calling is not served yet",
   tool_choice: "tool calling is not served yet",
+  tool_calls: "tool calling is not served yet",
   parallel_tool_calls: "tool calling is not served yet",
   functions: "function calling is not served (its successor, tools, is not served yet either)",
   function_call: "function calling is not served (its successor, tools, is not served yet either)",
@@ -137,7 +138,8 @@ const UNSUPPORTED: Readonly<Record<string, string>> = {
 };
 
 function unsupportedField(field: string): string {
-  const why = UNSUPPORTED[field];
+  // A nested field (messages[2].tool_calls) is explained by its own name.
+  const why = UNSUPPORTED[field.slice(field.lastIndexOf(".") + 1)];
   return `${field} is not supported by Flotilla${why === undefined ? "" : `: ${why}`}; remove it (a field that would be ignored is refused, not dropped)`;
 }
 

@@ -60,10 +60,15 @@ const textPart = {
 const message = {
   type: "object",
   required: ["role"],
+  // As the request: a field that would be dropped (tool_calls) is refused; what the openai client puts on an
+  // assistant message it returned (refusal, annotations) may come back in the history, and only labels it.
+  additionalProperties: false,
   properties: {
     role: { enum: ["system", "developer", "user", "assistant", "tool"] },
     content: { anyOf: [{ type: "string" }, { type: "array", items: textPart }, { type: "null" }] },
     name: { type: "string" },
+    refusal: { type: ["string", "null"] },
+    annotations: { type: ["array", "null"] },
   },
 } as const;
 

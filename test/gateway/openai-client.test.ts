@@ -47,6 +47,15 @@ describe("the official openai client against the local engine", () => {
     assert.equal(totalActive(gw.fleet), 0);
   });
 
+  it("takes back in the history the assistant message it returned, as apps append it", async () => {
+    const first = await client.chat.completions.create({ model: "tiny", messages: [{ role: "user", content: "Hi" }], max_tokens: 4 });
+    const reply = first.choices[0]!.message;
+    // The returned message as it is: with refusal, and annotations where the API sets them.
+    const returned = { ...reply, refusal: null, annotations: [] } as OpenAI.ChatCompletionMessageParam;
+    const again = await client.chat.completions.create({ model: "tiny", messages: [{ role: "user", content: "Hi" }, returned, { role: "user", content: "And?" }], max_tokens: 4 });
+    assert.equal(again.object, "chat.completion");
+  });
+
   it("streams exactly the text it returns without streaming, then usage", async () => {
     const request = { model: "tiny", messages: [{ role: "user" as const, content: "Count to ten." }], max_tokens: 24, temperature: 0 };
     const whole = await client.chat.completions.create(request);
