@@ -1,7 +1,7 @@
 /** What one generation asks for, independent of HTTP and of any engine. */
 
 /** The HTTP API a request came in through: a bounded label for the usage ledger and the metrics. */
-export type ApiEndpoint = "chat" | "completion" | "messages";
+export type ApiEndpoint = "chat" | "completion" | "messages" | "responses";
 
 export type ChatRole = "system" | "developer" | "user" | "assistant" | "tool";
 

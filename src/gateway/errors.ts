@@ -135,6 +135,11 @@ const UNSUPPORTED: Readonly<Record<string, string>> = {
   web_search_options: "web search is not offered",
   best_of: "one choice per request is served; send more requests for more",
   suffix: "insertion (suffix) is not served",
+  previous_response_id: "responses are not stored, so none can be continued; send the conversation as input items",
+  conversation: "conversations are not stored; send the conversation as input items",
+  reasoning: "reasoning settings are not served",
+  include: "only the output text is served",
+  background: "background responses are not served; send the request and wait, or stream it",
 };
 
 function unsupportedField(field: string): string {

@@ -23,6 +23,7 @@ import { Dispatcher } from "./dispatcher.js";
 import { logFailure, toHttpError, type HttpError } from "./errors.js";
 import { completionHandler, type CompletionServices } from "./completions.js";
 import { messagesErrorHandler, messagesHandler } from "./anthropic-messages.js";
+import { responsesHandler, responsesSchema } from "./openai-responses-request.js";
 import { chatCompletionSchema, completionSchema } from "./schemas.js";
 import { chatRequest, completionRequest } from "./translate.js";
 
@@ -136,6 +137,7 @@ export function createGatewayWithShutdown(opts: GatewayOptions): Gateway {
   app.post("/v1/chat/completions", { ...TENANT, schema: { body: chatCompletionSchema } }, work.track(completionHandler(services, "chat", chatRequest)));
   app.post("/v1/completions", { ...TENANT, schema: { body: completionSchema } }, work.track(completionHandler(services, "completion", completionRequest)));
   app.post("/v1/messages", { ...TENANT, errorHandler: messagesErrorHandler }, work.track(messagesHandler(services)));
+  app.post("/v1/responses", { ...TENANT, schema: { body: responsesSchema } }, work.track(responsesHandler(services)));
 
   app.addHook("onClose", async () => {
     gate.close();
