@@ -20,6 +20,8 @@ export interface FleetFileWatchOptions {
   readonly pollMs?: number;
   /** false: poll only (a network filesystem never delivers inotify events). */
   readonly watch?: boolean;
+  /** The text of the version in force (what the gateway loaded); default: the file as it is when following starts. */
+  readonly initial?: string | undefined;
   readonly log?: (line: string) => void;
   readonly warn?: (line: string) => void;
 }
@@ -27,7 +29,7 @@ export interface FleetFileWatchOptions {
 export function watchFleetFile(path: string, reload: () => Promise<ReloadSummary>, opts: FleetFileWatchOptions = {}): FleetFileWatch {
   const log = opts.log ?? ((l) => process.stdout.write(l));
   const warn = opts.warn ?? ((l) => process.stderr.write(l));
-  let seen: Promise<string | undefined> = contentOf(path);
+  let seen: Promise<string | undefined> = opts.initial === undefined ? contentOf(path) : Promise.resolve(opts.initial);
   let queue = Promise.resolve();
   const run = (why: string): void => {
     queue = queue.then(() => reload().then((r) => log(`flotilla: fleet file reloaded (${why}): ${summary(r)}\n`), (err: unknown) => warn(`flotilla: fleet file not reloaded (${why}): ${(err as Error).message}\n`)));

@@ -24,7 +24,8 @@ export async function serve(opts: ServeOptions): Promise<void> {
   if (opts.model !== undefined && opts.config !== undefined) {
     throw new Error("give either --model or --config, not both");
   }
-  const { config, baseDir } = await loadConfig(opts);
+  const loaded = await loadConfig(opts);
+  const { config, baseDir } = loaded;
   // A name, or in the fleet file a weighted mix: { scorers: [{ name, weight }], picker }.
   const policy = policyFromConfig(opts.policy ?? config.server.policy ?? "least-loaded");
 
@@ -40,7 +41,7 @@ export async function serve(opts: ServeOptions): Promise<void> {
     if (opts.config === undefined && failed.length > 0) throw new Error(`the model did not load (${failed[0]}); give --model the path of a GGUF file llama.cpp can read`);
   });
   try {
-    await listen(opts, config, baseDir, fleet, policy, started);
+    await listen(opts, loaded, fleet, policy, started);
   } catch (err) {
     await started.catch(() => undefined);
     await fleet.close();
@@ -49,7 +50,8 @@ export async function serve(opts: ServeOptions): Promise<void> {
 }
 
 /** The rest of `serve` once the engines are starting: tenancy, gateway, listening, and the signals that stop it. */
-async function listen(opts: ServeOptions, config: FleetConfig, baseDir: string, fleet: Fleet, policy: Policy, started: Promise<void>): Promise<void> {
+async function listen(opts: ServeOptions, loaded: Loaded, fleet: Fleet, policy: Policy, started: Promise<void>): Promise<void> {
+  const { config, baseDir } = loaded;
   const adminToken = config.server.admin_token_env === undefined ? undefined : process.env[config.server.admin_token_env];
   if (config.server.admin_token_env !== undefined && adminToken === undefined) {
     throw new Error(`server.admin_token_env names ${config.server.admin_token_env}, which is not set`);
@@ -130,10 +132,14 @@ async function listen(opts: ServeOptions, config: FleetConfig, baseDir: string, 
   };
   process.on("SIGINT", stop);
   process.on("SIGTERM", stop);
-  if (fleetPath !== undefined) watchFleetFile(fleetPath, async () => membership.reload((await readFleetFile(fleetPath)).config));
+  // From the version loaded at start: a change made while the gateway was starting is a change too.
+  if (fleetPath !== undefined) watchFleetFile(fleetPath, async () => membership.reload((await readFleetFile(fleetPath)).config), { initial: loaded.text });
 }
 
-async function loadConfig(opts: ServeOptions): Promise<{ config: FleetConfig; baseDir: string }> {
+/** The fleet's config, where relative paths in it resolve, and the fleet file's text when there is one. */
+type Loaded = { config: FleetConfig; baseDir: string; text?: string };
+
+async function loadConfig(opts: ServeOptions): Promise<Loaded> {
   if (opts.config !== undefined) return readFleetFile(resolve(opts.config));
   let path = opts.model;
   if (path === undefined) {

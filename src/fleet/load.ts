@@ -10,7 +10,8 @@ import { ConfigError, parseFleetConfig, type FleetConfig } from "./config.js";
 import type { Fleet } from "./fleet.js";
 
 /** Reads and checks a fleet file; its folder is where its relative paths resolve. Throws ConfigError. */
-export async function readFleetFile(path: string): Promise<{ config: FleetConfig; baseDir: string }> {
+/** The fleet file at `path`, parsed; `text` is what was read, so a follower of the file knows the version it started from. */
+export async function readFleetFile(path: string): Promise<{ config: FleetConfig; baseDir: string; text: string }> {
   const text = await readFile(path, "utf8").catch((err: NodeJS.ErrnoException) => {
     throw new ConfigError(`cannot read fleet file ${path}: ${err.code === "ENOENT" ? "no such file" : err.message}`);
   });
@@ -20,7 +21,7 @@ export async function readFleetFile(path: string): Promise<{ config: FleetConfig
   } catch (err) {
     throw new ConfigError(`fleet file ${path} is not valid YAML: ${(err as Error).message}`);
   }
-  return { config: parseFleetConfig(raw, path), baseDir: dirname(path) };
+  return { config: parseFleetConfig(raw, path), baseDir: dirname(path), text };
 }
 
 /** A fleet file as a Fleet (call `fleet.start()` to start its engines), with the config it came from. */

@@ -57,6 +57,12 @@ describe("following a fleet file", () => {
     });
   }
 
+  it("a change made before following started (while the gateway was starting) is applied", async () => {
+    await replace("a: 9\n");
+    follower = watchFleetFile(path, () => (reloads++, Promise.resolve(SUMMARY)), { pollMs: 50, watch: false, initial: "a: 1\n", log: (l) => lines.push(l), warn: (l) => lines.push(l) });
+    await eventually(() => reloads === 1, "the reload of the version loaded before", 10_000);
+  });
+
   it("a failed reload is reported and the next change is still applied", async () => {
     let fail = true;
     follower = watchFleetFile(path, () => (reloads++, fail ? Promise.reject(new Error("models.0: bad")) : Promise.resolve(SUMMARY)), { pollMs: 50, log: (l) => lines.push(l), warn: (l) => lines.push(l) });
