@@ -11,13 +11,14 @@ import { eventually, gateQueued } from "../helpers.js";
 
 describe("drain under chaos", () => {
   it("16 streams on 4 slots: shutdown with 4 running and 12 queued, a replica crashing mid-drain; all 16 exact, late ones refused", async () => {
-    const fakes = await startFakes(2, { tokenDelayMs: 3, tokensPerChunk: 2 });
+    // Answers long enough (15 ms a chunk) that the first four still run when the last of the sixteen arrives, however slow the machine.
+    const fakes = await startFakes(2, { tokenDelayMs: 15, tokensPerChunk: 2 });
     const front = await frontOver(fakes, { replica: { parallel: 2 } });
     try {
       const prompts = Array.from({ length: 16 }, (_, i) => (i % 2 === 0 ? chatPrompt(4000 + i, 30) : textPrompt(4000 + i, 30)));
       const pending = prompts.map((p) => stream(front.url, p, 100));
-      await eventually(() => front.fleet.inFlight() === 4, "four streams to run", 5_000);
-      await eventually(async () => (await gateQueued(front.url, "m")) === 12, "twelve requests to queue at the gateway", 5_000);
+      await eventually(() => front.fleet.inFlight() === 4, "four streams to run", 10_000);
+      await eventually(async () => (await gateQueued(front.url, "m")) === 12, "twelve requests to queue at the gateway", 10_000);
 
       const stopped = front.shutdown(20_000);
       // Crashes whichever replica first streams its 10th piece of an answer: its running answers resume elsewhere.
