@@ -83,7 +83,8 @@ describe("flotilla_twin_error_ratio", () => {
     for (const metric of ["ttft", "tpot"]) {
       const v = slowed.get(`m/0 ${metric}`)!;
       assert.ok(v > 0.35 && v < 0.55, `${metric} ratio ${v} with an engine twice as slow`);
-      assert.ok(v < matched.get(`m/0 ${metric}`)! - 0.3, `${metric} moved away from 1`);
+      // Relative to what it was: the gateway's own milliseconds, more on a loaded machine, pull both ratios down alike.
+      assert.ok(v < 0.75 * matched.get(`m/0 ${metric}`)!, `${metric} moved away from 1: ${v} after ${matched.get(`m/0 ${metric}`)}`);
     }
   });
 });
