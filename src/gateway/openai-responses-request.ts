@@ -9,10 +9,11 @@
  * reasoning items are refused by name, as every field that would be ignored.
  */
 import type { FastifyRequest } from "fastify";
-import type { ChatMessage, GenerationRequest, ResponseFormat } from "../core/request.js";
+import type { ChatMessage, GenerationRequest } from "../core/request.js";
 import { apiHandler, type CompletionServices } from "./completions.js";
 import { responsesWriter } from "./openai-responses-events.js";
-import { MAX_OUTPUT_TOKENS } from "./schemas.js";
+import { MAX_OUTPUT_TOKENS, jsonSchemaFormatProperties, labelProperties } from "./schemas.js";
+import { responseFormatOf } from "./translate.js";
 
 /** Text parts only; `type` is checked first, so an image or file part is told so rather than that it lacks text. */
 const textPart = {
@@ -41,13 +42,7 @@ const textFormat = {
   type: "object",
   required: ["type"],
   additionalProperties: false,
-  properties: {
-    type: { enum: ["text", "json_object", "json_schema"] },
-    name: { type: "string", pattern: "^[A-Za-z0-9_-]{1,64}$" },
-    description: { type: "string" },
-    schema: { type: "object" },
-    strict: { type: ["boolean", "null"] },
-  },
+  properties: { type: { enum: ["text", "json_object", "json_schema"] }, ...jsonSchemaFormatProperties },
 } as const;
 
 export const responsesSchema = {
@@ -64,11 +59,7 @@ export const responsesSchema = {
     stream: { type: ["boolean", "null"] },
     store: { type: ["boolean", "null"], enum: [false, null] },
     text: { type: "object", additionalProperties: false, properties: { format: textFormat } },
-    metadata: { type: ["object", "null"], maxProperties: 16, additionalProperties: { type: "string", maxLength: 512 } },
-    user: { type: "string" },
-    safety_identifier: { type: "string", maxLength: 64 },
-    prompt_cache_key: { type: "string", minLength: 1, maxLength: 1024 },
-    service_tier: { enum: ["auto", "default", "flex", "scale", "priority", null] },
+    ...labelProperties,
   },
 } as const;
 
@@ -95,7 +86,8 @@ export function responsesRequest(id: string, body: ResponsesBody): GenerationReq
     ...(body.instructions == null ? [] : [{ role: "system" as const, content: body.instructions }]),
     ...items.map((m) => ({ role: m.role, content: typeof m.content === "string" ? m.content : m.content.map((p) => p.text).join("") })),
   ];
-  const format = formatOf(body.text?.format);
+  const f = body.text?.format;
+  const format = responseFormatOf(f?.type, f);
   return {
     id,
     prompt: { kind: "chat", messages },
@@ -106,12 +98,6 @@ export function responsesRequest(id: string, body: ResponsesBody): GenerationReq
     },
     ...(format === undefined ? {} : { format }),
   };
-}
-
-function formatOf(f: NonNullable<ResponsesBody["text"]>["format"]): ResponseFormat | undefined {
-  if (f === undefined || f.type === "text") return undefined;
-  if (f.type === "json_object" || f.schema === undefined) return { type: "json_object" };
-  return { type: "json_schema", name: f.name ?? "response", schema: f.schema, strict: f.strict === true };
 }
 
 /** The route: one more reader and writer over the completion run, so a response takes the chat completions' whole path. */

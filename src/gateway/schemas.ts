@@ -14,6 +14,29 @@
  */
 export const MAX_OUTPUT_TOKENS = 1_048_576;
 
+/**
+ * Fields that only label a request, or key its session, alike in every
+ * OpenAI body: what they change at OpenAI (storage, abuse tracking) Flotilla
+ * does not do.
+ */
+export const labelProperties = {
+  user: { type: "string" },
+  metadata: { type: ["object", "null"], maxProperties: 16, additionalProperties: { type: "string", maxLength: 512 } },
+  safety_identifier: { type: "string", maxLength: 64 },
+  // OpenAI's cache-routing hint is what Flotilla's session affinity is: requests with one key go to one replica.
+  prompt_cache_key: { type: "string", minLength: 1, maxLength: 1024 },
+  // OpenAI's processing tiers; "flex" (cheaper, slower) waits behind interactive traffic here.
+  service_tier: { enum: ["auto", "default", "flex", "scale", "priority", null] },
+} as const;
+
+/** A JSON-schema format's fields: chat's `response_format.json_schema`, the Responses API's `text.format`. */
+export const jsonSchemaFormatProperties = {
+  name: { type: "string", pattern: "^[A-Za-z0-9_-]{1,64}$" },
+  description: { type: "string" },
+  schema: { type: "object" },
+  strict: { type: ["boolean", "null"] },
+} as const;
+
 const samplingProperties = {
   model: { type: "string", minLength: 1 },
   max_tokens: { type: "integer", minimum: 1, maximum: MAX_OUTPUT_TOKENS },
@@ -34,18 +57,11 @@ const samplingProperties = {
       { type: "null" },
     ],
   },
-  user: { type: "string" },
   frequency_penalty: { type: ["number", "null"], minimum: -2, maximum: 2 },
   presence_penalty: { type: ["number", "null"], minimum: -2, maximum: 2 },
-  // Labels only: what they change at OpenAI (storage, abuse tracking) Flotilla does not do.
-  metadata: { type: ["object", "null"], maxProperties: 16, additionalProperties: { type: "string", maxLength: 512 } },
-  safety_identifier: { type: "string", maxLength: 64 },
-  // OpenAI's cache-routing hint is what Flotilla's session affinity is: requests with one key go to one replica.
-  prompt_cache_key: { type: "string", minLength: 1, maxLength: 1024 },
+  ...labelProperties,
   // vLLM's extension: the answer's token ids with its text, and the prompt's as the model read them.
   return_token_ids: { type: "boolean" },
-  // OpenAI's processing tiers; "flex" (cheaper, slower) waits behind interactive traffic here.
-  service_tier: { enum: ["auto", "default", "flex", "scale", "priority", null] },
 } as const;
 
 /** Only text parts; `type` is checked first so an image part is told so, not that it lacks text. */
@@ -87,12 +103,7 @@ const responseFormat = {
         type: "object",
         required: ["name"],
         additionalProperties: false,
-        properties: {
-          name: { type: "string", pattern: "^[A-Za-z0-9_-]{1,64}$" },
-          description: { type: "string" },
-          schema: { type: "object" },
-          strict: { type: ["boolean", "null"] },
-        },
+        properties: jsonSchemaFormatProperties,
       },
     },
   },

@@ -10,7 +10,8 @@ export function chatRequest(id: string, body: ChatCompletionBody): GenerationReq
     throw new FlotillaError("invalid_request", "top_logprobs needs logprobs: true", { param: "top_logprobs" });
   }
   const logprobs = body.logprobs === true ? (body.top_logprobs ?? 0) : undefined;
-  const format = formatOf(body.response_format);
+  const rf = body.response_format;
+  const format = responseFormatOf(rf?.type, rf !== undefined && "json_schema" in rf ? rf.json_schema : undefined);
   const request = { id, prompt: { kind: "chat" as const, messages }, sampling: sampling(body, maxTokens, logprobs), ...(format === undefined ? {} : { format }) };
   if (body.continue_final_message !== true) return request;
   const last = messages.at(-1);
@@ -48,12 +49,14 @@ function sampling(body: ChatCompletionBody | CompletionBody, maxTokens: number |
   };
 }
 
-/** OpenAI's response_format as the engines read it; "text" (or none) is free text. */
-function formatOf(rf: ChatCompletionBody["response_format"]): ResponseFormat | undefined {
-  if (rf === undefined || rf.type === "text") return undefined;
-  if (!("json_schema" in rf)) return { type: "json_object" };
-  const js = rf.json_schema;
-  // Without a schema any JSON is valid: JSON mode.
-  if (js.schema === undefined) return { type: "json_object" };
-  return { type: "json_schema", name: js.name, schema: js.schema, strict: js.strict === true };
+/**
+ * An OpenAI format (chat's response_format: the type, then its json_schema;
+ * the Responses API's text.format: both in one object) as the engines read
+ * it; "text" (or none) is free text, and a json_schema without a schema is
+ * JSON mode: any JSON is valid.
+ */
+export function responseFormatOf(type: string | undefined, js: { name?: string; schema?: Record<string, unknown>; strict?: boolean | null } | undefined): ResponseFormat | undefined {
+  if (type === undefined || type === "text") return undefined;
+  if (type === "json_object" || js?.schema === undefined) return { type: "json_object" };
+  return { type: "json_schema", name: js.name ?? "response", schema: js.schema, strict: js.strict === true };
 }
