@@ -13,16 +13,15 @@ interface AdminOptions {
  */
 export function registerFleetCommands(program: Command): void {
   const fleet = program.command("fleet").description("inspect and steer the replicas of a running gateway");
-  const withUrl = withGatewayUrl;
 
-  withUrl(fleet.command("list").description("replicas with their state and load")).action(async (opts: AdminOptions) => {
+  withGatewayUrl(fleet.command("list").description("replicas with their state and load")).action(async (opts: AdminOptions) => {
     const { data } = (await call(opts.url, "GET", "/admin/replicas")) as { data: Record<string, unknown>[] };
     // A discovered replica's engine names its provider too: "openai (kubernetes)".
     const rows = data.map((r) => [r.id, r.model, r.source === undefined ? r.engine : `${String(r.engine)} (${String(r.source)})`, r.state, `${r.active}/${r.slots}`, r.queued].map(String));
     process.stdout.write(table(["replica", "model", "engine", "state", "active", "queued"], rows));
   });
 
-  withUrl(fleet.command("drain <replica>").description("stop new traffic to a replica and wait for its requests to finish"))
+  withGatewayUrl(fleet.command("drain <replica>").description("stop new traffic to a replica and wait for its requests to finish"))
     .option("--wait <seconds>", "longest wait for in-flight requests", "30")
     .action(async (replica: string, opts: AdminOptions & { wait: string }) => {
       const r = (await call(opts.url, "POST", "/admin/drain", { replica, wait_s: Number(opts.wait) })) as { state: string; active: number; queued: number };
@@ -30,31 +29,31 @@ export function registerFleetCommands(program: Command): void {
       if (r.state !== "drained") process.exitCode = 3;
     });
 
-  withUrl(fleet.command("resume <replica>").description("send traffic to a drained replica again")).action(async (replica: string, opts: AdminOptions) => {
+  withGatewayUrl(fleet.command("resume <replica>").description("send traffic to a drained replica again")).action(async (replica: string, opts: AdminOptions) => {
     const r = (await call(opts.url, "POST", "/admin/resume", { replica })) as { state: string };
     process.stdout.write(`${replica}: ${r.state}\n`);
   });
-  registerMembershipCommands(fleet, withUrl);
+  registerMembershipCommands(fleet);
 }
 
 const collect = (value: string, prior: string[]): string[] => [...prior, value];
 
 /** add, remove, update, reload: the fleet changed while it serves (gateway/membership.ts). */
-function registerMembershipCommands(fleet: Command, withUrl: (c: Command) => Command): void {
-  withUrl(fleet.command("add <model> <setting...>").description("add replicas of a model, given as fleet-file keys, e.g.: engine=openai url=http://10.0.0.5:8000 count=2"))
+function registerMembershipCommands(fleet: Command): void {
+  withGatewayUrl(fleet.command("add <model> <setting...>").description("add replicas of a model, given as fleet-file keys, e.g.: engine=openai url=http://10.0.0.5:8000 count=2"))
     .action(async (model: string, settings: string[], opts: AdminOptions) => {
       const { data } = (await call(opts.url, "POST", "/admin/replicas", { model, replica: settingsObject(settings) })) as { data: { id: string; state: string }[] };
       for (const r of data) process.stdout.write(`${r.id}: added (${r.state})\n`);
     });
 
-  withUrl(fleet.command("remove <replica>").description("take a replica out: no new requests; running ones finish, or move to other replicas after --wait"))
+  withGatewayUrl(fleet.command("remove <replica>").description("take a replica out: no new requests; running ones finish, or move to other replicas after --wait"))
     .option("--wait <seconds>", "longest wait for its requests before they move on", "30")
     .action(async (replica: string, opts: AdminOptions & { wait: string }) => {
       const r = (await call(opts.url, "POST", "/admin/remove", { replica, wait_s: Number(opts.wait) })) as { moved_requests: number };
       process.stdout.write(`${replica}: removed${r.moved_requests > 0 ? ` (${r.moved_requests} requests moved to other replicas)` : ""}\n`);
     });
 
-  withUrl(fleet.command("update <replica>").description("replace a replica by one with changed settings: the new one serves before the old one drains"))
+  withGatewayUrl(fleet.command("update <replica>").description("replace a replica by one with changed settings: the new one serves before the old one drains"))
     .option("--set <key=value>", "a fleet-file key to change (repeatable)", collect, [])
     .option("--wait <seconds>", "longest wait for the old replica's requests", "30")
     .action(async (replica: string, opts: AdminOptions & { set: string[]; wait: string }) => {
@@ -62,7 +61,7 @@ function registerMembershipCommands(fleet: Command, withUrl: (c: Command) => Com
       process.stdout.write(`${replica}: replaced by ${r.id}\n`);
     });
 
-  withUrl(fleet.command("reload").description("read the gateway's fleet file again and apply what changed (as SIGHUP does)")).action(async (opts: AdminOptions) => {
+  withGatewayUrl(fleet.command("reload").description("read the gateway's fleet file again and apply what changed (as SIGHUP does)")).action(async (opts: AdminOptions) => {
     const r = (await call(opts.url, "POST", "/admin/reload", {})) as { added: string[]; removed: string[]; kept: number; needsRestart: string[]; discovery?: string[] };
     process.stdout.write(`added: ${r.added.join(", ") || "none"}\nremoved: ${r.removed.join(", ") || "none"}\nunchanged: ${r.kept}\n`);
     if (r.needsRestart.length > 0) process.stdout.write(`take a restart: ${r.needsRestart.join(", ")}\n`);

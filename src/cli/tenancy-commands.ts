@@ -18,11 +18,9 @@ export function registerTenancyCommands(program: Command): void {
   registerUsageCommand(program);
 }
 
-const withUrl = withGatewayUrl;
-
 function registerTenantCommands(program: Command): void {
   const tenants = program.command("tenants").description("create, list and delete tenants (who may use the fleet, with what limits)");
-  withUrl(tenants.command("create <name>").description("create a tenant; limits left out are unlimited"))
+  withGatewayUrl(tenants.command("create <name>").description("create a tenant; limits left out are unlimited"))
     .option("--weight <w>", "fair-share weight (default 1)", positiveNumber("weight"))
     .option("--priority <class>", "interactive (default) or batch")
     .option("--rpm <n>", "requests per minute", positiveInt("rpm"))
@@ -44,14 +42,14 @@ function registerTenantCommands(program: Command): void {
       process.stdout.write(o.json === true ? json(t) : tenantTable([t]));
     });
 
-  withUrl(tenants.command("list").description("tenants with their limits and this month's spending"))
+  withGatewayUrl(tenants.command("list").description("tenants with their limits and this month's spending"))
     .option("--json", "print JSON")
     .action(async (o: UrlOption & { json?: boolean }) => {
       const { data } = (await call(o.url, "GET", "/admin/tenants")) as { data: Tenant[] };
       process.stdout.write(o.json === true ? json(data) : data.length === 0 ? "no tenants\n" : tenantTable(data));
     });
 
-  withUrl(tenants.command("delete <name>").description("delete a tenant and its keys (its usage history stays)")).action(async (name: string, o: UrlOption) => {
+  withGatewayUrl(tenants.command("delete <name>").description("delete a tenant and its keys (its usage history stays)")).action(async (name: string, o: UrlOption) => {
     await call(o.url, "DELETE", `/admin/tenants/${encodeURIComponent(name)}`);
     process.stdout.write(`deleted tenant ${name}\n`);
   });
@@ -59,7 +57,7 @@ function registerTenantCommands(program: Command): void {
 
 function registerKeyCommands(program: Command): void {
   const keys = program.command("keys").description("create, list and revoke API keys");
-  withUrl(keys.command("create <tenant>").description("create an API key for a tenant; the key is shown once"))
+  withGatewayUrl(keys.command("create <tenant>").description("create an API key for a tenant; the key is shown once"))
     .option("--name <name>", "a label for the key")
     .option("--json", "print JSON")
     .action(async (tenant: string, o: UrlOption & { name?: string; json?: boolean }) => {
@@ -72,7 +70,7 @@ function registerKeyCommands(program: Command): void {
       process.stderr.write(`key ${printable(k.id)} for tenant ${printable(k.tenant)}: store it now, it is not shown again (clients send it as Authorization: Bearer <key>)\n`);
     });
 
-  withUrl(keys.command("list").description("API keys (their first characters only)"))
+  withGatewayUrl(keys.command("list").description("API keys (their first characters only)"))
     .option("--tenant <name>", "only this tenant's keys")
     .option("--json", "print JSON")
     .action(async (o: UrlOption & { tenant?: string; json?: boolean }) => {
@@ -85,14 +83,14 @@ function registerKeyCommands(program: Command): void {
       process.stdout.write(data.length === 0 ? "no keys\n" : table(["key", "tenant", "name", "prefix", "created", "revoked"], rows));
     });
 
-  withUrl(keys.command("revoke <id>").description("revoke an API key at once")).action(async (id: string, o: UrlOption) => {
+  withGatewayUrl(keys.command("revoke <id>").description("revoke an API key at once")).action(async (id: string, o: UrlOption) => {
     await call(o.url, "DELETE", `/admin/keys/${encodeURIComponent(id)}`);
     process.stdout.write(`revoked ${id}\n`);
   });
 }
 
 function registerUsageCommand(program: Command): void {
-  withUrl(program.command("usage").description("usage from the ledger: requests, tokens, device-seconds, energy and cost"))
+  withGatewayUrl(program.command("usage").description("usage from the ledger: requests, tokens, device-seconds, energy and cost"))
     .option("--tenant <name>", "only this tenant (admin)")
     .option("--from <date>", "start, ISO 8601 or Unix seconds (default: start of this month, UTC)")
     .option("--to <date>", "end, exclusive (default: now)")
