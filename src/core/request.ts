@@ -1,7 +1,7 @@
 /** What one generation asks for, independent of HTTP and of any engine. */
 
 /** The HTTP API a request came in through: a bounded label for the usage ledger and the metrics. */
-export type ApiEndpoint = "chat" | "completion" | "messages" | "responses";
+export type ApiEndpoint = "chat" | "completion" | "messages" | "responses" | "embeddings";
 
 export type ChatRole = "system" | "developer" | "user" | "assistant" | "tool";
 
@@ -68,6 +68,26 @@ export interface GenerationRequest {
    * space lost at a token boundary), so the text is the fallback.
    */
   readonly continuationIds?: ContinuationIds;
+}
+
+/** One input to embed: text, or the model's own token ids (OpenAI's embeddings accept both). */
+export type EmbeddingInput = Extract<Prompt, { readonly kind: "text" | "tokens" }>;
+
+/** What one embeddings request asks for: a vector per input, each input read on its own. */
+export interface EmbeddingRequest {
+  readonly id: string;
+  readonly inputs: readonly EmbeddingInput[];
+  /** Shorten every vector to its first `dimensions` (renormalised), where the model allows it. */
+  readonly dimensions?: number;
+}
+
+export interface EmbeddingResult {
+  /** One per input, in order. */
+  readonly vectors: readonly Float32Array[];
+  /** Tokens read, every input's together. */
+  readonly promptTokens: number;
+  /** The engine reported no count: promptTokens is an estimate. */
+  readonly usageEstimated?: boolean;
 }
 
 export type FinishReason = "stop" | "length";

@@ -1,4 +1,4 @@
-import type { GenerationRequest, GenerationResult, Prompt } from "../core/request.js";
+import type { EmbeddingRequest, EmbeddingResult, GenerationRequest, GenerationResult, Prompt } from "../core/request.js";
 
 export type EngineKind = "local" | "openai" | "sim";
 
@@ -74,5 +74,11 @@ export interface Engine {
   /** Exact prompt length (with any continuation) in tokens where the tokenizer is at hand; undefined otherwise. */
   countPromptTokens(prompt: Prompt, continuation?: string): number | undefined;
   generate(request: GenerationRequest, onText: TextSink, signal: AbortSignal): Promise<GenerationResult>;
+  /**
+   * A vector per input, where the engine embeds (absent where it does not);
+   * rejects with a FlotillaError as generate does. Embedding is idempotent,
+   * so a failed one is simply run again elsewhere.
+   */
+  embed?(request: EmbeddingRequest, signal: AbortSignal): Promise<EmbeddingResult>;
   close(): Promise<void>;
 }

@@ -16,9 +16,10 @@ import {
   type Token,
 } from "node-llama-cpp";
 import { FlotillaError } from "../core/errors.js";
-import type { FinishReason, GenerationRequest, GenerationResult, Prompt, ResponseFormat, Sampling, TokenLogprob } from "../core/request.js";
+import type { EmbeddingRequest, EmbeddingResult, FinishReason, GenerationRequest, GenerationResult, Prompt, ResponseFormat, Sampling, TokenLogprob } from "../core/request.js";
 import type { Engine, EngineLoad, TextSink } from "./engine.js";
 import { grammarSchema } from "./json-schema-grammar.js";
+import { LocalEmbedder } from "./local-embeddings.js";
 import { SlotPool } from "./slots.js";
 import { StopText } from "./stop-text.js";
 
@@ -60,6 +61,7 @@ export class LocalEngine implements Engine {
   #model: LlamaModel | undefined;
   #context: LlamaContext | undefined;
   #slots: SlotPool<Slot> | undefined;
+  #embedder: LocalEmbedder | undefined;
   #chatWrapper: LlamaChat["chatWrapper"] | undefined;
   #closing = false;
   /** Ids at or past it abort the process inside llama.cpp: every id from outside is checked against it. */
@@ -79,11 +81,9 @@ export class LocalEngine implements Engine {
     const llama = await llamaRuntime();
     const model = await llama.loadModel({ modelPath: this.#opts.modelPath });
     const parallel = this.#opts.parallel ?? 4;
-    const context = await model.createContext({
-      sequences: parallel,
-      contextSize: Math.min(this.#opts.contextSize ?? 4096, model.trainContextSize),
-      threads: this.#opts.threads ?? defaultThreads(model.size),
-    });
+    const contextSize = Math.min(this.#opts.contextSize ?? 4096, model.trainContextSize);
+    const threads = this.#opts.threads ?? defaultThreads(model.size);
+    const context = await model.createContext({ sequences: parallel, contextSize, threads });
     const slots: Slot[] = [];
     for (let i = 0; i < parallel; i++) {
       const sequence = context.getSequence();
@@ -99,6 +99,7 @@ export class LocalEngine implements Engine {
     this.#context = context;
     this.#chatWrapper = slots[0]?.chat.chatWrapper;
     this.#slots = new SlotPool(slots, this.#opts.maxQueue ?? 64);
+    this.#embedder = new LocalEmbedder(model, { contextSize, threads, maxQueue: this.#opts.maxQueue ?? 64, vocabularySize: this.#vocabularySize });
   }
 
   isReady(): boolean {
@@ -108,7 +109,13 @@ export class LocalEngine implements Engine {
   load(): EngineLoad {
     const s = this.#slots;
     if (s === undefined) return { active: 0, queued: 0, slots: this.#opts.parallel ?? 4, maxQueue: 0 };
-    return { active: s.active, queued: s.queued, slots: s.size, maxQueue: s.maxQueue };
+    // Embeddings run on the same cores as generation: the router sees them as waiting work.
+    return { active: s.active, queued: s.queued + (this.#embedder?.load ?? 0), slots: s.size, maxQueue: s.maxQueue };
+  }
+
+  embed(request: EmbeddingRequest, signal: AbortSignal): Promise<EmbeddingResult> {
+    if (this.#embedder === undefined || this.#closing) return Promise.reject(new FlotillaError("engine_unavailable", "the local engine is not running"));
+    return this.#embedder.embed(request, signal);
   }
 
   /**
@@ -267,6 +274,7 @@ export class LocalEngine implements Engine {
   async close(): Promise<void> {
     this.#closing = true;
     this.#slots?.rejectWaiters(new FlotillaError("engine_unavailable", "the local engine is shutting down"));
+    this.#embedder?.close();
     await this.#context?.dispose();
     await this.#model?.dispose();
   }

@@ -1,6 +1,6 @@
 import { Pool, errors as undiciErrors } from "undici";
 import { FlotillaError } from "../core/errors.js";
-import type { FinishReason, GenerationRequest, GenerationResult, ResponseFormat, TokenLogprob } from "../core/request.js";
+import { likelyPromptTokens, type EmbeddingInput, type EmbeddingRequest, type EmbeddingResult, type FinishReason, type GenerationRequest, type GenerationResult, type ResponseFormat, type TokenLogprob } from "../core/request.js";
 import type { ChunkIds, Engine, EngineLoad, TextSink } from "./engine.js";
 import { withReport } from "./engine-metrics.js";
 import { MetricsScraper } from "./metrics-scraper.js";
@@ -190,17 +190,55 @@ export class OpenAIEngine implements Engine {
         return await this.#stream(request, onText, signal);
       }
     } catch (err) {
-      if (signal.aborted) throw new FlotillaError("cancelled", "generation was cancelled", { cause: err });
-      if (err instanceof FlotillaError) throw err;
-      if (isConnectionError(err)) {
-        this.#ready = false;
-        this.#probeSoon();
-        throw new FlotillaError("engine_unavailable", `cannot reach replica ${this.#name} (${failureKind(err)})`, { cause: err });
-      }
-      throw new FlotillaError("engine_error", `replica ${this.#name} failed (${failureKind(err)})`, { cause: err });
+      throw this.#failure(err, signal);
     } finally {
       this.#slots.release(slot);
     }
+  }
+
+  /**
+   * The upstream's /v1/embeddings, asked for floats (whatever the client
+   * asked: the gateway encodes), with `dimensions` passed on for the
+   * upstream to allow or refuse.
+   */
+  async embed(request: EmbeddingRequest, signal: AbortSignal): Promise<EmbeddingResult> {
+    if (this.#closed) throw new FlotillaError("engine_unavailable", "the engine is shut down");
+    const slot = await this.#slots.acquire(signal);
+    this.#sent++;
+    try {
+      const inputs = request.inputs;
+      const res = await this.#pool.request({
+        method: "POST",
+        path: "/v1/embeddings",
+        headers: { ...this.#headers, accept: "application/json", "x-request-id": request.id },
+        body: JSON.stringify({
+          model: this.#opts.upstreamModel,
+          input: inputs.map((i) => (i.kind === "text" ? i.text : i.ids)),
+          encoding_format: "float",
+          ...(request.dimensions === undefined ? {} : { dimensions: request.dimensions }),
+        }),
+        signal,
+      });
+      const text = await res.body.text();
+      if (res.statusCode !== 200) throw upstreamError(res.statusCode, text, "input");
+      return embeddingsOf(text, inputs, this.#name);
+    } catch (err) {
+      throw this.#failure(err, signal);
+    } finally {
+      this.#slots.release(slot);
+    }
+  }
+
+  /** Any failure of a request to the upstream as the gateway's error; one that could not reach it starts probing. */
+  #failure(err: unknown, signal: AbortSignal): FlotillaError {
+    if (signal.aborted) return new FlotillaError("cancelled", "the request was cancelled", { cause: err });
+    if (err instanceof FlotillaError) return err;
+    if (isConnectionError(err)) {
+      this.#ready = false;
+      this.#probeSoon();
+      return new FlotillaError("engine_unavailable", `cannot reach replica ${this.#name} (${failureKind(err)})`, { cause: err });
+    }
+    return new FlotillaError("engine_error", `replica ${this.#name} failed (${failureKind(err)})`, { cause: err });
   }
 
   async #stream(request: GenerationRequest, onText: TextSink, signal: AbortSignal): Promise<GenerationResult> {
@@ -458,7 +496,7 @@ function collectLogprobs(lp: UpstreamLogprobs, into: TokenLogprob[]): void {
 }
 
 /** Maps an upstream HTTP error to the gateway's vocabulary, keeping its message. */
-function upstreamError(status: number, body: string): FlotillaError {
+function upstreamError(status: number, body: string, param = "messages"): FlotillaError {
   let message = body.slice(0, 500);
   try {
     const parsed = JSON.parse(body) as { error?: { message?: string } | string; message?: string };
@@ -468,11 +506,38 @@ function upstreamError(status: number, body: string): FlotillaError {
     // not JSON: keep the text
   }
   if (status === 400 && /context|too long|maximum.*length/i.test(message)) {
-    return new FlotillaError("context_length_exceeded", message, { param: "messages" });
+    return new FlotillaError("context_length_exceeded", message, { param });
   }
   if (status === 429) return new FlotillaError("overloaded", `upstream is overloaded: ${message}`, { retryAfterS: 1 });
   if (status >= 400 && status < 500) return new FlotillaError("invalid_request", `upstream rejected the request (${status}): ${message}`);
   return new FlotillaError("engine_error", `upstream failed (${status}): ${message}`);
+}
+
+/**
+ * An upstream's embeddings answer, checked: one vector of numbers per input
+ * (by `index`), all of one length. Anything else is the replica's fault.
+ */
+function embeddingsOf(body: string, inputs: readonly EmbeddingInput[], name: string): EmbeddingResult {
+  const bad = (why: string): FlotillaError => new FlotillaError("engine_error", `replica ${name} sent an unreadable embeddings answer (${why})`);
+  let parsed: { data?: unknown; usage?: { prompt_tokens?: unknown } };
+  try {
+    parsed = JSON.parse(body) as typeof parsed;
+  } catch {
+    throw bad("not JSON");
+  }
+  const data = (Array.isArray(parsed.data) ? parsed.data : []) as { index?: unknown; embedding?: unknown }[];
+  if (data.length !== inputs.length) throw bad(`${data.length} vectors for ${inputs.length} inputs`);
+  const vectors = new Array<Float32Array>(inputs.length);
+  for (const [i, item] of data.entries()) {
+    const at = item.index ?? i;
+    if (typeof at !== "number" || !Number.isInteger(at) || at < 0 || at >= inputs.length || vectors[at] !== undefined) throw bad(`data[${i}].index is not a free input index`);
+    if (!Array.isArray(item.embedding) || !item.embedding.every((v) => typeof v === "number")) throw bad(`data[${i}].embedding is not a list of numbers`);
+    vectors[at] = Float32Array.from(item.embedding as number[]);
+  }
+  if (!vectors.every((v) => v.length === vectors[0]!.length)) throw bad("vectors of different lengths");
+  const tokens = parsed.usage?.prompt_tokens;
+  if (typeof tokens === "number" && Number.isInteger(tokens) && tokens >= 0) return { vectors, promptTokens: tokens };
+  return { vectors, promptTokens: inputs.reduce((n, input) => n + likelyPromptTokens(input), 0), usageEstimated: true };
 }
 
 /** What went wrong with a connection, without the addresses a message like "connect ECONNREFUSED 10.0.0.7:8000" holds. */
