@@ -61,6 +61,14 @@ export interface ApiRequest {
   /** Headers every answer carries, streamed or whole. */
   readonly headers?: Readonly<Record<string, string>>;
   readonly writer: AnswerWriter;
+  /**
+   * What runs on the chosen model in place of a generation (embeddings:
+   * `generation` then only sizes the request for admission and the fair
+   * share). Such a request names a served model, never a cascade.
+   */
+  /** Tokens the engine reads beyond the prompt's text, for admission's reservation (AdmissionRequest.promptMarks). */
+  readonly promptMarks?: number;
+  readonly execute?: (model: ServedModel, signal: AbortSignal, onAttempt: (replica: Replica) => void, routing: Routing) => Promise<Dispatched>;
 }
 
 type Body = ChatCompletionBody | CompletionBody;
@@ -170,6 +178,7 @@ class CompletionRun {
       maxTokens: generation.sampling.maxTokens,
       prompt: generation.prompt,
       continuation: generation.continuation,
+      ...(this.#api.promptMarks === undefined ? {} : { promptMarks: this.#api.promptMarks }),
     });
   }
 
@@ -219,12 +228,15 @@ class CompletionRun {
     }
     if (kept === undefined) await this.#admitTo(answerModel, turn);
     const final = answerModel;
+    const execute = this.#api.execute;
     const run: Run = (onText, attempt) => {
       const both = (r: Replica): void => {
         onAttempt(r);
         attempt(r);
       };
-      return kept === undefined ? dispatcher.run(final, this.#generation, onText, this.#cancel.signal, both, this.#routing(final)) : Promise.resolve(replay(kept, onText, both));
+      if (kept !== undefined) return Promise.resolve(replay(kept, onText, both));
+      if (execute !== undefined) return execute(final, this.#cancel.signal, both, this.#routing(final));
+      return dispatcher.run(final, this.#generation, onText, this.#cancel.signal, both, this.#routing(final));
     };
     return { model: final, run: strictly(this.#generation, run) };
   }

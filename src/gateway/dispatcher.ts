@@ -1,6 +1,6 @@
 import { wallClock, type Clock } from "../core/clock.js";
 import { FlotillaError } from "../core/errors.js";
-import type { GenerationRequest, GenerationResult } from "../core/request.js";
+import type { EmbeddingRequest, EmbeddingResult, GenerationRequest, GenerationResult } from "../core/request.js";
 import type { TextSink } from "../engines/engine.js";
 import { candidatesOf, promptTokensOf, type Fleet, type Replica, type ServedModel } from "../fleet/fleet.js";
 import { newRouteTrace, route, type Candidate, type Policy, type RejectReason, type RouteOutcome, type RouteRequest } from "../scheduler/pipeline.js";
@@ -30,6 +30,12 @@ export interface Dispatched extends GenerationResult {
   readonly attempts: number;
   /** Times another replica resumed an answer mid-stream. */
   readonly continuations: number;
+}
+
+/** An embeddings request run on the fleet: its vectors, and who made them. */
+export interface Embedded extends EmbeddingResult {
+  readonly replica: Replica;
+  readonly attempts: number;
 }
 
 const NO_BLOCKS: readonly number[] = [];
@@ -252,7 +258,8 @@ export class Dispatcher {
         return { ...answer.cut(countPromptTokens(model, request), request), replica: lastReplica, attempts, continuations };
       }
       const current = answer.text.length === 0 ? request : resumed(request, answer);
-      const { model: now, replica } = await this.#pick(model, current, { failed, attempt: attempts + 1, lastError, resume: answer.text.length > 0 }, signal, routing);
+      const tried = { failed, attempt: attempts + 1, lastError, resume: answer.text.length > 0, param: request.prompt.kind === "chat" ? "messages" : "prompt" };
+      const { model: now, replica } = await this.#pick(model, current, tried, signal, routing);
       const round = await this.#round(now, current, replica, answer, signal, failed, budget - attempts, onAttempt);
       attempts += round.started;
       lastReplica = round.attempt.replica;
@@ -268,6 +275,52 @@ export class Dispatcher {
       }
       if (answer.text.length > 0) continuations++;
       lastError = error;
+    }
+    throw lastError;
+  }
+
+  /**
+   * Embeds on some replica of `model`, by the same decision and retry
+   * rules as a generation. The router reads the longest input (each is
+   * embedded on its own, so that is what must fit a context window), and
+   * a replica that fails is replaced; there is nothing to resume.
+   */
+  async embed(model: ServedModel, request: EmbeddingRequest, signal: AbortSignal, onAttempt?: (replica: Replica) => void, routing: Routing = {}): Promise<Embedded> {
+    if (!model.replicas.some((r) => r.engine.embed !== undefined)) {
+      throw new FlotillaError("invalid_request", `model "${model.name}" is served by engines that do not embed`, { param: "model" });
+    }
+    const longest = request.inputs.reduce((a, b) => (inputLength(b) > inputLength(a) ? b : a));
+    const view: GenerationRequest = { id: request.id, prompt: longest, sampling: { maxTokens: 0 } };
+    const failed = new Set<Replica>();
+    const budget = attemptBudget(this.#retry, model.replicas.length);
+    let lastError: unknown;
+    for (let attempt = 1; attempt <= budget; attempt++) {
+      const { replica } = await this.#pick(model, view, { failed, attempt, lastError, resume: false, param: "input" }, signal, routing);
+      this.#handedOver(replica);
+      const embed = replica.engine.embed?.bind(replica.engine);
+      if (embed === undefined) {
+        // A model served by engines of several kinds: this one generates only, and is no worse for it.
+        failed.add(replica);
+        lastError = new FlotillaError("engine_error", `replica ${replica.id} does not embed`);
+        continue;
+      }
+      onAttempt?.(replica);
+      replica.health.dispatched();
+      try {
+        const out = await embed(request, signal);
+        replica.health.succeeded();
+        return { ...out, replica, attempts: attempt };
+      } catch (err) {
+        const code = err instanceof FlotillaError ? err.code : "engine_error";
+        if (signal.aborted || !isRetryable(code, false)) {
+          replica.health.released();
+          throw err;
+        }
+        if (code === "overloaded") replica.health.released();
+        else replica.health.failed();
+        failed.add(replica);
+        lastError = err;
+      }
     }
     throw lastError;
   }
@@ -408,12 +461,15 @@ export class Dispatcher {
   async #pick(
     model: ServedModel,
     current: GenerationRequest,
-    /** `resume`: the rest of an answer the caller has begun to receive, which a draining replica may take. */
-    tried: { readonly failed: ReadonlySet<Replica>; readonly attempt: number; readonly lastError: unknown; readonly resume: boolean },
+    /**
+     * `resume`: the rest of an answer the caller has begun to receive, which a draining replica may take;
+     * `param`: the request field a prompt too long for every replica is.
+     */
+    tried: { readonly failed: ReadonlySet<Replica>; readonly attempt: number; readonly lastError: unknown; readonly resume: boolean; readonly param: string },
     signal: AbortSignal,
     routing: Routing,
   ): Promise<{ model: ServedModel; replica: Replica }> {
-    const { failed, attempt, lastError, resume } = tried;
+    const { failed, attempt, lastError, resume, param } = tried;
     // Remote engines offer no tokenizer, so blocks are fixed-size character
     // chunks of the whole rendered conversation: the same prefix, the same chain.
     const blocks = this.#hashPrompts ? promptBlockHashes(current.prompt, this.#blockChars, current.continuation) : NO_BLOCKS;
@@ -438,7 +494,7 @@ export class Dispatcher {
       choice = this.#candidates(model, failed, blocks, resume);
       outcome = this.#route(routeRequest, choice.candidates, resume, routing.explain);
     }
-    if (!outcome.ok) throw lastError ?? rejection(outcome.reason, choice.model, routeRequest, choice.candidates, current.prompt.kind === "chat" ? "messages" : "prompt");
+    if (!outcome.ok) throw lastError ?? rejection(outcome.reason, choice.model, routeRequest, choice.candidates, param);
     const replica = choice.model.replicas[outcome.index]!;
     if (blocks.length > 0) {
       const prefixes = this.#prefixIndex(model.name);
@@ -505,6 +561,11 @@ function indicesIn(model: ServedModel, replicas: Iterable<Replica>): Set<number>
     if (i >= 0) out.add(i);
   }
   return out;
+}
+
+/** An input's size for choosing the longest: ids, or characters of text. */
+function inputLength(input: EmbeddingRequest["inputs"][number]): number {
+  return input.kind === "tokens" ? input.ids.length : input.text.length;
 }
 
 /** The request's prompt (and continuation) in the model's tokens, where a replica has a tokenizer. */

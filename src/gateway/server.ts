@@ -24,6 +24,7 @@ import { logFailure, toHttpError, type HttpError } from "./errors.js";
 import { completionHandler, type CompletionServices } from "./completions.js";
 import { messagesErrorHandler, messagesHandler } from "./anthropic-messages.js";
 import { responsesHandler, responsesSchema } from "./openai-responses-request.js";
+import { embeddingsHandler, embeddingsSchema } from "./embeddings.js";
 import { chatCompletionSchema, completionSchema } from "./schemas.js";
 import { chatRequest, completionRequest } from "./translate.js";
 
@@ -138,6 +139,7 @@ export function createGatewayWithShutdown(opts: GatewayOptions): Gateway {
   app.post("/v1/completions", { ...TENANT, schema: { body: completionSchema } }, work.track(completionHandler(services, "completion", completionRequest)));
   app.post("/v1/messages", { ...TENANT, errorHandler: messagesErrorHandler }, work.track(messagesHandler(services)));
   app.post("/v1/responses", { ...TENANT, schema: { body: responsesSchema } }, work.track(responsesHandler(services)));
+  app.post("/v1/embeddings", { ...TENANT, schema: { body: embeddingsSchema } }, work.track(embeddingsHandler(services)));
 
   app.addHook("onClose", async () => {
     gate.close();

@@ -256,10 +256,12 @@ export class StoreTenancy implements Tenancy, TenancyAdmin {
    * a likely count is billed, marked as an estimate.
    */
   #promptCounts(req: AdmissionRequest): { reserve: number; bill: PromptCount } {
-    if (req.prompt === undefined) return { reserve: 0, bill: { tokens: 0, estimated: false } };
+    const marks = req.promptMarks ?? 0;
+    if (req.prompt === undefined) return { reserve: marks, bill: { tokens: marks, estimated: false } };
     const counted = this.#count?.(req.model, req.prompt, req.continuation);
-    if (counted !== undefined) return { reserve: counted, bill: { tokens: counted, estimated: false } };
-    return { reserve: promptTokenBound(req.prompt, req.continuation), bill: { tokens: likelyPromptTokens(req.prompt, req.continuation), estimated: true } };
+    if (counted !== undefined) return { reserve: counted + marks, bill: { tokens: counted + marks, estimated: false } };
+    const bill = { tokens: likelyPromptTokens(req.prompt, req.continuation) + marks, estimated: true };
+    return { reserve: promptTokenBound(req.prompt, req.continuation) + marks, bill };
   }
 
   /** Admits as a registered process: one reaped while alive (its lease lapsed) registers again first. */

@@ -31,6 +31,8 @@ export interface AdmissionRequest {
   /** The prompt (and any assistant prefill to continue), so admission can count its tokens for the worst-case reservation. */
   readonly prompt?: Prompt;
   readonly continuation?: string | undefined;
+  /** Tokens an engine reads beyond the prompt's own text (an embedding model's beginning and end marks around each input): reserved and billed with it. */
+  readonly promptMarks?: number;
   /** Generations the request may run (a cascade that may redo its light answer on the heavy model: 2); reserves for each. Default 1. */
   readonly legs?: number;
 }

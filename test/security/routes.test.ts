@@ -23,6 +23,7 @@ const EXPECTED: Readonly<Record<string, Access>> = {
   "/v1/completions": "tenant",
   "/v1/messages": "tenant",
   "/v1/responses": "tenant",
+  "/v1/embeddings": "tenant",
   "/v1/usage": "tenant",
   "/admin/replicas": "admin",
   "/admin/drain": "admin",
