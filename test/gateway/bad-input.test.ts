@@ -75,9 +75,9 @@ describe("every bad input gets a clear OpenAI-style error and changes nothing", 
   });
 
   it("answers an unknown route with 404 in the same shape", async () => {
-    const reply = await post(`${gw.url}/v1/embeddings`, "{}");
+    const reply = await post(`${gw.url}/v1/images/generations`, "{}");
     assert.equal(reply.status, 404);
-    assert.match(reply.error.message, /no route POST \/v1\/embeddings/);
+    assert.match(reply.error.message, /no route POST \/v1\/images\/generations/);
   });
 
   it("still serves after all of that", async () => {
