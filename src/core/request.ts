@@ -8,6 +8,43 @@ export type ChatRole = "system" | "developer" | "user" | "assistant" | "tool";
 export interface ChatMessage {
   readonly role: ChatRole;
   readonly content: string;
+  /** An assistant turn's calls of the caller's tools. */
+  readonly toolCalls?: readonly ToolCall[];
+  /** A tool turn: the call it is the result of. */
+  readonly toolCallId?: string;
+}
+
+/** One call of a caller's tool, as the model wrote it: `arguments` is JSON text. */
+export interface ToolCall {
+  readonly id: string;
+  readonly name: string;
+  readonly arguments: string;
+}
+
+/** A function the caller offers the model (OpenAI's `tools[].function`). */
+export interface Tool {
+  readonly name: string;
+  readonly description?: string;
+  /** JSON schema of the arguments; absent: none. */
+  readonly parameters?: Readonly<Record<string, unknown>>;
+  /** The arguments must fit `parameters` exactly (checked where an engine may not have enforced it). */
+  readonly strict: boolean;
+}
+
+/**
+ * Tools offered with a request, and whether the model may (auto), must
+ * (required), must call one by name, or must not (none) call them.
+ */
+export interface ToolUse {
+  readonly tools: readonly Tool[];
+  readonly choice: "none" | "auto" | "required" | { readonly name: string };
+  /** The model may call several at once (OpenAI's parallel_tool_calls, default true). */
+  readonly parallel: boolean;
+}
+
+/** Whether the model may answer with tool calls: tools offered, and a choice other than none. */
+export function callsTools(request: { readonly tools?: ToolUse | undefined }): boolean {
+  return request.tools !== undefined && request.tools.tools.length > 0 && request.tools.choice !== "none";
 }
 
 export type Prompt =
@@ -55,6 +92,8 @@ export interface GenerationRequest {
   readonly sampling: Sampling;
   /** The answer's required shape; absent: free text. */
   readonly format?: ResponseFormat;
+  /** The caller's tools the model may call instead of (or before) answering in text. */
+  readonly tools?: ToolUse;
   /**
    * The start of the answer, already written (by a replica that then failed,
    * or by the client as an assistant prefill). The engine resumes after it as
@@ -90,7 +129,8 @@ export interface EmbeddingResult {
   readonly usageEstimated?: boolean;
 }
 
-export type FinishReason = "stop" | "length";
+/** "tool_calls": the model ended its turn by calling the caller's tools. */
+export type FinishReason = "stop" | "length" | "tool_calls";
 
 export interface TokenUsage {
   readonly promptTokens: number;

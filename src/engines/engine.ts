@@ -39,9 +39,22 @@ export interface ReportedLoad {
  * gateway hold an answer to max_tokens. `estimated` is true when the engine
  * could not count the tokens (an upstream that reports nothing per chunk)
  * and `tokens` is a bounded guess; the ledger marks what it bills from one.
- * `ids`, where given, are the chunk's token ids.
+ * `ids`, where given, are the chunk's token ids; `call` marks a tool call's
+ * arguments.
  */
-export type TextSink = (text: string, tokens: number, estimated?: boolean, ids?: ChunkIds) => void;
+export type TextSink = (text: string, tokens: number, estimated?: boolean, ids?: ChunkIds, call?: ToolCallPiece) => void;
+
+/**
+ * A piece that is not answer text but the JSON arguments of a tool call:
+ * which call (by index in the answer), and, on the call's first piece, its
+ * id and the tool's name. A call's first piece may be "" (the name comes
+ * before any argument).
+ */
+export interface ToolCallPiece {
+  readonly index: number;
+  readonly id?: string;
+  readonly name?: string;
+}
 
 /**
  * The token ids behind one piece of text, where the engine knows them:

@@ -22,13 +22,25 @@ const FORMATS = new Set(["date-time", "time", "date"]);
 /** Deeper than any real answer shape; a limit, so a schema nested thousands deep is refused instead of exhausting the stack. */
 const MAX_DEPTH = 32;
 
-/** The schema the grammar generator takes; throws invalid_request (param response_format) naming the first keyword it cannot enforce. */
-export function grammarSchema(schema: Json): Json {
-  return translate(schema, "response_format.json_schema.schema", 0);
+/**
+ * The schema the grammar generator takes; throws invalid_request naming the
+ * first keyword it cannot enforce, by its path in the request (`at`: where
+ * the schema sits, and the request field to name).
+ */
+export function grammarSchema(schema: Json, at: { readonly path: string; readonly param: string } = { path: "response_format.json_schema.schema", param: "response_format" }): Json {
+  try {
+    return translate(schema, at.path, 0);
+  } catch (err) {
+    if (!(err instanceof Refusal)) throw err;
+    throw new FlotillaError("invalid_request", `${err.message}; remove it, or serve this model from an engine that enforces it (vLLM, SGLang)`, { param: at.param });
+  }
 }
 
+/** A keyword the grammar cannot enforce, at its path. */
+class Refusal extends Error {}
+
 function refuse(path: string, why: string): never {
-  throw new FlotillaError("invalid_request", `${path}: ${why}; remove it, or serve this model from an engine that enforces it (vLLM, SGLang)`, { param: "response_format" });
+  throw new Refusal(`${path}: ${why}`);
 }
 
 function translate(node: unknown, path: string, depth: number): Json {

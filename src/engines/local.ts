@@ -6,6 +6,9 @@ import {
   LlamaLogLevel,
   LlamaVocabularyType,
   type ChatHistoryItem,
+  type ChatModelFunctions,
+  type ChatModelResponse,
+  type LlamaChatResponseFunctionCallParamsChunk,
   type LlamaGrammar,
   type LlamaText,
   type Llama,
@@ -16,8 +19,22 @@ import {
   type Token,
 } from "node-llama-cpp";
 import { FlotillaError } from "../core/errors.js";
-import type { EmbeddingRequest, EmbeddingResult, FinishReason, GenerationRequest, GenerationResult, Prompt, ResponseFormat, Sampling, TokenLogprob } from "../core/request.js";
+import {
+  callsTools,
+  type ChatMessage,
+  type EmbeddingRequest,
+  type EmbeddingResult,
+  type FinishReason,
+  type GenerationRequest,
+  type GenerationResult,
+  type Prompt,
+  type ResponseFormat,
+  type Sampling,
+  type TokenLogprob,
+  type ToolUse,
+} from "../core/request.js";
 import type { Engine, EngineLoad, TextSink } from "./engine.js";
+import { forcedCall, newCallId, readCall, toolParameters, withCallInstructions, type ForcedCall } from "./tool-calls.js";
 import { grammarSchema } from "./json-schema-grammar.js";
 import { LocalEmbedder } from "./local-embeddings.js";
 import { SlotPool } from "./slots.js";
@@ -170,6 +187,10 @@ export class LocalEngine implements Engine {
     if (slots === undefined || context === undefined || model === undefined || this.#closing) {
       throw new FlotillaError("engine_unavailable", "the local engine is not running");
     }
+    const tools = callsTools(request) ? request.tools : undefined;
+    const forced = tools === undefined ? undefined : forcedCall(tools);
+    if (forced !== undefined) return this.#call(request, tools!, forced, onText, signal);
+    const functions = tools === undefined ? undefined : offeredFunctions(request, tools);
     const grammar = request.format === undefined ? undefined : await this.#grammarFor(request.format, request.continuation);
     const plan = this.#plan(request);
     const promptTokens = plan.input?.length ?? this.countPromptTokens(request.prompt) ?? 0;
@@ -205,9 +226,11 @@ export class LocalEngine implements Engine {
               await slot.chat.generateResponse(toChatHistory(request.prompt as Prompt & { kind: "chat" }, ""), {
                 ...options,
                 ...customStopTriggers,
+                ...(functions === undefined ? {} : { functions, onFunctionCallParamsChunk: pieces.onCall, ...(tools!.parallel ? {} : { maxParallelFunctionCalls: 1 }) }),
                 onToken: pieces.onToken,
                 onTextChunk: pieces.onTextChunk,
-              })
+                // `as never`: functions and a grammar never come together (offeredFunctions refuses a format), which the union type cannot see.
+              } as never)
             ).metadata.stopReason
           : (await slot.completion.generateCompletionWithMeta(withoutLeadToken(plan.input, model), { ...options, ...customStopTriggers, onToken: pieces.onTokenText }))
               .metadata.stopReason;
@@ -236,6 +259,29 @@ export class LocalEngine implements Engine {
     } finally {
       slots.release(slot);
     }
+  }
+
+  /**
+   * An answer that must be a tool call: generated as JSON held to the
+   * call's schema (tool-calls.ts), read back, and given to the sink as the
+   * call's arguments in one piece once whole: its name is known only then.
+   */
+  async #call(request: GenerationRequest, tools: ToolUse, forced: ForcedCall, onText: TextSink, signal: AbortSignal): Promise<GenerationResult> {
+    let text = "";
+    let tokens = 0;
+    const prompt = withCallInstructions(request.prompt as Prompt & { kind: "chat" }, tools, forced);
+    const { tools: _tools, ...rest } = request;
+    const result = await this.generate({ ...rest, prompt, format: forced.format }, (t, n) => {
+      text += t;
+      tokens += n;
+    }, signal);
+    const call = readCall(forced, text);
+    if (call === undefined) {
+      if (text.length > 0) onText(text, tokens);
+      return result;
+    }
+    onText(call.arguments, tokens, false, undefined, { index: 0, id: newCallId(), name: call.name });
+    return { ...result, finishReason: result.finishReason === "stop" ? "tool_calls" : result.finishReason };
   }
 
   #readable(ids: readonly number[]): boolean {
@@ -366,6 +412,8 @@ class Pieces {
   #noIds = false;
   /** The last tokens read or written, for detokenising the next run. */
   #trail: Token[] = [];
+  /** The tool call the last arguments belonged to. */
+  #callIndex = -1;
 
   constructor(
     readonly sequence: LlamaContextSequence,
@@ -422,6 +470,18 @@ class Pieces {
     const trail = this.#trail;
     this.#trail = [...trail, ...tokens].slice(-TRAIL_TOKENS);
     this.onTextChunk(this.model.detokenize(tokens, false, trail));
+  };
+
+  /** A piece of a tool call's arguments (tool_choice auto): the call's first piece names it. */
+  readonly onCall = (chunk: LlamaChatResponseFunctionCallParamsChunk): void => {
+    const first = chunk.callIndex !== this.#callIndex;
+    if (!first && chunk.paramsChunk.length === 0) return;
+    this.#callIndex = chunk.callIndex;
+    // The answer is no longer its text alone: no ids to resume from.
+    this.#noIds = true;
+    this.#first = false;
+    const call = first ? { index: chunk.callIndex, id: newCallId(), name: chunk.functionName } : { index: chunk.callIndex };
+    this.onText(chunk.paramsChunk, this.#takePending().length, false, undefined, call);
   };
 
   /** Generation ended without a stop string: text held back for one is answer text after all. */
@@ -485,17 +545,48 @@ function beginningToken(model: LlamaModel): Token | null {
 }
 
 function finishReason(stopReason: string): FinishReason {
-  return stopReason === "maxTokens" ? "length" : "stop";
+  return stopReason === "maxTokens" ? "length" : stopReason === "functionCalls" ? "tool_calls" : "stop";
+}
+
+/**
+ * The tools a model may call of its own accord (tool_choice auto), as
+ * node-llama-cpp's functions: its chat wrapper documents them in the
+ * prompt, and once the model begins a call, holds the arguments to the
+ * tool's schema.
+ */
+function offeredFunctions(request: GenerationRequest, tools: ToolUse): ChatModelFunctions {
+  if (request.format !== undefined) {
+    throw new FlotillaError("invalid_request", "the local engine cannot hold an answer to response_format while the model may call tools; drop one, or set tool_choice", { param: "response_format" });
+  }
+  return Object.fromEntries(
+    tools.tools.map((t) => [t.name, { ...(t.description === undefined ? {} : { description: t.description }), params: toolParameters(tools, t) as never }]),
+  );
 }
 
 /** The answer is written into the final model turn, after any continuation already given. */
 function toChatHistory(prompt: Prompt & { kind: "chat" }, continuation: string): ChatHistoryItem[] {
   const history: ChatHistoryItem[] = [];
+  const results = new Map(prompt.messages.flatMap((m) => (m.toolCallId === undefined ? [] : [[m.toolCallId, m.content] as const])));
   for (const m of prompt.messages) {
     if (m.role === "system" || m.role === "developer") history.push({ type: "system", text: m.content });
-    else if (m.role === "assistant") history.push({ type: "model", response: [m.content] });
-    else history.push({ type: "user", text: m.content });
+    else if (m.role === "assistant") history.push({ type: "model", response: modelResponse(m, results) });
+    // A tool's result is rendered with the call it answers, in the chat template's own syntax for calls.
+    else if (m.role !== "tool") history.push({ type: "user", text: m.content });
   }
   history.push({ type: "model", response: continuation.length > 0 ? [continuation] : [] });
   return history;
+}
+
+/** An assistant turn: its text, then each tool call it made with the result the caller sent back. */
+function modelResponse(m: ChatMessage, results: ReadonlyMap<string, string>): ChatModelResponse["response"] {
+  const calls = (m.toolCalls ?? []).map((c) => ({ type: "functionCall" as const, name: c.name, params: jsonOrText(c.arguments), result: results.get(c.id) ?? "" }));
+  return m.content.length > 0 || calls.length === 0 ? [m.content, ...calls] : calls;
+}
+
+function jsonOrText(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return text;
+  }
 }

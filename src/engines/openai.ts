@@ -1,6 +1,6 @@
 import { Pool, errors as undiciErrors } from "undici";
 import { FlotillaError } from "../core/errors.js";
-import { likelyPromptTokens, type EmbeddingInput, type EmbeddingRequest, type EmbeddingResult, type FinishReason, type GenerationRequest, type GenerationResult, type ResponseFormat, type TokenLogprob } from "../core/request.js";
+import { likelyPromptTokens, type ChatMessage, type EmbeddingInput, type EmbeddingRequest, type EmbeddingResult, type FinishReason, type GenerationRequest, type GenerationResult, type ResponseFormat, type TokenLogprob, type ToolUse } from "../core/request.js";
 import type { ChunkIds, Engine, EngineLoad, TextSink } from "./engine.js";
 import { withReport } from "./engine-metrics.js";
 import { MetricsScraper } from "./metrics-scraper.js";
@@ -43,9 +43,12 @@ type UpstreamLogprobs = {
   top_logprobs?: (Record<string, number> | null)[] | null;
 };
 
+/** One tool call's piece in a streamed delta, OpenAI's shape: the first names the call, the rest add to its arguments. */
+type UpstreamToolCall = { index?: number; id?: string; function?: { name?: string; arguments?: string } };
+
 type UpstreamChunk = {
   choices?: {
-    delta?: { content?: string | null };
+    delta?: { content?: string | null; tool_calls?: UpstreamToolCall[] | null };
     text?: string;
     finish_reason?: string | null;
     logprobs?: UpstreamLogprobs | null;
@@ -262,6 +265,7 @@ export class OpenAIEngine implements Engine {
     const logprobs: TokenLogprob[] | undefined = request.sampling.logprobs === undefined ? undefined : [];
     const decoder = new SseLineDecoder();
     const chat = path === CHAT_PATH;
+    const calls = new UpstreamCalls(onText);
     const onData = (data: string): void => {
       if (data === "[DONE]") return;
       const chunk = JSON.parse(data) as UpstreamChunk;
@@ -277,7 +281,8 @@ export class OpenAIEngine implements Engine {
           const { tokens, estimated } = counter.count(chunk.usage?.completion_tokens, choice.logprobs, choice.token_ids);
           onText(text, tokens, estimated, ids.of(choice.token_ids));
         }
-        if (choice.finish_reason != null) finish = choice.finish_reason === "length" ? "length" : "stop";
+        for (const call of choice.delta?.tool_calls ?? []) calls.piece(call, () => counter.count(chunk.usage?.completion_tokens, choice.logprobs, choice.token_ids));
+        if (choice.finish_reason != null) finish = finishOf(choice.finish_reason);
         if (logprobs !== undefined && choice.logprobs != null) collectLogprobs(choice.logprobs, logprobs);
       }
       if (chunk.usage != null) usage = chunk.usage;
@@ -337,7 +342,9 @@ export class OpenAIEngine implements Engine {
     } else if (prompt.kind === "text") body.prompt = prompt.text + continuation;
     else {
       path = CHAT_PATH;
-      body.messages = continuation.length === 0 ? prompt.messages : [...prompt.messages, { role: "assistant", content: continuation }];
+      const messages = prompt.messages.map(messageBody);
+      body.messages = continuation.length === 0 ? messages : [...messages, { role: "assistant", content: continuation }];
+      if (request.tools !== undefined) Object.assign(body, toolsBody(request.tools));
       if (continuation.length > 0) {
         body.continue_final_message = true;
         body.add_generation_prompt = false;
@@ -471,6 +478,51 @@ class UpstreamIds {
     }
     return first ? { ids, prompt: this.#prompt } : { ids };
   }
+}
+
+/**
+ * The tool calls in an upstream's stream, passed on as pieces: each call's
+ * first piece with its id and name (held until the call has either, as
+ * some servers send the id alone first), then its arguments as they come.
+ */
+class UpstreamCalls {
+  readonly #started = new Set<number>();
+
+  constructor(readonly onText: TextSink) {}
+
+  piece(call: UpstreamToolCall, count: () => { tokens: number; estimated: boolean }): void {
+    const index = call.index ?? 0;
+    const args = call.function?.arguments ?? "";
+    const first = !this.#started.has(index);
+    if (first && call.function?.name === undefined) return;
+    if (!first && args.length === 0) return;
+    this.#started.add(index);
+    const { tokens, estimated } = count();
+    this.onText(args, tokens, estimated, undefined, first ? { index, id: call.id ?? `call_${index}`, name: call.function!.name! } : { index });
+  }
+}
+
+function finishOf(reason: string): FinishReason {
+  if (reason === "length") return "length";
+  return reason === "tool_calls" || reason === "function_call" ? "tool_calls" : "stop";
+}
+
+/** A conversation turn in OpenAI's shape, tool calls and the call a tool turn answers included. */
+function messageBody(m: ChatMessage): Record<string, unknown> {
+  if (m.toolCalls !== undefined) {
+    return { role: m.role, content: m.content === "" ? null : m.content, tool_calls: m.toolCalls.map((c) => ({ id: c.id, type: "function", function: { name: c.name, arguments: c.arguments } })) };
+  }
+  return m.toolCallId === undefined ? { role: m.role, content: m.content } : { role: m.role, content: m.content, tool_call_id: m.toolCallId };
+}
+
+/** The tools and the choice as OpenAI-compatible servers take them (vLLM and SGLang parse the model's calls with their tool parsers). */
+function toolsBody(use: ToolUse): Record<string, unknown> {
+  const tools = use.tools.map((t) => ({
+    type: "function",
+    function: { name: t.name, ...(t.description === undefined ? {} : { description: t.description }), ...(t.parameters === undefined ? {} : { parameters: t.parameters }), ...(t.strict ? { strict: true } : {}) },
+  }));
+  const choice = typeof use.choice === "object" ? { type: "function", function: { name: use.choice.name } } : use.choice;
+  return { tools, tool_choice: choice, ...(use.parallel ? {} : { parallel_tool_calls: false }) };
 }
 
 /** The upstream answered 400 naming one of the extension fields it was sent. */
