@@ -1,5 +1,5 @@
 import type { GenerationResult } from "../core/request.js";
-import type { ChunkIds } from "../engines/engine.js";
+import type { ChunkIds, ToolCallPiece } from "../engines/engine.js";
 import type { HttpError } from "./errors.js";
 import type { ServedBy } from "./responses.js";
 
@@ -28,7 +28,8 @@ export interface AnswerHead {
 export interface StreamWriter {
   /** What follows the headers, before any text ("" for nothing); `first` is the first piece's ids, when it brought any. */
   open(first: ChunkIds | undefined): string;
-  text(text: string, ids: ChunkIds | undefined): string;
+  /** A piece of the answer: its text, or with `call`, a piece of a tool call's arguments. */
+  text(text: string, ids: ChunkIds | undefined, call?: ToolCallPiece): string;
   /** The events after the last text. `servedBy` prices the answer: called only by an encoding that sends it. */
   close(result: GenerationResult, servedBy: () => ServedBy): string;
   /** The end of a stream that broke after it began: its status is spent, so the error travels as an event. */
@@ -37,6 +38,6 @@ export interface StreamWriter {
 
 /** One answer sent whole: its pieces as they come, then the body. */
 export interface WholeWriter {
-  text(text: string, ids: ChunkIds | undefined): void;
+  text(text: string, ids: ChunkIds | undefined, call?: ToolCallPiece): void;
   body(result: GenerationResult, servedBy: ServedBy): unknown;
 }

@@ -2,7 +2,7 @@ import { follow } from "../core/abort.js";
 import type { Clock } from "../core/clock.js";
 import { FlotillaError } from "../core/errors.js";
 import { likelyPromptTokens, promptTokenBound, type GenerationRequest, type GenerationResult } from "../core/request.js";
-import type { ChunkIds, TextSink } from "../engines/engine.js";
+import type { ChunkIds, TextSink, ToolCallPiece } from "../engines/engine.js";
 import type { Replica } from "../fleet/fleet.js";
 
 /**
@@ -78,6 +78,8 @@ export class Answer {
   /** What the model read before the answer, and the answer's ids, while every piece has come with them. */
   promptIds: readonly number[] | undefined;
   ids: number[] | undefined = [];
+  /** Tool-call arguments reached the caller: output, though not text to resume after. */
+  #calls = false;
   /** The attempt of the current round that spoke first, and who hears of it. */
   owner: Attempt | undefined;
   #onClaim: (attempt: Attempt) => void = () => undefined;
@@ -97,15 +99,20 @@ export class Answer {
 
   /** An attempt of the current round on `replica`. */
   begin(replica: Replica): Attempt {
-    const attempt: Attempt = new Attempt(replica, this, (text, tokens, estimated, ids) => this.#take(attempt, text, tokens, estimated, ids));
+    const attempt: Attempt = new Attempt(replica, this, (text, tokens, estimated, ids, call) => this.#take(attempt, text, tokens, estimated, ids, call));
     return attempt;
+  }
+
+  /** Whether the caller has received any of the answer: text, or a tool call. */
+  get begun(): boolean {
+    return this.text.length > 0 || this.#calls;
   }
 
   full(): boolean {
     return this.maxTokens !== undefined && this.tokens >= this.maxTokens;
   }
 
-  #take(attempt: Attempt, text: string, tokens: number, estimated: boolean | undefined, ids: ChunkIds | undefined): void {
+  #take(attempt: Attempt, text: string, tokens: number, estimated: boolean | undefined, ids: ChunkIds | undefined, call: ToolCallPiece | undefined): void {
     if (this.owner !== attempt) {
       if (this.owner !== undefined || attempt.lost) return;
       this.owner = attempt;
@@ -120,11 +127,12 @@ export class Answer {
       return;
     }
     this.#recordIds(ids);
-    this.text += text;
+    if (call === undefined) this.text += text;
+    else this.#calls = true;
     this.tokens += tokens;
     attempt.bytes += Buffer.byteLength(text, "utf8");
     if (estimated === true) this.estimated = true;
-    this.onText(text, tokens, estimated, ids);
+    this.onText(text, tokens, estimated, ids, call);
   }
 
   /** The first attempt's first piece brings the prompt's ids; a piece without ids ends id tracking for the answer. */

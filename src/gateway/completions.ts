@@ -11,7 +11,7 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import type { FastifyReply, FastifyRequest } from "fastify";
 import type { Clock } from "../core/clock.js";
 import { FlotillaError } from "../core/errors.js";
-import { estimateTokens, type ApiEndpoint, type GenerationRequest } from "../core/request.js";
+import { callsTools, estimateTokens, type ApiEndpoint, type GenerationRequest } from "../core/request.js";
 import type { ChunkIds, TextSink } from "../engines/engine.js";
 import type { Replica, ServedModel } from "../fleet/fleet.js";
 import type { EarlierLeg, Principal, Settlement, Tenancy, Ticket } from "../metering/tenancy.js";
@@ -24,7 +24,7 @@ import { judgeLightLeg, replay, target, type Verdict } from "./cascades.js";
 import type { Dispatched, Dispatcher, Routing } from "./dispatcher.js";
 import { toHttpError, type HttpError } from "./errors.js";
 import { explainAsked } from "./explain.js";
-import { formatViolation } from "./format-check.js";
+import { formatViolation, toolCallViolation } from "./format-check.js";
 import type { AnswerHead, AnswerWriter, StreamWriter } from "./answer-writer.js";
 import { openAiWriter, type Endpoint, type ServedBy } from "./responses.js";
 import type { ChatCompletionBody, CompletionBody } from "./schemas.js";
@@ -287,7 +287,7 @@ class CompletionRun {
     }
     const whole = this.#api.writer.whole(head);
     const result = await decided.run(
-      watch.sink((t, _n, _e, chunkIds) => whole.text(t, chunkIds)),
+      watch.sink((t, _n, _e, chunkIds, call) => whole.text(t, chunkIds, call)),
       () => undefined,
     );
     this.#result = result;
@@ -297,10 +297,10 @@ class CompletionRun {
 
   /** Counts what a stream delivers, so a request cut short is billed for it. */
   #counted(onText: TextSink): TextSink {
-    return (text, tokens, estimated, ids) => {
+    return (text, tokens, estimated, ids, call) => {
       this.#streamedTokens += tokens;
       if (estimated === true) this.#streamedEstimated = true;
-      onText(text, tokens, estimated, ids);
+      onText(text, tokens, estimated, ids, call);
     };
   }
 
@@ -383,9 +383,9 @@ async function stream(
   };
   try {
     const result = await run(
-      (text, _tokens, _estimated, chunkIds) => {
+      (text, _tokens, _estimated, chunkIds, call) => {
         if (!open) openStream(chunkIds);
-        append(writer.text(text, chunkIds));
+        append(writer.text(text, chunkIds, call));
       },
       (replica) => {
         replicaId = replica.id;
@@ -406,21 +406,31 @@ async function stream(
 }
 
 /**
- * The run, checked: an answer that finished ("stop") but breaks the JSON
- * schema it was held to with `strict` is the engine's failure (502), not an
- * answer. One cut at max_tokens is left as it is: it says it was cut.
+ * The run, checked: an answer that finished but breaks what it was held to
+ * is the engine's failure (502), not an answer. That is text outside the
+ * JSON schema of a `strict` response_format, or a tool call of a tool not
+ * offered, or with arguments outside a `strict` tool's parameters. One cut
+ * at max_tokens is left as it is: it says it was cut.
  */
 function strictly(generation: GenerationRequest, run: Run): Run {
   const format = generation.format;
-  if (format?.type !== "json_schema" || !format.strict) return run;
+  const tools = callsTools(generation) ? generation.tools : undefined;
+  const strictFormat = format?.type === "json_schema" && format.strict;
+  if (!strictFormat && tools === undefined) return run;
   return async (onText, attempt) => {
     let text = "";
-    const result = await run((t, n, e, ids) => {
-      text += t;
-      onText(t, n, e, ids);
+    const calls: { name: string; args: string }[] = [];
+    const result = await run((t, n, e, ids, call) => {
+      if (call === undefined) text += t;
+      else if (call.name !== undefined) calls[call.index] = { name: call.name, args: t };
+      else if (calls[call.index] !== undefined) calls[call.index]!.args += t;
+      onText(t, n, e, ids, call);
     }, attempt);
-    const why = result.finishReason === "stop" ? formatViolation(format, text) : undefined;
-    if (why !== undefined) throw new FlotillaError("engine_error", `replica ${result.replica.id} answered outside response_format.json_schema "${format.name}": ${why}; its engine did not enforce the schema`);
+    const by = result.replica.id;
+    const outside = result.finishReason === "stop" ? formatViolation(format, text) : undefined;
+    if (outside !== undefined) throw new FlotillaError("engine_error", `replica ${by} answered outside response_format.json_schema "${format?.type === "json_schema" ? format.name : ""}": ${outside}; its engine did not enforce the schema`);
+    const badCall = result.finishReason === "tool_calls" && tools !== undefined ? calls.map((c) => toolCallViolation(tools, c.name, c.args)).find((w) => w !== undefined) : undefined;
+    if (badCall !== undefined) throw new FlotillaError("engine_error", `replica ${by} answered with a tool call that breaks the request's tools: ${badCall}; its engine did not enforce them`);
     return result;
   };
 }

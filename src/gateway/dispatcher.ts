@@ -1,6 +1,6 @@
 import { wallClock, type Clock } from "../core/clock.js";
 import { FlotillaError } from "../core/errors.js";
-import type { EmbeddingRequest, EmbeddingResult, GenerationRequest, GenerationResult } from "../core/request.js";
+import { callsTools, type EmbeddingRequest, type EmbeddingResult, type GenerationRequest, type GenerationResult } from "../core/request.js";
 import type { TextSink } from "../engines/engine.js";
 import { candidatesOf, promptTokensOf, type Fleet, type Replica, type ServedModel } from "../fleet/fleet.js";
 import { newRouteTrace, route, type Candidate, type Policy, type RejectReason, type RouteOutcome, type RouteRequest } from "../scheduler/pipeline.js";
@@ -257,8 +257,8 @@ export class Dispatcher {
         // The replica died after its last token: the answer is whole.
         return { ...answer.cut(countPromptTokens(model, request), request), replica: lastReplica, attempts, continuations };
       }
-      const current = answer.text.length === 0 ? request : resumed(request, answer);
-      const tried = { failed, attempt: attempts + 1, lastError, resume: answer.text.length > 0, param: request.prompt.kind === "chat" ? "messages" : "prompt" };
+      const current = answer.begun ? resumed(request, answer) : request;
+      const tried = { failed, attempt: attempts + 1, lastError, resume: answer.begun, param: request.prompt.kind === "chat" ? "messages" : "prompt" };
       const { model: now, replica } = await this.#pick(model, current, tried, signal, routing);
       const round = await this.#round(now, current, replica, answer, signal, failed, budget - attempts, onAttempt);
       attempts += round.started;
@@ -268,12 +268,13 @@ export class Dispatcher {
       if (answer.capped && !signal.aborted) return { ...answer.cut(countPromptTokens(model, current), current), replica: lastReplica, attempts, continuations };
       if (result !== undefined) return { ...answer.finished(round.attempt, result, current), replica: lastReplica, attempts, continuations };
       const code = error instanceof FlotillaError ? error.code : "engine_error";
-      if (signal.aborted || !isRetryable(code, answer.text.length > 0)) throw error;
-      // An engine enforces response_format from the start of an answer: none can resume one half-written.
-      if (answer.text.length > 0 && request.format !== undefined) {
-        throw new FlotillaError("engine_error", `replica ${lastReplica.id} failed mid-answer, and an answer held to response_format cannot be resumed where it stopped; send the request again`, { cause: error });
+      if (signal.aborted || !isRetryable(code, answer.begun)) throw error;
+      // An engine enforces response_format, and writes tool calls, from the start of an answer: none can resume one half-written.
+      if (answer.begun && (request.format !== undefined || callsTools(request))) {
+        const held = request.format !== undefined ? "held to response_format" : "that may call tools";
+        throw new FlotillaError("engine_error", `replica ${lastReplica.id} failed mid-answer, and an answer ${held} cannot be resumed where it stopped; send the request again`, { cause: error });
       }
-      if (answer.text.length > 0) continuations++;
+      if (answer.begun) continuations++;
       lastError = error;
     }
     throw lastError;
@@ -375,7 +376,7 @@ export class Dispatcher {
     while (attempts.length <= MAX_HEDGES && attempts.length < budgetLeft) {
       const silent = Promise.race([spoken, Promise.all(attempts.map((a) => a.done))]);
       if (!(await this.#late(model, latest, silent, signal))) break;
-      const hedge = this.#hedgeTarget(model, current, new Set([...failed, ...attempts.map((a) => a.replica)]), answer.text.length > 0);
+      const hedge = this.#hedgeTarget(model, current, new Set([...failed, ...attempts.map((a) => a.replica)]), answer.begun);
       if (hedge === undefined) break;
       latest = start(hedge);
     }

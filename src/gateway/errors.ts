@@ -122,12 +122,13 @@ function paramPath(instancePath: string, extra?: string): string | null {
 
 /** What to do about a field Flotilla would otherwise ignore; the well-known ones say what Flotilla offers instead. */
 const UNSUPPORTED: Readonly<Record<string, string>> = {
-  tools: "tool calling is not served yet",
-  tool_choice: "tool calling is not served yet",
-  tool_calls: "tool calling is not served yet",
-  parallel_tool_calls: "tool calling is not served yet",
-  functions: "function calling is not served (its successor, tools, is not served yet either)",
-  function_call: "function calling is not served (its successor, tools, is not served yet either)",
+  // Reached only on the APIs that do not take tools yet: chat completions does.
+  tools: "tool calling is served on POST /v1/chat/completions, not yet on this API",
+  tool_choice: "tool calling is served on POST /v1/chat/completions, not yet on this API",
+  tool_calls: "tool calling is served on POST /v1/chat/completions, not yet on this API",
+  parallel_tool_calls: "tool calling is served on POST /v1/chat/completions, not yet on this API",
+  functions: "function calling is not served; use its successor, tools",
+  function_call: "function calling is not served; use its successor, tools and tool_choice",
   logit_bias: "token biases are not applied",
   audio: "audio output is not served",
   modalities: "only text output is served",

@@ -7,7 +7,7 @@
  * `prefixItems`), the most recent 64 kept.
  */
 import { Ajv2020, type ValidateFunction } from "ajv/dist/2020.js";
-import type { ResponseFormat } from "../core/request.js";
+import type { ResponseFormat, ToolUse } from "../core/request.js";
 
 const ajv = new Ajv2020({ strict: false, allErrors: false });
 const compiled = new Map<string, ValidateFunction | string>();
@@ -26,6 +26,18 @@ export function formatViolation(format: ResponseFormat | undefined, text: string
   if (validate(value)) return undefined;
   const e = validate.errors?.[0];
   return e === undefined ? "it does not fit the schema" : `${e.instancePath === "" ? "the value" : e.instancePath} ${e.message ?? "does not fit"}`;
+}
+
+/**
+ * Why a finished tool call does not stand, or undefined when it does: it
+ * must call a tool offered, and where that tool is `strict`, its arguments
+ * must be JSON that fits the tool's parameters.
+ */
+export function toolCallViolation(use: ToolUse, name: string, args: string): string | undefined {
+  const tool = use.tools.find((t) => t.name === name);
+  if (tool === undefined) return `it called "${name}", which is not among the tools offered`;
+  if (!tool.strict) return undefined;
+  return formatViolation({ type: "json_schema", name, schema: tool.parameters ?? { type: "object" }, strict: true }, args);
 }
 
 function validatorOf(schema: Readonly<Record<string, unknown>>): ValidateFunction | string {

@@ -1,5 +1,5 @@
 import type { FinishReason, GenerationResult, TokenLogprob, TokenUsage } from "../core/request.js";
-import type { ChunkIds } from "../engines/engine.js";
+import type { ChunkIds, ToolCallPiece } from "../engines/engine.js";
 import type { AnswerHead, AnswerWriter, StreamWriter, WholeWriter } from "./answer-writer.js";
 import type { HttpError } from "./errors.js";
 
@@ -46,6 +46,23 @@ export class TokenIdsOut {
   /** Whole-answer ids for a non-streaming response, where every piece had them. */
   whole(): { prompt: readonly number[]; answer: readonly number[] } | undefined {
     return this.#whole && this.prompt !== undefined ? { prompt: this.prompt, answer: this.answer } : undefined;
+  }
+}
+
+/** A whole answer's tool calls, assembled from their pieces in call order. */
+export class ToolCallsOut {
+  readonly #calls: { id: string; name: string; args: string }[] = [];
+
+  piece(args: string, call: ToolCallPiece): void {
+    const known = this.#calls[call.index];
+    if (known === undefined) this.#calls[call.index] = { id: call.id ?? "", name: call.name ?? "", args };
+    else known.args += args;
+  }
+
+  /** OpenAI's message.tool_calls, or undefined for an answer without any. */
+  json(): Record<string, unknown>[] | undefined {
+    const calls = this.#calls.filter((c) => c !== undefined);
+    return calls.length === 0 ? undefined : calls.map((c) => ({ id: c.id, type: "function", function: { name: c.name, arguments: c.args } }));
   }
 }
 
@@ -98,13 +115,14 @@ export function completeResponse(
   servedBy: ServedBy,
   logprobs?: readonly TokenLogprob[],
   ids?: { readonly prompt: readonly number[]; readonly answer: readonly number[] },
+  toolCalls?: readonly Record<string, unknown>[],
 ): Record<string, unknown> {
   const lp = logprobsJson(meta.endpoint, logprobs);
   const chat = meta.endpoint === "chat";
   // vLLM's places: the prompt's ids on the response for chat, on the choice for completions.
   const answerIds = ids === undefined ? {} : chat ? { token_ids: ids.answer } : { token_ids: ids.answer, prompt_token_ids: ids.prompt };
   const choice = chat
-    ? { index: 0, message: { role: "assistant", content: text }, logprobs: lp, finish_reason: finishReason, ...answerIds }
+    ? { index: 0, message: toolCalls === undefined ? { role: "assistant", content: text } : { role: "assistant", content: text === "" ? null : text, tool_calls: toolCalls }, logprobs: lp, finish_reason: finishReason, ...answerIds }
     : { index: 0, text, logprobs: lp, finish_reason: finishReason, ...answerIds };
   return {
     id: meta.id,
@@ -152,6 +170,14 @@ export class ChunkEncoder {
     return `${this.#head}[{"index":0,"text":${JSON.stringify(text)},"logprobs":null,"finish_reason":null,${tokenIds}${inChoice}}]}\n\n`;
   }
 
+  /** A piece of a tool call's arguments: the call's first piece carries its id, type and name, as OpenAI's deltas do. */
+  toolCall(args: string, call: ToolCallPiece): string {
+    const head = call.id === undefined ? `{"index":${call.index},"function":{` : `{"index":${call.index},"id":${JSON.stringify(call.id)},"type":"function","function":{"name":${JSON.stringify(call.name ?? "")},`;
+    return `${this.#head}[{"index":0,"delta":{"tool_calls":[${head}"arguments":${JSON.stringify(args)}}}]},"logprobs":null,"finish_reason":null}]}
+
+`;
+  }
+
   /** The last choice chunk; logprobs, where asked for, come whole with it (the local engine scores an answer once it is written). */
   finish(reason: FinishReason, logprobs?: readonly TokenLogprob[]): string {
     const lp = JSON.stringify(logprobsJson(this.#meta.endpoint, logprobs));
@@ -197,8 +223,8 @@ class OpenAIStream implements StreamWriter {
     return this.#encoder.start() ?? "";
   }
 
-  text(text: string, ids: ChunkIds | undefined): string {
-    return this.#encoder.text(text, this.#ids?.piece(ids));
+  text(text: string, ids: ChunkIds | undefined, call?: ToolCallPiece): string {
+    return call === undefined ? this.#encoder.text(text, this.#ids?.piece(ids)) : this.#encoder.toolCall(text, call);
   }
 
   /** The finish chunk, the usage chunk where the client asked for it (stream_options.include_usage), then [DONE]. */
@@ -217,18 +243,23 @@ class OpenAIWhole implements WholeWriter {
   readonly #meta: ResponseMeta;
   readonly #parts: string[] = [];
   readonly #ids = new TokenIdsOut();
+  readonly #calls = new ToolCallsOut();
 
   constructor(meta: ResponseMeta) {
     this.#meta = meta;
   }
 
-  text(text: string, ids: ChunkIds | undefined): void {
+  text(text: string, ids: ChunkIds | undefined, call?: ToolCallPiece): void {
+    if (call !== undefined) {
+      this.#calls.piece(text, call);
+      return;
+    }
     this.#parts.push(text);
     this.#ids.piece(ids);
   }
 
   body(result: GenerationResult, servedBy: ServedBy): Record<string, unknown> {
     const ids = this.#meta.tokenIds === true ? this.#ids.whole() : undefined;
-    return completeResponse(this.#meta, this.#parts.join(""), result.finishReason, result.usage, servedBy, result.logprobs, ids);
+    return completeResponse(this.#meta, this.#parts.join(""), result.finishReason, result.usage, servedBy, result.logprobs, ids, this.#calls.json());
   }
 }

@@ -64,6 +64,18 @@ const samplingProperties = {
   return_token_ids: { type: "boolean" },
 } as const;
 
+/** A tool call the model made, as an assistant message in the history carries it. */
+const toolCall = {
+  type: "object",
+  required: ["id", "type", "function"],
+  additionalProperties: false,
+  properties: {
+    id: { type: "string", minLength: 1 },
+    type: { const: "function" },
+    function: { type: "object", required: ["name", "arguments"], additionalProperties: false, properties: { name: { type: "string", minLength: 1 }, arguments: { type: "string" } } },
+  },
+} as const;
+
 /** Only text parts; `type` is checked first so an image part is told so, not that it lacks text. */
 const textPart = {
   type: "object",
@@ -85,7 +97,41 @@ const message = {
     name: { type: "string" },
     refusal: { type: ["string", "null"] },
     annotations: { type: ["array", "null"] },
+    // An assistant turn's tool calls, and the tool turn that answers one (translate.ts checks they pair up).
+    tool_calls: { type: ["array", "null"], items: toolCall },
+    tool_call_id: { type: "string", minLength: 1 },
   },
+} as const;
+
+/** A function name as OpenAI allows it. */
+const functionName = { type: "string", pattern: "^[A-Za-z0-9_-]{1,64}$" } as const;
+
+/** A tool offered to the model: a function, its JSON-schema parameters (checked by the engine that enforces them). */
+const tool = {
+  type: "object",
+  required: ["type", "function"],
+  additionalProperties: false,
+  properties: {
+    type: { const: "function" },
+    function: {
+      type: "object",
+      required: ["name"],
+      additionalProperties: false,
+      properties: { name: functionName, description: { type: "string" }, parameters: { type: "object" }, strict: { type: ["boolean", "null"] } },
+    },
+  },
+} as const;
+
+const toolChoice = {
+  anyOf: [
+    { enum: ["none", "auto", "required"] },
+    {
+      type: "object",
+      required: ["type", "function"],
+      additionalProperties: false,
+      properties: { type: { const: "function" }, function: { type: "object", required: ["name"], additionalProperties: false, properties: { name: functionName } } },
+    },
+  ],
 } as const;
 
 /** OpenAI's three shapes; the schema itself is checked by the engine that enforces it (engines/json-schema-grammar.ts). */
@@ -128,6 +174,9 @@ export const chatCompletionSchema = {
     // Nothing is stored for OpenAI's evals and distillation; a request that asks for it is told so.
     store: { type: ["boolean", "null"], enum: [false, null] },
     response_format: responseFormat,
+    tools: { type: "array", maxItems: 128, items: tool },
+    tool_choice: toolChoice,
+    parallel_tool_calls: { type: "boolean" },
   },
 } as const;
 
@@ -168,7 +217,15 @@ interface SamplingBody {
 }
 
 export interface ChatCompletionBody extends SamplingBody {
-  messages: { role: "system" | "developer" | "user" | "assistant" | "tool"; content?: string | { type: "text"; text: string }[] | null }[];
+  messages: {
+    role: "system" | "developer" | "user" | "assistant" | "tool";
+    content?: string | { type: "text"; text: string }[] | null;
+    tool_calls?: { id: string; type: "function"; function: { name: string; arguments: string } }[] | null;
+    tool_call_id?: string;
+  }[];
+  tools?: { type: "function"; function: { name: string; description?: string; parameters?: Record<string, unknown>; strict?: boolean | null } }[];
+  tool_choice?: "none" | "auto" | "required" | { type: "function"; function: { name: string } };
+  parallel_tool_calls?: boolean;
   max_completion_tokens?: number;
   continue_final_message?: boolean;
   reasoning_effort?: "none" | "minimal" | "low" | "medium" | "high" | null;

@@ -1,10 +1,11 @@
 import { FlotillaError } from "../core/errors.js";
-import type { ChatMessage, GenerationRequest, Prompt, ResponseFormat, Sampling } from "../core/request.js";
+import type { ChatMessage, GenerationRequest, Prompt, ResponseFormat, Sampling, Tool, ToolUse } from "../core/request.js";
 import type { ChatCompletionBody, CompletionBody } from "./schemas.js";
 
 /** Turns a validated OpenAI body into the engine-neutral request. */
 export function chatRequest(id: string, body: ChatCompletionBody): GenerationRequest {
-  const messages: ChatMessage[] = body.messages.map((m) => ({ role: m.role, content: contentText(m.content) }));
+  const messages = chatMessages(body.messages);
+  const tools = toolUse(body);
   const maxTokens = body.max_completion_tokens ?? body.max_tokens;
   if (body.top_logprobs != null && body.logprobs !== true) {
     throw new FlotillaError("invalid_request", "top_logprobs needs logprobs: true", { param: "top_logprobs" });
@@ -12,7 +13,13 @@ export function chatRequest(id: string, body: ChatCompletionBody): GenerationReq
   const logprobs = body.logprobs === true ? (body.top_logprobs ?? 0) : undefined;
   const rf = body.response_format;
   const format = responseFormatOf(rf?.type, rf !== undefined && "json_schema" in rf ? rf.json_schema : undefined);
-  const request = { id, prompt: { kind: "chat" as const, messages }, sampling: sampling(body, maxTokens, logprobs), ...(format === undefined ? {} : { format }) };
+  const request = {
+    id,
+    prompt: { kind: "chat" as const, messages },
+    sampling: sampling(body, maxTokens, logprobs),
+    ...(format === undefined ? {} : { format }),
+    ...(tools === undefined ? {} : { tools }),
+  };
   if (body.continue_final_message !== true) return request;
   const last = messages.at(-1);
   if (last?.role !== "assistant") {
@@ -27,6 +34,53 @@ export function completionRequest(id: string, body: CompletionBody): GenerationR
     typeof given === "string" ? { kind: "text", text: given } : typeof given[0] === "number" ? { kind: "tokens", ids: given as number[] } : { kind: "text", text: given[0] as string };
   // OpenAI's legacy default for completions is 16 tokens.
   return { id, prompt, sampling: sampling(body, body.max_tokens ?? 16, body.logprobs ?? undefined) };
+}
+
+/**
+ * The conversation, with its tool turns checked the way OpenAI checks them:
+ * tool calls only on assistant turns, and every tool turn the result of a
+ * call made before it, named by its id.
+ */
+function chatMessages(given: ChatCompletionBody["messages"]): ChatMessage[] {
+  const called = new Set<string>();
+  return given.map((m, i) => {
+    const message: ChatMessage = { role: m.role, content: contentText(m.content) };
+    if (m.tool_calls != null && m.tool_calls.length > 0) {
+      if (m.role !== "assistant") throw new FlotillaError("invalid_request", `messages[${i}].tool_calls: only an assistant message carries tool calls`, { param: `messages[${i}].tool_calls` });
+      for (const c of m.tool_calls) called.add(c.id);
+      return { ...message, toolCalls: m.tool_calls.map((c) => ({ id: c.id, name: c.function.name, arguments: c.function.arguments })) };
+    }
+    if (m.role !== "tool") {
+      if (m.tool_call_id !== undefined) throw new FlotillaError("invalid_request", `messages[${i}].tool_call_id: only a tool message answers a tool call`, { param: `messages[${i}].tool_call_id` });
+      return message;
+    }
+    if (m.tool_call_id === undefined) throw new FlotillaError("invalid_request", `messages[${i}].tool_call_id is required: a tool message is the result of one tool call`, { param: `messages[${i}].tool_call_id` });
+    if (!called.has(m.tool_call_id)) {
+      throw new FlotillaError("invalid_request", `messages[${i}].tool_call_id "${m.tool_call_id}" answers no tool call of an earlier assistant message`, { param: `messages[${i}].tool_call_id` });
+    }
+    return { ...message, toolCallId: m.tool_call_id };
+  });
+}
+
+/** The tools offered, and the choice, checked: a choice needs tools, and a named one must be among them. */
+function toolUse(body: ChatCompletionBody): ToolUse | undefined {
+  const given = body.tools ?? [];
+  const choice = body.tool_choice;
+  if (given.length === 0) {
+    if (choice !== undefined && choice !== "none") throw new FlotillaError("invalid_request", "tool_choice needs tools: offer the tools the model may call", { param: "tool_choice" });
+    if (body.parallel_tool_calls !== undefined) throw new FlotillaError("invalid_request", "parallel_tool_calls needs tools", { param: "parallel_tool_calls" });
+    return undefined;
+  }
+  const names = new Set<string>();
+  const tools: Tool[] = given.map(({ function: f }, i) => {
+    if (names.has(f.name)) throw new FlotillaError("invalid_request", `tools[${i}].function.name "${f.name}" is offered twice; tool names must differ`, { param: `tools[${i}].function.name` });
+    names.add(f.name);
+    return { name: f.name, ...(f.description === undefined ? {} : { description: f.description }), ...(f.parameters === undefined ? {} : { parameters: f.parameters }), strict: f.strict === true };
+  });
+  if (typeof choice === "object" && !names.has(choice.function.name)) {
+    throw new FlotillaError("invalid_request", `tool_choice names "${choice.function.name}", which is not among the tools offered (${[...names].join(", ")})`, { param: "tool_choice" });
+  }
+  return { tools, choice: typeof choice === "object" ? { name: choice.function.name } : (choice ?? "auto"), parallel: body.parallel_tool_calls !== false };
 }
 
 function contentText(content: ChatCompletionBody["messages"][number]["content"]): string {

@@ -636,7 +636,7 @@ class Watch implements RequestWatch {
   }
 
   sink(onText: TextSink): TextSink {
-    return (text, tokens, estimated, ids) => {
+    return (text, tokens, estimated, ids, call) => {
       if (this.firstAt < 0) this.#first();
       this.#probe.piece(this.#obs.clock.now(), tokens, this.#current?.running);
       this.tokens += tokens;
@@ -646,7 +646,7 @@ class Watch implements RequestWatch {
         s.resident += tokens;
         this.#resident += tokens;
       }
-      onText(text, tokens, estimated, ids);
+      onText(text, tokens, estimated, ids, call);
     };
   }
 

@@ -37,10 +37,10 @@ describe("the official openai client against the local engine", () => {
     assert.equal(choice.finish_reason, res.usage.completion_tokens === 12 ? "length" : "stop");
   });
 
-  it("refuses tools by name rather than answering without them; labels are accepted", async () => {
+  it("refuses a field it would ignore by name rather than answering without it; labels are accepted", async () => {
     await assert.rejects(
-      client.chat.completions.create({ model: "tiny", messages: [{ role: "user", content: "Weather?" }], max_tokens: 4, tools: [{ type: "function", function: { name: "weather", parameters: { type: "object" } } }] }),
-      (err: unknown) => err instanceof OpenAI.BadRequestError && err.param === "tools" && /tool calling is not served yet/.test(err.message),
+      client.chat.completions.create({ model: "tiny", messages: [{ role: "user", content: "Weather?" }], max_tokens: 4, logit_bias: { "1": 5 } }),
+      (err: unknown) => err instanceof OpenAI.BadRequestError && err.param === "logit_bias" && /token biases are not applied/.test(err.message),
     );
     const res = await client.chat.completions.create({ model: "tiny", messages: [{ role: "user", content: "Hi" }], max_tokens: 4, metadata: { app: "test" }, store: false, prompt_cache_key: "conversation-1", safety_identifier: "u1" });
     assert.equal(res.object, "chat.completion");

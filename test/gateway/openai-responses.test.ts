@@ -76,7 +76,7 @@ describe("the Responses API", () => {
       assert.rejects(client.responses.create({ model: "tiny", input: "x", ...body } as never), (err: unknown) => err instanceof OpenAI.BadRequestError && err.param === param && message.test(err.message));
     await refused({ store: true }, "store", /store must be one of: false/);
     await refused({ previous_response_id: "resp_1" }, "previous_response_id", /responses are not stored, so none can be continued; send the conversation as input items/);
-    await refused({ tools: [{ type: "function", name: "f", parameters: {} }] }, "tools", /tool calling is not served yet/);
+    await refused({ tools: [{ type: "function", name: "f", parameters: {} }] }, "tools", /tool calling is served on POST \/v1\/chat\/completions, not yet on this API/);
     await refused({ input: [{ role: "user", content: [{ type: "input_image", image_url: "x" }] }] }, "input[0].content[0].type", /must be one of: input_text, output_text/);
     assert.equal(totalActive(gw.fleet), 0);
   });
