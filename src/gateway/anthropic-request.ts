@@ -1,5 +1,5 @@
 import { FlotillaError } from "../core/errors.js";
-import type { ChatMessage, GenerationRequest, Sampling } from "../core/request.js";
+import type { ChatMessage, GenerationRequest, Sampling, Tool, ToolCall, ToolUse } from "../core/request.js";
 import { MAX_OUTPUT_TOKENS } from "./schemas.js";
 
 /**
@@ -22,22 +22,31 @@ export interface MessagesBody {
 
 type Json = Record<string, unknown>;
 
-const FIELDS = ["model", "max_tokens", "messages", "system", "stop_sequences", "temperature", "top_p", "top_k", "stream", "metadata"];
+const FIELDS = ["model", "max_tokens", "messages", "system", "stop_sequences", "temperature", "top_p", "top_k", "stream", "metadata", "tools", "tool_choice"];
 const MESSAGE_FIELDS = ["role", "content"];
 /** cache_control is taken and needs no action: every replica keeps recent prefixes cached, and the router sends a prompt where its prefix is. */
 const BLOCK_FIELDS = ["type", "text", "cache_control"];
+const TOOL_USE_FIELDS = ["type", "id", "name", "input", "cache_control"];
+const TOOL_RESULT_FIELDS = ["type", "tool_use_id", "content", "is_error", "cache_control"];
+const TOOL_FIELDS = ["type", "name", "description", "input_schema", "cache_control"];
+const TOOL_CHOICE_FIELDS = ["type", "name", "disable_parallel_tool_use"];
 const METADATA_FIELDS = ["user_id"];
 /** Stop strings are matched on every piece of text an engine writes: a bound keeps that cheap. */
 const MAX_STOP_SEQUENCES = 16;
-
-const NO_TOOLS = "tool use is not supported here yet; send the request without tools, tool_choice and tool blocks";
+const TOOL_NAME = /^[A-Za-z0-9_-]{1,64}$/;
 
 /** Anthropic fields this gateway knows and does not serve: each refusal says so, rather than "unknown". */
 const UNSUPPORTED: Readonly<Record<string, string>> = {
-  tools: NO_TOOLS,
-  tool_choice: NO_TOOLS,
   thinking: "extended thinking is not supported here; send the request without thinking",
 };
+
+/** One turn as sent: its text, the tools it called (assistant) or the results it sends back (user). */
+interface Turn {
+  readonly role: "user" | "assistant";
+  readonly text: string;
+  readonly calls: readonly ToolCall[];
+  readonly results: readonly { readonly id: string; readonly content: string }[];
+}
 
 export function messagesRequest(id: string, body: unknown): MessagesBody {
   const b = objectAt(body, null);
@@ -50,14 +59,17 @@ export function messagesRequest(id: string, body: unknown): MessagesBody {
   if (metadata !== undefined) knownFields(metadata, METADATA_FIELDS, "metadata");
   const userId = metadata?.user_id == null ? undefined : text(metadata.user_id, "metadata.user_id");
   const last = turns.at(-1)!;
-  const prefill = last.role === "assistant" ? last.content : undefined;
-  const history = prefill === undefined ? turns : turns.slice(0, -1);
+  if (last.role === "assistant" && last.calls.length > 0) invalid(`messages[${turns.length - 1}].content`, "a final assistant message that uses tools needs their tool_result blocks in a user message after it");
+  const prefill = last.role === "assistant" ? last.text : undefined;
+  const history = (prefill === undefined ? turns : turns.slice(0, -1)).flatMap(chatMessages);
   const messages = system === undefined || system === "" ? history : [{ role: "system" as const, content: system }, ...history];
+  const tools = toolUse(b);
   const generation: GenerationRequest = {
     id,
     prompt: { kind: "chat", messages },
     sampling: sampling(b, maxTokens),
     ...(prefill === undefined || prefill === "" ? {} : { continuation: prefill }),
+    ...(tools === undefined ? {} : { tools }),
   };
   return { model, stream: optional(b, null, "stream", boolean) === true, userId, generation };
 }
@@ -76,8 +88,9 @@ function sampling(b: Json, maxTokens: number): Sampling {
   };
 }
 
-function conversation(v: unknown, param: string): ChatMessage[] {
+function conversation(v: unknown, param: string): Turn[] {
   if (!Array.isArray(v) || v.length === 0) invalid(param, "must be a non-empty list of messages");
+  const called = new Set<string>();
   return v.map((m: unknown, i) => {
     const at = `${param}[${i}]`;
     const message = objectAt(m, at);
@@ -87,8 +100,91 @@ function conversation(v: unknown, param: string): ChatMessage[] {
     if (role !== expected) {
       invalid(`${at}.role`, i === 0 ? 'the first message must be the user\'s ("user")' : `roles must alternate between "user" and "assistant", and ${param}[${i - 1}] is "${role}" too`);
     }
-    return { role, content: required(message, at, "content", content) };
+    const turn = required(message, at, "content", (c, p) => turnContent(c, p, role, called));
+    for (const call of turn.calls) called.add(call.id);
+    return turn;
   });
+}
+
+/** A turn in the engine's terms: each tool result its own tool message, then the turn's text. */
+function chatMessages(turn: Turn): ChatMessage[] {
+  if (turn.role === "assistant") return [{ role: "assistant", content: turn.text, ...(turn.calls.length === 0 ? {} : { toolCalls: turn.calls }) }];
+  const results: ChatMessage[] = turn.results.map((r) => ({ role: "tool", content: r.content, toolCallId: r.id }));
+  return turn.text === "" && results.length > 0 ? results : [...results, { role: "user", content: turn.text }];
+}
+
+/** A turn's content: a string, or text blocks with, on the assistant's side, tool_use blocks and, on the user's, tool_result blocks. */
+function turnContent(v: unknown, param: string, role: Turn["role"], called: ReadonlySet<string>): Turn {
+  if (typeof v === "string") return { role, text: v, calls: [], results: [] };
+  if (!Array.isArray(v)) invalid(param, "must be a string or a list of content blocks");
+  const texts: string[] = [];
+  const calls: ToolCall[] = [];
+  const results: { id: string; content: string }[] = [];
+  v.forEach((block: unknown, i) => {
+    const at = `${param}[${i}]`;
+    const type = required(objectAt(block, at), at, "type", text);
+    if (type === "tool_use") {
+      if (role !== "assistant") invalid(`${at}.type`, "tool_use blocks are the assistant's; the user sends tool_result blocks");
+      calls.push(toolUseBlock(block as Json, at));
+    } else if (type === "tool_result") {
+      if (role !== "user") invalid(`${at}.type`, "tool_result blocks are the user's; the assistant sends tool_use blocks");
+      results.push(toolResultBlock(block as Json, at, called));
+    } else texts.push(textBlock(block, at));
+  });
+  return { role, text: texts.join(""), calls, results };
+}
+
+function toolUseBlock(block: Json, at: string): ToolCall {
+  knownFields(block, TOOL_USE_FIELDS, at);
+  const input = required(block, at, "input", objectAt);
+  return { id: required(block, at, "id", nonEmptyText), name: required(block, at, "name", nonEmptyText), arguments: JSON.stringify(input) };
+}
+
+/** A tool's result, answering a tool_use of an earlier assistant turn by its id; an error result says so. */
+function toolResultBlock(block: Json, at: string, called: ReadonlySet<string>): { id: string; content: string } {
+  knownFields(block, TOOL_RESULT_FIELDS, at);
+  const id = required(block, at, "tool_use_id", nonEmptyText);
+  if (!called.has(id)) invalid(`${at}.tool_use_id`, `"${id}" answers no tool_use block of an earlier assistant message`);
+  const result = optional(block, at, "content", content) ?? "";
+  return { id, content: optional(block, at, "is_error", boolean) === true ? `error: ${result}` : result };
+}
+
+/** The tools offered (client tools: a name, a description, an input schema) and the choice; none without tools. */
+function toolUse(b: Json): ToolUse | undefined {
+  const given = optional(b, null, "tools", (v, param) => {
+    if (!Array.isArray(v)) invalid(param, "must be a list of tools");
+    return v.map((t: unknown, i) => toolOf(t, `${param}[${i}]`));
+  });
+  const names = new Set<string>();
+  for (const [i, t] of (given ?? []).entries()) {
+    if (names.has(t.name)) invalid(`tools[${i}].name`, `"${t.name}" is offered twice; tool names must differ`);
+    names.add(t.name);
+  }
+  const choice = optional(b, null, "tool_choice", objectAt);
+  if (choice === undefined) return given === undefined || given.length === 0 ? undefined : { tools: given, choice: "auto", parallel: true };
+  knownFields(choice, TOOL_CHOICE_FIELDS, "tool_choice");
+  const type = required(choice, "tool_choice", "type", text);
+  const parallel = optional(choice, "tool_choice", "disable_parallel_tool_use", boolean) !== true;
+  if (type === "none") return given === undefined || given.length === 0 ? undefined : { tools: given, choice: "none", parallel };
+  if (given === undefined || given.length === 0) invalid("tool_choice", "needs tools: offer the tools the model may use");
+  if (type === "auto" || type === "any") return { tools: given, choice: type === "any" ? "required" : "auto", parallel };
+  if (type !== "tool") invalid("tool_choice.type", 'must be "auto", "any", "tool" or "none"');
+  const name = required(choice, "tool_choice", "name", nonEmptyText);
+  if (!names.has(name)) invalid("tool_choice.name", `"${name}" is not among the tools offered (${[...names].join(", ")})`);
+  return { tools: given, choice: { name }, parallel };
+}
+
+function toolOf(v: unknown, at: string): Tool {
+  const t = objectAt(v, at);
+  const type = optional(t, at, "type", text);
+  if (type !== undefined && type !== "custom") invalid(`${at}.type`, `${JSON.stringify(type)}: Anthropic's server tools are not served here; offer client tools (a name and an input_schema)`);
+  knownFields(t, TOOL_FIELDS, at);
+  const name = required(t, at, "name", text);
+  if (!TOOL_NAME.test(name)) invalid(`${at}.name`, "must be 1 to 64 letters, digits, _ or -");
+  const schema = required(t, at, "input_schema", objectAt);
+  if (schema.type !== "object") invalid(`${at}.input_schema.type`, 'must be "object": a tool takes an object of named inputs');
+  const description = optional(t, at, "description", text);
+  return { name, ...(description === undefined ? {} : { description }), parameters: schema, strict: false };
 }
 
 function roleOf(v: unknown, param: string): "user" | "assistant" {
@@ -107,7 +203,6 @@ function content(v: unknown, param: string): string {
 function textBlock(v: unknown, at: string): string {
   const block = objectAt(v, at);
   const type = required(block, at, "type", text);
-  if (type === "tool_use" || type === "tool_result") invalid(`${at}.type`, NO_TOOLS);
   if (type !== "text") invalid(`${at}.type`, `${JSON.stringify(type)} blocks are not supported here; this gateway takes text blocks only`);
   knownFields(block, BLOCK_FIELDS, at);
   if (block.cache_control != null) objectAt(block.cache_control, `${at}.cache_control`);

@@ -49,7 +49,7 @@ export class TokenIdsOut {
   }
 }
 
-/** A whole answer's tool calls, assembled from their pieces in call order. */
+/** A whole answer's tool calls, assembled from their pieces in call order: every API's whole writer keeps one. */
 export class ToolCallsOut {
   readonly #calls: { id: string; name: string; args: string }[] = [];
 
@@ -59,9 +59,13 @@ export class ToolCallsOut {
     else known.args += args;
   }
 
+  get calls(): readonly { readonly id: string; readonly name: string; readonly args: string }[] {
+    return this.#calls.filter((c) => c !== undefined);
+  }
+
   /** OpenAI's message.tool_calls, or undefined for an answer without any. */
   json(): Record<string, unknown>[] | undefined {
-    const calls = this.#calls.filter((c) => c !== undefined);
+    const calls = this.calls;
     return calls.length === 0 ? undefined : calls.map((c) => ({ id: c.id, type: "function", function: { name: c.name, arguments: c.args } }));
   }
 }

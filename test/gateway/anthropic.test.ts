@@ -122,7 +122,7 @@ describe("the official Anthropic SDK against the local engine", () => {
       [{ ...base, messages: [{ role: "user", content: [{ type: "text", text: "Look:" }, { type: "image", source: { type: "base64", media_type: "image/png", data: "iVBORw0KGgo=" } }] }] }, /^messages\[0\]\.content\[1\]\.type: "image" blocks are not supported/],
       [{ ...base, frobnicate: true }, /^frobnicate: not a field this gateway takes; the request takes model, max_tokens, messages/],
       [{ ...base, metadata: { user_id: "u1", tier: "gold" } }, /^metadata\.tier: not a field/],
-      [{ ...base, tools: [{ name: "get_weather", input_schema: { type: "object" } }] }, /^tools: tool use is not supported here yet/],
+      [{ ...base, tools: [{ type: "web_search_20250305", name: "web_search" }] }, /^tools\[0\]\.type: "web_search_20250305": Anthropic's server tools are not served here/],
       [{ ...base, temperature: 1.5 }, /^temperature: must be a number from 0 to 1/],
     ];
     for (const [body, message] of cases) {
