@@ -122,11 +122,10 @@ function paramPath(instancePath: string, extra?: string): string | null {
 
 /** What to do about a field Flotilla would otherwise ignore; the well-known ones say what Flotilla offers instead. */
 const UNSUPPORTED: Readonly<Record<string, string>> = {
-  // Reached only on the APIs that do not take tools yet: chat completions does.
-  tools: "tool calling is served on POST /v1/chat/completions, not yet on this API",
-  tool_choice: "tool calling is served on POST /v1/chat/completions, not yet on this API",
-  tool_calls: "tool calling is served on POST /v1/chat/completions, not yet on this API",
-  parallel_tool_calls: "tool calling is served on POST /v1/chat/completions, not yet on this API",
+  // Reached only where no tool is taken (legacy completions, embeddings).
+  tools: "tools are taken by chat completions, Messages and Responses, not by this endpoint",
+  tool_choice: "tools are taken by chat completions, Messages and Responses, not by this endpoint",
+  parallel_tool_calls: "tools are taken by chat completions, Messages and Responses, not by this endpoint",
   functions: "function calling is not served; use its successor, tools",
   function_call: "function calling is not served; use its successor, tools and tool_choice",
   logit_bias: "token biases are not applied",

@@ -1,21 +1,30 @@
 /**
- * The Responses API's answers: one `response` object with one output
- * message, or its stream of semantic events (`event: <type>` and data with
- * `type` and a rising `sequence_number`): response.created and
- * .in_progress, the message item and its text part added, one
- * response.output_text.delta per piece, then the text, part and item done
- * and response.completed (response.incomplete when cut at
- * max_output_tokens). Nothing is stored: every response says `store: false`.
+ * The Responses API's answers: one `response` object, or its stream of
+ * semantic events (`event: <type>` and data with `type` and a rising
+ * `sequence_number`): response.created and .in_progress; for text, the
+ * message item and its text part added, one response.output_text.delta
+ * per piece, then the text, part and item done; for each tool call, a
+ * function_call item added, its arguments as
+ * response.function_call_arguments.delta pieces, then done; and
+ * response.completed (response.incomplete when cut at max_output_tokens).
+ * Nothing is stored: every response says `store: false`.
  */
 import type { GenerationResult, TokenUsage } from "../core/request.js";
+import type { ChunkIds, ToolCallPiece } from "../engines/engine.js";
 import type { AnswerHead, AnswerWriter, StreamWriter, WholeWriter } from "./answer-writer.js";
 import type { HttpError } from "./errors.js";
-import type { ServedBy } from "./responses.js";
+import { ToolCallsOut, type ServedBy } from "./responses.js";
 
-export const responsesWriter: AnswerWriter = {
-  stream: (head) => new ResponseEvents(head),
-  whole: (head) => new WholeResponse(head),
-};
+/** The request's tools as every response states them. */
+export interface ToolsEcho {
+  readonly tools: readonly Record<string, unknown>[];
+  readonly tool_choice: unknown;
+  readonly parallel_tool_calls: boolean;
+}
+
+export function responsesWriter(echo: ToolsEcho): AnswerWriter {
+  return { stream: (head) => new ResponseEvents(head, echo), whole: (head) => new WholeResponse(head, echo) };
+}
 
 const ids = (head: AnswerHead): { response: string; item: string } => ({ response: `resp_${head.requestId}`, item: `msg_${head.requestId}` });
 
@@ -39,8 +48,19 @@ function messageItem(head: AnswerHead, text: string | undefined): Record<string,
   };
 }
 
-/** The response object: in progress (no result yet), or finished with its text. */
-function responseObject(head: AnswerHead, done?: { result: GenerationResult; text: string; servedBy: ServedBy }): Record<string, unknown> {
+/** One tool call as an output item: `call_id` is what the client answers with its function_call_output. */
+function callItem(head: AnswerHead, index: number, call: { id: string; name: string; args: string }, done: boolean): Record<string, unknown> {
+  return { id: `fc_${head.requestId}_${index}`, type: "function_call", status: done ? "completed" : "in_progress", arguments: done ? call.args : "", call_id: call.id, name: call.name };
+}
+
+/** The answer's output items: its text as a message (left out when the answer is only calls), then its calls. */
+function outputOf(head: AnswerHead, text: string, calls: readonly { id: string; name: string; args: string }[]): Record<string, unknown>[] {
+  const items = calls.map((c, i) => callItem(head, i, c, true));
+  return text === "" && items.length > 0 ? items : [messageItem(head, text), ...items];
+}
+
+/** The response object: in progress (no result yet), or finished with its output. */
+function responseObject(head: AnswerHead, echo: ToolsEcho, done?: { result: GenerationResult; output: Record<string, unknown>[]; servedBy: ServedBy }): Record<string, unknown> {
   const cut = done?.result.finishReason === "length";
   return {
     id: ids(head).response,
@@ -51,12 +71,12 @@ function responseObject(head: AnswerHead, done?: { result: GenerationResult; tex
     incomplete_details: cut ? { reason: "max_output_tokens" } : null,
     instructions: null,
     model: head.model,
-    output: done === undefined ? [] : [messageItem(head, done.text)],
-    parallel_tool_calls: false,
+    output: done === undefined ? [] : done.output,
+    parallel_tool_calls: echo.parallel_tool_calls,
     store: false,
     text: { format: { type: "text" } },
-    tool_choice: "none",
-    tools: [],
+    tool_choice: echo.tool_choice,
+    tools: echo.tools,
     truncation: "disabled",
     usage: done === undefined ? null : usageOf(done.result.usage),
     metadata: {},
@@ -66,12 +86,18 @@ function responseObject(head: AnswerHead, done?: { result: GenerationResult; tex
 
 class ResponseEvents implements StreamWriter {
   readonly #head: AnswerHead;
+  readonly #echo: ToolsEcho;
   readonly #parts: string[] = [];
+  readonly #calls: { id: string; name: string; args: string }[] = [];
   #sequence = 0;
   readonly #deltaOpen: string;
+  /** What the stream writes into now: the message's text (output 0), or a call's arguments. */
+  #open: "none" | "text" | "call" = "none";
+  #textDone = false;
 
-  constructor(head: AnswerHead) {
+  constructor(head: AnswerHead, echo: ToolsEcho) {
     this.#head = head;
+    this.#echo = echo;
     this.#deltaOpen = `,"item_id":"${ids(head).item}","output_index":0,"content_index":0,"logprobs":[],"delta":`;
   }
 
@@ -80,33 +106,81 @@ class ResponseEvents implements StreamWriter {
   }
 
   open(): string {
-    const head = this.#head;
-    const at = { item_id: ids(head).item, output_index: 0, content_index: 0 };
-    return (
-      this.#event("response.created", { response: responseObject(head) }) +
-      this.#event("response.in_progress", { response: responseObject(head) }) +
-      this.#event("response.output_item.added", { output_index: 0, item: messageItem(head, undefined) }) +
-      this.#event("response.content_part.added", { ...at, part: { type: "output_text", text: "", annotations: [] } })
-    );
+    const response = responseObject(this.#head, this.#echo);
+    return this.#event("response.created", { response }) + this.#event("response.in_progress", { response });
   }
 
   /** One delta per piece, built by concatenation around one JSON.stringify of the text, as the chat chunks are. */
-  text(text: string): string {
+  text(text: string, _ids?: ChunkIds, call?: ToolCallPiece): string {
+    if (call !== undefined) return this.#callPiece(text, call);
+    let out = "";
+    if (this.#open !== "text") {
+      out = this.#closeOpen() + this.#openText();
+    }
     this.#parts.push(text);
-    return `event: response.output_text.delta\ndata: {"type":"response.output_text.delta","sequence_number":${this.#sequence++}${this.#deltaOpen}${JSON.stringify(text)}}\n\n`;
+    return `${out}event: response.output_text.delta\ndata: {"type":"response.output_text.delta","sequence_number":${this.#sequence++}${this.#deltaOpen}${JSON.stringify(text)}}\n\n`;
+  }
+
+  /** The message item and its text part: opened with its first text (or at the end of an answer with neither text nor calls). */
+  #openText(): string {
+    const head = this.#head;
+    this.#open = "text";
+    return (
+      this.#event("response.output_item.added", { output_index: 0, item: messageItem(head, undefined) }) +
+      this.#event("response.content_part.added", { item_id: ids(head).item, output_index: 0, content_index: 0, part: { type: "output_text", text: "", annotations: [] } })
+    );
+  }
+
+  #callPiece(args: string, call: ToolCallPiece): string {
+    let out = "";
+    if (call.id !== undefined) {
+      out = this.#closeOpen();
+      this.#calls[call.index] = { id: call.id, name: call.name ?? "", args: "" };
+      this.#open = "call";
+      out += this.#event("response.output_item.added", { output_index: this.#outputIndex(call.index), item: callItem(this.#head, call.index, this.#calls[call.index]!, false) });
+    }
+    const known = this.#calls[call.index];
+    if (known === undefined || args === "") return out;
+    known.args += args;
+    return out + this.#event("response.function_call_arguments.delta", { item_id: `fc_${this.#head.requestId}_${call.index}`, output_index: this.#outputIndex(call.index), delta: args });
+  }
+
+  /** A call's place among the output items: after the message, where the answer has text. */
+  #outputIndex(call: number): number {
+    return (this.#parts.length > 0 ? 1 : 0) + call;
+  }
+
+  /** Ends the item being written: the message's text, or the latest call's arguments. */
+  #closeOpen(): string {
+    const head = this.#head;
+    if (this.#open === "text" && !this.#textDone) {
+      this.#textDone = true;
+      const text = this.#parts.join("");
+      const at = { item_id: ids(head).item, output_index: 0, content_index: 0 };
+      return (
+        this.#event("response.output_text.done", { ...at, text, logprobs: [] }) +
+        this.#event("response.content_part.done", { ...at, part: { type: "output_text", text, annotations: [] } }) +
+        this.#event("response.output_item.done", { output_index: 0, item: messageItem(head, text) })
+      );
+    }
+    if (this.#open !== "call") return "";
+    const index = this.#calls.length - 1;
+    const call = this.#calls[index]!;
+    const item = callItem(head, index, call, true);
+    return (
+      this.#event("response.function_call_arguments.done", { item_id: item.id, output_index: this.#outputIndex(index), arguments: call.args }) +
+      this.#event("response.output_item.done", { output_index: this.#outputIndex(index), item })
+    );
   }
 
   close(result: GenerationResult, servedBy: () => ServedBy): string {
     const head = this.#head;
-    const text = this.#parts.join("");
-    const at = { item_id: ids(head).item, output_index: 0, content_index: 0 };
-    const response = responseObject(head, { result, text, servedBy: servedBy() });
-    return (
-      this.#event("response.output_text.done", { ...at, text, logprobs: [] }) +
-      this.#event("response.content_part.done", { ...at, part: { type: "output_text", text, annotations: [] } }) +
-      this.#event("response.output_item.done", { output_index: 0, item: messageItem(head, text) }) +
-      this.#event(response.status === "incomplete" ? "response.incomplete" : "response.completed", { response })
-    );
+    // An answer with neither text nor calls is an empty message, as the whole response says.
+    const opened = this.#open === "none" ? this.#openText() : "";
+    const ended = opened + this.#closeOpen();
+    const output = outputOf(head, this.#parts.join(""), this.#calls.filter((c) => c !== undefined));
+    const response = responseObject(head, this.#echo, { result, output, servedBy: servedBy() });
+    return ended + this.#event(response.status === "incomplete" ? "response.incomplete" : "response.completed", { response });
   }
 
   broke(http: HttpError): string {
@@ -117,17 +191,21 @@ class ResponseEvents implements StreamWriter {
 
 class WholeResponse implements WholeWriter {
   readonly #head: AnswerHead;
+  readonly #echo: ToolsEcho;
   readonly #parts: string[] = [];
+  readonly #calls = new ToolCallsOut();
 
-  constructor(head: AnswerHead) {
+  constructor(head: AnswerHead, echo: ToolsEcho) {
     this.#head = head;
+    this.#echo = echo;
   }
 
-  text(text: string): void {
-    this.#parts.push(text);
+  text(text: string, _ids?: ChunkIds, call?: ToolCallPiece): void {
+    if (call === undefined) this.#parts.push(text);
+    else this.#calls.piece(text, call);
   }
 
   body(result: GenerationResult, servedBy: ServedBy): Record<string, unknown> {
-    return responseObject(this.#head, { result, text: this.#parts.join(""), servedBy });
+    return responseObject(this.#head, this.#echo, { result, output: outputOf(this.#head, this.#parts.join(""), this.#calls.calls), servedBy });
   }
 }

@@ -5,13 +5,17 @@
  * `instructions` leads as a system message; `text.format` is
  * response_format's twin. Nothing is stored: an omitted `store` is taken
  * as false and echoed so, `store: true` and `previous_response_id` are
- * 400s that say to send the conversation as items. Tools, images, files and
- * reasoning items are refused by name, as every field that would be ignored.
+ * 400s that say to send the conversation as items. Function tools are
+ * served as chat completions' tools are: `function_call` and
+ * `function_call_output` items carry calls and their results in the
+ * history. Images, files, built-in tools and reasoning items are refused by
+ * name, as every field that would be ignored.
  */
 import type { FastifyRequest } from "fastify";
-import type { ChatMessage, GenerationRequest } from "../core/request.js";
+import { FlotillaError } from "../core/errors.js";
+import type { ChatMessage, GenerationRequest, Tool, ToolUse } from "../core/request.js";
 import { apiHandler, type CompletionServices } from "./completions.js";
-import { responsesWriter } from "./openai-responses-events.js";
+import { responsesWriter, type ToolsEcho } from "./openai-responses-events.js";
 import { MAX_OUTPUT_TOKENS, jsonSchemaFormatProperties, labelProperties } from "./schemas.js";
 import { responseFormatOf } from "./translate.js";
 
@@ -38,6 +42,50 @@ const messageItem = {
   },
 } as const;
 
+/** A call the model made, sent back as history; `id` and `status` label it only. */
+const functionCallItem = {
+  type: "object",
+  required: ["type", "call_id", "name", "arguments"],
+  additionalProperties: false,
+  properties: { type: { const: "function_call" }, call_id: { type: "string", minLength: 1 }, name: { type: "string", minLength: 1 }, arguments: { type: "string" }, id: { type: "string" }, status: { type: "string" } },
+} as const;
+
+/** A call's result, answering it by `call_id`. */
+const functionCallOutputItem = {
+  type: "object",
+  required: ["type", "call_id", "output"],
+  additionalProperties: false,
+  properties: { type: { const: "function_call_output" }, call_id: { type: "string", minLength: 1 }, output: { type: "string" }, id: { type: "string" }, status: { type: "string" } },
+} as const;
+
+/** An input item by its type: a message (the easy form has none), a function call, or a call's output. */
+const inputItem = {
+  type: "object",
+  properties: { type: { enum: ["message", "function_call", "function_call_output"] } },
+  if: { required: ["type"], properties: { type: { const: "function_call" } } },
+  then: functionCallItem,
+  else: { if: { required: ["type"], properties: { type: { const: "function_call_output" } } }, then: functionCallOutputItem, else: messageItem },
+} as const;
+
+/** A function tool, flat as the Responses API has them; `strict` defaults to true here. `type` is checked first, so a built-in tool is told so. */
+const functionTool = {
+  type: "object",
+  required: ["type"],
+  properties: { type: { const: "function" } },
+  if: { properties: { type: { const: "function" } } },
+  then: {
+    required: ["type", "name"],
+    additionalProperties: false,
+    properties: {
+      type: true,
+      name: { type: "string", pattern: "^[A-Za-z0-9_-]{1,64}$" },
+      description: { type: ["string", "null"] },
+      parameters: { type: ["object", "null"] },
+      strict: { type: ["boolean", "null"] },
+    },
+  },
+} as const;
+
 const textFormat = {
   type: "object",
   required: ["type"],
@@ -51,7 +99,7 @@ export const responsesSchema = {
   additionalProperties: false,
   properties: {
     model: { type: "string", minLength: 1 },
-    input: { anyOf: [{ type: "string" }, { type: "array", minItems: 1, items: messageItem }] },
+    input: { anyOf: [{ type: "string" }, { type: "array", minItems: 1, items: inputItem }] },
     instructions: { type: ["string", "null"] },
     max_output_tokens: { type: ["integer", "null"], minimum: 1, maximum: MAX_OUTPUT_TOKENS },
     temperature: { type: ["number", "null"], minimum: 0, maximum: 2 },
@@ -59,15 +107,30 @@ export const responsesSchema = {
     stream: { type: ["boolean", "null"] },
     store: { type: ["boolean", "null"], enum: [false, null] },
     text: { type: "object", additionalProperties: false, properties: { format: textFormat } },
+    tools: { type: "array", maxItems: 128, items: functionTool },
+    tool_choice: {
+      anyOf: [
+        { enum: ["none", "auto", "required"] },
+        { type: "object", required: ["type", "name"], additionalProperties: false, properties: { type: { const: "function" }, name: { type: "string" } } },
+      ],
+    },
+    parallel_tool_calls: { type: ["boolean", "null"] },
     ...labelProperties,
   },
 } as const;
 
 type Part = { type: "input_text" | "output_text"; text: string };
 
+type MessageInput = { type?: "message"; role: ChatMessage["role"]; content: string | Part[] };
+type FunctionCallInput = { type: "function_call"; call_id: string; name: string; arguments: string };
+type FunctionCallOutputInput = { type: "function_call_output"; call_id: string; output: string };
+
 export interface ResponsesBody {
   model: string;
-  input: string | { role: ChatMessage["role"]; content: string | Part[] }[];
+  input: string | (MessageInput | FunctionCallInput | FunctionCallOutputInput)[];
+  tools?: { type: "function"; name: string; description?: string | null; parameters?: Record<string, unknown> | null; strict?: boolean | null }[];
+  tool_choice?: "none" | "auto" | "required" | { type: "function"; name: string };
+  parallel_tool_calls?: boolean | null;
   instructions?: string | null;
   max_output_tokens?: number | null;
   temperature?: number | null;
@@ -82,13 +145,12 @@ export interface ResponsesBody {
 /** The body as the engine-neutral request: instructions, then the items as chat messages. */
 export function responsesRequest(id: string, body: ResponsesBody): GenerationRequest {
   const items = typeof body.input === "string" ? [{ role: "user" as const, content: body.input }] : body.input;
-  const messages: ChatMessage[] = [
-    ...(body.instructions == null ? [] : [{ role: "system" as const, content: body.instructions }]),
-    ...items.map((m) => ({ role: m.role, content: typeof m.content === "string" ? m.content : m.content.map((p) => p.text).join("") })),
-  ];
+  const messages: ChatMessage[] = [...(body.instructions == null ? [] : [{ role: "system" as const, content: body.instructions }]), ...itemMessages(items)];
   const f = body.text?.format;
   const format = responseFormatOf(f?.type, f);
+  const tools = toolUseOf(body);
   return {
+    ...(tools === undefined ? {} : { tools }),
     id,
     prompt: { kind: "chat", messages },
     sampling: {
@@ -98,6 +160,48 @@ export function responsesRequest(id: string, body: ResponsesBody): GenerationReq
     },
     ...(format === undefined ? {} : { format }),
   };
+}
+
+/**
+ * Input items as chat turns: consecutive function calls are one assistant
+ * turn's calls, and each output a tool turn answering an earlier call.
+ */
+function itemMessages(items: Exclude<ResponsesBody["input"], string>): ChatMessage[] {
+  const out: ChatMessage[] = [];
+  const called = new Set<string>();
+  items.forEach((item, i) => {
+    if (item.type === "function_call") {
+      called.add(item.call_id);
+      const call = { id: item.call_id, name: item.name, arguments: item.arguments };
+      const last = out.at(-1);
+      if (last?.toolCalls !== undefined) out[out.length - 1] = { ...last, toolCalls: [...last.toolCalls, call] };
+      else out.push({ role: "assistant", content: "", toolCalls: [call] });
+    } else if (item.type === "function_call_output") {
+      if (!called.has(item.call_id)) throw new FlotillaError("invalid_request", `input[${i}].call_id "${item.call_id}" answers no function_call item before it`, { param: `input[${i}].call_id` });
+      out.push({ role: "tool", content: item.output, toolCallId: item.call_id });
+    } else out.push({ role: item.role, content: typeof item.content === "string" ? item.content : item.content.map((p) => p.text).join("") });
+  });
+  return out;
+}
+
+/** The function tools and the choice, checked as chat completions' are. */
+function toolUseOf(body: ResponsesBody): ToolUse | undefined {
+  const given = body.tools ?? [];
+  const choice = body.tool_choice;
+  if (given.length === 0) {
+    if (choice !== undefined && choice !== "none") throw new FlotillaError("invalid_request", "tool_choice needs tools: offer the tools the model may call", { param: "tool_choice" });
+    return undefined;
+  }
+  const names = new Set<string>();
+  const tools: Tool[] = given.map((t, i) => {
+    if (names.has(t.name)) throw new FlotillaError("invalid_request", `tools[${i}].name "${t.name}" is offered twice; tool names must differ`, { param: `tools[${i}].name` });
+    names.add(t.name);
+    return { name: t.name, ...(t.description == null ? {} : { description: t.description }), ...(t.parameters == null ? {} : { parameters: t.parameters }), strict: t.strict !== false };
+  });
+  if (typeof choice === "object" && !names.has(choice.name)) {
+    throw new FlotillaError("invalid_request", `tool_choice names "${choice.name}", which is not among the tools offered (${[...names].join(", ")})`, { param: "tool_choice" });
+  }
+  return { tools, choice: typeof choice === "object" ? { name: choice.name } : (choice ?? "auto"), parallel: body.parallel_tool_calls !== false };
 }
 
 /** The route: one more reader and writer over the completion run, so a response takes the chat completions' whole path. */
@@ -111,7 +215,16 @@ export function responsesHandler(services: CompletionServices) {
       stream: body.stream === true,
       sessionKey: body.prompt_cache_key ?? body.user,
       serviceTier: body.service_tier,
-      writer: responsesWriter,
+      writer: responsesWriter(echoOf(body)),
     };
   });
+}
+
+/** What the response says back of the request's tools, as OpenAI's responses do. */
+function echoOf(body: ResponsesBody): ToolsEcho {
+  return {
+    tools: (body.tools ?? []).map((t) => ({ type: "function", name: t.name, description: t.description ?? null, parameters: t.parameters ?? null, strict: t.strict !== false })),
+    tool_choice: body.tool_choice ?? (body.tools === undefined || body.tools.length === 0 ? "none" : "auto"),
+    parallel_tool_calls: body.parallel_tool_calls !== false,
+  };
 }
