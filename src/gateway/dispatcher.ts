@@ -8,7 +8,7 @@ import { promptBlockHashes } from "../scheduler/prefix.js";
 import { hashString } from "../scheduler/hash.js";
 import { policyReadsPrefix } from "../scheduler/scorers.js";
 import { DEFAULT_HEDGE, FirstTokenLatency, hedgeCandidates, hedgeDelayMs, type HedgePolicy } from "../scheduler/hedge.js";
-import { DEFAULT_RETRY, attemptBudget, backoffMs, bestRecord, isRetryable, retryCandidates, type RetryChoice, type RetryPolicy } from "../scheduler/retry.js";
+import { DEFAULT_RETRY, attemptBudget, backoffMs, bestRecord, isRetryable, retryCandidates, unresumable, type RetryChoice, type RetryPolicy } from "../scheduler/retry.js";
 import { markReady, type Readiness } from "../scheduler/readiness.js";
 import { readyIndices, type DecisionListener } from "../scheduler/decision.js";
 import { Answer, resumed, type Attempt } from "./answer.js";
@@ -269,9 +269,8 @@ export class Dispatcher {
       if (result !== undefined) return { ...answer.finished(round.attempt, result, current), replica: lastReplica, attempts, continuations };
       const code = error instanceof FlotillaError ? error.code : "engine_error";
       if (signal.aborted || !isRetryable(code, answer.begun)) throw error;
-      // An engine enforces response_format, and writes tool calls, from the start of an answer: none can resume one half-written.
-      if (answer.begun && (request.format !== undefined || callsTools(request))) {
-        const held = request.format !== undefined ? "held to response_format" : "that may call tools";
+      const held = answer.begun ? unresumable({ format: request.format !== undefined, tools: callsTools(request) }) : undefined;
+      if (held !== undefined) {
         throw new FlotillaError("engine_error", `replica ${lastReplica.id} failed mid-answer, and an answer ${held} cannot be resumed where it stopped; send the request again`, { cause: error });
       }
       if (answer.begun) continuations++;

@@ -57,6 +57,18 @@ export function isRetryable(code: string, afterOutput: boolean): boolean {
   return (afterOutput ? RESUMABLE_AFTER_OUTPUT : RETRYABLE_BEFORE_OUTPUT).has(code);
 }
 
+/**
+ * Why an answer the caller has begun to receive cannot go on on another
+ * replica, or undefined where it can (resumed after what was sent). An
+ * engine holds an answer to a format, and writes tool calls, from the
+ * answer's first token: none can pick up one half-written.
+ */
+export function unresumable(answer: { readonly format: boolean; readonly tools: boolean }): string | undefined {
+  if (answer.format) return "held to response_format";
+  if (answer.tools) return "that may call tools";
+  return undefined;
+}
+
 export interface RetryChoice {
   readonly candidates: Candidate[];
   /** Only replicas that already failed this request are left: the retry waits `backoffMs` first. */

@@ -231,7 +231,7 @@ describe("a replica restarting during a request", () => {
   });
 });
 
-describe("an answer held to response_format", () => {
+describe("an answer held to response_format or free to call tools", () => {
   it("strict: an engine that ignored the schema fails the request (502, or the stream's error event); without strict its answer stands", async () => {
     // The fake upstream never enforces response_format: its answers are not JSON.
     const fake = await startFakeUpstream({});
@@ -253,25 +253,31 @@ describe("an answer held to response_format", () => {
     }
   });
 
-  it("is not resumed half-written: the replica dying mid-answer ends it with a 502 that says so; nothing is left running", async () => {
-    const bad = await startFakeUpstream({ mode: "die-mid-stream", afterPieces: 5 });
-    const good = await startFakeUpstream({});
-    const front = await frontOver([bad, good]);
-    try {
-      await admin(front.url, "drain", "m/1");
-      const body = { model: "m", messages: chatPrompt(300, 30), max_tokens: 100, response_format: { type: "json_object" } };
-      const pending = fetch(`${front.url}/v1/chat/completions`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
-      await bad.waitFor((s) => s.requests === 1, 5_000, "the bad replica to take the request");
-      await admin(front.url, "resume", "m/1");
-      const res = await pending;
-      const error = ((await res.json()) as { error: { message: string } }).error;
-      assert.equal(res.status, 502);
-      assert.match(error.message, /replica m\/0 failed mid-answer, and an answer held to response_format cannot be resumed where it stopped; send the request again/);
-      assert.equal(good.stats.requests, 0, "no replica was asked to continue it");
-      await eventually(() => totalActive(front.fleet) === 0, "every slot released", 5_000);
-    } finally {
-      await front.close();
-      await Promise.all([bad.close(), good.close()]);
+  it("is not resumed half-written, nor is one that may call tools: the replica dying mid-answer ends it with a 502 that says so", async () => {
+    const cases: [Record<string, unknown>, string][] = [
+      [{ response_format: { type: "json_object" } }, "held to response_format"],
+      [{ tools: [{ type: "function", function: { name: "lookup", parameters: { type: "object" } } }] }, "that may call tools"],
+    ];
+    for (const [extra, held] of cases) {
+      const bad = await startFakeUpstream({ mode: "die-mid-stream", afterPieces: 5 });
+      const good = await startFakeUpstream({});
+      const front = await frontOver([bad, good]);
+      try {
+        await admin(front.url, "drain", "m/1");
+        const body = { model: "m", messages: chatPrompt(300, 30), max_tokens: 100, ...extra };
+        const pending = fetch(`${front.url}/v1/chat/completions`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
+        await bad.waitFor((s) => s.requests === 1, 5_000, "the bad replica to take the request");
+        await admin(front.url, "resume", "m/1");
+        const res = await pending;
+        const error = ((await res.json()) as { error: { message: string } }).error;
+        assert.equal(res.status, 502);
+        assert.equal(error.message, `replica m/0 failed mid-answer, and an answer ${held} cannot be resumed where it stopped; send the request again`);
+        assert.equal(good.stats.requests, 0, "no replica was asked to continue it");
+        await eventually(() => totalActive(front.fleet) === 0, "every slot released", 5_000);
+      } finally {
+        await front.close();
+        await Promise.all([bad.close(), good.close()]);
+      }
     }
   });
 });

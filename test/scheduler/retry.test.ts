@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import type { Candidate } from "../../src/scheduler/pipeline.js";
-import { DEFAULT_RETRY, attemptBudget, backoffMs, bestRecord, isRetryable, retryCandidates } from "../../src/scheduler/retry.js";
+import { DEFAULT_RETRY, attemptBudget, backoffMs, bestRecord, isRetryable, retryCandidates, unresumable } from "../../src/scheduler/retry.js";
 
 const replica = (index: number, ready = true): Candidate => ({ index, ready, active: 0, queued: 0, slots: 1, maxQueue: 1, contextSize: undefined });
 const readyOnes = (cs: readonly Candidate[]): number[] => cs.filter((c) => c.ready).map((c) => c.index);
@@ -36,6 +36,16 @@ describe("retry rules", () => {
       ["deadline_exceeded", true, false],
     ];
     for (const [code, afterOutput, expected] of table) assert.equal(isRetryable(code, afterOutput), expected, `${code} ${afterOutput ? "after" : "before"} output`);
+  });
+
+  it("an answer begun is resumed elsewhere unless an engine holds it from its first token: a format, or tool calls (table)", () => {
+    const table: [{ format: boolean; tools: boolean }, string | undefined][] = [
+      [{ format: false, tools: false }, undefined],
+      [{ format: true, tools: false }, "held to response_format"],
+      [{ format: false, tools: true }, "that may call tools"],
+      [{ format: true, tools: true }, "held to response_format"],
+    ];
+    for (const [answer, expected] of table) assert.equal(unresumable(answer), expected, JSON.stringify(answer));
   });
 
   it("a retry goes to the best record: answered since its last failure, then no failures, then the rest (table)", () => {
