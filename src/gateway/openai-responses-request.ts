@@ -13,11 +13,11 @@
  */
 import type { FastifyRequest } from "fastify";
 import { FlotillaError } from "../core/errors.js";
-import type { ChatMessage, GenerationRequest, Tool, ToolUse } from "../core/request.js";
+import type { ChatMessage, GenerationRequest, ToolUse } from "../core/request.js";
 import { apiHandler, type CompletionServices } from "./completions.js";
 import { responsesWriter, type ToolsEcho } from "./openai-responses-events.js";
 import { MAX_OUTPUT_TOKENS, jsonSchemaFormatProperties, labelProperties } from "./schemas.js";
-import { responseFormatOf } from "./translate.js";
+import { responseFormatOf, toolUseOf } from "./translate.js";
 
 /** Text parts only; `type` is checked first, so an image or file part is told so rather than that it lacks text. */
 const textPart = {
@@ -148,7 +148,7 @@ export function responsesRequest(id: string, body: ResponsesBody): GenerationReq
   const messages: ChatMessage[] = [...(body.instructions == null ? [] : [{ role: "system" as const, content: body.instructions }]), ...itemMessages(items)];
   const f = body.text?.format;
   const format = responseFormatOf(f?.type, f);
-  const tools = toolUseOf(body);
+  const tools = toolUse(body);
   return {
     ...(tools === undefined ? {} : { tools }),
     id,
@@ -184,24 +184,12 @@ function itemMessages(items: Exclude<ResponsesBody["input"], string>): ChatMessa
   return out;
 }
 
-/** The function tools and the choice, checked as chat completions' are. */
-function toolUseOf(body: ResponsesBody): ToolUse | undefined {
-  const given = body.tools ?? [];
-  const choice = body.tool_choice;
-  if (given.length === 0) {
-    if (choice !== undefined && choice !== "none") throw new FlotillaError("invalid_request", "tool_choice needs tools: offer the tools the model may call", { param: "tool_choice" });
-    return undefined;
-  }
-  const names = new Set<string>();
-  const tools: Tool[] = given.map((t, i) => {
-    if (names.has(t.name)) throw new FlotillaError("invalid_request", `tools[${i}].name "${t.name}" is offered twice; tool names must differ`, { param: `tools[${i}].name` });
-    names.add(t.name);
-    return { name: t.name, ...(t.description == null ? {} : { description: t.description }), ...(t.parameters == null ? {} : { parameters: t.parameters }), strict: t.strict !== false };
-  });
-  if (typeof choice === "object" && !names.has(choice.name)) {
-    throw new FlotillaError("invalid_request", `tool_choice names "${choice.name}", which is not among the tools offered (${[...names].join(", ")})`, { param: "tool_choice" });
-  }
-  return { tools, choice: typeof choice === "object" ? { name: choice.name } : (choice ?? "auto"), parallel: body.parallel_tool_calls !== false };
+/** The function tools (strict unless set false, as OpenAI's default is here) and the choice, checked as chat completions' are. */
+function toolUse(body: ResponsesBody): ToolUse | undefined {
+  const tools = (body.tools ?? []).map((t) => ({ ...t, strict: t.strict !== false }));
+  const choice = typeof body.tool_choice === "object" ? { name: body.tool_choice.name } : body.tool_choice;
+  // Responses echo parallel_tool_calls with or without tools: only with tools does it mean anything.
+  return toolUseOf(tools, choice, tools.length === 0 ? undefined : body.parallel_tool_calls, (i) => `tools[${i}].name`);
 }
 
 /** The route: one more reader and writer over the completion run, so a response takes the chat completions' whole path. */

@@ -62,25 +62,40 @@ function chatMessages(given: ChatCompletionBody["messages"]): ChatMessage[] {
   });
 }
 
-/** The tools offered, and the choice, checked: a choice needs tools, and a named one must be among them. */
+/** The tools offered, and the choice, as chat completions write them. */
 function toolUse(body: ChatCompletionBody): ToolUse | undefined {
-  const given = body.tools ?? [];
-  const choice = body.tool_choice;
+  const tools = (body.tools ?? []).map(({ function: f }) => ({ ...f, strict: f.strict === true }));
+  const choice = typeof body.tool_choice === "object" ? { name: body.tool_choice.function.name } : body.tool_choice;
+  return toolUseOf(tools, choice, body.parallel_tool_calls, (i) => `tools[${i}].function.name`);
+}
+
+/**
+ * The tools offered and the choice, checked as OpenAI checks them, for
+ * every OpenAI API: a choice other than none needs tools, names differ,
+ * and a named choice is among them. `nameAt` is where tool i's name sits
+ * in the body.
+ */
+export function toolUseOf(
+  given: readonly { name: string; description?: string | null; parameters?: Readonly<Record<string, unknown>> | null; strict: boolean }[],
+  choice: ToolUse["choice"] | undefined,
+  parallel: boolean | null | undefined,
+  nameAt: (i: number) => string,
+): ToolUse | undefined {
   if (given.length === 0) {
     if (choice !== undefined && choice !== "none") throw new FlotillaError("invalid_request", "tool_choice needs tools: offer the tools the model may call", { param: "tool_choice" });
-    if (body.parallel_tool_calls !== undefined) throw new FlotillaError("invalid_request", "parallel_tool_calls needs tools", { param: "parallel_tool_calls" });
+    if (parallel != null) throw new FlotillaError("invalid_request", "parallel_tool_calls needs tools", { param: "parallel_tool_calls" });
     return undefined;
   }
   const names = new Set<string>();
-  const tools: Tool[] = given.map(({ function: f }, i) => {
-    if (names.has(f.name)) throw new FlotillaError("invalid_request", `tools[${i}].function.name "${f.name}" is offered twice; tool names must differ`, { param: `tools[${i}].function.name` });
-    names.add(f.name);
-    return { name: f.name, ...(f.description === undefined ? {} : { description: f.description }), ...(f.parameters === undefined ? {} : { parameters: f.parameters }), strict: f.strict === true };
+  const tools: Tool[] = given.map((t, i) => {
+    if (names.has(t.name)) throw new FlotillaError("invalid_request", `${nameAt(i)} "${t.name}" is offered twice; tool names must differ`, { param: nameAt(i) });
+    names.add(t.name);
+    return { name: t.name, ...(t.description == null ? {} : { description: t.description }), ...(t.parameters == null ? {} : { parameters: t.parameters }), strict: t.strict };
   });
-  if (typeof choice === "object" && !names.has(choice.function.name)) {
-    throw new FlotillaError("invalid_request", `tool_choice names "${choice.function.name}", which is not among the tools offered (${[...names].join(", ")})`, { param: "tool_choice" });
+  if (typeof choice === "object" && !names.has(choice.name)) {
+    throw new FlotillaError("invalid_request", `tool_choice names "${choice.name}", which is not among the tools offered (${[...names].join(", ")})`, { param: "tool_choice" });
   }
-  return { tools, choice: typeof choice === "object" ? { name: choice.function.name } : (choice ?? "auto"), parallel: body.parallel_tool_calls !== false };
+  return { tools, choice: choice ?? "auto", parallel: parallel !== false };
 }
 
 function contentText(content: ChatCompletionBody["messages"][number]["content"]): string {
