@@ -234,7 +234,7 @@ export class OpenAIEngine implements Engine {
 
   /** Any failure of a request to the upstream as the gateway's error; one that could not reach it starts probing. */
   #failure(err: unknown, signal: AbortSignal): FlotillaError {
-    if (signal.aborted) return new FlotillaError("cancelled", "the request was cancelled", { cause: err });
+    if (signal.aborted) return new FlotillaError("cancelled", "generation was cancelled", { cause: err });
     if (err instanceof FlotillaError) return err;
     if (isConnectionError(err)) {
       this.#ready = false;
@@ -487,6 +487,8 @@ class UpstreamIds {
  */
 class UpstreamCalls {
   readonly #started = new Set<number>();
+  /** Ids that came before their call's name. */
+  readonly #ids = new Map<number, string>();
 
   constructor(readonly onText: TextSink) {}
 
@@ -494,11 +496,15 @@ class UpstreamCalls {
     const index = call.index ?? 0;
     const args = call.function?.arguments ?? "";
     const first = !this.#started.has(index);
-    if (first && call.function?.name === undefined) return;
+    const name = call.function?.name;
+    if (first && name === undefined) {
+      if (call.id !== undefined) this.#ids.set(index, call.id);
+      return;
+    }
     if (!first && args.length === 0) return;
     this.#started.add(index);
     const { tokens, estimated } = count();
-    this.onText(args, tokens, estimated, undefined, first ? { index, id: call.id ?? `call_${index}`, name: call.function!.name! } : { index });
+    this.onText(args, tokens, estimated, undefined, first ? { index, id: call.id ?? this.#ids.get(index) ?? `call_${index}`, name: name! } : { index });
   }
 }
 

@@ -61,13 +61,13 @@ export interface ApiRequest {
   /** Headers every answer carries, streamed or whole. */
   readonly headers?: Readonly<Record<string, string>>;
   readonly writer: AnswerWriter;
+  /** Tokens the engine reads beyond the prompt's text, for admission's reservation (AdmissionRequest.promptMarks). */
+  readonly promptMarks?: number;
   /**
    * What runs on the chosen model in place of a generation (embeddings:
    * `generation` then only sizes the request for admission and the fair
    * share). Such a request names a served model, never a cascade.
    */
-  /** Tokens the engine reads beyond the prompt's text, for admission's reservation (AdmissionRequest.promptMarks). */
-  readonly promptMarks?: number;
   readonly execute?: (model: ServedModel, signal: AbortSignal, onAttempt: (replica: Replica) => void, routing: Routing) => Promise<Dispatched>;
 }
 

@@ -144,7 +144,9 @@ describe("tool calls through a remote replica", () => {
       const chunk = (delta: unknown, finish: string | null = null): string => `data: ${JSON.stringify({ choices: [{ index: 0, delta, finish_reason: finish }] })}\n\n`;
       const { name, args } = answer;
       const third = Math.ceil(args.length / 3);
-      res.write(chunk({ role: "assistant", tool_calls: [{ index: 0, id: "call_up1", type: "function", function: { name, arguments: "" } }] }));
+      // The id alone first, then the name, as some servers send them: the call goes out with both.
+      res.write(chunk({ role: "assistant", tool_calls: [{ index: 0, id: "call_up1", type: "function" }] }));
+      res.write(chunk({ tool_calls: [{ index: 0, function: { name, arguments: "" } }] }));
       for (let i = 0; i < args.length; i += third) res.write(chunk({ tool_calls: [{ index: 0, function: { arguments: args.slice(i, i + third) } }] }));
       res.write(chunk({}, "tool_calls"));
       res.end(`data: ${JSON.stringify({ choices: [], usage: { prompt_tokens: 20, completion_tokens: 9 } })}\n\ndata: [DONE]\n\n`);
