@@ -2,6 +2,7 @@ import { Command, CommanderError } from "commander";
 import { registerCalibrateCommand } from "./calibrate-command.js";
 import { registerFleetCommands } from "./fleet-commands.js";
 import { registerHardwareCommands } from "./hardware-commands.js";
+import { registerPlanCommand } from "./plan-command.js";
 import { registerServeCommand } from "./serve.js";
 import { registerSimCommand } from "./sim-command.js";
 import { registerTenancyCommands } from "./tenancy-commands.js";
@@ -14,6 +15,7 @@ export function buildProgram(): Command {
     .exitOverride();
   registerServeCommand(program);
   registerSimCommand(program);
+  registerPlanCommand(program);
   registerFleetCommands(program);
   registerHardwareCommands(program);
   registerCalibrateCommand(program);

@@ -67,7 +67,7 @@ export interface SimIo {
 /** Files `--out` writes. */
 export const OUTPUT_FILES = ["report.json", "report.md", "ttft.svg", "timeline.svg", "replicas.svg", "requests.csv"] as const;
 
-function num(name: string, opts: { min?: number; int?: boolean; gt?: number } = {}): (v: string) => number {
+export function num(name: string, opts: { min?: number; int?: boolean; gt?: number } = {}): (v: string) => number {
   return (v) => {
     const x = Number(v);
     if (v.trim() === "" || !Number.isFinite(x)) throw new InvalidArgumentError(`${name} must be a number`);
@@ -78,7 +78,7 @@ function num(name: string, opts: { min?: number; int?: boolean; gt?: number } = 
   };
 }
 
-function choice<T extends string>(name: string, values: readonly T[]): (v: string) => T {
+export function choice<T extends string>(name: string, values: readonly T[]): (v: string) => T {
   return (v) => {
     if (!(values as readonly string[]).includes(v)) throw new InvalidArgumentError(`${name} must be one of ${values.join(", ")}`);
     return v as T;

@@ -96,7 +96,8 @@ async function rawFleet(opts: SimOptions): Promise<{ raw: Record<string, unknown
   return { raw, source };
 }
 
-async function buildTrace(opts: SimOptions, blockTokens: number, seed: number): Promise<Trace> {
+/** The trace a run replays: read (--trace) or generated (--synthetic), then scaled, cut and truncated as asked. */
+export async function buildTrace(opts: SimOptions, blockTokens: number, seed: number): Promise<Trace> {
   let trace: Trace;
   const prefix =
     opts.prefixGroups !== undefined && opts.prefixGroups > 0

@@ -1,0 +1,83 @@
+/**
+ * `flotilla plan`: which fleet meets a latency objective for a workload at
+ * the least cost (or energy, or devices)? The twin replays the workload on
+ * every setup in the space and finds each one's fewest replicas.
+ *
+ *   flotilla plan --model llama-3.1-70b --synthetic --rate 20 --ttft-slo 1000 --tpot-slo 60
+ *   flotilla plan --model llama-3.1-8b --trace trace.jsonl --hw h100,l40s,lpddr-chip --precision fp8,bf16 --out fleet.yaml
+ *
+ * Only the command's definition lives here; the search loads when it runs
+ * (plan-run.ts).
+ */
+import type { Command } from "commander";
+import { choice, num, type SimIo } from "./sim-command.js";
+
+export interface PlanOptions {
+  model?: string;
+  hw: string;
+  precision: string;
+  tp: string;
+  trace?: string;
+  format?: "mooncake" | "azure";
+  synthetic?: boolean;
+  requests?: number;
+  rate?: number;
+  inputTokens?: number;
+  inputCv?: number;
+  outputTokens?: number;
+  outputCv?: number;
+  rateScale?: number;
+  duration?: number;
+  truncate?: number;
+  ttftSlo: number;
+  tpotSlo: number;
+  sloShare: number;
+  objective: "cost" | "energy" | "devices";
+  maxReplicas: number;
+  seed?: number;
+  json?: boolean;
+  out?: string;
+}
+
+export function registerPlanCommand(program: Command, io: SimIo = { stdout: process.stdout, stderr: process.stderr }): void {
+  program
+    .command("plan")
+    .description("find the fleet that meets a latency objective for a workload at the least cost, energy or devices, by replaying it in the twin")
+    .option("--model <name>", "the model to serve")
+    .option("--hw <names>", "candidate hardware, comma-separated", "h100,h200,b200,mi300x,l40s,lpddr-chip")
+    .option("--precision <names>", "candidate precisions, comma-separated", "bf16,fp8")
+    .option("--tp <sizes>", "candidate tensor-parallel sizes, comma-separated", "1,2,4,8")
+    .option("--trace <path>", "the workload: Mooncake JSONL or Azure CSV")
+    .option("--format <format>", "trace format when the extension does not say: mooncake or azure", choice("--format", ["mooncake", "azure"] as const))
+    .option("--synthetic", "generate the workload instead of reading a trace")
+    .option("--requests <n>", "synthetic: number of requests (default 1000)", num("--requests", { int: true, min: 1 }))
+    .option("--rate <r>", "synthetic: mean arrivals per second (default 10)", num("--rate", { gt: 0 }))
+    .option("--input-tokens <n>", "synthetic: mean prompt tokens (default 1024)", num("--input-tokens", { min: 1 }))
+    .option("--input-cv <cv>", "synthetic: prompt length spread, 0 fixed (default 1)", num("--input-cv", { min: 0 }))
+    .option("--output-tokens <n>", "synthetic: mean output tokens (default 128)", num("--output-tokens", { min: 1 }))
+    .option("--output-cv <cv>", "synthetic: output length spread, 0 fixed (default 1)", num("--output-cv", { min: 0 }))
+    .option("--rate-scale <x>", "replay the trace x times faster", num("--rate-scale", { gt: 0 }))
+    .option("--duration <s>", "only requests arriving in the first s seconds", num("--duration", { gt: 0 }))
+    .option("--truncate <n>", "only the first n requests", num("--truncate", { int: true, min: 1 }))
+    .option("--ttft-slo <ms>", "objective on time to first token", num("--ttft-slo", { gt: 0 }), 2000)
+    .option("--tpot-slo <ms>", "objective on time per output token", num("--tpot-slo", { gt: 0 }), 100)
+    .option("--slo-share <f>", "share of requests that must meet both objectives", num("--slo-share", { gt: 0 }), 0.99)
+    .option("--objective <what>", "what the chosen fleet minimises: cost, energy or devices", choice("--objective", ["cost", "energy", "devices"] as const), "cost")
+    .option("--max-replicas <n>", "most replicas one setup may use", num("--max-replicas", { int: true, min: 1 }), 256)
+    .option("--seed <n>", "random seed (default 1)", num("--seed", { int: true }))
+    .option("--json", "print the plan as JSON on stdout")
+    .option("--out <file>", "write the chosen fleet as a fleet file that `flotilla sim --fleet` replays")
+    .action(async (opts: PlanOptions, cmd: Command) => {
+      const { runPlan } = await import("./plan-run.js");
+      const { isUsageError } = await import("./sim-run.js");
+      let met: boolean;
+      try {
+        met = await runPlan(opts, io);
+      } catch (err) {
+        if (isUsageError(err)) cmd.error(`flotilla plan: ${err.message}`, { exitCode: 2, code: "flotilla.plan.usage" });
+        throw err;
+      }
+      // The answer is printed either way; a plan that found no fleet says so in its exit status too.
+      if (!met) cmd.error("flotilla plan: no setup met the objective (see above)", { exitCode: 1, code: "flotilla.plan.infeasible" });
+    });
+}

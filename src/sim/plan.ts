@@ -1,0 +1,170 @@
+/**
+ * Which fleet should I run? For a workload (a trace) and a latency
+ * objective, the twin tries every candidate setup (hardware x precision x
+ * TP) and finds, for each, the fewest replicas whose replay meets the
+ * objective for the required share of requests: doubling from one replica
+ * until it does, then bisecting. Each setup's fleet at that count is priced
+ * (money and energy per million output tokens, devices, facility power);
+ * the Pareto frontier over money, energy and devices is what is worth
+ * choosing between, and the objective picks one of it.
+ *
+ * Homogeneous, aggregated fleets: disaggregated and mixed fleets, and the
+ * analytic pruning the hardware model could give, are the next steps.
+ */
+import { buildReport, type SimReport } from "./report.js";
+import { FleetFileError, resolveSimFleet, type SimFleet } from "./fleet-file.js";
+import { simulate } from "./simulator.js";
+import type { Trace } from "./traces.js";
+
+export type PlanObjective = "cost" | "energy" | "devices";
+
+export interface PlanInput {
+  readonly model: string;
+  readonly hardware: readonly string[];
+  readonly precisions: readonly string[];
+  readonly tps: readonly number[];
+  readonly trace: Trace;
+  /** Latency objectives, and the share of requests that must meet both. */
+  readonly slo: { readonly ttftMs: number; readonly tpotMs: number; readonly share: number };
+  readonly objective: PlanObjective;
+  /** Most replicas a candidate may use before it is called infeasible. */
+  readonly maxReplicas: number;
+  readonly seed?: number;
+  /** Hears each candidate as its search ends. */
+  readonly onCandidate?: (row: PlanRow, done: number, total: number) => void;
+}
+
+/** One setup, at the fewest replicas that met the objective (or, where none did, at the most tried). */
+export interface PlanRow {
+  readonly hardware: string;
+  readonly precision: string;
+  readonly tp: number;
+  readonly replicas: number;
+  readonly devices: number;
+  /** Whether the objective was met. */
+  readonly meets: boolean;
+  /** Share of requests that met both latency objectives. */
+  readonly goodShare: number;
+  readonly usdPerMTok: number;
+  readonly joulesPerToken: number;
+  readonly usdPerHour: number;
+  /** Mean facility power over the replay, kW (devices, with the PUE). */
+  readonly facilityKw: number;
+  readonly ttftP99Ms: number;
+  readonly tpotP99Ms: number;
+  /** Twin replays this candidate's search took. */
+  readonly replays: number;
+}
+
+export interface PlanResult {
+  /** Every setup that fits, best first by the objective (those that meet it before those that do not). */
+  readonly rows: readonly PlanRow[];
+  /** Setups that cannot serve the model at all, and why (it does not fit at that TP). */
+  readonly unfit: readonly { readonly hardware: string; readonly precision: string; readonly tp: number; readonly reason: string }[];
+  /** The rows no other row beats on money, energy and devices at once. */
+  readonly frontier: readonly PlanRow[];
+  /** The objective's choice; undefined when no setup met the latency objective. */
+  readonly best: PlanRow | undefined;
+}
+
+/** The name-level mistakes in a plan's space (an unknown hardware, precision or model): the user's to fix, not a setup to skip. */
+export class PlanUsageError extends Error {}
+
+export function plan(input: PlanInput): PlanResult {
+  const rows: PlanRow[] = [];
+  const unfit: { hardware: string; precision: string; tp: number; reason: string }[] = [];
+  const setups = input.hardware.flatMap((hardware) => input.precisions.flatMap((precision) => input.tps.map((tp) => ({ hardware, precision, tp }))));
+  setups.forEach((setup, i) => {
+    const fleetOf = (count: number): SimFleet => fleetFor(input, setup, count);
+    try {
+      fleetOf(1);
+    } catch (err) {
+      if (!(err instanceof FleetFileError)) throw err;
+      if (/unknown (hardware|precision|model)/.test(err.message)) throw new PlanUsageError(err.message.replace(/^plan is not valid:\s*islands\.0\./, ""));
+      unfit.push({ ...setup, reason: err.message.replace(/^plan is not valid:\s*islands\.0\.\w+: /, "") });
+      return;
+    }
+    const row = search(input, setup, fleetOf);
+    rows.push(row);
+    input.onCandidate?.(row, i + 1, setups.length);
+  });
+  const key = objectiveKey(input.objective);
+  rows.sort((a, b) => Number(b.meets) - Number(a.meets) || key(a) - key(b) || b.goodShare - a.goodShare);
+  const met = rows.filter((r) => r.meets);
+  return { rows, unfit, frontier: paretoFrontier(met), best: met[0] };
+}
+
+function fleetFor(input: PlanInput, setup: { hardware: string; precision: string; tp: number }, count: number): SimFleet {
+  const raw = {
+    islands: [{ name: "plan", hardware: setup.hardware, count, model: input.model, precision: setup.precision, tp: setup.tp }],
+    slo: { ttft_ms: input.slo.ttftMs, tpot_ms: input.slo.tpotMs },
+    ...(input.seed === undefined ? {} : { seed: input.seed }),
+  };
+  return resolveSimFleet(raw, "plan");
+}
+
+/**
+ * The fewest replicas meeting the objective. The most replicas allowed are
+ * tried first: a setup whose prefill of the longest prompts alone breaks
+ * the objective fails there, at the cost of one replay, where more
+ * replicas would not help. Otherwise the count doubles from one until it
+ * meets the objective, then bisects below that.
+ */
+function search(input: PlanInput, setup: { hardware: string; precision: string; tp: number }, fleetOf: (count: number) => SimFleet): PlanRow {
+  let replays = 0;
+  const replay = (count: number): SimReport => {
+    replays++;
+    return buildReport(simulate({ fleet: fleetOf(count), trace: input.trace }));
+  };
+  const meets = (r: SimReport): boolean => r.goodput.share >= input.slo.share;
+  const most = replay(input.maxReplicas);
+  if (!meets(most)) return rowOf(setup, input.maxReplicas, most, false, replays);
+  let high = 1;
+  let at = input.maxReplicas === 1 ? most : replay(high);
+  while (!meets(at) && high < input.maxReplicas) {
+    high = Math.min(input.maxReplicas, high * 2);
+    at = high === input.maxReplicas ? most : replay(high);
+  }
+  let low = Math.floor(high / 2) + 1;
+  let best = at;
+  while (low < high) {
+    const mid = Math.floor((low + high) / 2);
+    const r = replay(mid);
+    if (meets(r)) {
+      high = mid;
+      best = r;
+    } else low = mid + 1;
+  }
+  return rowOf(setup, high, best, true, replays);
+}
+
+function rowOf(setup: { hardware: string; precision: string; tp: number }, replicas: number, r: SimReport, meets: boolean, replays: number): PlanRow {
+  const usdPerHour = r.fleet.islands.reduce((s, isl) => s + isl.usdPerHour * isl.count, 0);
+  return {
+    ...setup,
+    replicas,
+    devices: replicas * setup.tp,
+    meets,
+    goodShare: r.goodput.share,
+    usdPerMTok: r.cost.usdPerMTok,
+    joulesPerToken: r.energy.joulesPerToken,
+    usdPerHour,
+    facilityKw: r.throughput.spanS > 0 ? r.energy.joules / r.throughput.spanS / 1000 : 0,
+    ttftP99Ms: r.latency.ttftMs.p99,
+    tpotP99Ms: r.latency.tpotMs.p99,
+    replays,
+  };
+}
+
+function objectiveKey(objective: PlanObjective): (r: PlanRow) => number {
+  if (objective === "energy") return (r) => r.joulesPerToken;
+  if (objective === "devices") return (r) => r.devices;
+  return (r) => r.usdPerMTok;
+}
+
+/** Rows no other row is at least as good as on money, energy and devices, and better on one. */
+export function paretoFrontier(rows: readonly PlanRow[]): PlanRow[] {
+  const dominates = (a: PlanRow, b: PlanRow): boolean =>
+    a.usdPerMTok <= b.usdPerMTok && a.joulesPerToken <= b.joulesPerToken && a.devices <= b.devices && (a.usdPerMTok < b.usdPerMTok || a.joulesPerToken < b.joulesPerToken || a.devices < b.devices);
+  return rows.filter((r) => !rows.some((o) => o !== r && dominates(o, r)));
+}

@@ -1,0 +1,120 @@
+/**
+ * `flotilla plan` and its search: each setup's replica count is the fewest
+ * whose twin replay meets the objective (one fewer does not), the choice is
+ * the objective's best, the frontier holds no dominated fleet, the fleet
+ * file it writes replays in `flotilla sim` to the same result, and an
+ * objective nothing meets, an unknown name and a setup that cannot fit are
+ * each answered plainly.
+ */
+import assert from "node:assert/strict";
+import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, describe, it } from "node:test";
+import { Command, CommanderError } from "commander";
+import { registerPlanCommand } from "../../src/cli/plan-command.js";
+import { registerSimCommand } from "../../src/cli/sim-command.js";
+import { buildReport, resolveSimFleet, simulate, syntheticTrace } from "../../src/sim/index.js";
+import { paretoFrontier, plan, type PlanInput } from "../../src/sim/plan.js";
+
+interface Run {
+  stdout: string;
+  stderr: string;
+  exitCode: number | undefined;
+}
+
+/** Runs a flotilla command in-process with captured output. */
+async function cli(args: readonly string[]): Promise<Run> {
+  const run: Run = { stdout: "", stderr: "", exitCode: undefined };
+  const program = new Command().name("flotilla").exitOverride().configureOutput({ writeOut: (s) => (run.stdout += s), writeErr: (s) => (run.stderr += s) });
+  const io = { stdout: { write: (s: string) => (run.stdout += s) }, stderr: { write: (s: string) => (run.stderr += s), isTTY: false, columns: 120 } };
+  registerPlanCommand(program, io);
+  registerSimCommand(program, io);
+  try {
+    await program.parseAsync(["node", "flotilla", ...args]);
+  } catch (err) {
+    if (!(err instanceof CommanderError)) throw err;
+    run.exitCode = err.exitCode;
+  }
+  return run;
+}
+
+const trace = syntheticTrace({ requests: 400, ratePerS: 8, input: { mean: 1024, cv: 1, min: 1, max: 32768 }, output: { mean: 128, cv: 1, min: 1, max: 4096 }, seed: 1 });
+const input: PlanInput = {
+  model: "llama-3.1-70b",
+  hardware: ["h100", "h200"],
+  precisions: ["fp8", "bf16"],
+  tps: [1, 2, 4],
+  trace,
+  slo: { ttftMs: 1000, tpotMs: 60, share: 0.95 },
+  objective: "cost",
+  maxReplicas: 64,
+  seed: 1,
+};
+
+describe("the plan's search", () => {
+  const result = plan(input);
+
+  it("gives each setup the fewest replicas that meet the objective: one fewer does not", () => {
+    assert.ok(result.rows.length >= 6, `${result.rows.length} setups searched`);
+    for (const row of result.rows.filter((r) => r.meets && r.replicas > 1)) {
+      const fewer = resolveSimFleet({ islands: [{ name: "x", hardware: row.hardware, count: row.replicas - 1, model: input.model, precision: row.precision, tp: row.tp }], slo: { ttft_ms: 1000, tpot_ms: 60 }, seed: 1 });
+      const share = buildReport(simulate({ fleet: fewer, trace })).goodput.share;
+      assert.ok(share < 0.95, `${row.hardware} ${row.precision} tp${row.tp}: ${row.replicas - 1} replicas already meet it (${share})`);
+      assert.ok(row.goodShare >= 0.95);
+    }
+  });
+
+  it("chooses the cheapest fleet that meets the objective, keeps only undominated ones on the frontier, and names setups that cannot fit", () => {
+    const met = result.rows.filter((r) => r.meets);
+    assert.equal(result.best, met.reduce((a, r) => (r.usdPerMTok < a.usdPerMTok ? r : a)));
+    assert.ok(result.frontier.includes(result.best!));
+    assert.deepEqual(paretoFrontier(result.frontier), [...result.frontier], "no frontier fleet dominates another");
+    for (const r of met.filter((m) => !result.frontier.includes(m))) {
+      assert.ok(result.frontier.some((f) => f.usdPerMTok <= r.usdPerMTok && f.joulesPerToken <= r.joulesPerToken && f.devices <= r.devices), "every other fleet is dominated by one on the frontier");
+    }
+    const unfit = result.unfit.find((u) => u.hardware === "h100" && u.precision === "bf16" && u.tp === 1);
+    assert.match(unfit?.reason ?? "", /does not fit on h100 with tp 1; tp 2 fits/);
+    const byDevices = plan({ ...input, objective: "devices" }).best!;
+    assert.equal(byDevices.devices, Math.min(...met.map((r) => r.devices)));
+  });
+});
+
+describe("flotilla plan", () => {
+  let dir: string;
+  before(async () => (dir = await mkdtemp(join(tmpdir(), "flotilla-plan-"))));
+  after(() => rm(dir, { recursive: true, force: true }));
+
+  const workload = ["--synthetic", "--requests", "400", "--rate", "8", "--ttft-slo", "1000", "--tpot-slo", "60", "--slo-share", "0.95"];
+
+  it("prints the table, writes the chosen fleet, and that fleet file replays in flotilla sim to the same result", async () => {
+    const out = join(dir, "planned.yaml");
+    const run = await cli(["plan", "--model", "llama-3.1-70b", "--hw", "h100,h200", "--precision", "fp8", "--tp", "1,2,4", ...workload, "--out", out]);
+    assert.equal(run.exitCode, undefined, run.stderr);
+    assert.match(run.stdout, /\| setup \| replicas \| devices \| met \| \$\/M tok/);
+    const chosen = /chosen by cost: (\S+) (\S+) tp(\d+) x (\d+)/.exec(run.stdout);
+    assert.ok(chosen !== null, run.stdout);
+    assert.match(await readFile(out, "utf8"), new RegExp(`hardware: ${chosen[1]}[\\s\\S]*count: ${chosen[4]}`));
+    const json = JSON.parse((await cli(["plan", "--model", "llama-3.1-70b", "--hw", "h100,h200", "--precision", "fp8", "--tp", "1,2,4", ...workload, "--json"])).stdout) as { best: { goodShare: number; usdPerMTok: number } };
+    const replay = await cli(["sim", "--fleet", out, "--synthetic", "--requests", "400", "--rate", "8", "--json", "--no-progress"]);
+    const report = JSON.parse(replay.stdout) as { goodput: { share: number }; cost: { usdPerMTok: number } };
+    assert.equal(report.goodput.share, json.best.goodShare);
+    assert.equal(report.cost.usdPerMTok, json.best.usdPerMTok);
+  });
+
+  it("an objective nothing meets is answered with the closest fleet and its binding limit, and exit status 1", async () => {
+    const run = await cli(["plan", "--model", "llama-3.1-70b", "--hw", "h100", "--precision", "fp8", "--tp", "8", "--synthetic", "--requests", "200", "--rate", "8", "--tpot-slo", "2", "--max-replicas", "4"]);
+    assert.equal(run.exitCode, 1);
+    assert.match(run.stdout, /no setup met the objective within 4 replicas\. The closest: h100 fp8 tp8 x 4, 0\.0% of requests within it; the binding limit is TPOT \(p99 [\d.]+ ms against 2 ms\)/);
+  });
+
+  it("an unknown name is a usage error listing the known ones; bad lists are refused", async () => {
+    const hw = await cli(["plan", "--model", "llama-3.1-70b", "--hw", "h1000", ...workload]);
+    assert.equal(hw.exitCode, 2);
+    assert.match(hw.stderr, /unknown hardware "h1000" \(did you mean h100, a100 or h200\?\); known: h100, h200/);
+    const model = await cli(["plan", "--model", "llama-9", ...workload]);
+    assert.match(model.stderr, /unknown model "llama-9"/);
+    assert.match((await cli(["plan", ...workload])).stderr, /give --model NAME/);
+    assert.match((await cli(["plan", "--model", "llama-3.1-70b", "--tp", "2,x", ...workload])).stderr, /--tp sizes must be positive integers, got "x"/);
+  });
+});
