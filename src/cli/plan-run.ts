@@ -6,7 +6,7 @@
 import { writeFile } from "node:fs/promises";
 import { resolve } from "node:path";
 import { stringify } from "yaml";
-import { PlanUsageError, plan, type PlanInput, type PlanResult, type PlanRow } from "../sim/plan.js";
+import { PlanUsageError, plan, type PlanInput, type PlanResult, type PlanRow, type Unfit } from "../sim/plan.js";
 import type { PlanOptions } from "./plan-command.js";
 import type { SimIo } from "./sim-command.js";
 import { SimUsageError, buildTrace } from "./sim-run.js";
@@ -79,17 +79,23 @@ function render(input: PlanInput, result: PlanResult, out: string | undefined): 
     const met = `${(r.goodShare * 100).toFixed(1)}%${r.meets ? "" : " ✗"}`;
     lines.push(`| ${setupName(r)}${mark} | ${r.replicas} | ${r.devices} | ${met} | ${r.usdPerMTok.toFixed(3)} | ${r.joulesPerToken.toFixed(2)} | ${r.usdPerHour.toFixed(2)} | ${r.facilityKw.toFixed(2)} | ${r.ttftP99Ms.toFixed(0)} | ${r.tpotP99Ms.toFixed(1)} |`);
   }
-  for (const u of result.unfit) lines.push(`| ${setupName(u)} | — | — | — | does not fit: ${u.reason} | | | | | |`);
+  for (const u of result.unfit) lines.push(`| ${setupName(u)} | — | — | — | ${u.share === undefined ? "does not fit: " : "cannot meet it: "}${u.reason} | | | | | |`);
   lines.push("");
   if (result.best === undefined) lines.push(infeasible(input, result));
   else lines.push(`chosen by ${input.objective}: ${setupName(result.best)} x ${result.best.replicas}${out === undefined ? "" : `, written to ${resolve(out)}`}`);
   return `${lines.join("\n")}\n`;
 }
 
-/** No setup met the objective: the closest one, and which objective bound it. */
+/** No setup met the objective: the closest one, and which limit bound it. */
 function infeasible(input: PlanInput, result: PlanResult): string {
+  const within = `no setup met the objective within ${input.maxReplicas} replicas`;
   const closest = result.rows.reduce<PlanRow | undefined>((a, r) => (a === undefined || r.goodShare > a.goodShare ? r : a), undefined);
-  if (closest === undefined) return "no setup in the space can serve the model: each does not fit (above); add hardware with more memory, larger --tp, or a smaller --precision";
-  const binding = closest.ttftP99Ms / input.slo.ttftMs >= closest.tpotP99Ms / input.slo.tpotMs ? `TTFT (p99 ${closest.ttftP99Ms.toFixed(0)} ms against ${input.slo.ttftMs} ms)` : `TPOT (p99 ${closest.tpotP99Ms.toFixed(1)} ms against ${input.slo.tpotMs} ms)`;
-  return `no setup met the objective within ${input.maxReplicas} replicas. The closest: ${setupName(closest)} x ${closest.replicas}, ${(closest.goodShare * 100).toFixed(1)}% of requests within it; the binding limit is ${binding}`;
+  const bounded = result.unfit.filter((u) => u.share !== undefined).reduce<Unfit | undefined>((a, u) => (a === undefined || u.share! > a.share! ? u : a), undefined);
+  if (closest !== undefined && (bounded === undefined || closest.goodShare >= bounded.share!)) {
+    const ttft = closest.ttftP99Ms / input.slo.ttftMs >= closest.tpotP99Ms / input.slo.tpotMs;
+    const binding = ttft ? `TTFT (p99 ${closest.ttftP99Ms.toFixed(0)} ms against ${input.slo.ttftMs} ms)` : `TPOT (p99 ${closest.tpotP99Ms.toFixed(1)} ms against ${input.slo.tpotMs} ms)`;
+    return `${within}. The closest: ${setupName(closest)} x ${closest.replicas}, ${(closest.goodShare * 100).toFixed(1)}% of requests within it; the binding limit is ${binding}`;
+  }
+  if (bounded !== undefined) return `${within}. The closest: ${setupName(bounded)}, where ${bounded.reason}`;
+  return "no setup in the space can serve the model: none fits (above); add hardware with more memory, larger --tp, or a lower --precision";
 }

@@ -8,11 +8,14 @@
  * the Pareto frontier over money, energy and devices is what is worth
  * choosing between, and the objective picks one of it.
  *
- * Homogeneous, aggregated fleets: disaggregated and mixed fleets, and the
- * analytic pruning the hardware model could give, are the next steps.
+ * A setup is tried only where the hardware model says it could meet the
+ * objective at all (idleBound): each request alone on an idle replica.
+ * Homogeneous, aggregated fleets: disaggregated and mixed fleets are the
+ * next step.
  */
 import { buildReport, type SimReport } from "./report.js";
-import { FleetFileError, resolveSimFleet, type SimFleet } from "./fleet-file.js";
+import { servedTpotMs, servedTtftMs } from "../hardware/served.js";
+import { FleetFileError, resolveSimFleet, type SimFleet, type SimIsland } from "./fleet-file.js";
 import { simulate } from "./simulator.js";
 import type { Trace } from "./traces.js";
 
@@ -59,12 +62,21 @@ export interface PlanRow {
 export interface PlanResult {
   /** Every setup that fits, best first by the objective (those that meet it before those that do not). */
   readonly rows: readonly PlanRow[];
-  /** Setups that cannot serve the model at all, and why (it does not fit at that TP). */
-  readonly unfit: readonly { readonly hardware: string; readonly precision: string; readonly tp: number; readonly reason: string }[];
+  /** Setups that cannot meet the objective at any replica count, and why: the model does not fit at that TP, or its prefill alone is too slow. */
+  readonly unfit: readonly Unfit[];
   /** The rows no other row beats on money, energy and devices at once. */
   readonly frontier: readonly PlanRow[];
   /** The objective's choice; undefined when no setup met the latency objective. */
   readonly best: PlanRow | undefined;
+}
+
+/** A setup that cannot meet the objective at any count; `share`, where it fits, the most requests it could serve within it. */
+export interface Unfit {
+  readonly hardware: string;
+  readonly precision: string;
+  readonly tp: number;
+  readonly reason: string;
+  readonly share?: number;
 }
 
 /** The name-level mistakes in a plan's space (an unknown hardware, precision or model): the user's to fix, not a setup to skip. */
@@ -72,7 +84,7 @@ export class PlanUsageError extends Error {}
 
 export function plan(input: PlanInput): PlanResult {
   const rows: PlanRow[] = [];
-  const unfit: { hardware: string; precision: string; tp: number; reason: string }[] = [];
+  const unfit: Unfit[] = [];
   const setups = input.hardware.flatMap((hardware) => input.precisions.flatMap((precision) => input.tps.map((tp) => ({ hardware, precision, tp }))));
   setups.forEach((setup, i) => {
     const fleetOf = (count: number): SimFleet => fleetFor(input, setup, count);
@@ -82,6 +94,13 @@ export function plan(input: PlanInput): PlanResult {
       if (!(err instanceof FleetFileError)) throw err;
       if (/unknown (hardware|precision|model)/.test(err.message)) throw new PlanUsageError(err.message.replace(/^plan is not valid:\s*islands\.0\./, ""));
       unfit.push({ ...setup, reason: err.message.replace(/^plan is not valid:\s*islands\.0\.\w+: /, "") });
+      return;
+    }
+    const bound = idleBound(fleetOf(1).islands[0]!, input.trace, input.slo);
+    if (bound.share < input.slo.share) {
+      // No count of replicas helps: the longest prompts' prefill (or a decode step) alone is past the objective.
+      const limit = `at most ${(bound.share * 100).toFixed(1)}% of requests can meet the objective on it, even each alone on an idle replica (first token up to ${bound.worstTtftMs.toFixed(0)} ms, output tokens up to ${bound.worstTpotMs.toFixed(1)} ms)`;
+      unfit.push({ ...setup, reason: limit, share: bound.share });
       return;
     }
     const row = search(input, setup, fleetOf);
@@ -104,11 +123,43 @@ function fleetFor(input: PlanInput, setup: { hardware: string; precision: string
 }
 
 /**
- * The fewest replicas meeting the objective. The most replicas allowed are
- * tried first: a setup whose prefill of the longest prompts alone breaks
- * the objective fails there, at the cost of one replay, where more
- * replicas would not help. Otherwise the count doubles from one until it
- * meets the objective, then bisects below that.
+ * The most any number of a setup's replicas could do: the share of
+ * requests that meet the objective each alone on an idle replica, with
+ * every prefix block an earlier request brought in its cache (the hardware
+ * model's served times at batch 1: sim/replica.ts runs the same passes,
+ * and queueing, batching and evictions only add to them). Also the slowest
+ * such first token and output token.
+ */
+export function idleBound(island: SimIsland, trace: Trace, slo: PlanInput["slo"]): { share: number; worstTtftMs: number; worstTpotMs: number } {
+  const seen = new Set<number>();
+  let good = 0;
+  let worstTtftMs = 0;
+  let worstTpotMs = 0;
+  for (let i = 0; i < trace.count; i++) {
+    const promptTokens = trace.inputTokens[i]!;
+    const outputTokens = trace.outputTokens[i]!;
+    let run = 0;
+    let leading = true;
+    for (let j = trace.blockOffsets[i]!; j < trace.blockOffsets[i + 1]!; j++) {
+      const id = trace.blockIds[j]!;
+      if (leading && seen.has(id)) run++;
+      else leading = false;
+      seen.add(id);
+    }
+    const cachedTokens = Math.min(promptTokens - 1, run * trace.blockTokens);
+    const ttft = servedTtftMs(island.profile, { promptTokens, cachedTokens, batch: 1 });
+    const tpot = outputTokens > 1 ? servedTpotMs(island.profile, { promptTokens, outputTokens, batch: 1 }) : 0;
+    worstTtftMs = Math.max(worstTtftMs, ttft);
+    worstTpotMs = Math.max(worstTpotMs, tpot);
+    if (ttft <= slo.ttftMs && tpot <= slo.tpotMs) good++;
+  }
+  return { share: trace.count === 0 ? 0 : good / trace.count, worstTtftMs, worstTpotMs };
+}
+
+/**
+ * The fewest replicas meeting the objective: doubling from one until a
+ * count does, then bisecting below it; none where even the most replicas
+ * allowed do not.
  */
 function search(input: PlanInput, setup: { hardware: string; precision: string; tp: number }, fleetOf: (count: number) => SimFleet): PlanRow {
   let replays = 0;
@@ -117,14 +168,13 @@ function search(input: PlanInput, setup: { hardware: string; precision: string; 
     return buildReport(simulate({ fleet: fleetOf(count), trace: input.trace }));
   };
   const meets = (r: SimReport): boolean => r.goodput.share >= input.slo.share;
-  const most = replay(input.maxReplicas);
-  if (!meets(most)) return rowOf(setup, input.maxReplicas, most, false, replays);
   let high = 1;
-  let at = input.maxReplicas === 1 ? most : replay(high);
+  let at = replay(high);
   while (!meets(at) && high < input.maxReplicas) {
     high = Math.min(input.maxReplicas, high * 2);
-    at = high === input.maxReplicas ? most : replay(high);
+    at = replay(high);
   }
+  if (!meets(at)) return rowOf(setup, high, at, false, replays);
   let low = Math.floor(high / 2) + 1;
   let best = at;
   while (low < high) {

@@ -15,7 +15,7 @@ import { Command, CommanderError } from "commander";
 import { registerPlanCommand } from "../../src/cli/plan-command.js";
 import { registerSimCommand } from "../../src/cli/sim-command.js";
 import { buildReport, resolveSimFleet, simulate, syntheticTrace } from "../../src/sim/index.js";
-import { paretoFrontier, plan, type PlanInput } from "../../src/sim/plan.js";
+import { idleBound, paretoFrontier, plan, type PlanInput } from "../../src/sim/plan.js";
 
 interface Run {
   stdout: string;
@@ -65,6 +65,16 @@ describe("the plan's search", () => {
     }
   });
 
+  it("rules out by the hardware model only setups the replays could not save: its bound is never below the share a fleet of the most replicas meets", () => {
+    for (const [hardware, precision, tp] of [["h100", "fp8", 2], ["h200", "bf16", 4], ["lpddr-chip", "fp8", 8]] as const) {
+      const fleet = resolveSimFleet({ islands: [{ name: "x", hardware, count: 64, model: input.model, precision, tp }], slo: { ttft_ms: 300, tpot_ms: 40 }, seed: 1 });
+      const slo = { ttftMs: 300, tpotMs: 40, share: 0.9 };
+      const bound = idleBound(fleet.islands[0]!, trace, slo);
+      const share = buildReport(simulate({ fleet, trace })).goodput.share;
+      assert.ok(bound.share >= share, `${hardware} ${precision} tp${tp}: bound ${bound.share} < ${share}`);
+    }
+  });
+
   it("chooses the cheapest fleet that meets the objective, keeps only undominated ones on the frontier, and names setups that cannot fit", () => {
     const met = result.rows.filter((r) => r.meets);
     assert.equal(result.best, met.reduce((a, r) => (r.usdPerMTok < a.usdPerMTok ? r : a)));
@@ -103,9 +113,15 @@ describe("flotilla plan", () => {
   });
 
   it("an objective nothing meets is answered with the closest fleet and its binding limit, and exit status 1", async () => {
-    const run = await cli(["plan", "--model", "llama-3.1-70b", "--hw", "h100", "--precision", "fp8", "--tp", "8", "--synthetic", "--requests", "200", "--rate", "8", "--tpot-slo", "2", "--max-replicas", "4"]);
-    assert.equal(run.exitCode, 1);
-    assert.match(run.stdout, /no setup met the objective within 4 replicas\. The closest: h100 fp8 tp8 x 4, 0\.0% of requests within it; the binding limit is TPOT \(p99 [\d.]+ ms against 2 ms\)/);
+    // More load than 2 replicas take: the replays find it.
+    const busy = await cli(["plan", "--model", "llama-3.1-70b", "--hw", "h100", "--precision", "fp8", "--tp", "8", "--synthetic", "--requests", "400", "--rate", "200", "--max-replicas", "2"]);
+    assert.equal(busy.exitCode, 1);
+    assert.match(busy.stdout, /no setup met the objective within 2 replicas\. The closest: h100 fp8 tp8 x 2, [\d.]+% of requests within it; the binding limit is (TTFT|TPOT) \(p99/);
+    // An output token faster than any decode step: the hardware model rules it out without a replay.
+    const fast = await cli(["plan", "--model", "llama-3.1-70b", "--hw", "h100", "--precision", "fp8", "--tp", "8", "--synthetic", "--requests", "200", "--rate", "8", "--tpot-slo", "2"]);
+    assert.equal(fast.exitCode, 1);
+    assert.match(fast.stdout, /The closest: h100 fp8 tp8, where at most 0\.0% of requests can meet the objective on it, even each alone on an idle replica \(first token up to \d+ ms, output tokens up to [\d.]+ ms\)/);
+    assert.doesNotMatch(fast.stderr, /replays/, "no replay was spent on it");
   });
 
   it("an unknown name is a usage error listing the known ones; bad lists are refused", async () => {
