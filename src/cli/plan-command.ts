@@ -37,6 +37,7 @@ export interface PlanOptions {
   seed?: number;
   json?: boolean;
   out?: string;
+  chart?: string;
 }
 
 export function registerPlanCommand(program: Command, io: SimIo = { stdout: process.stdout, stderr: process.stderr }): void {
@@ -67,6 +68,7 @@ export function registerPlanCommand(program: Command, io: SimIo = { stdout: proc
     .option("--seed <n>", "random seed (default 1)", num("--seed", { int: true }))
     .option("--json", "print the plan as JSON on stdout")
     .option("--out <file>", "write the chosen fleet as a fleet file that `flotilla sim --fleet` replays")
+    .option("--chart <file>", "write an SVG chart of what each fleet that meets the objective costs per million output tokens")
     .action(async (opts: PlanOptions, cmd: Command) => {
       const { runPlan } = await import("./plan-run.js");
       const { isUsageError } = await import("./sim-run.js");

@@ -6,6 +6,7 @@
 import { writeFile } from "node:fs/promises";
 import { resolve } from "node:path";
 import { stringify } from "yaml";
+import { rowChart } from "../sim/charts.js";
 import { PlanUsageError, plan, type PlanInput, type PlanResult, type PlanRow, type Unfit } from "../sim/plan.js";
 import type { PlanOptions } from "./plan-command.js";
 import type { SimIo } from "./sim-command.js";
@@ -51,6 +52,7 @@ export async function runPlan(opts: PlanOptions, io: SimIo): Promise<boolean> {
     throw err;
   }
   if (opts.out !== undefined && result.best !== undefined) await writeFile(resolve(opts.out), fleetFile(input, result.best));
+  if (opts.chart !== undefined) await writeFile(resolve(opts.chart), costChart(input, result));
   io.stdout.write(opts.json === true ? `${JSON.stringify({ ...result, objective: input.objective, slo: input.slo }, null, 2)}\n` : render(input, result, opts.out));
   return result.best !== undefined;
 }
@@ -63,6 +65,20 @@ function fleetFile(input: PlanInput, best: PlanRow): string {
     islands: [{ name: "planned", hardware: best.hardware, count: best.replicas, model: input.model, precision: best.precision, tp: best.tp }],
     slo: { ttft_ms: input.slo.ttftMs, tpot_ms: input.slo.tpotMs },
     seed: input.seed ?? 1,
+  });
+}
+
+/** Each fleet that meets the objective by its cost per million output tokens; the frontier in a second colour. */
+function costChart(input: PlanInput, result: PlanResult): string {
+  const met = result.rows.filter((r) => r.meets);
+  const frontier = new Set(result.frontier);
+  return rowChart({
+    title: `Fleets for ${input.model} that meet the objective`,
+    subtitle: `${(input.slo.share * 100).toFixed(1)}% within TTFT ${input.slo.ttftMs} ms and TPOT ${input.slo.tpotMs} ms; the Pareto frontier (money, energy, devices) in orange`,
+    xLabel: "$ per million output tokens",
+    labels: met.map((r) => `${setupName(r)} x ${r.replicas}`),
+    values: met.map((r) => r.usdPerMTok),
+    colors: met.map((r) => (frontier.has(r) ? 1 : 0)),
   });
 }
 

@@ -99,12 +99,15 @@ describe("flotilla plan", () => {
 
   it("prints the table, writes the chosen fleet, and that fleet file replays in flotilla sim to the same result", async () => {
     const out = join(dir, "planned.yaml");
-    const run = await cli(["plan", "--model", "llama-3.1-70b", "--hw", "h100,h200", "--precision", "fp8", "--tp", "1,2,4", ...workload, "--out", out]);
+    const chart = join(dir, "cost.svg");
+    const run = await cli(["plan", "--model", "llama-3.1-70b", "--hw", "h100,h200", "--precision", "fp8", "--tp", "1,2,4", ...workload, "--out", out, "--chart", chart]);
     assert.equal(run.exitCode, undefined, run.stderr);
     assert.match(run.stdout, /\| setup \| replicas \| devices \| met \| \$\/M tok/);
     const chosen = /chosen by cost: (\S+) (\S+) tp(\d+) x (\d+)/.exec(run.stdout);
     assert.ok(chosen !== null, run.stdout);
     assert.match(await readFile(out, "utf8"), new RegExp(`hardware: ${chosen[1]}[\\s\\S]*count: ${chosen[4]}`));
+    const svg = await readFile(chart, "utf8");
+    assert.ok(svg.startsWith("<svg") && svg.includes(`${chosen[1]} ${chosen[2]} tp${chosen[3]} x ${chosen[4]}`), "the chart shows the chosen fleet");
     const json = JSON.parse((await cli(["plan", "--model", "llama-3.1-70b", "--hw", "h100,h200", "--precision", "fp8", "--tp", "1,2,4", ...workload, "--json"])).stdout) as { best: { goodShare: number; usdPerMTok: number } };
     const replay = await cli(["sim", "--fleet", out, "--synthetic", "--requests", "400", "--rate", "8", "--json", "--no-progress"]);
     const report = JSON.parse(replay.stdout) as { goodput: { share: number }; cost: { usdPerMTok: number } };
