@@ -70,7 +70,10 @@ describe("all replicas but one misbehaving", () => {
     for (const o of outcomes) {
       assert.deepEqual(o.failures, [], `${o.mode}: every request answered exactly`);
       assert.ok(o.badHits >= 1, `${o.mode}: the bad replica was tried`);
-      assert.ok(o.p99 < 3_000, `${o.mode}: p99 ${o.p99.toFixed(0)} ms, within a few of the bad replica's timeouts`);
+      // What this guards: a request on a hanging replica is bounded by the replica's 1 s timeouts, not left to the
+      // request's own deadline (600 s). On 2 cores beside the rest of the suite hang-after-headers' p99 reached 3.4 s,
+      // and 6.4 s with a second suite running, so the bound is ten timeouts. How fast it is belongs to bench/chaos.ts.
+      assert.ok(o.p99 < 10_000, `${o.mode}: p99 ${o.p99.toFixed(0)} ms, within ten of the bad replica's timeouts`);
     }
   });
 
