@@ -88,15 +88,16 @@ export function plan(input: PlanInput): PlanResult {
   const setups = input.hardware.flatMap((hardware) => input.precisions.flatMap((precision) => input.tps.map((tp) => ({ hardware, precision, tp }))));
   setups.forEach((setup, i) => {
     const fleetOf = (count: number): SimFleet => fleetFor(input, setup, count);
+    let one: SimFleet;
     try {
-      fleetOf(1);
+      one = fleetOf(1);
     } catch (err) {
       if (!(err instanceof FleetFileError)) throw err;
       if (/unknown (hardware|precision|model)/.test(err.message)) throw new PlanUsageError(err.message.replace(/^plan is not valid:\s*islands\.0\./, ""));
       unfit.push({ ...setup, reason: err.message.replace(/^plan is not valid:\s*islands\.0\.\w+: /, "") });
       return;
     }
-    const bound = idleBound(fleetOf(1).islands[0]!, input.trace, input.slo);
+    const bound = idleBound(one.islands[0]!, input.trace, input.slo);
     if (bound.share < input.slo.share) {
       // No count of replicas helps: the longest prompts' prefill (or a decode step) alone is past the objective.
       const limit = `at most ${(bound.share * 100).toFixed(1)}% of requests can meet the objective on it, even each alone on an idle replica (first token up to ${bound.worstTtftMs.toFixed(0)} ms, output tokens up to ${bound.worstTpotMs.toFixed(1)} ms)`;
