@@ -3,7 +3,7 @@ import type { ChunkIds, ToolCallPiece } from "../engines/engine.js";
 import { anthropicError } from "./anthropic-errors.js";
 import type { AnswerHead, AnswerWriter, StreamWriter, WholeWriter } from "./answer-writer.js";
 import type { HttpError } from "./errors.js";
-import { ToolCallsOut, type ServedBy } from "./responses.js";
+import { AnswerOut, type ServedBy } from "./responses.js";
 
 /**
  * Anthropic's Messages answers: one message object, or its stream of named
@@ -129,21 +129,19 @@ class MessageEvents implements StreamWriter {
 
 class WholeMessage implements WholeWriter {
   readonly #head: AnswerHead;
-  readonly #parts: string[] = [];
-  readonly #calls = new ToolCallsOut();
+  readonly #answer = new AnswerOut();
 
   constructor(head: AnswerHead) {
     this.#head = head;
   }
 
   text(text: string, _ids?: ChunkIds, call?: ToolCallPiece): void {
-    if (call === undefined) this.#parts.push(text);
-    else this.#calls.piece(text, call);
+    this.#answer.add(text, call);
   }
 
   body(result: GenerationResult, servedBy: ServedBy): Record<string, unknown> {
-    const text = this.#parts.join("");
-    const uses = this.#calls.calls.map((c) => ({ type: "tool_use", id: toolUseId(c.id), name: c.name, input: inputOf(c.args) }));
+    const text = this.#answer.text;
+    const uses = this.#answer.calls.map((c) => ({ type: "tool_use", id: toolUseId(c.id), name: c.name, input: inputOf(c.args) }));
     return {
       id: messageId(this.#head),
       type: "message",

@@ -13,7 +13,7 @@ import type { GenerationResult, TokenUsage } from "../core/request.js";
 import type { ChunkIds, ToolCallPiece } from "../engines/engine.js";
 import type { AnswerHead, AnswerWriter, StreamWriter, WholeWriter } from "./answer-writer.js";
 import type { HttpError } from "./errors.js";
-import { ToolCallsOut, type ServedBy } from "./responses.js";
+import { AnswerOut, type CallOut, type ServedBy } from "./responses.js";
 
 /** The request's tools as every response states them. */
 export interface ToolsEcho {
@@ -49,14 +49,14 @@ function messageItem(head: AnswerHead, text: string | undefined): Record<string,
 }
 
 /** One tool call as an output item: `call_id` is what the client answers with its function_call_output. */
-function callItem(head: AnswerHead, index: number, call: { id: string; name: string; args: string }, done: boolean): Record<string, unknown> {
+function callItem(head: AnswerHead, index: number, call: CallOut, done: boolean): Record<string, unknown> {
   return { id: `fc_${head.requestId}_${index}`, type: "function_call", status: done ? "completed" : "in_progress", arguments: done ? call.args : "", call_id: call.id, name: call.name };
 }
 
 /** The answer's output items: its text as a message (left out when the answer is only calls), then its calls. */
-function outputOf(head: AnswerHead, text: string, calls: readonly { id: string; name: string; args: string }[]): Record<string, unknown>[] {
-  const items = calls.map((c, i) => callItem(head, i, c, true));
-  return text === "" && items.length > 0 ? items : [messageItem(head, text), ...items];
+function outputOf(head: AnswerHead, answer: AnswerOut): Record<string, unknown>[] {
+  const items = answer.calls.map((c, i) => callItem(head, i, c, true));
+  return answer.text === "" && items.length > 0 ? items : [messageItem(head, answer.text), ...items];
 }
 
 /** The response object: in progress (no result yet), or finished with its output. */
@@ -87,8 +87,7 @@ function responseObject(head: AnswerHead, echo: ToolsEcho, done?: { result: Gene
 class ResponseEvents implements StreamWriter {
   readonly #head: AnswerHead;
   readonly #echo: ToolsEcho;
-  readonly #parts: string[] = [];
-  readonly #calls: { id: string; name: string; args: string }[] = [];
+  readonly #answer = new AnswerOut();
   #sequence = 0;
   readonly #deltaOpen: string;
   /** What the stream writes into now: the message's text (output 0), or a call's arguments. */
@@ -117,7 +116,7 @@ class ResponseEvents implements StreamWriter {
     if (this.#open !== "text") {
       out = this.#closeOpen() + this.#openText();
     }
-    this.#parts.push(text);
+    this.#answer.add(text, undefined);
     return `${out}event: response.output_text.delta\ndata: {"type":"response.output_text.delta","sequence_number":${this.#sequence++}${this.#deltaOpen}${JSON.stringify(text)}}\n\n`;
   }
 
@@ -135,19 +134,18 @@ class ResponseEvents implements StreamWriter {
     let out = "";
     if (call.id !== undefined) {
       out = this.#closeOpen();
-      this.#calls[call.index] = { id: call.id, name: call.name ?? "", args: "" };
+      this.#answer.add("", call);
       this.#open = "call";
-      out += this.#event("response.output_item.added", { output_index: this.#outputIndex(call.index), item: callItem(this.#head, call.index, this.#calls[call.index]!, false) });
+      out += this.#event("response.output_item.added", { output_index: this.#outputIndex(call.index), item: callItem(this.#head, call.index, this.#answer.calls.at(-1)!, false) });
     }
-    const known = this.#calls[call.index];
-    if (known === undefined || args === "") return out;
-    known.args += args;
+    if (this.#answer.calls.length === 0 || args === "") return out;
+    this.#answer.add(args, { index: call.index });
     return out + this.#event("response.function_call_arguments.delta", { item_id: `fc_${this.#head.requestId}_${call.index}`, output_index: this.#outputIndex(call.index), delta: args });
   }
 
   /** A call's place among the output items: after the message, where the answer has text. */
   #outputIndex(call: number): number {
-    return (this.#parts.length > 0 ? 1 : 0) + call;
+    return (this.#answer.hasText ? 1 : 0) + call;
   }
 
   /** Ends the item being written: the message's text, or the latest call's arguments. */
@@ -155,7 +153,7 @@ class ResponseEvents implements StreamWriter {
     const head = this.#head;
     if (this.#open === "text" && !this.#textDone) {
       this.#textDone = true;
-      const text = this.#parts.join("");
+      const text = this.#answer.text;
       const at = { item_id: ids(head).item, output_index: 0, content_index: 0 };
       return (
         this.#event("response.output_text.done", { ...at, text, logprobs: [] }) +
@@ -164,8 +162,9 @@ class ResponseEvents implements StreamWriter {
       );
     }
     if (this.#open !== "call") return "";
-    const index = this.#calls.length - 1;
-    const call = this.#calls[index]!;
+    const calls = this.#answer.calls;
+    const index = calls.length - 1;
+    const call = calls[index]!;
     const item = callItem(head, index, call, true);
     return (
       this.#event("response.function_call_arguments.done", { item_id: item.id, output_index: this.#outputIndex(index), arguments: call.args }) +
@@ -178,7 +177,7 @@ class ResponseEvents implements StreamWriter {
     // An answer with neither text nor calls is an empty message, as the whole response says.
     const opened = this.#open === "none" ? this.#openText() : "";
     const ended = opened + this.#closeOpen();
-    const output = outputOf(head, this.#parts.join(""), this.#calls.filter((c) => c !== undefined));
+    const output = outputOf(head, this.#answer);
     const response = responseObject(head, this.#echo, { result, output, servedBy: servedBy() });
     return ended + this.#event(response.status === "incomplete" ? "response.incomplete" : "response.completed", { response });
   }
@@ -192,8 +191,7 @@ class ResponseEvents implements StreamWriter {
 class WholeResponse implements WholeWriter {
   readonly #head: AnswerHead;
   readonly #echo: ToolsEcho;
-  readonly #parts: string[] = [];
-  readonly #calls = new ToolCallsOut();
+  readonly #answer = new AnswerOut();
 
   constructor(head: AnswerHead, echo: ToolsEcho) {
     this.#head = head;
@@ -201,11 +199,10 @@ class WholeResponse implements WholeWriter {
   }
 
   text(text: string, _ids?: ChunkIds, call?: ToolCallPiece): void {
-    if (call === undefined) this.#parts.push(text);
-    else this.#calls.piece(text, call);
+    this.#answer.add(text, call);
   }
 
   body(result: GenerationResult, servedBy: ServedBy): Record<string, unknown> {
-    return responseObject(this.#head, this.#echo, { result, output: outputOf(this.#head, this.#parts.join(""), this.#calls.calls), servedBy });
+    return responseObject(this.#head, this.#echo, { result, output: outputOf(this.#head, this.#answer), servedBy });
   }
 }

@@ -49,22 +49,43 @@ export class TokenIdsOut {
   }
 }
 
-/** A whole answer's tool calls, assembled from their pieces in call order: every API's whole writer keeps one. */
-export class ToolCallsOut {
+/** A tool call as an answer's pieces add up to it. */
+export interface CallOut {
+  readonly id: string;
+  readonly name: string;
+  readonly args: string;
+}
+
+/** An answer as its pieces arrive, whatever the API: its text, and its tool calls in call order. Every whole writer keeps one. */
+export class AnswerOut {
+  readonly #text: string[] = [];
   readonly #calls: { id: string; name: string; args: string }[] = [];
 
-  piece(args: string, call: ToolCallPiece): void {
+  add(text: string, call: ToolCallPiece | undefined): void {
+    if (call === undefined) {
+      this.#text.push(text);
+      return;
+    }
     const known = this.#calls[call.index];
-    if (known === undefined) this.#calls[call.index] = { id: call.id ?? "", name: call.name ?? "", args };
-    else known.args += args;
+    if (known === undefined) this.#calls[call.index] = { id: call.id ?? "", name: call.name ?? "", args: text };
+    else known.args += text;
   }
 
-  get calls(): readonly { readonly id: string; readonly name: string; readonly args: string }[] {
+  get text(): string {
+    return this.#text.join("");
+  }
+
+  /** Whether any text came (an empty piece counts: the answer has a message). */
+  get hasText(): boolean {
+    return this.#text.length > 0;
+  }
+
+  get calls(): readonly CallOut[] {
     return this.#calls.filter((c) => c !== undefined);
   }
 
   /** OpenAI's message.tool_calls, or undefined for an answer without any. */
-  json(): Record<string, unknown>[] | undefined {
+  toolCallsJson(): Record<string, unknown>[] | undefined {
     const calls = this.calls;
     return calls.length === 0 ? undefined : calls.map((c) => ({ id: c.id, type: "function", function: { name: c.name, arguments: c.args } }));
   }
@@ -245,25 +266,20 @@ class OpenAIStream implements StreamWriter {
 
 class OpenAIWhole implements WholeWriter {
   readonly #meta: ResponseMeta;
-  readonly #parts: string[] = [];
+  readonly #answer = new AnswerOut();
   readonly #ids = new TokenIdsOut();
-  readonly #calls = new ToolCallsOut();
 
   constructor(meta: ResponseMeta) {
     this.#meta = meta;
   }
 
   text(text: string, ids: ChunkIds | undefined, call?: ToolCallPiece): void {
-    if (call !== undefined) {
-      this.#calls.piece(text, call);
-      return;
-    }
-    this.#parts.push(text);
-    this.#ids.piece(ids);
+    this.#answer.add(text, call);
+    if (call === undefined) this.#ids.piece(ids);
   }
 
   body(result: GenerationResult, servedBy: ServedBy): Record<string, unknown> {
     const ids = this.#meta.tokenIds === true ? this.#ids.whole() : undefined;
-    return completeResponse(this.#meta, this.#parts.join(""), result.finishReason, result.usage, servedBy, result.logprobs, ids, this.#calls.json());
+    return completeResponse(this.#meta, this.#answer.text, result.finishReason, result.usage, servedBy, result.logprobs, ids, this.#answer.toolCallsJson());
   }
 }
