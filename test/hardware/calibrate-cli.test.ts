@@ -10,7 +10,6 @@ import { access, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { Command, CommanderError } from "commander";
 import { registerCalibrateCommand } from "../../src/cli/calibrate-command.js";
 import { registerHardwareCommands } from "../../src/cli/hardware-commands.js";
 import { estimate, median, paramsOn } from "../../src/hardware/index.js";
@@ -18,32 +17,17 @@ import type { EngineParams } from "../../src/hardware/index.js";
 import { parseMeasurementsCsv } from "../../src/hardware/measurements.js";
 import { parseEngineProfile } from "../../src/hardware/profile-file.js";
 import { parseSimFleetYaml } from "../../src/sim/fleet-file.js";
+import { runCli, type CliRun } from "../cli-run.js";
 
 const SPLITWISE = join(import.meta.dirname, "fixtures", "splitwise-llama2-70b.csv");
 const HEADER = "hardware,model,precision,tp,batch,input_tokens,output_tokens,ttft_ms,tpot_ms";
 
-interface Run {
-  stdout: string;
-  stderr: string;
-  exitCode: number | undefined;
-}
-
 /** Runs `flotilla <args>` (calibrate and estimate registered) with captured output. */
-async function flotilla(args: readonly string[]): Promise<Run> {
-  const run: Run = { stdout: "", stderr: "", exitCode: undefined };
-  const out = { writeOut: (s: string) => void (run.stdout += s), writeErr: (s: string) => void (run.stderr += s) };
-  const program = new Command().name("flotilla").exitOverride().configureOutput(out);
-  registerCalibrateCommand(program, { stdout: { write: (s: string) => (run.stdout += s) }, stderr: { write: (s: string) => (run.stderr += s) } });
-  registerHardwareCommands(program);
-  for (const sub of program.commands) sub.exitOverride().configureOutput(out);
-  try {
-    await program.parseAsync(["node", "flotilla", ...args]);
-  } catch (err) {
-    if (!(err instanceof CommanderError)) throw err;
-    run.exitCode = err.exitCode;
-  }
-  return run;
-}
+const flotilla = (args: readonly string[]): Promise<CliRun> =>
+  runCli(args, (program, io) => {
+    registerCalibrateCommand(program, io);
+    registerHardwareCommands(program);
+  });
 
 async function exists(path: string): Promise<boolean> {
   return access(path).then(

@@ -11,33 +11,18 @@ import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { Command, CommanderError } from "commander";
 import { registerPlanCommand } from "../../src/cli/plan-command.js";
 import { registerSimCommand } from "../../src/cli/sim-command.js";
 import { buildReport, resolveSimFleet, simulate, syntheticTrace } from "../../src/sim/index.js";
 import { idleBound, paretoFrontier, plan, type PlanInput } from "../../src/sim/plan.js";
+import { runCli, type CliRun } from "../cli-run.js";
 
-interface Run {
-  stdout: string;
-  stderr: string;
-  exitCode: number | undefined;
-}
-
-/** Runs a flotilla command in-process with captured output. */
-async function cli(args: readonly string[]): Promise<Run> {
-  const run: Run = { stdout: "", stderr: "", exitCode: undefined };
-  const program = new Command().name("flotilla").exitOverride().configureOutput({ writeOut: (s) => (run.stdout += s), writeErr: (s) => (run.stderr += s) });
-  const io = { stdout: { write: (s: string) => (run.stdout += s) }, stderr: { write: (s: string) => (run.stderr += s), isTTY: false, columns: 120 } };
-  registerPlanCommand(program, io);
-  registerSimCommand(program, io);
-  try {
-    await program.parseAsync(["node", "flotilla", ...args]);
-  } catch (err) {
-    if (!(err instanceof CommanderError)) throw err;
-    run.exitCode = err.exitCode;
-  }
-  return run;
-}
+/** Runs `flotilla plan` or `flotilla sim` in-process with captured output. */
+const cli = (args: readonly string[]): Promise<CliRun> =>
+  runCli(args, (program, io) => {
+    registerPlanCommand(program, io);
+    registerSimCommand(program, io);
+  });
 
 const trace = syntheticTrace({ requests: 400, ratePerS: 8, input: { mean: 1024, cv: 1, min: 1, max: 32768 }, output: { mean: 128, cv: 1, min: 1, max: 4096 }, seed: 1 });
 const input: PlanInput = {
