@@ -1,3 +1,4 @@
+import { spawn, spawnSync } from "node:child_process";
 import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
@@ -96,4 +97,18 @@ export async function streamedTokens(url: string): Promise<number> {
 export async function afterStreamed(url: string, tokens: number, timeoutMs = 5_000): Promise<void> {
   const from = await streamedTokens(url);
   await eventually(async () => (await streamedTokens(url)) >= from + tokens, `${tokens} tokens streamed by ${url}`, timeoutMs);
+}
+
+/** Why a test through curl skips: false where curl is installed. */
+export const CURL_MISSING: false | string = spawnSync("curl", ["--version"]).error !== undefined ? "curl is not installed" : false;
+
+/** Runs curl with `args` (add -N to read a stream as it comes); resolves with what it printed, rejects if it fails. */
+export function curl(args: readonly string[]): Promise<string> {
+  return new Promise<string>((resolve, reject) => {
+    const child = spawn("curl", ["-sS", ...args]);
+    let text = "";
+    child.stdout.setEncoding("utf8").on("data", (d: string) => (text += d));
+    child.on("error", reject);
+    child.on("close", (code) => (code === 0 ? resolve(text) : reject(new Error(`curl exited ${code}`))));
+  });
 }

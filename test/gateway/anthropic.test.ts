@@ -4,10 +4,9 @@
  * events and errors over the same path as chat completions.
  */
 import assert from "node:assert/strict";
-import { spawn, spawnSync } from "node:child_process";
 import { after, afterEach, before, describe, it } from "node:test";
 import Anthropic, { APIError } from "@anthropic-ai/sdk";
-import { eventually, gateQueued, startGateway, tinyFleet, TINY_MODEL, totalActive, type RunningGateway } from "../helpers.js";
+import { curl, CURL_MISSING, eventually, gateQueued, startGateway, tinyFleet, TINY_MODEL, totalActive, type RunningGateway } from "../helpers.js";
 import { admin, sqliteBackend, startTenantGateway, tinyConfig, type TenantGateway } from "../metering/harness.js";
 import { expectedAnswer, startFakeUpstream, type FakeUpstream } from "../chaos/fake-upstream.js";
 import { chatPrompt, frontOver, type Front } from "../chaos/harness.js";
@@ -154,17 +153,9 @@ describe("the official Anthropic SDK against the local engine", () => {
     await eventually(() => totalActive(gw.fleet) === 0, "the slot to be released", 2_000);
   });
 
-  const curlMissing = spawnSync("curl", ["--version"]).error !== undefined ? "curl is not installed" : false;
-
-  it("streams Anthropic's named events to curl -N", { skip: curlMissing }, async () => {
+  it("streams Anthropic's named events to curl -N", { skip: CURL_MISSING }, async () => {
     const body = JSON.stringify({ model: "tiny", max_tokens: 8, stream: true, messages: user("hi"), metadata: { user_id: "session-7" } });
-    const out = await new Promise<string>((resolve, reject) => {
-      const child = spawn("curl", ["-sS", "-N", "-H", "content-type: application/json", "-H", "x-api-key: unused", "-H", "anthropic-version: 2023-06-01", "-d", body, `${gw.url}/v1/messages`]);
-      let text = "";
-      child.stdout.setEncoding("utf8").on("data", (d: string) => (text += d));
-      child.on("error", reject);
-      child.on("close", (code) => (code === 0 ? resolve(text) : reject(new Error(`curl exited ${code}`))));
-    });
+    const out = await curl(["-N", "-H", "content-type: application/json", "-H", "x-api-key: unused", "-H", "anthropic-version: 2023-06-01", "-d", body, `${gw.url}/v1/messages`]);
     const blocks = out.split("\n\n");
     assert.equal(blocks.pop(), "", "the stream ends with a blank line");
     const events = blocks.map((block) => {

@@ -12,7 +12,7 @@ import type { AddressInfo } from "node:net";
 import { after, before, describe, it } from "node:test";
 import OpenAI from "openai";
 import { NUSD_PER_USD } from "../../src/store/types.js";
-import { startGateway, tinyFleet, type RunningGateway } from "../helpers.js";
+import { curl, CURL_MISSING, startGateway, tinyFleet, type RunningGateway } from "../helpers.js";
 import { admin, post, sqliteBackend, startTenantGateway, type TenantGateway } from "../metering/harness.js";
 
 type Embeddings = { data: { object: string; index: number; embedding: number[] | string }[]; usage: { prompt_tokens: number; total_tokens: number }; x_flotilla: Record<string, unknown> };
@@ -73,6 +73,16 @@ describe("embeddings on the local engine, metered", () => {
     assert.equal(tooMany.status, 400);
     assert.equal(tooMany.json.error?.param, "dimensions");
     assert.match(tooMany.json.error!.message, new RegExp(`have ${f.length} dimensions; ask for at most ${f.length}`));
+  });
+
+  it("answers curl: floats by default, and a 400 naming the field for a bad body", { skip: CURL_MISSING }, async () => {
+    const out = JSON.parse(await curl(["-H", "content-type: application/json", "-d", '{"model":"tiny","input":["one","two"]}', `${gw.url}/v1/embeddings`])) as Embeddings;
+    assert.equal(out.data.length, 2);
+    assert.ok(Array.isArray(out.data[1]!.embedding) && Math.abs(norm(out.data[1]!.embedding) - 1) < 1e-5);
+    const bad = await curl(["-w", "\n%{http_code}", "-H", "content-type: application/json", "-d", '{"model":"tiny","input":[]}', `${gw.url}/v1/embeddings`]);
+    const [body, status] = bad.split("\n");
+    assert.equal(status, "400");
+    assert.equal((JSON.parse(body!) as { error: { param: string } }).error.param, "input");
   });
 
   it("reads token ids as given, and refuses one outside the vocabulary", async () => {

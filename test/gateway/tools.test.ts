@@ -13,7 +13,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from "node:net";
 import { after, before, describe, it } from "node:test";
 import OpenAI from "openai";
-import { startGateway, tinyFleet, totalActive, type RunningGateway } from "../helpers.js";
+import { curl, CURL_MISSING, startGateway, tinyFleet, totalActive, type RunningGateway } from "../helpers.js";
 
 type ToolDef = OpenAI.Chat.Completions.ChatCompletionTool;
 
@@ -72,6 +72,22 @@ describe("tool calls on the local engine", () => {
     assert.equal(streamed.calls[0]!.name, "get_weather");
     assert.deepEqual(JSON.parse(streamed.calls[0]!.args), args, "temperature 0: the stream's call is the same call");
     assert.equal(totalActive(gw.fleet), 0);
+  });
+
+  it("streams a call's tool-call deltas to curl -N", { skip: CURL_MISSING }, async () => {
+    const body = JSON.stringify({ model: "tiny", messages: ask, tools: [weather], tool_choice: "required", max_tokens: 60, stream: true });
+    const out = await curl(["-N", "-H", "content-type: application/json", "-d", body, `${gw.url}/v1/chat/completions`]);
+    const chunks = out
+      .split("\n\n")
+      .filter((b) => b.startsWith("data: {"))
+      .map((b) => JSON.parse(b.slice(6)) as OpenAI.Chat.Completions.ChatCompletionChunk);
+    const deltas = chunks.flatMap((c) => c.choices[0]?.delta.tool_calls ?? []);
+    assert.equal(deltas[0]?.function?.name, "get_weather");
+    assert.match(deltas[0]?.id ?? "", /^call_/);
+    const args = JSON.parse(deltas.map((d) => d.function?.arguments ?? "").join("")) as { city: string };
+    assert.ok(["Paris", "Oslo", "Lima"].includes(args.city));
+    assert.equal(chunks.at(-1)?.choices[0]?.finish_reason, "tool_calls");
+    assert.ok(out.endsWith("data: [DONE]\n\n"));
   });
 
   it("tool_choice required calls one of the tools offered; none answers in text", async () => {
