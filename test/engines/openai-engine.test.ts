@@ -2,32 +2,17 @@ import assert from "node:assert/strict";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { after, before, describe, it } from "node:test";
-import OpenAI from "openai";
-import { eventually, startGateway, tinyFleet, totalActive, type RunningGateway } from "../helpers.js";
+import { eventually, startGateway, tinyFleet, totalActive } from "../helpers.js";
+import { frontedSuite } from "../openai-suite.js";
 
 /** Flotilla B fronts Flotilla A through the `openai` engine: a real server on each side. */
 describe("the openai engine against a second Flotilla", () => {
-  let upstream: RunningGateway;
-  let front: RunningGateway;
-  let direct: OpenAI;
-  let viaFront: OpenAI;
-  before(async () => {
-    upstream = await startGateway(tinyFleet({ name: "tiny" }));
-    front = await startGateway({
-      models: [{ name: "remote-tiny", replicas: [{ engine: "openai", url: upstream.url, upstream_model: "tiny", context: 512 }] }],
-    });
-    direct = new OpenAI({ baseURL: `${upstream.url}/v1`, apiKey: "x", maxRetries: 0 });
-    viaFront = new OpenAI({ baseURL: `${front.url}/v1`, apiKey: "x", maxRetries: 0 });
-  });
-  after(async () => {
-    await front.close();
-    await upstream.close();
-  });
+  const s = frontedSuite();
 
   it("returns what the upstream returns, under its own model name", async () => {
     const ask = { messages: [{ role: "user" as const, content: "Relay this." }], max_tokens: 16, temperature: 0 };
-    const a = await direct.chat.completions.create({ model: "tiny", ...ask });
-    const b = await viaFront.chat.completions.create({ model: "remote-tiny", ...ask });
+    const a = await s.direct.chat.completions.create({ model: "tiny", ...ask });
+    const b = await s.viaFront.chat.completions.create({ model: "remote-tiny", ...ask });
     assert.equal(b.model, "remote-tiny");
     assert.equal(b.choices[0]!.message.content, a.choices[0]!.message.content);
     assert.equal(b.usage?.prompt_tokens, a.usage?.prompt_tokens);
@@ -36,32 +21,32 @@ describe("the openai engine against a second Flotilla", () => {
 
   it("asks the upstream for logprobs and passes them on, chat and completions", async () => {
     const ask = { messages: [{ role: "user" as const, content: "Score this." }], max_tokens: 8, temperature: 0, logprobs: true, top_logprobs: 2 };
-    const a = await direct.chat.completions.create({ model: "tiny", ...ask });
-    const b = await viaFront.chat.completions.create({ model: "remote-tiny", ...ask });
+    const a = await s.direct.chat.completions.create({ model: "tiny", ...ask });
+    const b = await s.viaFront.chat.completions.create({ model: "remote-tiny", ...ask });
     const strip = (c: typeof a) => c.choices[0]!.logprobs!.content!.map((l) => [l.token, l.logprob, l.top_logprobs.map((t) => t.token)]);
     assert.equal(strip(b).length, b.usage?.completion_tokens);
     assert.deepEqual(strip(b), strip(a));
     const text = { prompt: "Score me", max_tokens: 6, temperature: 0, logprobs: 1 };
-    const c = await direct.completions.create({ model: "tiny", ...text });
-    const d = await viaFront.completions.create({ model: "remote-tiny", ...text });
+    const c = await s.direct.completions.create({ model: "tiny", ...text });
+    const d = await s.viaFront.completions.create({ model: "remote-tiny", ...text });
     assert.deepEqual(d.choices[0]!.logprobs!.token_logprobs, c.choices[0]!.logprobs!.token_logprobs);
     assert.equal(d.choices[0]!.logprobs!.tokens!.length, d.usage?.completion_tokens);
   });
 
   it("applies OpenAI's penalties locally and passes them upstream", async () => {
     const ask = { messages: [{ role: "user" as const, content: "Say it again and again." }], max_tokens: 32, temperature: 0 };
-    const plain = await direct.chat.completions.create({ model: "tiny", ...ask });
+    const plain = await s.direct.chat.completions.create({ model: "tiny", ...ask });
     const penalised = { ...ask, frequency_penalty: 2, presence_penalty: 2 };
-    const a = await direct.chat.completions.create({ model: "tiny", ...penalised });
-    const b = await viaFront.chat.completions.create({ model: "remote-tiny", ...penalised });
+    const a = await s.direct.chat.completions.create({ model: "tiny", ...penalised });
+    const b = await s.viaFront.chat.completions.create({ model: "remote-tiny", ...penalised });
     assert.notEqual(a.choices[0]!.message.content, plain.choices[0]!.message.content, "the penalties change the answer");
     assert.equal(b.choices[0]!.message.content, a.choices[0]!.message.content, "the front's upstream got them");
   });
 
   it("streams completions through, token for token", async () => {
     const ask = { prompt: "Stream me", max_tokens: 20, temperature: 0 };
-    const a = await direct.completions.create({ model: "tiny", ...ask });
-    const stream = await viaFront.completions.create({ model: "remote-tiny", ...ask, stream: true });
+    const a = await s.direct.completions.create({ model: "tiny", ...ask });
+    const stream = await s.viaFront.completions.create({ model: "remote-tiny", ...ask, stream: true });
     let text = "";
     let chunks = 0;
     for await (const c of stream) {
@@ -73,7 +58,7 @@ describe("the openai engine against a second Flotilla", () => {
   });
 
   it("passes the upstream's context error on as 400 context_length_exceeded", async () => {
-    const res = await fetch(`${front.url}/v1/completions`, {
+    const res = await fetch(`${s.front.url}/v1/completions`, {
       method: "POST",
       headers: { "content-type": "application/json" },
       body: JSON.stringify({ model: "remote-tiny", prompt: "word ".repeat(600), max_tokens: 4 }),
@@ -81,25 +66,25 @@ describe("the openai engine against a second Flotilla", () => {
     const body = (await res.json()) as { error: { code: string } };
     assert.equal(res.status, 400);
     assert.equal(body.error.code, "context_length_exceeded");
-    assert.equal(totalActive(front.fleet), 0);
+    assert.equal(totalActive(s.front.fleet), 0);
   });
 
   it("cancels the upstream's work when the client disconnects mid-stream", async () => {
     const controller = new AbortController();
-    const res = await fetch(`${front.url}/v1/completions`, {
+    const res = await fetch(`${s.front.url}/v1/completions`, {
       method: "POST",
       headers: { "content-type": "application/json" },
       body: JSON.stringify({ model: "remote-tiny", prompt: "Go on and on", max_tokens: 480, stream: true }),
       signal: controller.signal,
     });
     await res.body!.getReader().read();
-    assert.equal(totalActive(upstream.fleet), 1, "the upstream is generating");
+    assert.equal(totalActive(s.upstream.fleet), 1, "the upstream is generating");
     controller.abort();
-    await eventually(() => totalActive(front.fleet) === 0 && totalActive(upstream.fleet) === 0, "both slots to be free", 2_000);
+    await eventually(() => totalActive(s.front.fleet) === 0 && totalActive(s.upstream.fleet) === 0, "both slots to be free", 2_000);
   });
 
   it("sends the request id upstream", async () => {
-    const res = await fetch(`${front.url}/v1/completions`, {
+    const res = await fetch(`${s.front.url}/v1/completions`, {
       method: "POST",
       headers: { "content-type": "application/json", "x-request-id": "trace-me-42" },
       body: JSON.stringify({ model: "remote-tiny", prompt: "id", max_tokens: 2 }),

@@ -1,22 +1,16 @@
 import assert from "node:assert/strict";
-import { after, before, describe, it } from "node:test";
-import OpenAI from "openai";
-import { startGateway, tinyFleet, type RunningGateway, LLAMA2_ABSENT } from "../helpers.js";
+import { describe, it } from "node:test";
+import { tinyFleet, LLAMA2_ABSENT } from "../helpers.js";
+import { clientSuite } from "../openai-suite.js";
 
 /** OpenAI's logprobs from the local engine (real llama.cpp, scored by teacher forcing). */
 describe("logprobs", { skip: LLAMA2_ABSENT }, () => {
-  let gw: RunningGateway;
-  let client: OpenAI;
-  before(async () => {
-    gw = await startGateway(tinyFleet({ context: 1024 }));
-    client = new OpenAI({ baseURL: `${gw.url}/v1`, apiKey: "x", maxRetries: 0 });
-  });
-  after(() => gw.close());
+  const s = clientSuite(tinyFleet({ context: 1024 }));
 
   const messages = [{ role: "user" as const, content: "How likely is each word?" }];
 
   it("chat: one entry per generated token; at temperature 0 each chosen token is the likeliest", async () => {
-    const r = await client.chat.completions.create({ model: "tiny", messages, max_tokens: 12, temperature: 0, logprobs: true, top_logprobs: 3 });
+    const r = await s.client.chat.completions.create({ model: "tiny", messages, max_tokens: 12, temperature: 0, logprobs: true, top_logprobs: 3 });
     const content = r.choices[0]!.logprobs!.content!;
     assert.equal(content.length, r.usage!.completion_tokens);
     for (const entry of content) {
@@ -35,8 +29,8 @@ describe("logprobs", { skip: LLAMA2_ABSENT }, () => {
 
   it("streams the same logprobs with the last chunk, and leaves them out when not asked", async () => {
     const ask = { model: "tiny", messages, max_tokens: 10, temperature: 0 };
-    const whole = await client.chat.completions.create({ ...ask, logprobs: true });
-    const stream = await client.chat.completions.create({ ...ask, logprobs: true, stream: true });
+    const whole = await s.client.chat.completions.create({ ...ask, logprobs: true });
+    const stream = await s.client.chat.completions.create({ ...ask, logprobs: true, stream: true });
     const streamed: number[] = [];
     let text = "";
     for await (const chunk of stream) {
@@ -45,13 +39,13 @@ describe("logprobs", { skip: LLAMA2_ABSENT }, () => {
     }
     assert.equal(text, whole.choices[0]!.message.content);
     assert.deepEqual(streamed, whole.choices[0]!.logprobs!.content!.map((e) => e.logprob));
-    const plain = await client.chat.completions.create(ask);
+    const plain = await s.client.chat.completions.create(ask);
     assert.equal(plain.choices[0]!.logprobs, null);
     assert.equal(plain.choices[0]!.message.content, whole.choices[0]!.message.content, "scoring does not change the answer");
   });
 
   it("completions: tokens, token_logprobs, top_logprobs and text_offset line up", async () => {
-    const r = await client.completions.create({ model: "tiny", prompt: "Once upon a time", max_tokens: 8, temperature: 0, logprobs: 2 });
+    const r = await s.client.completions.create({ model: "tiny", prompt: "Once upon a time", max_tokens: 8, temperature: 0, logprobs: 2 });
     const lp = r.choices[0]!.logprobs!;
     const n = r.usage!.completion_tokens;
     assert.deepEqual([lp.tokens!.length, lp.token_logprobs!.length, lp.top_logprobs!.length, lp.text_offset!.length], [n, n, n, n]);
@@ -64,7 +58,7 @@ describe("logprobs", { skip: LLAMA2_ABSENT }, () => {
 
   it("rejects top_logprobs without logprobs, and out-of-range values, naming the field", async () => {
     const bad = async (path: string, body: Record<string, unknown>, param: string): Promise<void> => {
-      const res = await fetch(`${gw.url}/v1/${path}`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ model: "tiny", ...body }) });
+      const res = await fetch(`${s.gw.url}/v1/${path}`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ model: "tiny", ...body }) });
       assert.equal(res.status, 400);
       assert.equal(((await res.json()) as { error: { param: string } }).error.param, param);
     };

@@ -6,9 +6,10 @@
  * previous_response_id, built-in tools, an output that answers no call).
  */
 import assert from "node:assert/strict";
-import { after, before, describe, it } from "node:test";
+import { describe, it } from "node:test";
 import OpenAI from "openai";
-import { startGateway, tinyFleet, totalActive, type RunningGateway } from "../helpers.js";
+import { totalActive } from "../helpers.js";
+import { clientSuite } from "../openai-suite.js";
 
 const weather: OpenAI.Responses.FunctionTool = {
   type: "function",
@@ -18,16 +19,10 @@ const weather: OpenAI.Responses.FunctionTool = {
 };
 
 describe("the Responses API", () => {
-  let gw: RunningGateway;
-  let client: OpenAI;
-  before(async () => {
-    gw = await startGateway(tinyFleet());
-    client = new OpenAI({ baseURL: `${gw.url}/v1`, apiKey: "unused", maxRetries: 0 });
-  });
-  after(() => gw.close());
+  const s = clientSuite();
 
   it("answers text input with one output message, honest usage, and store: false", async () => {
-    const r = await client.responses.create({ model: "tiny", input: "Say something.", instructions: "Be terse.", max_output_tokens: 12, temperature: 0 });
+    const r = await s.client.responses.create({ model: "tiny", input: "Say something.", instructions: "Be terse.", max_output_tokens: 12, temperature: 0 });
     assert.equal(r.object, "response");
     assert.match(r.id, /^resp_/);
     assert.equal(r.output.length, 1);
@@ -48,8 +43,8 @@ describe("the Responses API", () => {
       { type: "message", id: "msg_1", status: "completed", role: "assistant", content: [{ type: "output_text", text: "Hi.", annotations: [] }] },
       { role: "user", content: [{ type: "input_text", text: "Count to ten." }] },
     ];
-    const whole = await client.responses.create({ model: "tiny", input, max_output_tokens: 24, temperature: 0 });
-    const stream = await client.responses.create({ model: "tiny", input, max_output_tokens: 24, temperature: 0, stream: true });
+    const whole = await s.client.responses.create({ model: "tiny", input, max_output_tokens: 24, temperature: 0 });
+    const stream = await s.client.responses.create({ model: "tiny", input, max_output_tokens: 24, temperature: 0, stream: true });
     const types: string[] = [];
     let deltas = "";
     let last = -1;
@@ -68,7 +63,7 @@ describe("the Responses API", () => {
   });
 
   it("text.format json_schema holds the answer to the schema", async () => {
-    const r = await client.responses.create({
+    const r = await s.client.responses.create({
       model: "tiny",
       input: "Answer in JSON.",
       max_output_tokens: 100,
@@ -81,19 +76,19 @@ describe("the Responses API", () => {
 
   it("refuses what it would not do, naming the field: store, previous_response_id, built-in tools, a result of no call", async () => {
     const refused = async (body: Record<string, unknown>, param: string, message: RegExp): Promise<void> =>
-      assert.rejects(client.responses.create({ model: "tiny", input: "x", ...body } as never), (err: unknown) => err instanceof OpenAI.BadRequestError && err.param === param && message.test(err.message));
+      assert.rejects(s.client.responses.create({ model: "tiny", input: "x", ...body } as never), (err: unknown) => err instanceof OpenAI.BadRequestError && err.param === param && message.test(err.message));
     await refused({ store: true }, "store", /store must be one of: false/);
     await refused({ previous_response_id: "resp_1" }, "previous_response_id", /responses are not stored, so none can be continued; send the conversation as input items/);
     await refused({ tools: [{ type: "web_search" }] }, "tools[0].type", /must be "function"/);
     await refused({ tools: [weather], tool_choice: { type: "function", name: "get_stock" } }, "tool_choice", /"get_stock", which is not among the tools offered \(get_weather\)/);
     await refused({ input: [{ type: "function_call_output", call_id: "call_9", output: "1" }] }, "input[0].call_id", /"call_9" answers no function_call item before it/);
     await refused({ input: [{ role: "user", content: [{ type: "input_image", image_url: "x" }] }] }, "input[0].content[0].type", /must be one of: input_text, output_text/);
-    assert.equal(totalActive(gw.fleet), 0);
+    assert.equal(totalActive(s.gw.fleet), 0);
   });
 
   it("calls a function tool: a function_call output item, streamed as argument deltas, and its output read back as history", async () => {
     const request = { model: "tiny", input: "Weather in Paris?", tools: [weather], tool_choice: { type: "function" as const, name: "get_weather" }, max_output_tokens: 60, temperature: 0 };
-    const r = await client.responses.create(request);
+    const r = await s.client.responses.create(request);
     assert.equal(r.status, "completed");
     assert.deepEqual(r.tools.map((t) => t.type === "function" && t.name), ["get_weather"], "the response states the tools");
     const call = r.output.find((o): o is OpenAI.Responses.ResponseFunctionToolCall => o.type === "function_call");
@@ -105,7 +100,7 @@ describe("the Responses API", () => {
     const types: string[] = [];
     let deltas = "";
     let done: OpenAI.Responses.Response | undefined;
-    for await (const event of await client.responses.create({ ...request, stream: true })) {
+    for await (const event of await s.client.responses.create({ ...request, stream: true })) {
       types.push(event.type);
       if (event.type === "response.function_call_arguments.delta") deltas += event.delta;
       if (event.type === "response.completed") done = event.response;
@@ -113,7 +108,7 @@ describe("the Responses API", () => {
     assert.deepEqual(types, ["response.created", "response.in_progress", "response.output_item.added", "response.function_call_arguments.delta", "response.function_call_arguments.done", "response.output_item.done", "response.completed"]);
     assert.deepEqual(JSON.parse(deltas), args, "temperature 0: the stream's call is the same call");
     assert.equal(done?.output.length, 1);
-    const next = await client.responses.create({
+    const next = await s.client.responses.create({
       model: "tiny",
       input: [{ role: "user", content: "Weather in Paris?" }, { type: "function_call", call_id: call.call_id, name: call.name, arguments: call.arguments }, { type: "function_call_output", call_id: call.call_id, output: "sunny" }],
       tools: [weather],

@@ -14,6 +14,7 @@ import type { AddressInfo } from "node:net";
 import { after, before, describe, it } from "node:test";
 import OpenAI from "openai";
 import { curl, CURL_MISSING, startGateway, tinyFleet, totalActive, type RunningGateway } from "../helpers.js";
+import { clientSuite } from "../openai-suite.js";
 
 type ToolDef = OpenAI.Chat.Completions.ChatCompletionTool;
 
@@ -46,17 +47,11 @@ async function assemble(stream: AsyncIterable<OpenAI.Chat.Completions.ChatComple
 }
 
 describe("tool calls on the local engine", () => {
-  let gw: RunningGateway;
-  let client: OpenAI;
-  before(async () => {
-    gw = await startGateway(tinyFleet({ context: 1024 }));
-    client = new OpenAI({ baseURL: `${gw.url}/v1`, apiKey: "unused", maxRetries: 0 });
-  });
-  after(() => gw.close());
+  const s = clientSuite(tinyFleet({ context: 1024 }));
 
   it("a tool named in tool_choice is called, with arguments that fit its schema, streamed as the same call", async () => {
     const request = { model: "tiny", messages: ask, tools: [weather, clock], tool_choice: { type: "function" as const, function: { name: "get_weather" } }, max_tokens: 60, temperature: 0 };
-    const r = await client.chat.completions.create(request);
+    const r = await s.client.chat.completions.create(request);
     const choice = r.choices[0]!;
     assert.equal(choice.finish_reason, "tool_calls");
     assert.equal(choice.message.content, null);
@@ -66,17 +61,17 @@ describe("tool calls on the local engine", () => {
     assert.equal(call.function.name, "get_weather");
     const args = JSON.parse(call.function.arguments) as { city: string; celsius: boolean };
     assert.ok(["Paris", "Oslo", "Lima"].includes(args.city) && typeof args.celsius === "boolean", call.function.arguments);
-    const streamed = await assemble(await client.chat.completions.create({ ...request, stream: true }));
+    const streamed = await assemble(await s.client.chat.completions.create({ ...request, stream: true }));
     assert.equal(streamed.finish, "tool_calls");
     assert.equal(streamed.calls.length, 1);
     assert.equal(streamed.calls[0]!.name, "get_weather");
     assert.deepEqual(JSON.parse(streamed.calls[0]!.args), args, "temperature 0: the stream's call is the same call");
-    assert.equal(totalActive(gw.fleet), 0);
+    assert.equal(totalActive(s.gw.fleet), 0);
   });
 
   it("streams a call's tool-call deltas to curl -N", { skip: CURL_MISSING }, async () => {
     const body = JSON.stringify({ model: "tiny", messages: ask, tools: [weather], tool_choice: "required", max_tokens: 60, stream: true });
-    const out = await curl(["-N", "-H", "content-type: application/json", "-d", body, `${gw.url}/v1/chat/completions`]);
+    const out = await curl(["-N", "-H", "content-type: application/json", "-d", body, `${s.gw.url}/v1/chat/completions`]);
     const chunks = out
       .split("\n\n")
       .filter((b) => b.startsWith("data: {"))
@@ -92,20 +87,20 @@ describe("tool calls on the local engine", () => {
 
   it("tool_choice required calls one of the tools offered; none answers in text", async () => {
     for (let i = 0; i < 3; i++) {
-      const r: OpenAI.Chat.Completions.ChatCompletion = await client.chat.completions.create({ model: "tiny", messages: ask, tools: [weather, clock], tool_choice: "required", max_tokens: 60, seed: i });
+      const r: OpenAI.Chat.Completions.ChatCompletion = await s.client.chat.completions.create({ model: "tiny", messages: ask, tools: [weather, clock], tool_choice: "required", max_tokens: 60, seed: i });
       const call = r.choices[0]!.message.tool_calls?.[0];
       assert.equal(r.choices[0]!.finish_reason, "tool_calls");
       assert.ok(call?.type === "function" && ["get_weather", "get_time"].includes(call.function.name));
       const args = JSON.parse(call.function.arguments) as Record<string, unknown>;
       assert.ok(call.function.name === "get_time" ? ["utc", "local"].includes(args.zone as string) : ["Paris", "Oslo", "Lima"].includes(args.city as string));
     }
-    const none = await client.chat.completions.create({ model: "tiny", messages: ask, tools: [weather], tool_choice: "none", max_tokens: 8 });
+    const none = await s.client.chat.completions.create({ model: "tiny", messages: ask, tools: [weather], tool_choice: "none", max_tokens: 8 });
     assert.equal(none.choices[0]!.message.tool_calls, undefined);
     assert.ok(["stop", "length"].includes(none.choices[0]!.finish_reason));
   });
 
   it("auto lets the model answer in text or call; a history with a call and its result is read", async () => {
-    const r = await client.chat.completions.create({ model: "tiny", messages: ask, tools: [weather], max_tokens: 12 });
+    const r = await s.client.chat.completions.create({ model: "tiny", messages: ask, tools: [weather], max_tokens: 12 });
     const choice = r.choices[0]!;
     if (choice.finish_reason === "tool_calls") assert.equal(choice.message.tool_calls?.[0]?.type === "function" && choice.message.tool_calls[0].function.name, "get_weather");
     else assert.ok(typeof choice.message.content === "string" && choice.message.tool_calls === undefined);
@@ -114,14 +109,14 @@ describe("tool calls on the local engine", () => {
       { role: "assistant", content: null, tool_calls: [{ id: "call_1", type: "function", function: { name: "get_weather", arguments: '{"city":"Paris","celsius":true}' } }] },
       { role: "tool", tool_call_id: "call_1", content: "18 degrees and sunny" },
     ];
-    const next = await client.chat.completions.create({ model: "tiny", messages: history, tools: [weather], tool_choice: "none", max_tokens: 8 });
+    const next = await s.client.chat.completions.create({ model: "tiny", messages: history, tools: [weather], tool_choice: "none", max_tokens: 8 });
     assert.equal(next.object, "chat.completion");
     assert.ok(next.usage!.prompt_tokens > 10);
   });
 
   it("refuses what it cannot do, naming the field", async () => {
     const refused = async (body: Record<string, unknown>, param: string, message: RegExp): Promise<void> =>
-      assert.rejects(client.chat.completions.create({ model: "tiny", messages: ask, max_tokens: 8, ...body } as never), (err: unknown) => {
+      assert.rejects(s.client.chat.completions.create({ model: "tiny", messages: ask, max_tokens: 8, ...body } as never), (err: unknown) => {
         assert.ok(err instanceof OpenAI.BadRequestError, String(err));
         assert.equal(err.param, param);
         assert.match(err.message, message);
@@ -136,7 +131,7 @@ describe("tool calls on the local engine", () => {
     await refused({ tools: [weather], response_format: { type: "json_object" } }, "response_format", /cannot hold an answer to response_format while the model may call tools/);
     await refused({ messages: [...ask, { role: "tool", content: "sunny" }] }, "messages[1].tool_call_id", /is required: a tool message is the result of one tool call/);
     await refused({ messages: [{ role: "user", content: "x", tool_calls: [{ id: "c", type: "function", function: { name: "f", arguments: "{}" } }] }] }, "messages[0].tool_calls", /only an assistant message carries tool calls/);
-    assert.equal(totalActive(gw.fleet), 0);
+    assert.equal(totalActive(s.gw.fleet), 0);
   });
 });
 
