@@ -111,7 +111,7 @@ export class LocalEmbedder {
  * shortening OpenAI's `dimensions` does), scaled to unit length. A zero
  * vector stays zero.
  */
-export function unitVector(vector: readonly number[], dimensions?: number): Float32Array {
+function unitVector(vector: readonly number[], dimensions?: number): Float32Array {
   const out = Float32Array.from(dimensions === undefined ? vector : vector.slice(0, dimensions));
   let sum = 0;
   for (const v of out) sum += v * v;

@@ -179,11 +179,8 @@ export class OpenAIEngine implements Engine {
     return undefined;
   }
 
-  async generate(request: GenerationRequest, onText: TextSink, signal: AbortSignal): Promise<GenerationResult> {
-    if (this.#closed) throw new FlotillaError("engine_unavailable", "the engine is shut down");
-    const slot = await this.#slots.acquire(signal);
-    this.#sent++;
-    try {
+  generate(request: GenerationRequest, onText: TextSink, signal: AbortSignal): Promise<GenerationResult> {
+    return this.#inSlot(signal, async () => {
       try {
         return await this.#stream(request, onText, signal);
       } catch (err) {
@@ -192,11 +189,7 @@ export class OpenAIEngine implements Engine {
         this.#extensions = false;
         return await this.#stream(request, onText, signal);
       }
-    } catch (err) {
-      throw this.#failure(err, signal);
-    } finally {
-      this.#slots.release(slot);
-    }
+    });
   }
 
   /**
@@ -204,11 +197,8 @@ export class OpenAIEngine implements Engine {
    * asked: the gateway encodes), with `dimensions` passed on for the
    * upstream to allow or refuse.
    */
-  async embed(request: EmbeddingRequest, signal: AbortSignal): Promise<EmbeddingResult> {
-    if (this.#closed) throw new FlotillaError("engine_unavailable", "the engine is shut down");
-    const slot = await this.#slots.acquire(signal);
-    this.#sent++;
-    try {
+  embed(request: EmbeddingRequest, signal: AbortSignal): Promise<EmbeddingResult> {
+    return this.#inSlot(signal, async () => {
       const inputs = request.inputs;
       const res = await this.#pool.request({
         method: "POST",
@@ -225,6 +215,16 @@ export class OpenAIEngine implements Engine {
       const text = await res.body.text();
       if (res.statusCode !== 200) throw upstreamError(res.statusCode, text, "input");
       return embeddingsOf(text, inputs, this.#name);
+    });
+  }
+
+  /** One request to the upstream in one of this replica's slots, its failure in the gateway's terms. */
+  async #inSlot<T>(signal: AbortSignal, send: () => Promise<T>): Promise<T> {
+    if (this.#closed) throw new FlotillaError("engine_unavailable", "the engine is shut down");
+    const slot = await this.#slots.acquire(signal);
+    this.#sent++;
+    try {
+      return await send();
     } catch (err) {
       throw this.#failure(err, signal);
     } finally {

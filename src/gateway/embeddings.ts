@@ -14,7 +14,7 @@ import type { ServedBy } from "./responses.js";
 import { labelProperties } from "./schemas.js";
 
 /** OpenAI's limit on inputs per request. */
-export const MAX_EMBEDDING_INPUTS = 2048;
+const MAX_EMBEDDING_INPUTS = 2048;
 
 const tokenIds = { type: "array", minItems: 1, items: { type: "integer", minimum: 0, maximum: 4_294_967_295 } } as const;
 
