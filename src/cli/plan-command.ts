@@ -10,7 +10,7 @@
  * (plan-run.ts).
  */
 import type { Command } from "commander";
-import { choice, num, type SimIo } from "./sim-command.js";
+import { choice, num, workloadOptions, type SimIo } from "./sim-command.js";
 
 export interface PlanOptions {
   model?: string;
@@ -41,25 +41,11 @@ export interface PlanOptions {
 }
 
 export function registerPlanCommand(program: Command, io: SimIo = { stdout: process.stdout, stderr: process.stderr }): void {
-  program
-    .command("plan")
-    .description("find the fleet that meets a latency objective for a workload at the least cost, energy or devices, by replaying it in the twin")
+  workloadOptions(program.command("plan").description("find the fleet that meets a latency objective for a workload at the least cost, energy or devices, by replaying it in the twin"))
     .option("--model <name>", "the model to serve")
     .option("--hw <names>", "candidate hardware, comma-separated", "h100,h200,b200,mi300x,l40s,lpddr-chip")
     .option("--precision <names>", "candidate precisions, comma-separated", "bf16,fp8")
     .option("--tp <sizes>", "candidate tensor-parallel sizes, comma-separated", "1,2,4,8")
-    .option("--trace <path>", "the workload: Mooncake JSONL or Azure CSV")
-    .option("--format <format>", "trace format when the extension does not say: mooncake or azure", choice("--format", ["mooncake", "azure"] as const))
-    .option("--synthetic", "generate the workload instead of reading a trace")
-    .option("--requests <n>", "synthetic: number of requests (default 1000)", num("--requests", { int: true, min: 1 }))
-    .option("--rate <r>", "synthetic: mean arrivals per second (default 10)", num("--rate", { gt: 0 }))
-    .option("--input-tokens <n>", "synthetic: mean prompt tokens (default 1024)", num("--input-tokens", { min: 1 }))
-    .option("--input-cv <cv>", "synthetic: prompt length spread, 0 fixed (default 1)", num("--input-cv", { min: 0 }))
-    .option("--output-tokens <n>", "synthetic: mean output tokens (default 128)", num("--output-tokens", { min: 1 }))
-    .option("--output-cv <cv>", "synthetic: output length spread, 0 fixed (default 1)", num("--output-cv", { min: 0 }))
-    .option("--rate-scale <x>", "replay the trace x times faster", num("--rate-scale", { gt: 0 }))
-    .option("--duration <s>", "only requests arriving in the first s seconds", num("--duration", { gt: 0 }))
-    .option("--truncate <n>", "only the first n requests", num("--truncate", { int: true, min: 1 }))
     .option("--ttft-slo <ms>", "objective on time to first token", num("--ttft-slo", { gt: 0 }), 2000)
     .option("--tpot-slo <ms>", "objective on time per output token", num("--tpot-slo", { gt: 0 }), 100)
     .option("--slo-share <f>", "share of requests that must meet both objectives", num("--slo-share", { gt: 0 }), 0.99)

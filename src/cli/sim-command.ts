@@ -85,12 +85,27 @@ export function choice<T extends string>(name: string, values: readonly T[]): (v
   };
 }
 
+/** The workload options `sim` and `plan` share: a trace and how much of it, or synthetic load. */
+export function workloadOptions(command: Command): Command {
+  return (
+    command
+      .option("--trace <path>", "request trace: Mooncake JSONL or Azure CSV")
+      .option("--format <format>", "trace format when the extension does not say: mooncake or azure", choice("--format", ["mooncake", "azure"] as const))
+      .option("--rate-scale <x>", "replay the trace x times faster", num("--rate-scale", { gt: 0 }))
+      .option("--truncate <n>", "only the first n requests", num("--truncate", { int: true, min: 1 }))
+      .option("--duration <s>", "only requests arriving in the first s seconds (after --rate-scale)", num("--duration", { gt: 0 }))
+      .option("--synthetic", "generate load instead of reading a trace")
+      .option("--requests <n>", "synthetic: number of requests (default 1000)", num("--requests", { int: true, min: 1 }))
+      .option("--rate <r>", "synthetic: mean arrivals per second (default 10)", num("--rate", { gt: 0 }))
+      .option("--input-tokens <n>", "synthetic: mean prompt tokens (default 1024)", num("--input-tokens", { min: 1 }))
+      .option("--input-cv <cv>", "synthetic: prompt length spread, 0 fixed (default 1)", num("--input-cv", { min: 0 }))
+      .option("--output-tokens <n>", "synthetic: mean output tokens (default 128)", num("--output-tokens", { min: 1 }))
+      .option("--output-cv <cv>", "synthetic: output length spread, 0 fixed (default 1)", num("--output-cv", { min: 0 }))
+  );
+}
+
 export function registerSimCommand(program: Command, io: SimIo = { stdout: process.stdout, stderr: process.stderr }): void {
-  program
-    .command("sim")
-    .description("replay a trace through the real router over simulated accelerators, in virtual time")
-    .option("--trace <path>", "request trace: Mooncake JSONL or Azure CSV")
-    .option("--format <format>", "trace format when the extension does not say: mooncake or azure", choice("--format", ["mooncake", "azure"] as const))
+  workloadOptions(program.command("sim").description("replay a trace through the real router over simulated accelerators, in virtual time"))
     .option("--fleet <file>", "fleet file (YAML): islands, router, SLOs, failures")
     .option("--hw <name>", "without --fleet: hardware of every replica (default h100)")
     .option("--replicas <n>", "without --fleet: number of replicas (default 1)", num("--replicas", { int: true, min: 1 }))
@@ -100,18 +115,8 @@ export function registerSimCommand(program: Command, io: SimIo = { stdout: proce
     .option("--max-batch <n>", "without --fleet: sequences per replica at once (default 256)", num("--max-batch", { int: true, min: 1 }))
     .option("--policy <name>", `routing policy: ${Object.keys(policies).join(", ")}`)
     .option("--sample <k>", "candidates drawn per decision in larger fleets (default 16)", num("--sample", { int: true, min: 1 }))
-    .option("--rate-scale <x>", "replay the trace x times faster", num("--rate-scale", { gt: 0 }))
-    .option("--truncate <n>", "only the first n requests", num("--truncate", { int: true, min: 1 }))
-    .option("--duration <s>", "only requests arriving in the first s seconds (after --rate-scale)", num("--duration", { gt: 0 }))
-    .option("--synthetic", "generate load instead of reading a trace")
-    .option("--requests <n>", "synthetic: number of requests (default 1000)", num("--requests", { int: true, min: 1 }))
-    .option("--rate <r>", "synthetic: mean arrivals per second (default 10)", num("--rate", { gt: 0 }))
     .option("--arrival <process>", "synthetic: poisson, bursty or uniform (default poisson)", choice("--arrival", ["poisson", "bursty", "uniform"] as const))
     .option("--burstiness <cv>", "synthetic bursty: coefficient of variation of gaps (default 3)", num("--burstiness", { gt: 0 }))
-    .option("--input-tokens <n>", "synthetic: mean prompt tokens (default 1024)", num("--input-tokens", { min: 1 }))
-    .option("--input-cv <cv>", "synthetic: prompt length spread, 0 fixed (default 1)", num("--input-cv", { min: 0 }))
-    .option("--output-tokens <n>", "synthetic: mean output tokens (default 128)", num("--output-tokens", { min: 1 }))
-    .option("--output-cv <cv>", "synthetic: output length spread, 0 fixed (default 1)", num("--output-cv", { min: 0 }))
     .option("--prefix-groups <g>", "shared prompt prefixes (synthetic, or added to a trace without block hashes)", num("--prefix-groups", { int: true, min: 0 }))
     .option("--prefix-tokens <n>", "tokens of each shared prefix (default 2048)", num("--prefix-tokens", { int: true, min: 0 }))
     .option("--prefix-share <f>", "share of requests starting with a shared prefix (default 1)", num("--prefix-share", { min: 0 }))
