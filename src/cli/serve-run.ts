@@ -75,7 +75,7 @@ async function listen(opts: ServeOptions, loaded: Loaded, fleet: Fleet, policy: 
       config,
       ...(fleetPath === undefined ? {} : { load: async () => (await readFleetFile(fleetPath)).config }),
     },
-    ...(tenancy === undefined ? {} : { tenancy }),
+    ...(tenancy === undefined ? {} : { tenancy, batches: { store: tenancy.store, holder: tenancy.instance.id, ...(config.server.instance_lease_ms === undefined ? {} : { leaseMs: config.server.instance_lease_ms }), ...(config.server.batch_headroom_slots === undefined ? {} : { headroomSlots: config.server.batch_headroom_slots }) } }),
     policy,
     routeHints: (id) => rates.hints(id),
     cascades: buildCascades(config),

@@ -10,6 +10,7 @@ export type FailureCode =
   | "quota_exceeded"
   | "context_length_exceeded"
   | "model_not_found"
+  | "not_found"
   | "no_ready_replica"
   | "overloaded"
   | "engine_unavailable"

@@ -221,6 +221,10 @@ export const fleetConfig = z
          * transaction; none is acknowledged before its commit. Default 0: those of one event-loop turn.
          */
         ledger_commit_ms: z.number().int().min(0).max(10_000).optional(),
+        /** The share taken off the price of a Batch API request, 0-1. Default 0.5 (OpenAI's batch discount). */
+        batch_discount: z.number().min(0).max(1).optional(),
+        /** Slots the Batch API's runner leaves free for interactive requests. Default 1. */
+        batch_headroom_slots: z.number().int().min(0).max(100_000).optional(),
       })
       .strict()
       .prefault({}),

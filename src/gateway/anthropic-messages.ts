@@ -14,7 +14,7 @@ import { FlotillaError } from "../core/errors.js";
 import { anthropicError } from "./anthropic-errors.js";
 import { messagesWriter } from "./anthropic-events.js";
 import { messagesRequest } from "./anthropic-request.js";
-import { apiHandler, type ApiRequest, type CompletionServices } from "./completions.js";
+import { apiHandler, type ApiInput, type ApiRequest, type CompletionServices } from "./completions.js";
 import { logFailure, toHttpError } from "./errors.js";
 import { drainBody } from "./http-limits.js";
 
@@ -26,7 +26,7 @@ import { drainBody } from "./http-limits.js";
 const VERSIONS = ["2023-06-01", "2026-10-21"];
 
 export function messagesHandler(services: CompletionServices): (request: FastifyRequest, reply: FastifyReply) => Promise<void> {
-  return apiHandler(services, (request: FastifyRequest): ApiRequest => {
+  return apiHandler(services, (request: ApiInput): ApiRequest => {
     const version = apiVersion(request.headers);
     if (request.headers["anthropic-beta"] !== undefined) {
       throw new FlotillaError("invalid_request", "beta features are not served here; send the request without anthropic-beta", { param: "anthropic-beta" });

@@ -7,14 +7,15 @@
  * and legacy completions, Anthropic's messages (anthropic-messages.ts); each
  * reads its own body into an ApiRequest and writes its own answer.
  */
-import type { IncomingMessage, ServerResponse } from "node:http";
-import type { FastifyReply, FastifyRequest } from "fastify";
+import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from "node:http";
+import type { FastifyBaseLogger, FastifyReply, FastifyRequest } from "fastify";
 import type { Clock } from "../core/clock.js";
 import { FlotillaError } from "../core/errors.js";
 import { callsTools, estimateTokens, type ApiEndpoint, type GenerationRequest } from "../core/request.js";
 import type { ChunkIds, TextSink } from "../engines/engine.js";
 import type { Replica, ServedModel } from "../fleet/fleet.js";
 import type { EarlierLeg, Principal, Settlement, Tenancy, Ticket } from "../metering/tenancy.js";
+import type { BatchLineResult } from "../store/types.js";
 import type { RequestObserver, RequestWatch } from "../obs/observer.js";
 import type { PriorityClass } from "../scheduler/admission.js";
 import type { Cascade } from "../scheduler/cascade.js";
@@ -71,6 +72,57 @@ export interface ApiRequest {
   readonly execute?: (model: ServedModel, signal: AbortSignal, onAttempt: (replica: Replica) => void, routing: Routing) => Promise<Dispatched>;
 }
 
+/** What an API reads of a request: an HTTP request's, or a Batch API line's. */
+export interface ApiInput<B = unknown> {
+  readonly id: string;
+  readonly body: B;
+  readonly headers: IncomingHttpHeaders;
+}
+
+/** An API's reading of its request into what the run needs; throws to refuse it. */
+export type ApiReader<B = never> = (request: ApiInput<B>) => ApiRequest;
+
+/**
+ * Where a request comes from and where its answer goes: an HTTP exchange
+ * (httpExchange), or a Batch API line (batches/line-run.ts), which is
+ * answered whole and whose result commits with its ledger row.
+ */
+export interface Exchange {
+  readonly id: string;
+  readonly headers: IncomingHttpHeaders;
+  readonly log: FastifyBaseLogger;
+  readonly principal: Principal | undefined;
+  /** The caller asked to see how its request was routed, and may (x-flotilla-explain). */
+  readonly explain: boolean;
+  /** A Batch API line: the batch priority class and price. */
+  readonly batch?: boolean;
+  /** Calls `cancel` once when the caller is gone. */
+  onGone(cancel: () => void): void;
+  /** The whole answer. */
+  send(headers: Readonly<Record<string, string>>, body: unknown): Promise<void>;
+  /** The HTTP reply a stream is written to; a batch line never streams. */
+  readonly reply?: FastifyReply;
+  /** The result to commit with the ledger row: the answer sent, or else the failure; undefined to commit none. */
+  result?(answer: unknown, failure: unknown): BatchLineResult | undefined;
+}
+
+/** An HTTP request and its reply, as a run sees them. */
+export function httpExchange(services: CompletionServices, request: FastifyRequest, reply: FastifyReply): Exchange {
+  return {
+    id: request.id,
+    headers: request.headers,
+    log: request.log,
+    principal: services.principalOf(request),
+    explain: explainAsked(request.raw, services.explainAllowed),
+    // 'close' on the response fires when the client goes away, or after we end it.
+    onGone: (cancel) => reply.raw.once("close", () => !reply.raw.writableFinished && cancel()),
+    send: async (headers, body) => {
+      await reply.headers(headers).send(body);
+    },
+    reply,
+  };
+}
+
 type Body = ChatCompletionBody | CompletionBody;
 type Run = (onText: TextSink, onAttempt: (replica: Replica) => void) => Promise<Dispatched>;
 /** Who waits for capacity, in which class, until when. */
@@ -78,7 +130,12 @@ type Turn = { readonly principal: Principal | undefined; readonly priority: Prio
 
 /** The route handler for one OpenAI endpoint. */
 export function completionHandler(services: CompletionServices, endpoint: Endpoint, toRequest: (id: string, body: never) => GenerationRequest) {
-  return apiHandler(services, (request: FastifyRequest<{ Body: Body }>): ApiRequest => {
+  return apiHandler(services, completionReader(endpoint, toRequest));
+}
+
+/** How an OpenAI chat or legacy completions request is read. */
+export function completionReader(endpoint: Endpoint, toRequest: (id: string, body: never) => GenerationRequest): ApiReader<Body> {
+  return (request) => {
     const body = request.body;
     return {
       endpoint,
@@ -90,15 +147,20 @@ export function completionHandler(services: CompletionServices, endpoint: Endpoi
       reasoningEffort: "reasoning_effort" in body ? body.reasoning_effort : undefined,
       writer: openAiWriter(endpoint, { tokenIds: body.return_token_ids === true, includeUsage: body.stream_options?.include_usage === true }),
     };
-  });
+  };
 }
 
 /** The route handler for any API: `read` turns its request into what the run needs (and throws to refuse it). */
-export function apiHandler<R extends FastifyRequest>(services: CompletionServices, read: (request: R) => ApiRequest) {
-  return async (request: R, reply: FastifyReply): Promise<void> => {
-    const run = new CompletionRun(services, request, reply, read(request));
-    await run.serve();
+export function apiHandler<B>(services: CompletionServices, read: ApiReader<B>) {
+  return async (request: FastifyRequest, reply: FastifyReply): Promise<void> => {
+    const api = read(request as ApiInput<B>);
+    await runApi(services, httpExchange(services, request, reply), api);
   };
+}
+
+/** Runs one request from admission to its settled ledger row; throws what the caller answers with an error. */
+export function runApi(services: CompletionServices, exchange: Exchange, api: ApiRequest): Promise<void> {
+  return new CompletionRun(services, exchange, api).serve();
 }
 
 /** Fair-share cost of a request that set no max_tokens: a typical answer's length. */
@@ -106,8 +168,7 @@ const DEFAULT_OUTPUT_ESTIMATE = 256;
 
 class CompletionRun {
   readonly #s: CompletionServices;
-  readonly #request: FastifyRequest;
-  readonly #reply: FastifyReply;
+  readonly #x: Exchange;
   readonly #api: ApiRequest;
   readonly #generation: GenerationRequest;
   #started = 0;
@@ -123,32 +184,34 @@ class CompletionRun {
   #earlier: EarlierLeg[] | undefined;
   #cascadeInfo: Record<string, string | number> = {};
   #result: Dispatched | undefined;
+  /** The whole answer sent. */
+  #answer: unknown;
   #failure: unknown;
   /** The routing decisions, explained, when the client asked for them (x-flotilla-explain). */
   #explained: Record<string, unknown>[] | undefined;
 
-  constructor(services: CompletionServices, request: FastifyRequest, reply: FastifyReply, api: ApiRequest) {
+  constructor(services: CompletionServices, exchange: Exchange, api: ApiRequest) {
     this.#s = services;
-    this.#request = request;
-    this.#reply = reply;
+    this.#x = exchange;
     this.#api = api;
     this.#generation = api.generation;
   }
 
   async serve(): Promise<void> {
     const api = this.#api;
-    const { model, leg, probe } = target(this.#s.cascades, this.#s.dispatcher, api.model, this.#request.headers["x-flotilla-cascade"], api.reasoningEffort, this.#generation);
+    const x = this.#x;
+    const { model, leg, probe } = target(this.#s.cascades, this.#s.dispatcher, api.model, x.headers["x-flotilla-cascade"], api.reasoningEffort, this.#generation);
     if (leg !== undefined) {
       if (leg.leg === "heavy") this.#s.observer.cascadeEscalated(api.model, leg.reason);
       this.#cascadeInfo = { cascade: api.model, cascade_leg: leg.leg, cascade_reason: leg.reason };
     }
-    const timeoutMs = requestTimeout(this.#request.headers["x-flotilla-timeout-ms"], this.#s.maxTimeoutMs);
-    const principal = this.#s.principalOf(this.#request);
+    const timeoutMs = requestTimeout(x.headers["x-flotilla-timeout-ms"], this.#s.maxTimeoutMs);
+    const principal = x.principal;
     // Every bad header is refused before anything is reserved.
-    const priority = priorityOf(principal, api.serviceTier, this.#request.headers["x-flotilla-priority"]);
-    if (explainAsked(this.#request.raw, this.#s.explainAllowed)) this.#explained = [];
+    const priority = x.batch === true ? "batch" : priorityOf(principal, api.serviceTier, x.headers["x-flotilla-priority"]);
+    if (x.explain) this.#explained = [];
     const ticket = await this.#admit(principal, probe === undefined ? model.name : api.model, probe !== undefined);
-    const watch = this.#s.observer.start({ model: model.name, endpoint: api.endpoint, stream: api.stream, generation: this.#generation, tenant: principal?.tenantId, ticket, log: this.#request.log });
+    const watch = this.#s.observer.start({ model: model.name, endpoint: api.endpoint, stream: api.stream, generation: this.#generation, tenant: principal?.tenantId, ticket, log: x.log });
     this.#started = this.#s.clock.now();
     this.#watchClient(timeoutMs);
     try {
@@ -158,7 +221,7 @@ class CompletionRun {
       this.#failure = err;
       watch.failed(err);
       if (!this.#timedOut) throw err;
-      const asked = Number(this.#request.headers["x-flotilla-timeout-ms"]);
+      const asked = Number(x.headers["x-flotilla-timeout-ms"]);
       throw new FlotillaError("deadline_exceeded", `the request ran past its ${timeoutMs} ms deadline and was cancelled`, { cause: err, clientCaused: asked <= this.#s.maxTimeoutMs });
     } finally {
       await this.#settle(watch, ticket);
@@ -169,7 +232,8 @@ class CompletionRun {
   #admit(principal: Principal | undefined, model: string, twoLegs: boolean): Promise<Ticket> {
     const generation = this.#generation;
     return this.#s.tenancy.admit({
-      requestId: this.#request.id,
+      requestId: this.#x.id,
+      ...(this.#x.batch === true ? { batch: true } : {}),
       principal,
       model,
       ...(twoLegs ? { legs: 2 } : {}),
@@ -182,11 +246,9 @@ class CompletionRun {
     });
   }
 
-  /** A client that goes away, or the deadline, cancels the work. 'close' on the response fires when the client goes away, or after we end it. */
+  /** A client that goes away, or the deadline, cancels the work. */
   #watchClient(timeoutMs: number): void {
-    this.#reply.raw.once("close", () => {
-      if (!this.#reply.raw.writableFinished) this.#cancel.abort();
-    });
+    this.#x.onGone(() => this.#cancel.abort());
     this.#cancelDeadline = this.#s.clock.after(timeoutMs, () => {
       this.#timedOut = true;
       this.#cancel.abort();
@@ -243,7 +305,7 @@ class CompletionRun {
 
   /** Session affinity (the body's session key, or a header for clients that cannot set it), and the explain listener on `m`'s replicas. */
   #routing(m: ServedModel): Routing {
-    const session = this.#request.headers["x-flotilla-session"];
+    const session = this.#x.headers["x-flotilla-session"];
     const affinityKey = typeof session === "string" && session.length > 0 ? session : this.#api.sessionKey;
     const out = this.#explained;
     return {
@@ -277,10 +339,11 @@ class CompletionRun {
 
   /** The answer, streamed as it comes or sent whole. */
   async #respond(decided: { model: ServedModel; run: Run }, watch: RequestWatch, ticket: Ticket): Promise<void> {
-    const head: AnswerHead = { requestId: this.#request.id, created: Math.floor(this.#s.clock.epochMs() / 1000), model: decided.model.name };
+    const head: AnswerHead = { requestId: this.#x.id, created: Math.floor(this.#s.clock.epochMs() / 1000), model: decided.model.name };
     const extension = (d: Dispatched): ServedBy => ({ ...ticket.price(d.usage, d.replica.id, this.#s.clock.now() - this.#started, this.#earlier), ...servedBy(d), ...this.#cascadeInfo });
-    if (this.#api.stream) {
-      this.#result = await stream(this.#reply, this.#api.writer.stream(head), extension, (err) => (this.#failure = err), (onText, attempt) =>
+    const reply = this.#x.reply;
+    if (this.#api.stream && reply !== undefined) {
+      this.#result = await stream(reply, this.#api.writer.stream(head), extension, (err) => (this.#failure = err), (onText, attempt) =>
         decided.run(watch.sink(this.#counted(onText)), attempt), () => this.#answerHeaders(),
       );
       return;
@@ -291,8 +354,8 @@ class CompletionRun {
       () => undefined,
     );
     this.#result = result;
-    void this.#reply.header("x-flotilla-replica", result.replica.id).headers(this.#answerHeaders());
-    await this.#reply.send(whole.body(result, extension(result)));
+    this.#answer = whole.body(result, extension(result));
+    await this.#x.send({ "x-flotilla-replica": result.replica.id, ...this.#answerHeaders() }, this.#answer);
   }
 
   /** Counts what a stream delivers, so a request cut short is billed for it. */
@@ -309,7 +372,14 @@ class CompletionRun {
     this.#release?.();
     this.#cancelDeadline();
     const ended = settlement(this.#result, this.#lastReplica, this.#s.clock.now() - this.#started, this.#cancel.signal.aborted, this.#timedOut, this.#failure);
-    const settled: Settlement = { ...ended, streamedTokens: this.#streamedTokens, streamedEstimated: this.#streamedEstimated, ...(this.#earlier === undefined ? {} : { earlier: this.#earlier }) };
+    const line = this.#x.result?.(this.#answer, this.#failure);
+    const settled: Settlement = {
+      ...ended,
+      streamedTokens: this.#streamedTokens,
+      streamedEstimated: this.#streamedEstimated,
+      ...(this.#earlier === undefined ? {} : { earlier: this.#earlier }),
+      ...(line === undefined ? {} : { batchLine: line }),
+    };
     // The ledger records what the watch measured of the answering generation too (the twin's calibration).
     await ticket.settle(watch.finish(settled));
   }

@@ -5,11 +5,10 @@
  * completion run's, as for every API; the dispatcher embeds instead of
  * generating.
  */
-import type { FastifyRequest } from "fastify";
 import { FlotillaError } from "../core/errors.js";
 import type { EmbeddingInput, EmbeddingRequest, Prompt } from "../core/request.js";
 import type { AnswerWriter } from "./answer-writer.js";
-import { apiHandler, type ApiRequest, type CompletionServices } from "./completions.js";
+import { apiHandler, type ApiReader, type ApiRequest, type CompletionServices } from "./completions.js";
 import type { ServedBy } from "./responses.js";
 import { labelProperties } from "./schemas.js";
 
@@ -49,7 +48,12 @@ export interface EmbeddingsBody {
 
 /** The route handler: an embeddings request run as every API's requests are. */
 export function embeddingsHandler(services: CompletionServices) {
-  return apiHandler(services, (request: FastifyRequest<{ Body: EmbeddingsBody }>): ApiRequest => {
+  return apiHandler(services, embeddingsReader(services));
+}
+
+/** How an embeddings request is read: its vectors come from the chosen replica in place of a generation. */
+export function embeddingsReader(services: CompletionServices): ApiReader<EmbeddingsBody> {
+  return (request): ApiRequest => {
     const body = request.body;
     if (services.cascades.has(body.model)) {
       throw new FlotillaError("invalid_request", `"${body.model}" is a model cascade, which generates; name a served model to embed with`, { param: "model" });
@@ -73,7 +77,7 @@ export function embeddingsHandler(services: CompletionServices) {
       },
       writer: embeddingsWriter(body.encoding_format ?? "float", () => vectors),
     };
-  });
+  };
 }
 
 function inputsOf(input: EmbeddingsBody["input"]): EmbeddingInput[] {

@@ -19,6 +19,7 @@ const byCode: Record<FailureCode, { status: number; type: string }> = {
   quota_exceeded: { status: 429, type: "rate_limit_error" },
   context_length_exceeded: { status: 400, type: "invalid_request_error" },
   model_not_found: { status: 404, type: "invalid_request_error" },
+  not_found: { status: 404, type: "invalid_request_error" },
   no_ready_replica: { status: 503, type: "service_unavailable_error" },
   overloaded: { status: 429, type: "rate_limit_error" },
   engine_unavailable: { status: 503, type: "service_unavailable_error" },

@@ -60,10 +60,12 @@ const withheld = new WeakSet<IncomingMessage>();
  * Answers `Expect: 100-continue` itself: a body that will be refused is
  * never asked for. Must be installed before the server listens.
  */
-export function guardExpectContinue(app: FastifyInstance, bodyLimit: number): void {
+export function guardExpectContinue(app: FastifyInstance, bodyLimit: number, uploadLimit: number): void {
   const server = app.server as Server;
   server.on("checkContinue", (req: IncomingMessage, res: ServerResponse) => {
-    if (Number(req.headers["content-length"]) > bodyLimit) withheld.add(req);
+    // A multipart body is a file upload (the only route that parses one), held to the upload limit.
+    const limit = /^multipart\/form-data/i.test(req.headers["content-type"] ?? "") ? uploadLimit : bodyLimit;
+    if (Number(req.headers["content-length"]) > limit) withheld.add(req);
     else res.writeContinue();
     server.emit("request", req, res);
   });

@@ -11,10 +11,9 @@
  * history. Images, files, built-in tools and reasoning items are refused by
  * name, as every field that would be ignored.
  */
-import type { FastifyRequest } from "fastify";
 import { FlotillaError } from "../core/errors.js";
 import type { ChatMessage, GenerationRequest, ToolUse } from "../core/request.js";
-import { apiHandler, type CompletionServices } from "./completions.js";
+import { apiHandler, type ApiReader, type CompletionServices } from "./completions.js";
 import { responsesWriter, type ToolsEcho } from "./openai-responses-events.js";
 import { MAX_OUTPUT_TOKENS, jsonSchemaFormatProperties, labelProperties } from "./schemas.js";
 import { responseFormatOf, toolUseOf } from "./translate.js";
@@ -194,19 +193,22 @@ function toolUse(body: ResponsesBody): ToolUse | undefined {
 
 /** The route: one more reader and writer over the completion run, so a response takes the chat completions' whole path. */
 export function responsesHandler(services: CompletionServices) {
-  return apiHandler(services, (request: FastifyRequest<{ Body: ResponsesBody }>) => {
-    const body = request.body;
-    return {
-      endpoint: "responses",
-      generation: responsesRequest(request.id, body),
-      model: body.model,
-      stream: body.stream === true,
-      sessionKey: body.prompt_cache_key ?? body.user,
-      serviceTier: body.service_tier,
-      writer: responsesWriter(echoOf(body)),
-    };
-  });
+  return apiHandler(services, responsesReader);
 }
+
+/** How a Responses API request is read. */
+export const responsesReader: ApiReader<ResponsesBody> = (request) => {
+  const body = request.body;
+  return {
+    endpoint: "responses",
+    generation: responsesRequest(request.id, body),
+    model: body.model,
+    stream: body.stream === true,
+    sessionKey: body.prompt_cache_key ?? body.user,
+    serviceTier: body.service_tier,
+    writer: responsesWriter(echoOf(body)),
+  };
+};
 
 /** What the response says back of the request's tools, as OpenAI's responses do. */
 function echoOf(body: ResponsesBody): ToolsEcho {

@@ -27,6 +27,10 @@ import { responsesHandler, responsesSchema } from "./openai-responses-request.js
 import { embeddingsHandler, embeddingsSchema } from "./embeddings.js";
 import { chatCompletionSchema, completionSchema } from "./schemas.js";
 import { chatRequest, completionRequest } from "./translate.js";
+import { BatchRunner } from "./batches/runner.js";
+import { registerBatchRoutes } from "./batches/routes.js";
+import { MAX_FILE_BYTES } from "./batches/input-file.js";
+import type { Store } from "../store/index.js";
 
 export interface GatewayOptions {
   readonly fleet: Fleet;
@@ -67,6 +71,8 @@ export interface GatewayOptions {
    * started, and how to read it again (POST /admin/reload, SIGHUP).
    */
   readonly membership?: Omit<MembershipOptions, "fleet" | "dispatcher" | "clock" | "cascades"> & { readonly config?: FleetConfig; readonly load?: () => Promise<FleetConfig> };
+  /** The Batch API's store, and this process's instance id (who holds the batch runner's lease); without it the Files and Batches routes say they need a store. */
+  readonly batches?: { readonly store: Store; readonly holder: string; readonly headroomSlots?: number; readonly pollMs?: number; readonly leaseMs?: number };
 }
 
 /** A running gateway, plus the graceful way to stop it. */
@@ -81,6 +87,7 @@ export interface Gateway {
 }
 
 const REQUEST_ID = /^[\w.:-]{1,128}$/;
+const DEFAULT_BODY_LIMIT = 4 * 1024 * 1024;
 
 /**
  * The OpenAI-compatible HTTP front door. It validates, hands the request to
@@ -140,8 +147,13 @@ export function createGatewayWithShutdown(opts: GatewayOptions): Gateway {
   app.post("/v1/messages", { ...TENANT, errorHandler: messagesErrorHandler }, work.track(messagesHandler(services)));
   app.post("/v1/responses", { ...TENANT, schema: { body: responsesSchema } }, work.track(responsesHandler(services)));
   app.post("/v1/embeddings", { ...TENANT, schema: { body: embeddingsSchema } }, work.track(embeddingsHandler(services)));
+  const batches = opts.batches;
+  const runner = batches === undefined ? undefined : new BatchRunner({ ...batches, services, fleet: opts.fleet, gate, clock, log: app.log.child({ component: "batches" }) });
+  registerBatchRoutes(app, { store: batches?.store, clock, principalOf: access.principalOf, bodyLimit: opts.bodyLimit ?? DEFAULT_BODY_LIMIT, changed: () => runner?.wake() });
+  if (runner !== undefined) app.addHook("onReady", async () => runner.start());
 
   app.addHook("onClose", async () => {
+    await runner?.stop(0);
     gate.close();
     await opts.fleet.close();
   });
@@ -154,7 +166,7 @@ export function createGatewayWithShutdown(opts: GatewayOptions): Gateway {
    * rest get 503, and each is settled by the billing rule.
    */
   const shutdown = async (graceMs: number): Promise<void> => {
-    await work.close(graceMs);
+    await Promise.all([work.close(graceMs), runner?.stop(graceMs)]);
     await app.close();
   };
 
@@ -219,7 +231,7 @@ function dispatcherFor(opts: GatewayOptions, clock: Clock, onDecision: DecisionL
 }
 
 function fastifyFor(opts: GatewayOptions): FastifyInstance {
-  const bodyLimit = opts.bodyLimit ?? 4 * 1024 * 1024;
+  const bodyLimit = opts.bodyLimit ?? DEFAULT_BODY_LIMIT;
   const app = Fastify({
     bodyLimit,
     ...receivingOptions(opts.bodyTimeoutMs ?? 30_000),
@@ -232,7 +244,7 @@ function fastifyFor(opts: GatewayOptions): FastifyInstance {
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false, useDefaults: false, allErrors: false } },
     return503OnClosing: true,
   });
-  guardExpectContinue(app, bodyLimit);
+  guardExpectContinue(app, bodyLimit, MAX_FILE_BYTES + 1024 * 1024);
   // Every body is JSON: a text/plain one is the 415 the API documents, not a string that fails the schema.
   app.removeContentTypeParser("text/plain");
   return app;

@@ -145,6 +145,7 @@ export async function tenancyFromConfig(config: FleetConfig, opts: TenancyFromCo
       neverRequireKeys: config.server.require_keys === false,
       publicBind,
       ...(lease === undefined ? {} : { staleAfterMs: lease, heartbeatMs: Math.floor(lease / 6) }),
+      ...(config.server.batch_discount === undefined ? {} : { batchDiscount: config.server.batch_discount }),
       ...(opts.fleet === undefined ? {} : { countPromptTokens: promptCounter(opts.fleet) }),
       ...(opts.clock === undefined ? {} : { clock: opts.clock }),
       ...(opts.log === undefined ? {} : { log: opts.log }),

@@ -72,6 +72,8 @@ export interface StoreTenancyOptions {
   readonly log?: (message: string) => void;
   /** Close the store with the tenancy (default true). */
   readonly ownsStore?: boolean;
+  /** The share taken off the price of a Batch API line (AdmissionRequest.batch), 0-1 (default 0.5, OpenAI's batch discount). */
+  readonly batchDiscount?: number;
 }
 
 export class StoreTenancy implements Tenancy, TenancyAdmin {
@@ -89,6 +91,7 @@ export class StoreTenancy implements Tenancy, TenancyAdmin {
   readonly #staleAfterMs: number;
   readonly #log: (message: string) => void;
   readonly #ownsStore: boolean;
+  readonly batchDiscount: number;
   readonly #settling = new Set<Promise<void>>();
   /** Settlements the store refused (it was unreachable): retried on every heartbeat. */
   readonly #unsettled = new Map<string, Parameters<Store["settle"]>[0]>();
@@ -108,6 +111,7 @@ export class StoreTenancy implements Tenancy, TenancyAdmin {
     this.#publicBind = opts.publicBind ?? false;
     this.#clock = opts.clock ?? wallClock;
     this.#count = opts.countPromptTokens;
+    this.batchDiscount = opts.batchDiscount ?? 0.5;
     this.#heartbeatMs = opts.heartbeatMs ?? 5_000;
     this.#staleAfterMs = opts.staleAfterMs ?? 30_000;
     this.#log = opts.log ?? ((m) => process.stderr.write(`flotilla: ${m}\n`));
@@ -246,7 +250,7 @@ export class StoreTenancy implements Tenancy, TenancyAdmin {
     };
     const outcome = await this.#guard("admitting the request", () => this.#admitRegistered(input));
     if (!outcome.ok) throw refusal(outcome, req, tenantId, now);
-    return new StoreTicket(this, { id, prompt: promptBill, bounded: req.maxTokens !== undefined, reservedNusd });
+    return new StoreTicket(this, { id, prompt: promptBill, bounded: req.maxTokens !== undefined, reservedNusd, discount: req.batch === true ? this.batchDiscount : 0 });
   }
 
   /**
@@ -423,16 +427,19 @@ class StoreTicket implements Ticket {
   readonly #id: string;
   readonly #prompt: PromptCount;
   readonly #cap: number | undefined;
+  /** The share taken off what it costs (a Batch API line's discount). */
+  readonly #discount: number;
   #priced: { readonly usage: TokenUsage; readonly replica: string; readonly earlier: readonly EarlierLeg[] | undefined; readonly metered: Metered } | undefined;
   #settled: Promise<void> | undefined;
 
-  constructor(owner: StoreTenancy, r: { id: string; prompt: PromptCount; bounded: boolean; reservedNusd: number }) {
+  constructor(owner: StoreTenancy, r: { id: string; prompt: PromptCount; bounded: boolean; reservedNusd: number; discount: number }) {
     this.#owner = owner;
     this.#id = r.id;
     this.#prompt = r.prompt;
     // With max_tokens the reservation is a true bound, and the bill never exceeds it
     // (a failover's replayed prompt is the fleet's cost, not the tenant's).
     this.#cap = r.bounded ? r.reservedNusd : undefined;
+    this.#discount = r.discount;
   }
 
   price(usage: TokenUsage, replica: string, durationMs: number, earlier?: readonly EarlierLeg[]): UsageExtension {
@@ -444,8 +451,8 @@ class StoreTicket implements Ticket {
   /** `usage` undefined: the final leg never produced anything (cancelled between legs). */
   #meterAll(usage: TokenUsage | undefined, replica: string | undefined, durationMs: number, earlier: readonly EarlierLeg[] | undefined): Metered {
     const final = this.#owner.meter(usage ?? { promptTokens: 0, completionTokens: 0, cachedTokens: 0 }, replica, durationMs, this.#cap);
-    if (earlier === undefined || earlier.length === 0) return final;
-    return sumMetered(final, earlier.map((leg) => this.#owner.meter(leg.usage, leg.replica, leg.durationMs, this.#cap)), this.#cap);
+    const all = earlier === undefined || earlier.length === 0 ? final : sumMetered(final, earlier.map((leg) => this.#owner.meter(leg.usage, leg.replica, leg.durationMs, this.#cap)), this.#cap);
+    return this.#discount === 0 ? all : { ...all, costNusd: Math.round(all.costNusd * (1 - this.#discount)) };
   }
 
   settle(s: Settlement): Promise<void> {
@@ -483,6 +490,7 @@ class StoreTicket implements Ticket {
       continuations: s.continuations,
       now: this.#owner.now(),
       ...this.#twinColumns(s),
+      ...(s.batchLine === undefined ? {} : { batchLine: s.batchLine }),
     });
   }
 

@@ -1,6 +1,6 @@
 import type { ApiEndpoint, Prompt, TokenUsage } from "../core/request.js";
 import type { TenancyAdmin } from "./admin-api.js";
-import type { GenerationTiming } from "../store/types.js";
+import type { BatchLineResult, GenerationTiming } from "../store/types.js";
 
 /**
  * The seam between the gateway and multi-tenancy: who is calling, may they
@@ -35,6 +35,8 @@ export interface AdmissionRequest {
   readonly promptMarks?: number;
   /** Generations the request may run (a cascade that may redo its light answer on the heavy model: 2); reserves for each. Default 1. */
   readonly legs?: number;
+  /** A Batch API line: priced with the batch discount. */
+  readonly batch?: boolean;
 }
 
 /** A generation a request ran before the one that answered it (a cascade's light leg): metered too. */
@@ -67,6 +69,8 @@ export interface Settlement {
   readonly earlier?: readonly EarlierLeg[];
   /** The answering generation's timing on its replica, where the observer measured one (RequestWatch.finish). */
   readonly timing?: GenerationTiming;
+  /** The Batch API line's result, committed with the ledger row (SettleInput.batchLine). */
+  readonly batchLine?: BatchLineResult;
 }
 
 /** Flotilla's usage extension in responses (`x_flotilla`), beyond who served it. */

@@ -11,3 +11,4 @@ export * from "./candidates.js";
 export * from "./admission.js";
 export * from "./cascade.js";
 export * from "./constants.js";
+export * from "./batch-room.js";

@@ -11,6 +11,8 @@ export { MIGRATIONS, redactUrl } from "./store.js";
 export * from "./types.js";
 export { decide, release, refill, periodOf, periodStart, nextPeriodStart, describeRefusal, EMPTY_STATE } from "./limits.js";
 export type { Ask, Decision, Release } from "./limits.js";
+export * as batchPlans from "./batches.js";
+export type { Plan, InputLine } from "./batches.js";
 
 export interface OpenStoreOptions {
   /** Where relative SQLite paths resolve (default: the working directory). */

@@ -46,6 +46,7 @@ import {
   settleable,
   stateFrom,
   stateValues,
+  supersededSettlement,
   tenantFrom,
   tenantWithStateFrom,
   usageFrom,
@@ -53,6 +54,7 @@ import {
 } from "./sql.js";
 import { CommitGroup, commitTogetherAsync } from "./commit-group.js";
 import { MIGRATIONS, redactUrl, type Store } from "./store.js";
+import { finishLine, type Plan } from "./batches.js";
 import type {
   AdmitInput,
   AdmitOutcome,
@@ -271,9 +273,10 @@ export class PostgresStore implements Store {
     return { ok: true };
   }
 
-  async #settleNow(s: SettleInput, c: Queryable): Promise<boolean> {
-    const [row] = await this.#rows(c, `${REQUEST_CLAIM} FOR UPDATE`, [s.id]);
+  async #settleNow(given: SettleInput, c: Queryable): Promise<boolean> {
+    const [row] = await this.#rows(c, `${REQUEST_CLAIM} FOR UPDATE`, [given.id]);
     if (!settleable(row)) return false;
+    const s = given.batchLine === undefined || (await this.#drive(finishLine(given.batchLine), c)) ? given : supersededSettlement(given);
     await this.#count(c, SETTLE_REQUEST, settleParams(s));
     await this.#releaseTenant(c, row, releaseOf(row, s), s.now);
     return true;
@@ -347,6 +350,20 @@ export class PostgresStore implements Store {
     if (!this.#databaseClock) return undefined;
     const [r] = await this.#rows(this.#pool, `SELECT ${DB_NOW} AS now`);
     return Number(r!.now);
+  }
+
+  transact<T>(plan: Plan<T>): Promise<T> {
+    return this.#tx((c) => this.#drive(plan, c));
+  }
+
+  /** Runs a plan's statements in order on `c` (inside the caller's transaction). */
+  async #drive<T>(plan: Plan<T>, c: Queryable): Promise<T> {
+    let step = plan.next();
+    while (step.done !== true) {
+      const r = await c.query(numbered(step.value.sql), [...step.value.params]);
+      step = plan.next({ rows: r.rows as Row[], changes: r.rowCount ?? 0 });
+    }
+    return step.value;
   }
 
   async usage(q: UsageQuery): Promise<UsageRow[]> {

@@ -207,6 +207,15 @@ function timingValues(t: GenerationTiming | undefined): unknown[] {
   return t === undefined ? [null, null, null, null] : [t.batch, t.batchMean, t.ttftMs, t.tpotMs];
 }
 
+/**
+ * What a settlement records when it carries a batch line's result that was
+ * refused (the line is another attempt's now): the request ran, but its
+ * result and its charge belong to the attempt that finished the line.
+ */
+export function supersededSettlement(s: SettleInput): SettleInput {
+  return { ...s, status: "cancelled", errorCode: "batch_line_superseded", inputTokens: 0, cachedTokens: 0, outputTokens: 0, deviceSeconds: 0, energyJ: 0, costNusd: 0, estimated: false };
+}
+
 /** What settlement reads of the row it settles. */
 export const REQUEST_CLAIM = "SELECT status, tenant_id, tenant_uid, reserved_nusd, reserved_tokens, period FROM requests WHERE id = ?";
 

@@ -47,6 +47,7 @@ import {
   settleable,
   stateFrom,
   stateValues,
+  supersededSettlement,
   tenantFrom,
   tenantWithStateFrom,
   usageFrom,
@@ -54,6 +55,7 @@ import {
 } from "./sql.js";
 import { CommitGroup, commitTogether } from "./commit-group.js";
 import { MIGRATIONS, type Store } from "./store.js";
+import { finishLine, type Plan } from "./batches.js";
 import type {
   AdmitInput,
   AdmitOutcome,
@@ -213,9 +215,10 @@ export class SqliteStore implements Store {
     return this.#group.run(() => this.#settleNow(s));
   }
 
-  #settleNow(s: SettleInput): boolean {
-    const row = this.#get(REQUEST_CLAIM, s.id);
+  #settleNow(given: SettleInput): boolean {
+    const row = this.#get(REQUEST_CLAIM, given.id);
     if (!settleable(row)) return false;
+    const s = given.batchLine === undefined || this.#drive(finishLine(given.batchLine)) ? given : supersededSettlement(given);
     this.#run(SETTLE_REQUEST, ...settleParams(s));
     this.#releaseTenant(row, releaseOf(row, s), s.now);
     return true;
@@ -278,6 +281,20 @@ export class SqliteStore implements Store {
 
   async databaseNow(): Promise<number | undefined> {
     return undefined;
+  }
+
+  async transact<T>(plan: Plan<T>): Promise<T> {
+    return this.#tx(() => this.#drive(plan));
+  }
+
+  /** Runs a plan's statements in order, inside the caller's transaction. */
+  #drive<T>(plan: Plan<T>): T {
+    let step = plan.next();
+    while (step.done !== true) {
+      const st = this.#prepare(step.value.sql);
+      step = plan.next(st.reader ? { rows: st.all(...step.value.params) as Row[], changes: 0 } : { rows: [], changes: st.run(...step.value.params).changes });
+    }
+    return step.value;
   }
 
   async usage(q: UsageQuery): Promise<UsageRow[]> {

@@ -13,6 +13,7 @@ import type {
   UsageQuery,
   UsageRow,
 } from "./types.js";
+import type { Plan } from "./batches.js";
 
 /**
  * The one storage interface, with an embedded (SQLite) and a shared
@@ -102,6 +103,9 @@ export interface Store {
    * hosts' clocks agreeing; undefined where the caller's clock is used.
    */
   databaseNow(): Promise<number | undefined>;
+
+  /** Runs a plan (store/batches.ts) in one transaction. */
+  transact<T>(plan: Plan<T>): Promise<T>;
 
   usage(query: UsageQuery): Promise<UsageRow[]>;
   ledger(filter?: LedgerFilter): Promise<LedgerRow[]>;
@@ -213,6 +217,63 @@ export const MIGRATIONS: readonly { readonly version: number; readonly statement
       `ALTER TABLE requests ADD COLUMN batch_mean DOUBLE PRECISION`,
       `ALTER TABLE requests ADD COLUMN ttft_ms DOUBLE PRECISION`,
       `ALTER TABLE requests ADD COLUMN tpot_ms DOUBLE PRECISION`,
+    ],
+  },
+  {
+    // The Batch API (types.ts FileRecord, BatchRecord; store/batches.ts).
+    version: 4,
+    statements: [
+      `CREATE TABLE files (
+        id TEXT PRIMARY KEY,
+        owner TEXT NOT NULL,
+        tenant_id TEXT NOT NULL,
+        purpose TEXT NOT NULL,
+        filename TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        status TEXT NOT NULL,
+        bytes BIGINT NOT NULL DEFAULT 0,
+        lines INTEGER NOT NULL DEFAULT 0,
+        endpoint TEXT,
+        batch_id TEXT,
+        created_at BIGINT NOT NULL
+      )`,
+      `CREATE INDEX files_owner ON files (owner, created_at)`,
+      // An upload's content, in pieces of whole lines.
+      `CREATE TABLE file_chunks (file_id TEXT NOT NULL, seq INTEGER NOT NULL, data TEXT NOT NULL, PRIMARY KEY (file_id, seq))`,
+      `CREATE TABLE batches (
+        id TEXT PRIMARY KEY,
+        owner TEXT NOT NULL,
+        tenant_id TEXT NOT NULL,
+        key_id TEXT,
+        endpoint TEXT NOT NULL,
+        input_file_id TEXT NOT NULL,
+        completion_window TEXT NOT NULL,
+        metadata TEXT,
+        status TEXT NOT NULL,
+        created_at BIGINT NOT NULL,
+        expires_at BIGINT NOT NULL,
+        in_progress_at BIGINT,
+        finalizing_at BIGINT,
+        completed_at BIGINT,
+        expired_at BIGINT,
+        cancelling_at BIGINT,
+        cancelled_at BIGINT,
+        output_file_id TEXT,
+        error_file_id TEXT
+      )`,
+      `CREATE INDEX batches_owner ON batches (owner, created_at)`,
+      `CREATE TABLE batch_lines (
+        batch_id TEXT NOT NULL,
+        line INTEGER NOT NULL,
+        custom_id TEXT NOT NULL,
+        body TEXT NOT NULL,
+        state TEXT NOT NULL,
+        attempt INTEGER NOT NULL DEFAULT 0,
+        result TEXT,
+        result_bytes INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (batch_id, line)
+      )`,
+      `CREATE INDEX batch_lines_state ON batch_lines (batch_id, state)`,
     ],
   },
 ];

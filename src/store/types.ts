@@ -201,6 +201,14 @@ export interface SettleInput extends RequestOutcome {
    * replica's.
    */
   readonly timing?: GenerationTiming;
+  /**
+   * The Batch API line this request ran, whose result commits with this
+   * settlement. When the line is no longer running under that attempt (a
+   * runner that lost its lease finished late), the request is recorded as
+   * cancelled and charged nothing: the line's result and charge are another
+   * attempt's.
+   */
+  readonly batchLine?: BatchLineResult;
 }
 
 export const USAGE_GROUPS = ["tenant", "key", "model", "replica", "hardware", "status", "endpoint", "day", "hour", "month"] as const;
@@ -232,4 +240,84 @@ export interface LedgerFilter {
   readonly hardware?: string;
   /** Only rows with a timing (GenerationTiming). */
   readonly timed?: boolean;
+}
+
+/**
+ * The Batch API's records (OpenAI's files and batches). A batch's lines are
+ * copied from its input file when it is created, and each line's result is
+ * committed in the same transaction as the ledger row of the request that
+ * produced it (SettleInput.batchLine): a line never has two results, nor a
+ * result without its charge.
+ */
+export type FileKind = "upload" | "output" | "errors";
+
+export interface FileRecord {
+  readonly id: string;
+  /** Who may see it: the uploading tenant's uid (its name for the anonymous tenant). */
+  readonly owner: string;
+  readonly tenantId: string;
+  readonly purpose: string;
+  readonly filename: string;
+  readonly bytes: number;
+  readonly lines: number;
+  readonly createdAt: number;
+  readonly kind: FileKind;
+  /** The one endpoint every line of a batch input file calls; the batch whose output an output or error file is. */
+  readonly endpoint: string | null;
+  readonly batchId: string | null;
+}
+
+export const BATCH_STATUSES = ["validating", "failed", "in_progress", "finalizing", "completed", "expired", "cancelling", "cancelled"] as const;
+export type BatchStatus = (typeof BATCH_STATUSES)[number];
+
+export type BatchLineState = "pending" | "running" | "completed" | "failed" | "cancelled" | "expired";
+
+export interface NewBatch {
+  readonly id: string;
+  readonly owner: string;
+  readonly tenantId: string;
+  readonly keyId: string | null;
+  readonly endpoint: string;
+  readonly inputFileId: string;
+  readonly completionWindow: string;
+  readonly metadata: Readonly<Record<string, string>> | null;
+  readonly createdAt: number;
+  readonly expiresAt: number;
+}
+
+export interface BatchRecord extends NewBatch {
+  readonly status: BatchStatus;
+  readonly inProgressAt: number | null;
+  readonly finalizingAt: number | null;
+  readonly completedAt: number | null;
+  readonly expiredAt: number | null;
+  readonly cancellingAt: number | null;
+  readonly cancelledAt: number | null;
+  readonly outputFileId: string | null;
+  readonly errorFileId: string | null;
+  /** Lines by state. */
+  readonly counts: Readonly<Record<BatchLineState, number>>;
+}
+
+/** A line a runner has claimed: its `attempt` is what its result is written under. */
+export interface BatchLine {
+  readonly batchId: string;
+  readonly line: number;
+  readonly customId: string;
+  readonly body: string;
+  readonly attempt: number;
+  readonly owner: string;
+  readonly tenantId: string;
+  readonly keyId: string | null;
+  readonly endpoint: string;
+}
+
+/** A line's result, written only while the line is still `running` under the same attempt. */
+export interface BatchLineResult {
+  readonly batchId: string;
+  readonly line: number;
+  readonly attempt: number;
+  readonly state: "completed" | "failed" | "cancelled";
+  /** The output or error file's line (JSON, no newline). */
+  readonly result: string;
 }

@@ -104,7 +104,7 @@ export interface TenantGateway {
 /** An in-process gateway over the tiny model, with a tenancy on `storeUrl`. */
 export async function startTenantGateway(
   storeUrl: string,
-  opts: { config?: unknown; adminToken?: string; tenancy?: Partial<StoreTenancyOptions>; gateway?: Partial<GatewayOptions> } = {},
+  opts: { config?: unknown; adminToken?: string; tenancy?: Partial<StoreTenancyOptions>; gateway?: Partial<GatewayOptions>; batches?: { headroomSlots?: number } } = {},
 ): Promise<TenantGateway> {
   const config = parseFleetConfig(opts.config ?? tinyConfig({ hardware: "h100" }));
   const fleet = buildFleet(config, { baseDir: process.cwd(), env: process.env });
@@ -117,7 +117,8 @@ export async function startTenantGateway(
     log: () => {},
     ...opts.tenancy,
   });
-  const app = createGateway({ fleet, tenancy, logLevel: "silent", ...(opts.adminToken === undefined ? {} : { adminToken: opts.adminToken }), ...opts.gateway });
+  const batches = opts.batches === undefined ? {} : { batches: { store, holder: tenancy.instance.id, pollMs: 20, ...opts.batches } };
+  const app = createGateway({ fleet, tenancy, logLevel: "silent", ...batches, ...(opts.adminToken === undefined ? {} : { adminToken: opts.adminToken }), ...opts.gateway });
   await app.listen({ host: "127.0.0.1", port: 0 });
   const { port } = app.server.address() as AddressInfo;
   return {

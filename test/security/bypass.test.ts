@@ -23,6 +23,8 @@ const TENANT_ROUTES: readonly Target[] = [
   { method: "GET", path: "/v1/models" },
   { method: "GET", path: "/v1/models/m" },
   { method: "GET", path: "/v1/usage" },
+  { method: "GET", path: "/v1/batches" },
+  { method: "GET", path: "/v1/files" },
 ];
 
 const ADMIN_ROUTES: readonly Target[] = [
@@ -33,6 +35,7 @@ const ADMIN_ROUTES: readonly Target[] = [
   { method: "GET", path: "/admin/keys" },
   { method: "POST", path: "/admin/keys", body: JSON.stringify({ tenant: "alice" }) },
   { method: "GET", path: "/admin/usage" },
+  { method: "GET", path: "/admin/batches" },
 ];
 
 const OBSERVER_ROUTES: readonly Target[] = [

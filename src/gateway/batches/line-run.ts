@@ -1,0 +1,110 @@
+/**
+ * One Batch API line through the same completion run as an HTTP request
+ * (admission, fair turn in the batch class, routing, failover, settlement),
+ * answered whole into a result that commits with the line's ledger row.
+ */
+import { Ajv, type ValidateFunction } from "ajv";
+import type { FastifyBaseLogger } from "fastify";
+import { FlotillaError } from "../../core/errors.js";
+import type { Principal } from "../../metering/tenancy.js";
+import { batchPlans, type BatchLine, type BatchLineResult } from "../../store/index.js";
+import { completionReader, runApi, type ApiReader, type CompletionServices, type Exchange } from "../completions.js";
+import { embeddingsReader, embeddingsSchema } from "../embeddings.js";
+import { toHttpError, type HttpError } from "../errors.js";
+import { responsesReader, responsesSchema } from "../openai-responses-request.js";
+import { chatCompletionSchema, completionSchema } from "../schemas.js";
+import { chatRequest, completionRequest } from "../translate.js";
+import type { BatchEndpoint } from "./input-file.js";
+
+/** Why a runner aborts a line: its batch was cancelled or expired (the line ends so), or the runner is stopping (the line runs again later). */
+export const BATCH_STOPPED = "batch_stopped";
+export const RUNNER_STOPPING = "runner_stopping";
+
+interface EndpointRun {
+  readonly validate: ValidateFunction;
+  readonly read: ApiReader<never>;
+}
+
+/** Per batch endpoint: its route's body schema (checked as the route checks it) and its reader. */
+export function endpointRuns(services: CompletionServices): Readonly<Record<BatchEndpoint, EndpointRun>> {
+  // The options the gateway gives Fastify's validator (server.ts): nothing coerced, added or removed.
+  const ajv = new Ajv({ coerceTypes: false, removeAdditional: false, useDefaults: false, allErrors: false, strict: false });
+  return {
+    "/v1/chat/completions": { validate: ajv.compile(chatCompletionSchema), read: completionReader("chat", chatRequest) },
+    "/v1/completions": { validate: ajv.compile(completionSchema), read: completionReader("completion", completionRequest) },
+    "/v1/embeddings": { validate: ajv.compile(embeddingsSchema), read: embeddingsReader(services) },
+    "/v1/responses": { validate: ajv.compile(responsesSchema), read: responsesReader },
+  };
+}
+
+/**
+ * What became of a line: its result committed with its ledger row
+ * (`committed`), or a result to write now (the request was refused before
+ * it had a row), or neither: it is to run again (the fleet or the tenant's
+ * limits were full, or the runner is stopping).
+ */
+export type LineOutcome = { readonly committed: true } | { readonly committed: false; readonly result?: BatchLineResult; readonly retryAfterS?: number };
+
+/** The tenant a batch's lines run as, as the store has it now (undefined: gone, or the anonymous tenant's batch). */
+export type BatchTenant = { readonly id: string; readonly uid: string; readonly weight: number; readonly priority: "interactive" | "batch" } | undefined;
+
+export async function runLine(services: CompletionServices, runs: Readonly<Record<BatchEndpoint, EndpointRun>>, line: BatchLine, tenant: BatchTenant, signal: AbortSignal, log: FastifyBaseLogger): Promise<LineOutcome> {
+  const id = batchPlans.lineRequestId(line.batchId, line.line);
+  let committed = false;
+  const resultOf = (answer: unknown, failure: unknown): BatchLineResult | undefined => lineResult(line, id, answer, failure, signal);
+  try {
+    const exchange: Exchange = {
+      id,
+      headers: {},
+      log,
+      principal: batchPrincipal(line, tenant),
+      explain: false,
+      batch: true,
+      onGone: (cancel) => signal.addEventListener("abort", cancel, { once: true }),
+      send: async () => {},
+      result: (answer, failure) => {
+        const r = resultOf(answer, failure);
+        committed = r !== undefined;
+        return r;
+      },
+    };
+    const run = runs[line.endpoint as BatchEndpoint];
+    const body: unknown = JSON.parse(line.body);
+    if (!run.validate(body)) throw Object.assign(new Error("invalid body"), { validation: run.validate.errors ?? [] });
+    await runApi(services, exchange, run.read({ id, body: body as never, headers: {} }));
+    return { committed: true };
+  } catch (err) {
+    if (committed) return { committed: true };
+    const result = resultOf(undefined, err);
+    return result === undefined ? { committed: false, retryAfterS: toHttpError(err).retryAfterS ?? 1 } : { committed: false, result };
+  }
+}
+
+/** The output or error file's line for what happened; undefined when the line is to run again. */
+function lineResult(line: BatchLine, id: string, answer: unknown, failure: unknown, signal: AbortSignal): BatchLineResult | undefined {
+  const at = { batchId: line.batchId, line: line.line, attempt: line.attempt };
+  if (answer !== undefined) return { ...at, state: "completed", result: resultJson(id, line.customId, 200, answer) };
+  if (signal.aborted) {
+    if (signal.reason !== BATCH_STOPPED) return undefined;
+    return { ...at, state: "cancelled", result: batchPlans.unrunResult(line.batchId, line.line, line.customId, "cancelled") };
+  }
+  const http = toHttpError(failure);
+  if (retryable(http)) return undefined;
+  return { ...at, state: "failed", result: resultJson(id, line.customId, http.status, http.body) };
+}
+
+/** A full fleet, a tenant at its limits, a replica not ready: the line waits and runs again, as a client would retry. */
+function retryable(http: HttpError): boolean {
+  return http.status === 429 || http.status === 503;
+}
+
+function resultJson(id: string, customId: string, status: number, body: unknown): string {
+  return JSON.stringify({ id, custom_id: customId, response: { status_code: status, request_id: id, body }, error: null });
+}
+
+/** The principal a batch's lines run as: the tenant that created it, while it exists with that identity. */
+function batchPrincipal(line: BatchLine, tenant: BatchTenant): Principal | undefined {
+  if (line.tenantId === "anonymous") return undefined;
+  if (tenant === undefined || tenant.uid !== line.owner) throw new FlotillaError("unauthorized", `tenant "${line.tenantId}" that created this batch no longer exists`);
+  return { tenantId: tenant.id, tenantUid: tenant.uid, keyId: line.keyId ?? "", weight: tenant.weight, priority: tenant.priority };
+}

@@ -1,0 +1,179 @@
+/**
+ * The Batch API through the official openai client: upload, create, follow,
+ * read the output and error files, cancel; each line one ledger row at the
+ * batch discount; tenants see only their own files and batches.
+ */
+import assert from "node:assert/strict";
+import { after, before, describe, test } from "node:test";
+import OpenAI, { toFile } from "openai";
+import { admin, sqliteBackend, startTenantGateway, type TenantGateway } from "../metering/harness.js";
+
+interface Line {
+  id: string;
+  custom_id: string;
+  response: { status_code: number; request_id: string; body: Record<string, unknown> } | null;
+  error: { code: string; message: string } | null;
+}
+
+function jsonl(lines: readonly unknown[]): string {
+  return lines.map((l) => JSON.stringify(l)).join("\n") + "\n";
+}
+
+function chatLine(customId: string, content: string, maxTokens = 4, model = "tiny"): unknown {
+  return { custom_id: customId, method: "POST", url: "/v1/chat/completions", body: { model, messages: [{ role: "user", content }], max_tokens: maxTokens, temperature: 0 } };
+}
+
+/** Polls `read` until it gives a value (as a client polls a batch), for up to `ms`. */
+async function until<T>(read: () => Promise<T | undefined>, what: string, ms = 60_000): Promise<T> {
+  const deadline = performance.now() + ms;
+  for (;;) {
+    const v = await read();
+    if (v !== undefined) return v;
+    if (performance.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+async function finished(client: OpenAI, id: string): Promise<OpenAI.Batches.Batch> {
+  return until(async () => {
+    const b = await client.batches.retrieve(id);
+    return ["completed", "cancelled", "expired", "failed"].includes(b.status) ? b : undefined;
+  }, `batch ${id} to finish`);
+}
+
+async function linesOf(client: OpenAI, fileId: string | null | undefined): Promise<Line[]> {
+  if (fileId === null || fileId === undefined) return [];
+  const text = await (await client.files.content(fileId)).text();
+  return text.split("\n").filter((l) => l !== "").map((l) => JSON.parse(l) as Line);
+}
+
+describe("the Batch API, through the openai client", () => {
+  let db: Awaited<ReturnType<typeof sqliteBackend.fresh>>;
+  let gw: TenantGateway;
+  let client: OpenAI;
+  before(async () => {
+    db = await sqliteBackend.fresh();
+    gw = await startTenantGateway(db.url, { batches: { headroomSlots: 0 } });
+    client = new OpenAI({ baseURL: `${gw.url}/v1`, apiKey: "unused", maxRetries: 0 });
+  });
+  after(async () => {
+    await gw?.close();
+    await db?.drop();
+  });
+
+  test("a batch runs every line once, writes the output file, and bills each line at the batch discount", async () => {
+    const input = await client.files.create({ file: await toFile(Buffer.from(jsonl([chatLine("a", "hello"), chatLine("b", "one two"), chatLine("c", "three")])), "in.jsonl"), purpose: "batch" });
+    assert.equal(input.purpose, "batch");
+    assert.equal(input.filename, "in.jsonl");
+    const batch = await client.batches.create({ input_file_id: input.id, endpoint: "/v1/chat/completions", completion_window: "24h", metadata: { job: "t1" } });
+    assert.equal(batch.status, "in_progress");
+    assert.deepEqual(batch.metadata, { job: "t1" });
+    const done = await finished(client, batch.id);
+    assert.equal(done.status, "completed");
+    assert.deepEqual(done.request_counts, { total: 3, completed: 3, failed: 0 });
+    assert.equal(done.error_file_id, null);
+    const out = await linesOf(client, done.output_file_id);
+    assert.deepEqual(out.map((l) => l.custom_id), ["a", "b", "c"]);
+    for (const l of out) {
+      assert.equal(l.response?.status_code, 200);
+      assert.equal((l.response?.body as { object: string }).object, "chat.completion");
+      assert.equal(l.error, null);
+    }
+    const rows = (await gw.store.ledger()).filter((r) => r.requestId.startsWith(batch.id));
+    assert.equal(rows.length, 3);
+    assert.ok(rows.every((r) => r.status === "ok"));
+    // The discount: each line's cost is half of what the same request costs interactively.
+    const direct = await client.chat.completions.create({ model: "tiny", messages: [{ role: "user", content: "hello" }], max_tokens: 4, temperature: 0 });
+    assert.ok(direct.usage !== undefined);
+    const directRow = (await gw.store.ledger()).find((r) => r.requestId !== undefined && !r.requestId.startsWith("batch_") && r.endpoint === "chat");
+    const lineA = rows.find((r) => r.requestId === out[0]!.id)!;
+    assert.ok(directRow !== undefined && directRow.costNusd > 0);
+    assert.equal(lineA.inputTokens, directRow.inputTokens);
+    assert.equal(lineA.outputTokens, directRow.outputTokens);
+    assert.ok(Math.abs(lineA.costNusd - directRow.costNusd / 2) <= 1, `line ${lineA.costNusd} vs direct ${directRow.costNusd}`);
+    const listed = await client.batches.list();
+    assert.ok(listed.data.some((b) => b.id === batch.id));
+  });
+
+  test("lines the fleet refuses go to the error file with their status; the rest complete", async () => {
+    const lines = [chatLine("ok", "hi"), chatLine("nomodel", "hi", 4, "no-such-model"), { custom_id: "bad", method: "POST", url: "/v1/chat/completions", body: { model: "tiny" } }];
+    const input = await client.files.create({ file: await toFile(Buffer.from(jsonl(lines)), "mixed.jsonl"), purpose: "batch" });
+    const done = await finished(client, (await client.batches.create({ input_file_id: input.id, endpoint: "/v1/chat/completions", completion_window: "24h" })).id);
+    assert.deepEqual(done.request_counts, { total: 3, completed: 1, failed: 2 });
+    const errors = await linesOf(client, done.error_file_id);
+    const byId = new Map(errors.map((l) => [l.custom_id, l]));
+    assert.equal(byId.get("nomodel")?.response?.status_code, 404);
+    assert.equal(byId.get("bad")?.response?.status_code, 400);
+    assert.match(JSON.stringify(byId.get("bad")?.response?.body), /messages is required/);
+    assert.deepEqual((await linesOf(client, done.output_file_id)).map((l) => l.custom_id), ["ok"]);
+  });
+
+  test("a malformed input file is refused at upload, naming the line, and nothing is kept", async () => {
+    const inputs = async (): Promise<number> => (await client.files.list({ purpose: "batch" })).data.length;
+    const before = await inputs();
+    const bad = jsonl([chatLine("x", "hi")]) + "{not json\n";
+    await assert.rejects(client.files.create({ file: await toFile(Buffer.from(bad), "bad.jsonl"), purpose: "batch" }), (err: OpenAI.APIError) => {
+      assert.equal(err.status, 400);
+      assert.match(err.message, /line 2 is not valid JSON/);
+      return true;
+    });
+    const dup = jsonl([chatLine("x", "hi"), chatLine("x", "again")]);
+    await assert.rejects(client.files.create({ file: await toFile(Buffer.from(dup), "dup.jsonl"), purpose: "batch" }), /line 2: custom_id "x" is used by an earlier line/);
+    await assert.rejects(client.files.create({ file: await toFile(Buffer.from(jsonl([chatLine("y", "hi")])), "p.jsonl"), purpose: "fine-tune" }), /purpose must be "batch"/);
+    assert.equal(await inputs(), before);
+  });
+
+  test("a batch's endpoint must be its lines' endpoint, and an unknown file is a 404", async () => {
+    const input = await client.files.create({ file: await toFile(Buffer.from(jsonl([chatLine("a", "hi")])), "in.jsonl"), purpose: "batch" });
+    await assert.rejects(client.batches.create({ input_file_id: input.id, endpoint: "/v1/embeddings", completion_window: "24h" }), /call \/v1\/chat\/completions, not \/v1\/embeddings/);
+    await assert.rejects(client.batches.create({ input_file_id: "file-nope", endpoint: "/v1/chat/completions", completion_window: "24h" }), (err: OpenAI.APIError) => err.status === 404);
+    await assert.rejects(client.batches.retrieve("batch_nope"), (err: OpenAI.APIError) => err.status === 404);
+    const deleted = await client.files.delete(input.id);
+    assert.equal(deleted.deleted, true);
+    await assert.rejects(client.files.retrieve(input.id), (err: OpenAI.APIError) => err.status === 404);
+  });
+
+  test("a batch cancelled mid-run stops: what completed stays, the rest is cancelled, nothing is left running", async () => {
+    const lines = Array.from({ length: 24 }, (_, i) => chatLine(`l${i}`, `count ${i}`, 48));
+    const input = await client.files.create({ file: await toFile(Buffer.from(jsonl(lines)), "long.jsonl"), purpose: "batch" });
+    const batch = await client.batches.create({ input_file_id: input.id, endpoint: "/v1/chat/completions", completion_window: "24h" });
+    await until(async () => ((await client.batches.retrieve(batch.id)).request_counts!.completed >= 1 ? true : undefined), "a first completed line");
+    const cancelling = await client.batches.cancel(batch.id);
+    assert.ok(["cancelling", "cancelled"].includes(cancelling.status));
+    const done = await finished(client, batch.id);
+    assert.equal(done.status, "cancelled");
+    const out = await linesOf(client, done.output_file_id);
+    const errors = await linesOf(client, done.error_file_id);
+    assert.ok(errors.length > 0, "some lines were cancelled");
+    assert.equal(out.length + errors.length, 24);
+    assert.ok(errors.every((l) => l.error?.code === "batch_cancelled" || l.response !== null));
+    const rows = (await gw.store.ledger()).filter((r) => r.requestId.startsWith(batch.id));
+    assert.equal(rows.filter((r) => r.status === "ok").length, out.length, "one charged row per completed line");
+    assert.ok(rows.every((r) => r.status !== "running"));
+    assert.ok(rows.filter((r) => r.status !== "ok").every((r) => r.costNusd === 0));
+  });
+
+  test("another tenant sees none of a tenant's files or batches", async () => {
+    const a = await admin(gw.url, "POST", "/admin/tenants", { name: "team-a" });
+    assert.equal(a.status, 201);
+    await admin(gw.url, "POST", "/admin/tenants", { name: "team-b" });
+    const keyA = String((await admin(gw.url, "POST", "/admin/keys", { tenant: "team-a" })).json.key);
+    const keyB = String((await admin(gw.url, "POST", "/admin/keys", { tenant: "team-b" })).json.key);
+    const ca = new OpenAI({ baseURL: `${gw.url}/v1`, apiKey: keyA, maxRetries: 0 });
+    const cb = new OpenAI({ baseURL: `${gw.url}/v1`, apiKey: keyB, maxRetries: 0 });
+    const input = await ca.files.create({ file: await toFile(Buffer.from(jsonl([chatLine("a", "hi")])), "a.jsonl"), purpose: "batch" });
+    const batch = await ca.batches.create({ input_file_id: input.id, endpoint: "/v1/chat/completions", completion_window: "24h" });
+    await assert.rejects(cb.files.retrieve(input.id), (err: OpenAI.APIError) => err.status === 404);
+    await assert.rejects(cb.files.content(input.id), (err: OpenAI.APIError) => err.status === 404);
+    await assert.rejects(cb.files.delete(input.id), (err: OpenAI.APIError) => err.status === 404);
+    await assert.rejects(cb.batches.retrieve(batch.id), (err: OpenAI.APIError) => err.status === 404);
+    await assert.rejects(cb.batches.cancel(batch.id), (err: OpenAI.APIError) => err.status === 404);
+    await assert.rejects(cb.batches.create({ input_file_id: input.id, endpoint: "/v1/chat/completions", completion_window: "24h" }), (err: OpenAI.APIError) => err.status === 404);
+    assert.equal((await cb.batches.list()).data.length, 0);
+    const done = await finished(ca, batch.id);
+    assert.equal(done.status, "completed");
+    const rows = (await gw.store.ledger({ tenantId: "team-a" })).filter((r) => r.requestId.startsWith(batch.id));
+    assert.equal(rows.length, 1);
+    assert.equal(rows[0]!.keyId !== null, true);
+  });
+});
