@@ -315,8 +315,9 @@ export function* sweepBatches(at: number, newFileId: () => string): Plan<string[
     const output = yield* resultFile(b, "output", at, newFileId);
     const errors = yield* resultFile(b, "errors", at, newFileId);
     const final = b.status === "cancelling" ? "cancelled" : b.status === "expired" ? "expired" : "completed";
-    const stamp = final === "cancelled" ? "cancelled_at" : "completed_at";
-    yield* sql(`UPDATE batches SET status = ?, finalizing_at = ?, ${stamp} = ?, completed_at = ?, output_file_id = ?, error_file_id = ? WHERE id = ?`, final, at, at, final === "cancelled" ? null : at, output, errors, b.id);
+    // An expired batch keeps its expired_at; completed_at says it has been finished either way.
+    const ended = final === "cancelled" ? "cancelled_at" : "completed_at";
+    yield* sql(`UPDATE batches SET status = ?, finalizing_at = ?, ${ended} = ?, output_file_id = ?, error_file_id = ? WHERE id = ?`, final, at, at, output, errors, b.id);
     finished.push(String(b.id));
   }
   return finished;

@@ -360,3 +360,64 @@ describe("two gateway processes in separate PID namespaces sharing Postgres", { 
     }
   });
 });
+
+/** Uploads `n` chat lines and starts a batch over them; returns the batch id. */
+async function startBatch(url: string, key: string, n: number, maxTokens: number): Promise<string> {
+  const lines = Array.from({ length: n }, (_, i) => JSON.stringify({ custom_id: `l${i}`, method: "POST", url: "/v1/chat/completions", body: { model: "tiny", messages: [{ role: "user", content: `line ${i}` }], max_tokens: maxTokens, temperature: 0 } }));
+  const form = new FormData();
+  form.append("purpose", "batch");
+  form.append("file", new Blob([lines.join("\n")]), "in.jsonl");
+  const auth = { authorization: `Bearer ${key}` };
+  const file = (await (await fetch(`${url}/v1/files`, { method: "POST", body: form, headers: auth })).json()) as { id: string };
+  const res = await post(url, "/v1/batches", { input_file_id: file.id, endpoint: "/v1/chat/completions", completion_window: "24h" }, key);
+  assert.equal(res.status, 200);
+  return ((await res.json()) as { id: string }).id;
+}
+
+async function batchOf(url: string, key: string, id: string): Promise<{ status: string; output_file_id: string | null; request_counts: { completed: number; failed: number; total: number } }> {
+  return (await (await fetch(`${url}/v1/batches/${id}`, { headers: { authorization: `Bearer ${key}` } })).json()) as never;
+}
+
+for (const backend of backends) {
+  describe(`a gateway killed mid-batch (${backend.name})`, { skip: backend.skip }, () => {
+    test("kill -9 mid-batch, restart: every line has one result and one charge; the lines in flight ran again, their first attempts charged nothing", async () => {
+      const db = await backend.fresh();
+      const config = fleetFile(db.url);
+      const store = await openStore(db.url);
+      let b: Proc | undefined;
+      try {
+        const a = await serve(config);
+        const key = await tenantWithKey(a.url, "bk", { monthly_budget_usd: 1 });
+        const id = await startBatch(a.url, key, 30, 24);
+        await eventually(async () => (await batchOf(a.url, key, id)).request_counts.completed >= 3, "some lines to complete", 30_000);
+        a.child.kill("SIGKILL");
+        await a.exited;
+        const killedAt = (await store.ledger({ tenantId: "bk" })).filter((r) => r.status === "running").length;
+
+        b = await serve(config);
+        let batch = await batchOf(b.url, key, id);
+        await eventually(async () => (batch = await batchOf(b!.url, key, id)).status === "completed", "the batch to finish after the restart", 60_000);
+        assert.deepEqual(batch.request_counts, { total: 30, completed: 30, failed: 0 });
+        const out = (await (await fetch(`${b.url}/v1/files/${batch.output_file_id}/content`, { headers: { authorization: `Bearer ${key}` } })).text()).split("\n").filter((l) => l !== "");
+        const ids = out.map((l) => (JSON.parse(l) as { custom_id: string }).custom_id);
+        assert.equal(ids.length, 30);
+        assert.equal(new Set(ids).size, 30, "no line has two results");
+
+        const rows = await settledLedger(store, "bk", 10_000);
+        const ok = rows.filter((r) => r.status === "ok");
+        assert.equal(ok.length, 30, "one charged row per line");
+        assert.equal(new Set(ok.map((r) => r.requestId)).size, 30);
+        const others = rows.filter((r) => r.status !== "ok");
+        assert.ok(others.length >= killedAt, `the ${killedAt} line(s) in flight at the kill left rows`);
+        assert.ok(others.every((r) => r.costNusd === 0 && ["interrupted", "cancelled"].includes(r.status)), JSON.stringify(others.map((r) => [r.status, r.errorCode, r.costNusd])));
+        const state = (await store.getTenant("bk"))!.state;
+        assert.equal(state.spentNusd, ok.reduce((s, r) => s + r.costNusd, 0), "the tenant is charged what the ok rows say, once");
+        assert.deepEqual([state.inFlight, state.reservedNusd], [0, 0]);
+      } finally {
+        if (b !== undefined && b.child.exitCode === null) b.child.kill("SIGKILL");
+        await store.close();
+        await db.drop();
+      }
+    });
+  });
+}
