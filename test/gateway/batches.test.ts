@@ -4,9 +4,13 @@
  * batch discount; tenants see only their own files and batches.
  */
 import assert from "node:assert/strict";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import OpenAI, { toFile } from "openai";
-import { admin, backends, startTenantGateway, type TenantGateway } from "../metering/harness.js";
+import { CURL_MISSING, curl } from "../helpers.js";
+import { admin, backends, sqliteBackend, startTenantGateway, type TenantGateway } from "../metering/harness.js";
 
 interface Line {
   id: string;
@@ -176,5 +180,56 @@ for (const backend of backends) describe(`the Batch API, through the openai clie
     const rows = (await gw.store.ledger({ tenantId: "team-a" })).filter((r) => r.requestId.startsWith(batch.id));
     assert.equal(rows.length, 1);
     assert.equal(rows[0]!.keyId !== null, true);
+  });
+});
+
+describe("the Files API through curl", { skip: CURL_MISSING }, () => {
+  let db: Awaited<ReturnType<typeof sqliteBackend.fresh>>;
+  let gw: TenantGateway;
+  let dir: string;
+  before(async () => {
+    db = await sqliteBackend.fresh();
+    gw = await startTenantGateway(db.url, { batches: { headroomSlots: 0 } });
+    dir = mkdtempSync(join(tmpdir(), "flotilla-batch-curl-"));
+  });
+  after(async () => {
+    await gw?.close();
+    await db?.drop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  test("a file past the 4 MiB request limit uploads as it streams, reads back byte for byte, and deletes", async () => {
+    const pad = "x".repeat(300);
+    const text = jsonl(Array.from({ length: 16_000 }, (_, i) => chatLine(`c${i}`, `${i} ${pad}`)));
+    assert.ok(Buffer.byteLength(text) > 4 * 1024 * 1024);
+    const path = join(dir, "big.jsonl");
+    writeFileSync(path, text);
+    const file = JSON.parse(await curl(["-F", "purpose=batch", "-F", `file=@${path}`, `${gw.url}/v1/files`])) as { id: string; bytes: number; filename: string };
+    assert.deepEqual([file.bytes, file.filename], [Buffer.byteLength(text), "big.jsonl"]);
+    assert.equal(await curl([`${gw.url}/v1/files/${file.id}/content`]), text);
+    assert.deepEqual(JSON.parse(await curl(["-X", "DELETE", `${gw.url}/v1/files/${file.id}`])), { id: file.id, object: "file", deleted: true });
+    assert.match(await curl(["-w", "%{http_code}", `${gw.url}/v1/files/${file.id}`]), /404$/);
+  });
+
+  test("a file of more than 50,000 requests is refused, and so is a non-multipart upload", async () => {
+    const path = join(dir, "many.jsonl");
+    writeFileSync(path, jsonl(Array.from({ length: 50_001 }, (_, i) => ({ custom_id: `${i}`, method: "POST", url: "/v1/embeddings", body: { model: "tiny", input: "a" } }))));
+    const refused = await curl(["-w", "\n%{http_code}", "-F", "purpose=batch", "-F", `file=@${path}`, `${gw.url}/v1/files`]);
+    assert.match(refused, /more than 50000 requests[\s\S]*\n400$/);
+    const plain = await curl(["-w", "\n%{http_code}", "-H", "content-type: application/json", "-d", "{}", `${gw.url}/v1/files`]);
+    assert.match(plain, /multipart\/form-data[\s\S]*\n400$/);
+  });
+
+  test("a batch created, followed and read through curl", async () => {
+    const path = join(dir, "small.jsonl");
+    writeFileSync(path, jsonl([chatLine("only", "hi")]));
+    const file = JSON.parse(await curl(["-F", "purpose=batch", "-F", `file=@${path}`, `${gw.url}/v1/files`])) as { id: string };
+    const created = JSON.parse(await curl(["-H", "content-type: application/json", "-d", JSON.stringify({ input_file_id: file.id, endpoint: "/v1/chat/completions", completion_window: "24h" }), `${gw.url}/v1/batches`])) as { id: string };
+    const done = await until(async () => {
+      const b = JSON.parse(await curl([`${gw.url}/v1/batches/${created.id}`])) as { status: string; output_file_id: string };
+      return b.status === "completed" ? b : undefined;
+    }, "the batch to complete");
+    const [line] = (await curl([`${gw.url}/v1/files/${done.output_file_id}/content`])).split("\n");
+    assert.equal((JSON.parse(line!) as Line).response?.status_code, 200);
   });
 });
