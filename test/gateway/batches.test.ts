@@ -8,7 +8,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
-import OpenAI, { toFile } from "openai";
+import OpenAI, { toFile, type APIError } from "openai";
 import { CURL_MISSING, curl } from "../helpers.js";
 import { admin, backends, sqliteBackend, startTenantGateway, type TenantGateway } from "../metering/harness.js";
 
@@ -117,7 +117,7 @@ for (const backend of backends) describe(`the Batch API, through the openai clie
     const inputs = async (): Promise<number> => (await client.files.list({ purpose: "batch" })).data.length;
     const before = await inputs();
     const bad = jsonl([chatLine("x", "hi")]) + "{not json\n";
-    await assert.rejects(client.files.create({ file: await toFile(Buffer.from(bad), "bad.jsonl"), purpose: "batch" }), (err: OpenAI.APIError) => {
+    await assert.rejects(client.files.create({ file: await toFile(Buffer.from(bad), "bad.jsonl"), purpose: "batch" }), (err: APIError) => {
       assert.equal(err.status, 400);
       assert.match(err.message, /line 2 is not valid JSON/);
       return true;
@@ -131,11 +131,11 @@ for (const backend of backends) describe(`the Batch API, through the openai clie
   test("a batch's endpoint must be its lines' endpoint, and an unknown file is a 404", async () => {
     const input = await client.files.create({ file: await toFile(Buffer.from(jsonl([chatLine("a", "hi")])), "in.jsonl"), purpose: "batch" });
     await assert.rejects(client.batches.create({ input_file_id: input.id, endpoint: "/v1/embeddings", completion_window: "24h" }), /call \/v1\/chat\/completions, not \/v1\/embeddings/);
-    await assert.rejects(client.batches.create({ input_file_id: "file-nope", endpoint: "/v1/chat/completions", completion_window: "24h" }), (err: OpenAI.APIError) => err.status === 404);
-    await assert.rejects(client.batches.retrieve("batch_nope"), (err: OpenAI.APIError) => err.status === 404);
+    await assert.rejects(client.batches.create({ input_file_id: "file-nope", endpoint: "/v1/chat/completions", completion_window: "24h" }), (err: APIError) => err.status === 404);
+    await assert.rejects(client.batches.retrieve("batch_nope"), (err: APIError) => err.status === 404);
     const deleted = await client.files.delete(input.id);
     assert.equal(deleted.deleted, true);
-    await assert.rejects(client.files.retrieve(input.id), (err: OpenAI.APIError) => err.status === 404);
+    await assert.rejects(client.files.retrieve(input.id), (err: APIError) => err.status === 404);
   });
 
   test("a batch cancelled mid-run stops: what completed stays, the rest is cancelled, nothing is left running", async () => {
@@ -168,12 +168,12 @@ for (const backend of backends) describe(`the Batch API, through the openai clie
     const cb = new OpenAI({ baseURL: `${gw.url}/v1`, apiKey: keyB, maxRetries: 0 });
     const input = await ca.files.create({ file: await toFile(Buffer.from(jsonl([chatLine("a", "hi")])), "a.jsonl"), purpose: "batch" });
     const batch = await ca.batches.create({ input_file_id: input.id, endpoint: "/v1/chat/completions", completion_window: "24h" });
-    await assert.rejects(cb.files.retrieve(input.id), (err: OpenAI.APIError) => err.status === 404);
-    await assert.rejects(cb.files.content(input.id), (err: OpenAI.APIError) => err.status === 404);
-    await assert.rejects(cb.files.delete(input.id), (err: OpenAI.APIError) => err.status === 404);
-    await assert.rejects(cb.batches.retrieve(batch.id), (err: OpenAI.APIError) => err.status === 404);
-    await assert.rejects(cb.batches.cancel(batch.id), (err: OpenAI.APIError) => err.status === 404);
-    await assert.rejects(cb.batches.create({ input_file_id: input.id, endpoint: "/v1/chat/completions", completion_window: "24h" }), (err: OpenAI.APIError) => err.status === 404);
+    await assert.rejects(cb.files.retrieve(input.id), (err: APIError) => err.status === 404);
+    await assert.rejects(cb.files.content(input.id), (err: APIError) => err.status === 404);
+    await assert.rejects(cb.files.delete(input.id), (err: APIError) => err.status === 404);
+    await assert.rejects(cb.batches.retrieve(batch.id), (err: APIError) => err.status === 404);
+    await assert.rejects(cb.batches.cancel(batch.id), (err: APIError) => err.status === 404);
+    await assert.rejects(cb.batches.create({ input_file_id: input.id, endpoint: "/v1/chat/completions", completion_window: "24h" }), (err: APIError) => err.status === 404);
     assert.equal((await cb.batches.list()).data.length, 0);
     const done = await finished(ca, batch.id);
     assert.equal(done.status, "completed");

@@ -54,6 +54,8 @@ export class BatchRunner {
   readonly #inFlight = new Map<string, Set<AbortController>>();
   #lines = 0;
   #leaseUntil = 0;
+  /** While another process holds the lease: when to try for it again. */
+  #nextTry = 0;
   #pausedUntil = 0;
   #timer: NodeJS.Timeout | undefined;
   #ticking: Promise<void> | undefined;
@@ -111,9 +113,12 @@ export class BatchRunner {
     const ttl = this.#o.leaseMs ?? 30_000;
     const now = clock.epochMs();
     if (now < this.#leaseUntil - (ttl * 2) / 3) return true;
+    // Another process runs the batches: look again only when its lease could have lapsed.
+    if (this.#leaseUntil === 0 && now < this.#nextTry) return false;
     const held = this.#leaseUntil > now ? await store.renewLease(LEASE, holder, ttl) : await store.tryAcquireLease(LEASE, holder, ttl);
     if (!held) {
       this.#leaseUntil = 0;
+      this.#nextTry = now + ttl / 3;
       return false;
     }
     const first = this.#leaseUntil <= now;
