@@ -4,8 +4,10 @@
  * cascade's leg, then a fair turn for capacity), respond (streamed or
  * whole), settle (exactly one ledger row, whatever happened). The routing and
  * the engines are the dispatcher's. Every API takes this path: OpenAI's chat
- * and legacy completions, Anthropic's messages (anthropic-messages.ts); each
- * reads its own body into an ApiRequest and writes its own answer.
+ * and legacy completions, responses and embeddings, Anthropic's messages
+ * (anthropic-messages.ts); each reads its own body into an ApiRequest and
+ * writes its own answer. A request arrives through an Exchange: an HTTP
+ * request and reply, or a Batch API line (batches/line-run.ts).
  */
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from "node:http";
 import type { FastifyBaseLogger, FastifyReply, FastifyRequest } from "fastify";
