@@ -242,12 +242,18 @@ export function* stoppedBatches(ids: readonly string[]): Plan<string[]> {
   return rows.map((r) => String(r.id));
 }
 
-/** Claims up to `limit` pending lines of batches in progress, oldest batch first: each is `running` under a new attempt. */
-export function* claimLines(limit: number): Plan<BatchLine[]> {
+/**
+ * Claims up to `limit` pending lines of batches in progress, oldest batch
+ * first, none of the batches in `skip` (waiting out a refusal): each is
+ * `running` under a new attempt.
+ */
+export function* claimLines(limit: number, skip: readonly string[] = []): Plan<BatchLine[]> {
+  const skipped = skip.length === 0 ? "" : ` AND b.id NOT IN (${skip.map(() => "?").join(", ")})`;
   const { rows } = yield* sql(
     `SELECT l.batch_id, l.line, l.custom_id, l.body, l.attempt, b.owner, b.tenant_id, b.key_id, b.endpoint
      FROM batch_lines l JOIN batches b ON b.id = l.batch_id
-     WHERE b.status = 'in_progress' AND l.state = 'pending' ORDER BY b.created_at, l.batch_id, l.line LIMIT ?`,
+     WHERE b.status = 'in_progress' AND l.state = 'pending'${skipped} ORDER BY b.created_at, l.batch_id, l.line LIMIT ?`,
+    ...skip,
     limit,
   );
   const claimed: BatchLine[] = [];

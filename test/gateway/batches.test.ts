@@ -158,7 +158,7 @@ for (const backend of backends) describe(`the Batch API, through the openai clie
     assert.ok(rows.filter((r) => r.status !== "ok").every((r) => r.costNusd === 0));
   });
 
-  test("another tenant sees none of a tenant's files or batches", async () => {
+  test("another tenant sees none of a tenant's files or batches, and one out of budget holds up nobody else's", async () => {
     const a = await admin(gw.url, "POST", "/admin/tenants", { name: "team-a" });
     assert.equal(a.status, 201);
     await admin(gw.url, "POST", "/admin/tenants", { name: "team-b" });
@@ -175,10 +175,22 @@ for (const backend of backends) describe(`the Batch API, through the openai clie
     await assert.rejects(cb.batches.cancel(batch.id), (err: APIError) => err.status === 404);
     await assert.rejects(cb.batches.create({ input_file_id: input.id, endpoint: "/v1/chat/completions", completion_window: "24h" }), (err: APIError) => err.status === 404);
     assert.equal((await cb.batches.list()).data.length, 0);
+    // A tenant out of budget: its batch waits (its lines are refused 429 for now) while the others' run.
+    await admin(gw.url, "POST", "/admin/tenants", { name: "broke", monthly_budget_usd: 0 });
+    const cx = new OpenAI({ baseURL: `${gw.url}/v1`, apiKey: String((await admin(gw.url, "POST", "/admin/keys", { tenant: "broke" })).json.key), maxRetries: 0 });
+    const waiting = await cx.batches.create({ input_file_id: (await cx.files.create({ file: await toFile(Buffer.from(jsonl([chatLine("w", "hi")])), "w.jsonl"), purpose: "batch" })).id, endpoint: "/v1/chat/completions", completion_window: "24h" });
+    const behind = await ca.batches.create({ input_file_id: input.id, endpoint: "/v1/chat/completions", completion_window: "24h" });
+    assert.equal((await finished(ca, behind.id)).status, "completed", "a batch created after the waiting one completes");
+    const stuck = await cx.batches.retrieve(waiting.id);
+    assert.deepEqual([stuck.status, stuck.request_counts?.completed, stuck.request_counts?.failed], ["in_progress", 0, 0]);
+    assert.equal((await gw.store.ledger({ tenantId: "broke" })).length, 0, "a refused admission writes no row");
+    await cx.batches.cancel(waiting.id);
+    assert.equal((await finished(cx, waiting.id)).status, "cancelled");
     const done = await finished(ca, batch.id);
     assert.equal(done.status, "completed");
     const rows = (await gw.store.ledger({ tenantId: "team-a" })).filter((r) => r.requestId.startsWith(batch.id));
     assert.equal(rows.length, 1);
+    assert.equal(rows[0]!.status, "ok");
     assert.equal(rows[0]!.keyId !== null, true);
   });
 });

@@ -42,6 +42,12 @@ export interface BatchRunnerOptions {
 const LEASE = "batch-runner";
 /** Lines claimed at most per look. */
 const MAX_CLAIM = 64;
+/**
+ * The longest a batch waits after a refusal before its lines are tried
+ * again: a Retry-After can be far off (a monthly budget resets next month),
+ * and a limit can be raised meanwhile.
+ */
+const MAX_WAIT_S = 30;
 
 export function newFileId(): string {
   return `file-${randomBytes(12).toString("hex")}`;
@@ -56,7 +62,8 @@ export class BatchRunner {
   #leaseUntil = 0;
   /** While another process holds the lease: when to try for it again. */
   #nextTry = 0;
-  #pausedUntil = 0;
+  /** Batches whose lines were refused for now (Retry-After), until when. */
+  readonly #waiting = new Map<string, number>();
   #timer: NodeJS.Timeout | undefined;
   #ticking: Promise<void> | undefined;
   #stopped = false;
@@ -99,11 +106,12 @@ export class BatchRunner {
       const stopped = await store.transact(batchPlans.stoppedBatches([...this.#inFlight.keys()]));
       for (const id of stopped) for (const c of this.#inFlight.get(id) ?? []) c.abort(BATCH_STOPPED);
     }
-    await store.transact(batchPlans.sweepBatches(clock.epochMs(), newFileId));
-    if (clock.epochMs() < this.#pausedUntil) return;
+    const now = clock.epochMs();
+    await store.transact(batchPlans.sweepBatches(now, newFileId));
     const room = Math.min(MAX_CLAIM, this.#room());
     if (room <= 0) return;
-    const lines = await store.transact(batchPlans.claimLines(room));
+    for (const [id, until] of this.#waiting) if (until <= now) this.#waiting.delete(id);
+    const lines = await store.transact(batchPlans.claimLines(room, [...this.#waiting.keys()]));
     for (const line of lines) void this.#run(line);
   }
 
@@ -160,7 +168,9 @@ export class BatchRunner {
         await store.transact(batchPlans.finishLine(outcome.result));
         return;
       }
-      if (outcome.retryAfterS !== undefined) this.#pausedUntil = Math.max(this.#pausedUntil, this.#o.clock.epochMs() + outcome.retryAfterS * 1000);
+      // Its batch waits (a full fleet, its tenant at a limit); the others go on.
+      const wait = Math.min(outcome.retryAfterS ?? 1, MAX_WAIT_S) * 1000;
+      this.#waiting.set(line.batchId, Math.max(this.#waiting.get(line.batchId) ?? 0, this.#o.clock.epochMs() + wait));
       await store.transact(batchPlans.releaseLine(line.batchId, line.line, line.attempt));
     } catch (err) {
       // The store failed us: the line stays running until a runner takes the lease again.
