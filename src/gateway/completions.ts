@@ -104,8 +104,8 @@ export interface Exchange {
   send(headers: Readonly<Record<string, string>>, body: unknown): Promise<void>;
   /** The HTTP reply a stream is written to; a batch line never streams. */
   readonly reply?: FastifyReply;
-  /** The result to commit with the ledger row: the answer sent, or else the failure; undefined to commit none. */
-  result?(answer: unknown, failure: unknown): BatchLineResult | undefined;
+  /** The result to commit with the ledger row: the answer sent, or else the failure (`started`: on a replica); undefined to commit none. */
+  result?(answer: unknown, failure: unknown, started: boolean): BatchLineResult | undefined;
 }
 
 /** An HTTP request and its reply, as a run sees them. */
@@ -374,7 +374,7 @@ class CompletionRun {
     this.#release?.();
     this.#cancelDeadline();
     const ended = settlement(this.#result, this.#lastReplica, this.#s.clock.now() - this.#started, this.#cancel.signal.aborted, this.#timedOut, this.#failure);
-    const line = this.#x.result?.(this.#answer, this.#failure);
+    const line = this.#x.result?.(this.#answer, this.#failure, this.#lastReplica !== undefined);
     const settled: Settlement = {
       ...ended,
       streamedTokens: this.#streamedTokens,

@@ -51,7 +51,7 @@ export type BatchTenant = { readonly id: string; readonly uid: string; readonly 
 export async function runLine(services: CompletionServices, runs: Readonly<Record<BatchEndpoint, EndpointRun>>, line: BatchLine, tenant: BatchTenant, signal: AbortSignal, log: FastifyBaseLogger): Promise<LineOutcome> {
   const id = batchPlans.lineRequestId(line.batchId, line.line);
   let committed = false;
-  const resultOf = (answer: unknown, failure: unknown): BatchLineResult | undefined => lineResult(line, id, answer, failure, signal);
+  const resultOf = (answer: unknown, failure: unknown, started: boolean): BatchLineResult | undefined => lineResult(line, id, { answer, failure, started }, signal);
   try {
     const exchange: Exchange = {
       id,
@@ -62,8 +62,8 @@ export async function runLine(services: CompletionServices, runs: Readonly<Recor
       batch: true,
       onGone: (cancel) => signal.addEventListener("abort", cancel, { once: true }),
       send: async () => {},
-      result: (answer, failure) => {
-        const r = resultOf(answer, failure);
+      result: (answer, failure, started) => {
+        const r = resultOf(answer, failure, started);
         committed = r !== undefined;
         return r;
       },
@@ -75,13 +75,14 @@ export async function runLine(services: CompletionServices, runs: Readonly<Recor
     return { committed: true };
   } catch (err) {
     if (committed) return { committed: true };
-    const result = resultOf(undefined, err);
+    const result = resultOf(undefined, err, false);
     return result === undefined ? { committed: false, retryAfterS: toHttpError(err).retryAfterS ?? 1 } : { committed: false, result };
   }
 }
 
 /** The output or error file's line for what happened; undefined when the line is to run again. */
-function lineResult(line: BatchLine, id: string, answer: unknown, failure: unknown, signal: AbortSignal): BatchLineResult | undefined {
+function lineResult(line: BatchLine, id: string, ended: { answer: unknown; failure: unknown; started: boolean }, signal: AbortSignal): BatchLineResult | undefined {
+  const { answer, failure } = ended;
   const at = { batchId: line.batchId, line: line.line, attempt: line.attempt };
   if (answer !== undefined) return { ...at, state: "completed", result: resultJson(id, line.customId, 200, answer) };
   if (signal.aborted) {
@@ -89,13 +90,18 @@ function lineResult(line: BatchLine, id: string, answer: unknown, failure: unkno
     return { ...at, state: "cancelled", result: batchPlans.unrunResult(line.batchId, line.line, line.customId, "cancelled") };
   }
   const http = toHttpError(failure);
-  if (retryable(http)) return undefined;
+  if (retryable(http, ended.started)) return undefined;
   return { ...at, state: "failed", result: resultJson(id, line.customId, http.status, http.body) };
 }
 
-/** A full fleet, a tenant at its limits, a replica not ready: the line waits and runs again, as a client would retry. */
-function retryable(http: HttpError): boolean {
-  return http.status === 429 || http.status === 503;
+/**
+ * A full fleet, a tenant at its limits, a replica not ready, a deadline
+ * spent waiting behind interactive traffic for a slot: the line waits and
+ * runs again, as a client would retry. A deadline passed while generating is
+ * the line's own failure.
+ */
+function retryable(http: HttpError, started: boolean): boolean {
+  return http.status === 429 || http.status === 503 || (http.status === 504 && !started);
 }
 
 function resultJson(id: string, customId: string, status: number, body: unknown): string {
