@@ -1,4 +1,5 @@
 import { Command, CommanderError } from "commander";
+import { registerBatchCommands } from "./batch-commands.js";
 import { registerCalibrateCommand } from "./calibrate-command.js";
 import { registerFleetCommands } from "./fleet-commands.js";
 import { registerHardwareCommands } from "./hardware-commands.js";
@@ -20,6 +21,7 @@ export function buildProgram(): Command {
   registerHardwareCommands(program);
   registerCalibrateCommand(program);
   registerTenancyCommands(program);
+  registerBatchCommands(program);
   return program;
 }
 

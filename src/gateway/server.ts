@@ -8,7 +8,7 @@ import { leastLoaded } from "../scheduler/policies.js";
 import { FlotillaError } from "../core/errors.js";
 import type { RouteHints } from "../metering/pricing.js";
 import { openTenancy, type Tenancy } from "../metering/tenancy.js";
-import { loggerOptions, registerObservability, type ObservabilityOptions, type Observatory } from "../obs/index.js";
+import { loggerOptions, recentBatches, registerObservability, type ObservabilityOptions, type Observatory } from "../obs/index.js";
 import { levelEnabled } from "../obs/logging.js";
 import { explainDecision, type DecisionListener } from "../scheduler/decision.js";
 import type { Cascade } from "../scheduler/cascade.js";
@@ -121,7 +121,7 @@ export function createGatewayWithShutdown(opts: GatewayOptions): Gateway {
   // Before any route: every route registered from here on must declare who may call it.
   const access = enforceAccess(app, { tenancy, adminToken: opts.adminToken, metricsPublic: opts.metricsPublic });
   registerTenancyRoutes(app, tenancy, access.principalOf, clock);
-  const observer = registerObservability(app, opts.fleet, { clock, ...opts.observability });
+  const observer = registerObservability(app, opts.fleet, { clock, ...(opts.batches === undefined ? {} : { batches: recentBatches(opts.batches.store) }), ...opts.observability });
   observer.admissionQueue = () => gate.depths();
   const dispatcher = dispatcherFor(opts, clock, decisionListener(app, observer, opts.policy ?? leastLoaded), levelEnabled(app.log.level, "debug"));
   registerErrorHandlers(app);

@@ -6,6 +6,7 @@
 import type { FastifyInstance } from "fastify";
 import type { Clock } from "../core/clock.js";
 import type { Fleet } from "../fleet/fleet.js";
+import type { BatchSource } from "./batches.js";
 import { levelEnabled } from "./logging.js";
 import { createMetrics } from "./metrics.js";
 import { Observatory, type ObservatoryOptions } from "./observatory.js";
@@ -13,6 +14,7 @@ import type { LogDestination } from "./observer.js";
 import { registerObsRoutes } from "./routes.js";
 import { SimReports } from "./sim-reports.js";
 
+export { recentBatches, type BatchSource, type BatchSummary } from "./batches.js";
 export { loggerOptions, REDACTED_PATHS, type LogLevel } from "./logging.js";
 export { Observatory, hardwareByReplica, hardwareOf, TTFT_BUCKETS_S, type FleetPoint } from "./observatory.js";
 export type { LogDestination, RequestObserver, RequestStart, RequestWatch } from "./observer.js";
@@ -30,6 +32,8 @@ export interface ObservabilityOptions {
   readonly hardware?: Readonly<Record<string, string>>;
   /** A replica's hardware model (its rate card's `perf`), for flotilla_twin_error_ratio; replicas without one get no series. */
   readonly perfProfile?: ObservatoryOptions["perfProfile"];
+  /** The Batch API's batches, newest first (recentBatches over the gateway's store): the dashboard's Batches panel. */
+  readonly batches?: BatchSource;
 }
 
 /**
@@ -46,7 +50,7 @@ export function registerObservability(app: FastifyInstance, fleet: Fleet, opts: 
     logPrompts: opts.logPrompts === true,
   });
   const registry = createMetrics(obs);
-  registerObsRoutes(app, obs, registry, new SimReports(opts.simReports ?? []));
+  registerObsRoutes(app, obs, registry, new SimReports(opts.simReports ?? []), opts.batches);
 
   // Counted when the last byte is handed to the socket: streamed (hijacked) replies included.
   app.addHook("onRequest", (request, reply, done) => {

@@ -7,6 +7,7 @@ import { readFileSync } from "node:fs";
 import type { ServerResponse } from "node:http";
 import type { FastifyInstance, FastifyReply } from "fastify";
 import type { Registry } from "prom-client";
+import { BatchFeed, type BatchSource } from "./batches.js";
 import { scrape } from "./metrics.js";
 import { TTFT_BUCKETS_S, type FleetPoint, type Observatory } from "./observatory.js";
 import type { SimReports } from "./sim-reports.js";
@@ -71,8 +72,13 @@ export function liveSnapshot(obs: Observatory, point: FleetPoint | undefined): R
   };
 }
 
-export function registerObsRoutes(app: FastifyInstance, obs: Observatory, registry: Registry, sims: SimReports): void {
+/** The batches in a page's events are read again at most this often, ms (or each tick, when ticks are slower). */
+const BATCHES_REFRESH_MS = 2000;
+
+/** `batches`: where the Batch API's batches are, when this server has one; the page shows no Batches panel otherwise (null). */
+export function registerObsRoutes(app: FastifyInstance, obs: Observatory, registry: Registry, sims: SimReports, batches?: BatchSource): void {
   const assets = loadAssets();
+  const feed = batches === undefined ? undefined : new BatchFeed(batches, obs.clock, Math.max(BATCHES_REFRESH_MS, obs.tickMs), (err) => app.log.warn({ err }, "cannot read the batches for /ui"));
 
   // Metrics and the dashboard name tenants and their spend: "observer" access (gateway/access.ts).
   const OBSERVER = { config: { access: "observer" } } as const;
@@ -89,7 +95,7 @@ export function registerObsRoutes(app: FastifyInstance, obs: Observatory, regist
     });
   }
 
-  app.get("/ui/api/live", OBSERVER, () => ({ ...liveSnapshot(obs, obs.history().at(-1)), history: obs.history(), sims: sims.list() }));
+  app.get("/ui/api/live", OBSERVER, async () => ({ ...liveSnapshot(obs, obs.history().at(-1)), batches: (await feed?.fresh()) ?? null, history: obs.history(), sims: sims.list() }));
 
   // Server-sent events: one snapshot per tick to every open page.
   const clients = new Set<ServerResponse>();
@@ -108,7 +114,7 @@ export function registerObsRoutes(app: FastifyInstance, obs: Observatory, regist
   });
   const unsubscribe = obs.subscribe((point) => {
     if (clients.size === 0) return;
-    const event = `data: ${JSON.stringify(liveSnapshot(obs, point))}\n\n`;
+    const event = `data: ${JSON.stringify({ ...liveSnapshot(obs, point), batches: feed?.current() ?? null })}\n\n`;
     for (const raw of clients) if (!raw.writableEnded) raw.write(event);
   });
   app.addHook("preClose", (done) => {

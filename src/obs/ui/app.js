@@ -211,6 +211,7 @@ function fromLive(snap, history) {
       queueShare: r.slots > 0 ? Math.min(1, r.queued / r.slots) : 0,
       loadText: `${r.active}/${r.slots}${r.queued > 0 ? ` +${r.queued}` : ""}`,
     })),
+    batches: Array.isArray(snap.batches) ? snap.batches : null,
   };
 }
 
@@ -243,6 +244,7 @@ function fromSim(name, data) {
     ttft: data.ttft,
     ttftPercentiles: r.latency ? r.latency.ttftMs : null,
     replicas: r.replicas.map((x) => simReplica(x, islandByName.get(x.island) || {}, span)),
+    batches: null,
   };
 }
 
@@ -336,7 +338,14 @@ function chartFigure(id) {
 function render(view) {
   setText("title", view.title);
   setText("subtitle", view.subtitle);
-  const k = view.kpis;
+  renderKpis(view.kpis);
+  renderCharts(view);
+  renderFleet(view);
+  renderBatches(view.batches);
+}
+
+/** The hero's realised value and the tiles. */
+function renderKpis(k) {
   setText("kpi-realisedValue", pct(k.realisedValue));
   document.getElementById("realised-fill").style.width = `${Math.max(0, Math.min(1, k.realisedValue || 0)) * 100}%`;
   setText("kpi-utilization", pct(k.utilization));
@@ -350,7 +359,9 @@ function render(view) {
   setText("kpi-requests", count(k.requests));
   setText("kpi-outputTokens", count(k.outputTokens));
   setText("kpi-recoveries", `${num(k.failovers)} · ${num(k.continuations)}`);
+}
 
+function renderCharts(view) {
   const xs = view.xs;
   const sr = view.series;
   lineChart(chartFigure("chart-throughput"), {
@@ -413,7 +424,6 @@ function render(view) {
     yFormat: pct,
     empty: "idle",
   });
-  renderFleet(view);
 }
 
 function bar(cls, share) {
@@ -463,6 +473,51 @@ function renderFleet(view) {
     );
   }
   document.getElementById("fleet").replaceChildren(...sections);
+}
+
+const BATCH_FINISHED = new Set(["completed", "failed", "expired", "cancelled"]);
+
+/** The Batch API's newest batches, every tenant's (live only; null where the server keeps no batches: no panel). */
+function renderBatches(batches) {
+  const panel = document.getElementById("batches-panel");
+  panel.hidden = batches === null;
+  if (batches === null) return;
+  const open = batches.filter((b) => !BATCH_FINISHED.has(b.status)).length;
+  setText("batches-summary", batches.length === 0 ? "· none yet" : `· ${batches.length} recent · ${open} in progress`);
+  const el = document.getElementById("batches");
+  if (batches.length === 0) {
+    el.replaceChildren(h("div", { class: "empty-note", text: "No batches yet: POST /v1/batches runs a file of requests in the fleet's idle slots." }));
+    return;
+  }
+  const head = h("tr", {}, ...["batch", "tenant", "status", "endpoint", "progress", "completed", "failed", "created"].map((t) => h("th", { text: t, class: t === "completed" || t === "failed" ? "num" : null })));
+  el.replaceChildren(h("table", {}, h("thead", {}, head), h("tbody", {}, ...batches.map(batchRow))));
+}
+
+/** A share of a bar, from `start` (0 to 1) on. */
+function segment(cls, start, share) {
+  const fill = h("div", { class: `fill ${cls}` });
+  fill.style.left = `${Math.max(0, Math.min(1, start)) * 100}%`;
+  fill.style.width = `${Math.max(0, Math.min(1, share)) * 100}%`;
+  return fill;
+}
+
+/** One batch: its lines done of all (completed, then failed, cancelled and expired in red), and when it was created. */
+function batchRow(b) {
+  const share = (n) => (b.total > 0 ? n / b.total : 0);
+  const track = h("div", { class: "bar" }, segment("", 0, share(b.completed)), segment("bad", share(b.completed), share(b.done - b.completed)));
+  const detail = `${b.pending} pending · ${b.running} running · ${b.completed} completed · ${b.failed} failed · ${b.cancelled} cancelled · ${b.expired} expired`;
+  return h(
+    "tr",
+    { "data-batch": b.id, "data-status": b.status },
+    h("td", { class: "id", text: b.id }),
+    h("td", { text: b.tenant }),
+    h("td", {}, h("span", { class: "badge", text: b.status })),
+    h("td", { text: b.endpoint }),
+    h("td", { class: "progress", title: detail }, h("div", { class: "row" }, track, h("span", { class: "v done", text: `${count(b.done)}/${count(b.total)} · ${pct(share(b.done))}` }))),
+    h("td", { class: "num completed", text: count(b.completed) }),
+    h("td", { class: "num failed", text: count(b.failed) }),
+    h("td", { text: Number.isFinite(b.createdAt) ? new Date(b.createdAt).toISOString().replace(/\.\d+Z$/, "Z") : "—" }),
+  );
 }
 
 // ---------------------------------------------------------------- data sources
