@@ -1,5 +1,6 @@
 import type { Command } from "commander";
 import { InvalidArgumentError } from "commander";
+import { json, printable, table } from "./terminal-text.js";
 import { withGatewayUrl } from "./gateway-url.js";
 
 /** Where the commands write (tests capture it). */
@@ -107,37 +108,4 @@ function refusalHint(status: number, code: string | undefined, token: string | u
   if (status === 403) return set ? "; FLOTILLA_ADMIN_TOKEN must be the gateway's admin token, not an API key" : "; run this on the gateway's host, or give the gateway an admin token (server.admin_token_env) and set FLOTILLA_ADMIN_TOKEN to it";
   if (status === 404 && code === "unknown_route") return "; this gateway is older than the Batch API: upgrade it";
   return "";
-}
-
-/**
- * Characters a terminal may act on rather than show: C0 and C1 controls,
- * DEL, line and paragraph separators, and bidirectional overrides. Tenant
- * names come from the store, whoever wrote them.
- */
-// eslint-disable-next-line no-control-regex -- matching control characters is the point
-const UNPRINTABLE = /[\u0000-\u001f\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g;
-
-function printable(text: string): string {
-  return text.replace(UNPRINTABLE, (c) => {
-    const code = c.charCodeAt(0);
-    return code <= 0xff ? `\\x${code.toString(16).padStart(2, "0")}` : `\\u${code.toString(16).padStart(4, "0")}`;
-  });
-}
-
-/** JSON for a terminal: what JSON.stringify leaves raw in strings (it escapes C0 itself) as \u escapes. */
-function json(value: unknown): string {
-  return `${JSON.stringify(value, null, 2).replace(/[\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`)}\n`;
-}
-
-/** Columns padded to their widest cell; the counts right-aligned. */
-function table(header: readonly string[], cells: readonly (readonly string[])[]): string {
-  const rows = cells.map((r) => r.map(printable));
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? "").length)));
-  const numeric = header.map((_, i) => rows.every((r) => /^\d+$/.test(r[i] ?? "")));
-  const line = (row: readonly string[]): string =>
-    row
-      .map((c, i) => (numeric[i] === true ? c.padStart(widths[i]!) : c.padEnd(widths[i]!)))
-      .join("  ")
-      .trimEnd();
-  return [line(header), ...rows.map(line)].join("\n") + "\n";
 }
