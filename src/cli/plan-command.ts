@@ -34,6 +34,10 @@ export interface PlanOptions {
   sloShare: number;
   objective: "cost" | "energy" | "devices";
   maxReplicas: number;
+  maxPowerKw?: number;
+  maxUsdPerHour?: number;
+  rackKw: number;
+  userTokens?: number;
   seed?: number;
   json?: boolean;
   out?: string;
@@ -51,6 +55,10 @@ export function registerPlanCommand(program: Command, io: SimIo = { stdout: proc
     .option("--slo-share <f>", "share of requests that must meet both objectives", num("--slo-share", { gt: 0 }), 0.99)
     .option("--objective <what>", "what the chosen fleet minimises: cost, energy or devices", choice("--objective", ["cost", "energy", "devices"] as const), "cost")
     .option("--max-replicas <n>", "most replicas one setup may use", num("--max-replicas", { int: true, min: 1 }), 256)
+    .option("--max-power-kw <kW>", "most facility power the fleet may draw at peak (devices at TDP, their hosts, the PUE)", num("--max-power-kw", { gt: 0 }))
+    .option("--max-usd-per-hour <usd>", "most the fleet may cost an hour", num("--max-usd-per-hour", { gt: 0 }))
+    .option("--rack-kw <kW>", "power one rack takes: how many racks a fleet fills", num("--rack-kw", { gt: 0 }), 30)
+    .option("--user-tokens <n>", "output tokens one user takes a month: prices each fleet per user-month", num("--user-tokens", { gt: 0 }))
     .option("--seed <n>", "random seed (default 1)", num("--seed", { int: true }))
     .option("--json", "print the plan as JSON on stdout")
     .option("--out <file>", "write the chosen fleet as a fleet file that `flotilla sim --fleet` replays")

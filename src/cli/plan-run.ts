@@ -41,6 +41,9 @@ export async function runPlan(opts: PlanOptions, io: SimIo): Promise<boolean> {
     slo: { ttftMs: opts.ttftSlo, tpotMs: opts.tpotSlo, share: opts.sloShare },
     objective: opts.objective,
     maxReplicas: opts.maxReplicas,
+    limits: { ...(opts.maxPowerKw === undefined ? {} : { facilityKw: opts.maxPowerKw }), ...(opts.maxUsdPerHour === undefined ? {} : { usdPerHour: opts.maxUsdPerHour }) },
+    rackKw: opts.rackKw,
+    ...(opts.userTokens === undefined ? {} : { userTokensPerMonth: opts.userTokens }),
     seed,
     onCandidate: (row, done, total) => io.stderr.write(`plan: ${done}/${total} ${setupName(row)}: ${row.meets ? `${row.replicas} replicas` : `not met at ${row.replicas}`} (${row.replays} replays)\n`),
   };
@@ -83,19 +86,21 @@ function costChart(input: PlanInput, result: PlanResult): string {
 }
 
 function render(input: PlanInput, result: PlanResult, out: string | undefined): string {
+  const perUser = input.userTokensPerMonth !== undefined;
   const lines = [
     `${input.model}, ${input.trace.count} requests over ${(input.trace.arrivalMs[input.trace.count - 1]! / 1000).toFixed(0)} s; objective: ${(input.slo.share * 100).toFixed(1)}% of requests within TTFT ${input.slo.ttftMs} ms and TPOT ${input.slo.tpotMs} ms`,
     "",
-    "| setup | replicas | devices | met | $/M tok | J/tok | $/h | kW | TTFT p99 ms | TPOT p99 ms |",
-    "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    `| setup | replicas | devices | met | $/M tok |${perUser ? " $/user-mo |" : ""} J/tok | $/h | kW mean | kW peak | racks | TTFT p99 ms | TPOT p99 ms |`,
+    `|---|---:|---:|---:|---:|${perUser ? "---:|" : ""}---:|---:|---:|---:|---:|---:|---:|`,
   ];
   const frontier = new Set(result.frontier);
   for (const r of result.rows) {
     const mark = r === result.best ? " (chosen)" : frontier.has(r) ? " (frontier)" : "";
     const met = `${(r.goodShare * 100).toFixed(1)}%${r.meets ? "" : " ✗"}`;
-    lines.push(`| ${setupName(r)}${mark} | ${r.replicas} | ${r.devices} | ${met} | ${r.usdPerMTok.toFixed(3)} | ${r.joulesPerToken.toFixed(2)} | ${r.usdPerHour.toFixed(2)} | ${r.facilityKw.toFixed(2)} | ${r.ttftP99Ms.toFixed(0)} | ${r.tpotP99Ms.toFixed(1)} |`);
+    const user = perUser ? ` ${(r.usdPerUserMonth ?? 0).toFixed(2)} |` : "";
+    lines.push(`| ${setupName(r)}${mark} | ${r.replicas} | ${r.devices} | ${met} | ${r.usdPerMTok.toFixed(3)} |${user} ${r.joulesPerToken.toFixed(2)} | ${r.usdPerHour.toFixed(2)} | ${r.facilityKw.toFixed(2)} | ${r.peakKw.toFixed(1)} | ${r.racks} | ${r.ttftP99Ms.toFixed(0)} | ${r.tpotP99Ms.toFixed(1)} |`);
   }
-  for (const u of result.unfit) lines.push(`| ${setupName(u)} | — | — | — | ${u.share === undefined ? "does not fit: " : "cannot meet it: "}${u.reason} | | | | | |`);
+  for (const u of result.unfit) lines.push(`| ${setupName(u)} | — | — | — | ${u.share === undefined ? "does not fit: " : "cannot meet it: "}${u.reason} |${perUser ? " |" : ""} | | | | | | |`);
   lines.push("");
   if (result.best === undefined) lines.push(infeasible(input, result));
   else lines.push(`chosen by ${input.objective}: ${setupName(result.best)} x ${result.best.replicas}${out === undefined ? "" : `, written to ${resolve(out)}`}`);
@@ -108,6 +113,10 @@ function infeasible(input: PlanInput, result: PlanResult): string {
   const closest = result.rows.reduce<PlanRow | undefined>((a, r) => (a === undefined || r.goodShare > a.goodShare ? r : a), undefined);
   const bounded = result.unfit.filter((u) => u.share !== undefined).reduce<Unfit | undefined>((a, u) => (a === undefined || u.share! > a.share! ? u : a), undefined);
   if (closest !== undefined && (bounded === undefined || closest.goodShare >= bounded.share!)) {
+    if (closest.cappedBy !== undefined) {
+      const limit = closest.cappedBy === "power" ? `the power limit (${input.limits?.facilityKw} kW at peak)` : `the money limit (${input.limits?.usdPerHour} USD an hour)`;
+      return `${within}. The closest: ${setupName(closest)} x ${closest.replicas}, ${(closest.goodShare * 100).toFixed(1)}% of requests within it; the binding limit is ${limit}, which allows no more replicas`;
+    }
     const ttft = closest.ttftP99Ms / input.slo.ttftMs >= closest.tpotP99Ms / input.slo.tpotMs;
     const binding = ttft ? `TTFT (p99 ${closest.ttftP99Ms.toFixed(0)} ms against ${input.slo.ttftMs} ms)` : `TPOT (p99 ${closest.tpotP99Ms.toFixed(1)} ms against ${input.slo.tpotMs} ms)`;
     return `${within}. The closest: ${setupName(closest)} x ${closest.replicas}, ${(closest.goodShare * 100).toFixed(1)}% of requests within it; the binding limit is ${binding}`;

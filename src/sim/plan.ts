@@ -9,7 +9,9 @@
  * choosing between, and the objective picks one of it.
  *
  * A setup is tried only where the hardware model says it could meet the
- * objective at all (idleBound): each request alone on an idle replica.
+ * objective at all (idleBound): each request alone on an idle replica. The
+ * limits (peak facility power, money per hour) cap its replicas; a rack's
+ * power says how many racks it fills.
  * Homogeneous, aggregated fleets: disaggregated and mixed fleets are the
  * next step.
  */
@@ -33,9 +35,25 @@ export interface PlanInput {
   /** Most replicas a candidate may use before it is called infeasible. */
   readonly maxReplicas: number;
   readonly seed?: number;
+  /** What the chosen fleet may not exceed: facility power at peak (kW) and money (USD per hour). */
+  readonly limits?: { readonly facilityKw?: number; readonly usdPerHour?: number };
+  /** The power one rack takes, kW (default 30): how many racks a fleet fills. */
+  readonly rackKw?: number;
+  /** Output tokens one user takes a month: prices the fleet per user-month. */
+  readonly userTokensPerMonth?: number;
   /** Hears each candidate as its search ends. */
   readonly onCandidate?: (row: PlanRow, done: number, total: number) => void;
 }
+
+/**
+ * A server's host (CPUs, memory, network) draws about 0.6 W for each watt
+ * its accelerators draw: GPUs and HBM are about half of an AI data centre's
+ * power, CPUs and network about 30% and facility overhead about 20% (AMD's
+ * analysis, presented at the SK AI Summit 2024). The overhead is the fleet's
+ * PUE here.
+ */
+export const HOST_POWER_PER_DEVICE_W = 0.6;
+export const DEFAULT_RACK_KW = 30;
 
 /** One setup, at the fewest replicas that met the objective (or, where none did, at the most tried). */
 export interface PlanRow {
@@ -53,6 +71,14 @@ export interface PlanRow {
   readonly usdPerHour: number;
   /** Mean facility power over the replay, kW (devices, with the PUE). */
   readonly facilityKw: number;
+  /** Facility power with every device at its TDP, its host's share and the PUE, kW: what the site must provide. */
+  readonly peakKw: number;
+  /** Racks it fills at the rack power (a replica's server never split between racks). */
+  readonly racks: number;
+  /** Money per user-month, where a user's monthly output tokens were given. */
+  readonly usdPerUserMonth?: number;
+  /** Not met because a limit (power or money) capped its replicas first. */
+  readonly cappedBy?: "power" | "money";
   readonly ttftP99Ms: number;
   readonly tpotP99Ms: number;
   /** Twin replays this candidate's search took. */
@@ -104,14 +130,43 @@ export function plan(input: PlanInput): PlanResult {
       unfit.push({ ...setup, reason: limit, share: bound.share });
       return;
     }
-    const row = search(input, setup, fleetOf);
-    rows.push(row);
+    const cap = replicaCap(input, one);
+    if (cap.replicas < 1) {
+      unfit.push({ ...setup, reason: cap.reason });
+      return;
+    }
+    const row = search({ ...input, maxReplicas: cap.replicas }, setup, fleetOf, one);
+    rows.push(!row.meets && cap.by !== undefined ? { ...row, cappedBy: cap.by } : row);
     input.onCandidate?.(row, i + 1, setups.length);
   });
   const key = objectiveKey(input.objective);
   rows.sort((a, b) => Number(b.meets) - Number(a.meets) || key(a) - key(b) || b.goodShare - a.goodShare);
   const met = rows.filter((r) => r.meets);
   return { rows, unfit, frontier: paretoFrontier(met), best: met[0] };
+}
+
+/** One replica's power: its devices at TDP, its host's share (IT), and with the PUE (facility), kW. */
+function replicaKw(fleet: SimFleet): { it: number; facility: number } {
+  const island = fleet.islands[0]!;
+  const it = (island.tp * island.hardware.tdpW * (1 + HOST_POWER_PER_DEVICE_W)) / 1000;
+  return { it, facility: it * fleet.pue };
+}
+
+/** The most replicas of a setup the limits allow, and which limit that is (none: the search's own most). */
+function replicaCap(input: PlanInput, one: SimFleet): { replicas: number; by?: "power" | "money"; reason: string } {
+  const kw = replicaKw(one);
+  const rackKw = input.rackKw ?? DEFAULT_RACK_KW;
+  if (kw.it > rackKw) return { replicas: 0, reason: `one replica draws ${kw.it.toFixed(1)} kW at peak (devices and host), more than a ${rackKw} kW rack holds` };
+  let cap: { replicas: number; by?: "power" | "money"; reason: string } = { replicas: input.maxReplicas, reason: "" };
+  const { facilityKw, usdPerHour } = input.limits ?? {};
+  if (facilityKw !== undefined && Math.floor(facilityKw / kw.facility) < cap.replicas) {
+    cap = { replicas: Math.floor(facilityKw / kw.facility), by: "power", reason: `one replica draws ${kw.facility.toFixed(1)} kW at peak, more than the ${facilityKw} kW allowed` };
+  }
+  const perHour = one.islands[0]!.usdPerHour;
+  if (usdPerHour !== undefined && perHour > 0 && Math.floor(usdPerHour / perHour) < cap.replicas) {
+    cap = { replicas: Math.floor(usdPerHour / perHour), by: "money", reason: `one replica costs ${perHour.toFixed(2)} USD an hour, more than the ${usdPerHour} allowed` };
+  }
+  return cap;
 }
 
 function fleetFor(input: PlanInput, setup: { hardware: string; precision: string; tp: number }, count: number): SimFleet {
@@ -162,7 +217,7 @@ export function idleBound(island: SimIsland, trace: Trace, slo: PlanInput["slo"]
  * count does, then bisecting below it; none where even the most replicas
  * allowed do not.
  */
-function search(input: PlanInput, setup: { hardware: string; precision: string; tp: number }, fleetOf: (count: number) => SimFleet): PlanRow {
+function search(input: PlanInput, setup: { hardware: string; precision: string; tp: number }, fleetOf: (count: number) => SimFleet, one: SimFleet): PlanRow {
   let replays = 0;
   const replay = (count: number): SimReport => {
     replays++;
@@ -175,7 +230,8 @@ function search(input: PlanInput, setup: { hardware: string; precision: string; 
     high = Math.min(input.maxReplicas, high * 2);
     at = replay(high);
   }
-  if (!meets(at)) return rowOf(setup, high, at, false, replays);
+  const row = (count: number, r: SimReport, met: boolean): PlanRow => rowOf(input, setup, { count, report: r, meets: met, replays, one });
+  if (!meets(at)) return row(high, at, false);
   let low = Math.floor(high / 2) + 1;
   let best = at;
   while (low < high) {
@@ -186,16 +242,22 @@ function search(input: PlanInput, setup: { hardware: string; precision: string; 
       best = r;
     } else low = mid + 1;
   }
-  return rowOf(setup, high, best, true, replays);
+  return row(high, best, true);
 }
 
-function rowOf(setup: { hardware: string; precision: string; tp: number }, replicas: number, r: SimReport, meets: boolean, replays: number): PlanRow {
+function rowOf(input: PlanInput, setup: { hardware: string; precision: string; tp: number }, at: { count: number; report: SimReport; meets: boolean; replays: number; one: SimFleet }): PlanRow {
+  const { count: replicas, report: r, meets, replays } = at;
   const usdPerHour = r.fleet.islands.reduce((s, isl) => s + isl.usdPerHour * isl.count, 0);
+  const kw = replicaKw(at.one);
+  const perRack = Math.floor((input.rackKw ?? DEFAULT_RACK_KW) / kw.it);
   return {
     ...setup,
     replicas,
     devices: replicas * setup.tp,
     meets,
+    peakKw: kw.facility * replicas,
+    racks: Math.ceil(replicas / perRack),
+    ...(input.userTokensPerMonth === undefined ? {} : { usdPerUserMonth: (r.cost.usdPerMTok * input.userTokensPerMonth) / 1e6 }),
     goodShare: r.goodput.share,
     usdPerMTok: r.cost.usdPerMTok,
     joulesPerToken: r.energy.joulesPerToken,

@@ -14,7 +14,7 @@ import { after, before, describe, it } from "node:test";
 import { registerPlanCommand } from "../../src/cli/plan-command.js";
 import { registerSimCommand } from "../../src/cli/sim-command.js";
 import { buildReport, resolveSimFleet, simulate, syntheticTrace } from "../../src/sim/index.js";
-import { idleBound, paretoFrontier, plan, type PlanInput } from "../../src/sim/plan.js";
+import { HOST_POWER_PER_DEVICE_W, idleBound, paretoFrontier, plan, type PlanInput } from "../../src/sim/plan.js";
 import { runCli, type CliRun } from "../cli-run.js";
 
 /** Runs `flotilla plan` or `flotilla sim` in-process with captured output. */
@@ -75,6 +75,29 @@ describe("the plan's search", () => {
   });
 });
 
+describe("the plan's limits: power, money, racks and users", () => {
+  // 400 requests at 24/s need several 70B replicas; at most 2 fit the limits below.
+  const busy = syntheticTrace({ requests: 400, ratePerS: 24, input: { mean: 1024, cv: 1, min: 1, max: 32768 }, output: { mean: 128, cv: 1, min: 1, max: 4096 }, seed: 1 });
+  const space = { ...input, trace: busy, hardware: ["h100"], precisions: ["fp8"], tps: [2] };
+  const itKw = (2 * 700 * (1 + HOST_POWER_PER_DEVICE_W)) / 1000;
+
+  it("a power limit caps the replicas: under it nothing meets the objective, and the limit is named as what binds", () => {
+    const free = plan({ ...space, userTokensPerMonth: 2_000_000 }).rows[0]!;
+    assert.ok(free.meets && free.replicas > 2, `${free.replicas} replicas without a limit`);
+    assert.equal(free.peakKw, itKw * 1.2 * free.replicas, "devices at TDP, their hosts' share, the PUE");
+    assert.equal(free.racks, Math.ceil(free.replicas / Math.floor(30 / itKw)));
+    assert.equal(free.usdPerUserMonth, (free.usdPerMTok * 2_000_000) / 1e6);
+    const capped = plan({ ...space, limits: { facilityKw: itKw * 1.2 * 2 + 0.1 } });
+    assert.equal(capped.best, undefined);
+    assert.deepEqual([capped.rows[0]!.replicas, capped.rows[0]!.cappedBy], [2, "power"]);
+    const money = plan({ ...space, limits: { usdPerHour: 0.01 } });
+    assert.match(money.unfit[0]?.reason ?? "", /one replica costs [\d.]+ USD an hour, more than the 0.01 allowed/);
+    const racks = plan({ ...space, rackKw: itKw * 3 }).rows[0]!;
+    assert.equal(racks.racks, Math.ceil(racks.replicas / 3), "three replicas a rack");
+    assert.match(plan({ ...space, rackKw: 1 }).unfit[0]?.reason ?? "", /more than a 1 kW rack holds/);
+  });
+});
+
 describe("flotilla plan", () => {
   let dir: string;
   before(async () => (dir = await mkdtemp(join(tmpdir(), "flotilla-plan-"))));
@@ -110,6 +133,10 @@ describe("flotilla plan", () => {
     assert.equal(fast.exitCode, 1);
     assert.match(fast.stdout, /The closest: h100 fp8 tp8, where at most 0\.0% of requests can meet the objective on it, even each alone on an idle replica \(first token up to \d+ ms, output tokens up to [\d.]+ ms\)/);
     assert.doesNotMatch(fast.stderr, /replays/, "no replay was spent on it");
+    const power = await cli(["plan", "--model", "llama-3.1-70b", "--hw", "h100", "--precision", "fp8", "--tp", "2", "--synthetic", "--requests", "400", "--rate", "24", "--max-power-kw", "8", "--user-tokens", "1000000"]);
+    assert.equal(power.exitCode, 1);
+    assert.match(power.stdout, /\$\/user-mo \| J\/tok \| \$\/h \| kW mean \| kW peak \| racks/);
+    assert.match(power.stdout, /the binding limit is the power limit \(8 kW at peak\), which allows no more replicas/);
   });
 
   it("an unknown name is a usage error listing the known ones; bad lists are refused", async () => {
