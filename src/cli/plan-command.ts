@@ -27,6 +27,8 @@ export interface PlanOptions {
   outputTokens?: number;
   outputCv?: number;
   rateScale?: number;
+  peakToTrough?: number;
+  diurnalPeriod?: number;
   duration?: number;
   truncate?: number;
   ttftSlo: number;

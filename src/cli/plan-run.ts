@@ -28,8 +28,8 @@ export async function runPlan(opts: PlanOptions, io: SimIo): Promise<boolean> {
   });
   const seed = opts.seed ?? 1;
   // The prefix-cache block size of a fleet file without an engine section.
-  const { trace: path, format, requests, rate, inputTokens, inputCv, outputTokens, outputCv, rateScale, duration, truncate } = opts;
-  const workload = { trace: path, format, requests, rate, inputTokens, inputCv, outputTokens, outputCv, rateScale, duration, truncate };
+  const { trace: path, format, requests, rate, inputTokens, inputCv, outputTokens, outputCv, rateScale, peakToTrough, diurnalPeriod, duration, truncate } = opts;
+  const workload = { trace: path, format, requests, rate, inputTokens, inputCv, outputTokens, outputCv, rateScale, peakToTrough, diurnalPeriod, duration, truncate };
   const given = Object.fromEntries(Object.entries(workload).filter(([, v]) => v !== undefined));
   const trace = await buildTrace({ ...given, synthetic: opts.synthetic === true || path === undefined }, 512, seed);
   const input: PlanInput = {

@@ -31,6 +31,8 @@ export interface SimOptions {
   policy?: string;
   sample?: number;
   rateScale?: number;
+  peakToTrough?: number;
+  diurnalPeriod?: number;
   truncate?: number;
   duration?: number;
   synthetic?: boolean;
@@ -92,6 +94,8 @@ export function workloadOptions(command: Command): Command {
       .option("--trace <path>", "request trace: Mooncake JSONL or Azure CSV")
       .option("--format <format>", "trace format when the extension does not say: mooncake or azure", choice("--format", ["mooncake", "azure"] as const))
       .option("--rate-scale <x>", "replay the trace x times faster", num("--rate-scale", { gt: 0 }))
+      .option("--peak-to-trough <r>", "arrivals along a daily curve whose busiest moment is r times its quietest, the mean kept", num("--peak-to-trough", { min: 1 }))
+      .option("--diurnal-period <s>", "the daily curve's period in seconds (default 86400)", num("--diurnal-period", { gt: 0 }))
       .option("--truncate <n>", "only the first n requests", num("--truncate", { int: true, min: 1 }))
       .option("--duration <s>", "only requests arriving in the first s seconds (after --rate-scale)", num("--duration", { gt: 0 }))
       .option("--synthetic", "generate load instead of reading a trace")

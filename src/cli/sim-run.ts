@@ -19,7 +19,7 @@ import type { SimReport } from "../sim/report.js";
 import { simulate } from "../sim/simulator.js";
 import { syntheticTrace, withSyntheticPrefixes } from "../sim/synthetic.js";
 import type { Trace } from "../sim/traces.js";
-import { TraceError, limitDuration, loadTrace, scaleRate, truncateTrace } from "../sim/traces.js";
+import { TraceError, limitDuration, loadTrace, scaleRate, truncateTrace, withDiurnalRate } from "../sim/traces.js";
 import { OUTPUT_FILES, type SimIo, type SimOptions } from "./sim-command.js";
 
 /** A mistake in what the user gave (names, files, values): exit code 2. */
@@ -125,6 +125,8 @@ export async function buildTrace(opts: SimOptions, blockTokens: number, seed: nu
     }
   }
   if (opts.rateScale !== undefined) trace = scaleRate(trace, opts.rateScale);
+  if (opts.peakToTrough !== undefined) trace = withDiurnalRate(trace, { peakToTrough: opts.peakToTrough, ...(opts.diurnalPeriod === undefined ? {} : { periodS: opts.diurnalPeriod }) });
+  else if (opts.diurnalPeriod !== undefined) throw new SimUsageError("--diurnal-period shapes the curve --peak-to-trough gives; give that too");
   if (opts.duration !== undefined) trace = limitDuration(trace, opts.duration * 1000);
   if (opts.truncate !== undefined) trace = truncateTrace(trace, opts.truncate);
   return trace;

@@ -13,12 +13,13 @@ export {
   loadTrace,
   detectFormat,
   scaleRate,
+  withDiurnalRate,
   truncateTrace,
   limitDuration,
   blockReuse,
   traceStats,
 } from "./traces.js";
-export type { Trace, TraceFormat, TraceTenants } from "./traces.js";
+export type { Trace, TraceFormat, TraceTenants, DiurnalCurve } from "./traces.js";
 export { syntheticTrace, withSyntheticPrefixes, DEFAULT_INPUT, DEFAULT_OUTPUT } from "./synthetic.js";
 export type { SyntheticOptions, SyntheticTenant, PrefixOptions, LengthDist, ArrivalProcess } from "./synthetic.js";
 export { FleetFileError, simFleetSchema, resolveSimFleet, parseSimFleetYaml, resolvePolicy } from "./fleet-file.js";

@@ -236,6 +236,51 @@ export function scaleRate(trace: Trace, factor: number): Trace {
   return { ...trace, name: `${trace.name} x${factor}`, arrivalMs };
 }
 
+export interface DiurnalCurve {
+  /** The ratio of the busiest moment's rate to the quietest's (>= 1; 1 is flat). */
+  readonly peakToTrough: number;
+  /** The curve's period, s (default a day). */
+  readonly periodS?: number;
+  /** When in the period the rate peaks, s (default half way: the afternoon of a day starting at midnight). */
+  readonly peakAtS?: number;
+}
+
+/**
+ * The same requests arriving along a daily curve: the rate is the trace's
+ * mean times 1 + a·cos(2π(t - peak)/period), a = (r - 1)/(r + 1) for a
+ * peak-to-trough ratio r, so the busiest moment is r times the quietest
+ * and whole periods keep the mean. Arrival times are warped, not
+ * resampled: an arrival at s of the trace's own time comes at the t where
+ * the curve's expected count first reaches the trace's count at s, so the
+ * arrival process keeps its shape (Poisson stays Poisson, bursts stay
+ * bursts) with a rate that moves through the day.
+ */
+export function withDiurnalRate(trace: Trace, curve: DiurnalCurve): Trace {
+  const r = curve.peakToTrough;
+  if (!(r >= 1) || !Number.isFinite(r)) throw new RangeError(`peak-to-trough ratio must be a number >= 1, got ${r}`);
+  const periodMs = (curve.periodS ?? 86_400) * 1000;
+  if (!(periodMs > 0) || !Number.isFinite(periodMs)) throw new RangeError(`diurnal period must be a positive number of seconds, got ${curve.periodS}`);
+  if (r === 1) return trace;
+  const a = (r - 1) / (r + 1);
+  const w = (2 * Math.PI) / periodMs;
+  const peakMs = (curve.peakAtS ?? periodMs / 2000) * 1000;
+  // Expected arrivals by t, in units of the mean gap: increasing, with slope 1 + a·cos(...) >= 1 - a > 0.
+  const count = (t: number): number => t + (a / w) * (Math.sin(w * (t - peakMs)) + Math.sin(w * peakMs));
+  const arrivalMs = new Float64Array(trace.count);
+  let t = 0;
+  for (let i = 0; i < trace.count; i++) {
+    const s = trace.arrivalMs[i]!;
+    // Newton from the last arrival's time; the slope is bounded below, so it converges without overshooting far.
+    for (let k = 0; k < 50; k++) {
+      const step = (count(t) - s) / (1 + a * Math.cos(w * (t - peakMs)));
+      t -= step;
+      if (Math.abs(step) < 1e-6) break;
+    }
+    arrivalMs[i] = Math.max(t, i > 0 ? arrivalMs[i - 1]! : 0);
+  }
+  return { ...trace, name: `${trace.name}, diurnal ${r}:1`, arrivalMs };
+}
+
 /**
  * Requests recorded at one timestamp, spread over the gap to the next one.
  * Some traces round arrivals (the Mooncake conversation trace records about

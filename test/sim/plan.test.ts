@@ -147,5 +147,7 @@ describe("flotilla plan", () => {
     assert.match(model.stderr, /unknown model "llama-9"/);
     assert.match((await cli(["plan", ...workload])).stderr, /give --model NAME/);
     assert.match((await cli(["plan", "--model", "llama-3.1-70b", "--tp", "2,x", ...workload])).stderr, /--tp sizes must be positive integers, got "x"/);
+    assert.match((await cli(["plan", "--model", "llama-3.1-70b", ...workload, "--diurnal-period", "60"])).stderr, /--diurnal-period shapes the curve --peak-to-trough gives; give that too/);
+    assert.match((await cli(["plan", "--model", "llama-3.1-70b", ...workload, "--peak-to-trough", "0.5"])).stderr, /--peak-to-trough/);
   });
 });

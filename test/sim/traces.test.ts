@@ -11,6 +11,7 @@ import {
   scaleRate,
   traceStats,
   truncateTrace,
+  withDiurnalRate,
 } from "../../src/sim/traces.js";
 import { syntheticTrace, withSyntheticPrefixes } from "../../src/sim/synthetic.js";
 import { AZURE, MOONCAKE, TRACES_ABSENT } from "./fixtures.js";
@@ -144,5 +145,29 @@ describe("synthetic load", () => {
     const reuse = blockReuse(t);
     assert.equal(reuse.refs, 6000);
     assert.equal(reuse.hits, 2000 - 8, "every shared block after each group's first use");
+  });
+});
+
+describe("a diurnal rate curve", () => {
+  // Evenly spaced arrivals over exactly two periods of 1,000 s, at 5 a second.
+  const flat = syntheticTrace({ requests: 10_000, ratePerS: 5, arrival: "uniform", input: { mean: 10 }, output: { mean: 10 }, seed: 1 });
+  const day = withDiurnalRate(flat, { peakToTrough: 3, periodS: 1000, peakAtS: 500 });
+  const within = (fromS: number, toS: number): number => day.arrivalMs.filter((t) => t >= fromS * 1000 && t < toS * 1000).length;
+
+  it("makes the busiest moment r times the quietest, keeps every request, their order and the mean over whole periods", () => {
+    assert.equal(day.count, flat.count);
+    assert.deepEqual(day.inputTokens, flat.inputTokens);
+    for (let i = 1; i < day.count; i++) assert.ok(day.arrivalMs[i]! >= day.arrivalMs[i - 1]!, "in order");
+    // 20 s around the peak (500 s) and around the trough (0 s, 1000 s): rates 1.5x and 0.5x the mean.
+    const peak = within(490, 510);
+    const trough = within(990, 1010);
+    assert.ok(Math.abs(peak / trough - 3) < 0.1, `peak ${peak} vs trough ${trough}`);
+    assert.ok(Math.abs(within(0, 1000) - 5000) <= 1, `${within(0, 1000)} in the first period`);
+    assert.ok(Math.abs(day.arrivalMs[day.count - 1]! - flat.arrivalMs[flat.count - 1]!) < 1000, "two whole periods end where they began");
+  });
+
+  it("is the trace itself at 1:1, and refuses a ratio below 1", () => {
+    assert.equal(withDiurnalRate(flat, { peakToTrough: 1 }), flat);
+    assert.throws(() => withDiurnalRate(flat, { peakToTrough: 0.5 }), /peak-to-trough ratio must be a number >= 1/);
   });
 });
