@@ -245,33 +245,40 @@ export function* stoppedBatches(ids: readonly string[]): Plan<string[]> {
 /**
  * Claims up to `limit` pending lines of batches in progress, oldest batch
  * first, none of the batches in `skip` (waiting out a refusal): each is
- * `running` under a new attempt.
+ * `running` under a new attempt. One batch at a time, each read through its
+ * (batch, state, line) index: a claim costs the lines it takes, not the
+ * lines every batch ever had.
  */
 export function* claimLines(limit: number, skip: readonly string[] = []): Plan<BatchLine[]> {
-  const skipped = skip.length === 0 ? "" : ` AND b.id NOT IN (${skip.map(() => "?").join(", ")})`;
-  const { rows } = yield* sql(
-    `SELECT l.batch_id, l.line, l.custom_id, l.body, l.attempt, b.owner, b.tenant_id, b.key_id, b.endpoint
-     FROM batch_lines l JOIN batches b ON b.id = l.batch_id
-     WHERE b.status = 'in_progress' AND l.state = 'pending'${skipped} ORDER BY b.created_at, l.batch_id, l.line LIMIT ?`,
-    ...skip,
-    limit,
-  );
   const claimed: BatchLine[] = [];
-  for (const r of rows) {
-    const attempt = num(r.attempt) + 1;
-    const ok = yield* sql("UPDATE batch_lines SET state = 'running', attempt = ? WHERE batch_id = ? AND line = ? AND state = 'pending'", attempt, r.batch_id, r.line);
-    if (ok.changes === 0) continue;
-    claimed.push({
-      batchId: String(r.batch_id),
-      line: num(r.line),
-      customId: String(r.custom_id),
-      body: String(r.body),
-      attempt,
-      owner: String(r.owner),
-      tenantId: String(r.tenant_id),
-      keyId: strOrNull(r.key_id),
-      endpoint: String(r.endpoint),
-    });
+  const passed = [...skip];
+  while (claimed.length < limit) {
+    const skipped = passed.length === 0 ? "" : ` AND id NOT IN (${passed.map(() => "?").join(", ")})`;
+    const { rows: batches } = yield* sql(
+      `SELECT id, owner, tenant_id, key_id, endpoint FROM batches b WHERE status = 'in_progress'${skipped}
+       AND EXISTS (SELECT 1 FROM batch_lines l WHERE l.batch_id = b.id AND l.state = 'pending') ORDER BY created_at, id LIMIT 1`,
+      ...passed,
+    );
+    const b = batches[0];
+    if (b === undefined) break;
+    passed.push(String(b.id));
+    const { rows } = yield* sql("SELECT line, custom_id, body, attempt FROM batch_lines WHERE batch_id = ? AND state = 'pending' ORDER BY line LIMIT ?", b.id, limit - claimed.length);
+    for (const r of rows) {
+      const attempt = num(r.attempt) + 1;
+      const ok = yield* sql("UPDATE batch_lines SET state = 'running', attempt = ? WHERE batch_id = ? AND line = ? AND state = 'pending'", attempt, b.id, r.line);
+      if (ok.changes === 0) continue;
+      claimed.push({
+        batchId: String(b.id),
+        line: num(r.line),
+        customId: String(r.custom_id),
+        body: String(r.body),
+        attempt,
+        owner: String(b.owner),
+        tenantId: String(b.tenant_id),
+        keyId: strOrNull(b.key_id),
+        endpoint: String(b.endpoint),
+      });
+    }
   }
   return claimed;
 }

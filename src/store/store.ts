@@ -262,6 +262,7 @@ export const MIGRATIONS: readonly { readonly version: number; readonly statement
         error_file_id TEXT
       )`,
       `CREATE INDEX batches_owner ON batches (owner, created_at)`,
+      `CREATE INDEX batches_status ON batches (status, created_at)`,
       `CREATE TABLE batch_lines (
         batch_id TEXT NOT NULL,
         line INTEGER NOT NULL,
@@ -273,7 +274,8 @@ export const MIGRATIONS: readonly { readonly version: number; readonly statement
         result_bytes INTEGER NOT NULL DEFAULT 0,
         PRIMARY KEY (batch_id, line)
       )`,
-      `CREATE INDEX batch_lines_state ON batch_lines (batch_id, state)`,
+      // A batch's lines in one state, in order: what a claim takes and a count groups.
+      `CREATE INDEX batch_lines_state ON batch_lines (batch_id, state, line)`,
     ],
   },
 ];

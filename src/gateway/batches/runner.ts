@@ -66,6 +66,8 @@ export class BatchRunner {
   readonly #waiting = new Map<string, number>();
   #timer: NodeJS.Timeout | undefined;
   #ticking: Promise<void> | undefined;
+  /** Woken during a look: look again as soon as it ends. */
+  #again = false;
   #stopped = false;
   #idle: (() => void) | undefined;
 
@@ -78,10 +80,11 @@ export class BatchRunner {
     this.#schedule(0);
   }
 
-  /** Looks for work now (a batch was created or cancelled). */
+  /** Looks for work now (a batch was created or cancelled, a line ended); during a look, again right after it. */
   wake(): void {
-    if (this.#stopped || this.#ticking !== undefined) return;
-    this.#schedule(0);
+    if (this.#stopped) return;
+    if (this.#ticking !== undefined) this.#again = true;
+    else this.#schedule(0);
   }
 
   #schedule(ms: number): void {
@@ -93,7 +96,9 @@ export class BatchRunner {
         .catch((err: unknown) => this.#o.log.warn({ err }, "batch runner: a look for work failed; trying again"))
         .finally(() => {
           this.#ticking = undefined;
-          this.#schedule(this.#o.pollMs ?? 200);
+          const again = this.#again;
+          this.#again = false;
+          this.#schedule(again ? 0 : (this.#o.pollMs ?? 200));
         });
     }, ms);
     this.#timer.unref();
