@@ -60,7 +60,7 @@ export function registerBatchRoutes(app: FastifyInstance, options: BatchRoutesOp
     scope.post("/v1/files", TENANT, async (request, reply) => reply.send(fileObject(await upload(request, ownerOf(request), o))));
   });
   app.get<{ Querystring: Record<string, string | undefined> }>("/v1/files", TENANT, async (request) => {
-    const { limit, after } = listParams(request.query, 10_000);
+    const { limit, after } = listParams(request.query, 10_000, 10_000);
     const purpose = request.query.purpose;
     const files = await o.store.transact(batchPlans.listFiles(ownerOf(request).owner, { limit: limit + 1, ...(purpose === undefined ? {} : { purpose }), ...(after === undefined ? {} : { after }) }));
     return listOf(files.map(fileObject), limit);
@@ -191,9 +191,9 @@ function listOf(data: readonly Record<string, unknown>[], limit: number): Record
   return { object: "list", data: page, first_id: page[0]?.id ?? null, last_id: page[page.length - 1]?.id ?? null, has_more: data.length > limit };
 }
 
-/** `limit` (1 to `max`, default 20 or `max` when smaller) and `after` of a list's query string; other parameters are the caller's. */
-function listParams(q: Record<string, string | undefined>, max: number): { limit: number; after: string | undefined } {
-  const limit = q.limit === undefined ? Math.min(20, max) : Number(q.limit);
+/** `limit` (1 to `max`; OpenAI's defaults: 20 batches, 10,000 files) and `after` of a list's query string; other parameters are the caller's. */
+function listParams(q: Record<string, string | undefined>, max: number, byDefault = 20): { limit: number; after: string | undefined } {
+  const limit = q.limit === undefined ? byDefault : Number(q.limit);
   if (!Number.isInteger(limit) || limit < 1 || limit > max) throw new FlotillaError("invalid_request", `limit must be an integer from 1 to ${max}`, { param: "limit" });
   if (q.order !== undefined && q.order !== "desc") throw new FlotillaError("invalid_request", 'order must be "desc" (newest first)', { param: "order" });
   return { limit, after: q.after };
