@@ -32,6 +32,7 @@ import { createGatewayWithShutdown } from "../src/gateway/server.js";
 import { ensureDefaultModel } from "../src/gguf/default-model.js";
 import { promptCounter, rateBookFromConfig } from "../src/metering/config.js";
 import { openStoreTenancy } from "../src/metering/store-tenancy.js";
+import { seededRandom } from "../src/sim/random.js";
 import { batchPlans, openStore, type Store } from "../src/store/index.js";
 
 const arg = (name: string, fallback: string): string => {
@@ -59,18 +60,6 @@ interface ClientResult {
   readonly ttftMs: number[];
   readonly totalMs: number[];
   errors: number;
-}
-
-/** mulberry32: the same arrivals and prompts every run. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 /** One streamed chat completion: ms to the first chunk with content, and to the end. */
@@ -117,7 +106,7 @@ async function clientMain(spec: ClientSpec): Promise<void> {
     process.stdout.write(JSON.stringify(await closedLoop(spec, spec.concurrency)));
     return;
   }
-  const random = prng(spec.seed);
+  const random = seededRandom(spec.seed);
   const result: ClientResult = { ttftMs: [], totalMs: [], errors: 0 };
   const running: Promise<void>[] = [];
   const start = performance.now();

@@ -9,6 +9,7 @@
  * settlement (SettleInput.batchLine): `finishLine` then runs inside the
  * settlement's transaction.
  */
+import { num, numOrNull, strOrNull } from "./sql.js";
 import type { BatchLine, BatchLineResult, BatchLineState, BatchRecord, BatchStatus, FileKind, FileRecord, NewBatch } from "./types.js";
 
 type Row = Record<string, unknown>;
@@ -27,9 +28,6 @@ function* sql(text: string, ...params: unknown[]): Generator<Step, StepResult, S
   return yield { sql: text, params };
 }
 
-const num = (v: unknown): number => (typeof v === "number" ? v : Number(v));
-const numOrNull = (v: unknown): number | null => (v === null || v === undefined ? null : num(v));
-const strOrNull = (v: unknown): string | null => (v === null || v === undefined ? null : String(v));
 
 /** Lines the runner holds at once never get near this; it bounds one multi-row insert's parameters. */
 const INSERT_ROWS = 200;

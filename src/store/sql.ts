@@ -27,9 +27,10 @@ export type Dialect = "sqlite" | "postgres";
 
 type Row = Record<string, unknown>;
 
-const num = (v: unknown): number => (typeof v === "number" ? v : Number(v));
-const numOrNull = (v: unknown): number | null => (v === null || v === undefined ? null : num(v));
-const strOrNull = (v: unknown): string | null => (v === null || v === undefined ? null : String(v));
+/** Column values as the backends give them (Postgres BIGINT and COUNT arrive as numbers through the pool's type parser). */
+export const num = (v: unknown): number => (typeof v === "number" ? v : Number(v));
+export const numOrNull = (v: unknown): number | null => (v === null || v === undefined ? null : num(v));
+export const strOrNull = (v: unknown): string | null => (v === null || v === undefined ? null : String(v));
 
 export function tenantFrom(r: Row): Tenant {
   return {
