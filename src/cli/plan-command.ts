@@ -9,6 +9,7 @@
  * Only the command's definition lives here; the search loads when it runs
  * (plan-run.ts).
  */
+import { availableParallelism } from "node:os";
 import type { Command } from "commander";
 import { choice, num, workloadOptions, type SimIo } from "./sim-command.js";
 
@@ -40,6 +41,7 @@ export interface PlanOptions {
   maxUsdPerHour?: number;
   rackKw: number;
   userTokens?: number;
+  threads: number;
   seed?: number;
   json?: boolean;
   out?: string;
@@ -61,6 +63,7 @@ export function registerPlanCommand(program: Command, io: SimIo = { stdout: proc
     .option("--max-usd-per-hour <usd>", "most the fleet may cost an hour", num("--max-usd-per-hour", { gt: 0 }))
     .option("--rack-kw <kW>", "power one rack takes: how many racks a fleet fills", num("--rack-kw", { gt: 0 }), 30)
     .option("--user-tokens <n>", "output tokens one user takes a month: prices each fleet per user-month", num("--user-tokens", { gt: 0 }))
+    .option("--threads <n>", "worker threads searching setups at once (default: this machine's cores)", num("--threads", { int: true, min: 1 }), availableParallelism())
     .option("--seed <n>", "random seed (default 1)", num("--seed", { int: true }))
     .option("--json", "print the plan as JSON on stdout")
     .option("--out <file>", "write the chosen fleet as a fleet file that `flotilla sim --fleet` replays")

@@ -7,7 +7,8 @@ import { writeFile } from "node:fs/promises";
 import { resolve } from "node:path";
 import { stringify } from "yaml";
 import { rowChart } from "../sim/charts.js";
-import { PlanUsageError, plan, type PlanInput, type PlanResult, type PlanRow, type Unfit } from "../sim/plan.js";
+import { PlanUsageError, type PlanInput, type PlanResult, type PlanRow, type Unfit } from "../sim/plan.js";
+import { planOnThreads } from "../sim/plan-threads.js";
 import type { PlanOptions } from "./plan-command.js";
 import type { SimIo } from "./sim-command.js";
 import { SimUsageError, buildTrace } from "./sim-run.js";
@@ -49,7 +50,7 @@ export async function runPlan(opts: PlanOptions, io: SimIo): Promise<boolean> {
   };
   let result: PlanResult;
   try {
-    result = plan(input);
+    result = await planOnThreads(input, opts.threads);
   } catch (err) {
     if (err instanceof PlanUsageError) throw new SimUsageError(err.message);
     throw err;

@@ -108,37 +108,55 @@ export interface Unfit {
 /** The name-level mistakes in a plan's space (an unknown hardware, precision or model): the user's to fix, not a setup to skip. */
 export class PlanUsageError extends Error {}
 
+export type Setup = { readonly hardware: string; readonly precision: string; readonly tp: number };
+
+/** Every setup in the input's space, in the order they are searched and reported. */
+export function setupsOf(input: PlanInput): Setup[] {
+  return input.hardware.flatMap((hardware) => input.precisions.flatMap((precision) => input.tps.map((tp) => ({ hardware, precision, tp }))));
+}
+
 export function plan(input: PlanInput): PlanResult {
-  const rows: PlanRow[] = [];
-  const unfit: Unfit[] = [];
-  const setups = input.hardware.flatMap((hardware) => input.precisions.flatMap((precision) => input.tps.map((tp) => ({ hardware, precision, tp }))));
-  setups.forEach((setup, i) => {
-    const fleetOf = (count: number): SimFleet => fleetFor(input, setup, count);
-    let one: SimFleet;
-    try {
-      one = fleetOf(1);
-    } catch (err) {
-      if (!(err instanceof FleetFileError)) throw err;
-      if (/unknown (hardware|precision|model)/.test(err.message)) throw new PlanUsageError(err.message.replace(/^plan is not valid:\s*islands\.0\./, ""));
-      unfit.push({ ...setup, reason: err.message.replace(/^plan is not valid:\s*islands\.0\.\w+: /, "") });
-      return;
-    }
-    const bound = idleBound(one.islands[0]!, input.trace, input.slo);
-    if (bound.share < input.slo.share) {
-      // No count of replicas helps: the longest prompts' prefill (or a decode step) alone is past the objective.
-      const limit = `at most ${(bound.share * 100).toFixed(1)}% of requests can meet the objective on it, even each alone on an idle replica (first token up to ${bound.worstTtftMs.toFixed(0)} ms, output tokens up to ${bound.worstTpotMs.toFixed(1)} ms)`;
-      unfit.push({ ...setup, reason: limit, share: bound.share });
-      return;
-    }
-    const cap = replicaCap(input, one);
-    if (cap.replicas < 1) {
-      unfit.push({ ...setup, reason: cap.reason });
-      return;
-    }
-    const row = search({ ...input, maxReplicas: cap.replicas }, setup, fleetOf, one);
-    rows.push(!row.meets && cap.by !== undefined ? { ...row, cappedBy: cap.by } : row);
-    input.onCandidate?.(row, i + 1, setups.length);
+  const setups = setupsOf(input);
+  const found = setups.map((setup, i) => {
+    const f = planSetup(input, setup);
+    if (f.row !== undefined) input.onCandidate?.(f.row, i + 1, setups.length);
+    return f;
   });
+  return conclude(input, found);
+}
+
+/**
+ * One setup's search: its row at the fewest replicas that meet the
+ * objective, or why it cannot (it does not fit, the hardware model rules it
+ * out, a limit allows not one replica). Independent of every other setup's,
+ * so setups can be searched on several threads (plan-threads.ts).
+ */
+export function planSetup(input: PlanInput, setup: Setup): { readonly row?: PlanRow; readonly unfit?: Unfit } {
+  const fleetOf = (count: number): SimFleet => fleetFor(input, setup, count);
+  let one: SimFleet;
+  try {
+    one = fleetOf(1);
+  } catch (err) {
+    if (!(err instanceof FleetFileError)) throw err;
+    if (/unknown (hardware|precision|model)/.test(err.message)) throw new PlanUsageError(err.message.replace(/^plan is not valid:\s*islands\.0\./, ""));
+    return { unfit: { ...setup, reason: err.message.replace(/^plan is not valid:\s*islands\.0\.\w+: /, "") } };
+  }
+  const bound = idleBound(one.islands[0]!, input.trace, input.slo);
+  if (bound.share < input.slo.share) {
+    // No count of replicas helps: the longest prompts' prefill (or a decode step) alone is past the objective.
+    const limit = `at most ${(bound.share * 100).toFixed(1)}% of requests can meet the objective on it, even each alone on an idle replica (first token up to ${bound.worstTtftMs.toFixed(0)} ms, output tokens up to ${bound.worstTpotMs.toFixed(1)} ms)`;
+    return { unfit: { ...setup, reason: limit, share: bound.share } };
+  }
+  const cap = replicaCap(input, one);
+  if (cap.replicas < 1) return { unfit: { ...setup, reason: cap.reason } };
+  const row = search({ ...input, maxReplicas: cap.replicas }, setup, fleetOf, one);
+  return { row: !row.meets && cap.by !== undefined ? { ...row, cappedBy: cap.by } : row };
+}
+
+/** The setups' searches, in setup order, as one answer: ranked by the objective, with the frontier and the choice. */
+export function conclude(input: PlanInput, found: readonly { readonly row?: PlanRow; readonly unfit?: Unfit }[]): PlanResult {
+  const rows = found.flatMap((f) => (f.row === undefined ? [] : [f.row]));
+  const unfit = found.flatMap((f) => (f.unfit === undefined ? [] : [f.unfit]));
   const key = objectiveKey(input.objective);
   rows.sort((a, b) => Number(b.meets) - Number(a.meets) || key(a) - key(b) || b.goodShare - a.goodShare);
   const met = rows.filter((r) => r.meets);
@@ -169,7 +187,7 @@ function replicaCap(input: PlanInput, one: SimFleet): { replicas: number; by?: "
   return cap;
 }
 
-function fleetFor(input: PlanInput, setup: { hardware: string; precision: string; tp: number }, count: number): SimFleet {
+function fleetFor(input: PlanInput, setup: Setup, count: number): SimFleet {
   const raw = {
     islands: [{ name: "plan", hardware: setup.hardware, count, model: input.model, precision: setup.precision, tp: setup.tp }],
     slo: { ttft_ms: input.slo.ttftMs, tpot_ms: input.slo.tpotMs },
@@ -217,7 +235,7 @@ export function idleBound(island: SimIsland, trace: Trace, slo: PlanInput["slo"]
  * count does, then bisecting below it; none where even the most replicas
  * allowed do not.
  */
-function search(input: PlanInput, setup: { hardware: string; precision: string; tp: number }, fleetOf: (count: number) => SimFleet, one: SimFleet): PlanRow {
+function search(input: PlanInput, setup: Setup, fleetOf: (count: number) => SimFleet, one: SimFleet): PlanRow {
   let replays = 0;
   const replay = (count: number): SimReport => {
     replays++;
@@ -245,7 +263,7 @@ function search(input: PlanInput, setup: { hardware: string; precision: string; 
   return row(high, best, true);
 }
 
-function rowOf(input: PlanInput, setup: { hardware: string; precision: string; tp: number }, at: { count: number; report: SimReport; meets: boolean; replays: number; one: SimFleet }): PlanRow {
+function rowOf(input: PlanInput, setup: Setup, at: { count: number; report: SimReport; meets: boolean; replays: number; one: SimFleet }): PlanRow {
   const { count: replicas, report: r, meets, replays } = at;
   const usdPerHour = r.fleet.islands.reduce((s, isl) => s + isl.usdPerHour * isl.count, 0);
   const kw = replicaKw(at.one);

@@ -14,7 +14,8 @@ import { after, before, describe, it } from "node:test";
 import { registerPlanCommand } from "../../src/cli/plan-command.js";
 import { registerSimCommand } from "../../src/cli/sim-command.js";
 import { buildReport, resolveSimFleet, simulate, syntheticTrace } from "../../src/sim/index.js";
-import { HOST_POWER_PER_DEVICE_W, idleBound, paretoFrontier, plan, type PlanInput } from "../../src/sim/plan.js";
+import { HOST_POWER_PER_DEVICE_W, PlanUsageError, idleBound, paretoFrontier, plan, type PlanInput } from "../../src/sim/plan.js";
+import { planOnThreads } from "../../src/sim/plan-threads.js";
 import { runCli, type CliRun } from "../cli-run.js";
 
 /** Runs `flotilla plan` or `flotilla sim` in-process with captured output. */
@@ -72,6 +73,17 @@ describe("the plan's search", () => {
     assert.match(unfit?.reason ?? "", /does not fit on h100 with tp 1; tp 2 fits/);
     const byDevices = plan({ ...input, objective: "devices" }).best!;
     assert.equal(byDevices.devices, Math.min(...met.map((r) => r.devices)));
+  });
+});
+
+describe("the plan on worker threads", () => {
+  it("gives the same answer on 3 threads as on one, setups in the same order", async () => {
+    const one = plan(input);
+    const heard: string[] = [];
+    const three = await planOnThreads({ ...input, onCandidate: (r, done, total) => heard.push(`${r.hardware} ${r.precision} tp${r.tp} ${done}/${total}`) }, 3);
+    assert.deepEqual(three, one);
+    assert.equal(heard.length, one.rows.length, "each searched setup is heard once");
+    await assert.rejects(planOnThreads({ ...input, hardware: ["h100", "h1000"] }, 2), (err: Error) => err instanceof PlanUsageError && /unknown hardware "h1000"/.test(err.message));
   });
 });
 
