@@ -110,6 +110,15 @@ for (const backend of backends) {
       assert.equal(file.lines, 2);
     });
 
+    test("an upload a crash cut off is never listed, and is removed once it is a day old", async () => {
+      await store.transact(batchPlans.createFile({ id: "file-cut", owner: "acme-uid", tenantId: "acme", purpose: "batch", filename: "cut.jsonl", bytes: 0, lines: 0, createdAt: T0, kind: "upload", endpoint: null, batchId: null }));
+      await store.transact(batchPlans.addChunk("file-cut", 0, "{}"));
+      assert.equal(await store.transact(batchPlans.getFile("acme-uid", "file-cut")), undefined);
+      assert.equal(await store.transact(batchPlans.discardUploads(T0)), 0, "not yet");
+      assert.equal(await store.transact(batchPlans.discardUploads(T0 + 1)), 1);
+      assert.equal(await store.transact(batchPlans.fileChunk("file-cut", 0)), undefined);
+    });
+
     test("cancelling cancels pending lines at once and finishes once nothing runs; another owner cannot cancel", async () => {
       const id = await batchOf(store, 3);
       const [running] = await store.transact(batchPlans.claimLines(1));

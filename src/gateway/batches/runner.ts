@@ -48,6 +48,9 @@ const MAX_CLAIM = 64;
  * and a limit can be raised meanwhile.
  */
 const MAX_WAIT_S = 30;
+/** How often half-written uploads are looked for, and how old one must be to be removed (no upload takes a day). */
+const CLEANUP_EVERY_MS = 60_000;
+const STALE_UPLOAD_MS = 24 * 3600 * 1000;
 
 export function newFileId(): string {
   return `file-${randomBytes(12).toString("hex")}`;
@@ -62,6 +65,7 @@ export class BatchRunner {
   #leaseUntil = 0;
   /** While another process holds the lease: when to try for it again. */
   #nextTry = 0;
+  #nextCleanup = 0;
   /** Batches whose lines were refused for now (Retry-After), until when. */
   readonly #waiting = new Map<string, number>();
   #timer: NodeJS.Timeout | undefined;
@@ -113,6 +117,11 @@ export class BatchRunner {
     }
     const now = clock.epochMs();
     await store.transact(batchPlans.sweepBatches(now, newFileId));
+    if (now >= this.#nextCleanup) {
+      // An upload cut off by a crash never became visible; its pieces go once it is surely over.
+      this.#nextCleanup = now + CLEANUP_EVERY_MS;
+      await store.transact(batchPlans.discardUploads(now - STALE_UPLOAD_MS));
+    }
     const room = Math.min(MAX_CLAIM, this.#room());
     if (room <= 0) return;
     for (const [id, until] of this.#waiting) if (until <= now) this.#waiting.delete(id);
