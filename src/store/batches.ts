@@ -35,11 +35,12 @@ const LINE_STATES: readonly BatchLineState[] = ["pending", "running", "completed
 
 // Files.
 
-export function* createFile(f: FileRecord): Plan<void> {
+/** An upload's record, invisible until finishUpload; a batch's result files are whole when written (`processed`). */
+export function* createFile(f: FileRecord, status: "uploading" | "processed" = "uploading"): Plan<void> {
   yield* sql(
     `INSERT INTO files (id, owner, tenant_id, purpose, filename, kind, status, bytes, lines, endpoint, batch_id, created_at)
-     VALUES (?, ?, ?, ?, ?, ?, 'uploading', ?, ?, ?, ?, ?)`,
-    f.id, f.owner, f.tenantId, f.purpose, f.filename, f.kind, f.bytes, f.lines, f.endpoint, f.batchId, f.createdAt,
+     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+    f.id, f.owner, f.tenantId, f.purpose, f.filename, f.kind, status, f.bytes, f.lines, f.endpoint, f.batchId, f.createdAt,
   );
 }
 
@@ -100,11 +101,17 @@ export function* listFiles(owner: string, opts: { readonly purpose?: string; rea
     params.push(opts.purpose);
   }
   if (opts.after !== undefined) {
-    where.push("(created_at < (SELECT created_at FROM files WHERE id = ?) OR (created_at = (SELECT created_at FROM files WHERE id = ?) AND id < ?))");
+    where.push(olderThan("files"));
     params.push(opts.after, opts.after, opts.after);
   }
   const { rows } = yield* sql(`SELECT * FROM files WHERE ${where.join(" AND ")} ORDER BY created_at DESC, id DESC LIMIT ?`, ...params, opts.limit);
   return rows.map(fileFrom);
+}
+
+/** OpenAI's `after` cursor on a newest-first list: rows older than the row with that id (three parameters, the id each time). */
+function olderThan(table: "files" | "batches"): string {
+  const at = `(SELECT created_at FROM ${table} WHERE id = ?)`;
+  return `(created_at < ${at} OR (created_at = ${at} AND id < ?))`;
 }
 
 /** The `seq`th piece of an upload's content. */
@@ -218,7 +225,7 @@ export function* listBatches(owner: string | undefined, limit: number, after?: s
     params.push(owner);
   }
   if (after !== undefined) {
-    where.push("(created_at < (SELECT created_at FROM batches WHERE id = ?) OR (created_at = (SELECT created_at FROM batches WHERE id = ?) AND id < ?))");
+    where.push(olderThan("batches"));
     params.push(after, after, after);
   }
   const filter = where.length > 0 ? ` WHERE ${where.join(" AND ")}` : "";
@@ -345,10 +352,8 @@ function* resultFile(b: Row, kind: "output" | "errors", at: number, newFileId: (
     for (const r of unrun.rows) bytes += Buffer.byteLength(resultText(String(b.id), r)) + 1;
   }
   const id = newFileId();
-  yield* sql(
-    `INSERT INTO files (id, owner, tenant_id, purpose, filename, kind, status, bytes, lines, endpoint, batch_id, created_at)
-     VALUES (?, ?, ?, 'batch_output', ?, ?, 'processed', ?, ?, ?, ?, ?)`,
-    id, b.owner, b.tenant_id, `${String(b.id)}_${kind === "output" ? "output" : "error"}.jsonl`, kind, bytes, n, b.endpoint, b.id, at,
-  );
+  const filename = `${String(b.id)}_${kind === "output" ? "output" : "error"}.jsonl`;
+  const file: FileRecord = { id, owner: String(b.owner), tenantId: String(b.tenant_id), purpose: "batch_output", filename, kind, bytes, lines: n, endpoint: String(b.endpoint), batchId: String(b.id), createdAt: at };
+  yield* createFile(file, "processed");
   return id;
 }
