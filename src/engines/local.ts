@@ -51,6 +51,9 @@ export interface LocalEngineOptions {
   readonly threads?: number;
 }
 
+/** A chat prompt as the model reads it, and the texts that end its turn. */
+type Rendered = { readonly tokens: readonly Token[]; readonly stops: readonly LlamaText[] };
+
 /** One sequence of the context, with the two front-ends that drive it. */
 interface Slot {
   readonly sequence: LlamaContextSequence;
@@ -83,6 +86,8 @@ export class LocalEngine implements Engine {
   #closing = false;
   /** Ids at or past it abort the process inside llama.cpp: every id from outside is checked against it. */
   #vocabularySize = 0;
+  /** The last rendering of each chat prompt still referenced (prompts are immutable). */
+  readonly #renderings = new WeakMap<Prompt, { continuation: string; rendered: Rendered }>();
   /** Grammars by schema (response_format), oldest first. */
   readonly #grammars = new Map<string, Promise<LlamaGrammar>>();
 
@@ -172,12 +177,22 @@ export class LocalEngine implements Engine {
     return this.#rendered(prompt, continuation)?.tokens.length;
   }
 
-  /** A conversation as the chat template renders it, ending in the open model turn, and the texts that end that turn. */
-  #rendered(prompt: Prompt & { kind: "chat" }, continuation: string): { tokens: Token[]; stops: readonly LlamaText[] } | undefined {
+  /**
+   * A conversation as the chat template renders it, ending in the open model
+   * turn, and the texts that end that turn. One request asks for it several
+   * times (admission, routing, the engine, the observer) with the same
+   * prompt object; rendering and tokenising took a quarter of the gateway's
+   * event loop on the built-in model before it was kept, per prompt, here.
+   */
+  #rendered(prompt: Prompt & { kind: "chat" }, continuation: string): Rendered | undefined {
+    const kept = this.#renderings.get(prompt);
+    if (kept?.continuation === continuation) return kept.rendered;
     const chatWrapper = this.#chatWrapper;
     if (chatWrapper === undefined || this.#model === undefined) return undefined;
     const state = chatWrapper.generateContextState({ chatHistory: toChatHistory(prompt, continuation) });
-    return { tokens: state.contextText.tokenize(this.#model.tokenizer), stops: state.stopGenerationTriggers };
+    const rendered = { tokens: state.contextText.tokenize(this.#model.tokenizer), stops: state.stopGenerationTriggers };
+    this.#renderings.set(prompt, { continuation, rendered });
+    return rendered;
   }
 
   async generate(request: GenerationRequest, onText: TextSink, signal: AbortSignal): Promise<GenerationResult> {
@@ -303,7 +318,8 @@ export class LocalEngine implements Engine {
     const { prompt } = request;
     const continuation = request.continuation ?? "";
     const resume = request.continuationIds;
-    const stops = prompt.kind === "chat" ? (this.#rendered(prompt, continuation)?.stops ?? []) : [];
+    // A new chat turn goes to node-llama-cpp's chat front-end, which renders its own stops.
+    const stops = prompt.kind === "chat" && (resume !== undefined || continuation.length > 0) ? (this.#rendered(prompt, continuation)?.stops ?? []) : [];
     // Ids another replica reported that this model cannot read: resume from the text instead.
     if (resume !== undefined && this.#readable(resume.prompt) && this.#readable(resume.answer)) return { input: [...resume.prompt, ...resume.answer] as Token[], stops };
     if (prompt.kind === "tokens") {
@@ -314,7 +330,7 @@ export class LocalEngine implements Engine {
     }
     if (prompt.kind === "text") return { input: model.tokenize(prompt.text + continuation, false, "trimLeadingSpace"), stops };
     if (continuation.length === 0) return { input: undefined, stops: [] };
-    return { input: this.#rendered(prompt, continuation)!.tokens, stops };
+    return { input: [...this.#rendered(prompt, continuation)!.tokens], stops };
   }
 
   async close(): Promise<void> {
