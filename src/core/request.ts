@@ -107,6 +107,12 @@ export interface GenerationRequest {
    * space lost at a token boundary), so the text is the fallback.
    */
   readonly continuationIds?: ContinuationIds;
+  /**
+   * Work nobody waits on (a Batch API line): an engine that runs several
+   * sequences on one processor runs a waiting interactive request's tokens
+   * first.
+   */
+  readonly background?: true;
 }
 
 /** One input to embed: text, or the model's own token ids (OpenAI's embeddings accept both). */

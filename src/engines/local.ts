@@ -15,7 +15,10 @@ import {
   type LlamaContext,
   type LlamaContextSequence,
   type LlamaModel,
+  type BatchItem,
+  type EvaluationPriority,
   type ControlledEvaluateInputItem,
+  type PrioritizedBatchItem,
   type Token,
 } from "node-llama-cpp";
 import { FlotillaError } from "../core/errors.js";
@@ -105,7 +108,7 @@ export class LocalEngine implements Engine {
     const parallel = this.#opts.parallel ?? 4;
     const contextSize = Math.min(this.#opts.contextSize ?? 4096, model.trainContextSize);
     const threads = this.#opts.threads ?? defaultThreads(model.size);
-    const context = await model.createContext({ sequences: parallel, contextSize, threads });
+    const context = await model.createContext({ sequences: parallel, contextSize, threads, batching: { itemPrioritizationStrategy: interactiveFirst } });
     const slots: Slot[] = [];
     for (let i = 0; i < parallel; i++) {
       const sequence = context.getSequence();
@@ -228,6 +231,7 @@ export class LocalEngine implements Engine {
         // A stop string ends the generation as an abort does; the request's own abort still cancels.
         signal: AbortSignal.any([signal, pieces.halt.signal]),
         stopOnAbortSignal: true,
+        evaluationPriority: request.background === true ? BACKGROUND : INTERACTIVE,
         ...(sampling.temperature === undefined ? {} : { temperature: sampling.temperature }),
         ...(sampling.topP === undefined ? {} : { topP: sampling.topP }),
         ...(sampling.topK === undefined ? {} : { topK: sampling.topK }),
@@ -407,6 +411,24 @@ async function scoreAnswer(sequence: LlamaContextSequence, generated: readonly T
  * ~75 tok/s (thread sync dominates tiny matrices), library default ~6 tok/s.
  * Real models are bandwidth-bound and want every core.
  */
+const BACKGROUND: EvaluationPriority = 1;
+const INTERACTIVE: EvaluationPriority = 5;
+
+/**
+ * What goes into llama.cpp's next step: while an interactive request's
+ * prompt waits to be read, only interactive tokens. On a CPU a step's time
+ * grows with its tokens, so batch lines decoding beside a new prompt's
+ * prefill delay its first token; they wait that one step, never longer (an
+ * interactive stream's decode steps take them along, so a batch is never
+ * starved by a long interactive answer). Decode tokens first, prefills
+ * after, so one long prompt never holds back the sequences already running.
+ */
+export function interactiveFirst({ items }: { items: readonly BatchItem[] }): PrioritizedBatchItem[] {
+  const prefill = items.some((i) => i.evaluationPriority > BACKGROUND && i.tokens.length > 1);
+  const chosen = prefill ? items.filter((i) => i.evaluationPriority > BACKGROUND) : [...items];
+  return chosen.sort((a, b) => a.tokens.length - b.tokens.length).map((item) => ({ item, processAmount: item.tokens.length }));
+}
+
 function defaultThreads(modelBytes: number): number {
   return modelBytes < 256 * 1024 * 1024 ? 1 : availableParallelism();
 }

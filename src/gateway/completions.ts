@@ -172,7 +172,7 @@ class CompletionRun {
   readonly #s: CompletionServices;
   readonly #x: Exchange;
   readonly #api: ApiRequest;
-  readonly #generation: GenerationRequest;
+  #generation: GenerationRequest;
   #started = 0;
   readonly #cancel = new AbortController();
   #timedOut = false;
@@ -211,6 +211,7 @@ class CompletionRun {
     const principal = x.principal;
     // Every bad header is refused before anything is reserved.
     const priority = x.batch === true ? "batch" : priorityOf(principal, api.serviceTier, x.headers["x-flotilla-priority"]);
+    if (priority === "batch") this.#generation = { ...this.#generation, background: true };
     if (x.explain) this.#explained = [];
     const ticket = await this.#admit(principal, probe === undefined ? model.name : api.model, probe !== undefined);
     const watch = this.#s.observer.start({ model: model.name, endpoint: api.endpoint, stream: api.stream, generation: this.#generation, tenant: principal?.tenantId, ticket, log: x.log });
