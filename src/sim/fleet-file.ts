@@ -39,6 +39,7 @@ import { KV_LINK_IDS, type KvLinkId } from "../hardware/links.js";
 import type { Policy } from "../scheduler/pipeline.js";
 import { policies } from "../scheduler/policies.js";
 import { DEFAULT_SAMPLE_SIZE } from "../scheduler/sample.js";
+import { AUTOSCALE_DEFAULTS, type AutoscaleSettings } from "../scheduler/autoscale.js";
 import { DEFAULT_HOST_LINK_GBS } from "./replica.js";
 
 /**
@@ -75,8 +76,33 @@ const island = z
     profile: z.string().min(1).optional(),
     /** Prefill/decode disaggregation: what the island's replicas do (default both: colocated). */
     role: z.enum(["prefill", "decode", "both"]).default("both"),
+    /** The autoscaler sets the island's replica count between min and max; `count` is the count at the start. */
+    autoscale: z
+      .object({
+        min: z.number().int().min(0).max(1_000_000).default(1),
+        max: z.number().int().min(1).max(1_000_000),
+        mode: z.enum(["reactive", "predictive"]).default(AUTOSCALE_DEFAULTS.mode),
+        target_utilisation: z.number().gt(0).max(1).default(AUTOSCALE_DEFAULTS.targetUtilisation),
+        provisioning_s: z.number().min(0).max(86_400).default(AUTOSCALE_DEFAULTS.provisioningMs / 1000),
+        cooldown_s: z.number().min(0).max(86_400).default(AUTOSCALE_DEFAULTS.cooldownMs / 1000),
+        window_s: z.number().min(10).max(86_400).default(AUTOSCALE_DEFAULTS.windowMs / 1000),
+        /** How often it decides. */
+        interval_s: z.number().gt(0).max(3600).default(30),
+        /** A removed replica's running requests get this long to finish before they resume elsewhere. */
+        remove_wait_s: z.number().min(0).max(3600).default(30),
+      })
+      .strict()
+      .optional(),
   })
   .strict();
+
+/** An autoscaled island: its replicas (as many as `max`) beyond `initial` start outside the fleet. */
+export interface IslandAutoscale {
+  readonly settings: AutoscaleSettings;
+  readonly intervalMs: number;
+  readonly removeWaitMs: number;
+  readonly initial: number;
+}
 
 /** The island roles, as the simulator numbers them. */
 export type IslandRole = "prefill" | "decode" | "both";
@@ -221,6 +247,8 @@ export interface SimIsland {
   readonly params: PerfParams;
   /** Prefill, decode or both (colocated; the default, also where absent). */
   readonly role?: IslandRole;
+  /** Absent: `count` replicas throughout (or as `membership` says). */
+  readonly autoscale?: IslandAutoscale;
 }
 
 /**
@@ -314,7 +342,7 @@ export function resolveSimFleet(raw: unknown, source = "fleet file", opts: Resol
     const resolved = resolveIsland(isl, i, first, issues, opts.loadProfile);
     if (resolved === undefined) return;
     islands.push(resolved);
-    first += isl.count;
+    first += resolved.count;
   });
   const policy = routerPolicy(cfg.router, issues);
   const schedule = failureSchedule(cfg.failures?.schedule ?? [], islands, first, issues);
@@ -367,13 +395,14 @@ function resolveIsland(isl: IslandFile, i: number, firstReplica: number, issues:
   if (fit === undefined) return undefined;
   const { hardware, model, precision } = entries;
   const { tp, profile } = fit;
+  const autoscale = islandAutoscale(isl, report);
   return {
     name: isl.name ?? `${hardware.id}-${i}`,
     hardware,
     model,
     precision,
     tp,
-    count: isl.count,
+    count: autoscale?.settings.max ?? isl.count,
     maxBatch: isl.max_batch,
     maxQueue: isl.max_queue,
     profile,
@@ -386,6 +415,20 @@ function resolveIsland(isl: IslandFile, i: number, firstReplica: number, issues:
     firstReplica,
     params,
     role: isl.role,
+    ...(autoscale === undefined ? {} : { autoscale }),
+  };
+}
+
+function islandAutoscale(isl: IslandFile, report: Report): IslandAutoscale | undefined {
+  const a = isl.autoscale;
+  if (a === undefined) return undefined;
+  if (a.min > a.max) report("autoscale", `min ${a.min} is above max ${a.max}`);
+  if (isl.count < a.min || isl.count > a.max) report("count", `with autoscale, count is the replicas at the start: between autoscale.min ${a.min} and max ${a.max}, got ${isl.count}`);
+  return {
+    settings: { min: a.min, max: a.max, mode: a.mode, targetUtilisation: a.target_utilisation, provisioningMs: a.provisioning_s * 1000, cooldownMs: a.cooldown_s * 1000, windowMs: a.window_s * 1000 },
+    intervalMs: a.interval_s * 1000,
+    removeWaitMs: a.remove_wait_s * 1000,
+    initial: isl.count,
   };
 }
 
@@ -493,6 +536,8 @@ function membershipChanges(events: readonly z.infer<typeof membershipChange>[], 
   events.forEach((e, j) => {
     const replica = replicaIndex(e.replica, islands, replicaCount);
     if (replica === undefined) return void issues.push({ path: ["membership", j, "replica"], message: `no replica ${JSON.stringify(e.replica)} (the fleet has ${replicaCount})` });
+    const owner = islands.find((x) => replica >= x.firstReplica && replica < x.firstReplica + x.count);
+    if (owner?.autoscale !== undefined) return void issues.push({ path: ["membership", j, "replica"], message: `replica ${JSON.stringify(e.replica)} is in island "${owner.name}", whose autoscale sets its membership` });
     const key = `${replica}:${e.change}`;
     if (seen.has(key)) return void issues.push({ path: ["membership", j, "change"], message: `replica ${JSON.stringify(e.replica)} already has a${e.change === "add" ? "n add" : " remove"} (membership.${seen.get(key)}); one of each per replica` });
     seen.set(key, j);

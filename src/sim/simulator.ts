@@ -28,9 +28,11 @@ import { ReplicaHealth } from "../scheduler/health.js";
 import type { Candidate, Policy, RejectReason, RouteOutcome, RouteRequest } from "../scheduler/pipeline.js";
 import { newRouteTrace, route } from "../scheduler/pipeline.js";
 import { markReady, type Readiness, type ReadinessCandidate, type ReplicaStatus } from "../scheduler/readiness.js";
+import { Autoscaler, scalingActions } from "../scheduler/autoscale.js";
 import { DEFAULT_RETRY, attemptBudget, backoffMs, retryCandidates, type RetryPolicy } from "../scheduler/retry.js";
 import { kvBytesPerToken } from "../hardware/index.js";
 import { kvLanes, kvLink, kvTransferJoules, kvTransferMs, type KvLink } from "../hardware/links.js";
+import { replicaRps } from "./autoscaling.js";
 import { EventQueue } from "./events.js";
 import type { MembershipChange, SimFleet, SimIsland } from "./fleet-file.js";
 import { exponential, seededRandom } from "./random.js";
@@ -102,6 +104,8 @@ export interface SimTimeline {
   readonly running: number[];
   /** Replicas down at the start of each bucket. */
   readonly down: number[];
+  /** Replicas in the fleet (serving, draining or provisioning: paid) at the start of each bucket. */
+  readonly members: number[];
 }
 
 export interface SimKvTransfer {
@@ -162,6 +166,9 @@ const TRANSFER_DONE = 6;
 const MEMBER_ADD = 7;
 const MEMBER_REMOVE = 8;
 const EVICT = 9;
+/** An autoscaled island's autoscaler decides (target: the island), or a replica it ordered is ready (target: the replica). */
+const AUTOSCALE = 10;
+const PROVISIONED = 11;
 
 /** Replica roles (fleet-file `role`), and which a request routes to next. */
 const ROLE_BOTH = 0;
@@ -286,6 +293,10 @@ class Replicas {
   readonly member: Uint8Array;
   readonly joinedAt: Float64Array;
   readonly leftAt: Float64Array;
+  /** Time in the fleet of its earlier stays (an autoscaled replica can leave and join again). */
+  readonly memberTotal: Float64Array;
+  /** When the autoscaler ordered it, while it is provisioning (paid, not serving yet); else NaN. */
+  readonly orderedAt: Float64Array;
   downCount = 0;
   /**
    * Sequences of the replicas up: the admission lane's capacity. The
@@ -317,6 +328,15 @@ class Replicas {
     this.member = new Uint8Array(n).fill(1);
     this.joinedAt = new Float64Array(n);
     this.leftAt = new Float64Array(n).fill(NaN);
+    this.memberTotal = new Float64Array(n);
+    this.orderedAt = new Float64Array(n).fill(NaN);
+  }
+
+  /** It leaves the fleet at `now`: its stay is added up. */
+  left(r: number, now: number): void {
+    this.member[r] = 0;
+    this.leftAt[r] = now;
+    this.memberTotal[r]! += now - this.joinedAt[r]!;
   }
 
   /** Whether replica r's sequences count toward the admission lane's capacity: a member, up, and taking new requests. */
@@ -383,6 +403,8 @@ class Simulation {
   readonly #statusOf: (r: number) => ReplicaStatus;
   #decisions = 0;
   #decisionMs = 0;
+  /** Each autoscaled island's autoscaler, by island index, and what one of its replicas serves (predictive). */
+  readonly #scalers: ({ readonly autoscaler: Autoscaler; readonly replicaRps?: number } | undefined)[] = [];
 
   constructor(opts: SimulateOptions) {
     this.#opts = opts;
@@ -404,7 +426,7 @@ class Simulation {
     this.#rep = new Replicas(this.#n);
     const lastArrival = trace.count > 0 ? trace.arrivalMs[trace.count - 1]! : 0;
     this.#bucketMs = niceBucket(lastArrival, opts.timelineBuckets ?? 240);
-    this.#timeline = { bucketMs: this.#bucketMs, outputTokens: [], completed: [], queued: [], running: [], down: [] };
+    this.#timeline = { bucketMs: this.#bucketMs, outputTokens: [], completed: [], queued: [], running: [], down: [], members: [] };
     this.#selector = new CandidateSelector({ sample: Math.min(this.#n, fleet.sample) });
     this.#routers = new RouterInstances(this.#n, fleet.seed, opts.router ?? fleet.router);
     this.#instanceOf = new Int32Array(trace.count);
@@ -425,6 +447,7 @@ class Simulation {
     this.#lane = new AdmissionLane<Arrival>({ maxQueued: opts.maxQueued ?? maxQueued, weights: (t) => weights.get(t) ?? 1 });
     this.#scheduleFailures();
     this.#scheduleMembership();
+    this.#scheduleAutoscaling();
   }
 
   #buildReplicas(): void {
@@ -503,17 +526,30 @@ class Simulation {
 
   /** Replicas that join later are absent (not up, not paid) until they do; every change is an event. */
   #scheduleMembership(): void {
-    const rep = this.#rep;
     (this.#fleet.membership ?? []).forEach((c, j) => {
-      if (c.change === "add") {
-        const r = c.replica;
-        if (rep.serving(r)) rep.servingSlots -= rep.slots[r]!;
-        rep.member[r] = 0;
-        rep.up[r] = 0;
-        rep.joinedAt[r] = NaN;
-        rep.failAt[r] = NaN;
-      }
+      if (c.change === "add") this.#absent(c.replica);
       this.#events.push(c.atMs, c.change === "add" ? MEMBER_ADD : MEMBER_REMOVE, j);
+    });
+  }
+
+  #absent(r: number): void {
+    const rep = this.#rep;
+    if (rep.serving(r)) rep.servingSlots -= rep.slots[r]!;
+    rep.member[r] = 0;
+    rep.up[r] = 0;
+    rep.joinedAt[r] = NaN;
+    rep.failAt[r] = NaN;
+  }
+
+  /** An autoscaled island's replicas past its starting count are absent; its autoscaler decides every interval. */
+  #scheduleAutoscaling(): void {
+    this.#fleet.islands.forEach((isl, k) => {
+      const a = isl.autoscale;
+      if (a === undefined) return;
+      for (let j = a.initial; j < isl.count; j++) this.#absent(isl.firstReplica + j);
+      const rps = a.settings.mode === "predictive" ? replicaRps(isl, this.#trace, this.#fleet.slo.tpotMs) : undefined;
+      this.#scalers[k] = { autoscaler: new Autoscaler(a.settings), ...(rps === undefined ? {} : { replicaRps: rps }) };
+      this.#events.push(a.intervalMs, AUTOSCALE, k);
     });
   }
 
@@ -599,6 +635,15 @@ class Simulation {
       case EVICT:
         this.#evict(target, t);
         return;
+      case AUTOSCALE:
+        this.#autoscale(target, t);
+        return;
+      case PROVISIONED:
+        if (rep.orderedAt[target]! + this.#fleet.islands[rep.islandNo[target]!]!.autoscale!.settings.provisioningMs !== t) return; // cancelled
+        this.#join(target, t);
+        rep.joinedAt[target] = rep.orderedAt[target]!; // paid from the order
+        rep.orderedAt[target] = NaN;
+        return;
     }
   }
 
@@ -608,6 +653,7 @@ class Simulation {
     const trace = this.#trace;
     const seq = new SimSeq(i, trace.inputTokens[i]!, trace.outputTokens[i]!, trace.blockIds, trace.blockOffsets[i]!, trace.blockOffsets[i + 1]!);
     this.#instanceOf[i] = this.#routers.assign();
+    for (const scaler of this.#scalers) scaler?.autoscaler.arrived(t);
     if (seq.input + seq.output > this.#decodeContextMax) {
       // No decode replica could hold it: refused before any prefill, as the gateway's 400.
       this.#reject(seq, "context_length_exceeded");
@@ -990,6 +1036,8 @@ class Simulation {
     rep.member[r] = 1;
     rep.up[r] = 1;
     rep.joinedAt[r] = now;
+    rep.leftAt[r] = NaN;
+    if (rep.health[r]!.phase === "removed") rep.health[r] = new ReplicaHealth(this.#clock); // joining again: a new process
     rep.health[r]!.observe(true);
     if (rep.serving(r)) rep.servingSlots += rep.slots[r]!;
     const mtbf = this.#fleet.failures?.mtbfMs;
@@ -1018,16 +1066,14 @@ class Simulation {
     }
     rep.downMs[r]! += now - rep.downSince[r]!;
     rep.downCount--;
-    rep.member[r] = 0;
-    rep.leftAt[r] = now;
+    rep.left(r, now);
   }
 
   /** The end of a removed replica's wait: what still runs there moves on, resuming after what it already generated. */
   #evict(r: number, now: number): void {
     const rep = this.#rep;
     if (rep.member[r] === 0) return;
-    rep.member[r] = 0;
-    rep.leftAt[r] = now;
+    rep.left(r, now);
     if (rep.up[r] === 0) {
       // It failed while draining: its down time ends with its membership.
       rep.downMs[r]! += now - rep.downSince[r]!;
@@ -1041,6 +1087,53 @@ class Simulation {
     rep.queued[r] = 0;
     for (const seq of displaced) this.#displaced(seq, r);
     for (const seq of displaced) this.#reroute(seq, now);
+  }
+
+  // --- autoscaling (scheduler/autoscale.ts decides; the live gateway runs the same decision)
+
+  /**
+   * Island k's autoscaler looks at the work on its replicas (and, in a
+   * fleet of several islands, its share of the front door's queue by
+   * serving slots), then orders replicas (serving after the provisioning
+   * delay, paid from the order), cancels orders, or removes the least
+   * loaded serving replicas, which drain as a removed member does.
+   */
+  #autoscale(k: number, now: number): void {
+    const rep = this.#rep;
+    const isl = this.#fleet.islands[k]!;
+    const a = isl.autoscale!;
+    const scaler = this.#scalers[k]!;
+    const serving: number[] = [];
+    const ordered: number[] = [];
+    const idle: number[] = [];
+    let running = 0;
+    let waiting = 0;
+    let slots = 0;
+    for (let r = isl.firstReplica; r < isl.firstReplica + isl.count; r++) {
+      running += rep.active[r]!;
+      waiting += rep.queued[r]! + rep.incoming[r]!;
+      if (!Number.isNaN(rep.orderedAt[r]!)) ordered.push(r);
+      else if (rep.member[r] === 0) idle.push(r);
+      else if (rep.serving(r)) {
+        serving.push(r);
+        slots += rep.slots[r]!;
+      }
+    }
+    const frontDoor = this.#lane.queue.size + this.#req.waiting.size;
+    waiting += rep.servingSlots > 0 ? (frontDoor * slots) / rep.servingSlots : frontDoor;
+    const desired = scaler.autoscaler.desired(now, { running, waiting, slotsPerReplica: isl.maxBatch, ...(scaler.replicaRps === undefined ? {} : { replicaRps: scaler.replicaRps }) });
+    const act = scalingActions(desired, serving.length, ordered.length);
+    for (const r of idle.slice(0, act.order)) {
+      rep.orderedAt[r] = now;
+      this.#events.push(now + a.settings.provisioningMs, PROVISIONED, r);
+    }
+    for (const r of ordered.slice(ordered.length - act.cancel)) {
+      rep.memberTotal[r]! += now - rep.orderedAt[r]!; // paid while it loaded
+      rep.orderedAt[r] = NaN;
+    }
+    const leastLoaded = serving.sort((x, y) => rep.active[x]! + rep.queued[x]! - (rep.active[y]! + rep.queued[y]!) || y - x);
+    for (const r of leastLoaded.slice(0, act.remove)) this.#leave({ replica: r, atMs: now, change: "remove", waitMs: a.removeWaitMs }, now);
+    this.#events.push(now + a.intervalMs, AUTOSCALE, k);
   }
 
   // --- results
@@ -1058,6 +1151,9 @@ class Simulation {
       timeline.queued.push(queued);
       timeline.running.push(running);
       timeline.down.push(rep.downCount);
+      let members = 0;
+      for (let r = 0; r < this.#n; r++) if (rep.member[r] === 1 || !Number.isNaN(rep.orderedAt[r]!)) members++;
+      timeline.members.push(members);
       this.#nextBoundary += this.#bucketMs;
     }
   }
@@ -1113,9 +1209,9 @@ function blocksOf(seq: SimSeq): ArrayLike<number> {
   return Array.prototype.slice.call(b, seq.blockStart, seq.blockEnd) as number[];
 }
 
-/** Replica r's time in the fleet up to `end`: from joining (0 unless added later) to leaving; 0 if it never joined. */
+/** Replica r's time in the fleet up to `end`: each stay from joining (or being ordered) to leaving; 0 if it never joined. */
 function memberMs(rep: Replicas, r: number, end: number): number {
-  const from = rep.joinedAt[r]!;
-  const to = Number.isNaN(rep.leftAt[r]!) ? end : rep.leftAt[r]!;
-  return Number.isNaN(from) ? 0 : Math.max(0, to - from);
+  const ordered = rep.orderedAt[r]!;
+  const now = rep.member[r] === 1 ? end - rep.joinedAt[r]! : Number.isNaN(ordered) ? 0 : end - ordered;
+  return rep.memberTotal[r]! + Math.max(0, now);
 }
