@@ -103,6 +103,11 @@ export class Autoscaler {
 
 /** Arrivals within one bucket of the window are one point of the trend's fit. */
 const BUCKET_MS = 10_000;
+/**
+ * A trend needs this many whole buckets (2 minutes): through a few noisy
+ * buckets, a line read minutes ahead swings by more than the rate itself.
+ */
+const MIN_TREND_BUCKETS = 12;
 /** Whole replicas: 3.0000000001 slots' worth is 3 replicas, not 4. */
 const EPSILON = 1e-9;
 
@@ -121,7 +126,7 @@ function forecast(buckets: readonly Bucket[], current: number, window: number, a
     if (i >= 0 && i < n) rates[i]! += b.count / (BUCKET_MS / 1000);
   }
   const mean = rates.reduce((a, b) => a + b, 0) / n;
-  if (n < 3) return mean;
+  if (n < MIN_TREND_BUCKETS) return mean;
   // x is a bucket's index; its rate stands at its middle (x + 0.5), the current bucket starts at n.
   const mx = (n - 1) / 2;
   let sxy = 0;

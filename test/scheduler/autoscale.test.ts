@@ -52,8 +52,8 @@ test("the forecast: flat and falling rates, short and empty histories, arrivals 
   for (let i = 0; i < 30; i++) flat.arrived(i * 10_000, 50);
   assert.equal(flat.forecastRps(300_000, 600_000), 5, "a flat 5 req/s stays 5 however far ahead; only the last 10 buckets count");
   const falling = new Autoscaler(settings());
-  for (let i = 0; i < 10; i++) falling.arrived(i * 10_000, 100 - 10 * i);
-  assert.equal(falling.forecastRps(100_000, 600_000), 0, "a falling rate is never forecast below 0");
+  for (let i = 0; i < 20; i++) falling.arrived(i * 10_000, 200 - 10 * i);
+  assert.equal(falling.forecastRps(200_000, 600_000), 0, "a falling rate is never forecast below 0");
   const empty = new Autoscaler(settings());
   assert.equal(empty.forecastRps(0, 180_000), 0);
   const short = new Autoscaler(settings());
@@ -79,4 +79,13 @@ test("scaling actions: order the shortfall; for a surplus cancel orders before r
     [0, 4, 0, { order: 0, cancel: 0, remove: 4 }],
   ];
   for (const [desired, serving, provisioning, want] of rows) assert.deepEqual(scalingActions(desired, serving, provisioning), want, `${desired} from ${serving} + ${provisioning}`);
+});
+
+test("the forecast trusts a trend only over two minutes of history: before, it is the mean rate", () => {
+  const a = new Autoscaler(settings());
+  // 11 whole buckets rising steeply: still the mean.
+  for (let i = 0; i < 11; i++) a.arrived(i * 10_000, 10 * i);
+  assert.equal(a.forecastRps(110_000, 180_000), 5);
+  a.arrived(110_000, 110);
+  assert.ok(a.forecastRps(120_000, 180_000) > 20, "12 buckets: the trend, read 180 s on");
 });
