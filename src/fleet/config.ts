@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { AUTOSCALE_DEFAULTS } from "../scheduler/autoscale.js";
 
 /**
  * The fleet file: which models the gateway serves and the replicas behind
@@ -122,12 +123,42 @@ const kubernetesDiscovery = z
 
 export const discoveryConfig = z.discriminatedUnion("kind", [dnsDiscovery, kubernetesDiscovery]);
 
+/**
+ * The replica count the autoscaler wants for a model's pool (scheduler/autoscale.ts,
+ * as in the twin), exported as flotilla_desired_replicas and handed to the actuator.
+ */
+export const autoscaleConfig = z
+  .object({
+    min: z.number().int().min(0).max(100_000).default(1),
+    max: z.number().int().min(1).max(100_000),
+    mode: z.enum(["reactive", "predictive"]).default(AUTOSCALE_DEFAULTS.mode),
+    target_utilisation: z.number().gt(0).max(1).default(AUTOSCALE_DEFAULTS.targetUtilisation),
+    /** Requests/s one replica serves within the SLO (e.g. from `flotilla estimate` or `flotilla plan`): predictive mode's capacity. */
+    replica_rps: z.number().gt(0).optional(),
+    provisioning_ms: z.number().int().min(0).max(86_400_000).default(AUTOSCALE_DEFAULTS.provisioningMs),
+    cooldown_ms: z.number().int().min(0).max(86_400_000).default(AUTOSCALE_DEFAULTS.cooldownMs),
+    window_ms: z.number().int().min(10_000).max(86_400_000).default(AUTOSCALE_DEFAULTS.windowMs),
+    interval_ms: z.number().int().min(100).max(3_600_000).default(15_000),
+    /** Run with the new count when it changes: argv, no shell; FLOTILLA_MODEL, FLOTILLA_DESIRED_REPLICAS and FLOTILLA_CURRENT_REPLICAS in its environment. */
+    command: z.array(z.string().min(1)).min(1).optional(),
+    /** How long the command may run before it is killed and counted failed. */
+    command_timeout_ms: z.number().int().min(100).max(600_000).default(60_000),
+  })
+  .strict()
+  .superRefine((a, ctx) => {
+    if (a.min > a.max) ctx.addIssue({ code: "custom", path: ["min"], message: `min ${a.min} is above max ${a.max}` });
+    if (a.mode === "predictive" && a.replica_rps === undefined) {
+      ctx.addIssue({ code: "custom", path: ["replica_rps"], message: "required with mode: predictive: the requests/s one replica serves within the SLO (flotilla estimate's tokens/s over the output length)" });
+    }
+  });
+
 export const modelConfig = z
   .object({
     name: modelName,
     replicas: z.array(replicaConfig).default([]),
     /** Where more replicas come from while serving: DNS or Kubernetes EndpointSlices (gateway/discovery/). */
     discovery: discoveryConfig.optional(),
+    autoscale: autoscaleConfig.optional(),
   })
   .strict()
   .superRefine((m, ctx) => {
@@ -268,3 +299,4 @@ export function parseFleetConfig(raw: unknown, source = "fleet file"): FleetConf
   const lines = result.error.issues.map((issue) => `  ${issue.path.length > 0 ? issue.path.join(".") : "(top level)"}: ${issue.message}`);
   throw new ConfigError(`${source} is not valid:\n${lines.join("\n")}`);
 }
+export type AutoscaleConfig = z.infer<typeof autoscaleConfig>;

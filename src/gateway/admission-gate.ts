@@ -39,6 +39,8 @@ export interface AdmissionGateOptions {
   readonly pollMs?: number;
   /** The model's replicas now (the fleet's latest snapshot): replicas added or removed change its capacity. */
   readonly latest?: (model: string) => ServedModel | undefined;
+  /** Hears every request that comes to the gate, by model (the autoscaler's arrival rate). */
+  readonly arrived?: (model: string) => void;
 }
 
 interface Waiting extends Waiter {
@@ -92,6 +94,7 @@ export class AdmissionGate {
    * first, `cancelled` when `signal` aborts while it waits.
    */
   enter(model: ServedModel, request: GateRequest, signal: AbortSignal): Promise<() => void> {
+    this.#opts.arrived?.(model.name);
     const entry = this.#entry(model);
     const lane = entry.lane;
     if (request.weight !== undefined) this.#weights.set(request.tenant, request.weight);

@@ -300,5 +300,7 @@ function restartOnly(applied: FleetConfig, next: FleetConfig): string[] {
     if (JSON.stringify(applied.server[k]) !== JSON.stringify(next.server[k])) changed.push(`server.${key}`);
   }
   if (JSON.stringify(applied.cascades) !== JSON.stringify(next.cascades)) changed.push("cascades");
+  const autoscale = (c: FleetConfig): string => JSON.stringify(c.models.map((m) => [m.name, m.autoscale]));
+  if (autoscale(applied) !== autoscale(next)) changed.push("models.*.autoscale");
   return changed;
 }

@@ -18,6 +18,7 @@ import { Membership, type MembershipOptions } from "./membership.js";
 import type { FleetConfig } from "../fleet/config.js";
 import { drainBody, guardExpectContinue, receivingOptions } from "./http-limits.js";
 import { AdmissionGate } from "./admission-gate.js";
+import { Autoscaling } from "./autoscaling.js";
 import { registerTenancyRoutes } from "./tenancy-routes.js";
 import { Dispatcher } from "./dispatcher.js";
 import { logFailure, toHttpError, type HttpError } from "./errors.js";
@@ -102,13 +103,15 @@ export function createGatewayWithShutdown(opts: GatewayOptions): Gateway {
   const clock = opts.clock ?? wallClock;
   const tenancy = opts.tenancy ?? openTenancy;
   const work = new Work(clock);
+  const app = fastifyFor(opts);
+  const autoscaling = new Autoscaling(opts.membership?.config, { fleet: opts.fleet, clock, waiting: () => gate.depths(), warn: (m) => app.log.warn(m) });
   const gate = new AdmissionGate({
     clock,
     latest: (name) => opts.fleet.model(name),
+    arrived: (model) => autoscaling.arrived(model),
     ...(opts.maxQueued === undefined ? {} : { maxQueued: opts.maxQueued }),
     ...(opts.maxQueuedPerTenant === undefined ? {} : { maxQueuedPerTenant: opts.maxQueuedPerTenant }),
   });
-  const app = fastifyFor(opts);
   app.addHook("onRequest", (request, reply, done) => {
     void reply.header("x-request-id", request.id);
     // New work is refused while draining; what was admitted finishes.
@@ -123,6 +126,8 @@ export function createGatewayWithShutdown(opts: GatewayOptions): Gateway {
   registerTenancyRoutes(app, tenancy, access.principalOf, clock);
   const observer = registerObservability(app, opts.fleet, { clock, ...(opts.batches === undefined ? {} : { batches: recentBatches(opts.batches.store) }), ...opts.observability });
   observer.admissionQueue = () => gate.depths();
+  observer.autoscaling = () => autoscaling.rows();
+  app.addHook("onReady", async () => autoscaling.start());
   const dispatcher = dispatcherFor(opts, clock, decisionListener(app, observer, opts.policy ?? leastLoaded), levelEnabled(app.log.level, "debug"));
   registerErrorHandlers(app);
 
@@ -153,6 +158,7 @@ export function createGatewayWithShutdown(opts: GatewayOptions): Gateway {
   if (runner !== undefined) app.addHook("onReady", async () => runner.start());
 
   app.addHook("onClose", async () => {
+    autoscaling.stop();
     await runner?.stop(0);
     gate.close();
     await opts.fleet.close();

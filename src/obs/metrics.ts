@@ -95,6 +95,7 @@ export function createMetrics(obs: Observatory): Registry {
   workMetrics(obs, pull);
   replicaMetrics(obs, pull);
   fleetMetrics(obs, pull);
+  autoscalingMetrics(obs, pull);
   twinMetrics(obs, pull);
   return registry;
 }
@@ -209,6 +210,20 @@ function fleetMetrics(obs: Observatory, pull: Pull): void {
     const { availability, utilization } = fleetShares(obs.replicas);
     return availability * utilization;
   });
+}
+
+/** The autoscaler's counts per pool (gateway/autoscaling.ts), and what became of handing them over. */
+function autoscalingMetrics(obs: Observatory, pull: Pull): void {
+  pull.gauge("flotilla_desired_replicas", "Replicas the autoscaler wants for the island (a model's pool), from its last decision.", ["island"], () => obs.autoscaling(), (r) => ({ island: r.island }), (r) => r.desired);
+  pull.gauge("flotilla_autoscale_serving_replicas", "Replicas of the island serving now (not draining or removed).", ["island"], () => obs.autoscaling(), (r) => ({ island: r.island }), (r) => r.current);
+  pull.counter(
+    "flotilla_autoscale_actions_total",
+    "Counts handed to the island's actuator, by outcome (ok, failed).",
+    ["island", "outcome"],
+    () => obs.autoscaling().flatMap((r) => [{ island: r.island, outcome: "ok", n: r.actions.ok }, { island: r.island, outcome: "failed", n: r.actions.failed }]),
+    (r) => ({ island: r.island, outcome: r.outcome }),
+    (r) => r.n,
+  );
 }
 
 /** The hardware model against the live replicas (twin-error.ts): 1 is a perfect twin. */

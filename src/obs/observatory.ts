@@ -22,6 +22,15 @@ import { RunningCount, TimingProbe } from "./generation-timing.js";
 import type { RequestLog, RequestObserver, RequestStart, RequestWatch } from "./observer.js";
 import { TwinError } from "./twin-error.js";
 
+/** An autoscaled pool (a model's replicas), as /metrics shows it. */
+export interface AutoscalingRow {
+  readonly island: string;
+  /** Undefined until its first decision. */
+  readonly desired: number | undefined;
+  readonly current: number;
+  readonly actions: { readonly ok: number; readonly failed: number };
+}
+
 /** TTFT bucket bounds in seconds, shared by Prometheus, the live view and sim reports. */
 export const TTFT_BUCKETS_S = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60] as const;
 export const TPOT_BUCKETS_S = [0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1] as const;
@@ -275,6 +284,8 @@ export class Observatory implements RequestObserver {
   inFlight = 0;
   /** Requests waiting for capacity at the gateway's admission queue, by model and priority class (set by the gateway). */
   admissionQueue: () => readonly { readonly model: string; readonly priority: string; readonly count: number }[] = () => [];
+  /** Each autoscaled pool's desired and serving replica counts, and the actuator's calls (set by the gateway). */
+  autoscaling: () => readonly AutoscalingRow[] = () => [];
   #joules = 0;
   #usd = 0;
   readonly #history: FleetPoint[] = [];
