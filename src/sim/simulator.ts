@@ -403,8 +403,12 @@ class Simulation {
   readonly #statusOf: (r: number) => ReplicaStatus;
   #decisions = 0;
   #decisionMs = 0;
-  /** Each autoscaled island's autoscaler, by island index, and what one of its replicas serves (predictive). */
-  readonly #scalers: ({ readonly autoscaler: Autoscaler; readonly replicaRps?: number } | undefined)[] = [];
+  /**
+   * Each autoscaled island's autoscaler, by island index; what one of its
+   * replicas serves (predictive); and its share of the fleet's serving
+   * slots at its last decision, the share of arrivals it counts.
+   */
+  readonly #scalers: ({ readonly autoscaler: Autoscaler; readonly replicaRps?: number; share: number } | undefined)[] = [];
 
   constructor(opts: SimulateOptions) {
     this.#opts = opts;
@@ -448,6 +452,7 @@ class Simulation {
     this.#scheduleFailures();
     this.#scheduleMembership();
     this.#scheduleAutoscaling();
+    for (const [k, scaler] of this.#scalers.entries()) if (scaler !== undefined) scaler.share = this.#slotShare(this.#fleet.islands[k]!);
   }
 
   #buildReplicas(): void {
@@ -548,7 +553,7 @@ class Simulation {
       if (a === undefined) return;
       for (let j = a.initial; j < isl.count; j++) this.#absent(isl.firstReplica + j);
       const rps = a.settings.mode === "predictive" ? replicaRps(isl, this.#trace, this.#fleet.slo.tpotMs) : undefined;
-      this.#scalers[k] = { autoscaler: new Autoscaler(a.settings), ...(rps === undefined ? {} : { replicaRps: rps }) };
+      this.#scalers[k] = { autoscaler: new Autoscaler(a.settings), ...(rps === undefined ? {} : { replicaRps: rps }), share: 0 };
       this.#events.push(a.intervalMs, AUTOSCALE, k);
     });
   }
@@ -653,7 +658,7 @@ class Simulation {
     const trace = this.#trace;
     const seq = new SimSeq(i, trace.inputTokens[i]!, trace.outputTokens[i]!, trace.blockIds, trace.blockOffsets[i]!, trace.blockOffsets[i + 1]!);
     this.#instanceOf[i] = this.#routers.assign();
-    for (const scaler of this.#scalers) scaler?.autoscaler.arrived(t);
+    for (const scaler of this.#scalers) scaler?.autoscaler.arrived(t, scaler.share);
     if (seq.input + seq.output > this.#decodeContextMax) {
       // No decode replica could hold it: refused before any prefill, as the gateway's 400.
       this.#reject(seq, "context_length_exceeded");
@@ -1108,19 +1113,15 @@ class Simulation {
     const idle: number[] = [];
     let running = 0;
     let waiting = 0;
-    let slots = 0;
     for (let r = isl.firstReplica; r < isl.firstReplica + isl.count; r++) {
       running += rep.active[r]!;
       waiting += rep.queued[r]! + rep.incoming[r]!;
       if (!Number.isNaN(rep.orderedAt[r]!)) ordered.push(r);
       else if (rep.member[r] === 0) idle.push(r);
-      else if (rep.serving(r)) {
-        serving.push(r);
-        slots += rep.slots[r]!;
-      }
+      else if (rep.serving(r)) serving.push(r);
     }
-    const frontDoor = this.#lane.queue.size + this.#req.waiting.size;
-    waiting += rep.servingSlots > 0 ? (frontDoor * slots) / rep.servingSlots : frontDoor;
+    scaler.share = this.#slotShare(isl);
+    waiting += scaler.share * (this.#lane.queue.size + this.#req.waiting.size);
     const desired = scaler.autoscaler.desired(now, { running, waiting, slotsPerReplica: isl.maxBatch, ...(scaler.replicaRps === undefined ? {} : { replicaRps: scaler.replicaRps }) });
     const act = scalingActions(desired, serving.length, ordered.length);
     for (const r of idle.slice(0, act.order)) {
@@ -1134,6 +1135,15 @@ class Simulation {
     const leastLoaded = serving.sort((x, y) => rep.active[x]! + rep.queued[x]! - (rep.active[y]! + rep.queued[y]!) || y - x);
     for (const r of leastLoaded.slice(0, act.remove)) this.#leave({ replica: r, atMs: now, change: "remove", waitMs: a.removeWaitMs }, now);
     this.#events.push(now + a.intervalMs, AUTOSCALE, k);
+  }
+
+  /** The island's share of the fleet's serving slots (1 with none serving anywhere: it is all there is to scale). */
+  #slotShare(isl: SimIsland): number {
+    const rep = this.#rep;
+    if (rep.servingSlots === 0) return 1;
+    let slots = 0;
+    for (let r = isl.firstReplica; r < isl.firstReplica + isl.count; r++) if (rep.serving(r)) slots += rep.slots[r]!;
+    return slots / rep.servingSlots;
   }
 
   // --- results
