@@ -7,6 +7,7 @@
  */
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
+import { resolveSimFleet } from "../../src/sim/fleet-file.js";
 import { buildReport } from "../../src/sim/report.js";
 import { STATUS, simulate, type SimResult } from "../../src/sim/simulator.js";
 import { syntheticTrace } from "../../src/sim/synthetic.js";
@@ -52,6 +53,20 @@ describe("simulate: autoscaling", () => {
     }
     assert.ok(onNew > 0, "the ordered replicas served");
     for (const x of r.replicas.slice(1)) assert.ok(Math.abs(x.memberMs - (r.endMs - 10_000)) < 1e-6, `${x.name} paid from its order at 10 s: ${x.memberMs} ms of ${r.endMs}`);
+  });
+
+  it("beside a static island, an autoscaled one is sized for its share of the load, not the whole fleet's", () => {
+    const fleet = resolveSimFleet({
+      islands: [
+        { name: "fixed", hardware: "h100", model: "llama-3.1-8b", count: 3, ...island },
+        { name: "scaled", hardware: "h100", model: "llama-3.1-8b", count: 1, ...island, autoscale: { min: 1, max: 12, mode: "predictive", provisioning_s: 60, cooldown_s: 120 } },
+      ],
+    });
+    const r = simulate({ fleet, trace: day });
+    assert.equal(r.lost, 0);
+    const alone = simulate({ fleet: fleetOf(1, { ...island, autoscale: { min: 1, max: 12, mode: "predictive", provisioning_s: 60, cooldown_s: 120 } }), trace: day });
+    const peak = (x: SimResult): number => Math.max(...x.timeline.members);
+    assert.ok(peak(r) - 3 < peak(alone), `with 3 fixed replicas beside it the island peaks at ${peak(r) - 3}, alone at ${peak(alone)}`);
   });
 
   it("refuses settings it cannot run, naming the key", () => {
