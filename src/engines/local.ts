@@ -406,11 +406,6 @@ async function scoreAnswer(sequence: LlamaContextSequence, generated: readonly T
   });
 }
 
-/**
- * Measured on 2 cores with a 1.7 MB model: 1 thread ~900 tok/s, 2 threads
- * ~75 tok/s (thread sync dominates tiny matrices), library default ~6 tok/s.
- * Real models are bandwidth-bound and want every core.
- */
 const BACKGROUND: EvaluationPriority = 1;
 const INTERACTIVE: EvaluationPriority = 5;
 
@@ -429,6 +424,11 @@ export function interactiveFirst({ items }: { items: readonly BatchItem[] }): Pr
   return chosen.sort((a, b) => a.tokens.length - b.tokens.length).map((item) => ({ item, processAmount: item.tokens.length }));
 }
 
+/**
+ * Measured on 2 cores with a 1.7 MB model: 1 thread ~900 tok/s, 2 threads
+ * ~75 tok/s (thread sync dominates tiny matrices), library default ~6 tok/s.
+ * Real models are bandwidth-bound and want every core.
+ */
 function defaultThreads(modelBytes: number): number {
   return modelBytes < 256 * 1024 * 1024 ? 1 : availableParallelism();
 }
