@@ -84,15 +84,15 @@ export class Autoscaling {
     while (!signal.aborted) {
       await this.#o.clock.sleep(pool.config.interval_ms, signal);
       if (signal.aborted) return;
-      this.decide(pool.model);
+      this.#decide(pool);
     }
   }
 
-  /** One decision for the model's pool, and the actuator's call when the count changed. */
-  decide(model: string): number | undefined {
-    const pool = this.#pools.get(model);
+  /** One decision for the pool, and the actuator's call when the count changed. */
+  #decide(pool: Pool): void {
+    const model = pool.model;
     const served = this.#o.fleet.model(model);
-    if (pool === undefined || served === undefined) return undefined;
+    if (served === undefined) return;
     let running = 0;
     let waiting = 0;
     let slots = 0;
@@ -101,20 +101,19 @@ export class Autoscaling {
       const load = r.engine.load();
       running += load.active;
       waiting += load.queued;
-      if (r.health.phase !== "serving") continue;
       slots += load.slots;
-      members++;
+      if (r.health.phase === "serving") members++;
     }
     for (const d of this.#o.waiting()) if (d.model === model) waiting += d.count;
     const c = pool.config;
     pool.desired = pool.autoscaler.desired(this.#o.clock.now(), {
       running,
       waiting,
-      slotsPerReplica: members > 0 ? slots / members : 1,
+      // A replica's slots as configured, whether or not any serves now (all draining in a rollout).
+      slotsPerReplica: served.replicas.length > 0 ? slots / served.replicas.length : 1,
       ...(c.replica_rps === undefined ? {} : { replicaRps: c.replica_rps }),
     });
     if (pool.actuator !== undefined && !pool.acting && pool.desired !== pool.handed) void this.#hand(pool, pool.actuator, pool.desired, members);
-    return pool.desired;
   }
 
   #current(model: string): number {
