@@ -34,13 +34,15 @@ export async function pacedUpstream(initial: Pace): Promise<PacedUpstream> {
     const { firstMs, everyMs, tokens, promptTokens } = pace;
     res.writeHead(200, { "content-type": "text/event-stream" });
     let sent = 0;
+    // Each token is due at a set time from the request's start: a late timer on a loaded machine delays one token, not every one after it.
+    const start = performance.now();
     const next = (): void => {
       if (res.destroyed) return;
       sent++;
       tokensSent++;
       const last = sent >= tokens;
       res.write(chunk({ choices: [{ index: 0, text: " x", finish_reason: last ? "length" : null }] }));
-      if (!last) return void setTimeout(next, everyMs);
+      if (!last) return void setTimeout(next, Math.max(0, start + firstMs + sent * everyMs - performance.now()));
       res.end(chunk({ choices: [], usage: { prompt_tokens: promptTokens, completion_tokens: tokens, total_tokens: promptTokens + tokens } }) + "data: [DONE]\n\n");
     };
     setTimeout(next, firstMs);
