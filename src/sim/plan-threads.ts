@@ -5,24 +5,25 @@
  * before the ranking, so the answer is the one plan() gives on one thread.
  */
 import { Worker } from "node:worker_threads";
-import { PlanUsageError, conclude, planSetup, setupsOf, type PlanInput, type PlanResult } from "./plan.js";
+import type { planSetup} from "./plan.js";
+import { PlanUsageError, conclude, plan, setupsOf, type PlanInput, type PlanResult } from "./plan.js";
 import type { WorkerJob, WorkerMessage } from "./plan-worker.js";
 
 /** Runs the plan on up to `threads` worker threads (1: on this one). */
 export async function planOnThreads(input: PlanInput, threads: number): Promise<PlanResult> {
   const setups = setupsOf(input);
   const n = Math.max(1, Math.min(threads, setups.length));
-  if (n === 1) return conclude(input, setups.map((setup, i) => report(input, i, setups.length, planSetup(input, setup))));
+  if (n === 1) return plan(input);
   const found: ReturnType<typeof planSetup>[] = new Array(setups.length);
   let done = 0;
   const { onCandidate: _, ...shared } = input;
   // Dealt round-robin: neighbouring setups (one hardware's TP sizes) take alike, so each thread gets a mix.
   const shares = Array.from({ length: n }, (_, t) => setups.flatMap((setup, index) => (index % n === t ? [{ index, setup }] : [])));
-  await Promise.all(shares.map((share) => runWorker({ input: shared, setups: share }, (index, f) => (found[index] = report(input, index, setups.length, f, ++done)))));
+  await Promise.all(shares.map((share) => runWorker({ input: shared, setups: share }, (index, f) => (found[index] = report(input, setups.length, f, ++done)))));
   return conclude(input, found);
 }
 
-function report(input: PlanInput, index: number, total: number, f: ReturnType<typeof planSetup>, done = index + 1): ReturnType<typeof planSetup> {
+function report(input: PlanInput, total: number, f: ReturnType<typeof planSetup>, done: number): ReturnType<typeof planSetup> {
   if (f.row !== undefined) input.onCandidate?.(f.row, done, total);
   return f;
 }
