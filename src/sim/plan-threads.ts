@@ -5,8 +5,7 @@
  * before the ranking, so the answer is the one plan() gives on one thread.
  */
 import { Worker } from "node:worker_threads";
-import type { planSetup} from "./plan.js";
-import { PlanUsageError, conclude, plan, setupsOf, type PlanInput, type PlanResult } from "./plan.js";
+import { PlanUsageError, conclude, plan, setupsOf, type PlanInput, type PlanResult, type planSetup } from "./plan.js";
 import type { WorkerJob, WorkerMessage } from "./plan-worker.js";
 
 /** Runs the plan on up to `threads` worker threads (1: on this one). */
