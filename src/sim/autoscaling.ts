@@ -21,7 +21,7 @@ export function replicaRps(island: SimIsland, trace: Trace, tpotMs: number): num
   input /= n;
   output = Math.max(1, output / n);
   const p = island.profile;
-  let hi = Math.max(1, Math.min(island.maxBatch, maxBatch(p, input, output, island.maxBatch)));
+  let hi = Math.max(1, maxBatch(p, input, output, island.maxBatch));
   if (servingPoint(p, 1, input, output).tpotMs > tpotMs) return undefined;
   // TPOT grows with the batch: bisect for the largest batch that meets it.
   let lo = 1;

@@ -289,10 +289,9 @@ class Replicas {
   readonly downSince: Float64Array;
   readonly downMs: Float64Array;
   readonly failures: Int32Array;
-  /** 1 while the replica is part of the fleet (membership changes); when it joined and left, NaN for never. */
+  /** 1 while the replica is part of the fleet (membership changes); when its current stay began, NaN for never. */
   readonly member: Uint8Array;
   readonly joinedAt: Float64Array;
-  readonly leftAt: Float64Array;
   /** Time in the fleet of its earlier stays (an autoscaled replica can leave and join again). */
   readonly memberTotal: Float64Array;
   /** When the autoscaler ordered it, while it is provisioning (paid, not serving yet); else NaN. */
@@ -327,7 +326,6 @@ class Replicas {
     this.failures = new Int32Array(n);
     this.member = new Uint8Array(n).fill(1);
     this.joinedAt = new Float64Array(n);
-    this.leftAt = new Float64Array(n).fill(NaN);
     this.memberTotal = new Float64Array(n);
     this.orderedAt = new Float64Array(n).fill(NaN);
   }
@@ -335,7 +333,6 @@ class Replicas {
   /** It leaves the fleet at `now`: its stay is added up. */
   left(r: number, now: number): void {
     this.member[r] = 0;
-    this.leftAt[r] = now;
     this.memberTotal[r]! += now - this.joinedAt[r]!;
   }
 
@@ -1041,7 +1038,6 @@ class Simulation {
     rep.member[r] = 1;
     rep.up[r] = 1;
     rep.joinedAt[r] = now;
-    rep.leftAt[r] = NaN;
     if (rep.health[r]!.phase === "removed") rep.health[r] = new ReplicaHealth(this.#clock); // joining again: a new process
     rep.health[r]!.observe(true);
     if (rep.serving(r)) rep.servingSlots += rep.slots[r]!;

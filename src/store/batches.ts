@@ -28,7 +28,6 @@ function* sql(text: string, ...params: unknown[]): Generator<Step, StepResult, S
   return yield { sql: text, params };
 }
 
-
 /** Lines the runner holds at once never get near this; it bounds one multi-row insert's parameters. */
 const INSERT_ROWS = 200;
 const LINE_STATES: readonly BatchLineState[] = ["pending", "running", "completed", "failed", "cancelled", "expired"];
