@@ -34,15 +34,17 @@ export async function pacedUpstream(initial: Pace): Promise<PacedUpstream> {
     const { firstMs, everyMs, tokens, promptTokens } = pace;
     res.writeHead(200, { "content-type": "text/event-stream" });
     let sent = 0;
-    // Each token is due at a set time from the request's start: a late timer on a loaded machine delays one token, not every one after it.
-    const start = performance.now();
+    // Each later token is due `everyMs` apart from when the first went out: a late timer on a loaded
+    // machine delays one token, not every one after it, and a late first token does not squeeze the rest.
+    let firstAt = 0;
     const next = (): void => {
       if (res.destroyed) return;
+      if (sent === 0) firstAt = performance.now();
       sent++;
       tokensSent++;
       const last = sent >= tokens;
       res.write(chunk({ choices: [{ index: 0, text: " x", finish_reason: last ? "length" : null }] }));
-      if (!last) return void setTimeout(next, Math.max(0, start + firstMs + sent * everyMs - performance.now()));
+      if (!last) return void setTimeout(next, Math.max(0, firstAt + sent * everyMs - performance.now()));
       res.end(chunk({ choices: [], usage: { prompt_tokens: promptTokens, completion_tokens: tokens, total_tokens: promptTokens + tokens } }) + "data: [DONE]\n\n");
     };
     setTimeout(next, firstMs);
