@@ -42,6 +42,10 @@ export interface PlanOptions {
   rackKw: number;
   userTokens?: number;
   threads: number;
+  shapes: string;
+  kvLink: string;
+  exhaustive?: boolean;
+  pairs: number;
   seed?: number;
   json?: boolean;
   out?: string;
@@ -54,6 +58,10 @@ export function registerPlanCommand(program: Command, io: SimIo = { stdout: proc
     .option("--hw <names>", "candidate hardware, comma-separated", "h100,h200,b200,mi300x,l40s,lpddr-chip")
     .option("--precision <names>", "candidate precisions, comma-separated", "bf16,fp8")
     .option("--tp <sizes>", "candidate tensor-parallel sizes, comma-separated", "1,2,4,8")
+    .option("--shapes <kinds>", "kinds of fleet to consider, comma-separated: aggregated (each replica serves whole requests), disaggregated (prefill and decode replicas of one hardware), mixed (prefill on one hardware, decode on another)", "aggregated")
+    .option("--kv-link <link>", "the link KV crosses from prefill to decode replicas: nvlink, rdma-400g or ethernet-100g", "rdma-400g")
+    .option("--pairs <n>", "disaggregated and, apart, mixed fleets searched at most, those the hardware model's capacity prices lowest first", num("--pairs", { int: true, min: 1 }), 8)
+    .option("--exhaustive", "replay every candidate, also those the hardware model's capacity bound prices out (the brute-force check)")
     .option("--ttft-slo <ms>", "objective on time to first token", num("--ttft-slo", { gt: 0 }), 2000)
     .option("--tpot-slo <ms>", "objective on time per output token", num("--tpot-slo", { gt: 0 }), 100)
     .option("--slo-share <f>", "share of requests that must meet both objectives", num("--slo-share", { gt: 0 }), 0.99)

@@ -7,8 +7,10 @@ import { writeFile } from "node:fs/promises";
 import { resolve } from "node:path";
 import { stringify } from "yaml";
 import { rowChart } from "../sim/charts.js";
-import { PlanUsageError, type PlanInput, type PlanResult, type PlanRow, type Unfit } from "../sim/plan.js";
+import { FLEET_SHAPES, PlanUsageError, type FleetShape, type PlanInput, type PlanResult, type PlanRow, type Unfit } from "../sim/plan.js";
+import { plannedFleet } from "../sim/plan-search.js";
 import { planOnThreads } from "../sim/plan-threads.js";
+import { KV_LINK_IDS, type KvLinkId } from "../hardware/links.js";
 import type { PlanOptions } from "./plan-command.js";
 import type { SimIo } from "./sim-command.js";
 import { SimUsageError, buildTrace } from "./sim-run.js";
@@ -27,6 +29,11 @@ export async function runPlan(opts: PlanOptions, io: SimIo): Promise<boolean> {
     if (!Number.isInteger(n) || n < 1) throw new SimUsageError(`--tp sizes must be positive integers, got "${t}"`);
     return n;
   });
+  const shapes = list("--shapes", opts.shapes).map((x) => {
+    if (!(FLEET_SHAPES as readonly string[]).includes(x)) throw new SimUsageError(`--shapes: unknown shape "${x}"; known: ${FLEET_SHAPES.join(", ")}`);
+    return x as FleetShape;
+  });
+  if (!(KV_LINK_IDS as readonly string[]).includes(opts.kvLink)) throw new SimUsageError(`--kv-link: unknown link "${opts.kvLink}"; known: ${KV_LINK_IDS.join(", ")}`);
   const seed = opts.seed ?? 1;
   // The prefix-cache block size of a fleet file without an engine section.
   const { trace: path, format, requests, rate, inputTokens, inputCv, outputTokens, outputCv, rateScale, peakToTrough, diurnalPeriod, duration, truncate } = opts;
@@ -42,11 +49,15 @@ export async function runPlan(opts: PlanOptions, io: SimIo): Promise<boolean> {
     slo: { ttftMs: opts.ttftSlo, tpotMs: opts.tpotSlo, share: opts.sloShare },
     objective: opts.objective,
     maxReplicas: opts.maxReplicas,
+    shapes,
+    pairsPerShape: opts.pairs,
+    kvLink: opts.kvLink as KvLinkId,
+    ...(opts.exhaustive === true ? { exhaustive: true } : {}),
     limits: { ...(opts.maxPowerKw === undefined ? {} : { facilityKw: opts.maxPowerKw }), ...(opts.maxUsdPerHour === undefined ? {} : { usdPerHour: opts.maxUsdPerHour }) },
     rackKw: opts.rackKw,
     ...(opts.userTokens === undefined ? {} : { userTokensPerMonth: opts.userTokens }),
     seed,
-    onCandidate: (row, done, total) => io.stderr.write(`plan: ${done}/${total} ${setupName(row)}: ${row.meets ? `${row.replicas} replicas` : `not met at ${row.replicas}`} (${row.replays} replays)\n`),
+    onCandidate: (row, done, total) => io.stderr.write(`plan: ${done}/${total} ${fleetName(row)}${row.meets ? "" : ": not met"} (${row.replays} replays)\n`),
   };
   let result: PlanResult;
   try {
@@ -63,13 +74,15 @@ export async function runPlan(opts: PlanOptions, io: SimIo): Promise<boolean> {
 
 const setupName = (r: { hardware: string; precision: string; tp: number }): string => `${r.hardware} ${r.precision} tp${r.tp}`;
 
+/** A row's fleet in a few words: "b200 fp4 tp2 x 7", or "prefill h100 fp8 tp2 x 3 + decode lpddr-chip fp8 tp4 x 9". */
+function fleetName(r: PlanRow): string {
+  return r.prefill === undefined ? `${setupName(r)} x ${r.replicas}` : `prefill ${setupName(r.prefill)} x ${r.prefill.replicas} + decode ${setupName(r)} x ${r.replicas}`;
+}
+
 /** The chosen fleet as a fleet file `flotilla sim --fleet` replays. */
 function fleetFile(input: PlanInput, best: PlanRow): string {
-  return stringify({
-    islands: [{ name: "planned", hardware: best.hardware, count: best.replicas, model: input.model, precision: best.precision, tp: best.tp }],
-    slo: { ttft_ms: input.slo.ttftMs, tpot_ms: input.slo.tpotMs },
-    seed: input.seed ?? 1,
-  });
+  const candidate = { shape: best.shape, setup: best, ...(best.prefill === undefined ? {} : { prefill: best.prefill }) };
+  return stringify(plannedFleet(input, candidate, best.prefill === undefined ? [best.replicas] : [best.prefill.replicas, best.replicas]));
 }
 
 /** Each fleet that meets the objective by its cost per million output tokens; the frontier in a second colour. */
@@ -80,7 +93,7 @@ function costChart(input: PlanInput, result: PlanResult): string {
     title: `Fleets for ${input.model} that meet the objective`,
     subtitle: `${(input.slo.share * 100).toFixed(1)}% within TTFT ${input.slo.ttftMs} ms and TPOT ${input.slo.tpotMs} ms; the Pareto frontier (money, energy, devices) in orange`,
     xLabel: "$ per million output tokens",
-    labels: met.map((r) => `${setupName(r)} x ${r.replicas}`),
+    labels: met.map(fleetName),
     values: met.map((r) => r.usdPerMTok),
     colors: met.map((r) => (frontier.has(r) ? 1 : 0)),
   });
@@ -88,23 +101,27 @@ function costChart(input: PlanInput, result: PlanResult): string {
 
 function render(input: PlanInput, result: PlanResult, out: string | undefined): string {
   const perUser = input.userTokensPerMonth !== undefined;
+  const moved = result.rows.some((r) => r.kvTransfer !== undefined);
   const lines = [
     `${input.model}, ${input.trace.count} requests over ${(input.trace.arrivalMs[input.trace.count - 1]! / 1000).toFixed(0)} s; objective: ${(input.slo.share * 100).toFixed(1)}% of requests within TTFT ${input.slo.ttftMs} ms and TPOT ${input.slo.tpotMs} ms`,
     "",
-    `| setup | replicas | devices | met | $/M tok |${perUser ? " $/user-mo |" : ""} J/tok | $/h | kW mean | kW peak | racks | TTFT p99 ms | TPOT p99 ms |`,
-    `|---|---:|---:|---:|---:|${perUser ? "---:|" : ""}---:|---:|---:|---:|---:|---:|---:|`,
+    `| fleet | shape | devices | met | $/M tok |${perUser ? " $/user-mo |" : ""} J/tok | $/h | kW mean | kW peak | racks | TTFT p99 ms | TPOT p99 ms |${moved ? " KV moved GB |" : ""}`,
+    `|---|---|---:|---:|---:|${perUser ? "---:|" : ""}---:|---:|---:|---:|---:|---:|---:|${moved ? "---:|" : ""}`,
   ];
   const frontier = new Set(result.frontier);
   for (const r of result.rows) {
     const mark = r === result.best ? " (chosen)" : frontier.has(r) ? " (frontier)" : "";
     const met = `${(r.goodShare * 100).toFixed(1)}%${r.meets ? "" : " ✗"}`;
     const user = perUser ? ` ${(r.usdPerUserMonth ?? 0).toFixed(2)} |` : "";
-    lines.push(`| ${setupName(r)}${mark} | ${r.replicas} | ${r.devices} | ${met} | ${r.usdPerMTok.toFixed(3)} |${user} ${r.joulesPerToken.toFixed(2)} | ${r.usdPerHour.toFixed(2)} | ${r.facilityKw.toFixed(2)} | ${r.peakKw.toFixed(1)} | ${r.racks} | ${r.ttftP99Ms.toFixed(0)} | ${r.tpotP99Ms.toFixed(1)} |`);
+    const kv = moved ? ` ${r.kvTransfer === undefined ? "—" : r.kvTransfer.gb.toFixed(1)} |` : "";
+    lines.push(`| ${fleetName(r)}${mark} | ${r.shape} | ${r.devices} | ${met} | ${r.usdPerMTok.toFixed(3)} |${user} ${r.joulesPerToken.toFixed(2)} | ${r.usdPerHour.toFixed(2)} | ${r.facilityKw.toFixed(2)} | ${r.peakKw.toFixed(1)} | ${r.racks} | ${r.ttftP99Ms.toFixed(0)} | ${r.tpotP99Ms.toFixed(1)} |${kv}`);
   }
-  for (const u of result.unfit) lines.push(`| ${setupName(u)} | — | — | — | ${u.share === undefined ? "does not fit: " : "cannot meet it: "}${u.reason} |${perUser ? " |" : ""} | | | | | | |`);
+  const blank = ` |${perUser ? " |" : ""} | | | | | | |${moved ? " |" : ""}`;
+  for (const u of result.unfit) lines.push(`| ${setupName(u)} | — | — | — | ${u.share === undefined ? "does not fit: " : "cannot meet it: "}${u.reason}${blank}`);
   lines.push("");
+  if (result.ruledOut > 0) lines.push(`${result.ruledOut} of ${result.candidates} candidates were ruled out by the hardware model without a replay: their requests could not meet the objective even alone, or their capacity bound already ${input.objective === "devices" ? "needs more devices" : "costs more"} than a fleet above`);
   if (result.best === undefined) lines.push(infeasible(input, result));
-  else lines.push(`chosen by ${input.objective}: ${setupName(result.best)} x ${result.best.replicas}${out === undefined ? "" : `, written to ${resolve(out)}`}`);
+  else lines.push(`chosen by ${input.objective}: ${fleetName(result.best)}${out === undefined ? "" : `, written to ${resolve(out)}`}`);
   return `${lines.join("\n")}\n`;
 }
 
@@ -116,11 +133,11 @@ function infeasible(input: PlanInput, result: PlanResult): string {
   if (closest !== undefined && (bounded === undefined || closest.goodShare >= bounded.share!)) {
     if (closest.cappedBy !== undefined) {
       const limit = closest.cappedBy === "power" ? `the power limit (${input.limits?.facilityKw} kW at peak)` : `the money limit (${input.limits?.usdPerHour} USD an hour)`;
-      return `${within}. The closest: ${setupName(closest)} x ${closest.replicas}, ${(closest.goodShare * 100).toFixed(1)}% of requests within it; the binding limit is ${limit}, which allows no more replicas`;
+      return `${within}. The closest: ${fleetName(closest)}, ${(closest.goodShare * 100).toFixed(1)}% of requests within it; the binding limit is ${limit}, which allows no more replicas`;
     }
     const ttft = closest.ttftP99Ms / input.slo.ttftMs >= closest.tpotP99Ms / input.slo.tpotMs;
     const binding = ttft ? `TTFT (p99 ${closest.ttftP99Ms.toFixed(0)} ms against ${input.slo.ttftMs} ms)` : `TPOT (p99 ${closest.tpotP99Ms.toFixed(1)} ms against ${input.slo.tpotMs} ms)`;
-    return `${within}. The closest: ${setupName(closest)} x ${closest.replicas}, ${(closest.goodShare * 100).toFixed(1)}% of requests within it; the binding limit is ${binding}`;
+    return `${within}. The closest: ${fleetName(closest)}, ${(closest.goodShare * 100).toFixed(1)}% of requests within it; the binding limit is ${binding}`;
   }
   if (bounded !== undefined) return `${within}. The closest: ${setupName(bounded)}, where ${bounded.reason}`;
   return "no setup in the space can serve the model: none fits (above); add hardware with more memory, larger --tp, or a lower --precision";

@@ -1,43 +1,62 @@
 /**
- * `flotilla plan` on several threads: every setup's search is independent
- * (plan.ts planSetup), so setups are dealt to worker threads, each with its
- * own copy of the workload, and the outcomes are put back in setup order
- * before the ranking, so the answer is the one plan() gives on one thread.
+ * `flotilla plan` on several threads: every candidate's search is
+ * independent (plan-search.ts), so each worker thread, with its own copy of
+ * the workload, takes the next candidate in search order as it finishes
+ * one. Whether a candidate is pruned is decided when it is dealt, against
+ * the fleets found so far: which fleets are replayed may differ from one
+ * thread's run, the choice does not (a pruned candidate's bound is past a
+ * fleet found, so past the best).
  */
 import { Worker } from "node:worker_threads";
-import { PlanUsageError, conclude, plan, setupsOf, type PlanInput, type PlanResult, type planSetup } from "./plan.js";
+import { PlanUsageError, conclude, foundOf, plan, planSpace, prunes, startOf, type PlanFound, type PlanInput, type PlanJob, type PlanResult, type PlanRow } from "./plan.js";
 import type { WorkerJob, WorkerMessage } from "./plan-worker.js";
 
 /** Runs the plan on up to `threads` worker threads (1: on this one). */
 export async function planOnThreads(input: PlanInput, threads: number): Promise<PlanResult> {
-  const setups = setupsOf(input);
-  const n = Math.max(1, Math.min(threads, setups.length));
+  const space = planSpace(input);
+  const n = Math.max(1, Math.min(threads, space.jobs.length));
   if (n === 1) return plan(input);
-  const found: ReturnType<typeof planSetup>[] = new Array(setups.length);
-  let done = 0;
+  const found: PlanFound[] = [];
   const { onCandidate: _, ...shared } = input;
-  // Dealt round-robin: neighbouring setups (one hardware's TP sizes) take alike, so each thread gets a mix.
-  const shares = Array.from({ length: n }, (_, t) => setups.flatMap((setup, index) => (index % n === t ? [{ index, setup }] : [])));
-  await Promise.all(shares.map((share) => runWorker({ input: shared, setups: share }, (index, f) => (found[index] = report(input, setups.length, f, ++done)))));
-  return conclude(input, found);
+  let next = 0;
+  let done = space.ruledOut;
+  /** The next job to replay, skipping those the fleets found so far prune. */
+  const deal = (): { job: PlanJob; start: number[] } | undefined => {
+    while (next < space.jobs.length) {
+      const job = space.jobs[next++]!;
+      done++;
+      if (!prunes(input, job, found)) return { job, start: startOf(input, job, found) };
+    }
+    return undefined;
+  };
+  const byIndex = new Map(space.jobs.map((j) => [j.index, j]));
+  await Promise.all(
+    Array.from({ length: n }, () =>
+      runWorker(shared, deal, (index, row) => {
+        const f = foundOf(input, byIndex.get(index)!, row);
+        found.push(f);
+        input.onCandidate?.(f.row, done, space.candidates);
+      }),
+    ),
+  );
+  return conclude(input, space, found);
 }
 
-function report(input: PlanInput, total: number, f: ReturnType<typeof planSetup>, done: number): ReturnType<typeof planSetup> {
-  if (f.row !== undefined) input.onCandidate?.(f.row, done, total);
-  return f;
-}
-
-function runWorker(job: WorkerJob, each: (index: number, found: ReturnType<typeof planSetup>) => void): Promise<void> {
+function runWorker(input: WorkerJob["input"], deal: () => { job: PlanJob; start: number[] } | undefined, each: (index: number, row: PlanRow) => void): Promise<void> {
   const worker = workerThread();
+  const send = (): void => {
+    const dealt = deal();
+    worker.postMessage((dealt === undefined ? { done: true } : { input, ...dealt }) satisfies WorkerJob | { done: true });
+  };
   return new Promise<void>((resolve, reject) => {
     worker.on("message", (m: WorkerMessage) => {
-      if ("index" in m) each(m.index, m.found);
-      else if ("error" in m) reject(m.usage ? new PlanUsageError(m.error) : new Error(m.error));
-      else resolve();
+      if ("error" in m) return reject(m.usage ? new PlanUsageError(m.error) : new Error(m.error));
+      each(m.index, m.row);
+      send();
     });
     worker.once("error", reject);
     worker.once("exit", (code) => (code === 0 ? resolve() : reject(new Error(`a plan worker thread exited with code ${code}`))));
-    worker.postMessage(job);
+    send();
   }).finally(() => void worker.terminate());
 }
 

@@ -1,27 +1,34 @@
 /**
  * Which fleet should I run? For a workload (a trace) and a latency
- * objective, the twin tries every candidate setup (hardware x precision x
- * TP) and finds, for each, the fewest replicas whose replay meets the
- * objective for the required share of requests: doubling from one replica
- * until it does, then bisecting. Each setup's fleet at that count is priced
- * (money and energy per million output tokens, devices, facility power);
- * the Pareto frontier over money, energy and devices is what is worth
- * choosing between, and the objective picks one of it.
+ * objective, the twin searches the candidate fleets and finds, for each,
+ * the fewest replicas whose replay meets the objective for the required
+ * share of requests. A candidate is a setup (hardware x precision x TP)
+ * serving whole requests (aggregated), or a prefill setup and a decode
+ * setup with the KV crossing a link between them: disaggregated on one
+ * kind of hardware, or mixed (prefill on one kind, decode on another).
  *
- * A setup is tried only where the hardware model says it could meet the
- * objective at all (idleBound): each request alone on an idle replica. The
- * limits (peak facility power, money per hour) cap its replicas; a rack's
- * power says how many racks it fills.
- * Homogeneous, aggregated fleets: disaggregated and mixed fleets are the
- * next step.
+ * The hardware model prunes before the twin verifies (plan-bound.ts): a
+ * candidate whose requests could not meet the objective even alone on idle
+ * replicas is ruled out; the others are searched in the order of their
+ * capacity bound's cost, each from its bound upwards, and one whose bound
+ * already costs more than a fleet found (by the objective) is never
+ * replayed. Of the disaggregated and mixed pairs, only the few cheapest by
+ * that bound are searched (pairsPerShape). Each fleet found is priced (money and energy per million
+ * output tokens, devices, facility power); the Pareto frontier over money,
+ * energy and devices is what is worth choosing between, and the objective
+ * picks one of it. The limits (peak facility power, money per hour) cap
+ * replicas; a rack's power says how many racks a fleet fills.
  */
-import { buildReport, type SimReport } from "./report.js";
-import { servedTpotMs, servedTtftMs } from "../hardware/served.js";
-import { FleetFileError, resolveSimFleet, type SimFleet, type SimIsland } from "./fleet-file.js";
-import { simulate } from "./simulator.js";
+import { FleetFileError } from "./fleet-file.js";
+import { aloneOf, budgetsOf, capacityOf, countBound, countEstimate, idleShare, workloadOf, type Alone, type Capacity, type Slo } from "./plan-bound.js";
+import { oneReplica, overLimit, searchCandidate } from "./plan-search.js";
+import type { KvLinkId } from "../hardware/links.js";
+import type { SimIsland } from "./fleet-file.js";
 import type { Trace } from "./traces.js";
 
 export type PlanObjective = "cost" | "energy" | "devices";
+export const FLEET_SHAPES = ["aggregated", "disaggregated", "mixed"] as const;
+export type FleetShape = (typeof FLEET_SHAPES)[number];
 
 export interface PlanInput {
   readonly model: string;
@@ -30,10 +37,18 @@ export interface PlanInput {
   readonly tps: readonly number[];
   readonly trace: Trace;
   /** Latency objectives, and the share of requests that must meet both. */
-  readonly slo: { readonly ttftMs: number; readonly tpotMs: number; readonly share: number };
+  readonly slo: Slo;
   readonly objective: PlanObjective;
-  /** Most replicas a candidate may use before it is called infeasible. */
+  /** Most replicas an island may have before its candidate is called infeasible. */
   readonly maxReplicas: number;
+  /** Which kinds of fleet to consider (default: aggregated only). */
+  readonly shapes?: readonly FleetShape[];
+  /** The link KV crosses in disaggregated and mixed fleets (default rdma-400g). */
+  readonly kvLink?: KvLinkId;
+  /** Disaggregated (and, apart, mixed) candidates replayed at most, cheapest capacity bound first (default DEFAULT_PAIRS_PER_SHAPE). */
+  readonly pairsPerShape?: number;
+  /** Replay every candidate, even those whose capacity bound already costs more than a fleet found, and every pair (the brute-force check). */
+  readonly exhaustive?: boolean;
   readonly seed?: number;
   /** What the chosen fleet may not exceed: facility power at peak (kW) and money (USD per hour). */
   readonly limits?: { readonly facilityKw?: number; readonly usdPerHour?: number };
@@ -55,12 +70,36 @@ export interface PlanInput {
 export const HOST_POWER_PER_DEVICE_W = 0.6;
 export const DEFAULT_RACK_KW = 30;
 
-/** One setup, at the fewest replicas that met the objective (or, where none did, at the most tried). */
+/**
+ * Every prefill setup with every decode setup is too many to replay (72
+ * setups make over 2,500 pairs); the capacity bound ranks them, and this
+ * many of each shape are searched. The brute-force bench
+ * (bench/plan-brute-force.ts) checks what that loses.
+ */
+export const DEFAULT_PAIRS_PER_SHAPE = 8;
+
+export type Setup = { readonly hardware: string; readonly precision: string; readonly tp: number };
+
+/** A fleet to size: `setup` decodes (and, aggregated, prefills too); `prefill`, where it disaggregates, prefills. */
+export interface Candidate {
+  readonly shape: FleetShape;
+  readonly setup: Setup;
+  readonly prefill?: Setup;
+}
+
+/**
+ * One candidate, at the fewest replicas that met the objective (or, where
+ * none did, at the most tried). `hardware` … `replicas` are the island that
+ * decodes; a disaggregated or mixed fleet's prefill island is `prefill`.
+ */
 export interface PlanRow {
+  readonly shape: FleetShape;
   readonly hardware: string;
   readonly precision: string;
   readonly tp: number;
   readonly replicas: number;
+  readonly prefill?: Setup & { readonly replicas: number };
+  /** Devices of every island. */
   readonly devices: number;
   /** Whether the objective was met. */
   readonly meets: boolean;
@@ -81,19 +120,25 @@ export interface PlanRow {
   readonly cappedBy?: "power" | "money";
   readonly ttftP99Ms: number;
   readonly tpotP99Ms: number;
+  /** KV moved from prefill to decode replicas, GB, and its p99 crossing time (disaggregated and mixed fleets). */
+  readonly kvTransfer?: { readonly gb: number; readonly p99Ms: number };
   /** Twin replays this candidate's search took. */
   readonly replays: number;
 }
 
 export interface PlanResult {
-  /** Every setup that fits, best first by the objective (those that meet it before those that do not). */
+  /** Every candidate replayed, best first by the objective (those that meet it before those that do not). */
   readonly rows: readonly PlanRow[];
   /** Setups that cannot meet the objective at any replica count, and why: the model does not fit at that TP, or its prefill alone is too slow. */
   readonly unfit: readonly Unfit[];
   /** The rows no other row beats on money, energy and devices at once. */
   readonly frontier: readonly PlanRow[];
-  /** The objective's choice; undefined when no setup met the latency objective. */
+  /** The objective's choice; undefined when no candidate met the latency objective. */
   readonly best: PlanRow | undefined;
+  /** Candidates never replayed: disaggregated and mixed ones their idle bound rules out, and any whose capacity bound costs more than a fleet found. */
+  readonly ruledOut: number;
+  /** Candidates in the space. */
+  readonly candidates: number;
 }
 
 /** A setup that cannot meet the objective at any count; `share`, where it fits, the most requests it could serve within it. */
@@ -108,183 +153,193 @@ export interface Unfit {
 /** The name-level mistakes in a plan's space (an unknown hardware, precision or model): the user's to fix, not a setup to skip. */
 export class PlanUsageError extends Error {}
 
-export type Setup = { readonly hardware: string; readonly precision: string; readonly tp: number };
+/**
+ * A candidate to search. Per island (prefill first): the fewest replicas
+ * its capacity allows (`lowest`, a bound) and the hardware model's
+ * estimate of what a replay will find (`estimate`); what the bound would
+ * cost (by the objective's measures), and what the estimate would.
+ */
+export interface PlanJob {
+  readonly index: number;
+  readonly candidate: Candidate;
+  readonly lowest: readonly number[];
+  readonly estimate: readonly number[];
+  readonly bound: { readonly usdPerMTok: number; readonly devices: number };
+  readonly estimated: { readonly usdPerHour: number; readonly devices: number };
+}
 
-/** Every setup in the input's space, in the order they are searched and reported. */
+/** The plan's space, pruned by the hardware model: jobs in search order, setups that cannot serve, and candidates ruled out. */
+export interface PlanSpace {
+  readonly jobs: readonly PlanJob[];
+  readonly unfit: readonly Unfit[];
+  readonly ruledOut: number;
+  readonly candidates: number;
+}
+
+/** Every setup in the input's space, in the order they are listed. */
 export function setupsOf(input: PlanInput): Setup[] {
   return input.hardware.flatMap((hardware) => input.precisions.flatMap((precision) => input.tps.map((tp) => ({ hardware, precision, tp }))));
 }
 
 export function plan(input: PlanInput): PlanResult {
-  const setups = setupsOf(input);
-  const found = setups.map((setup, i) => {
-    const f = planSetup(input, setup);
-    if (f.row !== undefined) input.onCandidate?.(f.row, i + 1, setups.length);
-    return f;
-  });
-  return conclude(input, found);
+  const space = planSpace(input);
+  const found: PlanFound[] = [];
+  let done = space.ruledOut;
+  for (const job of space.jobs) {
+    done++;
+    if (prunes(input, job, found)) continue;
+    const f = foundOf(input, job, searchCandidate(input, job, startOf(input, job, found)));
+    found.push(f);
+    input.onCandidate?.(f.row, done, space.candidates);
+  }
+  return conclude(input, space, found);
+}
+
+/** A candidate's row, and how far its measure (by the objective: money per hour, or devices) came above the hardware model's estimate. */
+export type PlanFound = { readonly index: number; readonly row: PlanRow; readonly ratio?: number };
+
+export function foundOf(input: PlanInput, job: PlanJob, row: PlanRow): PlanFound {
+  const [measured, estimated] = input.objective === "devices" ? [row.devices, job.estimated.devices] : [row.usdPerHour, job.estimated.usdPerHour];
+  return { index: job.index, row, ...(row.meets && estimated > 0 ? { ratio: measured / estimated } : {}) };
 }
 
 /**
- * One setup's search: its row at the fewest replicas that meet the
- * objective, or why it cannot (it does not fit, the hardware model rules it
- * out, a limit allows not one replica). Independent of every other setup's,
- * so setups can be searched on several threads (plan-threads.ts).
+ * How far replays came above the estimates so far, ascending, for the
+ * job's family: aggregated fleets, or split ones (disaggregated and
+ * mixed), whose estimates err differently (colocated prompts and decode
+ * steps interfere more than the estimate's shared load says).
  */
-export function planSetup(input: PlanInput, setup: Setup): { readonly row?: PlanRow; readonly unfit?: Unfit } {
-  const fleetOf = (count: number): SimFleet => fleetFor(input, setup, count);
-  let one: SimFleet;
+function ratiosFor(job: PlanJob, found: readonly PlanFound[]): number[] {
+  const split = job.candidate.prefill !== undefined;
+  return found.flatMap((f) => (f.ratio === undefined || (f.row.prefill !== undefined) !== split ? [] : [f.ratio])).sort((a, b) => a - b);
+}
+
+/**
+ * Where a job's search starts: its estimate, scaled by the median of how
+ * far replays of its family came above their estimates so far. Brute
+ * force starts at the estimate itself, so its answer does not hang on the
+ * order replays end in.
+ */
+export function startOf(input: PlanInput, job: PlanJob, found: readonly PlanFound[]): number[] {
+  const r = input.exhaustive === true ? [] : ratiosFor(job, found);
+  const scale = r.length === 0 ? 1 : r[Math.floor(r.length / 2)]!;
+  return job.estimate.map((n, k) => Math.max(job.lowest[k]!, Math.round(n * scale)));
+}
+
+/** Replays of a family needed before its estimates prune, and how far under the most hopeful of them a job may still come. */
+export const PRUNE_AFTER = 3;
+export const PRUNE_MARGIN = 0.75;
+
+/**
+ * Whether a job need not be replayed, against the fleets that met the
+ * objective so far: its capacity bound already costs (by the objective) at
+ * least what the best of them does; or, once PRUNE_AFTER of its family
+ * have met it, its estimate scaled by the smallest ratio of replay to
+ * estimate among them (the most hopeful), less PRUNE_MARGIN, does. Never
+ * with --exhaustive or the energy objective.
+ */
+export function prunes(input: PlanInput, job: PlanJob, found: readonly PlanFound[]): boolean {
+  if (input.exhaustive === true || input.objective === "energy") return false;
+  const met = found.filter((f) => f.row.meets).map((f) => f.row);
+  const devices = input.objective === "devices";
+  const key = objectiveKey(input.objective);
+  if (met.some((r) => key(r) <= (devices ? job.bound.devices : job.bound.usdPerMTok))) return true;
+  const r = ratiosFor(job, found);
+  if (r.length < PRUNE_AFTER) return false;
+  const measure = devices ? (row: PlanRow): number => row.devices : (row: PlanRow): number => row.usdPerHour;
+  const hoped = (devices ? job.estimated.devices : job.estimated.usdPerHour) * r[0]! * PRUNE_MARGIN;
+  return met.some((row) => measure(row) <= hoped);
+}
+
+/** The searches' rows as one answer: ranked by the objective, with the frontier and the choice. */
+export function conclude(input: PlanInput, space: PlanSpace, found: readonly PlanFound[]): PlanResult {
+  const key = objectiveKey(input.objective);
+  const rows = [...found]
+    .sort((a, b) => Number(b.row.meets) - Number(a.row.meets) || key(a.row) - key(b.row) || b.row.goodShare - a.row.goodShare || a.index - b.index)
+    .map((f) => f.row);
+  const met = rows.filter((r) => r.meets);
+  return { rows, unfit: space.unfit, frontier: paretoFrontier(met), best: met[0], ruledOut: space.candidates - found.length - space.unfit.length, candidates: space.candidates };
+}
+
+/**
+ * The space's candidates, each checked against the hardware model: setups
+ * that do not fit or cannot meet the objective alone are unfit; the rest
+ * are jobs, cheapest capacity bound first.
+ */
+export function planSpace(input: PlanInput): PlanSpace {
+  const trace = input.trace;
+  const workload = workloadOf(trace, input.slo);
+  const shapes = new Set(input.shapes ?? ["aggregated"]);
+  const unfit: Unfit[] = [];
+  const sides: Side[] = [];
+  for (const setup of setupsOf(input)) {
+    const island = resolveSide(input, setup, unfit);
+    if (island === undefined) continue;
+    const over = overLimit(input, island);
+    if (over !== undefined) {
+      unfit.push({ ...setup, reason: over });
+      continue;
+    }
+    sides.push({ setup, alone: aloneOf(island, trace, workload), capacity: capacityOf(island, workload, input.slo.tpotMs) });
+  }
+  const jobs: Omit<PlanJob, "index">[] = [];
+  let candidates = 0;
+  const job = (candidate: Candidate, islands: readonly Side[]): void => {
+    candidates++;
+    const [p, d] = [islands[0]!, islands[islands.length - 1]!];
+    const budgets = budgetsOf(p.alone, d.alone, trace, input.slo, islands.length === 1 ? undefined : { link: input.kvLink ?? "rdma-400g" });
+    const share = idleShare(budgets);
+    if (share < input.slo.share) {
+      // No count of replicas helps: the longest prompts' prefill (or a decode step) alone is past the objective.
+      const limit = `at most ${(share * 100).toFixed(1)}% of requests can meet the objective on it, even each alone on an idle replica (first token up to ${budgets.worstTtftMs.toFixed(0)} ms, output tokens up to ${budgets.worstTpotMs.toFixed(1)} ms)`;
+      if (islands.length === 1) unfit.push({ ...candidate.setup, reason: limit, share });
+      return;
+    }
+    const bounds = islands.map((x) => countBound(workload, input.slo, x.capacity));
+    const lowest = islands.length === 1 ? [Math.max(bounds[0]!.prefill, bounds[0]!.decode)] : [bounds[0]!.prefill, bounds[1]!.decode];
+    const estimates = islands.length === 1 ? [countEstimate(workload, input.slo, p.capacity, budgets, "both")] : [countEstimate(workload, input.slo, p.capacity, budgets, "prefill"), countEstimate(workload, input.slo, d.capacity, budgets, "decode")];
+    const estimate = estimates.map((n, k) => Math.max(n, lowest[k]!));
+    if (estimate.some((n) => !Number.isFinite(n))) return;
+    const usdPerHour = (counts: readonly number[]): number => islands.reduce((sum, x, k) => sum + x.alone.island.usdPerHour * counts[k]!, 0);
+    const devices = (counts: readonly number[]): number => islands.reduce((sum, x, k) => sum + x.alone.island.tp * counts[k]!, 0);
+    const usdPerMTok = workload.outputTokens > 0 ? ((usdPerHour(lowest) * workload.lastArrivalMs) / 3.6e6 / workload.outputTokens) * 1e6 : 0;
+    jobs.push({ candidate, lowest, estimate, bound: { usdPerMTok, devices: devices(lowest) }, estimated: { usdPerHour: usdPerHour(estimate), devices: devices(estimate) } });
+  };
+  for (const x of shapes.has("aggregated") ? sides : []) job({ shape: "aggregated", setup: x.setup }, [x]);
+  for (const p of shapes.has("disaggregated") || shapes.has("mixed") ? sides : []) {
+    for (const d of sides) {
+      const shape = p.setup.hardware === d.setup.hardware ? "disaggregated" : "mixed";
+      // A setup too slow to serve whole requests may still prefill or decode.
+      if (shapes.has(shape) && p.alone.island.profile.kvFormat === d.alone.island.profile.kvFormat) job({ shape, setup: d.setup, prefill: p.setup }, [p, d]);
+    }
+  }
+  const order = (j: Omit<PlanJob, "index">): number => (input.objective === "devices" ? j.estimated.devices : j.estimated.usdPerHour);
+  const sorted = jobs.map((j, index) => ({ ...j, index })).sort((a, b) => order(a) - order(b) || a.index - b.index);
+  // The pairs are many (every prefill setup with every decode setup): only the most promising of each shape are replayed.
+  const kept = new Map<FleetShape, number>();
+  const most = input.exhaustive === true ? Infinity : (input.pairsPerShape ?? DEFAULT_PAIRS_PER_SHAPE);
+  const searched = sorted.filter((j) => {
+    if (j.candidate.shape === "aggregated") return true;
+    kept.set(j.candidate.shape, (kept.get(j.candidate.shape) ?? 0) + 1);
+    return kept.get(j.candidate.shape)! <= most;
+  });
+  // Setups that do not fit (or a limit allows not one replica of) count as one candidate each.
+  const unresolved = unfit.filter((u) => u.share === undefined).length;
+  return { jobs: searched, unfit, ruledOut: candidates - searched.length - (unfit.length - unresolved), candidates: candidates + unresolved };
+}
+
+type Side = { readonly setup: Setup; readonly alone: Alone; readonly capacity: Capacity };
+
+/** A setup's island at one replica; undefined, recorded in `unfit`, where the model does not fit it. Unknown names are the user's to fix. */
+function resolveSide(input: PlanInput, setup: Setup, unfit: Unfit[]): SimIsland | undefined {
   try {
-    one = fleetOf(1);
+    return oneReplica(input, setup);
   } catch (err) {
     if (!(err instanceof FleetFileError)) throw err;
     if (/unknown (hardware|precision|model)/.test(err.message)) throw new PlanUsageError(err.message.replace(/^plan is not valid:\s*islands\.0\./, ""));
-    return { unfit: { ...setup, reason: err.message.replace(/^plan is not valid:\s*islands\.0\.\w+: /, "") } };
+    unfit.push({ ...setup, reason: err.message.replace(/^plan is not valid:\s*islands\.0\.\w+: /, "") });
+    return undefined;
   }
-  const bound = idleBound(one.islands[0]!, input.trace, input.slo);
-  if (bound.share < input.slo.share) {
-    // No count of replicas helps: the longest prompts' prefill (or a decode step) alone is past the objective.
-    const limit = `at most ${(bound.share * 100).toFixed(1)}% of requests can meet the objective on it, even each alone on an idle replica (first token up to ${bound.worstTtftMs.toFixed(0)} ms, output tokens up to ${bound.worstTpotMs.toFixed(1)} ms)`;
-    return { unfit: { ...setup, reason: limit, share: bound.share } };
-  }
-  const cap = replicaCap(input, one);
-  if (cap.replicas < 1) return { unfit: { ...setup, reason: cap.reason } };
-  const row = search({ ...input, maxReplicas: cap.replicas }, setup, fleetOf, one);
-  return { row: !row.meets && cap.by !== undefined ? { ...row, cappedBy: cap.by } : row };
-}
-
-/** The setups' searches, in setup order, as one answer: ranked by the objective, with the frontier and the choice. */
-export function conclude(input: PlanInput, found: readonly { readonly row?: PlanRow; readonly unfit?: Unfit }[]): PlanResult {
-  const rows = found.flatMap((f) => (f.row === undefined ? [] : [f.row]));
-  const unfit = found.flatMap((f) => (f.unfit === undefined ? [] : [f.unfit]));
-  const key = objectiveKey(input.objective);
-  rows.sort((a, b) => Number(b.meets) - Number(a.meets) || key(a) - key(b) || b.goodShare - a.goodShare);
-  const met = rows.filter((r) => r.meets);
-  return { rows, unfit, frontier: paretoFrontier(met), best: met[0] };
-}
-
-/** One replica's power: its devices at TDP, its host's share (IT), and with the PUE (facility), kW. */
-function replicaKw(fleet: SimFleet): { it: number; facility: number } {
-  const island = fleet.islands[0]!;
-  const it = (island.tp * island.hardware.tdpW * (1 + HOST_POWER_PER_DEVICE_W)) / 1000;
-  return { it, facility: it * fleet.pue };
-}
-
-/** The most replicas of a setup the limits allow, and which limit that is (none: the search's own most). */
-function replicaCap(input: PlanInput, one: SimFleet): { replicas: number; by?: "power" | "money"; reason: string } {
-  const kw = replicaKw(one);
-  const rackKw = input.rackKw ?? DEFAULT_RACK_KW;
-  if (kw.it > rackKw) return { replicas: 0, reason: `one replica draws ${kw.it.toFixed(1)} kW at peak (devices and host), more than a ${rackKw} kW rack holds` };
-  let cap: { replicas: number; by?: "power" | "money"; reason: string } = { replicas: input.maxReplicas, reason: "" };
-  const { facilityKw, usdPerHour } = input.limits ?? {};
-  if (facilityKw !== undefined && Math.floor(facilityKw / kw.facility) < cap.replicas) {
-    cap = { replicas: Math.floor(facilityKw / kw.facility), by: "power", reason: `one replica draws ${kw.facility.toFixed(1)} kW at peak, more than the ${facilityKw} kW allowed` };
-  }
-  const perHour = one.islands[0]!.usdPerHour;
-  if (usdPerHour !== undefined && perHour > 0 && Math.floor(usdPerHour / perHour) < cap.replicas) {
-    cap = { replicas: Math.floor(usdPerHour / perHour), by: "money", reason: `one replica costs ${perHour.toFixed(2)} USD an hour, more than the ${usdPerHour} allowed` };
-  }
-  return cap;
-}
-
-function fleetFor(input: PlanInput, setup: Setup, count: number): SimFleet {
-  const raw = {
-    islands: [{ name: "plan", hardware: setup.hardware, count, model: input.model, precision: setup.precision, tp: setup.tp }],
-    slo: { ttft_ms: input.slo.ttftMs, tpot_ms: input.slo.tpotMs },
-    ...(input.seed === undefined ? {} : { seed: input.seed }),
-  };
-  return resolveSimFleet(raw, "plan");
-}
-
-/**
- * The most any number of a setup's replicas could do: the share of
- * requests that meet the objective each alone on an idle replica, with
- * every prefix block an earlier request brought in its cache (the hardware
- * model's served times at batch 1: sim/replica.ts runs the same passes,
- * and queueing, batching and evictions only add to them). Also the slowest
- * such first token and output token.
- */
-export function idleBound(island: SimIsland, trace: Trace, slo: PlanInput["slo"]): { share: number; worstTtftMs: number; worstTpotMs: number } {
-  const seen = new Set<number>();
-  let good = 0;
-  let worstTtftMs = 0;
-  let worstTpotMs = 0;
-  for (let i = 0; i < trace.count; i++) {
-    const promptTokens = trace.inputTokens[i]!;
-    const outputTokens = trace.outputTokens[i]!;
-    let run = 0;
-    let leading = true;
-    for (let j = trace.blockOffsets[i]!; j < trace.blockOffsets[i + 1]!; j++) {
-      const id = trace.blockIds[j]!;
-      if (leading && seen.has(id)) run++;
-      else leading = false;
-      seen.add(id);
-    }
-    const cachedTokens = Math.min(promptTokens - 1, run * trace.blockTokens);
-    const ttft = servedTtftMs(island.profile, { promptTokens, cachedTokens, batch: 1 });
-    const tpot = outputTokens > 1 ? servedTpotMs(island.profile, { promptTokens, outputTokens, batch: 1 }) : 0;
-    worstTtftMs = Math.max(worstTtftMs, ttft);
-    worstTpotMs = Math.max(worstTpotMs, tpot);
-    if (ttft <= slo.ttftMs && tpot <= slo.tpotMs) good++;
-  }
-  return { share: trace.count === 0 ? 0 : good / trace.count, worstTtftMs, worstTpotMs };
-}
-
-/**
- * The fewest replicas meeting the objective: doubling from one until a
- * count does, then bisecting below it; none where even the most replicas
- * allowed do not.
- */
-function search(input: PlanInput, setup: Setup, fleetOf: (count: number) => SimFleet, one: SimFleet): PlanRow {
-  let replays = 0;
-  const replay = (count: number): SimReport => {
-    replays++;
-    return buildReport(simulate({ fleet: fleetOf(count), trace: input.trace }));
-  };
-  const meets = (r: SimReport): boolean => r.goodput.share >= input.slo.share;
-  let high = 1;
-  let at = replay(high);
-  while (!meets(at) && high < input.maxReplicas) {
-    high = Math.min(input.maxReplicas, high * 2);
-    at = replay(high);
-  }
-  const row = (count: number, r: SimReport, met: boolean): PlanRow => rowOf(input, setup, { count, report: r, meets: met, replays, one });
-  if (!meets(at)) return row(high, at, false);
-  let low = Math.floor(high / 2) + 1;
-  let best = at;
-  while (low < high) {
-    const mid = Math.floor((low + high) / 2);
-    const r = replay(mid);
-    if (meets(r)) {
-      high = mid;
-      best = r;
-    } else low = mid + 1;
-  }
-  return row(high, best, true);
-}
-
-function rowOf(input: PlanInput, setup: Setup, at: { count: number; report: SimReport; meets: boolean; replays: number; one: SimFleet }): PlanRow {
-  const { count: replicas, report: r, meets, replays } = at;
-  const usdPerHour = r.fleet.islands.reduce((s, isl) => s + isl.usdPerHour * isl.count, 0);
-  const kw = replicaKw(at.one);
-  const perRack = Math.floor((input.rackKw ?? DEFAULT_RACK_KW) / kw.it);
-  return {
-    ...setup,
-    replicas,
-    devices: replicas * setup.tp,
-    meets,
-    peakKw: kw.facility * replicas,
-    racks: Math.ceil(replicas / perRack),
-    ...(input.userTokensPerMonth === undefined ? {} : { usdPerUserMonth: (r.cost.usdPerMTok * input.userTokensPerMonth) / 1e6 }),
-    goodShare: r.goodput.share,
-    usdPerMTok: r.cost.usdPerMTok,
-    joulesPerToken: r.energy.joulesPerToken,
-    usdPerHour,
-    facilityKw: r.throughput.spanS > 0 ? r.energy.joules / r.throughput.spanS / 1000 : 0,
-    ttftP99Ms: r.latency.ttftMs.p99,
-    tpotP99Ms: r.latency.tpotMs.p99,
-    replays,
-  };
 }
 
 function objectiveKey(objective: PlanObjective): (r: PlanRow) => number {

@@ -14,7 +14,8 @@ import { after, before, describe, it } from "node:test";
 import { registerPlanCommand } from "../../src/cli/plan-command.js";
 import { registerSimCommand } from "../../src/cli/sim-command.js";
 import { buildReport, resolveSimFleet, simulate, syntheticTrace } from "../../src/sim/index.js";
-import { HOST_POWER_PER_DEVICE_W, PlanUsageError, idleBound, paretoFrontier, plan, type PlanInput } from "../../src/sim/plan.js";
+import { HOST_POWER_PER_DEVICE_W, PlanUsageError, paretoFrontier, plan, planSpace, type PlanInput } from "../../src/sim/plan.js";
+import { idleBound, workloadOf } from "../../src/sim/plan-bound.js";
 import { planOnThreads } from "../../src/sim/plan-threads.js";
 import { runCli, type CliRun } from "../cli-run.js";
 
@@ -39,7 +40,7 @@ const input: PlanInput = {
 };
 
 describe("the plan's search", () => {
-  const result = plan(input);
+  const result = plan({ ...input, exhaustive: true });
 
   it("gives each setup the fewest replicas that meet the objective: one fewer does not", () => {
     assert.ok(result.rows.length >= 6, `${result.rows.length} setups searched`);
@@ -55,7 +56,7 @@ describe("the plan's search", () => {
     for (const [hardware, precision, tp] of [["h100", "fp8", 2], ["h200", "bf16", 4], ["lpddr-chip", "fp8", 8]] as const) {
       const fleet = resolveSimFleet({ islands: [{ name: "x", hardware, count: 64, model: input.model, precision, tp }], slo: { ttft_ms: 300, tpot_ms: 40 }, seed: 1 });
       const slo = { ttftMs: 300, tpotMs: 40, share: 0.9 };
-      const bound = idleBound(fleet.islands[0]!, trace, slo);
+      const bound = idleBound(fleet.islands[0]!, fleet.islands[0]!, trace, workloadOf(trace, slo), slo);
       const share = buildReport(simulate({ fleet, trace })).goodput.share;
       assert.ok(bound.share >= share, `${hardware} ${precision} tp${tp}: bound ${bound.share} < ${share}`);
     }
@@ -77,13 +78,52 @@ describe("the plan's search", () => {
 });
 
 describe("the plan on worker threads", () => {
-  it("gives the same answer on 2 threads as on one, setups in the same order", async () => {
-    const one = plan(input);
+  it("replays the same candidates on 2 threads as on one when exhaustive, and chooses the same fleet when pruning", async () => {
+    const one = plan({ ...input, exhaustive: true });
     const heard: string[] = [];
-    const two = await planOnThreads({ ...input, onCandidate: (r, done, total) => heard.push(`${r.hardware} ${r.precision} tp${r.tp} ${done}/${total}`) }, 2);
+    const two = await planOnThreads({ ...input, exhaustive: true, onCandidate: (r, done, total) => heard.push(`${r.hardware} ${r.precision} tp${r.tp} ${done}/${total}`) }, 2);
     assert.deepEqual(two, one);
-    assert.equal(heard.length, one.rows.length, "each searched setup is heard once");
+    assert.equal(heard.length, one.rows.length, "each searched candidate is heard once");
+    assert.deepEqual((await planOnThreads(input, 2)).best, plan(input).best);
     await assert.rejects(planOnThreads({ ...input, hardware: ["h100", "h1000"] }, 2), (err: Error) => err instanceof PlanUsageError && /unknown hardware "h1000"/.test(err.message));
+  });
+});
+
+describe("disaggregated and mixed fleets in the plan", () => {
+  const space: PlanInput = { ...input, hardware: ["h100", "lpddr-chip"], precisions: ["fp8"], tps: [1, 2, 4], shapes: ["aggregated", "disaggregated", "mixed"] };
+  const all = plan({ ...space, exhaustive: true });
+  const pruned = plan(space);
+
+  it("searches every shape, and pruning by the capacity bound replays fewer candidates and chooses the fleet brute force chooses", () => {
+    for (const shape of ["aggregated", "disaggregated", "mixed"] as const) assert.ok(all.rows.some((r) => r.shape === shape && r.meets), `some ${shape} fleet meets it`);
+    assert.ok(pruned.rows.length < all.rows.length, `${pruned.rows.length} replayed against ${all.rows.length}`);
+    assert.ok(pruned.ruledOut > all.ruledOut);
+    assert.deepEqual(pruned.best, all.best);
+  });
+
+  it("starts no search below a count a replay meets: each fleet found has at least its capacity bound on every island", () => {
+    const jobs = planSpace({ ...space, exhaustive: true }).jobs;
+    for (const row of all.rows.filter((r) => r.meets)) {
+      const job = jobs.find((j) => j.candidate.shape === row.shape && j.candidate.setup.tp === row.tp && j.candidate.setup.hardware === row.hardware && j.candidate.prefill?.tp === row.prefill?.tp && j.candidate.prefill?.hardware === row.prefill?.hardware)!;
+      const counts = row.prefill === undefined ? [row.replicas] : [row.prefill.replicas, row.replicas];
+      counts.forEach((n, k) => assert.ok(job.lowest[k]! <= n, `${row.shape} ${row.hardware} tp${row.tp}: bound ${job.lowest.join("/")} above ${counts.join("/")}`));
+    }
+  });
+
+  it("sizes each island of a disaggregated fleet to the fewest beside the other's count: one fewer of either misses the objective", () => {
+    const row = all.rows.find((r) => r.meets && r.prefill !== undefined && r.prefill.replicas > 1 && r.replicas > 1) ?? all.rows.find((r) => r.meets && r.prefill !== undefined && r.prefill.replicas > 1)!;
+    const share = (prefill: number, decode: number): number => {
+      const islands = [
+        { name: "p", role: "prefill", hardware: row.prefill!.hardware, count: prefill, model: input.model, precision: "fp8", tp: row.prefill!.tp },
+        { name: "d", role: "decode", hardware: row.hardware, count: decode, model: input.model, precision: "fp8", tp: row.tp },
+      ];
+      return buildReport(simulate({ fleet: resolveSimFleet({ islands, slo: { ttft_ms: 1000, tpot_ms: 60 }, seed: 1 }), trace })).goodput.share;
+    };
+    assert.equal(share(row.prefill!.replicas, row.replicas), row.goodShare);
+    assert.ok(share(row.prefill!.replicas - 1, row.replicas) < 0.95, "one prefill replica fewer misses it");
+    if (row.replicas > 1) assert.ok(share(row.prefill!.replicas, row.replicas - 1) < 0.95, "one decode replica fewer misses it");
+    assert.ok(row.kvTransfer !== undefined && row.kvTransfer.gb > 0, "the KV it moved is reported");
+    assert.equal(row.devices, row.prefill!.replicas * row.prefill!.tp + row.replicas * row.tp);
   });
 });
 
@@ -122,7 +162,7 @@ describe("flotilla plan", () => {
     const chart = join(dir, "cost.svg");
     const run = await cli(["plan", "--model", "llama-3.1-70b", "--hw", "h100,h200", "--precision", "fp8", "--tp", "1,2,4", ...workload, "--out", out, "--chart", chart]);
     assert.equal(run.exitCode, undefined, run.stderr);
-    assert.match(run.stdout, /\| setup \| replicas \| devices \| met \| \$\/M tok/);
+    assert.match(run.stdout, /\| fleet \| shape \| devices \| met \| \$\/M tok/);
     const chosen = /chosen by cost: (\S+) (\S+) tp(\d+) x (\d+)/.exec(run.stdout);
     assert.ok(chosen !== null, run.stdout);
     assert.match(await readFile(out, "utf8"), new RegExp(`hardware: ${chosen[1]}[\\s\\S]*count: ${chosen[4]}`));
@@ -133,6 +173,25 @@ describe("flotilla plan", () => {
     const report = JSON.parse(replay.stdout) as { goodput: { share: number }; cost: { usdPerMTok: number } };
     assert.equal(report.goodput.share, json.best.goodShare);
     assert.equal(report.cost.usdPerMTok, json.best.usdPerMTok);
+  });
+
+  it("a disaggregated choice is written as prefill and decode islands with the KV link, and replays in flotilla sim to the same result", async () => {
+    const out = join(dir, "split.yaml");
+    const args = ["plan", "--model", "llama-3.1-70b", "--hw", "h100,lpddr-chip", "--precision", "fp8", "--tp", "1,2,4", ...workload, "--shapes", "disaggregated,mixed", "--kv-link", "ethernet-100g"];
+    const run = await cli([...args, "--out", out]);
+    assert.equal(run.exitCode, undefined, run.stderr);
+    assert.match(run.stdout, /chosen by cost: prefill \S+ fp8 tp\d x \d+ \+ decode \S+ fp8 tp\d x \d+/);
+    assert.match(run.stdout, /KV moved GB/);
+    assert.match(run.stdout, /\d+ of \d+ candidates were ruled out by the hardware model without a replay/);
+    const file = await readFile(out, "utf8");
+    assert.match(file, /role: prefill[\s\S]*role: decode[\s\S]*kv_transfer:\s+link: ethernet-100g/);
+    const json = JSON.parse((await cli([...args, "--json"])).stdout) as { best: { goodShare: number; usdPerMTok: number; shape: string } };
+    assert.notEqual(json.best.shape, "aggregated");
+    const replay = await cli(["sim", "--fleet", out, "--synthetic", "--requests", "400", "--rate", "8", "--json", "--no-progress"]);
+    const report = JSON.parse(replay.stdout) as { goodput: { share: number }; cost: { usdPerMTok: number } };
+    assert.deepEqual([report.goodput.share, report.cost.usdPerMTok], [json.best.goodShare, json.best.usdPerMTok]);
+    assert.match((await cli(["plan", "--model", "llama-3.1-70b", ...workload, "--shapes", "split"])).stderr, /--shapes: unknown shape "split"; known: aggregated, disaggregated, mixed/);
+    assert.match((await cli(["plan", "--model", "llama-3.1-70b", ...workload, "--kv-link", "pcie"])).stderr, /--kv-link: unknown link "pcie"; known: nvlink, rdma-400g, ethernet-100g/);
   });
 
   it("an objective nothing meets is answered with the closest fleet and its binding limit, and exit status 1", async () => {
