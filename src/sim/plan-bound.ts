@@ -235,5 +235,5 @@ export function countEstimate(w: Workload, slo: Slo, capacity: Capacity, budgets
   const per = side === "prefill" ? (i: number) => budgets.ttft[i]! : side === "decode" ? (i: number) => budgets.tpot[i]! : (i: number) => Math.min(budgets.ttft[i]!, budgets.tpot[i]!);
   const budget = budgetAtShare(per, budgets.ttft.length, slo.share);
   if (budget <= 1 || !Number.isFinite(load)) return Infinity;
-  return Math.max(1, Math.ceil(load / (1 - 1 / budget)));
+  return Math.max(1, Math.ceil(load / (1 - 1 / budget) - 1e-9));
 }

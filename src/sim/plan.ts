@@ -9,13 +9,18 @@
  *
  * The hardware model prunes before the twin verifies (plan-bound.ts): a
  * candidate whose requests could not meet the objective even alone on idle
- * replicas is ruled out; the others are searched in the order of their
- * capacity bound's cost, each from its bound upwards, and one whose bound
- * already costs more than a fleet found (by the objective) is never
- * replayed. Of the disaggregated and mixed pairs, only the few cheapest by
- * that bound are searched (pairsPerShape). Each fleet found is priced (money and energy per million
- * output tokens, devices, facility power); the Pareto frontier over money,
- * energy and devices is what is worth choosing between, and the objective
+ * replicas is ruled out. The others are searched cheapest estimate first
+ * (the estimate sees the tail a capacity bound misses), each from its
+ * estimate scaled by how far replays have come above estimates so far,
+ * never below its capacity bound; a candidate is not replayed where its
+ * bound already costs more than a fleet found, or its estimate does,
+ * scaled by the most hopeful ratio so far with a margin. Of the
+ * disaggregated and mixed pairs, only the few cheapest by the estimate
+ * are searched (pairsPerShape). `exhaustive` replays everything the idle
+ * bound leaves: the brute force the search is checked against. Each fleet
+ * found is priced (money and energy per million output tokens, devices,
+ * facility power); the Pareto frontier over money, energy and devices is
+ * what is worth choosing between, and the objective
  * picks one of it. The limits (peak facility power, money per hour) cap
  * replicas; a rack's power says how many racks a fleet fills.
  */
@@ -72,8 +77,8 @@ export const DEFAULT_RACK_KW = 30;
 
 /**
  * Every prefill setup with every decode setup is too many to replay (72
- * setups make over 2,500 pairs); the capacity bound ranks them, and this
- * many of each shape are searched. The brute-force bench
+ * setups make over 2,400 pairs); the estimate ranks them, and this many
+ * of each shape are searched. The brute-force bench
  * (bench/plan-brute-force.ts) checks what that loses.
  */
 export const DEFAULT_PAIRS_PER_SHAPE = 8;
