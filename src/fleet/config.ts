@@ -143,9 +143,22 @@ export const autoscaleConfig = z
     command: z.array(z.string().min(1)).min(1).optional(),
     /** How long the command may run before it is killed and counted failed. */
     command_timeout_ms: z.number().int().min(100).max(600_000).default(60_000),
+    /** Or: set the replicas of a Deployment or StatefulSet through its scale subresource (gateway/kubernetes-scale.ts). */
+    kubernetes: z
+      .object({
+        kind: z.enum(["Deployment", "StatefulSet"]).default("Deployment"),
+        name: z.string().min(1),
+        /** Default: the kubeconfig context's namespace (in a pod, the pod's own), else "default". */
+        namespace: z.string().min(1).optional(),
+        /** A kubeconfig file (relative to the fleet file); default: the pod's service account in a cluster, else $KUBECONFIG or ~/.kube/config. */
+        kubeconfig: z.string().min(1).optional(),
+      })
+      .strict()
+      .optional(),
   })
   .strict()
   .superRefine((a, ctx) => {
+    if (a.command !== undefined && a.kubernetes !== undefined) ctx.addIssue({ code: "custom", path: ["kubernetes"], message: "give one actuator: command or kubernetes, not both" });
     if (a.min > a.max) ctx.addIssue({ code: "custom", path: ["min"], message: `min ${a.min} is above max ${a.max}` });
     if (a.mode === "predictive" && a.replica_rps === undefined) {
       ctx.addIssue({ code: "custom", path: ["replica_rps"], message: "required with mode: predictive: the requests/s one replica serves within the SLO (flotilla estimate's tokens/s over the output length)" });

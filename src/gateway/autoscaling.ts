@@ -6,10 +6,11 @@
  * front door for it, and, for the predictive mode, the model's arrivals.
  * The count is exported (flotilla_desired_replicas{island}, the island
  * being the model's pool) and, when it changes, handed to the actuator: a
- * command (argv, no shell) that scales whatever runs the engines — a
- * Kubernetes Deployment through kubectl, a cloud instance group. New
+ * command (argv, no shell) that scales whatever runs the engines (a cloud
+ * instance group, say), or a Kubernetes Deployment's or StatefulSet's
+ * scale subresource (kubernetes-scale.ts). New
  * replicas then reach the gateway the way they always do: discovery, the
- * fleet file, or the admin routes. A command that fails is counted and
+ * fleet file, or the admin routes. An actuator that fails is counted and
  * logged, and the count is handed over again at the next decision.
  */
 import { execFile } from "node:child_process";
@@ -18,6 +19,7 @@ import type { AutoscaleConfig, FleetConfig } from "../fleet/config.js";
 import type { Fleet } from "../fleet/fleet.js";
 import { Autoscaler } from "../scheduler/autoscale.js";
 import type { AutoscalingRow } from "../obs/observatory.js";
+import { kubernetesScaleActuator } from "./kubernetes-scale.js";
 
 /** Tells whatever runs a model's engines to run `desired` of them. */
 export type Actuator = (change: { readonly model: string; readonly desired: number; readonly current: number }) => Promise<void>;
@@ -41,8 +43,10 @@ export interface AutoscalingOptions {
   readonly waiting: () => readonly { readonly model: string; readonly count: number }[];
   readonly clock: Clock;
   readonly warn: (message: string) => void;
-  /** The actuator a pool's config asks for; default: its `command`, run. */
+  /** The actuator a pool's config asks for; default: its `command`, run, or its `kubernetes` target scaled. */
   readonly actuatorFor?: (model: string, config: AutoscaleConfig) => Actuator | undefined;
+  /** Where a kubeconfig the fleet file names resolves, and the environment (in a pod: the service account). */
+  readonly build?: { readonly baseDir: string; readonly env: NodeJS.ProcessEnv };
 }
 
 export class Autoscaling {
@@ -52,11 +56,16 @@ export class Autoscaling {
 
   constructor(config: FleetConfig | undefined, o: AutoscalingOptions) {
     this.#o = o;
-    for (const m of config?.models ?? []) {
+    const build = o.build ?? { baseDir: process.cwd(), env: process.env };
+    const actuatorFor =
+      o.actuatorFor ??
+      ((model: string, c: AutoscaleConfig, i: number) =>
+        c.kubernetes === undefined ? commandActuator(model, c) : kubernetesScaleActuator(c.kubernetes, { ...build, where: `models.${i}.autoscale.kubernetes` }));
+    for (const [i, m] of (config?.models ?? []).entries()) {
       const c = m.autoscale;
       if (c === undefined) continue;
       const autoscaler = new Autoscaler({ min: c.min, max: c.max, mode: c.mode, targetUtilisation: c.target_utilisation, provisioningMs: c.provisioning_ms, cooldownMs: c.cooldown_ms, windowMs: c.window_ms });
-      const actuator = (o.actuatorFor ?? commandActuator)(m.name, c);
+      const actuator = actuatorFor(m.name, c, i);
       this.#pools.set(m.name, { model: m.name, config: c, autoscaler, actuator, desired: undefined, handed: undefined, acting: false, ok: 0, failed: 0 });
     }
   }

@@ -104,7 +104,13 @@ export function createGatewayWithShutdown(opts: GatewayOptions): Gateway {
   const tenancy = opts.tenancy ?? openTenancy;
   const work = new Work(clock);
   const app = fastifyFor(opts);
-  const autoscaling = new Autoscaling(opts.membership?.config, { fleet: opts.fleet, clock, waiting: () => gate.depths(), warn: (m) => app.log.warn(m) });
+  const autoscaling = new Autoscaling(opts.membership?.config, {
+    fleet: opts.fleet,
+    clock,
+    waiting: () => gate.depths(),
+    warn: (m) => app.log.warn(m),
+    ...(opts.membership?.build === undefined ? {} : { build: opts.membership.build }),
+  });
   const gate = new AdmissionGate({
     clock,
     latest: (name) => opts.fleet.model(name),

@@ -29,6 +29,16 @@
  *   must list again;
  * - every request needs the bearer token, else 401 with a Status.
  *
+ * The scale subresource of Deployments and StatefulSets (the autoscaler's
+ * Kubernetes actuator): GET and PUT
+ * /apis/apps/v1/namespaces/<ns>/(deployments|statefulsets)/<name>/scale
+ * with an autoscaling/v1 Scale (metadata, spec.replicas, status.replicas
+ * and status.selector, from the API reference's Scale; read through the
+ * search tool's copy of the OKD 4.11 REST API page "Scale
+ * [autoscaling/v1]"). A PUT whose metadata.resourceVersion is not the
+ * object's current one is 409 Conflict, as the API server's optimistic
+ * concurrency answers it; an unknown name is 404 NotFound.
+ *
  * Left out: label selectors other than equality (=, ==, !=) and existence,
  * field selectors, pagination (limit/continue), watch timeouts
  * (timeoutSeconds), resourceVersionMatch and sendInitialEvents, objects
@@ -80,6 +90,8 @@ export class K8sStub {
   expiry: "event" | "http" = "event";
   /** Every request, "GET list" or "GET watch rv=N", in order. */
   readonly requests: string[] = [];
+  /** The next this many scale PUTs find the object changed since it was read (another client wrote it): 409 Conflict. */
+  conflicts = 0;
   /** Called as each event is written to a watch, after the write. */
   onEvent: ((event: WatchEvent) => void) | undefined;
   readonly token: string;
@@ -91,6 +103,8 @@ export class K8sStub {
   readonly #history: { rv: number; event: WatchEvent }[] = [];
   readonly #objects = new Map<string, Record<string, unknown>>();
   readonly #watchers = new Set<Watcher>();
+  /** Scalable workloads by "deployments/<name>" or "statefulsets/<name>". */
+  readonly #scales = new Map<string, { replicas: number; version: number; uid: string }>();
 
   private constructor(token: string, namespace: string) {
     this.token = token;
@@ -165,6 +179,16 @@ export class K8sStub {
     this.#watchers.clear();
   }
 
+  /** Creates a Deployment (or StatefulSet) with `replicas`, or sets its replicas as another client would (a new resourceVersion). */
+  setScale(kind: "deployments" | "statefulsets", name: string, replicas: number): void {
+    this.#scales.set(`${kind}/${name}`, { replicas, version: ++this.#version, uid: this.#scales.get(`${kind}/${name}`)?.uid ?? randomUUID() });
+  }
+
+  /** The replicas a Deployment (or StatefulSet) is set to; undefined when there is none. */
+  scaleOf(kind: "deployments" | "statefulsets", name: string): number | undefined {
+    return this.#scales.get(`${kind}/${name}`)?.replicas;
+  }
+
   /** A BOOKMARK at the current version to every watch that asked for them. */
   bookmark(): void {
     const event: WatchEvent = { type: "BOOKMARK", object: { kind: "EndpointSlice", apiVersion: "discovery.k8s.io/v1", metadata: { resourceVersion: String(this.#version) } } };
@@ -194,6 +218,8 @@ export class K8sStub {
   #handle(req: IncomingMessage, res: ServerResponse): void {
     const url = new URL(req.url ?? "/", "http://stub");
     if (req.headers.authorization !== `Bearer ${this.token}`) return status(res, 401, "Unauthorized", "Unauthorized");
+    const scale = /^\/apis\/apps\/v1\/namespaces\/([^/]+)\/(deployments|statefulsets)\/([^/]+)\/scale$/.exec(url.pathname);
+    if (scale !== null) return void this.#scale(req, res, decodeURIComponent(scale[1]!), scale[2] as "deployments" | "statefulsets", decodeURIComponent(scale[3]!));
     const match = url.pathname.startsWith(API) ? /^([^/]+)\/endpointslices$/.exec(url.pathname.slice(API.length)) : null;
     if (req.method !== "GET" || match === null) return status(res, 404, "NotFound", `the server could not find the requested resource (${req.method} ${url.pathname})`);
     const selector = parseSelector(url.searchParams.get("labelSelector") ?? "");
@@ -204,6 +230,40 @@ export class K8sStub {
     const items = ns === this.namespace ? [...this.#objects.values()].filter((o) => selector(labelsOf(o))) : [];
     res.writeHead(200, { "content-type": "application/json" });
     res.end(JSON.stringify({ kind: "EndpointSliceList", apiVersion: "discovery.k8s.io/v1", metadata: { resourceVersion: String(this.#version) }, items }));
+  }
+
+  /** GET or PUT a workload's Scale (see the top). */
+  async #scale(req: IncomingMessage, res: ServerResponse, ns: string, kind: "deployments" | "statefulsets", name: string): Promise<void> {
+    const key = `${kind}/${name}`;
+    const held = ns === this.namespace ? this.#scales.get(key) : undefined;
+    if (req.method !== "PUT") this.requests.push(`${req.method} scale ${key}`);
+    if (held === undefined) return status(res, 404, "NotFound", `${kind}.apps "${name}" not found`);
+    if (req.method === "PUT") {
+      let body = "";
+      for await (const chunk of req) body += String(chunk);
+      const sent = JSON.parse(body) as { metadata?: { resourceVersion?: string }; spec?: { replicas?: number } };
+      if (this.conflicts > 0) {
+        this.conflicts--;
+        held.version = ++this.#version;
+      }
+      const rv = sent.metadata?.resourceVersion;
+      this.requests.push(`PUT scale ${key} replicas=${String(sent.spec?.replicas)}${rv !== undefined && rv !== String(held.version) ? " conflict" : ""}`);
+      if (rv !== undefined && rv !== String(held.version)) {
+        return status(res, 409, "Conflict", `Operation cannot be fulfilled on ${kind}.apps "${name}": the object has been modified; please apply your changes to the latest version and try again`);
+      }
+      this.setScale(kind, name, sent.spec?.replicas ?? 0);
+    } else if (req.method !== "GET") return status(res, 405, "MethodNotAllowed", `the server does not allow this method on the requested resource`);
+    const now = this.#scales.get(key)!;
+    res.writeHead(200, { "content-type": "application/json" });
+    res.end(
+      JSON.stringify({
+        kind: "Scale",
+        apiVersion: "autoscaling/v1",
+        metadata: { name, namespace: ns, uid: now.uid, resourceVersion: String(now.version), creationTimestamp: "2026-12-01T00:00:00Z" },
+        spec: { replicas: now.replicas },
+        status: { replicas: now.replicas, selector: `app=${name}` },
+      }),
+    );
   }
 
   #watch(url: URL, ns: string, selector: Watcher["selector"], res: ServerResponse): void {

@@ -17,6 +17,7 @@ import { buildFleet } from "../../src/fleet/build.js";
 import { parseFleetConfig } from "../../src/fleet/config.js";
 import { createGatewayWithShutdown } from "../../src/gateway/server.js";
 import { eventually } from "../helpers.js";
+import { K8sStub, writeKubeconfig } from "../discovery/k8s-stub.js";
 
 const dir = mkdtempSync(join(tmpdir(), "flotilla-autoscaling-"));
 const servers: Server[] = [];
@@ -58,18 +59,19 @@ async function heldUpstream(): Promise<{ url: string; release(): void }> {
 /** A command that appends "desired current" to `file`: node, no shell. */
 const recorder = (file: string): string[] => [process.execPath, "-e", "require('fs').appendFileSync(process.argv[1], process.env.FLOTILLA_MODEL + ' ' + process.env.FLOTILLA_DESIRED_REPLICAS + ' ' + process.env.FLOTILLA_CURRENT_REPLICAS + '\\n')", file];
 
-async function gateway(upstream: string, autoscale: Record<string, unknown>): Promise<{ url: string; metric(name: string): Promise<string> }> {
+async function gateway(upstream: string, autoscale: Record<string, unknown>): Promise<{ url: string; metric(name: string): Promise<string>; logs: string[] }> {
+  const logs: string[] = [];
   const config = parseFleetConfig({ models: [{ name: "m", replicas: [{ engine: "openai", url: upstream, parallel: 4, metrics_interval_ms: 0 }], autoscale: { interval_ms: 100, cooldown_ms: 0, ...autoscale } }] });
   const fleet = buildFleet(config, { baseDir: ".", env: {} });
   await fleet.start(() => undefined);
-  const gw = createGatewayWithShutdown({ fleet, logLevel: "silent", membership: { build: { baseDir: ".", env: {} }, config } });
+  const gw = createGatewayWithShutdown({ fleet, logLevel: "warn", observability: { logDestination: { write: (line: string) => void logs.push(line) } }, membership: { build: { baseDir: ".", env: {} }, config } });
   closers.push(async () => {
     gw.app.server.closeAllConnections();
     await gw.app.close();
   });
   await gw.app.listen({ host: "127.0.0.1", port: 0 });
   const url = `http://127.0.0.1:${(gw.app.server.address() as AddressInfo).port}`;
-  return { url, metric: async (name) => (await (await fetch(`${url}/metrics`)).text()).split("\n").filter((l) => l.startsWith(name)).join("\n") };
+  return { url, logs, metric: async (name) => (await (await fetch(`${url}/metrics`)).text()).split("\n").filter((l) => l.startsWith(name)).join("\n") };
 }
 
 const lines = (file: string): string[] => (existsSync(file) ? readFileSync(file, "utf8").trim().split("\n") : []);
@@ -104,6 +106,32 @@ describe("autoscaling, live", () => {
     assert.match(await gw.metric("flotilla_desired_replicas"), /island="m"\} 2/);
   });
 
+  it("the Kubernetes actuator sets a Deployment's replicas through its scale subresource, reading again after a conflict", async () => {
+    const stub = await K8sStub.start();
+    closers.push(() => stub.down());
+    stub.setScale("deployments", "vllm", 1);
+    stub.conflicts = 1;
+    const kubeconfig = await writeKubeconfig(dir, stub);
+    const up = await heldUpstream();
+    const gw = await gateway(up.url, { min: 3, max: 4, kubernetes: { name: "vllm", kubeconfig } });
+    await eventually(() => stub.scaleOf("deployments", "vllm") === 3, "the Deployment scaled to min 3", 5_000);
+    // Another client wrote the Deployment between the read and the write: read it again, then write.
+    assert.deepEqual(stub.requests.slice(0, 4), ["GET scale deployments/vllm", "PUT scale deployments/vllm replicas=3 conflict", "GET scale deployments/vllm", "PUT scale deployments/vllm replicas=3"]);
+    await eventually(async () => /island="m",outcome="ok"\} 1$/m.test(await gw.metric("flotilla_autoscale_actions_total")), "one hand-over, counted once", 5_000);
+  });
+
+  it("a StatefulSet the API server does not have: the hand-over fails, is logged with the API's reason, and is tried again", async () => {
+    const stub = await K8sStub.start();
+    closers.push(() => stub.down());
+    const kubeconfig = await writeKubeconfig(dir, stub);
+    const up = await heldUpstream();
+    const gw = await gateway(up.url, { min: 2, max: 4, kubernetes: { kind: "StatefulSet", name: "sglang", kubeconfig } });
+    await eventually(async () => /outcome="failed"\} [2-9]/.test(await gw.metric("flotilla_autoscale_actions_total")), "two failed hand-overs", 5_000);
+    assert.ok(gw.logs.some((l) => l.includes('reading the scale of StatefulSet inference/sglang failed: HTTP 404: statefulsets.apps \\"sglang\\" not found')), gw.logs.join("\n"));
+    stub.setScale("statefulsets", "sglang", 1);
+    await eventually(() => stub.scaleOf("statefulsets", "sglang") === 2, "set once the StatefulSet exists", 5_000);
+  });
+
   it("refuses settings it cannot run, naming the key", () => {
     const bad = (autoscale: Record<string, unknown>, message: RegExp): void =>
       assert.throws(() => parseFleetConfig({ models: [{ name: "m", replicas: [{ engine: "openai", url: "http://127.0.0.1:1" }], autoscale }] }), message);
@@ -112,5 +140,7 @@ describe("autoscaling, live", () => {
     bad({ max: 4, command: [] }, /models\.0\.autoscale\.command/);
     bad({ max: 4, target_utilisation: 1.5 }, /models\.0\.autoscale\.target_utilisation/);
     bad({ max: 4, intervall_ms: 100 }, /models\.0\.autoscale.*intervall_ms/);
+    bad({ max: 4, command: ["true"], kubernetes: { name: "x" } }, /models\.0\.autoscale\.kubernetes: give one actuator: command or kubernetes, not both/);
+    bad({ max: 4, kubernetes: { name: "x", kind: "ReplicaSet" } }, /models\.0\.autoscale\.kubernetes\.kind/);
   });
 });

@@ -17,9 +17,9 @@
  *   a list succeeds the replicas stay as they were, so an API server outage
  *   never empties the fleet.
  */
-import { resolve } from "node:path";
-import { DiscoveryV1Api, KubeConfig, Watch } from "@kubernetes/client-node";
-import { ConfigError, type KubernetesDiscoveryConfig } from "../../fleet/config.js";
+import { DiscoveryV1Api, Watch } from "@kubernetes/client-node";
+import type { KubernetesDiscoveryConfig } from "../../fleet/config.js";
+import { loadKubeConfig, namespaceOf, reasonOf } from "../kube-client.js";
 import { sliceTargets, type SliceObject } from "./endpoint-slices.js";
 import type { DiscoveryLog, Provider, Targets } from "./reconcile.js";
 
@@ -62,10 +62,10 @@ export class KubernetesProvider implements Provider {
   constructor(model: string, section: KubernetesDiscoveryConfig, opts: KubernetesOptions) {
     this.#model = model;
     this.#o = opts;
-    const kc = loadKubeConfig(section, opts);
+    const kc = loadKubeConfig(section.kubeconfig, opts);
     this.#api = kc.makeApiClient(DiscoveryV1Api);
     this.#watcher = new Watch(kc);
-    this.#namespace = section.namespace ?? kc.getContextObject(kc.getCurrentContext())?.namespace ?? "default";
+    this.#namespace = namespaceOf(kc, section.namespace);
     this.#selector = section.selector ?? `kubernetes.io/service-name=${section.service!}`;
     this.#portName = section.port_name;
     const what = section.service === undefined ? `EndpointSlices ${section.selector!}` : `service ${section.service}`;
@@ -174,46 +174,4 @@ export class KubernetesProvider implements Provider {
     this.#o.log("warn", `model ${this.#model}: ${this.label}: ${why}; keeping the last ${this.#known} replicas, listing again in ${delay} ms (restart ${this.#failures})`);
     this.#timer = setTimeout(() => void this.#loop(run), delay).unref();
   }
-}
-
-/**
- * The kubeconfig the section names, else the pod's service account inside a
- * cluster, else $KUBECONFIG or ~/.kube/config. Checked now, so a bad one is
- * an error at load naming the field, not a provider that fails forever.
- */
-function loadKubeConfig(section: KubernetesDiscoveryConfig, opts: KubernetesOptions): KubeConfig {
-  const kc = new KubeConfig();
-  const file = section.kubeconfig === undefined ? undefined : resolve(opts.baseDir, section.kubeconfig);
-  try {
-    if (file !== undefined) kc.loadFromFile(file);
-    else if (opts.env.KUBERNETES_SERVICE_HOST !== undefined) kc.loadFromCluster();
-    else kc.loadFromDefault();
-  } catch (err) {
-    throw new ConfigError(`${opts.where}.kubeconfig: cannot load ${file ?? "the default kubeconfig"}: ${(err as Error).message}`);
-  }
-  const cluster = kc.getCurrentCluster();
-  if (cluster === null) throw new ConfigError(`${opts.where}.kubeconfig: ${file ?? "the default kubeconfig"} has no current context with a cluster`);
-  if (cluster.server.startsWith("http:") && cluster.skipTLSVerify !== true) {
-    // The client refuses plain http unless told to skip TLS checks; say so now rather than on every request.
-    throw new ConfigError(`${opts.where}.kubeconfig: cluster ${cluster.name} is plain http (${cluster.server}): set insecure-skip-tls-verify: true for it`);
-  }
-  return kc;
-}
-
-/** One line on why a list or watch failed: the HTTP status and the API's own message, or the connection error. */
-function reasonOf(err: unknown): string {
-  const e = (err ?? {}) as { code?: unknown; statusCode?: unknown; body?: unknown; message?: unknown };
-  const status = typeof e.code === "number" ? e.code : typeof e.statusCode === "number" ? e.statusCode : undefined;
-  let body = e.body;
-  if (typeof body === "string") {
-    try {
-      body = JSON.parse(body);
-    } catch {
-      // Not JSON: the status alone says enough.
-    }
-  }
-  const apiMessage = typeof (body as { message?: unknown } | undefined)?.message === "string" ? (body as { message: string }).message : undefined;
-  // node-fetch says "request to <url> failed, reason: <why>": the url is known, the why is the news.
-  const first = String(e.message ?? err).split("\n")[0]!.replace(/^request to \S+ failed, reason: /, "").slice(0, 300);
-  return status === undefined ? first : `HTTP ${status}${apiMessage === undefined ? "" : `: ${apiMessage}`}`;
 }
