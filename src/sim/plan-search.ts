@@ -95,11 +95,11 @@ export function searchCandidate(input: PlanInput, job: PlanJob, start: readonly 
   const capOf = (counts: readonly number[], k: number): { most: number; by?: "power" | "money" } => islandCap(input, fleetOf(counts), counts, k);
   const first = start.map((n, k) => Math.max(job.lowest[k]!, n));
   let at = replay(first.map((n, k) => Math.min(n, capOf(first, k).most)));
-  // Below these counts (per island, the others at most where they are now) a replay fell short.
+  // The largest count of each island a replay fell short at.
   const short = at.counts.map(() => 0);
   let flat = 0;
   while (!meets(at)) {
-    // Grow each island that may by a quarter; keep the growth that served the most requests (the cheaper on a tie).
+    // Grow each island that may by a quarter; keep the growth that served the most requests (the prefill island's on a tie).
     const grown = at.counts.flatMap((n, k) => {
       const cap = capOf(at.counts, k);
       return n >= cap.most ? [] : [{ k, counts: at.counts.map((m, j) => (j === k ? Math.min(cap.most, Math.max(m + 1, Math.ceil(m * 1.25))) : m)) }];
@@ -113,7 +113,8 @@ export function searchCandidate(input: PlanInput, job: PlanJob, start: readonly 
     at = best.trial;
     if (flat >= 2) return rowOf(input, job, fleetOf(at.counts), at.report, false, replays);
   }
-  for (let k = 0; k < at.counts.length; k++) at = shrink(at, k, Math.max(job.lowest[k]!, short[k]! + 1), replay, meets);
+  // With two islands a count that fell short beside fewer of the other may do beside more of it: only the bound holds.
+  for (let k = 0; k < at.counts.length; k++) at = shrink(at, k, at.counts.length === 1 ? Math.max(job.lowest[k]!, short[k]! + 1) : job.lowest[k]!, replay, meets);
   return rowOf(input, job, fleetOf(at.counts), at.report, true, replays);
 }
 
