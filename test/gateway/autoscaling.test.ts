@@ -106,6 +106,13 @@ describe("autoscaling, live", () => {
     assert.match(await gw.metric("flotilla_desired_replicas"), /island="m"\} 2/);
   });
 
+  it("a command that runs past command_timeout_ms is killed, counted failed and logged as such", async () => {
+    const up = await heldUpstream();
+    const gw = await gateway(up.url, { min: 2, max: 4, command: [process.execPath, "-e", "setTimeout(() => {}, 30000)"], command_timeout_ms: 200 });
+    await eventually(async () => /outcome="failed"\} [1-9]/.test(await gw.metric("flotilla_autoscale_actions_total")), "a failed hand-over", 5_000);
+    assert.ok(gw.logs.some((l) => /the actuator for m failed to set 2 replicas \(will try again at the next decision\): \S+ killed after 200 ms/.test(l)), gw.logs.join("\n"));
+  });
+
   it("the Kubernetes actuator sets a Deployment's replicas through its scale subresource, reading again after a conflict", async () => {
     const stub = await K8sStub.start();
     closers.push(() => stub.down());
