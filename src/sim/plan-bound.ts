@@ -12,9 +12,11 @@
  *   best pass's rate and decodes at most the largest batch whose step
  *   meets the TPOT objective. Both rates are the hardware model's ceilings
  *   (no prefix cache misses beyond the trace's own, no queueing), so the
- *   bound is below the count a replay finds; the search starts there, and
+ *   bound is below the count a replay finds: no search goes below it, and
  *   a candidate whose bound already costs more than a fleet found is never
  *   replayed (plan.ts).
+ * - countEstimate: what a replay will likely find, tail included (not a
+ *   bound): what ranks candidates and where their searches start.
  */
 import { servedTpotMs, servedTtftMs } from "../hardware/served.js";
 import { batchPrefillMs, decodeStepMs } from "../hardware/perf.js";

@@ -269,7 +269,7 @@ export function conclude(input: PlanInput, space: PlanSpace, found: readonly Pla
 /**
  * The space's candidates, each checked against the hardware model: setups
  * that do not fit or cannot meet the objective alone are unfit; the rest
- * are jobs, cheapest capacity bound first.
+ * are jobs, cheapest estimate first (and only the cheapest pairs).
  */
 export function planSpace(input: PlanInput): PlanSpace {
   const trace = input.trace;
