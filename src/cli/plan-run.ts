@@ -33,6 +33,7 @@ export async function runPlan(opts: PlanOptions, io: SimIo): Promise<boolean> {
     if (!(FLEET_SHAPES as readonly string[]).includes(x)) throw new SimUsageError(`--shapes: unknown shape "${x}"; known: ${FLEET_SHAPES.join(", ")}`);
     return x as FleetShape;
   });
+  if (shapes.every((x) => x === "mixed") && new Set(list("--hw", opts.hw)).size < 2) throw new SimUsageError("--shapes mixed pairs two kinds of hardware: name at least two in --hw");
   if (!(KV_LINK_IDS as readonly string[]).includes(opts.kvLink)) throw new SimUsageError(`--kv-link: unknown link "${opts.kvLink}"; known: ${KV_LINK_IDS.join(", ")}`);
   const seed = opts.seed ?? 1;
   // The prefix-cache block size of a fleet file without an engine section.
@@ -140,5 +141,6 @@ function infeasible(input: PlanInput, result: PlanResult): string {
     return `${within}. The closest: ${fleetName(closest)}, ${(closest.goodShare * 100).toFixed(1)}% of requests within it; the binding limit is ${binding}`;
   }
   if (bounded !== undefined) return `${within}. The closest: ${setupName(bounded)}, where ${bounded.reason}`;
+  if (result.ruledOut > 0) return `no candidate in the space can meet the objective: the requests of every one of the ${result.candidates} would miss it even alone on idle replicas (a split fleet's KV crossing counted); loosen the objective or add faster hardware`;
   return "no setup in the space can serve the model: none fits (above); add hardware with more memory, larger --tp, or a lower --precision";
 }

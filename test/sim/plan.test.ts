@@ -191,6 +191,7 @@ describe("flotilla plan", () => {
     const report = JSON.parse(replay.stdout) as { goodput: { share: number }; cost: { usdPerMTok: number } };
     assert.deepEqual([report.goodput.share, report.cost.usdPerMTok], [json.best.goodShare, json.best.usdPerMTok]);
     assert.match((await cli(["plan", "--model", "llama-3.1-70b", ...workload, "--shapes", "split"])).stderr, /--shapes: unknown shape "split"; known: aggregated, disaggregated, mixed/);
+    assert.match((await cli(["plan", "--model", "llama-3.1-70b", ...workload, "--hw", "h100", "--shapes", "mixed"])).stderr, /--shapes mixed pairs two kinds of hardware: name at least two in --hw/);
     assert.match((await cli(["plan", "--model", "llama-3.1-70b", ...workload, "--kv-link", "pcie"])).stderr, /--kv-link: unknown link "pcie"; known: nvlink, rdma-400g, ethernet-100g/);
   });
 
