@@ -27,6 +27,9 @@ export interface PlanOptions {
   inputCv?: number;
   outputTokens?: number;
   outputCv?: number;
+  prefixGroups?: number;
+  prefixTokens?: number;
+  prefixShare?: number;
   rateScale?: number;
   peakToTrough?: number;
   diurnalPeriod?: number;

@@ -37,8 +37,8 @@ export async function runPlan(opts: PlanOptions, io: SimIo): Promise<boolean> {
   if (!(KV_LINK_IDS as readonly string[]).includes(opts.kvLink)) throw new SimUsageError(`--kv-link: unknown link "${opts.kvLink}"; known: ${KV_LINK_IDS.join(", ")}`);
   const seed = opts.seed ?? 1;
   // The prefix-cache block size of a fleet file without an engine section.
-  const { trace: path, format, requests, rate, inputTokens, inputCv, outputTokens, outputCv, rateScale, peakToTrough, diurnalPeriod, duration, truncate } = opts;
-  const workload = { trace: path, format, requests, rate, inputTokens, inputCv, outputTokens, outputCv, rateScale, peakToTrough, diurnalPeriod, duration, truncate };
+  const { trace: path, format, requests, rate, inputTokens, inputCv, outputTokens, outputCv, prefixGroups, prefixTokens, prefixShare, rateScale, peakToTrough, diurnalPeriod, duration, truncate } = opts;
+  const workload = { trace: path, format, requests, rate, inputTokens, inputCv, outputTokens, outputCv, prefixGroups, prefixTokens, prefixShare, rateScale, peakToTrough, diurnalPeriod, duration, truncate };
   const given = Object.fromEntries(Object.entries(workload).filter(([, v]) => v !== undefined));
   const trace = await buildTrace({ ...given, synthetic: opts.synthetic === true || path === undefined }, 512, seed);
   const input: PlanInput = {

@@ -105,6 +105,9 @@ export function workloadOptions(command: Command): Command {
       .option("--input-cv <cv>", "synthetic: prompt length spread, 0 fixed (default 1)", num("--input-cv", { min: 0 }))
       .option("--output-tokens <n>", "synthetic: mean output tokens (default 128)", num("--output-tokens", { min: 1 }))
       .option("--output-cv <cv>", "synthetic: output length spread, 0 fixed (default 1)", num("--output-cv", { min: 0 }))
+      .option("--prefix-groups <g>", "shared prompt prefixes (synthetic, or added to a trace without block hashes)", num("--prefix-groups", { int: true, min: 0 }))
+      .option("--prefix-tokens <n>", "tokens of each shared prefix (default 2048)", num("--prefix-tokens", { int: true, min: 0 }))
+      .option("--prefix-share <f>", "share of requests starting with a shared prefix (default 1)", num("--prefix-share", { min: 0 }))
   );
 }
 
@@ -121,9 +124,6 @@ export function registerSimCommand(program: Command, io: SimIo = { stdout: proce
     .option("--sample <k>", "candidates drawn per decision in larger fleets (default 16)", num("--sample", { int: true, min: 1 }))
     .option("--arrival <process>", "synthetic: poisson, bursty or uniform (default poisson)", choice("--arrival", ["poisson", "bursty", "uniform"] as const))
     .option("--burstiness <cv>", "synthetic bursty: coefficient of variation of gaps (default 3)", num("--burstiness", { gt: 0 }))
-    .option("--prefix-groups <g>", "shared prompt prefixes (synthetic, or added to a trace without block hashes)", num("--prefix-groups", { int: true, min: 0 }))
-    .option("--prefix-tokens <n>", "tokens of each shared prefix (default 2048)", num("--prefix-tokens", { int: true, min: 0 }))
-    .option("--prefix-share <f>", "share of requests starting with a shared prefix (default 1)", num("--prefix-share", { min: 0 }))
     .option("--mtbf <s>", "mean time between failures of a replica, seconds", num("--mtbf", { gt: 0 }))
     .option("--repair <s>", "mean repair time, seconds (default 600)", num("--repair", { gt: 0 }))
     .option("--ttft-slo <ms>", "goodput SLO on time to first token (default 2000)", num("--ttft-slo", { gt: 0 }))

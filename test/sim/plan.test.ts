@@ -221,5 +221,7 @@ describe("flotilla plan", () => {
     assert.match((await cli(["plan", "--model", "llama-3.1-70b", "--tp", "2,x", ...workload])).stderr, /--tp sizes must be positive integers, got "x"/);
     assert.match((await cli(["plan", "--model", "llama-3.1-70b", ...workload, "--diurnal-period", "60"])).stderr, /--diurnal-period shapes the curve --peak-to-trough gives; give that too/);
     assert.match((await cli(["plan", "--model", "llama-3.1-70b", ...workload, "--peak-to-trough", "0.5"])).stderr, /--peak-to-trough/);
+    // The synthetic spec's prefix sharing reaches the workload.
+    assert.match((await cli(["plan", "--model", "llama-3.1-70b", ...workload, "--prefix-groups", "8", "--prefix-share", "2"])).stderr, /--prefix-share must be between 0 and 1/);
   });
 });
