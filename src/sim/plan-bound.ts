@@ -145,6 +145,9 @@ export interface Budgets {
   readonly tpot: Float64Array;
   readonly worstTtftMs: number;
   readonly worstTpotMs: number;
+  /** Requests longer than a replica's context, and that context (tokens: the model's, or what a replica's KV holds). */
+  readonly refused: number;
+  readonly contextTokens: number;
 }
 
 /** A setup's times for each request alone on an idle replica: first token (prefix cache warm), and output tokens at batch 1. */
@@ -176,6 +179,7 @@ export function budgetsOf(prefill: Alone, decode: Alone, trace: Trace, slo: Slo,
   const tpotBudget = new Float64Array(trace.count);
   let worstTtftMs = 0;
   let worstTpotMs = 0;
+  let refused = 0;
   for (let i = 0; i < trace.count; i++) {
     const promptTokens = trace.inputTokens[i]!;
     const outputTokens = trace.outputTokens[i]!;
@@ -186,10 +190,11 @@ export function budgetsOf(prefill: Alone, decode: Alone, trace: Trace, slo: Slo,
     worstTpotMs = Math.max(worstTpotMs, tpot);
     // A request longer than a replica's context (the model's, or what its KV holds) is refused: it cannot be good at any count.
     const fits = promptTokens + outputTokens <= context;
+    if (!fits) refused++;
     ttftBudget[i] = fits ? slo.ttftMs / ttft : 0;
     tpotBudget[i] = fits ? (tpot > 0 ? slo.tpotMs / tpot : Infinity) : 0;
   }
-  return { ttft: ttftBudget, tpot: tpotBudget, worstTtftMs, worstTpotMs };
+  return { ttft: ttftBudget, tpot: tpotBudget, worstTtftMs, worstTpotMs, refused, contextTokens: context };
 }
 
 /** The share of requests that meet the objective each alone on idle replicas: the most any count of replicas could serve within it. */

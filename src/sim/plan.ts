@@ -296,7 +296,8 @@ export function planSpace(input: PlanInput): PlanSpace {
     const share = idleShare(budgets);
     if (share < input.slo.share) {
       // No count of replicas helps: the longest prompts' prefill (or a decode step) alone is past the objective.
-      const limit = `at most ${(share * 100).toFixed(1)}% of requests can meet the objective on it, even each alone on an idle replica (first token up to ${budgets.worstTtftMs.toFixed(0)} ms, output tokens up to ${budgets.worstTpotMs.toFixed(1)} ms)`;
+      const longer = budgets.refused === 0 ? "" : `; ${budgets.refused} requests are longer than the ${budgets.contextTokens} tokens a replica's context holds (its KV capacity, or the model's window)`;
+      const limit = `at most ${(share * 100).toFixed(1)}% of requests can meet the objective on it, even each alone on an idle replica (first token up to ${budgets.worstTtftMs.toFixed(0)} ms, output tokens up to ${budgets.worstTpotMs.toFixed(1)} ms${longer})`;
       if (islands.length === 1) unfit.push({ ...candidate.setup, reason: limit, share });
       return;
     }

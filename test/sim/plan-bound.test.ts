@@ -53,7 +53,7 @@ describe("the estimate", () => {
   // Load 3 replicas' worth; budgets 1.5 (share: 90% of ten requests have at least it) then 1.2.
   const w = { requests: 10, meanPromptTokens: 1000, windowMs: 1000, decodeTokens: 0 } as Workload;
   const capacity = { prefillTokPerMs: 10 / 3, decodeTokPerMs: 1 };
-  const budgets = (values: number[]): Budgets => ({ ttft: Float64Array.from(values), tpot: Float64Array.from(values.map(() => Infinity)), worstTtftMs: 0, worstTpotMs: 0 });
+  const budgets = (values: number[]): Budgets => ({ ttft: Float64Array.from(values), tpot: Float64Array.from(values.map(() => Infinity)), worstTtftMs: 0, worstTpotMs: 0, refused: 0, contextTokens: 0 });
   const cases = [
     { name: "every request may take 1.5x: load 3 over 1 - 1/1.5", b: [1.5, 1.5, 1.5, 1.5, 1.5, 1.5, 1.5, 1.5, 1.5, 1.5], want: 9 },
     { name: "one in ten may miss: the second-tightest budget counts", b: [1.01, 1.5, 1.5, 1.5, 1.5, 1.5, 1.5, 1.5, 1.5, 1.5], want: 9 },
@@ -73,5 +73,6 @@ describe("the idle bound", () => {
     assert.deepEqual([b.ttft[1], b.tpot[1]], [0, 0]);
     assert.ok(b.ttft[0]! > 1 && b.ttft[2]! > 1, "the others meet it alone");
     assert.equal(idleShare(b), 2 / 3);
+    assert.deepEqual([b.refused, b.contextTokens], [1, island.contextSize]);
   });
 });
