@@ -120,7 +120,7 @@ function render(input: PlanInput, result: PlanResult, out: string | undefined): 
   const blank = ` |${perUser ? " |" : ""} | | | | | | |${moved ? " |" : ""}`;
   for (const u of result.unfit) lines.push(`| ${setupName(u)} | — | — | — | ${u.share === undefined ? "does not fit: " : "cannot meet it: "}${u.reason}${blank}`);
   lines.push("");
-  if (result.ruledOut > 0) lines.push(`${result.ruledOut} of ${result.candidates} candidates were ruled out by the hardware model without a replay: their requests could not meet the objective even alone, or their capacity bound already ${input.objective === "devices" ? "needs more devices" : "costs more"} than a fleet above`);
+  if (result.ruledOut > 0) lines.push(`${result.ruledOut} of ${result.candidates} candidates were ruled out by the hardware model without a replay: their requests could not meet the objective even alone, or its bound or estimate put them past a fleet above (by ${input.objective})`);
   if (result.best === undefined) lines.push(infeasible(input, result));
   else lines.push(`chosen by ${input.objective}: ${fleetName(result.best)}${out === undefined ? "" : `, written to ${resolve(out)}`}`);
   return `${lines.join("\n")}\n`;

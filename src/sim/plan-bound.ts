@@ -19,7 +19,8 @@
  *   bound): what ranks candidates and where their searches start.
  */
 import { servedTpotMs, servedTtftMs } from "../hardware/served.js";
-import { batchPrefillMs, decodeStepMs } from "../hardware/perf.js";
+import { decodeStepMs } from "../hardware/perf.js";
+import { batchPrefillEnergy, decodeStepJoules } from "../hardware/energy.js";
 import { kvBytesPerToken } from "../hardware/kv.js";
 import { kvLanes, kvLink, kvTransferMs } from "../hardware/links.js";
 import type { KvLinkId } from "../hardware/links.js";
@@ -93,22 +94,35 @@ export function workloadOf(trace: Trace, slo: Slo): Workload {
   };
 }
 
-/** One replica's ceilings: prompt tokens per ms at its best pass, output tokens per ms at the largest batch within the TPOT objective (0: not even one). */
+/**
+ * One replica's ceilings: prompt tokens per ms at its best pass, output
+ * tokens per ms at the largest batch within the TPOT objective (0: not
+ * even one); and the joules each takes there beyond the devices' static
+ * power (all the replica's devices, before PUE).
+ */
 export interface Capacity {
   readonly prefillTokPerMs: number;
   readonly decodeTokPerMs: number;
+  readonly prefillJoulesPerToken: number;
+  readonly decodeJoulesPerToken: number;
 }
+
+/** The rates alone, what the counts need. */
+export type Rates = Pick<Capacity, "prefillTokPerMs" | "decodeTokPerMs">;
 
 export function capacityOf(island: SimIsland, w: Workload, tpotMs: number): Capacity {
   const p = island.profile;
+  const e = island.energy;
   // Whole passes of the mean prompt: the prefill rate a busy replica reaches.
   const prompt = Math.max(1, w.meanPromptTokens);
   const sequences = Math.max(1, Math.ceil((4 * p.maxTokensPerPass) / prompt));
-  const prefillTokPerMs = (sequences * prompt) / batchPrefillMs(p, sequences, prompt);
+  const pass = batchPrefillEnergy(p, e, sequences, prompt);
+  const dynamic = (joulesPerDevice: number, ms: number, tokens: number): number => (island.tp * (joulesPerDevice - (e.staticW * ms) / 1000)) / tokens;
+  const prefill = { prefillTokPerMs: (sequences * prompt) / pass.ms, prefillJoulesPerToken: dynamic(pass.joulesPerDevice, pass.ms, sequences * prompt) };
   const context = Math.max(1, w.meanContextTokens);
   const most = Math.max(1, Math.min(island.maxBatch, Math.floor(p.kvCapacityTokens / context)));
   const step = (b: number): number => decodeStepMs(p, b, b * context);
-  if (step(1) > tpotMs) return { prefillTokPerMs, decodeTokPerMs: 0 };
+  if (step(1) > tpotMs) return { ...prefill, decodeTokPerMs: 0, decodeJoulesPerToken: Infinity };
   // The step grows with the batch: bisect for the largest within the objective.
   let lo = 1;
   let hi = most;
@@ -117,11 +131,26 @@ export function capacityOf(island: SimIsland, w: Workload, tpotMs: number): Capa
     if (step(mid) <= tpotMs) lo = mid;
     else hi = mid - 1;
   }
-  return { prefillTokPerMs, decodeTokPerMs: lo / step(lo) };
+  return { ...prefill, decodeTokPerMs: lo / step(lo), decodeJoulesPerToken: dynamic(decodeStepJoules(p, e, lo, lo * context), step(lo), lo) };
+}
+
+/**
+ * The hardware model's estimate of a fleet's joules per output token at
+ * `counts` replicas of `islands` (prefill island first): every device's
+ * static power over the trace, and the work's dynamic energy at the
+ * capacity's rates (prompts on the first island, output tokens on the
+ * last), with the PUE. Like countEstimate, it ranks; the planner scales it
+ * by what replays find.
+ */
+export function joulesEstimate(w: Workload, islands: readonly { readonly island: SimIsland; readonly capacity: Capacity }[], counts: readonly number[], pue: number): number {
+  const spanS = w.windowMs / 1000;
+  const staticJ = islands.reduce((sum, x, k) => sum + counts[k]! * x.island.tp * x.island.energy.staticW * spanS, 0);
+  const work = w.meanPromptTokens * w.requests * islands[0]!.capacity.prefillJoulesPerToken + w.decodeTokens * islands[islands.length - 1]!.capacity.decodeJoulesPerToken;
+  return w.outputTokens > 0 ? (pue * (staticJ + work)) / w.outputTokens : 0;
 }
 
 /** The fewest replicas that prefill (`prefill`) and that decode (`decode`) what the objective's share of requests need. */
-export function countBound(w: Workload, slo: Slo, capacity: Capacity): { prefill: number; decode: number } {
+export function countBound(w: Workload, slo: Slo, capacity: Rates): { prefill: number; decode: number } {
   const need = (work: number, perMs: number): number => (perMs > 0 ? Math.max(1, Math.ceil((slo.share * work) / (w.windowMs * perMs) - 1e-9)) : Infinity);
   return { prefill: need(w.freshPromptTokens, capacity.prefillTokPerMs), decode: need(w.decodeTokens, capacity.decodeTokPerMs) };
 }
@@ -235,7 +264,7 @@ function budgetAtShare(per: (i: number) => number, n: number, share: number): nu
  * evenly so across setups: it ranks candidates, and the planner scales it
  * by what replays found so far (plan.ts).
  */
-export function countEstimate(w: Workload, slo: Slo, capacity: Capacity, budgets: Budgets, side: "both" | "prefill" | "decode"): number {
+export function countEstimate(w: Workload, slo: Slo, capacity: Rates, budgets: Budgets, side: "both" | "prefill" | "decode"): number {
   const prefillLoad = (w.meanPromptTokens * w.requests) / w.windowMs / capacity.prefillTokPerMs;
   const decodeLoad = capacity.decodeTokPerMs > 0 ? w.decodeTokens / w.windowMs / capacity.decodeTokPerMs : Infinity;
   const load = side === "prefill" ? prefillLoad : side === "decode" ? decodeLoad : prefillLoad + decodeLoad;

@@ -14,7 +14,8 @@
  * estimate scaled by how far replays have come above estimates so far,
  * never below its capacity bound; a candidate is not replayed where its
  * bound already costs more than a fleet found, or its estimate does,
- * scaled by the most hopeful ratio so far with a margin. Of the
+ * scaled by the most hopeful ratio so far with a margin (money, devices,
+ * or with the energy objective joules per token). Of the
  * disaggregated and mixed pairs, only the few cheapest by the estimate
  * are searched (pairsPerShape). `exhaustive` replays everything the idle
  * bound leaves: the brute force the search is checked against. Each fleet
@@ -25,7 +26,8 @@
  * replicas; a rack's power says how many racks a fleet fills.
  */
 import { FleetFileError } from "./fleet-file.js";
-import { aloneOf, budgetsOf, capacityOf, countBound, countEstimate, idleShare, workloadOf, type Alone, type Capacity, type Slo } from "./plan-bound.js";
+import { DEFAULT_PUE } from "../hardware/index.js";
+import { aloneOf, budgetsOf, capacityOf, countBound, countEstimate, idleShare, joulesEstimate, workloadOf, type Alone, type Capacity, type Slo } from "./plan-bound.js";
 import { oneReplica, overLimit, searchCandidate } from "./plan-search.js";
 import type { KvLinkId } from "../hardware/links.js";
 import type { SimIsland } from "./fleet-file.js";
@@ -170,7 +172,7 @@ export interface PlanJob {
   readonly lowest: readonly number[];
   readonly estimate: readonly number[];
   readonly bound: { readonly usdPerMTok: number; readonly devices: number };
-  readonly estimated: { readonly usdPerHour: number; readonly devices: number };
+  readonly estimated: { readonly usdPerHour: number; readonly devices: number; readonly joulesPerToken: number };
 }
 
 /** The plan's space, pruned by the hardware model: jobs in search order, setups that cannot serve, and candidates ruled out. */
@@ -204,8 +206,21 @@ export function plan(input: PlanInput): PlanResult {
 export type PlanFound = { readonly index: number; readonly row: PlanRow; readonly ratio?: number };
 
 export function foundOf(input: PlanInput, job: PlanJob, row: PlanRow): PlanFound {
-  const [measured, estimated] = input.objective === "devices" ? [row.devices, job.estimated.devices] : [row.usdPerHour, job.estimated.usdPerHour];
+  const [measured, estimated] = [measureOf(input.objective)(row), estimatedMeasure(input.objective, job)];
   return { index: job.index, row, ...(row.meets && estimated > 0 ? { ratio: measured / estimated } : {}) };
+}
+
+/** What the estimate is compared with, by the objective: money per hour (the fleet's size in money), devices, or joules per output token. */
+function measureOf(objective: PlanObjective): (r: PlanRow) => number {
+  if (objective === "energy") return (r) => r.joulesPerToken;
+  if (objective === "devices") return (r) => r.devices;
+  return (r) => r.usdPerHour;
+}
+
+function estimatedMeasure(objective: PlanObjective, job: Pick<PlanJob, "estimated">): number {
+  if (objective === "energy") return job.estimated.joulesPerToken;
+  if (objective === "devices") return job.estimated.devices;
+  return job.estimated.usdPerHour;
 }
 
 /**
@@ -237,22 +252,24 @@ export const PRUNE_MARGIN = 0.75;
 
 /**
  * Whether a job need not be replayed, against the fleets that met the
- * objective so far: its capacity bound already costs (by the objective) at
- * least what the best of them does; or, once PRUNE_AFTER of its family
- * have met it, its estimate scaled by the smallest ratio of replay to
- * estimate among them (the most hopeful), less PRUNE_MARGIN, does. Never
- * with --exhaustive or the energy objective.
+ * objective so far: its capacity bound already costs (in money or
+ * devices) at least what the best of them does; or, once PRUNE_AFTER of
+ * its family have met it, its estimate scaled by the smallest ratio of
+ * replay to estimate among them (the most hopeful), less PRUNE_MARGIN,
+ * does. Never with --exhaustive.
  */
 export function prunes(input: PlanInput, job: PlanJob, found: readonly PlanFound[]): boolean {
-  if (input.exhaustive === true || input.objective === "energy") return false;
+  if (input.exhaustive === true) return false;
   const met = found.filter((f) => f.row.meets).map((f) => f.row);
-  const devices = input.objective === "devices";
-  const key = objectiveKey(input.objective);
-  if (met.some((r) => key(r) <= (devices ? job.bound.devices : job.bound.usdPerMTok))) return true;
+  // The capacity bound counts replicas: it bounds money and devices, not joules per token.
+  if (input.objective !== "energy") {
+    const bound = input.objective === "devices" ? job.bound.devices : job.bound.usdPerMTok;
+    if (met.some((r) => objectiveKey(input.objective)(r) <= bound)) return true;
+  }
   const r = ratiosFor(job, found);
   if (r.length < PRUNE_AFTER) return false;
-  const measure = devices ? (row: PlanRow): number => row.devices : (row: PlanRow): number => row.usdPerHour;
-  const hoped = (devices ? job.estimated.devices : job.estimated.usdPerHour) * r[0]! * PRUNE_MARGIN;
+  const hoped = estimatedMeasure(input.objective, job) * r[0]! * PRUNE_MARGIN;
+  const measure = measureOf(input.objective);
   return met.some((row) => measure(row) <= hoped);
 }
 
@@ -309,7 +326,8 @@ export function planSpace(input: PlanInput): PlanSpace {
     const usdPerHour = (counts: readonly number[]): number => islands.reduce((sum, x, k) => sum + x.alone.island.usdPerHour * counts[k]!, 0);
     const devices = (counts: readonly number[]): number => islands.reduce((sum, x, k) => sum + x.alone.island.tp * counts[k]!, 0);
     const usdPerMTok = workload.outputTokens > 0 ? ((usdPerHour(lowest) * workload.lastArrivalMs) / 3.6e6 / workload.outputTokens) * 1e6 : 0;
-    jobs.push({ candidate, lowest, estimate, bound: { usdPerMTok, devices: devices(lowest) }, estimated: { usdPerHour: usdPerHour(estimate), devices: devices(estimate) } });
+    const joulesPerToken = joulesEstimate(workload, islands.map((x) => ({ island: x.alone.island, capacity: x.capacity })), estimate, DEFAULT_PUE);
+    jobs.push({ candidate, lowest, estimate, bound: { usdPerMTok, devices: devices(lowest) }, estimated: { usdPerHour: usdPerHour(estimate), devices: devices(estimate), joulesPerToken } });
   };
   for (const x of shapes.has("aggregated") ? sides : []) job({ shape: "aggregated", setup: x.setup }, [x]);
   for (const p of shapes.has("disaggregated") || shapes.has("mixed") ? sides : []) {
@@ -319,7 +337,7 @@ export function planSpace(input: PlanInput): PlanSpace {
       if (shapes.has(shape) && p.alone.island.profile.kvFormat === d.alone.island.profile.kvFormat) job({ shape, setup: d.setup, prefill: p.setup }, [p, d]);
     }
   }
-  const order = (j: Omit<PlanJob, "index">): number => (input.objective === "devices" ? j.estimated.devices : j.estimated.usdPerHour);
+  const order = (j: Omit<PlanJob, "index">): number => estimatedMeasure(input.objective, j);
   const sorted = jobs.map((j, index) => ({ ...j, index })).sort((a, b) => order(a) - order(b) || a.index - b.index);
   // The pairs are many (every prefill setup with every decode setup): only the most promising of each shape are replayed.
   const kept = new Map<FleetShape, number>();

@@ -99,6 +99,11 @@ describe("disaggregated and mixed fleets in the plan", () => {
     assert.ok(pruned.rows.length < all.rows.length, `${pruned.rows.length} replayed against ${all.rows.length}`);
     assert.ok(pruned.ruledOut > all.ruledOut);
     assert.deepEqual(pruned.best, all.best);
+    // By energy too: the estimate of joules per token ranks and prunes as money's does.
+    const frugal = plan({ ...space, objective: "energy" });
+    const frugalAll = plan({ ...space, objective: "energy", exhaustive: true });
+    assert.ok(frugal.rows.length < frugalAll.rows.length, `${frugal.rows.length} replayed against ${frugalAll.rows.length}`);
+    assert.deepEqual(frugal.best, frugalAll.best);
   });
 
   it("starts no search below a count a replay meets: each fleet found has at least its capacity bound on every island", () => {
