@@ -48,7 +48,7 @@ export interface PlanOptions {
   shapes: string;
   kvLink: string;
   exhaustive?: boolean;
-  pairs: number;
+  pairs?: number;
   seed?: number;
   json?: boolean;
   out?: string;
@@ -63,7 +63,7 @@ export function registerPlanCommand(program: Command, io: SimIo = { stdout: proc
     .option("--tp <sizes>", "candidate tensor-parallel sizes, comma-separated", "1,2,4,8")
     .option("--shapes <kinds>", "kinds of fleet to consider, comma-separated: aggregated (each replica serves whole requests), disaggregated (prefill and decode replicas of one hardware), mixed (prefill on one hardware, decode on another)", "aggregated")
     .option("--kv-link <link>", "the link KV crosses from prefill to decode replicas: nvlink, rdma-400g or ethernet-100g", "rdma-400g")
-    .option("--pairs <n>", "disaggregated and, apart, mixed fleets searched at most, those the hardware model's capacity prices lowest first", num("--pairs", { int: true, min: 1 }), 8)
+    .option("--pairs <n>", "disaggregated and, apart, mixed fleets searched at most, those the hardware model's estimate prices lowest first (default 16)", num("--pairs", { int: true, min: 1 }))
     .option("--exhaustive", "replay every candidate, also those the hardware model's capacity bound prices out (the brute-force check)")
     .option("--ttft-slo <ms>", "objective on time to first token", num("--ttft-slo", { gt: 0 }), 2000)
     .option("--tpot-slo <ms>", "objective on time per output token", num("--tpot-slo", { gt: 0 }), 100)

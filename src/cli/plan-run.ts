@@ -51,7 +51,7 @@ export async function runPlan(opts: PlanOptions, io: SimIo): Promise<boolean> {
     objective: opts.objective,
     maxReplicas: opts.maxReplicas,
     shapes,
-    pairsPerShape: opts.pairs,
+    ...(opts.pairs === undefined ? {} : { pairsPerShape: opts.pairs }),
     kvLink: opts.kvLink as KvLinkId,
     ...(opts.exhaustive === true ? { exhaustive: true } : {}),
     limits: { ...(opts.maxPowerKw === undefined ? {} : { facilityKw: opts.maxPowerKw }), ...(opts.maxUsdPerHour === undefined ? {} : { usdPerHour: opts.maxUsdPerHour }) },

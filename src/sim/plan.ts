@@ -80,10 +80,11 @@ export const DEFAULT_RACK_KW = 30;
 /**
  * Every prefill setup with every decode setup is too many to replay (72
  * setups make over 2,400 pairs); the estimate ranks them, and this many
- * of each shape are searched. The brute-force bench
+ * of each shape are searched. 8 missed a 2.3% cheaper mixed fleet on the
+ * whole Mooncake trace, which 16 finds (BENCHMARKS.md). The brute-force bench
  * (bench/plan-brute-force.ts) checks what that loses.
  */
-export const DEFAULT_PAIRS_PER_SHAPE = 8;
+export const DEFAULT_PAIRS_PER_SHAPE = 16;
 
 export type Setup = { readonly hardware: string; readonly precision: string; readonly tp: number };
 
