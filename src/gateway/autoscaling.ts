@@ -19,7 +19,6 @@ import type { AutoscaleConfig, FleetConfig } from "../fleet/config.js";
 import type { Fleet } from "../fleet/fleet.js";
 import { Autoscaler } from "../scheduler/autoscale.js";
 import type { AutoscalingRow } from "../obs/observatory.js";
-import { kubernetesScaleActuator } from "./kubernetes-scale.js";
 
 /** Tells whatever runs a model's engines to run `desired` of them. */
 export type Actuator = (change: { readonly model: string; readonly desired: number; readonly current: number }) => Promise<void>;
@@ -28,7 +27,9 @@ interface Pool {
   readonly model: string;
   readonly config: AutoscaleConfig;
   readonly autoscaler: Autoscaler;
-  readonly actuator: Actuator | undefined;
+  /** Where its section is in the fleet file, for errors. */
+  readonly where: string;
+  actuator: Actuator | undefined;
   desired: number | undefined;
   /** The last count the actuator took. */
   handed: number | undefined;
@@ -43,8 +44,6 @@ export interface AutoscalingOptions {
   readonly waiting: () => readonly { readonly model: string; readonly count: number }[];
   readonly clock: Clock;
   readonly warn: (message: string) => void;
-  /** The actuator a pool's config asks for; default: its `command`, run, or its `kubernetes` target scaled. */
-  readonly actuatorFor?: (model: string, config: AutoscaleConfig) => Actuator | undefined;
   /** Where a kubeconfig the fleet file names resolves, and the environment (in a pod: the service account). */
   readonly build?: { readonly baseDir: string; readonly env: NodeJS.ProcessEnv };
 }
@@ -56,17 +55,12 @@ export class Autoscaling {
 
   constructor(config: FleetConfig | undefined, o: AutoscalingOptions) {
     this.#o = o;
-    const build = o.build ?? { baseDir: process.cwd(), env: process.env };
-    const actuatorFor =
-      o.actuatorFor ??
-      ((model: string, c: AutoscaleConfig, i: number) =>
-        c.kubernetes === undefined ? commandActuator(model, c) : kubernetesScaleActuator(c.kubernetes, { ...build, where: `models.${i}.autoscale.kubernetes` }));
     for (const [i, m] of (config?.models ?? []).entries()) {
       const c = m.autoscale;
       if (c === undefined) continue;
       const autoscaler = new Autoscaler({ min: c.min, max: c.max, mode: c.mode, targetUtilisation: c.target_utilisation, provisioningMs: c.provisioning_ms, cooldownMs: c.cooldown_ms, windowMs: c.window_ms });
-      const actuator = actuatorFor(m.name, c, i);
-      this.#pools.set(m.name, { model: m.name, config: c, autoscaler, actuator, desired: undefined, handed: undefined, acting: false, ok: 0, failed: 0 });
+      const where = `models.${i}.autoscale`;
+      this.#pools.set(m.name, { model: m.name, config: c, autoscaler, where, actuator: commandActuator(c), desired: undefined, handed: undefined, acting: false, ok: 0, failed: 0 });
     }
   }
 
@@ -75,8 +69,20 @@ export class Autoscaling {
     this.#pools.get(model)?.autoscaler.arrived(this.#o.clock.now());
   }
 
-  /** Each pool decides every interval until stop(). */
-  start(): void {
+  /**
+   * Each pool decides every interval until stop(). A pool that scales a
+   * Kubernetes workload gets its client here: the client library loads
+   * only where a fleet file asks for it (half a second of start-up), and a
+   * bad kubeconfig fails the start, naming the field.
+   */
+  async start(): Promise<void> {
+    const build = this.#o.build ?? { baseDir: process.cwd(), env: process.env };
+    for (const pool of this.#pools.values()) {
+      const section = pool.config.kubernetes;
+      if (section === undefined) continue;
+      const { kubernetesScaleActuator } = await import("./kubernetes-scale.js");
+      pool.actuator = kubernetesScaleActuator(section, { ...build, where: `${pool.where}.kubernetes` });
+    }
     for (const pool of this.#pools.values()) void this.#loop(pool);
   }
 
@@ -144,8 +150,8 @@ export class Autoscaling {
   }
 }
 
-/** The pool's `command`, run without a shell, the counts in its environment. */
-function commandActuator(_model: string, config: AutoscaleConfig): Actuator | undefined {
+/** The pool's `command`, run without a shell, the counts in its environment; none without one. */
+function commandActuator(config: AutoscaleConfig): Actuator | undefined {
   const argv = config.command;
   if (argv === undefined) return undefined;
   return ({ model, desired, current }) =>
