@@ -314,6 +314,24 @@ export function servingPoint(p: PerfProfile, batch: number, input: number, outpu
   };
 }
 
+/**
+ * The largest batch, at most `cap`, whose decode step (each sequence
+ * attending to `contextPerSequence` tokens) takes at most `tpotMs`; 0 where
+ * not even one sequence's does. The step grows with the batch, so bisection.
+ */
+export function largestBatchWithin(p: PerfProfile, contextPerSequence: number, cap: number, tpotMs: number): number {
+  const step = (b: number): number => decodeStepMs(p, b, b * contextPerSequence);
+  if (step(1) > tpotMs) return 0;
+  let lo = 1;
+  let hi = Math.max(1, cap);
+  while (lo < hi) {
+    const mid = Math.ceil((lo + hi) / 2);
+    if (step(mid) <= tpotMs) lo = mid;
+    else hi = mid - 1;
+  }
+  return lo;
+}
+
 /** Batch that fills the KV cache with sequences of input + output tokens, capped as engines do. */
 export function maxBatch(p: PerfProfile, input: number, output: number, cap: number = ENGINE_SETTINGS.maxBatch): number {
   return maxBatchForKv(p.kvCapacityTokens, input + output, cap);

@@ -1,4 +1,4 @@
-import { maxBatch, servingPoint } from "../hardware/perf.js";
+import { largestBatchWithin, maxBatch, servingPoint } from "../hardware/perf.js";
 import type { SimIsland } from "./fleet-file.js";
 import type { Trace } from "./traces.js";
 
@@ -21,14 +21,6 @@ export function replicaRps(island: SimIsland, trace: Trace, tpotMs: number): num
   input /= n;
   output = Math.max(1, output / n);
   const p = island.profile;
-  let hi = Math.max(1, maxBatch(p, input, output, island.maxBatch));
-  if (servingPoint(p, 1, input, output).tpotMs > tpotMs) return undefined;
-  // TPOT grows with the batch: bisect for the largest batch that meets it.
-  let lo = 1;
-  while (lo < hi) {
-    const mid = Math.ceil((lo + hi) / 2);
-    if (servingPoint(p, mid, input, output).tpotMs <= tpotMs) lo = mid;
-    else hi = mid - 1;
-  }
-  return servingPoint(p, lo, input, output).tokensPerS / output;
+  const batch = largestBatchWithin(p, input + output / 2, maxBatch(p, input, output, island.maxBatch), tpotMs);
+  return batch === 0 ? undefined : servingPoint(p, batch, input, output).tokensPerS / output;
 }

@@ -19,7 +19,7 @@
  *   bound): what ranks candidates and where their searches start.
  */
 import { servedTpotMs, servedTtftMs } from "../hardware/served.js";
-import { decodeStepMs } from "../hardware/perf.js";
+import { decodeStepMs, largestBatchWithin } from "../hardware/perf.js";
 import { batchPrefillEnergy, decodeStepJoules } from "../hardware/energy.js";
 import { kvBytesPerToken } from "../hardware/kv.js";
 import { kvLanes, kvLink, kvTransferMs } from "../hardware/links.js";
@@ -120,18 +120,11 @@ export function capacityOf(island: SimIsland, w: Workload, tpotMs: number): Capa
   const dynamic = (joulesPerDevice: number, ms: number, tokens: number): number => (island.tp * (joulesPerDevice - (e.staticW * ms) / 1000)) / tokens;
   const prefill = { prefillTokPerMs: (sequences * prompt) / pass.ms, prefillJoulesPerToken: dynamic(pass.joulesPerDevice, pass.ms, sequences * prompt) };
   const context = Math.max(1, w.meanContextTokens);
-  const most = Math.max(1, Math.min(island.maxBatch, Math.floor(p.kvCapacityTokens / context)));
-  const step = (b: number): number => decodeStepMs(p, b, b * context);
-  if (step(1) > tpotMs) return { ...prefill, decodeTokPerMs: 0, decodeJoulesPerToken: Infinity };
-  // The step grows with the batch: bisect for the largest within the objective.
-  let lo = 1;
-  let hi = most;
-  while (lo < hi) {
-    const mid = Math.ceil((lo + hi) / 2);
-    if (step(mid) <= tpotMs) lo = mid;
-    else hi = mid - 1;
-  }
-  return { ...prefill, decodeTokPerMs: lo / step(lo), decodeJoulesPerToken: dynamic(decodeStepJoules(p, e, lo, lo * context), step(lo), lo) };
+  const most = Math.min(island.maxBatch, Math.floor(p.kvCapacityTokens / context));
+  const b = largestBatchWithin(p, context, most, tpotMs);
+  if (b === 0) return { ...prefill, decodeTokPerMs: 0, decodeJoulesPerToken: Infinity };
+  const stepMs = decodeStepMs(p, b, b * context);
+  return { ...prefill, decodeTokPerMs: b / stepMs, decodeJoulesPerToken: dynamic(decodeStepJoules(p, e, b, b * context), stepMs, b) };
 }
 
 /**
