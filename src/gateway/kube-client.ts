@@ -39,8 +39,8 @@ export function namespaceOf(kc: KubeConfig, namespace: string | undefined): stri
 
 /** One line on why a list or watch failed: the HTTP status and the API's own message, or the connection error. */
 export function reasonOf(err: unknown): string {
-  const e = (err ?? {}) as { code?: unknown; statusCode?: unknown; body?: unknown; message?: unknown };
-  const status = typeof e.code === "number" ? e.code : typeof e.statusCode === "number" ? e.statusCode : undefined;
+  const e = (err ?? {}) as { body?: unknown; message?: unknown };
+  const status = statusOf(err);
   let body = e.body;
   if (typeof body === "string") {
     try {
@@ -53,4 +53,10 @@ export function reasonOf(err: unknown): string {
   // node-fetch says "request to <url> failed, reason: <why>": the url is known, the why is the news.
   const first = String(e.message ?? err).split("\n")[0]!.replace(/^request to \S+ failed, reason: /, "").slice(0, 300);
   return status === undefined ? first : `HTTP ${status}${apiMessage === undefined ? "" : `: ${apiMessage}`}`;
+}
+
+/** The HTTP status of a failed call (the client's ApiException has `code`, the watch's error `statusCode`), if it had one. */
+export function statusOf(err: unknown): number | undefined {
+  const e = (err ?? {}) as { code?: unknown; statusCode?: unknown };
+  return typeof e.code === "number" ? e.code : typeof e.statusCode === "number" ? e.statusCode : undefined;
 }

@@ -1,8 +1,7 @@
 /**
  * The autoscaler's Kubernetes actuator: sets a Deployment's or
  * StatefulSet's replicas through its scale subresource (autoscaling/v1
- * Scale), with the official client, as `kubectl scale` and the
- * HorizontalPodAutoscaler do. It reads the Scale and writes it back with
+ * Scale), with the official client. It reads the Scale and writes it back with
  * the count changed and the resourceVersion it read, so a change someone
  * else made in between is not overwritten blindly: the API server answers
  * 409 Conflict, and it reads again (twice at most, then the change fails
@@ -13,7 +12,7 @@
 import { AppsV1Api, type V1Scale } from "@kubernetes/client-node";
 import type { AutoscaleConfig } from "../fleet/config.js";
 import type { Actuator } from "./autoscaling.js";
-import { loadKubeConfig, namespaceOf, reasonOf } from "./kube-client.js";
+import { loadKubeConfig, namespaceOf, reasonOf, statusOf } from "./kube-client.js";
 
 type Section = NonNullable<AutoscaleConfig["kubernetes"]>;
 const ATTEMPTS = 3;
@@ -43,9 +42,4 @@ export function kubernetesScaleActuator(section: Section, opts: { readonly baseD
       }
     }
   };
-}
-
-function statusOf(err: unknown): number | undefined {
-  const e = (err ?? {}) as { code?: unknown; statusCode?: unknown };
-  return typeof e.code === "number" ? e.code : typeof e.statusCode === "number" ? e.statusCode : undefined;
 }
