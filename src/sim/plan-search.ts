@@ -95,8 +95,8 @@ export function searchCandidate(input: PlanInput, job: PlanJob, start: readonly 
   const capOf = (counts: readonly number[], k: number): { most: number; by?: "power" | "money" } => islandCap(input, fleetOf(counts), counts, k);
   const first = start.map((n, k) => Math.max(job.lowest[k]!, n));
   let at = replay(first.map((n, k) => Math.min(n, capOf(first, k).most)));
-  // The largest count of each island a replay fell short at.
-  const short = at.counts.map(() => 0);
+  // One island: the largest count a replay fell short at (with two, a count short beside fewer of the other may do beside more).
+  let short = 0;
   let flat = 0;
   while (!meets(at)) {
     // Grow each island that may by a quarter; keep the growth that served the most requests (the prefill island's on a tie).
@@ -107,14 +107,13 @@ export function searchCandidate(input: PlanInput, job: PlanJob, start: readonly 
     if (grown.length === 0) return rowOf(input, job, fleetOf(at.counts), at.report, false, replays, capOf(at.counts, 0).by ?? capOf(at.counts, at.counts.length - 1).by);
     const trials = grown.map((g) => ({ k: g.k, trial: replay(g.counts) }));
     const best = trials.reduce((a, b) => (b.trial.report.goodput.share > a.trial.report.goodput.share ? b : a));
-    short[best.k] = at.counts[best.k]!;
+    if (at.counts.length === 1) short = at.counts[0]!;
     // Growing served not one more request, twice: the count is not what binds (requests too long for the replicas, say).
     flat = best.trial.report.goodput.share > at.report.goodput.share ? 0 : flat + 1;
     at = best.trial;
     if (flat >= 2) return rowOf(input, job, fleetOf(at.counts), at.report, false, replays);
   }
-  // With two islands a count that fell short beside fewer of the other may do beside more of it: only the bound holds.
-  for (let k = 0; k < at.counts.length; k++) at = shrink(at, k, at.counts.length === 1 ? Math.max(job.lowest[k]!, short[k]! + 1) : job.lowest[k]!, replay, meets);
+  for (let k = 0; k < at.counts.length; k++) at = shrink(at, k, Math.max(job.lowest[k]!, short + 1), replay, meets);
   return rowOf(input, job, fleetOf(at.counts), at.report, true, replays);
 }
 

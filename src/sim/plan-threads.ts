@@ -19,7 +19,7 @@ export async function planOnThreads(input: PlanInput, threads: number): Promise<
   const found: PlanFound[] = [];
   const { onCandidate: _, ...shared } = input;
   let next = 0;
-  let done = space.ruledOut;
+  let done = space.candidates - space.jobs.length;
   /** The next job to replay, skipping those the fleets found so far prune. */
   const deal = (): { job: PlanJob; start: number[] } | undefined => {
     while (next < space.jobs.length) {

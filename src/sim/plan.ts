@@ -176,11 +176,10 @@ export interface PlanJob {
   readonly estimated: { readonly usdPerHour: number; readonly devices: number; readonly joulesPerToken: number };
 }
 
-/** The plan's space, pruned by the hardware model: jobs in search order, setups that cannot serve, and candidates ruled out. */
+/** The plan's space, pruned by the hardware model: jobs in search order, setups that cannot serve, and how many candidates there were in all. */
 export interface PlanSpace {
   readonly jobs: readonly PlanJob[];
   readonly unfit: readonly Unfit[];
-  readonly ruledOut: number;
   readonly candidates: number;
 }
 
@@ -192,7 +191,8 @@ export function setupsOf(input: PlanInput): Setup[] {
 export function plan(input: PlanInput): PlanResult {
   const space = planSpace(input);
   const found: PlanFound[] = [];
-  let done = space.ruledOut;
+  // Progress counts every candidate: those not searched are done already.
+  let done = space.candidates - space.jobs.length;
   for (const job of space.jobs) {
     done++;
     if (prunes(input, job, found)) continue;
@@ -350,7 +350,7 @@ export function planSpace(input: PlanInput): PlanSpace {
   });
   // Setups that do not fit (or a limit allows not one replica of) count as one candidate each.
   const unresolved = unfit.filter((u) => u.share === undefined).length;
-  return { jobs: searched, unfit, ruledOut: candidates - searched.length - (unfit.length - unresolved), candidates: candidates + unresolved };
+  return { jobs: searched, unfit, candidates: candidates + unresolved };
 }
 
 type Side = { readonly setup: Setup; readonly alone: Alone; readonly capacity: Capacity };
