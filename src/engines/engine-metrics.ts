@@ -154,6 +154,18 @@ export function othersOnReplica(running: number, waiting: number, ownAtReport: n
 }
 
 /**
+ * Others' requests on a replica when the gateways share their counts
+ * (gateway/peer-sync.ts): what the peers last said they have there
+ * (`peersNow`), plus what the engine's last report showed beyond this
+ * gateway's and its peers' counts then (`reportedOthers` less
+ * `peersAtReport`): clients that reach the engine past every gateway. The
+ * peers' counts are fresher than the engine's report, so they lead.
+ */
+export function withPeers(reportedOthers: number, peersNow: number, peersAtReport: number): number {
+  return peersNow + Math.max(0, reportedOthers - peersAtReport);
+}
+
+/**
  * The load the router sees once the engine has reported: this gateway's own
  * requests plus what others (another gateway, a client calling the engine
  * directly) put on it.
@@ -173,12 +185,30 @@ export function othersOnReplica(running: number, waiting: number, ownAtReport: n
  * `slots + maxQueue`, the bound the `has-capacity` filter applies to this
  * gateway's own slots and queue.
  */
-export function withReport(own: EngineLoad, report: EngineReport, ownAtReport: number, ageMs: number): EngineLoad {
-  const othersRunning = Math.max(0, report.running - ownAtReport);
-  const othersWaiting = othersOnReplica(report.running, report.waiting, ownAtReport) - othersRunning;
+export function withReport(own: EngineLoad, report: EngineReport, ownAtReport: number, ageMs: number, peers?: PeerCounts): EngineLoad {
+  const fromReport = othersOnReplica(report.running, report.waiting, ownAtReport);
+  const others = peers === undefined ? fromReport : withPeers(fromReport, peers.now, peers.atReport);
+  const running = Math.min(others, Math.max(0, report.running - ownAtReport));
+  const reported: ReportedLoad = { running: report.running, waiting: report.waiting, kvUsage: report.kvUsage, ageMs };
+  return joined(own, running, others - running, reported);
+}
+
+/** Requests other gateways said they have on a replica (gateway/peer-sync.ts): now, and when its engine's last report was taken. */
+export interface PeerCounts {
+  readonly now: number;
+  readonly atReport: number;
+}
+
+/** The load with the peers' requests and no report from the engine: theirs taken to run where slots are free. */
+export function withPeerCount(own: EngineLoad, peers: number): EngineLoad {
+  const running = Math.min(peers, Math.max(0, own.slots - own.active));
+  return joined(own, running, peers - running, undefined);
+}
+
+/** Others' requests joined to the gateway's own, capped so the has-capacity filter never refuses for them. */
+function joined(own: EngineLoad, othersRunning: number, othersWaiting: number, reported: ReportedLoad | undefined): EngineLoad {
   const room = Math.max(0, own.slots + own.maxQueue - 1 - own.active - own.queued);
   const running = Math.min(othersRunning, room);
   const waiting = Math.min(othersWaiting, room - running);
-  const reported: ReportedLoad = { running: report.running, waiting: report.waiting, kvUsage: report.kvUsage, ageMs };
-  return { ...own, active: own.active + running, queued: own.queued + waiting, own: { active: own.active, queued: own.queued }, reported };
+  return { ...own, active: own.active + running, queued: own.queued + waiting, own: { active: own.active, queued: own.queued }, ...(reported === undefined ? {} : { reported }) };
 }

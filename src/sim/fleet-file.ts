@@ -142,6 +142,8 @@ export const simFleetSchema = z
         instances: z.number().int().min(1).max(1024).default(1),
         /** How often engines report their load to the gateways, ms of virtual time (0: never). */
         load_report_ms: z.number().min(0).max(3_600_000).default(1_000),
+        /** How often the gateways tell each other their placements and in-flight counts, ms of virtual time (0: they share nothing; gateway/peer-sync.ts). */
+        peer_sync_ms: z.number().min(0).max(3_600_000).default(0),
       })
       .strict()
       .prefault({}),
@@ -282,7 +284,7 @@ export interface SimFleet {
   readonly policy: Policy;
   readonly sample: number;
   /** Router instances and how often engines report load to them. */
-  readonly router: { readonly instances: number; readonly loadReportMs: number };
+  readonly router: { readonly instances: number; readonly loadReportMs: number; readonly peerSyncMs: number };
   readonly slo: { readonly ttftMs: number; readonly tpotMs: number };
   readonly failures:
     | { readonly mtbfMs: number | undefined; readonly repairMs: number; readonly schedule: readonly ScheduledFailure[] }
@@ -355,7 +357,7 @@ export function resolveSimFleet(raw: unknown, source = "fleet file", opts: Resol
     replicaCount: first,
     policy,
     sample: cfg.router.sample,
-    router: { instances: cfg.router.instances, loadReportMs: cfg.router.load_report_ms },
+    router: { instances: cfg.router.instances, loadReportMs: cfg.router.load_report_ms, peerSyncMs: cfg.router.peer_sync_ms },
     slo: { ttftMs: cfg.slo.ttft_ms, tpotMs: cfg.slo.tpot_ms },
     failures: f === undefined ? undefined : { mtbfMs: f.mtbf_s === undefined ? undefined : f.mtbf_s * 1000, repairMs: f.repair_s * 1000, schedule },
     ...(membership.length === 0 ? {} : { membership }),

@@ -17,7 +17,8 @@
  * With one instance the view is the fleet's true load and its one index:
  * exactly the single router the simulator always had, decision for decision.
  */
-import { othersOnReplica } from "../engines/engine-metrics.js";
+import { othersOnReplica, withPeers } from "../engines/engine-metrics.js";
+import { PeerHints, placementOf, type Placement } from "../scheduler/peer-hints.js";
 import { PrefixIndex } from "../scheduler/prefix-index.js";
 import { seededRandom } from "./random.js";
 
@@ -26,6 +27,8 @@ export interface RouterInstancesOptions {
   readonly instances?: number;
   /** How often each engine's own load reaches the routers, ms of virtual time; 0: never (each sees only what it sent). Default 1,000. */
   readonly loadReportMs?: number;
+  /** How often gateways tell each other their placements and in-flight counts (gateway/peer-sync.ts), ms of virtual time; 0: they share nothing. Default 0. */
+  readonly peerSyncMs?: number;
 }
 
 export interface Load {
@@ -44,6 +47,17 @@ export class RouterInstances {
   readonly #reportedQueued: Int32Array;
   #reportedAt = -Infinity;
   readonly #random: () => number;
+  readonly #syncMs: number;
+  readonly #hints: PeerHints[];
+  /** Placements made since the last sync, and by which instance. */
+  #pending: { readonly from: number; readonly points: Placement[] }[] = [];
+  /** Per instance, its counts as the others last heard them. */
+  readonly #sentAtSync: Int32Array[];
+  /** Per replica, every instance's count at the last sync. */
+  readonly #allAtSync: Int32Array;
+  /** Per instance, its peers' counts as it knew them when the engines last reported. */
+  readonly #peersAtReport: Int32Array[];
+  #syncedAt = -Infinity;
 
   constructor(replicas: number, seed: number, opts: RouterInstancesOptions = {}) {
     const n = opts.instances ?? 1;
@@ -51,7 +65,13 @@ export class RouterInstances {
     this.count = n;
     this.#reportMs = opts.loadReportMs ?? 1_000;
     if (!(this.#reportMs >= 0) || !Number.isFinite(this.#reportMs)) throw new RangeError(`router load_report_ms must be a non-negative number, got ${this.#reportMs}`);
+    this.#syncMs = opts.peerSyncMs ?? 0;
+    if (!(this.#syncMs >= 0) || !Number.isFinite(this.#syncMs)) throw new RangeError(`router peer_sync_ms must be a non-negative number, got ${this.#syncMs}`);
     this.indexes = Array.from({ length: n }, () => new PrefixIndex());
+    this.#hints = Array.from({ length: n }, () => new PeerHints());
+    this.#sentAtSync = Array.from({ length: n }, () => new Int32Array(replicas));
+    this.#allAtSync = new Int32Array(replicas);
+    this.#peersAtReport = Array.from({ length: n }, () => new Int32Array(replicas));
     this.#sent = Array.from({ length: n }, () => new Int32Array(replicas));
     this.#sentAtReport = Array.from({ length: n }, () => new Int32Array(replicas));
     this.#reportedActive = new Int32Array(replicas);
@@ -74,6 +94,41 @@ export class RouterInstances {
     for (const index of this.indexes) index.removeReplica(replica);
   }
 
+  get #sharing(): boolean {
+    return this.count > 1 && this.#syncMs > 0;
+  }
+
+  /**
+   * Before `instance` routes a prompt of `blocks` at `now`: what the peers
+   * told it by then (placements and counts, at the last sync), its prefix
+   * index holding the peers' placements on this prompt's chain.
+   */
+  prepare(instance: number, blocks: ArrayLike<number>, now: number): void {
+    if (!this.#sharing) return;
+    if (now - this.#syncedAt >= this.#syncMs) this.#sync(now);
+    this.#hints[instance]!.apply(blocks, this.indexes[instance]!);
+  }
+
+  /** `instance` sent a prompt of `blocks` to `replica`: its own index records it, and the peers hear of it at the next sync. */
+  placed(instance: number, replica: number, blocks: ArrayLike<number>): void {
+    if (blocks.length === 0) return;
+    this.indexes[instance]!.record(replica, blocks);
+    if (this.#sharing) this.#pending.push({ from: instance, points: placementOf(replica, blocks) });
+  }
+
+  #sync(now: number): void {
+    this.#syncedAt = now;
+    for (const { from, points } of this.#pending) {
+      for (let i = 0; i < this.count; i++) if (i !== from) for (const p of points) this.#hints[i]!.add(p);
+    }
+    this.#pending = [];
+    this.#allAtSync.fill(0);
+    for (let i = 0; i < this.count; i++) {
+      this.#sentAtSync[i]!.set(this.#sent[i]!);
+      for (let r = 0; r < this.#allAtSync.length; r++) this.#allAtSync[r]! += this.#sent[i]![r]!;
+    }
+  }
+
   dispatched(instance: number, replica: number): void {
     if (this.count === 1) return;
     this.#sent[instance]![replica]!++;
@@ -92,7 +147,8 @@ export class RouterInstances {
   view(instance: number, r: number, slots: number, now: number, truth: (r: number, out: Load) => void, out: Load): void {
     if (this.#reportMs > 0 && now - this.#reportedAt >= this.#reportMs) this.#report(now, truth);
     const own = this.#sent[instance]![r]!;
-    const total = own + othersOnReplica(this.#reportedActive[r]!, this.#reportedQueued[r]!, this.#sentAtReport[instance]![r]!);
+    const reported = othersOnReplica(this.#reportedActive[r]!, this.#reportedQueued[r]!, this.#sentAtReport[instance]![r]!);
+    const total = own + (this.#sharing ? withPeers(reported, this.#allAtSync[r]! - this.#sentAtSync[instance]![r]!, this.#peersAtReport[instance]![r]!) : reported);
     out.active = Math.min(total, slots);
     out.queued = total - out.active;
   }
@@ -100,6 +156,11 @@ export class RouterInstances {
   #report(now: number, truth: (r: number, out: Load) => void): void {
     this.#reportedAt = now;
     for (let i = 0; i < this.count; i++) this.#sentAtReport[i]!.set(this.#sent[i]!);
+    if (this.#sharing) {
+      for (let i = 0; i < this.count; i++) {
+        for (let r = 0; r < this.#allAtSync.length; r++) this.#peersAtReport[i]![r] = this.#allAtSync[r]! - this.#sentAtSync[i]![r]!;
+      }
+    }
     const out = { active: 0, queued: 0 };
     for (let r = 0; r < this.#reportedActive.length; r++) {
       truth(r, out);

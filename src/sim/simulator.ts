@@ -769,6 +769,7 @@ class Simulation {
     const blocks = stageBlocks(seq, want);
     const instance = this.#instanceOf[seq.id]!;
     const owner = this.#ownerBlocks === undefined || blocks.length === 0 ? undefined : blocks[Math.min(this.#ownerBlocks, blocks.length) - 1];
+    this.#routers.prepare(instance, blocks, this.#clock.now());
     const m = this.#selector.select(n, this.#random, blocks, this.#routers.indexes[instance], owner);
     const candidates = this.#candidates;
     candidates.length = m;
@@ -813,7 +814,7 @@ class Simulation {
     const { onDecision } = this.#opts;
     const trace = onDecision === undefined ? undefined : newRouteTrace();
     const outcome = route(this.#policy, request, candidates, this.#random, trace);
-    if (outcome.ok && blocks.length > 0) this.#routers.indexes[this.#instanceOf[seq.id]!]!.record(outcome.index, blocks);
+    if (outcome.ok) this.#routers.placed(this.#instanceOf[seq.id]!, outcome.index, blocks);
     this.#decisions++;
     this.#decisionMs += performance.now() - t0;
     onDecision?.({

@@ -1,7 +1,8 @@
 /**
  * Several gateways in the twin (sim/router-instances.ts): one instance is
  * the single router, decision for decision; several lose prefix hits with
- * their own indexes alone, and the coordination-free owner wins them back.
+ * their own indexes alone, and the coordination-free owner wins them back;
+ * gateways that tell each other their placements keep them all.
  */
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
@@ -42,9 +43,22 @@ describe("router instances in the twin", () => {
     assert.ok(owned > four * 1.2, `with the owner: ${owned} vs ${four}`);
   });
 
+  it("four gateways telling each other their placements and counts keep a single router's hits", { skip: TRACES_ABSENT }, async () => {
+    const trace = truncateTrace(await loadTrace(MOONCAKE), 3000);
+    const hits = (router: Record<string, unknown>): number => buildReport(simulate({ fleet: fleetWith("prefix-aware", router), trace })).cache.hitRate;
+    const single = hits({ instances: 1 });
+    const alone = hits({ instances: 4 });
+    const told = hits({ instances: 4, peer_sync_ms: 50 });
+    assert.ok(told >= 0.95 * single, `told every 50 ms: ${told} vs ${single} with one router`);
+    assert.ok(told > alone * 1.2, `told: ${told}, alone: ${alone}`);
+    assert.equal(hits({ instances: 1, peer_sync_ms: 50 }), single, "one gateway has no peers: the setting changes nothing");
+  });
+
   it("bad settings are refused, naming the key", () => {
     assert.throws(() => fleetWith("prefix-aware", { instances: 0 }), (err: unknown) => err instanceof FleetFileError && /router\.instances/.test(err.message));
     assert.throws(() => fleetWith("prefix-aware", { load_report_ms: -1 }), /router\.load_report_ms/);
+    assert.throws(() => fleetWith("prefix-aware", { peer_sync_ms: -5 }), /router\.peer_sync_ms/);
+    assert.throws(() => new RouterInstances(4, 1, { instances: 2, peerSyncMs: Number.NaN }), /peer_sync_ms/);
     assert.throws(() => new RouterInstances(4, 1, { instances: 2.5 }), /integer/);
   });
 });
