@@ -11,7 +11,9 @@ import type { Fleet } from "../fleet/fleet.js";
 import { parseFleetConfig, type FleetConfig } from "../fleet/config.js";
 import { readFleetFile } from "../fleet/load.js";
 import { Discovery } from "../gateway/discovery/index.js";
+import { PeerSync } from "../gateway/peer-sync.js";
 import { createGatewayWithShutdown } from "../gateway/server.js";
+import type { Store } from "../store/store.js";
 import { ensureDefaultModel } from "../gguf/default-model.js";
 import { rateBookFromConfig, tenancyFromConfig } from "../metering/config.js";
 import { hardwareByReplica } from "../obs/index.js";
@@ -65,6 +67,7 @@ async function listen(opts: ServeOptions, loaded: Loaded, fleet: Fleet, policy: 
   // Each replica's hardware prices its requests and tells the router its speed, cost and energy.
   const rates = await rateBookFromConfig(config, baseDir);
   const tenancy = await tenancyFromConfig(config, { baseDir, env: process.env, host, fleet, rates });
+  const peers = tenancy === undefined ? undefined : await peerSync(tenancy.store, config);
   const fleetPath = opts.config === undefined ? undefined : resolve(opts.config);
   const { app, shutdown, membership } = createGatewayWithShutdown({
     fleet,
@@ -77,6 +80,7 @@ async function listen(opts: ServeOptions, loaded: Loaded, fleet: Fleet, policy: 
     },
     ...(tenancy === undefined ? {} : { tenancy, batches: { store: tenancy.store, holder: tenancy.instance.id, ...(config.server.instance_lease_ms === undefined ? {} : { leaseMs: config.server.instance_lease_ms }), ...(config.server.batch_headroom_slots === undefined ? {} : { headroomSlots: config.server.batch_headroom_slots }) } }),
     policy,
+    ...(peers === undefined ? {} : { peers }),
     routeHints: (id) => rates.hints(id),
     cascades: buildCascades(config),
     ...(config.server.max_queued === undefined ? {} : { maxQueued: config.server.max_queued }),
@@ -114,6 +118,7 @@ async function listen(opts: ServeOptions, loaded: Loaded, fleet: Fleet, policy: 
   });
   process.stdout.write(`flotilla listening on ${address}\n${lines.join("\n")}\n  dashboard: ${address}/ui   metrics: ${address}/metrics\n`);
   process.stdout.write(tenancy === undefined ? "  usage ledger: off (server.store: none)\n" : `  usage ledger: ${tenancy.store.kind} ${tenancy.store.where}\n  api keys: ${await tenancy.authMode()}\n`);
+  if (peers !== undefined) process.stdout.write(`  peers: placements and load shared every ${config.server.peer_sync_ms ?? 50} ms on the store\n`);
 
   // The first signal drains (in-flight requests finish, new ones get 503);
   // a second one stops at once.
@@ -125,6 +130,7 @@ async function listen(opts: ServeOptions, loaded: Loaded, fleet: Fleet, policy: 
     // Discovery first, so no replica joins while the gateway drains.
     void discovery.stop().then(async () => {
       await shutdown(config.server.shutdown_grace_ms);
+      await peers?.close();
       await tenancy?.close();
       process.stdout.write("flotilla: stopped\n");
       process.exit(0);
@@ -134,6 +140,13 @@ async function listen(opts: ServeOptions, loaded: Loaded, fleet: Fleet, policy: 
   process.on("SIGTERM", stop);
   // From the version loaded at start: a change made while the gateway was starting is a change too.
   if (fleetPath !== undefined) watchFleetFile(fleetPath, async () => membership.reload((await readFleetFile(fleetPath)).config), { initial: loaded.text });
+}
+
+/** With a store other gateways share (Postgres), the channel this one tells them what it routes on. */
+async function peerSync(store: Store, config: FleetConfig): Promise<PeerSync | undefined> {
+  const syncMs = config.server.peer_sync_ms ?? 50;
+  if (syncMs === 0) return undefined;
+  return PeerSync.start(store, { syncMs, log: (message) => process.stderr.write(`flotilla: ${message}\n`) });
 }
 
 /** The fleet's config, where relative paths in it resolve, and the fleet file's text when there is one. */

@@ -84,6 +84,8 @@ export interface Engine {
   start(): Promise<void>;
   isReady(): boolean;
   load(): EngineLoad;
+  /** An engine other gateways also send to: `peers()` is how many requests they say they have on it, counted into load(). */
+  countPeers?(peers: () => number): void;
   /** Exact prompt length (with any continuation) in tokens where the tokenizer is at hand; undefined otherwise. */
   countPromptTokens(prompt: Prompt, continuation?: string): number | undefined;
   generate(request: GenerationRequest, onText: TextSink, signal: AbortSignal): Promise<GenerationResult>;

@@ -18,6 +18,8 @@ export interface ScraperOptions {
   readonly log: (message: string) => void;
   /** This gateway's requests on the engine now, and how many it has sent in all. */
   readonly own: () => { readonly active: number; readonly sent: number };
+  /** Requests other gateways said they have on the engine now (gateway/peer-sync.ts); absent: none are heard. */
+  readonly peers?: () => number;
 }
 
 /** The last report while it is fresh. */
@@ -25,10 +27,12 @@ export interface FreshReport {
   readonly report: EngineReport;
   /** Requests of this gateway's own on the engine when the report was taken: its share of the report. */
   readonly ownAtReport: number;
+  /** Requests the other gateways said they had there when the scrape started. */
+  readonly peersAtReport: number;
   readonly ageMs: number;
 }
 
-type Outcome = { readonly ok: true; readonly report: EngineReport; readonly ownAtReport: number } | { readonly ok: false; readonly kind: string; readonly message: string };
+type Outcome = { readonly ok: true; readonly report: EngineReport; readonly ownAtReport: number; readonly peersAtReport: number } | { readonly ok: false; readonly kind: string; readonly message: string };
 
 /** What one scrape may hold in memory: far more than an engine's /metrics, a bound against an endpoint that streams without end. */
 const MAX_BYTES = 8 * 1024 * 1024;
@@ -46,7 +50,7 @@ export class MetricsScraper {
   readonly #o: ScraperOptions;
   /** The interval within 250 ms … 2 s: short, so a /metrics that hangs holds one pooled connection only briefly. */
   readonly #timeoutMs: number;
-  #last: { readonly report: EngineReport; readonly ownAtReport: number; readonly at: number } | undefined;
+  #last: { readonly report: EngineReport; readonly ownAtReport: number; readonly peersAtReport: number; readonly at: number } | undefined;
   #timer: NodeJS.Timeout | undefined;
   #inFlight: AbortController | undefined;
   #stopped = false;
@@ -74,7 +78,7 @@ export class MetricsScraper {
     const last = this.#last;
     if (last === undefined) return undefined;
     const ageMs = performance.now() - last.at;
-    return ageMs > 3 * this.#o.intervalMs ? undefined : { report: last.report, ownAtReport: last.ownAtReport, ageMs };
+    return ageMs > 3 * this.#o.intervalMs ? undefined : { report: last.report, ownAtReport: last.ownAtReport, peersAtReport: last.peersAtReport, ageMs };
   }
 
   /** One scrape; resolves when it has been recorded or logged. */
@@ -82,7 +86,7 @@ export class MetricsScraper {
     const outcome = await this.#fetch();
     if (this.#stopped) return;
     if (outcome.ok) {
-      this.#last = { report: outcome.report, ownAtReport: outcome.ownAtReport, at: performance.now() };
+      this.#last = { report: outcome.report, ownAtReport: outcome.ownAtReport, peersAtReport: outcome.peersAtReport, at: performance.now() };
       if (this.#failing !== undefined) this.#o.log(`${this.#o.name}: ${this.#where()} reports load again (${outcome.report.dialect})`);
       this.#failing = undefined;
       return;
@@ -109,6 +113,7 @@ export class MetricsScraper {
     // The gateway's share of the report, at most: its requests on the engine when the scrape starts, and every one it sends
     // before the answer (the engine may have counted any of them, even one that has ended since).
     const before = this.#o.own();
+    const peers = this.#o.peers?.() ?? 0;
     try {
       const headers: Record<string, string> = { accept: "text/plain;version=0.0.4" };
       if (this.#o.token !== undefined) headers.authorization = `Bearer ${this.#o.token}`;
@@ -118,7 +123,7 @@ export class MetricsScraper {
         return this.#refused(res.statusCode);
       }
       const text = await readLimited(res.body, MAX_BYTES);
-      return this.#read(text, before.active + this.#o.own().sent - before.sent);
+      return this.#read(text, before.active + this.#o.own().sent - before.sent, peers);
     } catch (err) {
       if (timedOut) return this.#failure("timeout", `${this.#where()} did not answer within ${this.#timeoutMs} ms`);
       if (err instanceof TooLarge) return this.#failure("too-large", `${this.#where()} sent more than ${MAX_BYTES} bytes`);
@@ -129,7 +134,7 @@ export class MetricsScraper {
     }
   }
 
-  #read(text: string, ownAtReport: number): Outcome {
+  #read(text: string, ownAtReport: number, peersAtReport: number): Outcome {
     let report: EngineReport | undefined;
     try {
       report = readReport(parseExposition(text), this.#o.model);
@@ -138,7 +143,7 @@ export class MetricsScraper {
       return this.#failure("unparsable", `${this.#where()} is not Prometheus text (${err.message})`);
     }
     if (report === undefined) return this.#failure("unknown", `${this.#where()} has no load gauge of vLLM, SGLang, llama-server or Flotilla for model ${this.#o.model}`);
-    return { ok: true, report, ownAtReport };
+    return { ok: true, report, ownAtReport, peersAtReport };
   }
 
   #refused(status: number): Outcome {
@@ -153,7 +158,7 @@ export class MetricsScraper {
   }
 
   #failure(kind: string, message: string): Outcome {
-    return { ok: false, kind, message: `${message}; routing counts only this gateway's own requests there` };
+    return { ok: false, kind, message: `${message}; routing counts only the requests gateways sent there` };
   }
 
   #where(): string {

@@ -2,7 +2,7 @@ import { Pool, errors as undiciErrors } from "undici";
 import { FlotillaError } from "../core/errors.js";
 import { likelyPromptTokens, type ChatMessage, type EmbeddingInput, type EmbeddingRequest, type EmbeddingResult, type FinishReason, type GenerationRequest, type GenerationResult, type ResponseFormat, type TokenLogprob, type ToolUse } from "../core/request.js";
 import type { ChunkIds, Engine, EngineLoad, TextSink } from "./engine.js";
-import { withReport } from "./engine-metrics.js";
+import { withPeerCount, withReport } from "./engine-metrics.js";
 import { MetricsScraper } from "./metrics-scraper.js";
 import { SlotPool } from "./slots.js";
 import { SseLineDecoder } from "./sse-decoder.js";
@@ -81,6 +81,8 @@ export class OpenAIEngine implements Engine {
   /** Ask for vLLM's extensions (token ids, running usage) until the server refuses them by name. */
   #extensions = true;
   readonly #scraper: MetricsScraper | undefined;
+  /** Requests other gateways say they have on this engine (gateway/peer-sync.ts); undefined: no peers are heard. */
+  #peers: (() => number) | undefined;
   /** Requests sent since start: with the active count, bounds how many of the engine's reported requests are ours. */
   #sent = 0;
 
@@ -123,6 +125,7 @@ export class OpenAIEngine implements Engine {
       name: opts.name ?? opts.upstreamModel,
       log: opts.log ?? ((m) => process.stderr.write(`flotilla: ${m}\n`)),
       own: () => ({ active: this.#slots.active, sent: this.#sent }),
+      peers: () => this.#peers?.() ?? 0,
     });
   }
 
@@ -167,12 +170,22 @@ export class OpenAIEngine implements Engine {
     return this.#ready && !this.#closed;
   }
 
-  /** Its own slots' load, joined by the engine's last fresh report of what other clients run there (engine-metrics.ts withReport). */
+  /**
+   * Its own slots' load, joined by what other gateways say they run there
+   * (countPeers) and by the engine's last fresh report of what other
+   * clients run there (engine-metrics.ts withReport).
+   */
   load(): EngineLoad {
     const s = this.#slots;
     const own = { active: s.active, queued: s.queued, slots: s.size, maxQueue: s.maxQueue };
     const fresh = this.#scraper?.fresh();
-    return fresh === undefined ? own : withReport(own, fresh.report, fresh.ownAtReport, fresh.ageMs);
+    const peers = this.#peers?.();
+    if (fresh === undefined) return peers === undefined || peers === 0 ? own : withPeerCount(own, peers);
+    return withReport(own, fresh.report, fresh.ownAtReport, fresh.ageMs, peers === undefined ? undefined : { now: peers, atReport: fresh.peersAtReport });
+  }
+
+  countPeers(peers: () => number): void {
+    this.#peers = peers;
   }
 
   countPromptTokens(): number | undefined {

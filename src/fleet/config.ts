@@ -265,6 +265,12 @@ export const fleetConfig = z
          * transaction; none is acknowledged before its commit. Default 0: those of one event-loop turn.
          */
         ledger_commit_ms: z.number().int().min(0).max(10_000).optional(),
+        /**
+         * With a Postgres store: how often this gateway tells the others on the store where it sent each prompt and
+         * how many requests it has on each replica (gateway/peer-sync.ts), ms; 0 turns it off. Default 50, the
+         * endpoint picker's metrics refresh in the Gateway API Inference Extension (DefaultRefreshMetricsInterval).
+         */
+        peer_sync_ms: z.number().int().min(0).max(60_000).optional(),
         /** The share taken off the price of a Batch API request, 0-1. Default 0.5 (OpenAI's batch discount). */
         batch_discount: z.number().min(0).max(1).optional(),
         /** Slots the Batch API's runner leaves free for interactive requests. Default 1. */

@@ -12,6 +12,7 @@ import { DEFAULT_RETRY, attemptBudget, backoffMs, bestRecord, isRetryable, retry
 import { markReady, type Readiness } from "../scheduler/readiness.js";
 import { readyIndices, type DecisionListener } from "../scheduler/decision.js";
 import { Answer, resumed, type Attempt } from "./answer.js";
+import type { PeerSync } from "./peer-sync.js";
 import { ReplicaPrefixes } from "./replica-prefixes.js";
 import type { RouteHints } from "../metering/pricing.js";
 
@@ -84,6 +85,8 @@ export class Dispatcher {
   readonly #picked = new Map<Replica, number>();
   /** Attempts running, by replica: a replica that leaves the fleet hands them on (evict). */
   readonly #running = new Map<Replica, Set<Attempt>>();
+  /** The other gateways on the same store, told what this one routes and telling it theirs. */
+  readonly #peers: PeerSync | undefined;
 
   constructor(
     fleet: Fleet,
@@ -109,6 +112,8 @@ export class Dispatcher {
       ttftSloMs?: number;
       /** First-token hedging; by default on, never waiting past slowFirstTokenMs (or 2 s). */
       hedge?: Partial<HedgePolicy>;
+      /** Other gateways in front of the same engines (gateway/peer-sync.ts). */
+      peers?: PeerSync;
     } = {},
   ) {
     const maxMs = Math.min(DEFAULT_HEDGE.maxMs, opts.slowFirstTokenMs ?? Infinity);
@@ -127,8 +132,13 @@ export class Dispatcher {
     this.#policy = policy;
     this.#retry = { ...DEFAULT_RETRY, ...opts.retry };
     this.#random = opts.random ?? Math.random;
+    this.#peers = opts.peers;
+    this.#peers?.countOwn(() => this.#ownByKey());
+    // Every replica counts the peers' requests from the start, not from its first decision here.
+    if (this.#peers !== undefined) for (const m of fleet.models()) for (const r of m.replicas) this.#hintsFor(r);
     fleet.onChange((change) => {
       if (change.kind === "removed") this.#forget(change.replica);
+      else if (this.#peers !== undefined) this.#hintsFor(change.replica);
     });
   }
 
@@ -183,8 +193,11 @@ export class Dispatcher {
     let hints = this.#hints.get(replica);
     if (hints === undefined) {
       const where = replica.config?.engine === "openai" ? replica.config.url : replica.id;
-      hints = { ...this.#hintsOf(replica), replicaKey: hashString(where) };
+      const replicaKey = hashString(where);
+      hints = { ...this.#hintsOf(replica), replicaKey };
       this.#hints.set(replica, hints);
+      const peers = this.#peers;
+      if (peers !== undefined) replica.engine.countPeers?.(() => peers.inFlight(replicaKey));
     }
     return hints;
   }
@@ -196,6 +209,30 @@ export class Dispatcher {
       this.#indexes.set(model, index);
     }
     return index;
+  }
+
+  /** This gateway's requests by replica key, as the peers hear them: running, and chosen but not yet handed over. */
+  #ownByKey(): Map<number, number> {
+    const counts = new Map<number, number>();
+    const add = (replica: Replica, n: number): void => {
+      const key = this.#hintsFor(replica).replicaKey;
+      counts.set(key, (counts.get(key) ?? 0) + n);
+    };
+    for (const [replica, running] of this.#running) add(replica, running.size);
+    for (const [replica, picked] of this.#picked) add(replica, picked);
+    return counts;
+  }
+
+  /** What the peers placed on this prompt's chain, into the model's index: as if this gateway had routed it. */
+  #hearPeers(model: ServedModel, blocks: readonly number[]): void {
+    const hints = this.#peers?.hints(model.name);
+    if (hints === undefined || hints.size === 0 || blocks.length === 0) return;
+    const prefixes = this.#prefixIndex(model.name);
+    const snapshot = this.#fleet.model(model.name) ?? model;
+    hints.apply(blocks, prefixes.index, (key) => {
+      const replica = snapshot.replicas.find((r) => this.#hintsFor(r).replicaKey === key);
+      return replica === undefined ? undefined : prefixes.slot(replica);
+    });
   }
 
   #track(attempt: Attempt): void {
@@ -481,6 +518,7 @@ export class Dispatcher {
       ...(this.#ttftSloMs === undefined ? {} : { ttftSloMs: this.#ttftSloMs }),
       ...(routing.affinityKey === undefined ? {} : { affinityKey: routing.affinityKey }),
     };
+    this.#hearPeers(model, blocks);
     let choice = this.#candidates(model, failed, blocks, resume);
     // Going back to a replica that failed this request: give it a moment first.
     if (choice.revisiting) {
@@ -499,6 +537,7 @@ export class Dispatcher {
     if (blocks.length > 0) {
       const prefixes = this.#prefixIndex(model.name);
       prefixes.index.record(prefixes.slot(replica), blocks);
+      this.#peers?.placed(model.name, this.#hintsFor(replica).replicaKey, blocks);
     }
     this.#picked.set(replica, (this.#picked.get(replica) ?? 0) + 1);
     return { model: choice.model, replica };

@@ -31,6 +31,7 @@ import { chatRequest, completionRequest } from "./translate.js";
 import { BatchRunner } from "./batches/runner.js";
 import { registerBatchRoutes } from "./batches/routes.js";
 import { MAX_FILE_BYTES } from "./batches/input-file.js";
+import type { PeerSync } from "./peer-sync.js";
 import type { Store } from "../store/index.js";
 
 export interface GatewayOptions {
@@ -74,6 +75,8 @@ export interface GatewayOptions {
   readonly membership?: Omit<MembershipOptions, "fleet" | "dispatcher" | "clock" | "cascades"> & { readonly config?: FleetConfig; readonly load?: () => Promise<FleetConfig> };
   /** The Batch API's store, and this process's instance id (who holds the batch runner's lease); without it the Files and Batches routes say they need a store. */
   readonly batches?: { readonly store: Store; readonly holder: string; readonly headroomSlots?: number; readonly pollMs?: number; readonly leaseMs?: number };
+  /** Other gateways on the same store, told what this one routes and telling it theirs (gateway/peer-sync.ts); the caller closes it after shutdown. */
+  readonly peers?: PeerSync;
 }
 
 /** A running gateway, plus the graceful way to stop it. */
@@ -239,6 +242,7 @@ function dispatcherFor(opts: GatewayOptions, clock: Clock, onDecision: DecisionL
     ...(opts.hedge === undefined ? {} : { hedge: { enabled: opts.hedge } }),
     ...(opts.routeHints === undefined ? {} : { routeHints: (r: Replica) => opts.routeHints!(r.id) }),
     ...(opts.ttftSloMs === undefined ? {} : { ttftSloMs: opts.ttftSloMs }),
+    ...(opts.peers === undefined ? {} : { peers: opts.peers }),
   });
 }
 

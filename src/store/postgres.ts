@@ -53,7 +53,8 @@ import {
   usageSql,
 } from "./sql.js";
 import { CommitGroup, commitTogetherAsync } from "./commit-group.js";
-import { MIGRATIONS, redactUrl, type Store } from "./store.js";
+import { PostgresListener } from "./postgres-listen.js";
+import { MIGRATIONS, redactUrl, type Broadcast, type Store } from "./store.js";
 import { finishLine, type Plan } from "./batches.js";
 import type {
   AdmitInput,
@@ -111,6 +112,8 @@ export class PostgresStore implements Store {
   readonly kind = "postgres";
   readonly where: string;
   readonly #pool: pg.Pool;
+  readonly #url: string;
+  readonly #onError: (err: Error) => void;
   readonly #databaseClock: boolean;
   /** Admissions and settlements commit in groups, one transaction each (see #commitGroup). */
   readonly #group: CommitGroup<LedgerWrite>;
@@ -118,6 +121,8 @@ export class PostgresStore implements Store {
   private constructor(url: string, pool: pg.Pool, opts: PostgresStoreOptions) {
     this.where = redactUrl(url);
     this.#pool = pool;
+    this.#url = url;
+    this.#onError = opts.onError ?? ((e: Error) => process.stderr.write(`flotilla: postgres: ${e.message}\n`));
     this.#databaseClock = opts.databaseClock ?? true;
     this.#group = new CommitGroup({
       commit: (writes) => commitTogetherAsync<LedgerWrite, Queryable>(writes, (work) => this.#tx(async (c) => this.#lockGroup(c, writes).then(() => work(c))), (w, c) => this.#apply(w, c)),
@@ -374,6 +379,14 @@ export class PostgresStore implements Store {
   async ledger(f: LedgerFilter = {}): Promise<LedgerRow[]> {
     const { sql, params } = ledgerSql(f);
     return (await this.#rows(this.#pool, sql, params)).map(ledgerFrom);
+  }
+
+  async broadcast(channel: string, onMessage: (payload: string) => void): Promise<Broadcast> {
+    const listener = await PostgresListener.open(this.#url, channel, onMessage, this.#onError);
+    return {
+      publish: async (payload) => void (await this.#pool.query("SELECT pg_notify($1, $2)", [channel, payload])),
+      close: () => listener.close(),
+    };
   }
 
   async close(): Promise<void> {

@@ -15,6 +15,16 @@ import type {
 } from "./types.js";
 import type { Plan } from "./batches.js";
 
+/** Postgres refuses a NOTIFY payload of 8,000 bytes or more. */
+export const BROADCAST_MAX_BYTES = 7_900;
+
+export interface Broadcast {
+  /** Tells every listener, this process's included. */
+  publish(payload: string): Promise<void>;
+  /** Stops listening. */
+  close(): Promise<void>;
+}
+
 /**
  * The one storage interface, with an embedded (SQLite) and a shared
  * (Postgres) backend. Every method that moves a limit is one transaction
@@ -109,6 +119,13 @@ export interface Store {
 
   usage(query: UsageQuery): Promise<UsageRow[]>;
   ledger(filter?: LedgerFilter): Promise<LedgerRow[]>;
+  /**
+   * A channel every process sharing the store hears (Postgres LISTEN /
+   * NOTIFY); absent where the store has none (SQLite). Messages are at most
+   * BROADCAST_MAX_BYTES, fire and forget: one a process misses while its
+   * listening connection reconnects is gone.
+   */
+  broadcast?(channel: string, onMessage: (payload: string) => void): Promise<Broadcast>;
   close(): Promise<void>;
 }
 

@@ -48,7 +48,7 @@ describe("a scrape, one at a time", () => {
     up.metrics = { status: 501, body: '{"error":{"code":501,"message":"This server does not support metrics endpoint. Start it with `--metrics`"}}' };
     await times(3, s);
     assert.equal(logs.length, 1, logs.join("\n"));
-    assert.match(logs[0]!, /^m\/0: http:\/\/127\.0\.0\.1:\d+\/metrics answers 404: the engine exports no metrics \(SGLang needs --enable-metrics, llama-server --metrics\); routing counts only this gateway's own requests there$/);
+    assert.match(logs[0]!, /^m\/0: http:\/\/127\.0\.0\.1:\d+\/metrics answers 404: the engine exports no metrics \(SGLang needs --enable-metrics, llama-server --metrics\); routing counts only the requests gateways sent there$/);
     assert.equal(s.fresh(), undefined);
     up.metrics = { status: 200, body: vllmText("m", 1, 2, 0.25) };
     await times(2, s);
