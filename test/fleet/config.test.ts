@@ -55,6 +55,12 @@ describe("the fleet file", () => {
     );
   });
 
+  it("refuses a peer sync interval out of range, naming it", () => {
+    const models = [{ name: "m", replicas: [{ engine: "local", path: "a.gguf" }] }];
+    for (const peer_sync_ms of [-1, 0.5, 60_001, "50"]) assert.throws(() => parseFleetConfig({ server: { peer_sync_ms }, models }), /server\.peer_sync_ms/);
+    assert.equal(parseFleetConfig({ server: { peer_sync_ms: 0 }, models }).server.peer_sync_ms, 0);
+  });
+
   it("refuses a model listed twice", () => {
     const twice = { models: [{ name: "m", replicas: [{ engine: "local", path: "a.gguf" }] }, { name: "m", replicas: [{ engine: "local", path: "b.gguf" }] }] };
     assert.throws(() => parseFleetConfig(twice), /"m" is listed twice/);
