@@ -13,6 +13,7 @@
  * themselves, never on a clock.
  */
 import assert from "node:assert/strict";
+import pg from "pg";
 import { after, before, describe, it } from "node:test";
 import { PeerSync } from "../../src/gateway/peer-sync.js";
 import { policyByName } from "../../src/scheduler/policies.js";
@@ -139,5 +140,43 @@ describe("two gateways sharing placements and load through Postgres", { skip: pg
       await Promise.all(slow.map((f) => f.close()));
     }
     assert.ok(a && b);
+  });
+
+  it("a listening connection that breaks reconnects, and the peers hear each other again", async () => {
+    // A database of its own: the two listeners here are the only ones on it.
+    const own = await postgresBackend.fresh();
+    const said: string[] = [];
+    let back: () => void = () => undefined;
+    const again = new Promise<void>((resolve) => (back = resolve));
+    const store = await PostgresStore.open(own.url, {
+      onError: (e) => {
+        said.push(e.message);
+        if (/again/.test(e.message)) back();
+      },
+    });
+    const listener = (await PeerSync.start(store, { syncMs: 3_600_000, log: (m) => assert.fail(m) }))!;
+    const other = await PostgresStore.open(own.url);
+    const teller = (await PeerSync.start(other, { syncMs: 3_600_000, log: (m) => assert.fail(m) }))!;
+    try {
+      const admin = new pg.Client({ connectionString: own.url });
+      await admin.connect();
+      // The first LISTEN connection (the listener's, not the teller's): the server drops it, as a restart or a network cut would.
+      const { rows } = await admin.query("SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'LISTEN%' ORDER BY backend_start LIMIT 1");
+      assert.equal(rows.length, 1, "the listener's connection is found");
+      await admin.query("SELECT pg_terminate_backend($1)", [rows[0].pid]);
+      await admin.end();
+      await again;
+      assert.match(said[0]!, /broke; reconnecting/);
+      const heard = listener.heardMoreThan(0);
+      teller.placed("m", 1, [1, 2, 3]);
+      await teller.flush();
+      await heard;
+    } finally {
+      await listener.close();
+      await teller.close();
+      await store.close();
+      await other.close();
+      await own.drop();
+    }
   });
 });
