@@ -5,18 +5,21 @@
  * a think time between turns. Run with the gateways telling each other
  * their placements and load every 50 ms (`server.peer_sync_ms`, the
  * default) and with that off; prints the share of later turns that land on
- * their conversation's first replica and the requests per replica.
+ * their conversation's first replica and the requests per replica, then
+ * what telling costs: the first gateway's rate with 32 requests in flight
+ * for 8 s (ledger on, the second gateway listening).
  *
  * The upstreams are the chaos tests' fake (each answer token 5 ms apart),
  * so the affinity is measured on real processes, timers and NOTIFYs, not
  * on engines: what a replica holds is the gateway's own index.
  *
- *   node --import tsx bench/gateways-live.ts --pg postgresql://postgres@127.0.0.1:5432/postgres [--conversations 200] [--think-ms 200] [--sync 50,0]
+ *   node --import tsx bench/gateways-live.ts --pg postgresql://postgres@127.0.0.1:5432/postgres [--conversations 200] [--think-ms 200] [--sync 50,0,0,50]
  */
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { availableParallelism, cpus, tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import pg from "pg";
+import { runLoad } from "./lib/load.js";
 import { fakeProc, freePort, UpstreamProc } from "./lib/upstream-procs.js";
 
 const arg = (name: string, fallback: string): string => {
@@ -28,8 +31,9 @@ const CONVERSATIONS = Number(arg("conversations", "200"));
 const TURNS = 4;
 const AT_ONCE = 16;
 const THINK_MS = Number(arg("think-ms", "200"));
-const SYNCS = arg("sync", "50,0").split(",").map(Number);
+const SYNCS = arg("sync", "50,0,0,50").split(",").map(Number);
 const ROOT = resolve(import.meta.dirname, "..");
+let runs = 0;
 
 if (PG === "") {
   process.stderr.write("give --pg URL (a Postgres server this bench may create a database on)\n");
@@ -61,10 +65,11 @@ interface Outcome {
   readonly same: number;
   readonly perReplica: number[];
   readonly p50Ms: number;
+  readonly rps: number;
 }
 
 async function run(sync: number, upstreams: readonly string[], dir: string): Promise<Outcome> {
-  const db = `flotilla_bench_${process.pid}_${sync}`;
+  const db = `flotilla_bench_${process.pid}_${sync}_${runs++}`;
   await admin(`DROP DATABASE IF EXISTS ${db} WITH (FORCE)`);
   await admin(`CREATE DATABASE ${db}`);
   const url = new URL(PG);
@@ -80,14 +85,18 @@ async function run(sync: number, upstreams: readonly string[], dir: string): Pro
       await gw.start();
       gateways.push(gw);
     }
-    return { sync, ...(await converse(gateways.map((g) => g.url))) };
+    const talk = await converse(gateways.map((g) => g.url));
+    const body = JSON.stringify({ model: "m", messages: [{ role: "user", content: opening(-1) }], max_tokens: 8 });
+    const load = await runLoad({ url: gateways[0]!.url, path: "/v1/chat/completions", body, concurrency: 32, durationMs: 8_000, warmupMs: 2_000, readBody: true });
+    if (load.errors > 0) throw new Error(`${load.errors} requests failed under load`);
+    return { sync, ...talk, rps: load.rps };
   } finally {
     for (const g of gateways) g.kill();
     await admin(`DROP DATABASE IF EXISTS ${db} WITH (FORCE)`);
   }
 }
 
-async function converse(fronts: readonly string[]): Promise<Omit<Outcome, "sync">> {
+async function converse(fronts: readonly string[]): Promise<Omit<Outcome, "sync" | "rps">> {
   let same = 0;
   let later = 0;
   const perReplica = new Map<string, number>();
@@ -126,12 +135,12 @@ try {
     upstreams.push(up);
   }
   console.log(`two gateways on one Postgres, 3 fake upstreams (5 ms a token), prefix-aware; ${CONVERSATIONS} conversations of ${TURNS} turns alternating between the gateways, ${AT_ONCE} at a time, think time ${THINK_MS} ms x U(0.5, 1.5); node ${process.version}, ${availableParallelism()} cores (${cpus()[0]?.model.trim() ?? "?"})\n`);
-  console.log("| peer_sync_ms | later turns on the first turn's replica | requests per replica | max / mean | p50 ms |");
-  console.log("|---:|---:|---|---:|---:|");
+  console.log("| peer_sync_ms | later turns on the first turn's replica | requests per replica | max / mean | p50 ms | req/s, 32 in flight |");
+  console.log("|---:|---:|---|---:|---:|---:|");
   for (const sync of SYNCS) {
     const o = await run(sync, upstreams.map((u) => u.url), dir);
     const mean = o.perReplica.reduce((a, b) => a + b, 0) / 3;
-    console.log(`| ${sync === 0 ? "0 (off)" : sync} | ${(o.same * 100).toFixed(1)}% | ${o.perReplica.join(" / ")} | ${(Math.max(...o.perReplica) / mean).toFixed(2)} | ${o.p50Ms.toFixed(1)} |`);
+    console.log(`| ${sync === 0 ? "0 (off)" : sync} | ${(o.same * 100).toFixed(1)}% | ${o.perReplica.join(" / ")} | ${(Math.max(...o.perReplica) / mean).toFixed(2)} | ${o.p50Ms.toFixed(1)} | ${o.rps.toFixed(0)} |`);
   }
 } finally {
   for (const u of upstreams) u.kill();
