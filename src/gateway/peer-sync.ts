@@ -24,6 +24,8 @@ import { PeerHints, placementOf } from "../scheduler/peer-hints.js";
 import { BROADCAST_MAX_BYTES, type Broadcast, type Store } from "../store/store.js";
 
 export const PEER_CHANNEL = "flotilla_peers";
+/** Models whose placements are kept: far more than one fleet serves. */
+const MAX_MODELS = 1_024;
 
 export interface PeerSyncOptions {
   /** Milliseconds between broadcasts (more than 0). */
@@ -128,7 +130,10 @@ export class PeerSync {
     }
     for (const [model, rows] of Object.entries(message.p)) {
       let hints = this.#hints.get(model);
-      if (hints === undefined) this.#hints.set(model, (hints = new PeerHints()));
+      if (hints === undefined) {
+        if (this.#hints.size >= MAX_MODELS) continue; // bounded memory, whatever the channel carries
+        this.#hints.set(model, (hints = new PeerHints()));
+      }
       for (const row of rows) for (let i = 1; i + 1 < row.length; i += 2) hints.add({ replica: row[0]!, depth: row[i]!, tail: row[i + 1]! });
       this.#placementsHeard += rows.length;
     }
