@@ -3,7 +3,9 @@
  * over N router instances by a load balancer (uniformly at random, per
  * request: a conversation's turns land on different gateways), each with
  * its own prefix index and its own view of load, sharing only what live
- * gateways share: nothing but what the engines report of themselves.
+ * gateways share: what the engines report of themselves, and with
+ * `peerSyncMs` what the gateways tell each other every so often (their
+ * placements and in-flight counts, gateway/peer-sync.ts).
  *
  * A gateway counts what it sent each replica and has not seen end; with
  * engine-reported load (engines/metrics-scraper.ts), it adds what others
@@ -13,7 +15,11 @@
  * alone would herd: every gateway reads the same stale snapshot and sends
  * its requests to the same replica until the next one (on Mooncake over 8
  * replicas with 4 gateways, reports each second and nothing else sustained
- * 1.31 req/s where each gateway's own counts alone did 2.02).
+ * 1.31 req/s where each gateway's own counts alone did 2.02). Told the
+ * peers' counts, a gateway takes others' load as those counts plus what the
+ * report showed beyond every gateway's count then (withPeers); told their
+ * placements, its index records a peer's chain when a prompt on it arrives
+ * (scheduler/peer-hints.ts).
  * With one instance the view is the fleet's true load and its one index:
  * exactly the single router the simulator always had, decision for decision.
  */
