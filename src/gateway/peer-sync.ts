@@ -59,6 +59,8 @@ export class PeerSync {
   readonly #hints = new Map<string, PeerHints>();
   #timer: NodeJS.Timeout | undefined;
   #malformed = false;
+  /** The last broadcast failed: said once, until one works. */
+  #failing = false;
   readonly #now: () => number;
   #placementsHeard = 0;
   #waiters: { readonly n: number; readonly resolve: () => void }[] = [];
@@ -182,8 +184,12 @@ export class PeerSync {
     if (counts.length === 0 && pending.size === 0) return;
     try {
       for (const payload of encodeMessages(this.id, counts, pending)) await broadcast.publish(payload);
+      if (this.#failing) this.#log("peer sync: broadcasting again");
+      this.#failing = false;
     } catch (err) {
-      this.#log(`peer sync: broadcast failed: ${(err as Error).message}`);
+      // Once per outage, not every interval: the peers route on their own views meanwhile.
+      if (!this.#failing) this.#log(`peer sync: broadcast failed, the peers route without this gateway's placements until it works again: ${(err as Error).message}`);
+      this.#failing = true;
     }
   }
 

@@ -104,6 +104,29 @@ describe("peer sync: gateways tell each other what they route", () => {
     await b.close();
   });
 
+  it("a broadcast that fails is said once per outage, and again when it works", async () => {
+    let down = true;
+    const logs: string[] = [];
+    const store = {
+      broadcast: async () => ({
+        publish: async () => {
+          if (down) throw new Error("connection refused");
+        },
+        close: async () => undefined,
+      }),
+    } as unknown as Store;
+    const sync = (await PeerSync.start(store, { syncMs: 60_000, log: (m) => logs.push(m) }))!;
+    sync.countOwn(() => new Map([[1, 1]]));
+    for (let i = 0; i < 5; i++) await sync.flush();
+    assert.equal(logs.length, 1);
+    assert.match(logs[0]!, /broadcast failed.*connection refused/);
+    down = false;
+    await sync.flush();
+    await sync.flush();
+    assert.deepEqual(logs.slice(1), ["peer sync: broadcasting again"]);
+    await sync.close();
+  });
+
   it("refuses a non-positive interval, and starts nowhere on a store without a channel", async () => {
     assert.throws(() => new PeerSync({ syncMs: 0, log: () => undefined }), /positive/);
     assert.equal(await PeerSync.start({} as Store, { syncMs: 50, log: () => undefined }), undefined);
