@@ -61,6 +61,7 @@ export class PeerSync {
   #malformed = false;
   /** The last broadcast failed: said once, until one works. */
   #failing = false;
+  #flushing = false;
   readonly #now: () => number;
   #placementsHeard = 0;
   #waiters: { readonly n: number; readonly resolve: () => void }[] = [];
@@ -166,10 +167,24 @@ export class PeerSync {
     }
   }
 
-  /** Broadcasts what changed since the last call; nothing when idle. */
+  /**
+   * Broadcasts what changed since the last call; nothing when idle. One at a
+   * time: while a broadcast is stuck (a stalled database) the next intervals
+   * skip, and their placements wait for the next one, so a stall holds one
+   * pooled connection, not one per interval.
+   */
   async flush(): Promise<void> {
     const broadcast = this.#broadcast;
-    if (broadcast === undefined) return;
+    if (broadcast === undefined || this.#flushing) return;
+    this.#flushing = true;
+    try {
+      await this.#send(broadcast);
+    } finally {
+      this.#flushing = false;
+    }
+  }
+
+  async #send(broadcast: Broadcast): Promise<void> {
     const counts: [number, number][] = [];
     const sent = new Set<number>();
     for (const [key, n] of this.#own()) {

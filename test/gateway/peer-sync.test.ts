@@ -127,6 +127,36 @@ describe("peer sync: gateways tell each other what they route", () => {
     await sync.close();
   });
 
+  it("one broadcast at a time: while one is stuck the next skip, and nothing placed is lost", async () => {
+    let release: () => void = () => undefined;
+    const payloads: string[] = [];
+    let calls = 0;
+    const store = {
+      broadcast: async () => ({
+        publish: async (payload: string) => {
+          calls++;
+          if (calls === 1) await new Promise<void>((r) => (release = r));
+          payloads.push(payload);
+        },
+        close: async () => undefined,
+      }),
+    } as unknown as Store;
+    const sync = (await PeerSync.start(store, { syncMs: 60_000, log: () => undefined }))!;
+    sync.placed("m", 1, [1, 2]);
+    const stuck = sync.flush();
+    sync.placed("m", 2, [3, 4]);
+    await sync.flush();
+    await sync.flush();
+    assert.equal(calls, 1, "the stuck broadcast is the only one in flight");
+    release();
+    await stuck;
+    await sync.flush();
+    assert.equal(calls, 2);
+    const replicas = payloads.flatMap((p) => parseMessage(p)!.p.m!.map((row) => row[0]));
+    assert.deepEqual(replicas, [1, 2]);
+    await sync.close();
+  });
+
   it("refuses a non-positive interval, and starts nowhere on a store without a channel", async () => {
     assert.throws(() => new PeerSync({ syncMs: 0, log: () => undefined }), /positive/);
     assert.equal(await PeerSync.start({} as Store, { syncMs: 50, log: () => undefined }), undefined);
