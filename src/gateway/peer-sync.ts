@@ -20,6 +20,7 @@
  * reconnected) counts for nothing. A malformed message is dropped whole.
  */
 import { randomUUID } from "node:crypto";
+import type { PeerRow } from "../obs/observatory.js";
 import { PeerHints, placementOf } from "../scheduler/peer-hints.js";
 import { BROADCAST_MAX_BYTES, type Broadcast, type Store } from "../store/store.js";
 
@@ -56,6 +57,8 @@ export class PeerSync {
   #lastSent = new Set<number>();
   #pending = new Map<string, Row[]>();
   readonly #peers = new Map<string, Map<number, Heard>>();
+  /** When each peer was last heard, whatever it said. */
+  readonly #heardAt = new Map<string, number>();
   readonly #hints = new Map<string, PeerHints>();
   #timer: NodeJS.Timeout | undefined;
   #malformed = false;
@@ -125,6 +128,7 @@ export class PeerSync {
     }
     if (message.g === this.id) return;
     const now = this.#now();
+    this.#heardAt.set(message.g, now);
     let counts = this.#peers.get(message.g);
     if (counts === undefined) this.#peers.set(message.g, (counts = new Map()));
     for (const [key, n] of message.c) {
@@ -158,6 +162,17 @@ export class PeerSync {
   heardMoreThan(n: number): Promise<void> {
     if (this.#placementsHeard > n) return Promise.resolve();
     return new Promise((resolve) => this.#waiters.push({ n, resolve }));
+  }
+
+  /** What /metrics shows of the peers (obs/observatory.ts PeerRow). */
+  stats(): PeerRow {
+    const now = this.#now();
+    let gateways = 0;
+    for (const [peer, at] of this.#heardAt) {
+      if (now - at <= this.#expireMs) gateways++;
+      else this.#heardAt.delete(peer);
+    }
+    return { gateways, placementsHeard: this.#placementsHeard, failing: this.#failing };
   }
 
   #forgetSilent(now: number): void {

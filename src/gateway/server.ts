@@ -136,6 +136,7 @@ export function createGatewayWithShutdown(opts: GatewayOptions): Gateway {
   const observer = registerObservability(app, opts.fleet, { clock, ...(opts.batches === undefined ? {} : { batches: recentBatches(opts.batches.store) }), ...opts.observability });
   observer.admissionQueue = () => gate.depths();
   observer.autoscaling = () => autoscaling.rows();
+  if (opts.peers !== undefined) observer.peers = () => opts.peers!.stats();
   app.addHook("onReady", async () => autoscaling.start());
   const dispatcher = dispatcherFor(opts, clock, decisionListener(app, observer, opts.policy ?? leastLoaded), levelEnabled(app.log.level, "debug"));
   registerErrorHandlers(app);

@@ -12,7 +12,7 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
 import type { HealthState } from "../scheduler/health.js";
 import { WINDOW_MS, WINDOW_REQUESTS } from "./twin-error.js";
-import { E2E_BUCKETS_S, ROUTER_PLUGIN_BUCKETS_S, fleetShares, TPOT_BUCKETS_S, TTFT_BUCKETS_S, type HistogramSinks, type Observatory, type ReplicaStats, type TenantEnergy } from "./observatory.js";
+import { E2E_BUCKETS_S, ROUTER_PLUGIN_BUCKETS_S, fleetShares, TPOT_BUCKETS_S, TTFT_BUCKETS_S, type HistogramSinks, type Observatory, type PeerRow, type ReplicaStats, type TenantEnergy } from "./observatory.js";
 
 const HEALTH_STATES: readonly HealthState[] = ["healthy", "half-open", "ejected", "draining", "terminating", "removed", "not-ready"];
 
@@ -96,6 +96,7 @@ export function createMetrics(obs: Observatory): Registry {
   replicaMetrics(obs, pull);
   fleetMetrics(obs, pull);
   autoscalingMetrics(obs, pull);
+  peerMetrics(obs, pull);
   twinMetrics(obs, pull);
   return registry;
 }
@@ -224,6 +225,17 @@ function autoscalingMetrics(obs: Observatory, pull: Pull): void {
     (r) => ({ island: r.island, outcome: r.outcome }),
     (r) => r.n,
   );
+}
+
+/** Gateways on one store telling each other placements and load (server.peer_sync_ms); no series where peer sync is off. */
+function peerMetrics(obs: Observatory, pull: Pull): void {
+  const row = (): PeerRow[] => {
+    const r = obs.peers();
+    return r === undefined ? [] : [r];
+  };
+  pull.gauge("flotilla_peer_gateways", "Other gateways on the store heard from in the last max(1 s, 5 x server.peer_sync_ms); a gateway sends only while it routes.", [], row, () => ({}), (r) => r.gateways);
+  pull.counter("flotilla_peer_placements_heard_total", "Prompts other gateways said they placed, as this one heard them.", [], row, () => ({}), (r) => r.placementsHeard);
+  pull.gauge("flotilla_peer_broadcast_failing", "1 while this gateway's broadcasts to its peers fail (they route without its placements and counts), else 0.", [], row, () => ({}), (r) => (r.failing ? 1 : 0));
 }
 
 /** The hardware model against the live replicas (twin-error.ts): 1 is a perfect twin. */

@@ -31,6 +31,15 @@ export interface AutoscalingRow {
   readonly actions: { readonly ok: number; readonly failed: number };
 }
 
+/** What this gateway hears from the others on its store (gateway/peer-sync.ts), as /metrics shows it. */
+export interface PeerRow {
+  /** Other gateways heard from within the expiry window: they send only while they route. */
+  readonly gateways: number;
+  readonly placementsHeard: number;
+  /** The last broadcast failed. */
+  readonly failing: boolean;
+}
+
 /** TTFT bucket bounds in seconds, shared by Prometheus, the live view and sim reports. */
 export const TTFT_BUCKETS_S = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60] as const;
 export const TPOT_BUCKETS_S = [0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1] as const;
@@ -286,6 +295,8 @@ export class Observatory implements RequestObserver {
   admissionQueue: () => readonly { readonly model: string; readonly priority: string; readonly count: number }[] = () => [];
   /** Each autoscaled pool's desired and serving replica counts, and the actuator's calls (set by the gateway). */
   autoscaling: () => readonly AutoscalingRow[] = () => [];
+  /** The other gateways on the store, where this one shares placements and load with them (set by the gateway). */
+  peers: () => PeerRow | undefined = () => undefined;
   #joules = 0;
   #usd = 0;
   readonly #history: FleetPoint[] = [];

@@ -112,6 +112,11 @@ describe("two gateways sharing placements and load through Postgres", { skip: pg
     const mean = perReplica.reduce((x, y) => x + y, 0) / 3;
     assert.equal(perReplica.length, 3);
     assert.ok(Math.max(...perReplica) / mean <= 1.25, `requests per replica ${perReplica.join(", ")}`);
+    const metrics = await (await fetch(`${b.front.url}/metrics`)).text();
+    assert.match(metrics, /^flotilla_peer_gateways 1$/m);
+    assert.match(metrics, /^flotilla_peer_placements_heard_total (\d+)$/m);
+    assert.ok(Number(/^flotilla_peer_placements_heard_total (\d+)$/m.exec(metrics)![1]) >= 200, "b heard a's half of the turns");
+    assert.match(metrics, /^flotilla_peer_broadcast_failing 0$/m);
   });
 
   it("without the peers' placements, the same conversations scatter", async () => {

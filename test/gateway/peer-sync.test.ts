@@ -61,8 +61,10 @@ describe("peer sync: gateways tell each other what they route", () => {
     a.countOwn(() => new Map([[5, 4]]));
     await a.flush();
     assert.equal(b.inFlight(5), 4);
+    assert.deepEqual(b.stats(), { gateways: 1, placementsHeard: 0, failing: false });
     t = 1_001;
     assert.equal(b.inFlight(5), 0);
+    assert.equal(b.stats().gateways, 0, "a peer not heard within expireMs is not counted");
     await Promise.all([a.close(), b.close()]);
   });
 
