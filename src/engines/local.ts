@@ -52,6 +52,8 @@ export interface LocalEngineOptions {
   /** Requests allowed to wait for a free sequence before `overloaded`. */
   readonly maxQueue?: number;
   readonly threads?: number;
+  /** Sequences kept beside the running ones, for requests joining a busy context (#renew); default `parallel`, 0 for none. */
+  readonly spareSequences?: number;
 }
 
 /** A chat prompt as the model reads it, and the texts that end its turn. */
@@ -112,8 +114,8 @@ export class LocalEngine implements Engine {
     const parallel = this.#opts.parallel ?? 4;
     const contextSize = Math.min(this.#opts.contextSize ?? 4096, model.trainContextSize);
     const threads = this.#opts.threads ?? defaultThreads(model.size);
-    // Twice the sequences that run at once: the spares let a request join a busy context on a clean sequence (#renew).
-    const context = await model.createContext({ sequences: 2 * parallel, contextSize, threads, batching: { itemPrioritizationStrategy: interactiveFirst } });
+    // Spares let a request join a busy context on a clean sequence (#renew).
+    const context = await model.createContext({ sequences: parallel + (this.#opts.spareSequences ?? parallel), contextSize, threads, batching: { itemPrioritizationStrategy: interactiveFirst } });
     const slots = Array.from({ length: parallel }, () => slotOn(context.getSequence()));
     const vocabulary = (model.fileInfo.metadata as { tokenizer?: { ggml?: { tokens?: unknown } } }).tokenizer?.ggml?.tokens;
     this.#vocabularySize = Array.isArray(vocabulary) ? vocabulary.length : 0;
@@ -288,7 +290,8 @@ export class LocalEngine implements Engine {
    * on a clean sequence; 1.4 ms on an idle context, where the erase is
    * immediate and the slot keeps its tokens for a follow-up turn to reuse).
    * The old sequence is freed once the loop runs dry, and becomes a spare.
-   * The price: the context holds twice the sequences, so twice the KV cells.
+   * The price: each spare sequence's KV cells (`spareSequences`, default as
+   * many as run at once); with none left, the request waits as before.
    */
   #renew(slot: Slot): void {
     const context = this.#context!;

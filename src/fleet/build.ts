@@ -46,6 +46,7 @@ function engineFor(rc: ReplicaConfig, modelName: string, id: string, opts: { bas
       maxQueue: rc.max_queue,
       ...(rc.context === undefined ? {} : { contextSize: rc.context }),
       ...(rc.threads === undefined ? {} : { threads: rc.threads }),
+      ...(rc.spare_sequences === undefined ? {} : { spareSequences: rc.spare_sequences }),
     });
   }
   const apiKey = secretOf(rc.api_key_env, "api_key_env", modelName, opts.env);

@@ -20,6 +20,11 @@ const localReplica = z
     /** A GGUF file; relative paths resolve against the fleet file's folder. */
     path: z.string().min(1),
     parallel: z.number().int().min(1).max(256).default(4),
+    /**
+     * Sequences held clean beside the `parallel` running ones, so a request joining a busy replica starts at once
+     * (engines/local.ts #renew); each costs `context` tokens of KV cache. Default: as many as `parallel`.
+     */
+    spare_sequences: z.number().int().min(0).max(256).optional(),
     context: z.number().int().min(16).optional(),
     max_queue: z.number().int().min(0).default(64),
     threads: z.number().int().min(1).optional(),

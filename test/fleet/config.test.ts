@@ -61,6 +61,12 @@ describe("the fleet file", () => {
     assert.equal(parseFleetConfig({ server: { peer_sync_ms: 0 }, models }).server.peer_sync_ms, 0);
   });
 
+  it("refuses spare sequences out of range, naming the replica's key", () => {
+    const replica = (spare_sequences: unknown) => ({ models: [{ name: "m", replicas: [{ engine: "local", path: "a.gguf", spare_sequences }] }] });
+    for (const bad of [-1, 1.5, 257]) assert.throws(() => parseFleetConfig(replica(bad)), /models\.0\.replicas\.0\.spare_sequences/);
+    assert.doesNotThrow(() => parseFleetConfig(replica(0)));
+  });
+
   it("refuses a model listed twice", () => {
     const twice = { models: [{ name: "m", replicas: [{ engine: "local", path: "a.gguf" }] }, { name: "m", replicas: [{ engine: "local", path: "b.gguf" }] }] };
     assert.throws(() => parseFleetConfig(twice), /"m" is listed twice/);
