@@ -10,8 +10,8 @@
  * with three other test files beside it, a profile fitted on the first run
  * predicted 1.75 ms where the second measured 0.93); it catches a broken
  * twin (a calibration that does not reach the simulator, predictions off
- * by multiples), not a drift of tens of percent. One request at a time: under concurrency this engine admits
- * new prompts only between batches, which the twin does not model
+ * by multiples), not a drift of tens of percent. One request at a time,
+ * the regime whose medians the full benchmark puts closest
  * (docs/hardware-model.md, "Calibrating from the live fleet").
  */
 import assert from "node:assert/strict";
