@@ -56,9 +56,8 @@ export class PeerSync {
   /** Replicas with requests at the last broadcast: one that empties is sent as 0 once. */
   #lastSent = new Set<number>();
   #pending = new Map<string, Row[]>();
-  readonly #peers = new Map<string, Map<number, Heard>>();
-  /** When each peer was last heard, whatever it said. */
-  readonly #heardAt = new Map<string, number>();
+  /** Per peer, when it was last heard (whatever it said) and its counts by replica key. */
+  readonly #peers = new Map<string, { at: number; readonly counts: Map<number, Heard> }>();
   readonly #hints = new Map<string, PeerHints>();
   #timer: NodeJS.Timeout | undefined;
   #malformed = false;
@@ -111,7 +110,7 @@ export class PeerSync {
   inFlight(replicaKey: number): number {
     const now = this.#now();
     let n = 0;
-    for (const counts of this.#peers.values()) {
+    for (const { counts } of this.#peers.values()) {
       const heard = counts.get(replicaKey);
       if (heard !== undefined && now - heard.at <= this.#expireMs) n += heard.n;
     }
@@ -128,9 +127,10 @@ export class PeerSync {
     }
     if (message.g === this.id) return;
     const now = this.#now();
-    this.#heardAt.set(message.g, now);
-    let counts = this.#peers.get(message.g);
-    if (counts === undefined) this.#peers.set(message.g, (counts = new Map()));
+    let peer = this.#peers.get(message.g);
+    if (peer === undefined) this.#peers.set(message.g, (peer = { at: now, counts: new Map() }));
+    peer.at = now;
+    const { counts } = peer;
     for (const [key, n] of message.c) {
       if (n === 0) counts.delete(key);
       else counts.set(key, { n, at: now });
@@ -166,19 +166,15 @@ export class PeerSync {
 
   /** What /metrics shows of the peers (obs/observatory.ts PeerRow). */
   stats(): PeerRow {
-    const now = this.#now();
-    let gateways = 0;
-    for (const [peer, at] of this.#heardAt) {
-      if (now - at <= this.#expireMs) gateways++;
-      else this.#heardAt.delete(peer);
-    }
-    return { gateways, placementsHeard: this.#placementsHeard, failing: this.#failing };
+    this.#forgetSilent(this.#now());
+    return { gateways: this.#peers.size, placementsHeard: this.#placementsHeard, failing: this.#failing };
   }
 
+  /** Drops what was not heard again within expireMs: a peer's counts one by one, and a peer gone silent whole. */
   #forgetSilent(now: number): void {
-    for (const [peer, counts] of this.#peers) {
-      for (const [key, heard] of counts) if (now - heard.at > this.#expireMs) counts.delete(key);
-      if (counts.size === 0) this.#peers.delete(peer);
+    for (const [id, { at, counts }] of this.#peers) {
+      if (now - at > this.#expireMs) this.#peers.delete(id);
+      else for (const [key, heard] of counts) if (now - heard.at > this.#expireMs) counts.delete(key);
     }
   }
 
