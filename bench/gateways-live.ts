@@ -19,6 +19,7 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { availableParallelism, cpus, tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import pg from "pg";
+import { opening } from "../test/chaos/harness.js";
 import { runLoad } from "./lib/load.js";
 import { fakeProc, freePort, UpstreamProc } from "./lib/upstream-procs.js";
 
@@ -49,8 +50,6 @@ async function admin(sql: string): Promise<void> {
     await c.end();
   }
 }
-
-const opening = (c: number): string => `Conversation ${c}. ${"Here is the background for this conversation, repeated for length. ".repeat(10)}`;
 
 async function ask(url: string, messages: readonly { role: string; content: string }[]): Promise<{ replica: string; text: string; ms: number }> {
   const t0 = performance.now();

@@ -20,16 +20,7 @@ import { policyByName } from "../../src/scheduler/policies.js";
 import { PostgresStore } from "../../src/store/postgres.js";
 import { pgSkip, postgresBackend } from "../metering/harness.js";
 import { expectedAnswer, type FakeMessage, type FakeUpstream } from "./fake-upstream.js";
-import { frontOver, startFakes, type Front } from "./harness.js";
-
-const opening = (c: number): string => `Conversation ${c}. ${"Here is the background for this conversation, repeated for length. ".repeat(10)}`;
-
-async function ask(front: Front, messages: readonly FakeMessage[], maxTokens = 8): Promise<{ replica: string; text: string }> {
-  const res = await fetch(`${front.url}/v1/chat/completions`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ model: "m", messages, max_tokens: maxTokens }) });
-  assert.equal(res.status, 200, await res.clone().text());
-  const body = (await res.json()) as { choices: { message: { content: string } }[] };
-  return { replica: res.headers.get("x-flotilla-replica") ?? "", text: body.choices[0]!.message.content };
-}
+import { ask, frontOver, opening, startFakes, type Front } from "./harness.js";
 
 interface Side {
   front: Front;

@@ -10,17 +10,7 @@ import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { policyByName } from "../../src/scheduler/policies.js";
 import { expectedAnswer, type FakeMessage, type FakeUpstream } from "./fake-upstream.js";
-import { frontOver, startFakes, type Front } from "./harness.js";
-
-/** A long first message: the conversation's start spans the owner's two 256-character blocks on every turn. */
-const opening = (c: number): string => `Conversation ${c}. ${"Here is the background for this conversation, repeated for length. ".repeat(10)}`;
-
-async function ask(front: Front, messages: readonly FakeMessage[]): Promise<{ replica: string; text: string }> {
-  const res = await fetch(`${front.url}/v1/chat/completions`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ model: "m", messages, max_tokens: 8 }) });
-  assert.equal(res.status, 200, await res.clone().text());
-  const body = (await res.json()) as { choices: { message: { content: string } }[] };
-  return { replica: res.headers.get("x-flotilla-replica") ?? "", text: body.choices[0]!.message.content };
-}
+import { ask, frontOver, opening, startFakes, type Front } from "./harness.js";
 
 describe("two gateways, nothing shared, the same three replicas", () => {
   let fakes: FakeUpstream[] = [];

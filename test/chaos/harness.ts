@@ -61,6 +61,17 @@ export async function frontOver(
   return { url, app: gw.app, fleet, shutdown: gw.shutdown, close };
 }
 
+/** A conversation's long first message: its start spans the prefix owner's two 256-character blocks on every turn. */
+export const opening = (c: number): string => `Conversation ${c}. ${"Here is the background for this conversation, repeated for length. ".repeat(10)}`;
+
+/** One non-streaming chat turn to model "m" through `front`: the replica that answered (x-flotilla-replica) and the answer. */
+export async function ask(front: Front, messages: readonly FakeMessage[], maxTokens = 8): Promise<{ replica: string; text: string }> {
+  const res = await fetch(`${front.url}/v1/chat/completions`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ model: "m", messages, max_tokens: maxTokens }) });
+  assert.equal(res.status, 200, await res.clone().text());
+  const body = (await res.json()) as { choices: { message: { content: string } }[] };
+  return { replica: res.headers.get("x-flotilla-replica") ?? "", text: body.choices[0]!.message.content };
+}
+
 /** Deterministic prompts with answers of at least `minPieces` pieces, so a kill at piece k lands mid-answer. */
 export function chatPrompt(i: number, minPieces = MIN_PIECES): FakeMessage[] {
   for (let j = i; ; j += 1000) {
