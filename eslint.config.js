@@ -29,7 +29,7 @@ const layerRules = LAYERS.map((layer, i) => {
 });
 
 export default tseslint.config(
-  { ignores: ["dist/", "node_modules/", "scratch/", "bench/out/"] },
+  { ignores: ["dist/", ".test-build/", "node_modules/", "scratch/", "bench/out/"] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {

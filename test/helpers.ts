@@ -1,7 +1,7 @@
 import { spawn, spawnSync } from "node:child_process";
 import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import type { AddressInfo } from "node:net";
 import type { FastifyInstance } from "fastify";
 import { buildFleet } from "../src/fleet/build.js";
@@ -9,9 +9,10 @@ import { parseFleetConfig } from "../src/fleet/config.js";
 import type { Fleet } from "../src/fleet/fleet.js";
 import { createGateway, type GatewayOptions } from "../src/gateway/server.js";
 import { ensureDefaultModel } from "../src/gguf/default-model.js";
+import { repoPath } from "./paths.js";
 
 /** The shared random-weight model with the llama-2 vocabulary: for tests where tokenization matters, which skip without it. */
-export const LLAMA2_TINY_MODEL = resolve(import.meta.dirname, "../../shared/models/llama-2-tiny-random.gguf");
+export const LLAMA2_TINY_MODEL = repoPath("../shared/models/llama-2-tiny-random.gguf");
 export const LLAMA2_ABSENT: false | string = existsSync(LLAMA2_TINY_MODEL) ? false : "../shared/models/llama-2-tiny-random.gguf is absent";
 
 /**

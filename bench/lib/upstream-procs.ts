@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { createServer, type AddressInfo } from "node:net";
-import { resolve } from "node:path";
+import { CLI, script } from "../../test/paths.js";
 
 /**
  * Upstream engines as child processes, so a bench can do to them what
@@ -79,8 +79,7 @@ export class UpstreamProc {
 
 /** A fake upstream process (test/chaos/fake-upstream.ts) in `mode`. */
 export function fakeProc(port: number, opts: { mode?: string; tokensPerChunk?: number; tokenDelayMs?: number; firstTokenMs?: number }): UpstreamProc {
-  const entry = resolve(import.meta.dirname, "../../test/chaos/fake-upstream.ts");
-  const argv = ["--import", "tsx", entry, "--port", String(port), "--mode", opts.mode ?? "good"];
+  const argv = [...script("test/chaos/fake-upstream.ts"), "--port", String(port), "--mode", opts.mode ?? "good"];
   if (opts.tokensPerChunk !== undefined) argv.push("--tokens-per-chunk", String(opts.tokensPerChunk));
   if (opts.tokenDelayMs !== undefined) argv.push("--token-delay-ms", String(opts.tokenDelayMs));
   if (opts.firstTokenMs !== undefined) argv.push("--first-token-ms", String(opts.firstTokenMs));
@@ -89,8 +88,7 @@ export function fakeProc(port: number, opts: { mode?: string; tokensPerChunk?: n
 
 /** A Flotilla process serving the built-in model through llama.cpp. */
 export function realProc(port: number, modelPath: string, home: string): UpstreamProc {
-  const entry = resolve(import.meta.dirname, "../../src/cli/run.ts");
-  const argv = ["--import", "tsx", entry, "serve", "--model", modelPath, "--port", String(port), "--parallel", "8", "--context", "1024"];
+  const argv = [...CLI, "serve", "--model", modelPath, "--port", String(port), "--parallel", "8", "--context", "1024"];
   return new UpstreamProc(port, argv, /listening on/, "engine", { ...process.env, FLOTILLA_HOME: home });
 }
 

@@ -9,6 +9,7 @@ import { once } from "node:events";
 import { after, before, describe, it } from "node:test";
 import { answerIds, chatBasis, expectedAnswer, MARK, PIECES, piecesText, startFakeUpstream, type FakeUpstream } from "./fake-upstream.js";
 import { chatPrompt, parseSse, textPrompt } from "./harness.js";
+import { script } from "../paths.js";
 
 type Body = Record<string, unknown>;
 
@@ -187,7 +188,7 @@ describe("the fake upstream's misbehaviour", () => {
 
 describe("the fake upstream as a child process", () => {
   it("prints its ready line, serves, switches mode over HTTP, and dies on a signal", async () => {
-    const child = spawn(process.execPath, ["--import", "tsx", new URL("./fake-upstream.ts", import.meta.url).pathname, "--port", "0", "--tokens-per-chunk", "2"], { stdio: ["ignore", "pipe", "inherit"] });
+    const child = spawn(process.execPath, [...script("test/chaos/fake-upstream.ts"), "--port", "0", "--tokens-per-chunk", "2"], { stdio: ["ignore", "pipe", "inherit"] });
     try {
       const [line] = (await once(child.stdout!, "data")) as [Buffer];
       const url = /listening on (\S+)/.exec(line.toString())![1]!;

@@ -13,7 +13,8 @@ import { after, before, describe, it } from "node:test";
 import OpenAI, { toFile } from "openai";
 import { registerBatchCommands } from "../../src/cli/batch-commands.js";
 import { runCli, type CliRun } from "../cli-run.js";
-import { ENTRY, sqliteBackend, startTenantGateway, type TenantGateway } from "../metering/harness.js";
+import { sqliteBackend, startTenantGateway, type TenantGateway } from "../metering/harness.js";
+import { CLI } from "../paths.js";
 
 const ADMIN_TOKEN = "batches-cli-test-admin-token";
 
@@ -145,7 +146,7 @@ describe("flotilla batches list", () => {
 
   it("ends flotilla with exit status 1 and the reason on stderr when the gateway cannot be reached", async () => {
     const url = await nobodyListening();
-    const r = spawnSync(process.execPath, ["--import", "tsx", ENTRY, "batches", "list", "--url", url], { encoding: "utf8" });
+    const r = spawnSync(process.execPath, [...CLI, "batches", "list", "--url", url], { encoding: "utf8" });
     assert.equal(r.status, 1, r.stderr);
     assert.equal(r.stderr.split("\n")[0], `flotilla: cannot reach the gateway at ${url}: connect ECONNREFUSED ${url.slice("http://".length)} (is it running? --url or FLOTILLA_URL names another)`);
     assert.equal(r.stdout, "");

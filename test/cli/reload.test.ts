@@ -7,12 +7,12 @@ import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { mkdir, mkdtemp, rename, rm, symlink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { startFakeUpstream, type FakeUpstream } from "../chaos/fake-upstream.js";
 import { eventually } from "../helpers.js";
+import { CLI } from "../paths.js";
 
-const ENTRY = resolve(import.meta.dirname, "../../src/cli/run.ts");
 
 const fleetFile = (urls: readonly string[], server: Record<string, unknown> = {}): string =>
   JSON.stringify({ server: { store: "none", ...server }, models: [{ name: "m", replicas: urls.map((url) => ({ engine: "openai", url, upstream_model: "fake" })) }] });
@@ -39,7 +39,7 @@ describe("flotilla serve follows its fleet file", () => {
     dir = await mkdtemp(join(tmpdir(), "flotilla-reload-"));
     path = join(dir, "fleet.yaml");
     await writeFile(path, fleetFile([fakes[0]!.url]));
-    child = spawn(process.execPath, ["--import", "tsx", ENTRY, "serve", "--config", path, "--port", "0"], { env: { ...process.env, FLOTILLA_HOME: dir } });
+    child = spawn(process.execPath, [...CLI, "serve", "--config", path, "--port", "0"], { env: { ...process.env, FLOTILLA_HOME: dir } });
     child.stdout!.setEncoding("utf8").on("data", (d: string) => (out += d));
     child.stderr!.setEncoding("utf8").on("data", (d: string) => (err += d));
     await eventually(() => /listening on (http:\/\/[\d.:]+)/.test(out) || child.exitCode !== null, "the gateway to listen", 60_000);
@@ -100,7 +100,7 @@ describe("flotilla serve follows a fleet file mounted from a ConfigMap", () => {
     dir = await mkdtemp(join(tmpdir(), "flotilla-configmap-"));
     await publish(1, fleetFile([fakes[0]!.url]));
     await symlink("..data/fleet.yaml", join(dir, "fleet.yaml"));
-    child = spawn(process.execPath, ["--import", "tsx", ENTRY, "serve", "--config", join(dir, "fleet.yaml"), "--port", "0"], { env: { ...process.env, FLOTILLA_HOME: dir } });
+    child = spawn(process.execPath, [...CLI, "serve", "--config", join(dir, "fleet.yaml"), "--port", "0"], { env: { ...process.env, FLOTILLA_HOME: dir } });
     child.stdout!.setEncoding("utf8").on("data", (d: string) => (out += d));
     await eventually(() => /listening on (http:\/\/[\d.:]+)/.test(out) || child.exitCode !== null, "the gateway to listen", 60_000);
     url = /listening on (http:\/\/[\d.:]+)/.exec(out)?.[1] ?? assert.fail("did not start");

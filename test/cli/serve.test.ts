@@ -2,12 +2,12 @@ import assert from "node:assert/strict";
 import { spawn, type ChildProcessWithoutNullStreams } from "node:child_process";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import OpenAI from "openai";
 import { TINY_MODEL } from "../helpers.js";
+import { CLI } from "../paths.js";
 
-const ENTRY = resolve(import.meta.dirname, "../../src/cli/run.ts");
 
 interface Cli {
   child: ChildProcessWithoutNullStreams;
@@ -17,7 +17,7 @@ interface Cli {
 }
 
 function flotilla(args: string[], env: Record<string, string> = {}): Cli {
-  const child = spawn(process.execPath, ["--import", "tsx", ENTRY, ...args], { env: { ...process.env, ...env } });
+  const child = spawn(process.execPath, [...CLI, ...args], { env: { ...process.env, ...env } });
   let out = "";
   let err = "";
   child.stdout.setEncoding("utf8").on("data", (d: string) => (out += d));

@@ -8,7 +8,6 @@ import assert from "node:assert/strict";
 import { readdirSync, readFileSync } from "node:fs";
 import { basename, dirname, join, posix } from "node:path";
 import { describe, it } from "node:test";
-import { fileURLToPath } from "node:url";
 import type { IDeployment } from "kubernetes-models/apps/v1/Deployment";
 import type { IPodDisruptionBudget } from "kubernetes-models/policy/v1/PodDisruptionBudget";
 import type { IRole } from "kubernetes-models/rbac.authorization.k8s.io/v1/Role";
@@ -20,8 +19,8 @@ import type { IService } from "kubernetes-models/v1/Service";
 import { parse as parseYaml, parseAllDocuments } from "yaml";
 import { parseFleetConfig, type FleetConfig } from "../../src/fleet/config.js";
 import { kindOf, unknownFields, validateObject } from "./k8s-schema.js";
+import { ROOT } from "../paths.js";
 
-const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
 const DIR = join(ROOT, "deploy", "kubernetes");
 /** Not applied by the kustomization: examples the operator fills in. */
 const EXAMPLES = new Set(["secrets.example.yaml"]);

@@ -8,14 +8,14 @@ import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { mkdtemp, rename, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import type { FakeUpstream } from "../chaos/fake-upstream.js";
 import { eventually } from "../helpers.js";
 import { ask, converges, fakesOnAddresses, healthy, TEMPLATE } from "./harness.js";
 import { K8sStub, writeKubeconfig } from "./k8s-stub.js";
+import { CLI } from "../paths.js";
 
-const ENTRY = resolve(import.meta.dirname, "../../src/cli/run.ts");
 
 describe("flotilla serve with kubernetes discovery", () => {
   let dir: string;
@@ -38,7 +38,7 @@ describe("flotilla serve with kubernetes discovery", () => {
     stub.put("vllm-a", slice("127.0.0.2"));
     await writeKubeconfig(dir, stub);
     await writeFile(join(dir, "fleet.yaml"), fleetFile());
-    child = spawn(process.execPath, ["--import", "tsx", ENTRY, "serve", "--config", join(dir, "fleet.yaml"), "--port", "0"], { env: { ...process.env, FLOTILLA_HOME: dir } });
+    child = spawn(process.execPath, [...CLI, "serve", "--config", join(dir, "fleet.yaml"), "--port", "0"], { env: { ...process.env, FLOTILLA_HOME: dir } });
     child.stdout!.setEncoding("utf8").on("data", (d: string) => (out += d));
     child.stderr!.setEncoding("utf8").on("data", (d: string) => (err += d));
     await eventually(() => /listening on (http:\/\/[\d.:]+)/.test(out) || child.exitCode !== null, "the gateway to listen", 60_000);

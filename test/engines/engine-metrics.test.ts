@@ -1,12 +1,12 @@
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
-import { join } from "node:path";
 import { describe, it } from "node:test";
 import type { EngineLoad } from "../../src/engines/engine.js";
 import { readReport, withReport, type EngineReport } from "../../src/engines/engine-metrics.js";
 import { parseExposition } from "../../src/engines/prometheus-text.js";
+import { repoPath } from "../paths.js";
 
-const fixture = (name: string): string => readFileSync(join(import.meta.dirname, "fixtures", name), "utf8");
+const fixture = (name: string): string => readFileSync(repoPath("test/engines/fixtures", name), "utf8");
 const report = (name: string, model: string): EngineReport | undefined => readReport(parseExposition(fixture(name)), model);
 
 describe("an engine's report, read from its /metrics", () => {

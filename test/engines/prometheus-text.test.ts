@@ -3,8 +3,9 @@ import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, it } from "node:test";
 import { ExpositionError, parseExposition } from "../../src/engines/prometheus-text.js";
+import { repoPath } from "../paths.js";
 
-const FIXTURES = join(import.meta.dirname, "fixtures");
+const FIXTURES = repoPath("test/engines/fixtures");
 
 describe("the Prometheus text reader", () => {
   it("reads every engine's fixture, each citing its source on its first line", () => {

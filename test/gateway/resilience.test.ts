@@ -2,12 +2,12 @@ import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
-import { resolve } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { buildFleet } from "../../src/fleet/build.js";
 import { parseFleetConfig } from "../../src/fleet/config.js";
 import { createGatewayWithShutdown } from "../../src/gateway/server.js";
 import { eventually, startGateway, tinyFleet, totalActive, type RunningGateway } from "../helpers.js";
+import { CLI } from "../paths.js";
 
 type Handler = (req: IncomingMessage, res: ServerResponse) => void;
 
@@ -254,7 +254,7 @@ describe("drain", () => {
   it("is driven by flotilla fleet drain/list/resume", async () => {
     const cli = (args: string[]): Promise<{ code: number | null; out: string; err: string }> =>
       new Promise((done) => {
-        const child = spawn(process.execPath, ["--import", "tsx", resolve(import.meta.dirname, "../../src/cli/run.ts"), "fleet", ...args, "--url", gw.url]);
+        const child = spawn(process.execPath, [...CLI, "fleet", ...args, "--url", gw.url]);
         let out = "";
         let err = "";
         child.stdout.on("data", (d: Buffer) => (out += d.toString()));

@@ -18,8 +18,9 @@ import { parseMeasurementsCsv } from "../../src/hardware/measurements.js";
 import { parseEngineProfile } from "../../src/hardware/profile-file.js";
 import { parseSimFleetYaml } from "../../src/sim/fleet-file.js";
 import { runCli, type CliRun } from "../cli-run.js";
+import { repoPath } from "../paths.js";
 
-const SPLITWISE = join(import.meta.dirname, "fixtures", "splitwise-llama2-70b.csv");
+const SPLITWISE = repoPath("test/hardware/fixtures/splitwise-llama2-70b.csv");
 const HEADER = "hardware,model,precision,tp,batch,input_tokens,output_tokens,ttft_ms,tpot_ms";
 
 /** Runs `flotilla <args>` (calibrate and estimate registered) with captured output. */

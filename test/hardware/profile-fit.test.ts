@@ -7,16 +7,16 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
-import { join } from "node:path";
 import { FITTED_PARAMS, findHardware, findModel, findPrecision, paramsOn } from "../../src/hardware/index.js";
 import type { EngineParams } from "../../src/hardware/index.js";
 import { calibrateEngine, leaveOneOut, setupErrors, summarise } from "../../src/hardware/calibrate.js";
 import type { Measurement } from "../../src/hardware/measurements.js";
 import { parseMeasurementsCsv } from "../../src/hardware/measurements.js";
 import { fitEngineParams, mergeRepeats, predictSetups } from "../../src/hardware/profile-fit.js";
+import { repoPath } from "../paths.js";
 
 const BUILT_IN: EngineParams = { params: FITTED_PARAMS, overheadScale: {} };
-const SPLITWISE = join(import.meta.dirname, "fixtures", "splitwise-llama2-70b.csv");
+const SPLITWISE = repoPath("test/hardware/fixtures/splitwise-llama2-70b.csv");
 
 /** An engine unlike the built-in one: slower kernels, host work per sequence, an all-reduce that scales poorly. */
 const SLOW: EngineParams = {

@@ -2,7 +2,7 @@
 import { randomBytes } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import type { AddressInfo } from "node:net";
 import pg from "pg";
 import { buildFleet } from "../../src/fleet/build.js";
@@ -18,7 +18,6 @@ import { after, before } from "node:test";
 import { TINY_MODEL } from "../helpers.js";
 
 export { TINY_MODEL };
-export const ENTRY = resolve(import.meta.dirname, "../../src/cli/run.ts");
 
 export const PG_URL = process.env.FLOTILLA_TEST_PG_URL;
 const CI = process.env.CI !== undefined && process.env.CI !== "" && process.env.CI !== "false";

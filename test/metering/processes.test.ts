@@ -15,7 +15,8 @@ import { after, describe, test } from "node:test";
 import { openStore, type Store } from "../../src/store/index.js";
 import { NUSD_PER_USD } from "../../src/store/types.js";
 import { eventually } from "../helpers.js";
-import { ENTRY, TINY_MODEL, admin, backends, post, postgresBackend, readStream, streamOnce } from "./harness.js";
+import { TINY_MODEL, admin, backends, post, postgresBackend, readStream, streamOnce } from "./harness.js";
+import { CLI } from "../paths.js";
 
 interface Proc {
   readonly url: string;
@@ -62,7 +63,7 @@ function fleetFile(storeUrl: string, opts: { upstream?: string; commitMs?: numbe
 
 /** `flotilla serve` on the fleet file; `wrap` runs it under another command (unshare). */
 function serve(config: string, logLevel = "warn", wrap: readonly string[] = []): Promise<Proc> {
-  const argv = [process.execPath, "--import", "tsx", ENTRY, "serve", "--config", config, "--port", "0", "--log-level", logLevel];
+  const argv = [process.execPath, ...CLI, "serve", "--config", config, "--port", "0", "--log-level", logLevel];
   const [command, ...args] = [...wrap, ...argv] as [string, ...string[]];
   const child = spawn(command, args, {
     env: { ...process.env, FLOTILLA_HOME: join(config, "..") },

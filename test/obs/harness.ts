@@ -1,12 +1,12 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
-import { resolve } from "node:path";
 import { buildFleet } from "../../src/fleet/build.js";
 import { parseFleetConfig } from "../../src/fleet/config.js";
 import { createGatewayWithShutdown, type GatewayOptions } from "../../src/gateway/server.js";
 import type { RunningGateway } from "../helpers.js";
 import { TINY_MODEL } from "../helpers.js";
+import { CLI } from "../paths.js";
 
 export interface ObservedGateway extends RunningGateway {
   /** Every log line the gateway wrote, parsed. */
@@ -62,8 +62,7 @@ export { freePort } from "../../bench/lib/upstream-procs.js";
 
 /** A real engine: `flotilla serve` over the tiny model, as its own process. */
 export async function startEngineProcess(port: number): Promise<ChildProcess> {
-  const entry = resolve(import.meta.dirname, "../../src/cli/run.ts");
-  const child = spawn(process.execPath, ["--import", "tsx", entry, "serve", "--model", TINY_MODEL, "--port", String(port), "--parallel", "2", "--context", "512"], {
+  const child = spawn(process.execPath, [...CLI, "serve", "--model", TINY_MODEL, "--port", String(port), "--parallel", "2", "--context", "512"], {
     stdio: ["ignore", "pipe", "pipe"],
   });
   let err = "";

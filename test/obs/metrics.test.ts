@@ -1,11 +1,11 @@
 import assert from "node:assert/strict";
 import { readFile } from "node:fs/promises";
-import { resolve } from "node:path";
 import { after, before, describe, it } from "node:test";
 import parsePrometheus, { type PromFamily, type PromSample } from "parse-prometheus-text-format";
 import type { Tenancy, Ticket } from "../../src/metering/tenancy.js";
 import { TINY_MODEL } from "../helpers.js";
 import { fakeUpstream, post, startObserved, usageOf, type ObservedGateway } from "./harness.js";
+import { repoPath } from "../paths.js";
 
 /** A tenancy that knows one tenant and prices every generation at fixed energy and cost. */
 const ENERGY_J = 2.5;
@@ -183,7 +183,7 @@ describe("/metrics after known traffic", () => {
     assert.doesNotMatch(text, /known-\d|sk-test-123|count \d/, "no request id, key or prompt in any metric");
 
     // The Grafana dashboard in the repo asks only for metrics this exports, with their labels.
-    const dashboard = JSON.parse(await readFile(resolve(import.meta.dirname, "../../grafana/flotilla-fleet.json"), "utf8")) as { panels: { targets?: { expr: string }[] }[]; templating: { list: { definition?: string }[] } };
+    const dashboard = JSON.parse(await readFile(repoPath("grafana/flotilla-fleet.json"), "utf8")) as { panels: { targets?: { expr: string }[] }[]; templating: { list: { definition?: string }[] } };
     const exprs = [...dashboard.panels.flatMap((p) => (p.targets ?? []).map((t) => t.expr)), ...dashboard.templating.list.flatMap((v) => (v.definition === undefined ? [] : [v.definition]))];
     assert.ok(exprs.length > 20);
     for (const expr of exprs) {

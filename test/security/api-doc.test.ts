@@ -5,11 +5,11 @@
  */
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
-import { resolve } from "node:path";
 import { describe, it } from "node:test";
 import { securedGateway } from "./harness.js";
+import { repoPath } from "../paths.js";
 
-const DOC = readFileSync(resolve(import.meta.dirname, "../../docs/api.md"), "utf8");
+const DOC = readFileSync(repoPath("docs/api.md"), "utf8");
 
 describe("the route reference", () => {
   it("names every route the gateway serves, and none it does not", async () => {

@@ -8,15 +8,15 @@ import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import { Writable } from "node:stream";
 import { after, describe, it } from "node:test";
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { startGateway } from "../helpers.js";
 import { ADMIN_TOKEN, securedGateway } from "./harness.js";
+import { CLI } from "../paths.js";
 
-const ENTRY = resolve(import.meta.dirname, "../../src/cli/run.ts");
 
 describe("/metrics and /ui exposure", () => {
   it("with an admin token they need it: 401 without, and /ui asks a browser for it", async () => {
@@ -76,7 +76,7 @@ describe("flotilla serve on a public address", () => {
   it("warns at startup when no admin token is set", async () => {
     const fleet = join(dir, "fleet.yaml");
     writeFileSync(fleet, ["server:", "  store: none", "models:", "  - name: m", "    replicas:", "      - engine: openai", "        url: http://127.0.0.1:9", ""].join("\n"));
-    const child = spawn(process.execPath, ["--import", "tsx", ENTRY, "serve", "--config", fleet, "--host", "0.0.0.0", "--port", "0"], { env: { ...process.env, FLOTILLA_HOME: dir } });
+    const child = spawn(process.execPath, [...CLI, "serve", "--config", fleet, "--host", "0.0.0.0", "--port", "0"], { env: { ...process.env, FLOTILLA_HOME: dir } });
     let out = "";
     child.stdout.setEncoding("utf8").on("data", (d: string) => (out += d));
     child.stderr.setEncoding("utf8").on("data", (d: string) => (out += d));

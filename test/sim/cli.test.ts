@@ -9,6 +9,7 @@ import { knownHardware } from "../../src/hardware/index.js";
 import { progressBar, renderBar } from "../../src/sim/progress.js";
 import type { SimReport } from "../../src/sim/report.js";
 import { MOONCAKE, TRACES_ABSENT } from "./fixtures.js";
+import { repoPath } from "../paths.js";
 
 interface Run {
   stdout: string;
@@ -68,7 +69,7 @@ describe("flotilla sim", () => {
   });
 
   it("the README's example runs as written on the shipped examples/fleet-sim.yaml", async () => {
-    const fleet = join(import.meta.dirname, "../../examples/fleet-sim.yaml");
+    const fleet = repoPath("examples/fleet-sim.yaml");
     const r = await sim(["--fleet", fleet, "--synthetic", "--requests", "2000", "--rate", "200", "--mtbf", "3600", "--repair", "600"]);
     assert.equal(r.exitCode, undefined, r.stderr);
     assert.match(r.stdout, /2,000\/2,000 completed, 0 rejected, 0 lost, \d+ retries on 16 replicas \(prefix-aware\)/);

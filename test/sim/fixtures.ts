@@ -4,9 +4,10 @@ import { resolve } from "node:path";
 import { resolveSimFleet, type SimFleet } from "../../src/sim/fleet-file.js";
 import type { ReplicaModel } from "../../src/sim/replica.js";
 import type { Trace } from "../../src/sim/traces.js";
+import { repoPath } from "../paths.js";
 
 /** The shared reference traces, never copied into the repository. */
-export const TRACES = resolve(import.meta.dirname, "../../../shared/data/traces");
+export const TRACES = repoPath("../shared/data/traces");
 export const MOONCAKE = resolve(TRACES, "mooncake_conversation.jsonl");
 export const AZURE = resolve(TRACES, "azure2023_conv.csv");
 /** Tests that replay the shared traces skip, with this message, where ../shared is not beside the checkout. */
