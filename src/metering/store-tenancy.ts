@@ -19,6 +19,7 @@
  *   process in another PID namespace (containers sharing a hostname).
  */
 import { randomUUID } from "node:crypto";
+import { timeOrderedId } from "../store/time-ordered-id.js";
 import { hostname } from "node:os";
 import type { Clock } from "../core/clock.js";
 import { wallClock } from "../core/clock.js";
@@ -232,7 +233,7 @@ export class StoreTenancy implements Tenancy, TenancyAdmin {
       });
     }
     const tenantId = req.principal?.tenantId ?? ANONYMOUS_TENANT;
-    const id = randomUUID();
+    const id = timeOrderedId(now);
     const input: AdmitInput = {
       id,
       requestId: req.requestId,
