@@ -17,7 +17,7 @@
  * (from /proc), warm-up included, over the requests it served.
  *
  *   npm install --prefix bench        # once, for the Portkey column
- *   npm run build && node --import tsx bench/gateway-vs-peers.ts [--seconds 10] [--concurrency 32] [--rate 1000]
+ *   npm run build && node --import tsx bench/gateway-vs-peers.ts [--seconds 10] [--concurrency 32] [--rate 1000] [--rounds 3]
  */
 import { execFile } from "node:child_process";
 import { existsSync } from "node:fs";
@@ -35,6 +35,8 @@ const arg = (name: string, fallback: number): number => {
 const SECONDS = arg("--seconds", 10);
 const CONCURRENCY = arg("--concurrency", 32);
 const RATE = arg("--rate", 1000);
+/** Every gateway is measured once per round, in turn; the table shows each one's median round, since one run on a shared 2-core machine moves by ±20%. */
+const ROUNDS = arg("--rounds", 1);
 const ROOT = resolve(import.meta.dirname, "..");
 const PORTKEY = join(ROOT, "bench/node_modules/@portkey-ai/gateway/build/start-server.js");
 const TSX = ["--import", "tsx"];
@@ -142,6 +144,14 @@ function table(rows: readonly Row[]): string {
   return lines.join("\n");
 }
 
+/** For each gateway and load, the round with the median req/s (rounds list the same rows in the same order). */
+function medianRows(rounds: readonly (readonly Row[])[]): Row[] {
+  return rounds[0]!.map((_, i) => {
+    const runs = rounds.map((r) => r[i]!).sort((a, b) => a.result.rps - b.result.rps);
+    return runs[Math.floor((runs.length - 1) / 2)]!;
+  });
+}
+
 function ratios(rows: readonly Row[]): string {
   const rps = (target: string, mode: string): number | undefined => rows.find((r) => r.target.startsWith(target) && r.mode === mode)?.result.rps;
   const out: string[] = [];
@@ -165,9 +175,16 @@ const upPort = await freePort();
 const upstream = new UpstreamProc(upPort, [...TSX, join(ROOT, "bench/lib/instant-upstream.ts"), "--port", String(upPort)], /instant upstream listening/, "instant upstream");
 await upstream.start();
 try {
-  const rows: Row[] = [];
-  for (const target of await targets(dir)) rows.push(...(await measure(target, upstream.url)));
-  process.stdout.write(`## Gateways side by side\n\nnode ${process.version}, ${availableParallelism()} cores (${cpus()[0]?.model.trim() ?? "?"}); ${SECONDS} s per run after 2 s of warm-up, ${CONCURRENCY} in flight (closed loop), ${RATE} req/s (open loop)\n\n${table(rows)}\n\n${ratios(rows)}\n`);
+  const list = await targets(dir);
+  const rounds: Row[][] = [];
+  for (let round = 0; round < ROUNDS; round++) {
+    const rows: Row[] = [];
+    for (const target of list) rows.push(...(await measure(target, upstream.url)));
+    rounds.push(rows);
+  }
+  const rows = medianRows(rounds);
+  const each = ROUNDS === 1 ? "" : `\nEach round:\n${rounds.map((r, i) => `- round ${i + 1}: ${ratios(r).replace(/\n/g, "; ")}`).join("\n")}\n`;
+  process.stdout.write(`## Gateways side by side\n\nnode ${process.version}, ${availableParallelism()} cores (${cpus()[0]?.model.trim() ?? "?"}); ${SECONDS} s per run after 2 s of warm-up, ${CONCURRENCY} in flight (closed loop), ${RATE} req/s (open loop); ${ROUNDS === 1 ? "one round" : `the median of ${ROUNDS} rounds by req/s`}\n\n${table(rows)}\n\n${ratios(rows)}\n${each}`);
 } finally {
   upstream.kill();
   await rm(dir, { recursive: true, force: true });
