@@ -4,11 +4,16 @@
  * path does (an anonymous request and a tenant's with limits). Prints
  * requests per second and microseconds of the process's CPU per request.
  *
- *   node --import tsx bench/ledger.ts [--store sqlite|postgres://…] [--seconds 3] [--inflight 32]
+ * Rows are keyed as the gateway keys them (time-ordered ids); `--ids random`
+ * keys them by random UUIDs, as it did before ae8b722, for the difference.
+ *
+ *   node --import tsx bench/ledger.ts [--store sqlite|postgres://…] [--seconds 3] [--inflight 32] [--ids time|random]
  */
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
+import { randomUUID } from "node:crypto";
 import { join } from "node:path";
+import { timeOrderedId } from "../src/store/time-ordered-id.js";
 import { openStore, type AdmitInput, type SettleInput, type Store } from "../src/store/index.js";
 
 const arg = (name: string, fallback: string): string => {
@@ -18,10 +23,10 @@ const arg = (name: string, fallback: string): string => {
 const SECONDS = Number(arg("--seconds", "3"));
 const INFLIGHT = Number(arg("--inflight", "32"));
 const URL = arg("--store", "sqlite");
+const newId = arg("--ids", "time") === "random" ? () => randomUUID() : () => timeOrderedId(Date.now());
 
-let seq = 0;
 const admission = (tenantId: string): AdmitInput => {
-  const id = `req-${process.pid}-${++seq}`;
+  const id = newId();
   return { id, requestId: id, tenantId, keyId: null, model: "m", endpoint: "chat", stream: false, reservedNusd: 100, reservedTokens: 32, outputBounded: true, instanceId: "bench", now: Date.now() };
 };
 const settlement = (id: string): SettleInput => ({
