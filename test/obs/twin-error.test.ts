@@ -72,9 +72,11 @@ describe("flotilla_twin_error_ratio", () => {
     const matched = await twinErrors(gw.url);
     assert.deepEqual([...matched.keys()].sort(), ["m/0 tpot", "m/0 ttft"], "one series per metric, for the replica with hardware only");
     // Measured times carry the gateway's and the HTTP hop's own few milliseconds: a little under 1.
-    for (const metric of ["ttft", "tpot"]) {
+    // TPOT can come out a little over: it is the span from the first token to the last, and a first
+    // token read ~10 ms late on a loaded machine shortens 7 gaps of ~23 ms by 6% (a clean-clone run: 1.057).
+    for (const [metric, most] of [["ttft", 1.05], ["tpot", 1.15]] as const) {
       const v = matched.get(`m/0 ${metric}`)!;
-      assert.ok(v > 0.75 && v <= 1.05, `${metric} ratio ${v} at the model's pace`);
+      assert.ok(v > 0.75 && v <= most, `${metric} ratio ${v} at the model's pace`);
     }
     // The engine becomes twice as slow: the median moves to its newer requests.
     Object.assign(engine.pace, { firstMs: Math.round(2 * predicted.ttftMs), everyMs: Math.round(2 * predicted.tpotMs) });
