@@ -21,11 +21,13 @@ describe("the flotilla package", () => {
   before(async () => {
     dir = await mkdtemp(join(tmpdir(), "flotilla-package-"));
     pkg = join(dir, "flotilla");
-    // npm test has compiled src/ with its declarations already (.test-build/src): the package takes
-    // that instead of type-checking and emitting src/ a second time. Run from source, it builds.
+    // npm test has compiled src/ with its declarations and the dashboard's files already (.test-build/src):
+    // the package takes that instead of type-checking and emitting src/ a second time. Run from source, it builds.
     if (COMPILED) await cp(join(ROOT, ".test-build/src"), join(pkg, "dist"), { recursive: true });
-    else await run(process.execPath, [join(ROOT, "node_modules/typescript/bin/tsc"), "-p", join(ROOT, "tsconfig.build.json"), "--outDir", join(pkg, "dist")], { cwd: ROOT });
-    await cp(join(ROOT, "src/obs/ui"), join(pkg, "dist/obs/ui"), { recursive: true });
+    else {
+      await run(process.execPath, [join(ROOT, "node_modules/typescript/bin/tsc"), "-p", join(ROOT, "tsconfig.build.json"), "--outDir", join(pkg, "dist")], { cwd: ROOT });
+      await cp(join(ROOT, "src/obs/ui"), join(pkg, "dist/obs/ui"), { recursive: true });
+    }
     for (const f of ["package.json", "README.md", "bin", "examples"]) await cp(join(ROOT, f), join(pkg, f), { recursive: true });
     await symlink(join(ROOT, "node_modules"), join(pkg, "node_modules"));
   });
