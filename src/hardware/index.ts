@@ -72,6 +72,8 @@ export {
 export type { CalibrationRow, Scenario, RowResult, FitResult } from "./calibration.js";
 
 export { servedTtftMs, servedTpotMs } from "./served.js";
+export { rooflineProfile, requestRooflineMs, efficiencyOf } from "./roofline.js";
+export type { RequestWork, Efficiency, EfficiencyTotals } from "./roofline.js";
 export type { ServedRequest } from "./served.js";
 
 export { estimate, profileFor, smallestFittingTp } from "./estimate.js";
