@@ -32,6 +32,7 @@ import {
   makeEnergyProfile,
   makePerfProfile,
   paramsOn,
+  rooflineProfile,
   smallestFittingTp,
 } from "../hardware/index.js";
 import type { EnergyProfile, EngineParams, HardwareSpec, KvFormat, ModelSpec, PerfParams, PerfProfile, PrecisionSpec } from "../hardware/index.js";
@@ -234,6 +235,8 @@ export interface SimIsland {
   readonly maxBatch: number;
   readonly maxQueue: number;
   readonly profile: PerfProfile;
+  /** The same replica at its devices' physical limit (hardware/roofline.ts): what its efficiency is measured against. */
+  readonly roofline: PerfProfile;
   readonly energy: EnergyProfile;
   /** Context window a replica offers: the model's, or less where KV holds less. */
   readonly contextSize: number;
@@ -408,6 +411,7 @@ function resolveIsland(isl: IslandFile, i: number, firstReplica: number, issues:
     maxBatch: isl.max_batch,
     maxQueue: isl.max_queue,
     profile,
+    roofline: rooflineProfile(model, hardware, precision, { tp, kvFormat: profile.kvFormat, expertParallel: profile.expertParallel }),
     energy: makeEnergyProfile(profile, hardware, precision, params),
     contextSize: Math.min(model.contextLength, profile.kvCapacityTokens),
     // Each device keeps its own shard of every block, so the tier holds a device's GB over a device's KV bytes per token.

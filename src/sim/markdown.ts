@@ -27,7 +27,7 @@ function distRow(name: string, d: Distribution): string[] {
 }
 
 function replicaRows(reps: readonly ReplicaReport[]): string[][] {
-  return reps.map((r) => [r.name, pct(r.utilization), int(r.completed), int(r.outputTokens), pct(r.cacheHitRate), int(r.preemptions), int(r.failures), fmt(r.downS), fmt(r.joules / 3.6e6), `$${fmt(r.usd)}`]);
+  return reps.map((r) => [r.name, pct(r.utilization), pct(r.efficiency.value), int(r.completed), int(r.outputTokens), pct(r.cacheHitRate), int(r.preemptions), int(r.failures), fmt(r.downS), fmt(r.joules / 3.6e6), `$${fmt(r.usd)}`]);
 }
 
 function summarize(values: readonly number[]): string {
@@ -51,6 +51,7 @@ export function renderMarkdown(r: SimReport, opts: MarkdownOptions = {}): string
     requestsSection(r),
     latencySection(r, charts.ttft),
     throughputSection(r, charts.timeline),
+    efficiencySection(r),
     cacheSection(r),
     ...(r.kvTransfer === undefined ? [] : [kvTransferSection(r.kvTransfer)]),
     energySection(r),
@@ -128,6 +129,16 @@ function throughputSection(r: SimReport, timelineChart: string | undefined): str
   );
 }
 
+function efficiencySection(r: SimReport): string[] {
+  const e = r.efficiency;
+  return section(
+    "Efficiency against the physical limit",
+    "The share of what the paid-for hardware could deliver that it delivered as useful output: the time its passes would take at the devices' datasheet peak (memory bandwidth and matrix FLOPS, same batches and contexts, no software overhead) over the time up, × the time up over the time paid for, × the share of requests served within the SLO.",
+    "",
+    table(["efficiency", "at the roofline", "availability", "goodput share"], [[pct(e.value), pct(e.roofline), pct(e.availability), pct(e.goodput)]], new Set([0, 1, 2, 3])),
+  );
+}
+
 function cacheSection(r: SimReport): string[] {
   const c = r.cache;
   const promptTotal = c.cachedPromptTokens + c.computedPromptTokens;
@@ -181,8 +192,8 @@ function energySection(r: SimReport): string[] {
 
 /** One row per replica up to `maxRows`; beyond, a summary of utilisation and the ten busiest, so a large fleet stays readable. */
 function replicasSection(r: SimReport, maxRows: number, replicasChart: string | undefined): string[] {
-  const header = ["replica", "utilization", "completed", "output tokens", "cache hit", "preemptions", "failures", "down (s)", "kWh", "cost"];
-  const right = new Set([1, 2, 3, 4, 5, 6, 7, 8, 9]);
+  const header = ["replica", "utilization", "efficiency", "completed", "output tokens", "cache hit", "preemptions", "failures", "down (s)", "kWh", "cost"];
+  const right = new Set([1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
   const body =
     r.replicas.length <= maxRows
       ? [table(header, replicaRows(r.replicas), right)]
@@ -213,6 +224,7 @@ export function renderSummary(r: SimReport): string {
     `${r.trace.name}: ${int(r.requests.completed)}/${int(r.requests.total)} completed, ${int(r.requests.rejected)} rejected, ${int(r.requests.lost)} lost, ${int(r.requests.retries)} retries on ${int(r.fleet.replicas)} replicas (${r.policy})`,
     `TTFT p50/p90/p99 ${fmt(l.ttftMs.p50)}/${fmt(l.ttftMs.p90)}/${fmt(l.ttftMs.p99)} ms; TPOT ${fmt(l.tpotMs.p50)}/${fmt(l.tpotMs.p90)}/${fmt(l.tpotMs.p99)} ms; E2E ${fmt(l.e2eMs.p50)}/${fmt(l.e2eMs.p90)}/${fmt(l.e2eMs.p99)} ms`,
     `throughput ${fmt(r.throughput.outputTokensPerS)} output tok/s; goodput ${pct(r.goodput.share)}; cache hit ${pct(r.cache.hitRate)} of blocks`,
+    `efficiency ${pct(r.efficiency.value)} of the physical limit (${pct(r.efficiency.roofline)} at the roofline while up × ${pct(r.efficiency.availability)} up × ${pct(r.efficiency.goodput)} of requests served within the SLO)`,
     ...kvTransferLine(r),
     ...(r.availability.failures > 0 ? [`availability ${pct(r.availability.share)} of replica-time (${int(r.availability.failures)} failures)`] : []),
     `energy ${fmt(r.energy.joules / 3.6e6)} kWh (${fmt(r.energy.joulesPerToken)} J/token); cost $${fmt(r.cost.usd)} ($${fmt(r.cost.usdPerMTok)}/Mtok)`,

@@ -109,6 +109,8 @@ export class SimSeq {
 export interface ReplicaParams {
   readonly profile: PerfProfile;
   readonly energy: EnergyProfile;
+  /** The same passes at the devices' physical limit (hardware/roofline.ts): counted as `rooflineMs` where given. */
+  readonly roofline?: PerfProfile;
   /** Sequences running at once (vLLM max_num_seqs). */
   readonly maxBatch: number;
   /** KV tokens the replica holds; Infinity for an unlimited cache. Default: the profile's. */
@@ -142,6 +144,8 @@ export interface ReplicaCounters {
   steps: number;
   /** Milliseconds spent in passes. */
   busyMs: number;
+  /** What those passes would have taken at the physical limit (0 without a roofline profile). */
+  rooflineMs: number;
   /** Joules per device over all passes, before PUE. */
   joulesPerDevice: number;
   outputTokens: number;
@@ -233,6 +237,7 @@ class SeqQueue {
 export class ReplicaModel {
   readonly profile: PerfProfile;
   readonly energy: EnergyProfile;
+  readonly roofline: PerfProfile | undefined;
   readonly maxBatch: number;
   readonly kvCapacityTokens: number;
   readonly blockTokens: number;
@@ -246,6 +251,7 @@ export class ReplicaModel {
   // Counters live on the replica itself (one object to touch per step, not two).
   #steps = 0;
   #busyMs = 0;
+  #rooflineMs = 0;
   #joulesPerDevice = 0;
   #outputTokens = 0;
   #prefillTokens = 0;
@@ -287,10 +293,12 @@ export class ReplicaModel {
   #prefillStep = false;
   #stepMs = 0;
   #stepJoules = 0;
+  #stepRooflineMs = 0;
 
   constructor(params: ReplicaParams, listener: ReplicaListener) {
     this.profile = params.profile;
     this.energy = params.energy;
+    this.roofline = params.roofline;
     if (!Number.isInteger(params.maxBatch) || params.maxBatch < 1) throw new RangeError(`maxBatch must be a positive integer, got ${params.maxBatch}`);
     this.maxBatch = params.maxBatch;
     this.kvCapacityTokens = params.kvCapacityTokens ?? params.profile.kvCapacityTokens;
@@ -319,6 +327,7 @@ export class ReplicaModel {
     return {
       steps: this.#steps,
       busyMs: this.#busyMs,
+      rooflineMs: this.#rooflineMs,
       joulesPerDevice: this.#joulesPerDevice,
       outputTokens: this.#outputTokens,
       prefillTokens: this.#prefillTokens,
@@ -410,6 +419,7 @@ export class ReplicaModel {
     this.#stepping = false;
     this.#steps++;
     this.#busyMs += this.#stepMs;
+    this.#rooflineMs += this.#stepRooflineMs;
     this.#joulesPerDevice += this.#stepJoules;
     let produced = 0;
 
@@ -545,13 +555,12 @@ export class ReplicaModel {
     const tokens = decoders + prefillTokens;
     if (tokens === 0) return -1;
     this.#prefillTokens += prefillTokens;
-    if (prefillTokens === 0) {
-      this.#stepJoules = decodeStepJoules(p, this.energy, decoders, this.#decodeContext);
-      return decodeStepMs(p, decoders, this.#decodeContext);
-    }
+    if (prefillTokens === 0) return this.#decodeStep(decoders);
     const attnFlops = this.#decodeContext * p.attnFlopsPerPairDecode + prefillAttnPairs * p.attnFlopsPerPairPrefill;
     const kvBytes = (this.#decodeContext + prefillKv) * p.kvBytesPerToken;
     const ms = passMs(p, tokens, attnFlops, kvBytes, decoders + prefillSeqs);
+    // The roofline profile has the same model shape, so the same FLOPs and bytes.
+    this.#stepRooflineMs = this.roofline === undefined ? 0 : passMs(this.roofline, tokens, attnFlops, kvBytes, decoders + prefillSeqs);
     this.#stepJoules = passJoules(p, this.energy, tokens, attnFlops, kvBytes, ms);
     return ms + this.#takeLoads();
   }
@@ -577,6 +586,7 @@ export class ReplicaModel {
     this.#admitTransferred();
     let ms = 0;
     let joules = 0;
+    let roofMs = 0;
     let tokens = 0;
     // Admit while the prompts fit one pass's budget (the first always goes, however long).
     while (this.#waiting.length > 0) {
@@ -590,18 +600,26 @@ export class ReplicaModel {
       tokens += fresh;
       ms += prefillMs(p, fresh, seq.prefilled);
       joules += prefillJoules(p, this.energy, fresh, seq.prefilled);
+      if (this.roofline !== undefined) roofMs += prefillMs(this.roofline, fresh, seq.prefilled);
     }
     if (tokens > 0) {
       this.#prefillStep = true;
       this.#stepJoules = joules;
+      this.#stepRooflineMs = roofMs;
       this.#prefillTokens += tokens;
       return ms + this.#takeLoads();
     }
     const decoders = this.#decoding.length;
     if (decoders === 0) return -1;
     this.#prefillStep = false;
-    this.#stepJoules = decodeStepJoules(p, this.energy, decoders, this.#decodeContext);
-    return decodeStepMs(p, decoders, this.#decodeContext);
+    return this.#decodeStep(decoders);
+  }
+
+  /** A pass of decode tokens only: its time, and its energy and time at the limit for endStep. */
+  #decodeStep(decoders: number): number {
+    this.#stepJoules = decodeStepJoules(this.profile, this.energy, decoders, this.#decodeContext);
+    this.#stepRooflineMs = this.roofline === undefined ? 0 : decodeStepMs(this.roofline, decoders, this.#decodeContext);
+    return decodeStepMs(this.profile, decoders, this.#decodeContext);
   }
 
   /**

@@ -5,6 +5,7 @@
  * that JSON.stringify writes as is.
  */
 import { sums } from "../core/sums.js";
+import { efficiencyOf, type Efficiency, type EfficiencyTotals } from "../hardware/index.js";
 import type { SimFleet, SimIsland } from "./fleet-file.js";
 import type { SimReplicaResult, SimResult, SimTimeline } from "./simulator.js";
 import { STATUS } from "./simulator.js";
@@ -36,7 +37,15 @@ export interface ReplicaReport {
   readonly cacheHitRate: number;
   readonly joules: number;
   readonly usd: number;
+  /**
+   * Its passes' time at the physical limit over its time up, its time up over
+   * its time in the fleet, and the share of the requests it finished that met
+   * the SLO (a replica that finishes none, a prefill replica whose requests end
+   * on a decoder, takes the fleet's share).
+   */
+  readonly efficiency: Efficiency;
 }
+
 
 export interface SimReport {
   readonly trace: { readonly name: string; readonly requests: number; readonly spanS: number; readonly inputTokens: number; readonly outputTokens: number };
@@ -80,6 +89,8 @@ export interface SimReport {
   readonly latency: { readonly ttftMs: Distribution; readonly tpotMs: Distribution; readonly e2eMs: Distribution };
   readonly throughput: { readonly spanS: number; readonly requestsPerS: number; readonly outputTokensPerS: number; readonly inputTokensPerS: number };
   readonly goodput: { readonly requests: number; readonly share: number; readonly requestsPerS: number };
+  /** The fleet's: its replicas' roofline time over their time up and in the fleet, and the goodput share of requests served. */
+  readonly efficiency: Efficiency;
   /** Share of replica-time up (not failed or in repair), and how often replicas failed. */
   readonly availability: { readonly share: number; readonly failures: number; readonly downReplicaS: number };
   readonly cache: {
@@ -153,8 +164,19 @@ export function distribution(values: Float64Array): Distribution {
   return { count: n, mean: sum / n, min: values[0]!, p50: percentile(values, 0.5), p90: percentile(values, 0.9), p99: percentile(values, 0.99), max: values[n - 1]! };
 }
 
+export interface RequestLatencies {
+  readonly ttft: Float64Array;
+  readonly tpot: Float64Array;
+  readonly e2e: Float64Array;
+  /** Completed requests within the SLO. */
+  readonly good: number;
+  /** By the replica each completed on (the result's order): requests completed, and those within the SLO. */
+  readonly servedBy: Int32Array;
+  readonly goodBy: Int32Array;
+}
+
 /** Per-request latencies of completed requests: TTFT, TPOT (requests of 2+ tokens), end to end. */
-export function requestLatencies(result: SimResult): { ttft: Float64Array; tpot: Float64Array; e2e: Float64Array; good: number } {
+export function requestLatencies(result: SimResult): RequestLatencies {
   const { trace, requests } = result;
   const slo = result.fleet.slo;
   let done = 0;
@@ -170,8 +192,12 @@ export function requestLatencies(result: SimResult): { ttft: Float64Array; tpot:
   let a = 0;
   let b = 0;
   let good = 0;
+  const servedBy = new Int32Array(result.replicas.length);
+  const goodBy = new Int32Array(result.replicas.length);
   for (let i = 0; i < trace.count; i++) {
     if (requests.status[i] !== STATUS.done) continue;
+    const r = requests.replica[i]!;
+    servedBy[r]!++;
     const arrival = trace.arrivalMs[i]!;
     const t = requests.firstTokenMs[i]! - arrival;
     const e = requests.finishMs[i]! - arrival;
@@ -183,9 +209,12 @@ export function requestLatencies(result: SimResult): { ttft: Float64Array; tpot:
       p = (requests.finishMs[i]! - requests.firstTokenMs[i]!) / (out - 1);
       tpot[b++] = p;
     }
-    if (t <= slo.ttftMs && p <= slo.tpotMs) good++;
+    if (t <= slo.ttftMs && p <= slo.tpotMs) {
+      good++;
+      goodBy[r]!++;
+    }
   }
-  return { ttft, tpot, e2e, good };
+  return { ttft, tpot, e2e, good, servedBy, goodBy };
 }
 
 /** Counters of the replicas that the report gives fleet totals of. */
@@ -202,7 +231,10 @@ export function buildReport(result: SimResult): SimReport {
   const completed = completedCount(result);
   const totals = sums(result.replicas.map((r) => r.counters), TOTALLED);
   const islandByName = new Map(fleet.islands.map((i) => [i.name, i]));
-  const rows = result.replicas.map((rep) => replicaRow(result, rep, islandByName.get(rep.island)!));
+  const rows = result.replicas.map((rep, i) => {
+    const own = lat.servedBy[i]! > 0;
+    return replicaRow(result, rep, islandByName.get(rep.island)!, { served: own ? lat.servedBy[i]! : completed, useful: own ? lat.goodBy[i]! : lat.good });
+  });
   const replicas = rows.map((r) => r.report);
   const { busyJ, idleJ, deviceUsd } = sums(rows, ["busyJ", "idleJ", "deviceUsd"]);
   const kvTransfer = kvTransferOf(result);
@@ -223,6 +255,7 @@ export function buildReport(result: SimResult): SimReport {
     throughput: { spanS, requestsPerS: perS(completed), outputTokensPerS: perS(outputTokens), inputTokensPerS: perS(totals.cachedTokens + totals.prefillTokens) },
     goodput: { requests: lat.good, share: trace.count > 0 ? lat.good / trace.count : 0, requestsPerS: perS(lat.good) },
     availability: availabilityOf(replicas),
+    efficiency: fleetEfficiency(result, { served: completed, useful: lat.good }),
     cache: cacheOf(totals),
     ...(kvTransfer === undefined ? {} : { kvTransfer }),
     energy: { joules, joulesPerToken: outputTokens > 0 ? joules / outputTokens : NaN, busyJoules: busyJ, idleJoules: idleJ, pue: fleet.pue },
@@ -246,7 +279,7 @@ function completedCount(result: SimResult): number {
 }
 
 /** A replica's row, and the energy and device cost the fleet's totals add up. */
-function replicaRow(result: SimResult, rep: SimReplicaResult, isl: SimIsland): { readonly report: ReplicaReport; readonly busyJ: number; readonly idleJ: number; readonly deviceUsd: number } {
+function replicaRow(result: SimResult, rep: SimReplicaResult, isl: SimIsland, requests: Served): { readonly report: ReplicaReport; readonly busyJ: number; readonly idleJ: number; readonly deviceUsd: number } {
   const { fleet } = result;
   // Its time in the fleet: the whole run, unless it joined late or left (membership changes).
   const spanMs = rep.memberMs;
@@ -272,8 +305,25 @@ function replicaRow(result: SimResult, rep: SimReplicaResult, isl: SimIsland): {
     cacheHitRate: c.blockRefs > 0 ? c.blockHits / c.blockRefs : 0,
     joules: busy + idle,
     usd: usd + ((busy + idle) / 3.6e6) * fleet.usdPerKwh,
+    efficiency: efficiencyOf({ atLimit: c.rooflineMs, up: upMs, paid: spanMs, ...requests }),
   };
   return { report, busyJ: busy, idleJ: idle, deviceUsd: usd };
+}
+
+/** Requests completed, and of those within the SLO. */
+type Served = Pick<EfficiencyTotals, "served" | "useful">;
+
+/** Over all replicas: their passes' time at the limit, time up and time in the fleet; the fleet's requests. */
+function fleetEfficiency(result: SimResult, requests: Served): Efficiency {
+  let rooflineMs = 0;
+  let upMs = 0;
+  let memberMs = 0;
+  for (const rep of result.replicas) {
+    rooflineMs += rep.counters.rooflineMs;
+    upMs += Math.max(0, rep.memberMs - rep.downMs);
+    memberMs += rep.memberMs;
+  }
+  return efficiencyOf({ atLimit: rooflineMs, up: upMs, paid: memberMs, ...requests });
 }
 
 function fleetOf(fleet: SimFleet): SimReport["fleet"] {

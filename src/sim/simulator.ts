@@ -473,6 +473,7 @@ class Simulation {
         const model = new ReplicaModel(
           {
             profile: isl.profile,
+            roofline: isl.roofline,
             energy: isl.energy,
             maxBatch: isl.maxBatch,
             kvCapacityTokens: this.#opts.kvCapacityTokens ?? isl.profile.kvCapacityTokens,

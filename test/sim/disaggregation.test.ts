@@ -61,6 +61,10 @@ describe("disaggregation: one request by hand", () => {
     close(report.kvTransfer!.joules, bytes * 8 * 90e-12 * 1.2, "transfer energy");
     assert.match(renderSummary(report), /KV transfer over rdma-400g: 1 transfers, 0\.537 GB/);
     assert.equal(report.fleet.islands[1]!.role, "decode");
+    // The request ends on the decoder; the prefill replica, which finished none, takes the fleet's goodput.
+    assert.equal(report.replicas[0]!.completed, 0);
+    assert.equal(report.replicas[0]!.efficiency.goodput, report.efficiency.goodput);
+    assert.ok(report.replicas[0]!.efficiency.roofline > 0, "its prefill pass counts at the limit");
   });
 
   it("kv_transfer.link selects the link: nvlink is the hardware's own (NVLink4, 450 GB/s each way)", () => {

@@ -80,6 +80,26 @@ describe("report", () => {
     assert.ok(Math.abs(r.cost.usdPerMTok - (r.cost.usd / 22) * 1e6) < 1e-9);
     assert.equal(r.replicas[0]!.completed, 2);
     assert.ok(r.replicas[0]!.utilization > 0 && r.replicas[0]!.utilization < 0.05);
+    // Efficiency: the passes at the physical limit take less than the engine's passes, over the 60 s up,
+    // x always up, x one of the two served within the SLO.
+    const { busyMs: passesMs, rooflineMs } = result.replicas[0]!.counters;
+    assert.ok(rooflineMs > 0 && rooflineMs < passesMs, `${rooflineMs} ms at the limit against ${passesMs} ms of passes`);
+    const e = r.efficiency;
+    assert.ok(Math.abs(e.roofline - rooflineMs / result.endMs) < 1e-12);
+    assert.deepEqual([e.availability, e.goodput, e.value], [1, 0.5, e.roofline * 0.5]);
+    assert.deepEqual(r.replicas[0]!.efficiency, e, "one replica: the fleet's figure is its own");
+  });
+
+  it("counts time down against efficiency, replica by replica and for the fleet", () => {
+    const fleet = fleetOf(2, {}, { failures: { mtbf_s: 5, repair_s: 2 } });
+    const r = buildReport(simulate({ fleet, trace: syntheticTrace({ requests: 400, ratePerS: 20, seed: 2 }) }));
+    assert.ok(r.availability.failures > 0);
+    assert.ok(Math.abs(r.efficiency.availability - r.availability.share) < 1e-12, "time up over time in the fleet");
+    for (const x of r.replicas) {
+      assert.ok(Math.abs(x.efficiency.availability - (1 - x.downS / x.memberS)) < 1e-9);
+      assert.ok(x.efficiency.roofline > 0 && x.efficiency.roofline <= x.utilization, `${x.name}: at the limit ${x.efficiency.roofline}, busy ${x.utilization}`);
+      assert.ok(Math.abs(x.efficiency.value - x.efficiency.roofline * x.efficiency.availability * x.efficiency.goodput) < 1e-12);
+    }
   });
 
   it("writes JSON without NaN, Markdown with every section, and per-request CSV", () => {
@@ -88,7 +108,7 @@ describe("report", () => {
     const back = JSON.parse(reportJson(report)) as typeof report;
     assert.equal(back.requests.completed, 50);
     const md = renderMarkdown(report, { charts: { ttft: "ttft.svg" } });
-    for (const h of ["# Flotilla simulation", "## Fleet", "## Latency (ms)", "## Throughput and goodput", "## Prefix cache", "## Energy and cost", "## Replicas", "## Simulation", "![TTFT distribution](ttft.svg)"]) {
+    for (const h of ["# Flotilla simulation", "## Fleet", "## Latency (ms)", "## Throughput and goodput", "## Efficiency against the physical limit", "## Prefix cache", "## Energy and cost", "## Replicas", "## Simulation", "![TTFT distribution](ttft.svg)"]) {
       assert.ok(md.includes(h), `markdown has ${h}`);
     }
     assert.match(renderSummary(report), /50\/50 completed/);
