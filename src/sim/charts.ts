@@ -204,12 +204,18 @@ export interface BarChartOptions {
   readonly yLabel: string;
   readonly labels: readonly string[];
   readonly values: readonly number[];
+  /** Per bar, the name its tooltip gives (default: its label), for labels shortened to fit. */
+  readonly titles?: readonly string[];
   readonly width?: number;
   readonly height?: number;
   readonly color?: string;
   /** Upper end of the y axis (default: from the data). */
   readonly yMax?: number;
 }
+
+/** Estimated width of a character at font-size 11 (as rowChart assumes), and the space kept between labels. */
+const CHAR_W_11 = 6.2;
+const LABEL_GAP = 8;
 
 /** One bar per label; labels thinned out so they never overlap. */
 export function barChart(o: BarChartOptions): string {
@@ -223,13 +229,18 @@ export function barChart(o: BarChartOptions): string {
   const out = [open({ width, height }, o.title), heading(16, 24, o.title, o.subtitle), axes(p, [], yt, o.xLabel, o.yLabel)];
   const slot = area.w / Math.max(n, 1);
   const bar = Math.max(1, slot * 0.8);
-  const every = Math.max(1, Math.ceil((n * 40) / area.w));
+  // Show every k-th label, k = the widest label's estimated width over the
+  // slot width: shown labels are then at least a label's width apart, so they
+  // cannot overlap whatever the count or the names.
+  let widest = 1;
+  for (let i = 0; i < n; i++) widest = Math.max(widest, (o.labels[i] ?? String(i)).length);
+  const every = Math.max(1, Math.ceil((CHAR_W_11 * widest + LABEL_GAP) / slot));
   const color = o.color ?? PALETTE[0];
   out.push(`<g fill="${color}">`);
   for (let i = 0; i < n; i++) {
     const v = Number.isFinite(o.values[i]!) ? o.values[i]! : 0;
     const y = py(p, v);
-    out.push(`<rect x="${r1(area.x + i * slot + (slot - bar) / 2)}" y="${r1(y)}" width="${r1(bar)}" height="${r1(area.y + area.h - y)}"><title>${escapeXml(`${o.labels[i] ?? i}: ${formatTick(v)}`)}</title></rect>`);
+    out.push(`<rect x="${r1(area.x + i * slot + (slot - bar) / 2)}" y="${r1(y)}" width="${r1(bar)}" height="${r1(area.y + area.h - y)}"><title>${escapeXml(`${o.titles?.[i] ?? o.labels[i] ?? i}: ${formatTick(v)}`)}</title></rect>`);
   }
   out.push(`</g><g fill="#333" font-size="11" text-anchor="middle">`);
   for (let i = 0; i < n; i += every) out.push(`<text x="${r1(area.x + (i + 0.5) * slot)}" y="${r1(area.y + area.h + 16)}">${escapeXml(o.labels[i] ?? String(i))}</text>`);
@@ -397,15 +408,37 @@ export function timelineChart(report: SimReport): string {
   return stackedLineCharts("Throughput and queue over time", `${report.trace.name}; ${report.fleet.replicas} replicas; bucket ${formatTick(tl.bucketS)} s`, charts);
 }
 
+/**
+ * The start all names share, cut back to just after a separator (so
+ * "island/10".."island/15" keeps "10".."15" whole), and what is left of each
+ * name: short axis labels for one island's replicas. No prefix when a name
+ * would be left empty or there is a single name.
+ */
+export function sharedPrefix(names: readonly string[]): { prefix: string; rest: string[] } {
+  const first = names[0] ?? "";
+  let len = names.length < 2 ? 0 : first.length;
+  for (const name of names) {
+    let i = 0;
+    while (i < len && name[i] === first[i]) i++;
+    len = i;
+  }
+  while (len > 0 && /[\p{L}\p{N}]/u.test(first[len - 1]!)) len--;
+  if (len === 0 || names.some((name) => name.length === len)) return { prefix: "", rest: [...names] };
+  return { prefix: first.slice(0, len), rest: names.map((name) => name.slice(len)) };
+}
+
 export function replicasChart(report: SimReport): string {
   const reps = report.replicas;
   if (reps.length <= 64) {
+    const names = reps.map((r) => r.name);
+    const { prefix, rest } = sharedPrefix(names);
     return barChart({
       title: "Load per replica",
       subtitle: `share of up-time spent running passes; ${report.policy}`,
-      xLabel: "replica",
+      xLabel: prefix === "" ? "replica" : `replica (${prefix}…)`,
       yLabel: "utilization (%)",
-      labels: reps.map((r, i) => (reps.length <= 16 ? r.name : String(i))),
+      labels: rest,
+      titles: names,
       values: reps.map((r) => r.utilization * 100),
       yMax: 100,
     });
