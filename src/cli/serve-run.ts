@@ -87,7 +87,7 @@ async function listen(opts: ServeOptions, loaded: Loaded, fleet: Fleet, policy: 
     ...(config.server.max_queued_per_tenant === undefined ? {} : { maxQueuedPerTenant: config.server.max_queued_per_tenant }),
     ...(config.server.ttft_slo_ms === undefined ? {} : { ttftSloMs: config.server.ttft_slo_ms }),
     logLevel: opts.logLevel,
-    observability: { logPrompts: opts.logPrompts === true, simReports: opts.simReport ?? [], hardware: hardwareByReplica(config), perfProfile: (id) => rates.replica(id)?.perf },
+    observability: { logPrompts: opts.logPrompts === true, simReports: opts.simReport ?? [], hardware: hardwareByReplica(config), perfProfile: (id) => rates.replica(id)?.perf, rooflineProfile: (id) => rates.replica(id)?.roofline },
     requestTimeoutMs: config.server.request_timeout_ms,
     readyWaitMs: config.server.ready_wait_ms,
     ...(config.server.eject_slow_first_token_ms === undefined ? {} : { slowFirstTokenMs: config.server.eject_slow_first_token_ms }),

@@ -31,6 +31,7 @@ import {
   prefillJoules,
   prefillMs,
   profileFor,
+  rooflineProfile,
   type HardwareSpec,
   type ModelSpec,
   type PerfParams,
@@ -63,6 +64,8 @@ export interface RateCard {
   readonly setup?: ReplicaSetup;
   /** The hardware model of the replica at that setup: what flotilla_twin_error_ratio predicts its requests' timings with (absent when unpriced). */
   readonly perf?: PerfProfile;
+  /** The same replica at its devices' physical limit: what its efficiency is measured against (absent when unpriced). */
+  readonly roofline?: PerfProfile;
 }
 
 /** A replica without hardware in the fleet file: metered in tokens and device-seconds, priced at zero. */
@@ -129,6 +132,7 @@ export function rateCard(input: RateCardInput): RateCard {
     route: routeConstants(p, e, { usdPerHour: replicaUsdPerS * 3600, pue, usdPerKwh }),
     setup: { spec: input.model.id, precision: input.precision.id, tp },
     perf: p,
+    roofline: rooflineProfile(input.model, input.hardware, input.precision, { tp, kvFormat: p.kvFormat }),
   };
 }
 

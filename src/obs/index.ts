@@ -32,6 +32,8 @@ export interface ObservabilityOptions {
   readonly hardware?: Readonly<Record<string, string>>;
   /** A replica's hardware model (its rate card's `perf`), for flotilla_twin_error_ratio; replicas without one get no series. */
   readonly perfProfile?: ObservatoryOptions["perfProfile"];
+  /** A replica at its devices' physical limit (its rate card's `roofline`), for its efficiency; replicas without one have none. */
+  readonly rooflineProfile?: ObservatoryOptions["rooflineProfile"];
   /** The Batch API's batches, newest first (recentBatches over the gateway's store): the dashboard's Batches panel. */
   readonly batches?: BatchSource;
 }
@@ -46,6 +48,7 @@ export function registerObservability(app: FastifyInstance, fleet: Fleet, opts: 
     ...(opts.tickMs === undefined ? {} : { tickMs: opts.tickMs }),
     ...(opts.hardware === undefined ? {} : { hardware: opts.hardware }),
     ...(opts.perfProfile === undefined ? {} : { perfProfile: opts.perfProfile }),
+    ...(opts.rooflineProfile === undefined ? {} : { rooflineProfile: opts.rooflineProfile }),
     logRequests: levelEnabled(app.log.level, "info"),
     logPrompts: opts.logPrompts === true,
   });

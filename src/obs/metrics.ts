@@ -12,7 +12,7 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
 import type { HealthState } from "../scheduler/health.js";
 import { WINDOW_MS, WINDOW_REQUESTS } from "./twin-error.js";
-import { E2E_BUCKETS_S, ROUTER_PLUGIN_BUCKETS_S, fleetShares, TPOT_BUCKETS_S, TTFT_BUCKETS_S, type HistogramSinks, type Observatory, type PeerRow, type ReplicaStats, type TenantEnergy } from "./observatory.js";
+import { E2E_BUCKETS_S, ROUTER_PLUGIN_BUCKETS_S, fleetEfficiency, fleetShares, TPOT_BUCKETS_S, TTFT_BUCKETS_S, type HistogramSinks, type Observatory, type PeerRow, type ReplicaStats, type TenantEnergy } from "./observatory.js";
 
 const HEALTH_STATES: readonly HealthState[] = ["healthy", "half-open", "ejected", "draining", "terminating", "removed", "not-ready"];
 
@@ -201,16 +201,29 @@ function replicaMetrics(obs: Observatory, pull: Pull): void {
   pull.replicaCounter("flotilla_replica_ready_slot_seconds_total", "Slot-seconds the replica was up (ready, breaker closed or half-open).", (s) => s.readySlotS);
   pull.replicaCounter("flotilla_replica_ready_seconds_total", "Seconds the replica was up.", (s) => s.readyS);
   pull.replicaCounter("flotilla_replica_observed_seconds_total", "Seconds the replica was watched, up or not.", (s) => s.observedS);
+  pull.replicaCounter("flotilla_replica_requests_ended_total", "Requests that ended on the replica, answered in full or not (failed, cancelled, cut off).", (s) => s.ended);
+  pull.replicaCounter("flotilla_replica_requests_completed_total", "Requests the replica answered in full.", (s) => s.completed);
+  pull.counter(
+    "flotilla_replica_roofline_seconds_total",
+    "Seconds the work of the requests that ended on the replica would take at its devices' physical limit (datasheet bandwidth and FLOPS, no software overhead); only replicas whose hardware the fleet file names.",
+    BY_REPLICA,
+    () => obs.replicas.filter((s) => s.roofline !== undefined),
+    replicaLabels,
+    (s) => s.rooflineS,
+  );
+  pull.replicaGauge("flotilla_replica_efficiency_ratio", "Over the last minute: the work at the physical limit over seconds up x seconds up over seconds watched x requests completed over requests ended.", (s) => s.efficiency()?.value);
 }
 
 /** The fleet's shares now, as the dashboard's points have them. */
 function fleetMetrics(obs: Observatory, pull: Pull): void {
   pull.scalarGauge("flotilla_fleet_availability_ratio", "Share of replicas up now.", () => fleetShares(obs.replicas).availability);
   pull.scalarGauge("flotilla_fleet_utilization_ratio", "Busy slots over slots of replicas up, now.", () => fleetShares(obs.replicas).utilization);
-  pull.scalarGauge("flotilla_fleet_realised_value_ratio", "Utilisation x availability now: the share of the fleet's paid slot-time doing useful work.", () => {
-    const { availability, utilization } = fleetShares(obs.replicas);
-    return availability * utilization;
-  });
+  // NaN, not 0, where no replica names its hardware: unknown is not "0% efficient".
+  pull.scalarGauge(
+    "flotilla_fleet_efficiency_ratio",
+    "Over the last minute, the replicas with a physical limit (named hardware): the share of what their hardware could deliver that it delivered as answers; NaN where no replica has one.",
+    () => fleetEfficiency(obs.replicas)?.value ?? NaN,
+  );
 }
 
 /** The autoscaler's counts per pool (gateway/autoscaling.ts), and what became of handing them over. */

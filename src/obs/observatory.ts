@@ -1,7 +1,7 @@
 /**
  * What the gateway's requests and the fleet's replicas look like over time:
  * per-replica counters, a sampler that integrates load and health into
- * slot-seconds (utilisation, availability, realised value), and a short
+ * slot-seconds (utilisation, availability) and efficiency against the physical limit, and a short
  * history for the dashboard. Prometheus metrics and the /ui pages both read
  * from here, so they always agree.
  *
@@ -17,7 +17,7 @@ import type { Fleet, Replica } from "../fleet/fleet.js";
 import type { HealthState } from "../scheduler/health.js";
 import type { Settlement, Ticket } from "../metering/tenancy.js";
 import type { Decision } from "../scheduler/decision.js";
-import type { PerfProfile } from "../hardware/index.js";
+import { efficiencyOf, requestRooflineMs, type Efficiency, type EfficiencyTotals, type PerfProfile } from "../hardware/index.js";
 import { RunningCount, TimingProbe } from "./generation-timing.js";
 import type { RequestLog, RequestObserver, RequestStart, RequestWatch } from "./observer.js";
 import { TwinError } from "./twin-error.js";
@@ -91,6 +91,12 @@ export class ReplicaStats {
   cachedTokens = 0;
   /** Requests it finished successfully. */
   completed = 0;
+  /** Requests that ended on it, answered in full (`completed`) or not: failed, cancelled, cut off. */
+  ended = 0;
+  /** This replica at its devices' physical limit; undefined where the fleet file names no hardware for it. */
+  readonly roofline: PerfProfile | undefined;
+  /** Seconds the work of the requests that ended on it would take at the physical limit (hardware/roofline.ts). */
+  rooflineS = 0;
   /** Attempts on it that failed before any text, and were retried elsewhere. */
   failovers = 0;
   /** Attempts on it that failed mid-answer, and were resumed elsewhere. */
@@ -119,8 +125,11 @@ export class ReplicaStats {
   readonly #rateAt: Float64Array;
   readonly #rateOut: Float64Array;
   #rateNext = 0;
+  /** (time s, rooflineS, readyS, observedS, ended, completed) at each tick of the last EFFICIENCY_WINDOW_S. */
+  readonly #marks: Float64Array[] = [];
 
-  constructor(replica: Replica, rateSamples = 8, hardware?: string) {
+  constructor(replica: Replica, rateSamples = 8, hardware?: string, roofline?: PerfProfile) {
+    this.roofline = roofline;
     this.#rateAt = new Float64Array(rateSamples).fill(NaN);
     this.#rateOut = new Float64Array(rateSamples);
     this.replica = replica;
@@ -155,6 +164,7 @@ export class ReplicaStats {
       }
     }
     if (nowS !== undefined) {
+      if (this.roofline !== undefined) this.#mark(nowS);
       // Over the last few ticks, so one quiet tick between tokens does not read as zero.
       const n = this.#rateAt.length;
       const oldest = this.#rateNext % n;
@@ -168,6 +178,45 @@ export class ReplicaStats {
       this.tokensPerS = nowS > firstS ? (this.outputTokens - firstOut) / (nowS - firstS) : 0;
     }
   }
+
+  #mark(nowS: number): void {
+    const marks = this.#marks;
+    while (marks.length > 1 && nowS - marks[1]![0]! >= EFFICIENCY_WINDOW_S) marks.shift();
+    marks.push(Float64Array.of(nowS, this.rooflineS, this.readyS, this.observedS, this.ended, this.completed));
+  }
+
+  /** Over the last EFFICIENCY_WINDOW_S of ticks: its work at the limit, seconds up and watched, requests ended and completed; undefined without a roofline. */
+  efficiencyTotals(): EfficiencyTotals | undefined {
+    if (this.roofline === undefined) return undefined;
+    const m = this.#marks[0] ?? Float64Array.of(0, 0, 0, 0, 0, 0);
+    return { atLimit: this.rooflineS - m[1]!, up: this.readyS - m[2]!, paid: this.observedS - m[3]!, served: this.ended - m[4]!, useful: this.completed - m[5]! };
+  }
+
+  /** Its efficiency against the physical limit over the last minute; undefined without a roofline. */
+  efficiency(): Efficiency | undefined {
+    const t = this.efficiencyTotals();
+    return t === undefined ? undefined : efficiencyOf(t);
+  }
+}
+
+/** The window the efficiency figures span, in seconds. */
+export const EFFICIENCY_WINDOW_S = 60;
+
+/** The fleet's efficiency over the last minute, over the replicas that have a physical limit; undefined where none has. */
+export function fleetEfficiency(replicas: readonly ReplicaStats[]): Efficiency | undefined {
+  let any = false;
+  const sum = { atLimit: 0, up: 0, paid: 0, served: 0, useful: 0 };
+  for (const s of replicas) {
+    const t = s.efficiencyTotals();
+    if (t === undefined) continue;
+    any = true;
+    sum.atLimit += t.atLimit;
+    sum.up += t.up;
+    sum.paid += t.paid;
+    sum.served += t.served;
+    sum.useful += t.useful;
+  }
+  return any ? efficiencyOf(sum) : undefined;
 }
 
 /**
@@ -216,7 +265,10 @@ export interface FleetPoint {
   readonly usdPerMTok: number | null;
   readonly availability: number;
   readonly utilization: number;
-  readonly realisedValue: number;
+  /** Over the last minute, the replicas with a physical limit (named hardware); null where none has: efficiency = roofline × its availability × goodput. */
+  readonly efficiency: number | null;
+  readonly atRoofline: number | null;
+  readonly goodput: number | null;
   readonly running: number;
   readonly queued: number;
 }
@@ -266,6 +318,8 @@ export interface ObservatoryOptions {
   readonly hardware?: Readonly<Record<string, string>>;
   /** The hardware model of a replica (its rate card's), which flotilla_twin_error_ratio predicts its requests with. */
   readonly perfProfile?: (replicaId: string) => PerfProfile | undefined;
+  /** A replica at its devices' physical limit (its rate card's), which its efficiency is measured against. */
+  readonly rooflineProfile?: (replicaId: string) => PerfProfile | undefined;
 }
 
 const RATE_WINDOW_MS = 10_000;
@@ -321,7 +375,7 @@ export class Observatory implements RequestObserver {
     this.twin = new TwinError(opts.perfProfile ?? (() => undefined));
     // Per-replica tokens/s spans about two seconds of ticks.
     const rateSamples = Math.max(2, Math.round(2_000 / this.tickMs) + 1);
-    const statsOf = (r: Replica): ReplicaStats => new ReplicaStats(r, rateSamples, opts.hardware?.[r.id] ?? r.config?.hardware);
+    const statsOf = (r: Replica): ReplicaStats => new ReplicaStats(r, rateSamples, opts.hardware?.[r.id] ?? r.config?.hardware, opts.rooflineProfile?.(r.id));
     this.replicas = fleet.replicas().map(statsOf);
     for (const s of this.replicas) this.#byId.set(s.id, s);
     fleet.onChange(({ kind, replica }) => {
@@ -393,6 +447,7 @@ export class Observatory implements RequestObserver {
     const joules = cur.joules - since.joules;
     const usd = cur.usd - since.usd;
     const tickS = prev === undefined ? 0 : (now - prev.now) / 1000;
+    const eff = fleetEfficiency(this.replicas);
     const point: FleetPoint = {
       t: cur.t,
       tokensPerS: prev !== undefined && tickS > 0 ? (cur.outputTokens - prev.outputTokens) / tickS : 0,
@@ -402,7 +457,9 @@ export class Observatory implements RequestObserver {
       usdPerMTok: tokens > 0 && usd > 0 ? (usd / tokens) * 1e6 : null,
       availability,
       utilization,
-      realisedValue: availability * utilization,
+      efficiency: eff?.value ?? null,
+      atRoofline: eff?.roofline ?? null,
+      goodput: eff?.goodput ?? null,
       running,
       queued,
     };
@@ -437,6 +494,7 @@ export class Observatory implements RequestObserver {
     const utilization = readySlot > 0 ? (cur.busySlotS - since.busySlotS) / readySlot : last.utilization;
     const readyS = cur.readyS - since.readyS;
     const work = sums(this.replicas, ["outputTokens", "inputTokens", "cachedTokens", "failovers", "continuations"]);
+    const eff = fleetEfficiency(this.replicas);
     return {
       tokensPerS: rateS > 0 ? (cur.outputTokens - rateFrom.outputTokens) / rateS : 0,
       requestsPerS: rateS > 0 ? (cur.finished - rateFrom.finished) / rateS : 0,
@@ -445,7 +503,10 @@ export class Observatory implements RequestObserver {
       usdPerMTok: last.usdPerMTok,
       availability,
       utilization,
-      realisedValue: availability * utilization,
+      efficiency: eff?.value ?? null,
+      atRoofline: eff?.roofline ?? null,
+      efficiencyUp: eff?.availability ?? null,
+      goodput: eff?.goodput ?? null,
       busyTime: readyS > 0 ? (cur.busyS - since.busyS) / readyS : null,
       requests: this.finished,
       inFlight: this.inFlight,
@@ -515,6 +576,7 @@ export class Observatory implements RequestObserver {
     if (row === undefined) this.requests.set(key, { model: w.model, endpoint: w.endpoint, status, count: 1 });
     else row.count++;
     const finisher = s.replica === undefined ? undefined : this.#byId.get(s.replica);
+    if (finisher !== undefined) countEnded(finisher, w, s);
     if (s.status === "ok" && s.usage !== undefined && finisher !== undefined) {
       finisher.completed++;
       finisher.inputTokens += s.usage.promptTokens;
@@ -576,6 +638,22 @@ export class Observatory implements RequestObserver {
   }
 }
 
+/** A request ended on `finisher`: counted, and its work (what it delivered, if not answered in full) timed at the physical limit. */
+function countEnded(finisher: ReplicaStats, w: Watch, s: Settlement): void {
+  finisher.ended++;
+  const roof = finisher.roofline;
+  if (roof === undefined) return;
+  const u = s.usage;
+  const work = {
+    promptTokens: u?.promptTokens ?? w.promptTokens,
+    cachedTokens: u?.cachedTokens ?? 0,
+    outputTokens: u?.completionTokens ?? w.tokens,
+    // Untimed (it moved between replicas): those running there now, itself included.
+    batch: s.timing?.batchMean ?? s.timing?.batch ?? finisher.running.count + 1,
+  };
+  finisher.rooflineS += requestRooflineMs(roof, work) / 1000;
+}
+
 function finite(v: unknown): number {
   return typeof v === "number" && Number.isFinite(v) && v > 0 ? v : 0;
 }
@@ -613,6 +691,11 @@ class Watch implements RequestWatch {
   #error: string | undefined;
   #done = false;
   readonly #probe = new TimingProbe();
+
+  /** Tokens its prompt holds, once an attempt has counted them; 0 before. */
+  get promptTokens(): number {
+    return Math.max(0, this.#promptTokens);
+  }
 
   constructor(obs: Observatory, r: RequestStart) {
     this.#obs = obs;

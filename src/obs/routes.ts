@@ -53,6 +53,7 @@ export function replicaView(obs: Observatory): Record<string, unknown>[] {
     slots: s.slots,
     kv: s.kv ?? null,
     tokensPerS: s.tokensPerS,
+    efficiency: s.efficiency()?.value ?? null,
     outputTokens: s.outputTokens,
     completed: s.completed,
     failovers: s.failovers,

@@ -119,6 +119,35 @@ describe("flotilla serve, sad paths", () => {
     assert.match(cli.stderr(), /port must be an integer from 0 to 65535/);
   });
 
+  it("measures a replica that names its hardware against the hardware's physical limit, in /metrics and the dashboard's API", async () => {
+    const file = join(dir, "limit.yaml");
+    await writeFile(file, `server:\n  port: 0\n  store: none\nmodels:\n  - name: cpu\n    replicas:\n      - engine: local\n        path: ${TINY_MODEL}\n        hardware: cpu-zen5-core\n        context: 256\n`);
+    const cli = flotilla(["serve", "--config", file]);
+    try {
+      const url = await listeningUrl(cli);
+      for (let i = 0; i < 3; i++) {
+        const res = await fetch(`${url}/v1/completions`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ model: "cpu", prompt: `count ${i}`, max_tokens: 8 }) });
+        assert.equal(res.status, 200);
+      }
+      const metric = (text: string, name: string): number => Number(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, "m").exec(text)?.[1]);
+      // The sampler folds the requests into the window at its next tick (every second).
+      let text = "";
+      for (const deadline = Date.now() + 10_000; Date.now() < deadline; await new Promise((r) => setTimeout(r, 100))) {
+        text = await (await fetch(`${url}/metrics`)).text();
+        if (metric(text, "flotilla_fleet_efficiency_ratio") > 0) break;
+      }
+      assert.equal(metric(text, "flotilla_replica_requests_ended_total"), 3);
+      assert.ok(metric(text, "flotilla_replica_roofline_seconds_total") > 0, "the work's time at the limit is counted");
+      const fleet = metric(text, "flotilla_fleet_efficiency_ratio");
+      assert.ok(fleet > 0 && fleet <= 1, `fleet efficiency ${fleet}`);
+      assert.equal(metric(text, "flotilla_replica_efficiency_ratio"), fleet, "one replica: the fleet's is its own");
+      const kpis = ((await (await fetch(`${url}/ui/api/live`)).json()) as { kpis: Record<string, number> }).kpis;
+      assert.ok(kpis.efficiency! > 0 && kpis.goodput === 1, JSON.stringify(kpis));
+    } finally {
+      cli.child.kill("SIGKILL");
+    }
+  });
+
   it("serves a fleet file of local GGUF replicas", async () => {
     const file = join(dir, "two.yaml");
     await writeFile(file, `server:\n  port: 0\nmodels:\n  - name: pair\n    replicas:\n      - engine: local\n        path: ${TINY_MODEL}\n        count: 2\n        context: 256\n`);

@@ -8,6 +8,7 @@ import { Fleet, type Replica } from "../../src/fleet/fleet.js";
 import { ReplicaHealth } from "../../src/scheduler/health.js";
 import type { Ticket } from "../../src/metering/tenancy.js";
 import { createMetrics, scrape } from "../../src/obs/metrics.js";
+import { findHardware, findModel, findPrecision, requestRooflineMs, rooflineProfile } from "../../src/hardware/index.js";
 import { hardwareByReplica, Observatory } from "../../src/obs/observatory.js";
 import { ttftHistogram } from "../../src/obs/sim-reports.js";
 
@@ -28,18 +29,20 @@ function fakeEngine(state: { ready: boolean; load: EngineLoad }): Engine {
 const ticket: Ticket = { price: () => ({ energy_j: 4, cost_usd: 0.002 }), settle: async () => {} };
 const log = { info: () => {} };
 
-function setup(): { clock: ManualClock; obs: Observatory; a: { ready: boolean; load: EngineLoad }; b: { ready: boolean; load: EngineLoad }; ra: Replica; rb: Replica } {
+type Setup = { clock: ManualClock; obs: Observatory; a: { ready: boolean; load: EngineLoad }; b: { ready: boolean; load: EngineLoad }; ra: Replica; rb: Replica };
+
+function setup(opts: Partial<ConstructorParameters<typeof Observatory>[1]> = {}): Setup {
   const clock = new ManualClock(0, 1_700_000_000_000);
   const a = { ready: true, load: { active: 2, queued: 1, slots: 4, maxQueue: 8 } };
   const b = { ready: false, load: { active: 0, queued: 0, slots: 4, maxQueue: 8 } };
   const ra: Replica = { id: "m/0", model: "m", engine: fakeEngine(a), health: new ReplicaHealth(clock) };
   const rb: Replica = { id: "m/1", model: "m", engine: fakeEngine(b), health: new ReplicaHealth(clock) };
-  const obs = new Observatory(new Fleet([{ name: "m", replicas: [ra, rb] }]), { clock });
+  const obs = new Observatory(new Fleet([{ name: "m", replicas: [ra, rb] }]), { clock, ...opts });
   return { clock, obs, a, b, ra, rb };
 }
 
 describe("Observatory", () => {
-  it("realised value is utilisation (busy slot-time of replicas up) times availability (replicas up)", async () => {
+  it("utilisation is busy slot-time of replicas up, availability replica-time up", async () => {
     const { clock, obs, b } = setup();
     const registry = createMetrics(obs);
     obs.tick();
@@ -47,7 +50,6 @@ describe("Observatory", () => {
     const p1 = obs.tick();
     assert.equal(p1.availability, 0.5);
     assert.equal(p1.utilization, 0.5, "2 of the 4 slots of the one replica up");
-    assert.equal(p1.realisedValue, 0.25);
     assert.equal(p1.running, 2);
     assert.equal(p1.queued, 1);
 
@@ -61,7 +63,7 @@ describe("Observatory", () => {
     const k = obs.kpis();
     assert.equal(k.availability, 0.75);
     assert.equal(k.utilization, 1 / 3);
-    assert.equal(k.realisedValue, 0.25);
+    assert.equal(k.efficiency, null, "no replica names its hardware: no physical limit to measure against");
 
     const families = new Map(parsePrometheus(await scrape(obs, registry)).map((f) => [f.name, f]));
     const value = (name: string, replica: string): number => Number(families.get(name)?.metrics.find((m) => m.labels?.replica === replica)?.value);
@@ -69,7 +71,8 @@ describe("Observatory", () => {
     assert.equal(value("flotilla_replica_ready_slot_seconds_total", "m/0"), 80);
     assert.equal(value("flotilla_replica_ready_seconds_total", "m/1"), 10);
     assert.equal(value("flotilla_replica_observed_seconds_total", "m/1"), 20);
-    assert.equal(Number(families.get("flotilla_fleet_realised_value_ratio")?.metrics[0]?.value), 0.25);
+    assert.equal(Number(families.get("flotilla_fleet_efficiency_ratio")?.metrics[0]?.value), NaN, "unknown, not 0%");
+    assert.equal(families.get("flotilla_replica_roofline_seconds_total")?.metrics.length ?? 0, 0);
   });
 
   it("follows a request across a continuation: KV held, tokens, continuations, energy", () => {
@@ -160,5 +163,52 @@ describe("Observatory", () => {
     assert.equal(h.counts[3], 1, "40 ms in (25, 50] ms");
     assert.equal(h.counts.at(-1), 1, "90 s past the last bound");
     assert.equal(h.counts.reduce((a, b) => a + b, 0), 3, "rejected requests have no TTFT");
+  });
+
+  it("efficiency: work at the physical limit over time up, x time up over time watched, x requests answered in full over requests ended", async () => {
+    // m/0 is an H100 serving Llama-3.1-8B in BF16; m/1 names no hardware, so it has no limit and stays out.
+    const roof = rooflineProfile(findModel("llama-3.1-8b"), findHardware("h100"), findPrecision("bf16"));
+    const { clock, obs, ra } = setup({ rooflineProfile: (id) => (id === "m/0" ? roof : undefined) });
+    const registry = createMetrics(obs);
+    obs.tick();
+    const run = (status: "ok" | "failed", tokens: number): void => {
+      const w = obs.start({ model: "m", endpoint: "chat", stream: true, generation: { id: status, prompt: { kind: "text", text: "hi" }, sampling: {} }, tenant: undefined, ticket, log });
+      const sink = w.sink(() => {});
+      w.attempt(ra);
+      clock.advanceTo(clock.now() + 10);
+      for (let i = 0; i < tokens; i++) sink("t", 1);
+      const usage = status === "ok" ? { promptTokens: 1000, completionTokens: tokens, cachedTokens: 0 } : undefined;
+      w.finish({ status, usage, replica: "m/0", attempts: 1, continuations: 0, durationMs: 10 });
+    };
+    run("ok", 200);
+    run("failed", 5); // cut off after 5 tokens of its 10-token prompt (the engine's count)
+    clock.advanceTo(10_000);
+    const point = obs.tick();
+    const atLimitS = (requestRooflineMs(roof, { promptTokens: 1000, cachedTokens: 0, outputTokens: 200, batch: 1 }) + requestRooflineMs(roof, { promptTokens: 10, cachedTokens: 0, outputTokens: 5, batch: 1 })) / 1000;
+    const e = obs.stats("m/0")!.efficiency()!;
+    assert.ok(Math.abs(e.roofline - atLimitS / 10) < 1e-12, `${e.roofline} against ${atLimitS / 10}: 10 s up`);
+    assert.equal(e.availability, 1);
+    assert.equal(e.goodput, 0.5, "one of the two requests was answered in full");
+    assert.ok(Math.abs(e.value - (atLimitS / 10) * 0.5) < 1e-12);
+    assert.equal(obs.stats("m/1")!.efficiency(), undefined);
+    assert.equal(point.efficiency, e.value, "the fleet's is m/0's: m/1 has no limit");
+    assert.equal(obs.kpis().efficiency, e.value);
+
+    const families = new Map(parsePrometheus(await scrape(obs, registry)).map((f) => [f.name, f]));
+    const series = (name: string): readonly { labels?: Record<string, string>; value?: string }[] => families.get(name)?.metrics ?? [];
+    assert.deepEqual(series("flotilla_replica_roofline_seconds_total").map((m) => m.labels?.replica), ["m/0"]);
+    assert.ok(Math.abs(Number(series("flotilla_replica_roofline_seconds_total")[0]?.value) - atLimitS) < 1e-9);
+    assert.deepEqual(series("flotilla_replica_efficiency_ratio").map((m) => m.labels?.replica), ["m/0"]);
+    assert.equal(Number(series("flotilla_fleet_efficiency_ratio")[0]?.value), e.value);
+    assert.equal(Number(series("flotilla_replica_requests_ended_total").find((m) => m.labels?.replica === "m/0")?.value), 2);
+
+    // A minute later, idle: the requests have left the window, the hardware sat at 0% of its limit.
+    for (let t = 20_000; t <= 80_000; t += 10_000) {
+      clock.advanceTo(t);
+      obs.tick();
+    }
+    const later = obs.stats("m/0")!.efficiency()!;
+    assert.equal(later.roofline, 0);
+    assert.equal(later.goodput, 1, "no request ended in the window: none was wasted");
   });
 });

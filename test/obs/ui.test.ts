@@ -78,6 +78,9 @@ describe("the /ui dashboard in headless Chromium", { skip: LLAMA2_ABSENT || (exi
     assert.equal(await page.locator('section.island[data-hardware="remote"] [data-replica]').count(), 2, "replicas grouped by hardware");
     assert.equal(await page.textContent("#kpi-requests"), "0");
     assert.equal(await page.textContent("#kpi-availability"), "100%");
+    // These replicas name no hardware: no physical limit, and the page says why rather than showing 0%.
+    assert.equal(await page.textContent("#kpi-efficiency"), "—");
+    assert.match((await page.textContent("#efficiency-explain")) ?? "", /names its hardware/);
     await page.evaluate(() => Object.assign(globalThis, { __sameDocument: true }));
 
     const replies = await Promise.all([
@@ -124,7 +127,10 @@ describe("the /ui dashboard in headless Chromium", { skip: LLAMA2_ABSENT || (exi
     await page.waitForSelector('#connection[data-connection="report"]');
     assert.equal(await page.locator("[data-replica]").count(), 3, "one card per simulated replica");
     assert.equal(await page.locator('section.island[data-hardware^="h100"]').count(), 1);
-    assert.match((await page.textContent("#kpi-realisedValue")) ?? "", /^\d+(\.\d)?%$/);
+    // The twin knows every replica's hardware: its efficiency against the physical limit, and each card's.
+    assert.match((await page.textContent("#kpi-efficiency")) ?? "", /^\d+(\.\d+)?%$/);
+    assert.match((await page.textContent("#efficiency-explain")) ?? "", /datasheet bandwidth and FLOPS/);
+    assert.equal(await page.locator('[data-replica] .row .k:text-is("efficiency")').count(), 3);
     assert.match((await page.textContent("#kpi-p99TtftS")) ?? "", /\d/);
     for (const chart of ["#chart-throughput", "#chart-queue", "#chart-value"]) assert.ok((await page.locator(`${chart} path`).count()) >= 1, `${chart} has lines`);
     assert.ok((await page.locator("#chart-ttft rect").count()) > 3, "the TTFT distribution, from requests.csv");

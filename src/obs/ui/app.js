@@ -161,7 +161,11 @@ function barChart(fig, spec) {
   const { svg, py } = frame(yTicks, spec.yFormat || num);
   const n = Math.max(1, labels.length);
   const slot = (W - PAD.l - PAD.r) / n;
-  const every = Math.ceil(n / 8);
+  // Every k-th label, k = the widest label's estimated width (~5.6 px a
+  // character at font-size 10, plus a gap) over the slot width: shown labels
+  // are then a label's width apart and cannot overlap at any fleet size.
+  const widest = labels.reduce((m, l) => Math.max(m, String(l ?? "").length), 1);
+  const every = Math.max(1, Math.ceil((5.6 * widest + 6) / slot));
   values.forEach((v, i) => {
     const x = PAD.l + i * slot;
     const top = py(Number.isFinite(v) ? v : 0);
@@ -200,7 +204,8 @@ function fromLive(snap, history) {
       p99TtftS: history.map((p) => p.p99TtftS),
       availability: history.map((p) => p.availability),
       utilization: history.map((p) => p.utilization),
-      realisedValue: history.map((p) => p.realisedValue),
+      atRoofline: history.map((p) => p.atRoofline),
+      efficiency: history.map((p) => p.efficiency),
     },
     ttft: snap.ttft,
     ttftPercentiles: null,
@@ -239,7 +244,8 @@ function fromSim(name, data) {
       p99TtftS: null,
       availability: shares.availability,
       utilization: shares.utilizations,
-      realisedValue: shares.realised,
+      atRoofline: null,
+      efficiency: null,
     },
     ttft: data.ttft,
     ttftPercentiles: r.latency ? r.latency.ttftMs : null,
@@ -258,7 +264,6 @@ function simShares(tl, totalReplicas, totalSlots) {
   const xs = Array.from({ length: n }, (_, i) => i * tl.bucketS);
   const availability = [];
   const utilizations = [];
-  const realised = [];
   let running = 0;
   let upSlots = 0;
   for (let i = 0; i < n; i++) {
@@ -269,16 +274,19 @@ function simShares(tl, totalReplicas, totalSlots) {
     upSlots += slots;
     availability.push(a);
     utilizations.push(u);
-    realised.push(a * u);
   }
-  return { xs, availability, utilizations, realised, utilization: upSlots > 0 ? running / upSlots : null };
+  return { xs, availability, utilizations, utilization: upSlots > 0 ? running / upSlots : null };
 }
 
 /** The tiles of a sim report; `util` is utilisation over the run. */
 function simKpis(r, util) {
   const av = r.availability ? r.availability.share : null;
+  const e = r.efficiency || null;
   return {
-    realisedValue: av !== null && util !== null ? av * util : null,
+    efficiency: e ? e.value : null,
+    atRoofline: e ? e.roofline : null,
+    efficiencyUp: e ? e.availability : null,
+    goodput: e ? e.goodput : null,
     utilization: util,
     availability: av,
     busyTime: r.replicas.length > 0 ? r.replicas.reduce((a, x) => a + x.utilization, 0) / r.replicas.length : null,
@@ -309,6 +317,7 @@ function simReplica(x, isl, span) {
     loadText: pct(x.utilization),
     kv: null,
     tokensPerS: span > 0 ? x.outputTokens / span : 0,
+    efficiency: x.efficiency ? x.efficiency.value : null,
     completed: x.completed,
     failovers: x.failures,
     continuations: null,
@@ -338,16 +347,26 @@ function chartFigure(id) {
 function render(view) {
   setText("title", view.title);
   setText("subtitle", view.subtitle);
-  renderKpis(view.kpis);
+  renderKpis(view.kpis, view.mode);
   renderCharts(view);
   renderFleet(view);
   renderBatches(view.batches);
 }
 
-/** The hero's realised value and the tiles. */
-function renderKpis(k) {
-  setText("kpi-realisedValue", pct(k.realisedValue));
-  document.getElementById("realised-fill").style.width = `${Math.max(0, Math.min(1, k.realisedValue || 0)) * 100}%`;
+/** The hero's efficiency against the physical limit, and the tiles. */
+function renderKpis(k, mode) {
+  setText("kpi-efficiency", pct(k.efficiency));
+  document.getElementById("efficiency-fill").style.width = `${Math.max(0, Math.min(1, k.efficiency || 0)) * 100}%`;
+  setText("kpi-atRoofline", pct(k.atRoofline));
+  setText("kpi-efficiencyUp", pct(k.efficiencyUp));
+  setText("kpi-goodput", pct(k.goodput));
+  setText("goodput-label", mode === "sim" ? "within the SLO" : "answered in full");
+  setText(
+    "efficiency-explain",
+    k.efficiency === null || k.efficiency === undefined
+      ? "No replica names its hardware in the fleet file (hardware: h100, …), so there is no physical limit to measure against."
+      : `The share of what the paid-for hardware could deliver that it delivered as useful answers: the time its work would take at the devices' datasheet bandwidth and FLOPS (same batches, no software overhead), over the time it was paid for, counting only answers ${mode === "sim" ? "within the SLO" : "given in full"}${mode === "sim" ? "" : " (last minute)"}.`,
+  );
   setText("kpi-utilization", pct(k.utilization));
   setText("kpi-availability", pct(k.availability));
   setText("kpi-busyTime", pct(k.busyTime));
@@ -382,16 +401,23 @@ function renderCharts(view) {
       { name: "queued", values: sr.queued, color: COLORS[1] },
     ],
   });
+  // The twin's report keeps its efficiency for the run, not per bucket: its chart shows what the timeline has.
+  const measured = sr.efficiency !== null && sr.efficiency.some((v) => v !== null);
   lineChart(chartFigure("chart-value"), {
-    title: "Realised value = utilisation × availability",
+    title: measured ? "Efficiency against the physical limit (last minute)" : "Replicas up and batch slots busy",
     xs,
     xFormat: view.xFormat,
     yMax: 1,
     yFormat: pct,
     series: [
-      { name: "availability", values: sr.availability, color: COLORS[4] },
-      { name: "utilisation", values: sr.utilization, color: COLORS[0] },
-      { name: "realised value", values: sr.realisedValue, color: COLORS[2] },
+      { name: "replicas up", values: sr.availability, color: COLORS[4] },
+      { name: "slots busy", values: sr.utilization, color: COLORS[0] },
+      ...(measured
+        ? [
+            { name: "at the roofline", values: sr.atRoofline, color: COLORS[3] },
+            { name: "efficiency", values: sr.efficiency, color: COLORS[2] },
+          ]
+        : []),
     ],
   });
 
@@ -460,6 +486,7 @@ function renderFleet(view) {
         view.mode === "live" ? row("queue", bar("queue", r.queueShare), String(r.queued)) : null,
         row("KV", bar("kv", r.kv), r.kv === null || r.kv === undefined ? "—" : pct(r.kv)),
         row("tokens/s", bar("", (r.tokensPerS || 0) / maxRate), num(r.tokensPerS)),
+        r.efficiency === null || r.efficiency === undefined ? null : row("efficiency", bar("", r.efficiency), pct(r.efficiency)),
         h("div", { class: "meta", text: `${num(r.completed)} done${r.failovers ? ` · ${r.failovers} ${view.mode === "live" ? "failovers" : "failures"}` : ""}${r.continuations ? ` · ${r.continuations} continuations` : ""}` }),
       ),
     );
