@@ -53,6 +53,7 @@ export interface PlanOptions {
   json?: boolean;
   out?: string;
   chart?: string;
+  profile?: string;
 }
 
 export function registerPlanCommand(program: Command, io: SimIo = { stdout: process.stdout, stderr: process.stderr }): void {
@@ -75,6 +76,7 @@ export function registerPlanCommand(program: Command, io: SimIo = { stdout: proc
     .option("--rack-kw <kW>", "power one rack takes: how many racks a fleet fills", num("--rack-kw", { gt: 0 }), 30)
     .option("--user-tokens <n>", "output tokens one user takes a month: prices each fleet per user-month", num("--user-tokens", { gt: 0 }))
     .option("--threads <n>", "worker threads searching setups at once (default: this machine's cores)", num("--threads", { int: true, min: 1 }), availableParallelism())
+    .option("--profile <file>", "engine profile (`flotilla calibrate --out`) every candidate runs, with its per-device overhead factor where it was measured on that device (default: the built-in parameters)")
     .option("--seed <n>", "random seed (default 1)", num("--seed", { int: true }))
     .option("--json", "print the plan as JSON on stdout")
     .option("--out <file>", "write the chosen fleet as a fleet file that `flotilla sim --fleet` replays")

@@ -13,7 +13,7 @@ import { planOnThreads } from "../sim/plan-threads.js";
 import { KV_LINK_IDS, type KvLinkId } from "../hardware/links.js";
 import type { PlanOptions } from "./plan-command.js";
 import type { SimIo } from "./sim-command.js";
-import { SimUsageError, buildTrace } from "./sim-run.js";
+import { SimUsageError, buildTrace, profileLoader } from "./sim-run.js";
 
 /** Runs the plan and prints it; true when some setup met the objective. */
 export async function runPlan(opts: PlanOptions, io: SimIo): Promise<boolean> {
@@ -58,6 +58,7 @@ export async function runPlan(opts: PlanOptions, io: SimIo): Promise<boolean> {
     rackKw: opts.rackKw,
     ...(opts.userTokens === undefined ? {} : { userTokensPerMonth: opts.userTokens }),
     seed,
+    ...(opts.profile === undefined ? {} : { profile: readProfile(opts.profile) }),
     onCandidate: (row, done, total) => io.stderr.write(`plan: ${done}/${total} ${fleetName(row)}${row.meets ? "" : ": not met"} (${row.replays} replays)\n`),
   };
   let result: PlanResult;
@@ -78,6 +79,16 @@ const setupName = (r: { hardware: string; precision: string; tp: number }): stri
 /** A row's fleet in a few words: "b200 fp4 tp2 x 7", or "prefill h100 fp8 tp2 x 3 + decode lpddr-chip fp8 tp4 x 9". */
 function fleetName(r: PlanRow): string {
   return r.prefill === undefined ? `${setupName(r)} x ${r.replicas}` : `prefill ${setupName(r.prefill)} x ${r.prefill.replicas} + decode ${setupName(r)} x ${r.replicas}`;
+}
+
+/** --profile, read once (the search's worker threads get its parameters); a file that cannot be used is a usage error naming it. */
+function readProfile(path: string): NonNullable<PlanInput["profile"]> {
+  const full = resolve(path);
+  try {
+    return { path: full, engine: profileLoader(undefined)(full) };
+  } catch (err) {
+    throw new SimUsageError(`--profile: ${(err as Error).message}`);
+  }
 }
 
 /** The chosen fleet as a fleet file `flotilla sim --fleet` replays. */

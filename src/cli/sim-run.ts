@@ -147,7 +147,7 @@ function decisionPrinter(fleet: SimFleet, n: number, out: { write(s: string): un
  * working directory without one); each file is read once however many
  * islands name it.
  */
-function profileLoader(fleetPath: string | undefined): ProfileLoader {
+export function profileLoader(fleetPath: string | undefined): ProfileLoader {
   const base = fleetPath === undefined ? process.cwd() : dirname(resolve(fleetPath));
   const loaded = new Map<string, EngineParams>();
   return (path) => {

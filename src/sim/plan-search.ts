@@ -24,6 +24,7 @@ export function plannedFleet(input: PlanInput, candidate: Candidate, counts: rea
     model: input.model,
     precision: s.precision,
     tp: s.tp,
+    ...(input.profile === undefined ? {} : { profile: input.profile.path }),
     ...(role === undefined ? {} : { role }),
   });
   const islands =
@@ -38,9 +39,15 @@ export function plannedFleet(input: PlanInput, candidate: Candidate, counts: rea
   };
 }
 
+/** The planned fleet file resolved, its islands running the plan's engine profile (already read). */
+function resolvePlanned(input: PlanInput, candidate: Candidate, counts: readonly number[]): SimFleet {
+  const engine = input.profile?.engine;
+  return resolveSimFleet(plannedFleet(input, candidate, counts), "plan", engine === undefined ? {} : { loadProfile: () => engine });
+}
+
 /** A setup's island at one replica (throws FleetFileError where the model does not fit it, or a name is unknown). */
 export function oneReplica(input: PlanInput, setup: Setup): SimIsland {
-  return resolveSimFleet(plannedFleet(input, { shape: "aggregated", setup }, [1]), "plan").islands[0]!;
+  return resolvePlanned(input, { shape: "aggregated", setup }, [1]).islands[0]!;
 }
 
 /** One replica's power: its devices at TDP and its host's share (IT), and with the PUE (facility), kW. */
@@ -86,7 +93,7 @@ function islandCap(input: PlanInput, fleet: SimFleet, counts: readonly number[],
  */
 export function searchCandidate(input: PlanInput, job: PlanJob, start: readonly number[] = job.lowest): PlanRow {
   let replays = 0;
-  const fleetOf = (counts: readonly number[]): SimFleet => resolveSimFleet(plannedFleet(input, job.candidate, counts), "plan");
+  const fleetOf = (counts: readonly number[]): SimFleet => resolvePlanned(input, job.candidate, counts);
   const replay = (counts: readonly number[]): Trial => {
     replays++;
     return { counts, report: buildReport(simulate({ fleet: fleetOf(counts), trace: input.trace })) };

@@ -26,7 +26,7 @@
  * replicas; a rack's power says how many racks a fleet fills.
  */
 import { FleetFileError } from "./fleet-file.js";
-import { DEFAULT_PUE } from "../hardware/index.js";
+import { DEFAULT_PUE, type EngineParams } from "../hardware/index.js";
 import { aloneOf, budgetsOf, capacityOf, countBound, countEstimate, idleShare, joulesEstimate, workloadOf, type Alone, type Capacity, type Slo } from "./plan-bound.js";
 import { oneReplica, overLimit, searchCandidate } from "./plan-search.js";
 import type { KvLinkId } from "../hardware/links.js";
@@ -65,6 +65,13 @@ export interface PlanInput {
   readonly userTokensPerMonth?: number;
   /** Hears each candidate as its search ends. */
   readonly onCandidate?: (row: PlanRow, done: number, total: number) => void;
+  /**
+   * The engine every candidate runs (`flotilla calibrate --out`): its path, which
+   * the chosen fleet's file names, and its parameters (on each candidate's
+   * hardware, with that device's overhead factor where it was measured there).
+   * Absent: the built-in parameters.
+   */
+  readonly profile?: { readonly path: string; readonly engine: EngineParams };
 }
 
 /**

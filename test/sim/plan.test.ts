@@ -7,12 +7,14 @@
  * each answered plainly.
  */
 import assert from "node:assert/strict";
-import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { registerPlanCommand } from "../../src/cli/plan-command.js";
 import { registerSimCommand } from "../../src/cli/sim-command.js";
+import { FITTED_PARAMS } from "../../src/hardware/index.js";
+import { serializeEngineProfile } from "../../src/hardware/profile-file.js";
 import { buildReport, resolveSimFleet, simulate, syntheticTrace } from "../../src/sim/index.js";
 import { HOST_POWER_PER_DEVICE_W, PlanUsageError, paretoFrontier, plan, planSpace, type PlanInput } from "../../src/sim/plan.js";
 import { idleBound, workloadOf } from "../../src/sim/plan-bound.js";
@@ -178,6 +180,26 @@ describe("flotilla plan", () => {
     const report = JSON.parse(replay.stdout) as { goodput: { share: number }; cost: { usdPerMTok: number } };
     assert.equal(report.goodput.share, json.best.goodShare);
     assert.equal(report.cost.usdPerMTok, json.best.usdPerMTok);
+  });
+
+  it("--profile: every candidate runs the calibrated engine, a slower one needs more devices, and the fleet file it writes names the profile and replays to the same result", async () => {
+    const args = ["plan", "--model", "llama-3.1-70b", "--hw", "h100,h200", "--precision", "fp8", "--tp", "1,2,4", ...workload, "--json"];
+    const slow = join(dir, "slow-engine.json");
+    // An engine with a quarter of the built-in kernels' efficiency and busier hosts.
+    await writeFile(slow, serializeEngineProfile({ engine: { params: { ...FITTED_PARAMS, computeEfficiency: 0.25, bandwidthEfficiency: 0.3, stepOverheadMs: 2 }, overheadScale: {} } }));
+    type Best = { best: { devices: number; goodShare: number; usdPerMTok: number } };
+    const builtIn = JSON.parse((await cli(args)).stdout) as Best;
+    const out = join(dir, "slow.yaml");
+    const run = await cli([...args, "--profile", slow, "--out", out]);
+    assert.equal(run.exitCode, undefined, run.stderr);
+    const calibrated = JSON.parse(run.stdout) as Best;
+    assert.ok(calibrated.best.devices > builtIn.best.devices, `${calibrated.best.devices} devices on the slow engine against ${builtIn.best.devices}`);
+    assert.match(await readFile(out, "utf8"), new RegExp(`profile: ${slow.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}`));
+    const replay = JSON.parse((await cli(["sim", "--fleet", out, "--synthetic", "--requests", "400", "--rate", "8", "--json", "--no-progress"])).stdout) as { goodput: { share: number }; cost: { usdPerMTok: number } };
+    assert.deepEqual([replay.goodput.share, replay.cost.usdPerMTok], [calibrated.best.goodShare, calibrated.best.usdPerMTok]);
+    const missing = await cli([...args, "--profile", join(dir, "none.json")]);
+    assert.equal(missing.exitCode, 2);
+    assert.match(missing.stderr, /--profile: cannot read profile .*none\.json: no such file/);
   });
 
   it("a disaggregated choice is written as prefill and decode islands with the KV link, and replays in flotilla sim to the same result", async () => {
