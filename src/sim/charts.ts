@@ -243,7 +243,13 @@ export function barChart(o: BarChartOptions): string {
     out.push(`<rect x="${r1(area.x + i * slot + (slot - bar) / 2)}" y="${r1(y)}" width="${r1(bar)}" height="${r1(area.y + area.h - y)}"><title>${escapeXml(`${o.titles?.[i] ?? o.labels[i] ?? i}: ${formatTick(v)}`)}</title></rect>`);
   }
   out.push(`</g><g fill="#333" font-size="11" text-anchor="middle">`);
-  for (let i = 0; i < n; i += every) out.push(`<text x="${r1(area.x + (i + 0.5) * slot)}" y="${r1(area.y + area.h + 16)}">${escapeXml(o.labels[i] ?? String(i))}</text>`);
+  for (let i = 0; i < n; i += every) {
+    const label = o.labels[i] ?? String(i);
+    // Centred under its bar, but kept inside the image: the last label of a crowded axis would hang off its edge.
+    const half = (CHAR_W_11 * label.length) / 2;
+    const x = Math.min(width - 2 - half, Math.max(half + 2, area.x + (i + 0.5) * slot));
+    out.push(`<text x="${r1(x)}" y="${r1(area.y + area.h + 16)}">${escapeXml(label)}</text>`);
+  }
   out.push(`</g>\n</svg>\n`);
   return out.join("\n");
 }

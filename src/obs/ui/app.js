@@ -170,12 +170,27 @@ function barChart(fig, spec) {
     const x = PAD.l + i * slot;
     const top = py(Number.isFinite(v) ? v : 0);
     const rect = s("rect", { x: x + slot * 0.12, y: top, width: Math.max(1, slot * 0.76), height: Math.max(0, py(yTicks[0]) - top), fill: (spec.colors && spec.colors[i]) || spec.color || COLORS[0] });
-    rect.append(s("title", {}, `${labels[i]}: ${(spec.yFormat || num)(v)}`));
+    rect.append(s("title", {}, `${(spec.titles && spec.titles[i]) || labels[i]}: ${(spec.yFormat || num)(v)}`));
     svg.append(rect);
-    if (i % every === 0) svg.append(s("text", { x: x + slot / 2, y: H - 10, "text-anchor": "middle", "font-size": 10, fill: "#5d6b7a" }, labels[i]));
+    // Centred under its bar, but kept inside the chart: the last label of a crowded axis would hang off its edge.
+    const half = (5.6 * String(labels[i] ?? "").length) / 2;
+    const at = Math.min(W - 2 - half, Math.max(half + 2, x + slot / 2));
+    if (i % every === 0) svg.append(s("text", { x: at, y: H - 10, "text-anchor": "middle", "font-size": 10, fill: "#5d6b7a" }, labels[i]));
   });
   if (labels.length === 0 || values.every((v) => !(v > 0))) emptyChart(svg, spec.empty || "no data yet");
   fig.replaceChildren(h("figcaption", { text: spec.title }), svg, spec.legend ? legend(spec.legend) : h("div", { class: "legend" }));
+}
+
+/**
+ * Replica names without the start they all share, cut back to just after a
+ * "/" ("m/0", "m/1" → "0", "1"): short axis labels, the prefix in the title.
+ */
+function shortNames(names) {
+  if (names.length < 2) return { prefix: "", rest: names };
+  let len = names[0].lastIndexOf("/") + 1;
+  for (const n of names) while (len > 0 && n.slice(0, len) !== names[0].slice(0, len)) len = names[0].lastIndexOf("/", len - 2) + 1;
+  if (len === 0 || names.some((n) => n.length === len)) return { prefix: "", rest: names };
+  return { prefix: names[0].slice(0, len), rest: names.map((n) => n.slice(len)) };
 }
 
 function bucketLabel(bound) {
@@ -441,9 +456,11 @@ function renderCharts(view) {
       yFormat: seconds,
     });
   }
+  const names = shortNames(view.replicas.map((r) => r.id));
   barChart(chartFigure("chart-replicas"), {
-    title: view.mode === "live" ? "Per-replica load (running / slots)" : "Per-replica utilisation (busy time)",
-    labels: view.replicas.map((r) => r.id),
+    title: `${view.mode === "live" ? "Per-replica load (running / slots)" : "Per-replica utilisation (busy time)"}${names.prefix ? ` · ${names.prefix}…` : ""}`,
+    labels: names.rest,
+    titles: view.replicas.map((r) => r.id),
     values: view.replicas.map((r) => r.load),
     colors: view.replicas.map((r) => (r.health === "unhealthy" ? "#d23c3c" : r.health === "degraded" ? "#d98f12" : COLORS[0])),
     yMax: 1,
