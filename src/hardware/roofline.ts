@@ -2,9 +2,9 @@
  * The physical limit of a replica: how long its work would take if every
  * pass ran at the devices' datasheet peak, memory bandwidth and matrix FLOPS
  * alike, with no software overhead. What the efficiency figures compare the
- * fleet against (docs/observability.md, "Efficiency against the physical
- * limit"): a replica busy all the time on an engine that reaches 80% of peak
- * bandwidth decoding is 80% efficient, not "100% utilised".
+ * fleet against (docs/observability.md, "The headline number"): a replica
+ * busy all the time on an engine that reaches 80% of peak bandwidth decoding
+ * is 80% efficient, not "100% utilised".
  *
  * A roofline profile is an ordinary PerfProfile, so the same pass formulas
  * (perf.ts) time the same batches and contexts at the limit: a decode step
