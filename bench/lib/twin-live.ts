@@ -4,8 +4,8 @@
  * with the real local llama.cpp engine through an in-process gateway whose
  * usage ledger records every request's timing, drive it closed-loop, fit
  * the CPU's engine profile to one run's ledger rows (the same path as
- * `flotilla calibrate --from-ledger`), and replay another run's arrivals
- * through the simulator on that profile.
+ * `flotilla calibrate --from-ledger`), and replay another run through the
+ * simulator on that profile, each client closed-loop as it was live.
  *
  * The replica names its hardware in the fleet file (HARDWARE), so its rows
  * record their setup as any priced replica's do; the model's shape is the
@@ -99,6 +99,8 @@ export interface Sent {
   readonly id: string;
   /** performance.now() when sent. */
   readonly at: number;
+  /** The same client's request before this one, and how long after its answer this one was sent (ms): a closed-loop session. */
+  readonly after?: { readonly id: string; readonly pauseMs: number };
 }
 
 const LETTERS = "abcdefghijklmnopqrstuvwxyz ";
@@ -113,13 +115,16 @@ export async function drive(url: string, phases: readonly Phase[], tag: string, 
   for (const phase of phases) {
     let left = phase.requests;
     const client = async (): Promise<void> => {
+      let last: { id: string; answeredAt: number } | undefined;
       while (left-- > 0) {
         const id = `${tag}-${sent.length}`;
         const body = JSON.stringify({ model: "tiny", prompt: text(draw(phase.prompt)), max_tokens: draw(phase.output), temperature: 1 });
-        sent.push({ id, at: performance.now() });
+        const at = performance.now();
+        sent.push({ id, at, ...(last === undefined ? {} : { after: { id: last.id, pauseMs: at - last.answeredAt } }) });
         const res = await fetch(`${url}/v1/completions`, { method: "POST", headers: { "content-type": "application/json", "x-request-id": id }, body });
         if (!res.ok) throw new Error(`request ${id}: ${res.status} ${await res.text()}`);
         await res.arrayBuffer();
+        last = { id, answeredAt: performance.now() };
         if (phase.thinkMs !== undefined) await new Promise((r) => setTimeout(r, draw(phase.thinkMs!)));
       }
     };
@@ -175,18 +180,31 @@ export function twinFleet(engine: EngineParams, parallel: number): SimFleet {
   return resolveSimFleet({ islands: [island], engine: { step_tokens: LLAMA_BATCH_TOKENS } }, "twin", { loadProfile: () => engine });
 }
 
-/** The live requests as a trace: their arrivals as sent, their prompt and output tokens as the ledger counted them. */
+/**
+ * The live requests as a trace: their prompt and output tokens as the ledger
+ * counted them; each client's first request at its send time, each later one
+ * the pause it had after its client's last answer, once the twin answered
+ * that one (closed-loop, as the clients were).
+ */
 export function traceOf(sent: readonly Sent[], rows: readonly LedgerRow[]): Trace {
   const byId = new Map(rows.map((r) => [r.requestId, r]));
   const kept = sent.filter((s) => byId.has(s.id));
+  const index = new Map(kept.map((s, i) => [s.id, i]));
   const t0 = kept[0]?.at ?? 0;
   const n = kept.length;
-  const trace = { name: "live", count: n, arrivalMs: new Float64Array(n), inputTokens: new Int32Array(n), outputTokens: new Int32Array(n), blockOffsets: new Int32Array(n + 1), blockIds: new Int32Array(0), blockTokens: 0 };
+  const sessions = { follows: new Int32Array(n).fill(-1), thinkMs: new Float64Array(n) };
+  const trace = { name: "live", count: n, arrivalMs: new Float64Array(n), inputTokens: new Int32Array(n), outputTokens: new Int32Array(n), blockOffsets: new Int32Array(n + 1), blockIds: new Int32Array(0), blockTokens: 0, sessions };
   kept.forEach((s, i) => {
     const row = byId.get(s.id)!;
     trace.arrivalMs[i] = s.at - t0;
     trace.inputTokens[i] = Math.max(1, row.inputTokens);
     trace.outputTokens[i] = Math.max(1, row.outputTokens);
+    // The live clients were closed-loop: each request follows its client's last answer by the pause it had.
+    const before = s.after === undefined ? undefined : index.get(s.after.id);
+    if (before !== undefined) {
+      sessions.follows[i] = before;
+      sessions.thinkMs[i] = Math.max(0, s.after!.pauseMs);
+    }
   });
   return trace;
 }

@@ -198,7 +198,7 @@ export function requestLatencies(result: SimResult): RequestLatencies {
     if (requests.status[i] !== STATUS.done) continue;
     const r = requests.replica[i]!;
     servedBy[r]!++;
-    const arrival = trace.arrivalMs[i]!;
+    const arrival = requests.arrivalMs[i]!;
     const t = requests.firstTokenMs[i]! - arrival;
     const e = requests.finishMs[i]! - arrival;
     ttft[a] = t;
@@ -407,7 +407,8 @@ export function requestsCsv(result: SimResult): string {
   const rows = ["id,arrival_ms,input_tokens,output_tokens,outcome,ttft_ms,tpot_ms,e2e_ms,replica,retries,cached_tokens"];
   const f = (x: number): string => (Number.isFinite(x) ? x.toFixed(3) : "");
   for (let i = 0; i < trace.count; i++) {
-    const a = trace.arrivalMs[i]!;
+    // A closed-loop request that never arrived (the run stopped first) keeps its place in the trace.
+    const a = Number.isNaN(requests.arrivalMs[i]!) ? trace.arrivalMs[i]! : requests.arrivalMs[i]!;
     const first = requests.firstTokenMs[i]!;
     const fin = requests.finishMs[i]!;
     const out = trace.outputTokens[i]!;

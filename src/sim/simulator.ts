@@ -125,6 +125,8 @@ export interface SimResult {
   readonly trace: Trace;
   readonly policy: string;
   readonly requests: {
+    /** When each arrived in this run: its trace arrival, or in a closed-loop session a pause after the request it follows ended. */
+    readonly arrivalMs: Float64Array;
     readonly firstTokenMs: Float64Array;
     readonly finishMs: Float64Array;
     readonly replica: Int32Array;
@@ -169,6 +171,8 @@ const EVICT = 9;
 /** An autoscaled island's autoscaler decides (target: the island), or a replica it ordered is ready (target: the replica). */
 const AUTOSCALE = 10;
 const PROVISIONED = 11;
+/** A closed-loop client's next request arrives (target: its index). */
+const ARRIVE = 12;
 
 /** Replica roles (fleet-file `role`), and which a request routes to next. */
 const ROLE_BOTH = 0;
@@ -204,6 +208,7 @@ export function simulate(opts: SimulateOptions): SimResult {
 
 /** What the loop knows of each request. */
 class Requests {
+  readonly arrivalMs: Float64Array;
   readonly firstTokenMs: Float64Array;
   readonly finishMs: Float64Array;
   readonly replica: Int32Array;
@@ -229,6 +234,7 @@ class Requests {
   readonly inFlight: (SimSeq | undefined)[];
 
   constructor(n: number, firstStage: number) {
+    this.arrivalMs = new Float64Array(n).fill(NaN);
     this.firstTokenMs = new Float64Array(n).fill(NaN);
     this.finishMs = new Float64Array(n).fill(NaN);
     this.replica = new Int32Array(n).fill(-1);
@@ -387,6 +393,8 @@ class Simulation {
   readonly #routers: RouterInstances;
   /** The router instance each request arrived at. */
   readonly #instanceOf: Int32Array;
+  /** In closed-loop sessions, the request each one's end sends (-1: none); undefined without sessions. */
+  readonly #followers: Int32Array | undefined;
   /** The prefix-owner scorer's conversation depth, when the policy has one: its owners join the candidates. */
   readonly #ownerBlocks: number | undefined;
   readonly #load: Load = { active: 0, queued: 0 };
@@ -431,6 +439,7 @@ class Simulation {
     this.#selector = new CandidateSelector({ sample: Math.min(this.#n, fleet.sample) });
     this.#routers = new RouterInstances(this.#n, fleet.seed, opts.router ?? fleet.router);
     this.#instanceOf = new Int32Array(trace.count);
+    this.#followers = followersOf(trace);
     this.#ownerBlocks = ownerBlocksOf(this.#policy);
     for (let j = 0; j < this.#selector.capacity; j++) this.#pool.push({ index: 0, ready: true, active: 0, queued: 0, slots: 1, maxQueue: 0, contextSize: undefined });
     // One object, refilled per call: the rule reads it at once, and a decision allocates nothing per candidate.
@@ -563,7 +572,7 @@ class Simulation {
     const until = this.#opts.untilMs ?? Infinity;
     const progressEvery = this.#opts.progressEveryMs ?? 100;
     let lastProgress = wallStart;
-    let nextArrival = 0;
+    let nextArrival = this.#nextOpen(0);
     let eventCount = 0;
     let now = 0;
     while (this.#resolved < total) {
@@ -578,7 +587,10 @@ class Simulation {
       if (tHeap <= tArr) {
         this.#events.pop();
         this.#handle(this.#events.kind, this.#events.target, t);
-      } else this.#arrive(nextArrival++, t);
+      } else {
+        this.#arrive(nextArrival, t);
+        nextArrival = this.#nextOpen(nextArrival + 1);
+      }
       if ((eventCount & 4095) === 0 && onProgress !== undefined) {
         const w = performance.now();
         if (w - lastProgress >= progressEvery) {
@@ -591,6 +603,13 @@ class Simulation {
     const result = this.#result(now, eventCount, wallMs);
     onProgress?.({ resolved: this.#resolved, total, simMs: now, events: eventCount, wallMs });
     return result;
+  }
+
+  /** The first request from `k` on that arrives at its trace time (a closed-loop session's later requests arrive by event). */
+  #nextOpen(k: number): number {
+    const follows = this.#trace.sessions?.follows;
+    if (follows !== undefined) while (k < follows.length && follows[k]! >= 0) k++;
+    return k;
   }
 
   #handle(kind: number, target: number, t: number): void {
@@ -638,6 +657,9 @@ class Simulation {
       case EVICT:
         this.#evict(target, t);
         return;
+      case ARRIVE:
+        this.#arrive(target, t);
+        return;
       case AUTOSCALE:
         this.#autoscale(target, t);
         return;
@@ -654,12 +676,13 @@ class Simulation {
 
   #arrive(i: number, t: number): void {
     const trace = this.#trace;
+    this.#req.arrivalMs[i] = t;
     const seq = new SimSeq(i, trace.inputTokens[i]!, trace.outputTokens[i]!, trace.blockIds, trace.blockOffsets[i]!, trace.blockOffsets[i + 1]!);
     this.#instanceOf[i] = this.#routers.assign();
     for (const scaler of this.#scalers) scaler?.autoscaler.arrived(t, scaler.share);
     if (seq.input + seq.output > this.#decodeContextMax) {
       // No decode replica could hold it: refused before any prefill, as the gateway's 400.
-      this.#reject(seq, "context_length_exceeded");
+      this.#reject(seq, "context_length_exceeded", t);
       return;
     }
     if (this.#lane.opensFor(this.#rep.servingSlots)) {
@@ -677,7 +700,7 @@ class Simulation {
     };
     const queued = this.#lane.queue.enqueue(arrival, t);
     if (!queued.ok) {
-      this.#reject(seq, "overloaded");
+      this.#reject(seq, "overloaded", t);
       return;
     }
     this.#admissionQueued++;
@@ -898,19 +921,26 @@ class Simulation {
 
   /** No attempt left, or nowhere to go: a request never dispatched is refused (the client's 4xx/5xx), one a failure displaced is lost. */
   #giveUp(seq: SimSeq, reason: RejectReason, t: number): void {
-    if (this.#req.attempts[seq.id] === 0) this.#reject(seq, reason);
+    if (this.#req.attempts[seq.id] === 0) this.#reject(seq, reason, t);
     else {
       this.#lost++;
       this.#req.status[seq.id] = STATUS.lost;
-      this.#resolved++;
+      this.#resolve(seq.id, t);
     }
     this.#release(t);
   }
 
-  #reject(seq: SimSeq, reason: RejectReason): void {
+  #reject(seq: SimSeq, reason: RejectReason, t: number): void {
     this.#rejected[reason]++;
     this.#req.status[seq.id] = STATUS.rejected;
+    this.#resolve(seq.id, t);
+  }
+
+  /** Request i ended (answered, refused or lost) at t: a closed-loop client sends its next one after its pause. */
+  #resolve(i: number, t: number): void {
     this.#resolved++;
+    const next = this.#followers?.[i] ?? -1;
+    if (next >= 0) this.#events.push(t + this.#trace.sessions!.thinkMs[next]!, ARRIVE, next);
   }
 
   // --- replicas
@@ -959,7 +989,7 @@ class Simulation {
     req.finishMs[seq.id] = t;
     req.cachedTokens[seq.id] = seq.cachedTokens;
     req.status[seq.id] = STATUS.done;
-    this.#resolved++;
+    this.#resolve(seq.id, t);
     this.#rep.health[r]!.succeeded();
     const b = Math.floor(t / this.#bucketMs);
     const completed = this.#timeline.completed;
@@ -1184,7 +1214,7 @@ class Simulation {
       fleet: this.#fleet,
       trace: this.#trace,
       policy: this.#policy.name,
-      requests: { firstTokenMs: req.firstTokenMs, finishMs: req.finishMs, replica: req.replica, retries: req.retries, cachedTokens: req.cachedTokens, status: req.status },
+      requests: { arrivalMs: req.arrivalMs, firstTokenMs: req.firstTokenMs, finishMs: req.finishMs, replica: req.replica, retries: req.retries, cachedTokens: req.cachedTokens, status: req.status },
       replicas: rep.models.map((m, r) => ({ name: rep.names[r]!, island: rep.islandOf[r]!.name, counters: { ...m.counters }, failures: rep.failures[r]!, downMs: rep.downMs[r]!, memberMs: memberMs(rep, r, now) })),
       timeline,
       ...(this.#fleet.disaggregated === true ? { kvTransfer: this.#kvTransferResult() } : {}),
@@ -1222,4 +1252,20 @@ function memberMs(rep: Replicas, r: number, end: number): number {
   const ordered = rep.orderedAt[r]!;
   const now = rep.member[r] === 1 ? end - rep.joinedAt[r]! : Number.isNaN(ordered) ? 0 : end - ordered;
   return rep.memberTotal[r]! + Math.max(0, now);
+}
+
+/** Each request's follower in the trace's closed-loop sessions, checked: a request follows an earlier one, and at most one follows it. */
+function followersOf(trace: Trace): Int32Array | undefined {
+  const sessions = trace.sessions;
+  if (sessions === undefined) return undefined;
+  if (sessions.follows.length !== trace.count || sessions.thinkMs.length !== trace.count) throw new RangeError("trace sessions must give follows and thinkMs for every request");
+  const followers = new Int32Array(trace.count).fill(-1);
+  sessions.follows.forEach((j, i) => {
+    if (j < 0) return;
+    if (j >= i) throw new RangeError(`request ${i} follows request ${j}, which is not earlier in the trace`);
+    if (followers[j] !== -1) throw new RangeError(`requests ${followers[j]} and ${i} both follow request ${j}`);
+    if (!(sessions.thinkMs[i]! >= 0)) throw new RangeError(`request ${i}'s pause must be >= 0 ms, got ${sessions.thinkMs[i]}`);
+    followers[j] = i;
+  });
+  return followers;
 }

@@ -33,6 +33,20 @@ export interface Trace {
   readonly blockTokens: number;
   /** Who sent each request, for the admission lane's fair share and priority classes; absent: one tenant, every request interactive. */
   readonly tenants?: TraceTenants;
+  /** Closed-loop clients: which requests wait for an earlier one's answer; absent: every request at its arrivalMs. */
+  readonly sessions?: TraceSessions;
+}
+
+/**
+ * A closed-loop client sends its next request a pause after its last one
+ * ended. Request i with `follows[i]` = j >= 0 arrives `thinkMs[i]` after
+ * request j (earlier in the trace) was answered, refused or lost, whenever
+ * that is in the run; its `arrivalMs` only keeps the trace's order. -1: it
+ * arrives at its `arrivalMs`.
+ */
+export interface TraceSessions {
+  readonly follows: Int32Array;
+  readonly thinkMs: Float64Array;
 }
 
 /** Tenants by index, and request i's tenant `of[i]`. */

@@ -21,6 +21,23 @@ function counting(base: Policy): { policy: Policy; calls: () => number } {
 }
 
 describe("simulate: known answers", () => {
+  it("a closed-loop session: each request arrives its pause after the one before it was answered, and its TTFT counts from then", () => {
+    const fleet = fleetOf(1);
+    // Client A: requests 0 then 2 (a 40 ms pause); client B: request 1 alone. Request 2's trace time only keeps its place.
+    const trace = { ...tinyTrace([[0, 2000, 20], [100, 500, 5], [100, 300, 10]]), sessions: { follows: Int32Array.of(-1, -1, 0), thinkMs: Float64Array.of(0, 0, 40) } };
+    const r = simulate({ fleet, trace });
+    assert.deepEqual([...r.requests.status], [STATUS.done, STATUS.done, STATUS.done]);
+    assert.equal(r.requests.arrivalMs[0], 0);
+    assert.equal(r.requests.arrivalMs[1], 100);
+    assert.equal(r.requests.arrivalMs[2], r.requests.finishMs[0]! + 40, "sent 40 ms after its predecessor's answer");
+    const report = buildReport(r);
+    const ttft2 = r.requests.firstTokenMs[2]! - r.requests.arrivalMs[2]!;
+    assert.ok(report.latency.ttftMs.min <= ttft2 && ttft2 < 100, `TTFT from its own arrival: ${ttft2} ms`);
+    const bad = (follows: number[]) => () => simulate({ fleet, trace: { ...trace, sessions: { follows: Int32Array.from(follows), thinkMs: new Float64Array(3) } } });
+    assert.throws(bad([-1, 2, -1]), /request 1 follows request 2, which is not earlier/);
+    assert.throws(bad([-1, 0, 0]), /requests 1 and 2 both follow request 0/);
+  });
+
   it("one request alone: TTFT equals the model's prefill time", () => {
     const fleet = fleetOf(1);
     const trace = tinyTrace([[250, 6000, 10]]);
