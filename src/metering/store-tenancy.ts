@@ -19,7 +19,6 @@
  *   process in another PID namespace (containers sharing a hostname).
  */
 import { randomUUID } from "node:crypto";
-import { timeOrderedId } from "../store/time-ordered-id.js";
 import { hostname } from "node:os";
 import type { Clock } from "../core/clock.js";
 import { wallClock } from "../core/clock.js";
@@ -27,6 +26,7 @@ import { FlotillaError } from "../core/errors.js";
 import { likelyPromptTokens, promptTokenBound, type Prompt, type TokenUsage } from "../core/request.js";
 import { describeRefusal } from "../store/limits.js";
 import type { Store } from "../store/store.js";
+import { timeOrderedId } from "../store/time-ordered-id.js";
 import {
   ANONYMOUS_TENANT,
   MAX_LEDGER_TOKENS,

@@ -46,7 +46,6 @@ export interface ReplicaReport {
   readonly efficiency: Efficiency;
 }
 
-
 export interface SimReport {
   readonly trace: { readonly name: string; readonly requests: number; readonly spanS: number; readonly inputTokens: number; readonly outputTokens: number };
   readonly fleet: {
@@ -236,7 +235,7 @@ export function buildReport(result: SimResult): SimReport {
     return replicaRow(result, rep, islandByName.get(rep.island)!, { served: own ? lat.servedBy[i]! : completed, useful: own ? lat.goodBy[i]! : lat.good });
   });
   const replicas = rows.map((r) => r.report);
-  const { busyJ, idleJ, deviceUsd } = sums(rows, ["busyJ", "idleJ", "deviceUsd"]);
+  const { busyJ, idleJ, deviceUsd, atLimitMs, upMs, paidMs } = sums(rows, ["busyJ", "idleJ", "deviceUsd", "atLimitMs", "upMs", "paidMs"]);
   const kvTransfer = kvTransferOf(result);
   const joules = busyJ + idleJ + (kvTransfer?.joules ?? 0);
   const energyUsd = (joules / 3.6e6) * fleet.usdPerKwh;
@@ -255,7 +254,7 @@ export function buildReport(result: SimResult): SimReport {
     throughput: { spanS, requestsPerS: perS(completed), outputTokensPerS: perS(outputTokens), inputTokensPerS: perS(totals.cachedTokens + totals.prefillTokens) },
     goodput: { requests: lat.good, share: trace.count > 0 ? lat.good / trace.count : 0, requestsPerS: perS(lat.good) },
     availability: availabilityOf(replicas),
-    efficiency: fleetEfficiency(result, { served: completed, useful: lat.good }),
+    efficiency: efficiencyOf({ atLimit: atLimitMs, up: upMs, paid: paidMs, served: completed, useful: lat.good }),
     cache: cacheOf(totals),
     ...(kvTransfer === undefined ? {} : { kvTransfer }),
     energy: { joules, joulesPerToken: outputTokens > 0 ? joules / outputTokens : NaN, busyJoules: busyJ, idleJoules: idleJ, pue: fleet.pue },
@@ -278,8 +277,8 @@ function completedCount(result: SimResult): number {
   return completed;
 }
 
-/** A replica's row, and the energy and device cost the fleet's totals add up. */
-function replicaRow(result: SimResult, rep: SimReplicaResult, isl: SimIsland, requests: Served): { readonly report: ReplicaReport; readonly busyJ: number; readonly idleJ: number; readonly deviceUsd: number } {
+/** A replica's row, and the energy, device cost and times (at the limit, up, paid) the fleet's totals add up. */
+function replicaRow(result: SimResult, rep: SimReplicaResult, isl: SimIsland, requests: Served): ReplicaRow {
   const { fleet } = result;
   // Its time in the fleet: the whole run, unless it joined late or left (membership changes).
   const spanMs = rep.memberMs;
@@ -307,24 +306,21 @@ function replicaRow(result: SimResult, rep: SimReplicaResult, isl: SimIsland, re
     usd: usd + ((busy + idle) / 3.6e6) * fleet.usdPerKwh,
     efficiency: efficiencyOf({ atLimit: c.rooflineMs, up: upMs, paid: spanMs, ...requests }),
   };
-  return { report, busyJ: busy, idleJ: idle, deviceUsd: usd };
+  return { report, busyJ: busy, idleJ: idle, deviceUsd: usd, atLimitMs: c.rooflineMs, upMs, paidMs: spanMs };
+}
+
+interface ReplicaRow {
+  readonly report: ReplicaReport;
+  readonly busyJ: number;
+  readonly idleJ: number;
+  readonly deviceUsd: number;
+  readonly atLimitMs: number;
+  readonly upMs: number;
+  readonly paidMs: number;
 }
 
 /** Requests completed, and of those within the SLO. */
 type Served = Pick<EfficiencyTotals, "served" | "useful">;
-
-/** Over all replicas: their passes' time at the limit, time up and time in the fleet; the fleet's requests. */
-function fleetEfficiency(result: SimResult, requests: Served): Efficiency {
-  let rooflineMs = 0;
-  let upMs = 0;
-  let memberMs = 0;
-  for (const rep of result.replicas) {
-    rooflineMs += rep.counters.rooflineMs;
-    upMs += Math.max(0, rep.memberMs - rep.downMs);
-    memberMs += rep.memberMs;
-  }
-  return efficiencyOf({ atLimit: rooflineMs, up: upMs, paid: memberMs, ...requests });
-}
 
 function fleetOf(fleet: SimFleet): SimReport["fleet"] {
   return {
