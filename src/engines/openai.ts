@@ -6,6 +6,7 @@ import { withPeerCount, withReport } from "./engine-metrics.js";
 import { MetricsScraper } from "./metrics-scraper.js";
 import { SlotPool } from "./slots.js";
 import { SseLineDecoder } from "./sse-decoder.js";
+import { postStreaming } from "./upstream-post.js";
 
 export interface OpenAIEngineOptions {
   /** Server root, e.g. http://gpu-7:8000 (llama-server, vLLM, SGLang, Ollama). */
@@ -259,18 +260,6 @@ export class OpenAIEngine implements Engine {
 
   async #stream(request: GenerationRequest, onText: TextSink, signal: AbortSignal): Promise<GenerationResult> {
     const { path, body } = this.#body(request);
-    const res = await this.#pool.request({
-      method: "POST",
-      path,
-      headers: { ...this.#headers, "x-request-id": request.id },
-      body: JSON.stringify(body),
-      signal,
-    });
-    if (res.statusCode !== 200) {
-      const text = await res.body.text();
-      if (res.statusCode === 400 && this.#extensions && /return_token_ids|continuous_usage_stats/.test(text)) throw new ExtensionsRefused();
-      throw upstreamError(res.statusCode, text);
-    }
     let finish: FinishReason | undefined;
     let usage: UpstreamChunk["usage"];
     const counter = new ChunkTokens();
@@ -300,7 +289,12 @@ export class OpenAIEngine implements Engine {
       }
       if (chunk.usage != null) usage = chunk.usage;
     };
-    for await (const bytes of res.body) decoder.push(bytes as Buffer, onData);
+    const post = { path, headers: { ...this.#headers, "x-request-id": request.id }, body: JSON.stringify(body), signal };
+    const answer = await postStreaming(this.#pool, post, (bytes) => decoder.push(bytes, onData));
+    if ("text" in answer) {
+      if (answer.statusCode === 400 && this.#extensions && /return_token_ids|continuous_usage_stats/.test(answer.text)) throw new ExtensionsRefused();
+      throw upstreamError(answer.statusCode, answer.text);
+    }
     if (finish === undefined) {
       throw new FlotillaError("engine_error", `replica ${this.#name} closed the stream before it finished`);
     }
