@@ -10,6 +10,9 @@
  *     settlement per request), and with `store: none`;
  *   - a bare Fastify + undici proxy (bench/lib/bare-proxy.ts): the ceiling
  *     for a Node gateway;
+ *   - the same proxy reading the stream (--reading): the ceiling for a Node
+ *     gateway that meters tokens and can resume an answer elsewhere, so must
+ *     parse every chunk the upstream streams;
  *   - Portkey's open-source gateway (@portkey-ai/gateway), when installed
  *     with `npm install --prefix bench` (never by the project's install or CI).
  *
@@ -64,18 +67,21 @@ async function flotilla(store: string, dir: string): Promise<Target["start"]> {
   };
 }
 
+/** bench/lib/bare-proxy.ts with `flags`: passing bytes through, or (--reading) parsing every chunk as a metering gateway must. */
+function bareProxy(flags: readonly string[]): Target["start"] {
+  return async (port, upstream) => {
+    const proc = new UpstreamProc(port, [...TSX, join(ROOT, "bench/lib/bare-proxy.ts"), "--port", String(port), "--upstream", upstream, ...flags], /bare proxy listening/, "bare proxy");
+    await proc.start();
+    return proc;
+  };
+}
+
 async function targets(dir: string): Promise<Target[]> {
   const list: Target[] = [
     { name: "Flotilla, SQLite ledger (default)", start: await flotilla("sqlite:ledger.db", dir) },
     { name: "Flotilla, store: none", start: await flotilla("none", dir) },
-    {
-      name: "bare Fastify + undici proxy",
-      start: async (port, upstream) => {
-        const proc = new UpstreamProc(port, [...TSX, join(ROOT, "bench/lib/bare-proxy.ts"), "--port", String(port), "--upstream", upstream], /bare proxy listening/, "bare proxy");
-        await proc.start();
-        return proc;
-      },
-    },
+    { name: "bare Fastify + undici proxy", start: bareProxy([]) },
+    { name: "bare proxy reading the stream", start: bareProxy(["--reading"]) },
   ];
   if (existsSync(PORTKEY)) {
     list.push({
@@ -158,10 +164,11 @@ function ratios(rows: readonly Row[]): string {
   for (const mode of ["non-streaming", "streaming"]) {
     const sqlite = rps("Flotilla, SQLite", mode);
     const none = rps("Flotilla, store: none", mode);
-    const bare = rps("bare", mode);
+    const bare = rps("bare Fastify", mode);
+    const reading = rps("bare proxy reading", mode);
     const portkey = rps("Portkey", mode);
     const ratio = (a: number | undefined, b: number | undefined): string => (a === undefined || b === undefined || !(b > 0) ? "n/a" : `${(a / b).toFixed(2)}x`);
-    out.push(`${mode}: ledger on / Portkey ${ratio(sqlite, portkey)}; ledger on / bare proxy ${ratio(sqlite, bare)}; ledger on / store none ${ratio(sqlite, none)}`);
+    out.push(`${mode}: ledger on / Portkey ${ratio(sqlite, portkey)}; ledger on / bare proxy ${ratio(sqlite, bare)}; ledger on / reading proxy ${ratio(sqlite, reading)}; reading proxy / bare proxy ${ratio(reading, bare)}; ledger on / store none ${ratio(sqlite, none)}`);
   }
   return out.join("\n");
 }
