@@ -10,7 +10,7 @@ export interface Post {
   readonly signal: AbortSignal;
 }
 
-/** A refused request's body is kept for its error message up to this size; the rest is dropped. */
+/** A refused request's body is kept for its error message up to this many characters; the rest is dropped. */
 const ERROR_TEXT_MAX = 64 * 1024;
 
 /**
@@ -60,7 +60,7 @@ export function postStreaming(pool: Dispatcher, post: Post, onBytes: (chunk: Buf
         onResponseData(_c, chunk) {
           if (failure !== undefined) return;
           if (statusCode !== 200) {
-            if (errorText.length < ERROR_TEXT_MAX) errorText += chunk.toString("utf8");
+            if (errorText.length < ERROR_TEXT_MAX) errorText = (errorText + chunk.toString("utf8")).slice(0, ERROR_TEXT_MAX);
             return;
           }
           try {
