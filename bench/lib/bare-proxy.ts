@@ -56,8 +56,9 @@ for (const path of ["/v1/chat/completions", "/v1/completions"]) {
       finish = choice?.finish_reason ?? finish;
       if (chunk.usage != null) usage = chunk.usage;
     });
-    const message = path === "/v1/chat/completions" ? { message: { role: "assistant", content: text } } : { text };
-    return { id: request.id, object: "chat.completion", created: Math.floor(Date.now() / 1000), model: asked.model, choices: [{ index: 0, ...message, finish_reason: finish }], usage };
+    const chat = path === "/v1/chat/completions";
+    const message = chat ? { message: { role: "assistant", content: text } } : { text };
+    return { id: request.id, object: chat ? "chat.completion" : "text_completion", created: Math.floor(Date.now() / 1000), model: asked.model, choices: [{ index: 0, ...message, finish_reason: finish }], usage };
   });
 }
 
