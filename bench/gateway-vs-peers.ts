@@ -20,7 +20,7 @@
  * (from /proc), warm-up included, over the requests it served.
  *
  *   npm install --prefix bench        # once, for the Portkey column
- *   npm run build && node --import tsx bench/gateway-vs-peers.ts [--seconds 10] [--concurrency 32] [--rate 1000] [--rounds 3]
+ *   npm run build && node --import tsx bench/gateway-vs-peers.ts [--seconds 10] [--concurrency 32] [--rate 1000] [--rounds 3] [--tokens 16]
  */
 import { execFile } from "node:child_process";
 import { existsSync } from "node:fs";
@@ -40,11 +40,13 @@ const CONCURRENCY = arg("--concurrency", 32);
 const RATE = arg("--rate", 1000);
 /** Every gateway is measured once per round, in turn; the table shows each one's median round, since one run on a shared 2-core machine moves by ±20%. */
 const ROUNDS = arg("--rounds", 1);
+/** Tokens per answer: the upstream streams one chunk per token, which a metering gateway parses. */
+const TOKENS = arg("--tokens", 16);
 const ROOT = resolve(import.meta.dirname, "..");
 const PORTKEY = join(ROOT, "bench/node_modules/@portkey-ai/gateway/build/start-server.js");
 const TSX = ["--import", "tsx"];
 
-const CHAT = { model: "m", messages: [{ role: "user", content: "hello" }], max_tokens: 16 };
+const CHAT = { model: "m", messages: [{ role: "user", content: "hello" }], max_tokens: TOKENS };
 const BODIES = {
   "non-streaming": JSON.stringify(CHAT),
   streaming: JSON.stringify({ ...CHAT, stream: true, stream_options: { include_usage: true } }),
@@ -191,7 +193,7 @@ try {
   }
   const rows = medianRows(rounds);
   const each = ROUNDS === 1 ? "" : `\nEach round:\n${rounds.map((r, i) => `- round ${i + 1}: ${ratios(r).replace(/\n/g, "; ")}`).join("\n")}\n`;
-  process.stdout.write(`## Gateways side by side\n\nnode ${process.version}, ${availableParallelism()} cores (${cpus()[0]?.model.trim() ?? "?"}); ${SECONDS} s per run after 2 s of warm-up, ${CONCURRENCY} in flight (closed loop), ${RATE} req/s (open loop); ${ROUNDS === 1 ? "one round" : `the median of ${ROUNDS} rounds by req/s`}\n\n${table(rows)}\n\n${ratios(rows)}\n${each}`);
+  process.stdout.write(`## Gateways side by side\n\nnode ${process.version}, ${availableParallelism()} cores (${cpus()[0]?.model.trim() ?? "?"}); ${SECONDS} s per run after 2 s of warm-up, ${TOKENS} tokens an answer, ${CONCURRENCY} in flight (closed loop), ${RATE} req/s (open loop); ${ROUNDS === 1 ? "one round" : `the median of ${ROUNDS} rounds by req/s`}\n\n${table(rows)}\n\n${ratios(rows)}\n${each}`);
 } finally {
   upstream.kill();
   await rm(dir, { recursive: true, force: true });
