@@ -105,7 +105,8 @@ async function listen(opts: ServeOptions, loaded: Loaded, fleet: Fleet, policy: 
     env: process.env,
     log: (level, message) => (level === "warn" ? process.stderr.write(`flotilla: ${message}\n`) : app.log.info(message)),
   });
-  await started;
+  // Fastify compiles every route's schemas when it gets ready: while the engines are still loading, not after.
+  await Promise.all([started, app.ready()]);
   const address = await app.listen({ host, port });
   // Discovered replicas join once the gateway serves; a reload restarts the providers whose section changed.
   discovery.start();

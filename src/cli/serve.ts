@@ -39,7 +39,7 @@ export function registerServeCommand(program: Command): void {
     .action(async (opts: ServeOptions) => {
       // Serving a GGUF file here (the default model, or --model): the llama.cpp runtime loads
       // off the JS thread while the gateway's modules load on it.
-      if (opts.config === undefined) void (await import("../engines/local.js")).llamaRuntime().catch(() => undefined);
+      if (opts.config === undefined) await (await import("../engines/local.js")).llamaRuntimeUnderway();
       const { serve } = await import("./serve-run.js");
       await serve(opts);
     });
