@@ -15,6 +15,7 @@ import { PeerSync } from "../gateway/peer-sync.js";
 import { createGatewayWithShutdown } from "../gateway/server.js";
 import type { Store } from "../store/store.js";
 import { ensureDefaultModel } from "../gguf/default-model.js";
+import { llamaRuntimeUnderway } from "../engines/local.js";
 import { rateBookFromConfig, tenancyFromConfig } from "../metering/config.js";
 import { hardwareByReplica } from "../obs/index.js";
 import type { Policy } from "../scheduler/pipeline.js";
@@ -32,6 +33,7 @@ export async function serve(opts: ServeOptions): Promise<void> {
   const policy = policyFromConfig(opts.policy ?? config.server.policy ?? "least-loaded");
 
   const fleet = buildFleet(config, { baseDir, env: process.env });
+  if ([...fleet.models()].some((m) => m.replicas.some((r) => r.engine.kind === "local"))) await llamaRuntimeUnderway();
   // Engines start while the rest is built: loading a model is mostly waiting
   // on native code, which overlaps the stores opening and the gateway's setup.
   const failed: string[] = [];

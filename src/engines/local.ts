@@ -94,7 +94,7 @@ export function llamaRuntime(): Promise<Llama> {
  * (`flotilla serve`: 1.1 s into the start instead of 0.6 s).
  */
 export function llamaRuntimeUnderway(): Promise<void> {
-  return new Promise((resolve) => {
+  underway ??= new Promise((resolve) => {
     const underway = (): void => {
       // Not from inside the channel's publish, which is iterating its subscribers.
       queueMicrotask(() => unsubscribe("child_process", underway));
@@ -103,7 +103,9 @@ export function llamaRuntimeUnderway(): Promise<void> {
     subscribe("child_process", underway);
     llamaRuntime().then(underway, underway);
   });
+  return underway;
 }
+let underway: Promise<void> | undefined;
 
 /** A GGUF model run in-process by node-llama-cpp on this machine's CPU. */
 export class LocalEngine implements Engine {
