@@ -1,26 +1,24 @@
 import { subscribe, unsubscribe } from "node:diagnostics_channel";
 import { availableParallelism } from "node:os";
-import {
-  getLlama,
+import type * as LlamaCpp from "node-llama-cpp";
+import type {
   LlamaChat,
   LlamaCompletion,
-  LlamaLogLevel,
-  LlamaVocabularyType,
-  type ChatHistoryItem,
-  type ChatModelFunctions,
-  type ChatModelResponse,
-  type LlamaChatResponseFunctionCallParamsChunk,
-  type LlamaGrammar,
-  type LlamaText,
-  type Llama,
-  type LlamaContext,
-  type LlamaContextSequence,
-  type LlamaModel,
-  type BatchItem,
-  type EvaluationPriority,
-  type ControlledEvaluateInputItem,
-  type PrioritizedBatchItem,
-  type Token,
+  ChatHistoryItem,
+  ChatModelFunctions,
+  ChatModelResponse,
+  LlamaChatResponseFunctionCallParamsChunk,
+  LlamaGrammar,
+  LlamaText,
+  Llama,
+  LlamaContext,
+  LlamaContextSequence,
+  LlamaModel,
+  BatchItem,
+  EvaluationPriority,
+  ControlledEvaluateInputItem,
+  PrioritizedBatchItem,
+  Token,
 } from "node-llama-cpp";
 import { FlotillaError } from "../core/errors.js";
 import {
@@ -68,10 +66,22 @@ interface Slot {
 }
 
 function slotOn(sequence: LlamaContextSequence): Slot {
-  return { sequence, chat: new LlamaChat({ contextSequence: sequence }), completion: new LlamaCompletion({ contextSequence: sequence }) };
+  return { sequence, chat: new (llamaCpp().LlamaChat)({ contextSequence: sequence }), completion: new (llamaCpp().LlamaCompletion)({ contextSequence: sequence }) };
 }
 
 let runtime: Promise<Llama> | undefined;
+/**
+ * node-llama-cpp itself, loaded with the runtime: importing it costs about
+ * half a second of CPU, which a gateway with no local replica, and every
+ * test process of one, need not pay.
+ */
+let cpp: typeof LlamaCpp | undefined;
+
+/** node-llama-cpp, once llamaRuntime() has loaded it (every use is on a started engine). */
+function llamaCpp(): typeof LlamaCpp {
+  if (cpp === undefined) throw new Error("node-llama-cpp is not loaded yet: start the engine first");
+  return cpp;
+}
 
 /**
  * One llama.cpp runtime per process, shared by every local replica. Most of
@@ -80,7 +90,10 @@ let runtime: Promise<Llama> | undefined;
  * the gateway's modules load).
  */
 export function llamaRuntime(): Promise<Llama> {
-  runtime ??= getLlama({ gpu: false, logLevel: LlamaLogLevel.error });
+  runtime ??= import("node-llama-cpp").then((loaded) => {
+    cpp = loaded;
+    return loaded.getLlama({ gpu: false, logLevel: loaded.LlamaLogLevel.error });
+  });
   return runtime;
 }
 
@@ -622,6 +635,7 @@ function withoutLeadToken(input: Token[], model: LlamaModel): Token[] {
 /** Which token node-llama-cpp's completion prepends, by vocabulary type (its resolveBeginningTokenToPrepend). */
 function beginningToken(model: LlamaModel): Token | null {
   const type = model.vocabularyType;
+  const { LlamaVocabularyType } = llamaCpp();
   if (type === LlamaVocabularyType.rwkv || type === LlamaVocabularyType.ugm) return null;
   if (type === LlamaVocabularyType.wpm) return model.tokens.bos;
   return model.tokens.shouldPrependBosToken ? model.tokens.bos : null;
