@@ -20,6 +20,7 @@ import type {
   PrioritizedBatchItem,
   Token,
 } from "node-llama-cpp";
+import { NO_LONGER_NEEDED } from "../core/abort.js";
 import { FlotillaError } from "../core/errors.js";
 import {
   callsTools,
@@ -546,7 +547,7 @@ class Pieces {
     if (text.length === 0 || this.#stop.stopped) return;
     const out = this.#stop.push(text);
     if (this.#stop.stopped) {
-      this.halt.abort();
+      this.halt.abort(NO_LONGER_NEEDED);
       if (out.length > 0) this.#emit(out, this.#takePending(), false);
     } else if (this.#stop.holding) {
       if (out.length > 0) this.#emit(out, [], false);

@@ -1,4 +1,5 @@
 import type { Dispatcher } from "undici";
+import { NO_LONGER_NEEDED } from "../core/abort.js";
 import { readReport, type EngineReport } from "./engine-metrics.js";
 import { ExpositionError, parseExposition } from "./prometheus-text.js";
 
@@ -71,7 +72,7 @@ export class MetricsScraper {
   stop(): void {
     this.#stopped = true;
     clearTimeout(this.#timer);
-    this.#inFlight?.abort();
+    this.#inFlight?.abort(NO_LONGER_NEEDED);
   }
 
   fresh(): FreshReport | undefined {
@@ -107,7 +108,7 @@ export class MetricsScraper {
     let timedOut = false;
     const timer = setTimeout(() => {
       timedOut = true;
-      controller.abort();
+      controller.abort(NO_LONGER_NEEDED);
     }, this.#timeoutMs);
     timer.unref();
     // The gateway's share of the report, at most: its requests on the engine when the scrape starts, and every one it sends

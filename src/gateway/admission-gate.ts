@@ -1,3 +1,4 @@
+import { NO_LONGER_NEEDED } from "../core/abort.js";
 import type { Clock } from "../core/clock.js";
 import { FlotillaError } from "../core/errors.js";
 import { statusOf, type ServedModel } from "../fleet/fleet.js";
@@ -134,7 +135,7 @@ export class AdmissionGate {
 
   /** Stops looking at deadlines and capacity on the clock (queued requests still leave as capacity frees). */
   close(): void {
-    this.#polling?.abort();
+    this.#polling?.abort(NO_LONGER_NEEDED);
     this.#polling = undefined;
   }
 

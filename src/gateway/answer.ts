@@ -1,4 +1,4 @@
-import { follow } from "../core/abort.js";
+import { follow, NO_LONGER_NEEDED } from "../core/abort.js";
 import type { Clock } from "../core/clock.js";
 import { FlotillaError } from "../core/errors.js";
 import { likelyPromptTokens, promptTokenBound, type GenerationRequest, type GenerationResult } from "../core/request.js";
@@ -59,7 +59,7 @@ export class Attempt {
   /** Its replica left the fleet: stop it, as a failure of the replica, so the request resumes on another. */
   evict(): void {
     this.evicted = true;
-    this.controller.abort();
+    this.controller.abort(NO_LONGER_NEEDED);
   }
 }
 
@@ -123,7 +123,7 @@ export class Answer {
     if (this.capped) return;
     if (this.maxTokens !== undefined && this.tokens + tokens > this.maxTokens) {
       this.capped = true;
-      attempt.controller.abort();
+      attempt.controller.abort(NO_LONGER_NEEDED);
       return;
     }
     this.#recordIds(ids);

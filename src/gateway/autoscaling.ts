@@ -14,6 +14,7 @@
  * logged, and the count is handed over again at the next decision.
  */
 import { execFile } from "node:child_process";
+import { NO_LONGER_NEEDED } from "../core/abort.js";
 import type { Clock } from "../core/clock.js";
 import type { AutoscaleConfig, FleetConfig } from "../fleet/config.js";
 import type { Fleet } from "../fleet/fleet.js";
@@ -87,7 +88,7 @@ export class Autoscaling {
   }
 
   stop(): void {
-    this.#stop.abort();
+    this.#stop.abort(NO_LONGER_NEEDED);
   }
 
   rows(): AutoscalingRow[] {

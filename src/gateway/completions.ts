@@ -165,6 +165,10 @@ export function runApi(services: CompletionServices, exchange: Exchange, api: Ap
   return new CompletionRun(services, exchange, api).serve();
 }
 
+/** Why a request's work was stopped (the cause its engines' errors carry), made once: see core/abort.ts. */
+const CLIENT_GONE: Error = new Error("the client went away");
+const DEADLINE_PASSED: Error = new Error("the request's deadline passed");
+
 /** Fair-share cost of a request that set no max_tokens: a typical answer's length. */
 const DEFAULT_OUTPUT_ESTIMATE = 256;
 
@@ -251,10 +255,10 @@ class CompletionRun {
 
   /** A client that goes away, or the deadline, cancels the work. */
   #watchClient(timeoutMs: number): void {
-    this.#x.onGone(() => this.#cancel.abort());
+    this.#x.onGone(() => this.#cancel.abort(CLIENT_GONE));
     this.#cancelDeadline = this.#s.clock.after(timeoutMs, () => {
       this.#timedOut = true;
-      this.#cancel.abort();
+      this.#cancel.abort(DEADLINE_PASSED);
     });
   }
 

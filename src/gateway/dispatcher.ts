@@ -1,3 +1,4 @@
+import { NO_LONGER_NEEDED } from "../core/abort.js";
 import { wallClock, type Clock } from "../core/clock.js";
 import { FlotillaError } from "../core/errors.js";
 import { callsTools, type EmbeddingRequest, type EmbeddingResult, type GenerationRequest, type GenerationResult } from "../core/request.js";
@@ -390,7 +391,7 @@ export class Dispatcher {
       for (const a of attempts) {
         if (a === owner) continue;
         a.lost = true;
-        a.controller.abort();
+        a.controller.abort(NO_LONGER_NEEDED);
       }
       if (owner !== attempts[0]) onAttempt?.(owner.replica);
       spoke();

@@ -1,5 +1,6 @@
 import { randomUUID } from "node:crypto";
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from "fastify";
+import { NO_LONGER_NEEDED } from "../core/abort.js";
 import type { Clock } from "../core/clock.js";
 import { wallClock } from "../core/clock.js";
 import type { Fleet, Replica } from "../fleet/fleet.js";
@@ -217,7 +218,7 @@ class Work {
     if (this.#working === 0) return;
     const done = new AbortController();
     await Promise.race([new Promise<void>((resolve) => (this.#allDone = resolve)), this.clock.sleep(graceMs, done.signal)]);
-    done.abort();
+    done.abort(NO_LONGER_NEEDED);
   }
 }
 
