@@ -49,3 +49,24 @@ describe("function length", () => {
     assert.equal(await lengthErrors("src/sim/fixture.ts", fn(80).replace("let x = 0;", `let x = 0;\n${"  // why\n\n".repeat(30)}`)), 0);
   });
 });
+
+describe("abort reasons on the request path", () => {
+  const abortErrors = async (filePath: string, call: string): Promise<string[]> =>
+    (await eslint.lintText(`export function stop(c: AbortController, why: Error): void {\n  ${call};\n  void why;\n}\n`, { filePath }))[0]!.messages
+      .filter((m) => m.ruleId === "no-restricted-syntax")
+      .map((m) => m.message);
+
+  it("rejects abort() with no reason where requests run (table), naming the reason to pass", async () => {
+    for (const file of ["src/gateway/fixture.ts", "src/engines/fixture.ts", "src/scheduler/fixture.ts", "src/core/fixture.ts"]) {
+      const errors = await abortErrors(file, "c.abort()");
+      assert.equal(errors.length, 1, file);
+      assert.match(errors[0]!, /NO_LONGER_NEEDED/);
+    }
+  });
+
+  it("accepts abort(reason), and abort() off the request path", async () => {
+    assert.deepEqual(await abortErrors("src/gateway/fixture.ts", "c.abort(why)"), []);
+    assert.deepEqual(await abortErrors("src/cli/fixture.ts", "c.abort()"), []);
+    assert.deepEqual(await abortErrors("src/gateway/discovery/fixture.ts", "c.abort()"), []);
+  });
+});
