@@ -77,6 +77,8 @@ let runtime: Promise<Llama> | undefined;
  * test process of one, need not pay.
  */
 let cpp: typeof LlamaCpp | undefined;
+/** Resolves once the runtime's load is off the JS thread (llamaRuntimeUnderway). */
+let underway: Promise<void> | undefined;
 
 /** node-llama-cpp, once llamaRuntime() has loaded it (every use is on a started engine). */
 function llamaCpp(): typeof LlamaCpp {
@@ -109,17 +111,16 @@ export function llamaRuntime(): Promise<Llama> {
  */
 export function llamaRuntimeUnderway(): Promise<void> {
   underway ??= new Promise((resolve) => {
-    const underway = (): void => {
+    const moved = (): void => {
       // Not from inside the channel's publish, which is iterating its subscribers.
-      queueMicrotask(() => unsubscribe("child_process", underway));
+      queueMicrotask(() => unsubscribe("child_process", moved));
       resolve();
     };
-    subscribe("child_process", underway);
-    llamaRuntime().then(underway, underway);
+    subscribe("child_process", moved);
+    llamaRuntime().then(moved, moved);
   });
   return underway;
 }
-let underway: Promise<void> | undefined;
 
 /** A GGUF model run in-process by node-llama-cpp on this machine's CPU. */
 export class LocalEngine implements Engine {

@@ -37,6 +37,8 @@ type Outcome = { readonly ok: true; readonly report: EngineReport; readonly ownA
 
 /** What one scrape may hold in memory: far more than an engine's /metrics, a bound against an endpoint that streams without end. */
 const MAX_BYTES = 8 * 1024 * 1024;
+/** The reason a scrape past its time is aborted with, made once (core/abort.ts). */
+const SCRAPE_TIMED_OUT: Error = new Error("the scrape timed out");
 
 /**
  * Scrapes an engine's Prometheus endpoint every `intervalMs` and keeps its
@@ -108,7 +110,7 @@ export class MetricsScraper {
     let timedOut = false;
     const timer = setTimeout(() => {
       timedOut = true;
-      controller.abort(NO_LONGER_NEEDED);
+      controller.abort(SCRAPE_TIMED_OUT);
     }, this.#timeoutMs);
     timer.unref();
     // The gateway's share of the report, at most: its requests on the engine when the scrape starts, and every one it sends
