@@ -338,6 +338,8 @@ export function truncateTrace(trace: Trace, n: number): Trace {
     inputTokens: trace.inputTokens.subarray(0, n),
     outputTokens: trace.outputTokens.subarray(0, n),
     blockOffsets: trace.blockOffsets.subarray(0, n + 1),
+    // A request follows only an earlier one, so the first n keep their sessions whole.
+    ...(trace.sessions === undefined ? {} : { sessions: { follows: trace.sessions.follows.subarray(0, n), thinkMs: trace.sessions.thinkMs.subarray(0, n) } }),
   };
 }
 

@@ -6,7 +6,7 @@ import { leastLoaded, policies } from "../../src/scheduler/policies.js";
 import { buildReport } from "../../src/sim/report.js";
 import { STATUS, simulate } from "../../src/sim/simulator.js";
 import { syntheticTrace } from "../../src/sim/synthetic.js";
-import { loadTrace } from "../../src/sim/traces.js";
+import { loadTrace, truncateTrace } from "../../src/sim/traces.js";
 import { MOONCAKE, fleetOf, tinyTrace, TRACES_ABSENT } from "./fixtures.js";
 
 
@@ -36,6 +36,9 @@ describe("simulate: known answers", () => {
     const bad = (follows: number[]) => () => simulate({ fleet, trace: { ...trace, sessions: { follows: Int32Array.from(follows), thinkMs: new Float64Array(3) } } });
     assert.throws(bad([-1, 2, -1]), /request 1 follows request 2, which is not earlier/);
     assert.throws(bad([-1, 0, 0]), /requests 1 and 2 both follow request 0/);
+    // Cut short, the trace keeps its sessions for the requests it keeps.
+    const cut = simulate({ fleet, trace: truncateTrace({ ...trace, sessions: { follows: Int32Array.of(-1, 0, 1), thinkMs: Float64Array.of(0, 40, 40) } }, 2) });
+    assert.equal(cut.requests.arrivalMs[1], cut.requests.finishMs[0]! + 40);
   });
 
   it("one request alone: TTFT equals the model's prefill time", () => {
