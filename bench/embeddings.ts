@@ -7,12 +7,10 @@
  *
  *   node --import tsx bench/embeddings.ts [--model PATH.gguf] [--seconds 5] [--concurrency 8]
  */
-import { execFile } from "node:child_process";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { AddressInfo } from "node:net";
-import { promisify } from "node:util";
 import { getLlama, LlamaLogLevel } from "node-llama-cpp";
 import { buildFleet } from "../src/fleet/build.js";
 import { parseFleetConfig } from "../src/fleet/config.js";
@@ -21,7 +19,7 @@ import { ensureDefaultModel } from "../src/gguf/default-model.js";
 import { promptCounter, rateBookFromConfig } from "../src/metering/config.js";
 import { openStoreTenancy } from "../src/metering/store-tenancy.js";
 import { openStore } from "../src/store/index.js";
-import type { LoadResult } from "./lib/load.js";
+import { loadInChild, type LoadResult } from "./lib/load.js";
 
 const arg = (name: string, fallback: string): string => {
   const i = process.argv.indexOf(`--${name}`);
@@ -50,9 +48,7 @@ async function direct(): Promise<number> {
 async function viaGateway(url: string, perRequest: number): Promise<LoadResult> {
   const input = perRequest === 1 ? text(0) : Array.from({ length: perRequest }, (_, i) => text(i));
   const spec = { url, path: "/v1/embeddings", body: JSON.stringify({ model: "m", input }), concurrency, durationMs: seconds * 1000, warmupMs: 1000, readBody: true };
-  const child = new URL("./lib/load-child.ts", import.meta.url).pathname;
-  const { stdout } = await promisify(execFile)(process.execPath, ["--import", "tsx", child, JSON.stringify(spec)], { maxBuffer: 1 << 20 });
-  return JSON.parse(stdout) as LoadResult;
+  return loadInChild(spec);
 }
 
 const directRate = await direct();

@@ -6,8 +6,6 @@
  *
  *   node --import tsx bench/gateway-overhead.ts [--seconds 5]
  */
-import { execFile } from "node:child_process";
-import { promisify } from "node:util";
 import { createServer, type IncomingMessage } from "node:http";
 import type { AddressInfo } from "node:net";
 import { cpus } from "node:os";
@@ -18,7 +16,7 @@ import { Fleet } from "../src/fleet/fleet.js";
 import { ReplicaHealth } from "../src/scheduler/health.js";
 import { ChunkEncoder, completeResponse } from "../src/gateway/responses.js";
 import { createGateway } from "../src/gateway/server.js";
-import type { LoadResult, LoadSpec } from "./lib/load.js";
+import { loadInChild, type LoadResult, type LoadSpec } from "./lib/load.js";
 
 const seconds = Number(process.argv[process.argv.indexOf("--seconds") + 1]) || 5;
 
@@ -78,13 +76,11 @@ const bare = createServer((req: IncomingMessage, res) => {
 await new Promise<void>((r) => bare.listen(0, "127.0.0.1", r));
 const bareUrl = `http://127.0.0.1:${(bare.address() as AddressInfo).port}`;
 
-// Async, never execFileSync: the servers under test live on this process's event loop.
 // The servers' CPU time per request is counted here; the load generator's is its own process's.
 async function load(spec: LoadSpec): Promise<LoadResult & { cpuUsPerRequest: number }> {
   const before = process.cpuUsage();
-  const { stdout } = await promisify(execFile)(process.execPath, ["--import", "tsx", new URL("./lib/load-child.ts", import.meta.url).pathname, JSON.stringify(spec)], { encoding: "utf8" });
+  const result = await loadInChild(spec);
   const cpu = process.cpuUsage(before);
-  const result = JSON.parse(stdout) as LoadResult;
   const total = result.requests + result.errors + result.warmupRequests;
   return { ...result, cpuUsPerRequest: (cpu.user + cpu.system) / total };
 }

@@ -22,13 +22,11 @@
  *   npm install --prefix bench        # once, for the Portkey column
  *   npm run build && node --import tsx bench/gateway-vs-peers.ts [--seconds 10] [--concurrency 32] [--rate 1000] [--rounds 3] [--tokens 16]
  */
-import { execFile } from "node:child_process";
 import { existsSync } from "node:fs";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { availableParallelism, cpus, tmpdir } from "node:os";
 import { join, resolve } from "node:path";
-import { promisify } from "node:util";
-import type { LoadResult, LoadSpec } from "./lib/load.js";
+import { loadInChild, type LoadResult, type LoadSpec } from "./lib/load.js";
 import { freePort, UpstreamProc } from "./lib/upstream-procs.js";
 
 const arg = (name: string, fallback: number): number => {
@@ -105,12 +103,6 @@ async function cpuMs(pid: number): Promise<number> {
   return (Number(fields[11]) + Number(fields[12])) * 10;
 }
 
-async function load(spec: LoadSpec): Promise<LoadResult> {
-  const child = join(ROOT, "bench/lib/load-child.ts");
-  const { stdout } = await promisify(execFile)(process.execPath, [...TSX, child, JSON.stringify(spec)], { encoding: "utf8", maxBuffer: 1 << 24 });
-  return JSON.parse(stdout) as LoadResult;
-}
-
 interface Row {
   readonly target: string;
   readonly mode: string;
@@ -132,7 +124,7 @@ async function measure(target: Target, upstream: string): Promise<Row[]> {
     ];
     for (const [mode, spec] of runs) {
       const before = await cpuMs(proc.pid!);
-      const result = await load(spec);
+      const result = await loadInChild(spec);
       const used = (await cpuMs(proc.pid!)) - before;
       rows.push({ target: target.name, mode, result, cpuMsPerRequest: used / Math.max(1, result.requests + result.errors + result.warmupRequests) });
       process.stderr.write(`  ${target.name}, ${mode}: ${Math.round(result.rps)} req/s, ${result.errors} errors\n`);

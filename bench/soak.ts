@@ -5,14 +5,12 @@
  *
  *   node --import tsx bench/soak.ts [--minutes 10] [--rate 40]
  */
-import { execFile } from "node:child_process";
 import type { AddressInfo } from "node:net";
-import { promisify } from "node:util";
 import { buildFleet } from "../src/fleet/build.js";
 import { parseFleetConfig } from "../src/fleet/config.js";
 import { createGateway } from "../src/gateway/server.js";
 import { ensureDefaultModel } from "../src/gguf/default-model.js";
-import type { LoadResult, LoadSpec } from "./lib/load.js";
+import { loadInChild } from "./lib/load.js";
 
 const arg = (name: string, fallback: number): number => {
   const i = process.argv.indexOf(`--${name}`);
@@ -31,8 +29,6 @@ const app = createGateway({ fleet, logLevel: "silent" });
 await app.listen({ host: "127.0.0.1", port: 0 });
 const url = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`;
 
-const child = new URL("./lib/load-child.ts", import.meta.url).pathname;
-const load = async (spec: LoadSpec): Promise<LoadResult> => JSON.parse((await promisify(execFile)(process.execPath, ["--import", "tsx", child, JSON.stringify(spec)])).stdout) as LoadResult;
 const mib = (bytes: number): string => (bytes / 1024 / 1024).toFixed(1);
 
 const started = performance.now();
@@ -46,8 +42,8 @@ const sampler = setInterval(() => {
 // Half streaming, half not, at a steady open-loop rate for the whole run.
 const durationMs = minutes * 60_000;
 const [streamed, whole] = await Promise.all([
-  load({ url, path: "/v1/chat/completions", body: JSON.stringify({ model: "m", messages: [{ role: "user", content: "Soak." }], max_tokens: 24, stream: true }), rate: rate / 2, concurrency: 32, durationMs, readBody: true }),
-  load({ url, path: "/v1/completions", body: JSON.stringify({ model: "m", prompt: "Soak", max_tokens: 24 }), rate: rate / 2, concurrency: 32, durationMs, readBody: true }),
+  loadInChild({ url, path: "/v1/chat/completions", body: JSON.stringify({ model: "m", messages: [{ role: "user", content: "Soak." }], max_tokens: 24, stream: true }), rate: rate / 2, concurrency: 32, durationMs, readBody: true }),
+  loadInChild({ url, path: "/v1/completions", body: JSON.stringify({ model: "m", prompt: "Soak", max_tokens: 24 }), rate: rate / 2, concurrency: 32, durationMs, readBody: true }),
 ]);
 clearInterval(sampler);
 

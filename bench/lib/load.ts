@@ -1,3 +1,6 @@
+import { execFile } from "node:child_process";
+import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
 import { Pool } from "undici";
 
 /**
@@ -77,4 +80,15 @@ export async function runLoad(spec: LoadSpec): Promise<LoadResult> {
   latencies.sort((a, b) => a - b);
   const q = (p: number): number => latencies[Math.min(latencies.length - 1, Math.floor(p * latencies.length))] ?? NaN;
   return { requests: latencies.length, errors, rps: (latencies.length / elapsed) * 1000, p50Ms: q(0.5), p90Ms: q(0.9), p99Ms: q(0.99), warmupRequests };
+}
+
+/**
+ * `runLoad` in a process of its own (load-child.ts), so the generator never
+ * shares an event loop, or a CPU count, with what it measures. Asynchronous,
+ * never execFileSync: a server under test may live on the caller's loop.
+ */
+export async function loadInChild(spec: LoadSpec): Promise<LoadResult> {
+  const child = fileURLToPath(new URL("./load-child.ts", import.meta.url));
+  const { stdout } = await promisify(execFile)(process.execPath, ["--import", "tsx", child, JSON.stringify(spec)], { encoding: "utf8", maxBuffer: 1 << 24 });
+  return JSON.parse(stdout) as LoadResult;
 }

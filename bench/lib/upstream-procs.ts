@@ -64,6 +64,18 @@ export class UpstreamProc {
     this.state = "down";
   }
 
+  /** SIGTERM, as an orchestrator stops a server: resolves with its exit code once it has drained and exited. */
+  async terminate(): Promise<number | null> {
+    const child = this.#child;
+    if (child === undefined || child.exitCode !== null) return child?.exitCode ?? null;
+    const exited = new Promise<number | null>((r) => child.once("exit", (code) => r(code)));
+    child.kill("SIGTERM");
+    const code = await exited;
+    this.#child = undefined;
+    this.state = "down";
+    return code;
+  }
+
   /** SIGSTOP: the process freezes with its sockets open, as a wedged server does. */
   stop(): void {
     this.#child?.kill("SIGSTOP");
