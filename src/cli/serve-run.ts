@@ -33,7 +33,7 @@ export async function serve(opts: ServeOptions): Promise<void> {
   const policy = policyFromConfig(opts.policy ?? config.server.policy ?? "least-loaded");
 
   const fleet = buildFleet(config, { baseDir, env: process.env });
-  if ([...fleet.models()].some((m) => m.replicas.some((r) => r.engine.kind === "local"))) await llamaRuntimeUnderway();
+  if (fleet.replicas().some((r) => r.engine.kind === "local")) await llamaRuntimeUnderway();
   // Engines start while the rest is built: loading a model is mostly waiting
   // on native code, which overlaps the stores opening and the gateway's setup.
   const failed: string[] = [];
